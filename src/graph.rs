@@ -1,0 +1,1 @@
+//! The compiled dependency graph (placeholder; implemented next).

@@ -1,0 +1,13 @@
+//! launchgraph: a supervisor and dependency orchestrator.
+//!
+//! The pipeline is compile, then run: unit files (TOML) are read and validated into
+//! [`unit::Unit`]s, compiled into a [`graph::Graph`], and only a valid graph is ever run by the
+//! supervisor. Every stage reports all of its errors at once, each naming a file, line and key.
+
+pub mod diag;
+pub mod graph;
+pub mod paths;
+pub mod plan;
+pub mod probe;
+pub mod process;
+pub mod unit;

@@ -1,0 +1,1 @@
+//! Probes (placeholder; implemented next).
