@@ -1,1 +1,157 @@
-//! diag (placeholder)
+//! Diagnostics: one error a person can act on, and the byte-offset to line/column mapping.
+//!
+//! Every stage that reads configuration (unit files, the graph) reports problems as
+//! [`Diagnostic`]s, never as a bare string, so each one names its file, line, column and key,
+//! says what was expected, and may carry a hint. Rendering is `path:line:col: message`, the
+//! form editors and terminals turn into links.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    /// 1-based.
+    pub line: usize,
+    /// 1-based, in characters.
+    pub column: usize,
+    /// The dotted key the problem is about (`exec.command`), when there is one.
+    pub key: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Diagnostic {
+    /// A problem with a whole file or directory rather than a place in it.
+    pub fn whole_file(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.into(),
+            line: 1,
+            column: 1,
+            key: None,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_key(mut self, key: impl Into<String>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Maps byte offsets of one source text to 1-based line and column numbers.
+pub struct SourceMap<'a> {
+    text: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> SourceMap<'a> {
+    pub fn new(text: &'a str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        Self { text, line_starts }
+    }
+
+    /// (line, column), both 1-based; the column counts characters, not bytes.
+    pub fn position(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
+        let start = self.line_starts[line];
+        let column = self
+            .text
+            .get(start..offset)
+            .map_or(offset - start, |s| s.chars().count());
+        (line + 1, column + 1)
+    }
+
+    pub fn diagnostic(
+        &self,
+        file: &Path,
+        span: Range<usize>,
+        key: Option<&str>,
+        message: impl Into<String>,
+    ) -> Diagnostic {
+        let (line, column) = self.position(span.start);
+        Diagnostic {
+            file: file.to_path_buf(),
+            line,
+            column,
+            key: key.map(str::to_owned),
+            message: message.into(),
+            hint: None,
+        }
+    }
+}
+
+/// The closest candidate within a small edit distance, for "did you mean" hints.
+pub fn closest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), *c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_are_one_based_and_count_characters() {
+        let map = SourceMap::new("a = 1\nbé = 2\n");
+        assert_eq!(map.position(0), (1, 1));
+        assert_eq!(map.position(6), (2, 1));
+        // 'é' is two bytes; the '=' after it is the 4th character of line 2.
+        assert_eq!(map.position(10), (2, 4));
+        assert_eq!(map.position(999), (3, 1));
+    }
+
+    #[test]
+    fn closest_finds_typos_only() {
+        let keys = ["command", "env", "working-directory"];
+        assert_eq!(closest("comand", &keys), Some("command"));
+        assert_eq!(closest("workdir", &keys), None);
+        assert_eq!(closest("working_directory", &keys), Some("working-directory"));
+    }
+}

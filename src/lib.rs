@@ -4,7 +4,9 @@
 //! [`unit::Unit`]s, compiled into a [`graph::Graph`], and only a valid graph is ever run by the
 //! supervisor. Every stage reports all of its errors at once, each naming a file, line and key.
 
+pub mod compile;
 pub mod diag;
+pub mod exit;
 pub mod graph;
 pub mod paths;
 pub mod plan;

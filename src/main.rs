@@ -1,1 +1,153 @@
-fn main() {}
+//! The `launchgraph` binary: parses the command line, runs one subcommand, and maps the outcome
+//! to a documented exit code. Everything else lives in the library.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use launchgraph::compile::compile_dir;
+use launchgraph::exit;
+use launchgraph::paths::default_units_dir;
+use launchgraph::plan::Plan;
+
+/// launchgraph: start services in dependency order, each only once what it requires is ready;
+/// restart them in order, with backoff.
+#[derive(Parser)]
+#[command(
+    name = "launchgraph",
+    version,
+    about,
+    after_help = "Exit codes: 0 success; 64 usage error; 70 internal error; 74 I/O error; \
+                  78 invalid configuration (see docs/units.md)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate the units directory and report every error with file, line and column.
+    Check {
+        #[command(flatten)]
+        units: UnitsDir,
+    },
+    /// Show the start waves with each unit's readiness gate, the stop order, and what a
+    /// restart of each unit cascades to.
+    Plan {
+        #[command(flatten)]
+        units: UnitsDir,
+        /// Print the plan as JSON (schema launchgraph.plan/1, see docs/plan-schema.md).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct UnitsDir {
+    /// The units directory (one TOML file per unit). Default: $LAUNCHGRAPH_UNITS, else
+    /// /etc/launchgraph/units on Linux, /usr/local/etc/launchgraph/units on macOS
+    /// ($(brew --prefix)/etc/launchgraph/units for a Homebrew install).
+    #[arg(long, value_name = "DIR", env = "LAUNCHGRAPH_UNITS")]
+    units: Option<PathBuf>,
+}
+
+impl UnitsDir {
+    fn resolve(&self) -> PathBuf {
+        self.units.clone().unwrap_or_else(default_units_dir)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    ExitCode::from(run(cli))
+}
+
+fn run(cli: Cli) -> u8 {
+    match cli.command {
+        Command::Check { units } => check(&units.resolve()),
+        Command::Plan { units, json } => plan(&units.resolve(), json),
+    }
+}
+
+fn check(dir: &std::path::Path) -> u8 {
+    match compile_dir(dir) {
+        Ok(c) => {
+            let mut out = std::io::stdout().lock();
+            for note in c.notes() {
+                let _ = writeln!(out, "note: {note}");
+            }
+            let kinds = c.units.iter().fold((0, 0), |(e, l), u| match u.runner {
+                launchgraph::unit::Runner::Exec(_) => (e + 1, l),
+                launchgraph::unit::Runner::Launchd(_) => (e, l + 1),
+            });
+            let _ = writeln!(
+                out,
+                "ok: {} units ({} exec, {} launchd) in {}, {} start waves, no cycles",
+                c.units.len(),
+                kinds.0,
+                kinds.1,
+                dir.display(),
+                c.graph.waves().len()
+            );
+            exit::OK
+        }
+        Err(diags) => report(dir, &diags),
+    }
+}
+
+fn plan(dir: &std::path::Path, json: bool) -> u8 {
+    match compile_dir(dir) {
+        Ok(c) => {
+            let plan = Plan::new(&c);
+            let mut out = std::io::stdout().lock();
+            let written = if json {
+                serde_json::to_writer_pretty(&mut out, &plan)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(out))
+            } else {
+                out.write_all(plan.render().as_bytes())
+            };
+            match written {
+                Ok(()) => exit::OK,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+                Err(e) => {
+                    eprintln!("launchgraph: cannot write the plan: {e}");
+                    exit::IO
+                }
+            }
+        }
+        Err(diags) => report(dir, &diags),
+    }
+}
+
+fn report(dir: &std::path::Path, diags: &[launchgraph::diag::Diagnostic]) -> u8 {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "{d}");
+    }
+    let files: std::collections::BTreeSet<_> = diags.iter().map(|d| &d.file).collect();
+    let _ = writeln!(
+        err,
+        "error: {} problem{} in {} file{} under {}; nothing was started",
+        diags.len(),
+        if diags.len() == 1 { "" } else { "s" },
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        dir.display()
+    );
+    exit::CONFIG
+}

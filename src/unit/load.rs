@@ -1,5 +1,1081 @@
-//! Reading unit files (placeholder).
-use std::path::Path;
+//! Reading unit files: TOML text to validated [`Unit`]s, or every problem found.
+//!
+//! This module owns the unit file grammar: which keys exist, their types, their defaults, and
+//! the messages and hints for each mistake. It walks the spanned TOML tree by hand rather than
+//! through serde so that one pass reports *every* error in a file (serde stops at the first)
+//! and each error points at the exact line and column of the offending key or value. Checks
+//! that need more than one file (unknown or self dependencies, duplicate labels, cycles) are in
+//! [`crate::compile`]; this module only reads and checks one file at a time.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeArray, DeTable, DeValue};
+
+use super::{
+    AliveSpec, Domain, ExecSpec, Label, LaunchdSpec, PreflightSpec, Probe, ReadySpec,
+    RestartPolicy, RestartSpec, Runner, Signal, Unit, UnitName,
+};
+use crate::diag::{Diagnostic, SourceMap, closest};
+
+/// Every problem found while reading a units directory.
 #[derive(Debug)]
-pub struct LoadError;
-pub fn load_dir(_dir: &Path) -> Result<Vec<super::Unit>, LoadError> { todo!() }
+pub struct LoadError {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for d in &self.diagnostics {
+            writeln!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LoadError {}
+
+/// A unit read from one file, with the source positions later cross-file checks point at.
+#[derive(Debug, Clone)]
+pub struct ParsedUnit {
+    pub unit: Unit,
+    /// For each entry of `requires`, where it is written (line, column).
+    pub requires_at: Vec<(usize, usize)>,
+    /// Where `[launchd] label` is written, for duplicate-label errors.
+    pub label_at: Option<(usize, usize)>,
+}
+
+/// The outcome of reading a directory: the units that parsed, the names of every unit file
+/// (including broken ones, so that a unit requiring a broken unit is not also told its
+/// requirement does not exist), and the diagnostics.
+#[derive(Debug, Default)]
+pub struct DirContents {
+    pub units: Vec<ParsedUnit>,
+    pub names: HashSet<UnitName>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Reads and validates every unit file of `dir`, returning only units if all of them are valid.
+/// Cross-file checks are not done here; see [`crate::compile::compile_dir`].
+pub fn load_dir(dir: &Path) -> Result<Vec<Unit>, LoadError> {
+    let contents = read_dir(dir);
+    if contents.diagnostics.is_empty() {
+        Ok(contents.units.into_iter().map(|p| p.unit).collect())
+    } else {
+        Err(LoadError {
+            diagnostics: contents.diagnostics,
+        })
+    }
+}
+
+/// Reads every `*.toml` file of `dir` (hidden files and other names are ignored), sorted by
+/// name, collecting all diagnostics.
+pub fn read_dir(dir: &Path) -> DirContents {
+    let mut out = DirContents::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            let hint = if e.kind() == std::io::ErrorKind::NotFound {
+                "create it, or point launchgraph at the right one with --units DIR or LAUNCHGRAPH_UNITS"
+            } else {
+                "check the directory's permissions"
+            };
+            out.diagnostics.push(
+                Diagnostic::whole_file(dir, format!("cannot read the units directory: {e}"))
+                    .with_hint(hint),
+            );
+            return out;
+        }
+    };
+    let mut files: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                out.diagnostics.push(Diagnostic::whole_file(
+                    dir,
+                    format!("cannot list the units directory: {e}"),
+                ));
+                continue;
+            }
+        };
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !name.ends_with(".toml") {
+            continue;
+        }
+        // Follow symlinks: a unit file may be a link into a shared tree.
+        if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            continue;
+        }
+        files.push(path);
+    }
+    files.sort();
+    if files.is_empty() && out.diagnostics.is_empty() {
+        out.diagnostics.push(
+            Diagnostic::whole_file(dir, "the units directory has no unit files (*.toml)")
+                .with_hint("add one file per unit, e.g. ollama.toml; see the unit reference in docs/units.md"),
+        );
+    }
+    // Names first: a requirement is checked against every unit file, broken or not.
+    let mut named = Vec::with_capacity(files.len());
+    for path in files {
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match UnitName::parse(&stem) {
+            Ok(n) => {
+                out.names.insert(n.clone());
+                named.push((path, n));
+            }
+            Err(e) => out.diagnostics.push(
+                Diagnostic::whole_file(&path, format!("bad unit name {stem:?}: {e}"))
+                    .with_hint("the file stem is the unit's name: rename the file, e.g. to \"my-service.toml\""),
+            ),
+        }
+    }
+    for (path, name) in named {
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                out.diagnostics.push(
+                    Diagnostic::whole_file(&path, format!("cannot read the unit file: {e}"))
+                        .with_hint("check the file's permissions: launchgraph must be able to read it"),
+                );
+                continue;
+            }
+        };
+        let text = match String::from_utf8(bytes) {
+            Ok(t) => t,
+            Err(e) => {
+                let valid = e.utf8_error().valid_up_to();
+                let prefix = std::str::from_utf8(&e.as_bytes()[..valid]).unwrap_or("");
+                let (line, column) = SourceMap::new(prefix).position(valid);
+                out.diagnostics.push(Diagnostic {
+                    file: path.clone(),
+                    line,
+                    column,
+                    key: None,
+                    message: format!("the unit file is not valid UTF-8 (invalid byte at offset {valid})"),
+                    hint: Some("save the file as UTF-8 text".into()),
+                });
+                continue;
+            }
+        };
+        if let Some(parsed) = parse_unit(name, &path, &text, &out.names, &mut out.diagnostics) {
+            out.units.push(parsed);
+        }
+    }
+    out
+}
+
+/// Parses one unit file's text. Pushes every problem found to `diags`; returns the unit only
+/// when the file had none.
+///
+/// `known` is the set of unit names in the directory; a requirement outside it is an error.
+pub fn parse_unit(
+    name: UnitName,
+    file: &Path,
+    text: &str,
+    known: &HashSet<UnitName>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<ParsedUnit> {
+    let map = SourceMap::new(text);
+    let before = diags.len();
+    let (root, errors) = DeTable::parse_recoverable(text);
+    if !errors.is_empty() {
+        for e in errors {
+            let span = e.span().unwrap_or(0..0);
+            diags.push(
+                map.diagnostic(file, span, None, format!("TOML syntax error: {}", e.message().trim()))
+                    .with_hint("see https://toml.io for the syntax"),
+            );
+        }
+        return None;
+    }
+    let mut cx = Cx {
+        file,
+        map: &map,
+        diags,
+    };
+    let root_span = root.span();
+    let top = Table::new("", root.get_ref(), root_span);
+
+    let description = top.string(&mut cx, "description");
+    let (requires, requires_at) = match top.get("requires") {
+        Some(v) => cx.unit_names(v, "requires"),
+        None => (Vec::new(), Vec::new()),
+    };
+    for (dep, at) in requires.iter().zip(&requires_at) {
+        let (message, hint) = if *dep == name {
+            (
+                format!("unit {:?} requires itself", name.as_str()),
+                "remove it from `requires`".to_string(),
+            )
+        } else if !known.contains(dep) {
+            let names: Vec<&str> = known.iter().map(UnitName::as_str).collect();
+            let dir = file.parent().unwrap_or(Path::new("."));
+            (
+                format!(
+                    "unit {:?} requires {:?}, which does not exist",
+                    name.as_str(),
+                    dep.as_str()
+                ),
+                match closest(dep.as_str(), &names) {
+                    Some(c) => format!("did you mean {c:?}?"),
+                    None => format!("add {dep}.toml to {}, or remove it from `requires`", dir.display()),
+                },
+            )
+        } else {
+            continue;
+        };
+        cx.diags.push(Diagnostic {
+            file: file.to_path_buf(),
+            line: at.0,
+            column: at.1,
+            key: Some("requires".into()),
+            message,
+            hint: Some(hint),
+        });
+    }
+
+    let launchd_v = top.get("launchd");
+    let exec_v = top.get("exec");
+    let mut label_at = None;
+    let runner = match (launchd_v, exec_v) {
+        (Some(l), Some(e)) => {
+            let d = cx
+                .at(l.span().start.min(e.span().start), None, "a unit has both [launchd] and [exec]; it must have exactly one")
+                .with_hint("keep [launchd] to drive an existing launchd job, or [exec] to have launchgraph spawn the process itself");
+            cx.diags.push(d);
+            // Still check both tables so every other mistake is reported too.
+            let _ = cx.table(l, "launchd").map(|t| launchd_spec(&mut cx, t));
+            let _ = cx.table(e, "exec").map(|t| exec_spec(&mut cx, t));
+            None
+        }
+        (None, None) => {
+            let d = cx
+                .at(0, None, "a unit needs exactly one of [launchd] or [exec]; it has neither")
+                .with_hint("add [exec] with `command = [\"/absolute/program\", ...]`, or [launchd] with `label` and `plist`");
+            cx.diags.push(d);
+            None
+        }
+        (Some(l), None) => cx.table(l, "launchd").and_then(|t| {
+            let spec = launchd_spec(&mut cx, t);
+            if spec.is_some() {
+                label_at = t_label_at(&cx, l);
+            }
+            spec.map(Runner::Launchd)
+        }),
+        (None, Some(e)) => cx
+            .table(e, "exec")
+            .and_then(|t| exec_spec(&mut cx, t).map(Runner::Exec)),
+    };
+
+    let ready = top
+        .get("ready")
+        .and_then(|v| cx.table(v, "ready"))
+        .and_then(|t| ready_spec(&mut cx, t));
+    let alive = top
+        .get("alive")
+        .and_then(|v| cx.table(v, "alive"))
+        .and_then(|t| alive_spec(&mut cx, t));
+    let restart = match top.get("restart") {
+        Some(v) => cx.table(v, "restart").and_then(|t| restart_spec(&mut cx, t)),
+        None => Some(RestartSpec::default()),
+    };
+    if let Some(v) = top.get("preflight")
+        && let Some(t) = cx.table(v, "preflight")
+    {
+        t.finish(&mut cx, &[]);
+    }
+    top.finish(
+        &mut cx,
+        &[
+            "description",
+            "requires",
+            "launchd",
+            "exec",
+            "ready",
+            "alive",
+            "restart",
+            "preflight",
+        ],
+    );
+
+    if cx.diags.len() != before {
+        return None;
+    }
+    Some(ParsedUnit {
+        unit: Unit {
+            name,
+            file: file.to_path_buf(),
+            description,
+            requires,
+            runner: runner?,
+            ready,
+            alive,
+            restart: restart?,
+            preflight: PreflightSpec::default(),
+        },
+        requires_at,
+        label_at,
+    })
+}
+
+fn t_label_at(cx: &Cx<'_>, launchd: &Spanned<DeValue<'_>>) -> Option<(usize, usize)> {
+    let t = launchd.get_ref().as_table()?;
+    let (k, _) = t.iter().find(|(k, _)| k.get_ref() == "label")?;
+    Some(cx.map.position(k.span().start))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sections.
+
+fn launchd_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<LaunchdSpec> {
+    let label = t.required(cx, "label", "the launchd job's Label, e.g. \"homebrew.mxcl.ollama\"");
+    let label = label.and_then(|v| {
+        let s = cx.string(v, "launchd.label")?;
+        if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '/') {
+            cx.err(
+                v,
+                "launchd.label",
+                format!("{s:?} is not a launchd label: expected a non-empty name without spaces or '/'"),
+                Some("use the plist's Label, e.g. \"ai.openclaw.gateway\""),
+            );
+            return None;
+        }
+        Some(Label(s))
+    });
+    let plist = t
+        .required(cx, "plist", "the absolute path of the job's plist")
+        .and_then(|v| cx.abs_path(v, "launchd.plist"));
+    let domain = match t.get("domain") {
+        Some(v) => cx.string(v, "launchd.domain").and_then(|s| match Domain::parse(&s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                cx.err(v, "launchd.domain", e, Some("LaunchDaemons live in \"system\"; a user's LaunchAgents in \"gui/<uid>\" or \"gui/console\""));
+                None
+            }
+        }),
+        None => Some(Domain::System),
+    };
+    t.finish(cx, &["label", "plist", "domain"]);
+    Some(LaunchdSpec {
+        label: label?,
+        plist: plist?,
+        domain: domain?,
+    })
+}
+
+fn exec_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ExecSpec> {
+    let command = t
+        .required(cx, "command", "the argv to run, e.g. [\"/usr/bin/python3\", \"-m\", \"http.server\"]")
+        .and_then(|v| cx.argv(v, "exec.command"));
+    let env = match t.get("env") {
+        Some(v) => cx.env(v, "exec.env"),
+        None => Some(BTreeMap::new()),
+    };
+    let working_directory = match t.get("working-directory") {
+        Some(v) => cx.abs_path(v, "exec.working-directory"),
+        None => Some(PathBuf::from("/")),
+    };
+    let user = t.nonempty_string(cx, "user");
+    let group = t.nonempty_string(cx, "group");
+    let stop_signal = match t.get("stop-signal") {
+        Some(v) => cx.string(v, "exec.stop-signal").and_then(|s| match Signal::parse(&s) {
+            Ok(sig) => Some(sig),
+            Err(e) => {
+                cx.err(v, "exec.stop-signal", e, None);
+                None
+            }
+        }),
+        None => Some(Signal(nix::sys::signal::Signal::SIGTERM)),
+    };
+    let stop_timeout = t.duration(cx, "stop-timeout", Duration::from_secs(10));
+    let stdout = t.get("stdout").map(|v| cx.abs_path(v, "exec.stdout"));
+    let stderr = t.get("stderr").map(|v| cx.abs_path(v, "exec.stderr"));
+    let log_max_bytes = match t.get("log-max-size") {
+        Some(v) => cx.byte_size(v, "exec.log-max-size"),
+        None => Some(10 * 1024 * 1024),
+    };
+    let log_keep = t.integer(cx, "log-keep", 3, 0, 100);
+    t.finish(
+        cx,
+        &[
+            "command",
+            "env",
+            "working-directory",
+            "user",
+            "group",
+            "stop-signal",
+            "stop-timeout",
+            "stdout",
+            "stderr",
+            "log-max-size",
+            "log-keep",
+        ],
+    );
+    Some(ExecSpec {
+        command: command?,
+        env: env?,
+        working_directory: working_directory?,
+        user: user.ok()?,
+        group: group.ok()?,
+        stop_signal: stop_signal?,
+        stop_timeout: stop_timeout?,
+        stdout: stdout.transpose_opt()?,
+        stderr: stderr.transpose_opt()?,
+        log_max_bytes: log_max_bytes?,
+        log_keep: log_keep? as u32,
+    })
+}
+
+const PROBE_KEYS: [&str; 3] = ["tcp", "http", "exec"];
+
+/// Reads the probe keys shared by `[ready]` and `[alive]`.
+fn probe(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Probe> {
+    let section = t.path;
+    let given: Vec<&str> = PROBE_KEYS
+        .iter()
+        .copied()
+        .filter(|k| t.table.iter().any(|(key, _)| key.get_ref() == k))
+        .collect();
+    let status_v = t.get("status");
+    let body_v = t.get("body-contains");
+    let probe = match given.as_slice() {
+        [] => {
+            let d = cx
+                .at(t.span.start, Some(section), format!("[{section}] needs one probe: `tcp`, `http` or `exec`"))
+                .with_hint("e.g. tcp = \"127.0.0.1:11434\", or http = \"http://127.0.0.1:11434/api/version\"");
+            cx.diags.push(d);
+            None
+        }
+        [one] => {
+            let v = t.get(one).expect("key present");
+            let key = format!("{section}.{one}");
+            match *one {
+                "tcp" => cx.string(v, &key).and_then(|s| match parse_socket_addr(&s) {
+                    Ok(addr) => Some(Probe::Tcp { addr }),
+                    Err(e) => {
+                        cx.err(v, &key, e, Some("write an IP address and a port, e.g. \"127.0.0.1:11434\" or \"[::1]:11434\"; probes never resolve host names"));
+                        None
+                    }
+                }),
+                "http" => cx.string(v, &key).and_then(|s| match parse_http_url(&s) {
+                    Ok((url, addr)) => Some((url, addr)),
+                    Err((e, hint)) => {
+                        cx.err(v, &key, e, Some(hint));
+                        None
+                    }
+                }).map(|(url, addr)| Probe::Http {
+                    url,
+                    addr,
+                    status: 200,
+                    body_contains: None,
+                }),
+                _ => cx.argv(v, &key).map(|argv| Probe::Exec { argv }),
+            }
+        }
+        _ => {
+            let v = t.get(given[1]).expect("key present");
+            cx.err(
+                v,
+                section,
+                format!("[{section}] has {} probes ({}); it takes exactly one", given.len(), given.join(", ")),
+                Some("keep one of `tcp`, `http` or `exec`"),
+            );
+            None
+        }
+    };
+    let is_http = given == ["http"];
+    let status = status_v.and_then(|v| {
+        if !is_http {
+            cx.err(v, &format!("{section}.status"), "`status` applies only to an `http` probe".to_string(), None);
+            return None;
+        }
+        let n = cx.int(v, &format!("{section}.status"))?;
+        if !(100..=599).contains(&n) {
+            cx.err(v, &format!("{section}.status"), format!("{n} is not an HTTP status: expected 100 to 599"), None);
+            return None;
+        }
+        Some(n as u16)
+    });
+    let body = body_v.and_then(|v| {
+        if !is_http {
+            cx.err(v, &format!("{section}.body-contains"), "`body-contains` applies only to an `http` probe".to_string(), None);
+            return None;
+        }
+        cx.string(v, &format!("{section}.body-contains"))
+    });
+    match probe {
+        Some(Probe::Http { url, addr, .. }) => Some(Probe::Http {
+            url,
+            addr,
+            status: status.unwrap_or(200),
+            body_contains: body,
+        }),
+        other => other,
+    }
+}
+
+fn ready_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ReadySpec> {
+    let probe = probe(cx, &t);
+    let interval = t.positive_duration(cx, "interval", Duration::from_secs(1));
+    let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(1));
+    let start_timeout = t.positive_duration(cx, "start-timeout", Duration::from_secs(60));
+    t.finish(
+        cx,
+        &["tcp", "http", "exec", "status", "body-contains", "interval", "timeout", "start-timeout"],
+    );
+    Some(ReadySpec {
+        probe: probe?,
+        interval: interval?,
+        timeout: timeout?,
+        start_timeout: start_timeout?,
+    })
+}
+
+fn alive_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<AliveSpec> {
+    let probe = probe(cx, &t);
+    let interval = t.positive_duration(cx, "interval", Duration::from_secs(5));
+    let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(2));
+    let failures = t.integer(cx, "failures", 3, 1, 1000);
+    t.finish(
+        cx,
+        &["tcp", "http", "exec", "status", "body-contains", "interval", "timeout", "failures"],
+    );
+    Some(AliveSpec {
+        probe: probe?,
+        interval: interval?,
+        timeout: timeout?,
+        failures: failures? as u32,
+    })
+}
+
+fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
+    let d = RestartSpec::default();
+    let policy = match t.get("policy") {
+        Some(v) => cx.string(v, "restart.policy").and_then(|s| match s.as_str() {
+            "on-failure" => Some(RestartPolicy::OnFailure),
+            "always" => Some(RestartPolicy::Always),
+            "never" => Some(RestartPolicy::Never),
+            other => {
+                cx.err(v, "restart.policy", format!("{other:?} is not a restart policy: expected \"on-failure\", \"always\" or \"never\""), None);
+                None
+            }
+        }),
+        None => Some(d.policy),
+    };
+    let initial = t.duration(cx, "initial", d.initial);
+    let max_v = t.get("max");
+    let max = t.duration(cx, "max", d.max);
+    let factor = t.float(cx, "factor", d.factor, 1.0, 100.0);
+    let jitter = t.float(cx, "jitter", d.jitter, 0.0, 1.0);
+    let reset_after = t.positive_duration(cx, "reset-after", d.reset_after);
+    let count = t.integer(cx, "start-limit-count", d.start_limit_count as i64, 1, 1_000_000);
+    let period = t.positive_duration(cx, "start-limit-period", d.start_limit_period);
+    let codes = match t.get("no-restart-exit-codes") {
+        Some(v) => cx.exit_codes(v, "restart.no-restart-exit-codes"),
+        None => Some(Vec::new()),
+    };
+    if let (Some(i), Some(m), Some(v)) = (initial, max, max_v)
+        && m < i
+    {
+        cx.err(
+            v,
+            "restart.max",
+            format!(
+                "`max` ({}) is less than `initial` ({})",
+                humantime::format_duration(m),
+                humantime::format_duration(i)
+            ),
+            Some("the cap must be at least the first delay"),
+        );
+    }
+    t.finish(
+        cx,
+        &[
+            "policy",
+            "initial",
+            "max",
+            "factor",
+            "jitter",
+            "reset-after",
+            "start-limit-count",
+            "start-limit-period",
+            "no-restart-exit-codes",
+        ],
+    );
+    Some(RestartSpec {
+        policy: policy?,
+        initial: initial?,
+        max: max?,
+        factor: factor?,
+        jitter: jitter?,
+        reset_after: reset_after?,
+        start_limit_count: count? as u32,
+        start_limit_period: period?,
+        no_restart_exit_codes: codes?,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Value grammar shared by probes and the CLI.
+
+/// `IP:port` (`[v6]:port` for IPv6), port 1..=65535.
+pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
+    match s.parse::<SocketAddr>() {
+        Ok(a) if a.port() == 0 => Err(format!("{s:?}: port 0 is not a port a server listens on")),
+        Ok(a) => Ok(a),
+        Err(_) => {
+            let host = s.rsplit_once(':').map_or(s, |(h, _)| h);
+            if host.parse::<IpAddr>().is_err() && !host.is_empty() && !s.contains('[') {
+                Err(format!("{s:?} is not IP:port: {host:?} is a host name, not an IP address (\"localhost\" may resolve to ::1 or 127.0.0.1)"))
+            } else {
+                Err(format!("{s:?} is not IP:port"))
+            }
+        }
+    }
+}
+
+/// An `http://IP[:port]/path` URL; returns the URL and its socket address.
+pub fn parse_http_url(s: &str) -> Result<(String, SocketAddr), (String, &'static str)> {
+    let hint = "write e.g. \"http://127.0.0.1:11434/api/version\"; probes speak plain HTTP to an IP address";
+    let rest = match s.split_once("://") {
+        Some(("http", rest)) => rest,
+        Some((scheme, _)) => {
+            return Err((format!("{s:?} is not an http URL: the scheme is {scheme:?}, expected \"http\""), hint));
+        }
+        None => return Err((format!("{s:?} is not an http URL: expected \"http://IP:port/path\""), hint)),
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if authority.contains('@') {
+        return Err((format!("{s:?}: credentials in the URL are not supported"), hint));
+    }
+    let with_port = if authority.starts_with('[') {
+        if authority.contains("]:") {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        }
+    } else if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    match parse_socket_addr(&with_port) {
+        Ok(addr) => Ok((s.to_string(), addr)),
+        Err(e) => Err((format!("{s:?} is not a probe URL: {e}"), hint)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The spanned-tree reader.
+
+struct Cx<'a> {
+    file: &'a Path,
+    map: &'a SourceMap<'a>,
+    diags: &'a mut Vec<Diagnostic>,
+}
+
+impl Cx<'_> {
+    fn at(&self, offset: usize, key: Option<&str>, message: impl Into<String>) -> Diagnostic {
+        self.map.diagnostic(self.file, offset..offset, key, message)
+    }
+
+    fn err(&mut self, v: &Spanned<DeValue<'_>>, key: &str, message: String, hint: Option<&str>) {
+        let mut d = self
+            .map
+            .diagnostic(self.file, v.span(), Some(key), format!("`{key}`: {message}"));
+        d.hint = hint.map(str::to_owned);
+        self.diags.push(d);
+    }
+
+    fn wrong_type(&mut self, v: &Spanned<DeValue<'_>>, key: &str, expected: &str) {
+        let got = v.get_ref().type_str();
+        self.err(v, key, format!("expected {expected}, found {got}"), None);
+    }
+
+    fn table<'t, 'i>(&mut self, v: &'t Spanned<DeValue<'i>>, key: &'static str) -> Option<Table<'t, 'i>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(Table::new(key, t, v.span())),
+            _ => {
+                self.wrong_type(v, key, &format!("a table [{key}]"));
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<String> {
+        match v.get_ref() {
+            DeValue::String(s) => Some(s.to_string()),
+            _ => {
+                self.wrong_type(v, key, "a string");
+                None
+            }
+        }
+    }
+
+    fn int(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<i64> {
+        match v.get_ref() {
+            DeValue::Integer(i) => match i64::from_str_radix(i.as_str(), i.radix()) {
+                Ok(n) => Some(n),
+                Err(_) => {
+                    self.err(v, key, "the integer is out of range".into(), None);
+                    None
+                }
+            },
+            _ => {
+                self.wrong_type(v, key, "an integer");
+                None
+            }
+        }
+    }
+
+    fn array<'t, 'i>(&mut self, v: &'t Spanned<DeValue<'i>>, key: &str, expected: &str) -> Option<&'t DeArray<'i>> {
+        match v.get_ref() {
+            DeValue::Array(a) => Some(a),
+            _ => {
+                self.wrong_type(v, key, expected);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<Duration> {
+        let hint = Some("write a duration as a string with a unit, e.g. \"250ms\", \"5s\", \"5m\"");
+        match v.get_ref() {
+            DeValue::String(s) => match humantime::parse_duration(s.trim()) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.err(v, key, format!("{s:?} is not a duration: {e}"), hint);
+                    None
+                }
+            },
+            _ => {
+                let got = v.get_ref().type_str();
+                self.err(v, key, format!("expected a duration string, found {got}"), hint);
+                None
+            }
+        }
+    }
+
+    fn abs_path(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<PathBuf> {
+        let s = self.string(v, key)?;
+        if !s.starts_with('/') {
+            self.err(v, key, format!("{s:?} is not an absolute path"), Some("write the full path, starting with '/'"));
+            return None;
+        }
+        Some(PathBuf::from(s))
+    }
+
+    /// A non-empty array of strings whose first element is an absolute path.
+    fn argv(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<Vec<String>> {
+        let arr = self.array(v, key, "an array of strings, e.g. [\"/bin/sh\", \"-c\", \"...\"]")?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in arr.iter() {
+            match item.get_ref() {
+                DeValue::String(s) => out.push(s.to_string()),
+                _ => {
+                    self.wrong_type(item, key, "a string");
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        match out.first() {
+            None => {
+                self.err(v, key, "the command is empty".into(), Some("name at least the program, as an absolute path"));
+                None
+            }
+            Some(p) if !p.starts_with('/') => {
+                let hint = if p.contains('/') {
+                    "write the program's full path, starting with '/'".to_string()
+                } else {
+                    format!("write the program's full path (e.g. `command -v {p}` shows it); units never search PATH for the program")
+                };
+                let item = arr.iter().next().expect("non-empty");
+                self.err(item, key, format!("the program {p:?} is not an absolute path"), Some(&hint));
+                None
+            }
+            Some(_) => Some(out),
+        }
+    }
+
+    fn env(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<BTreeMap<String, String>> {
+        let DeValue::Table(t) = v.get_ref() else {
+            self.wrong_type(v, key, "a table of strings, e.g. { OLLAMA_HOST = \"127.0.0.1:11434\" }");
+            return None;
+        };
+        let mut out = BTreeMap::new();
+        let mut ok = true;
+        for (k, val) in t.iter() {
+            let name = k.get_ref().to_string();
+            let item_key = format!("{key}.{name}");
+            if name.is_empty() || name.contains('=') || name.contains('\0') {
+                let d = self
+                    .map
+                    .diagnostic(self.file, k.span(), Some(&item_key), format!("`{item_key}`: {name:?} is not an environment variable name"))
+                    .with_hint("a name cannot be empty or contain '=' or NUL");
+                self.diags.push(d);
+                ok = false;
+                continue;
+            }
+            match val.get_ref() {
+                DeValue::String(s) if s.contains('\0') => {
+                    self.err(val, &item_key, "the value contains a NUL byte".into(), None);
+                    ok = false;
+                }
+                DeValue::String(s) => {
+                    out.insert(name, s.to_string());
+                }
+                _ => {
+                    self.wrong_type(val, &item_key, "a string (quote numbers: \"1\")");
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// `"10MiB"`, `"512KiB"`, `"1GB"` or an integer number of bytes.
+    fn byte_size(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<u64> {
+        let hint = Some("write a size such as \"10MiB\", \"512KiB\" or a number of bytes");
+        match v.get_ref() {
+            DeValue::Integer(_) => {
+                let n = self.int(v, key)?;
+                if n < 1 {
+                    self.err(v, key, format!("{n} is not a positive size"), hint);
+                    return None;
+                }
+                Some(n as u64)
+            }
+            DeValue::String(s) => match parse_byte_size(s) {
+                Some(n) if n > 0 => Some(n),
+                _ => {
+                    self.err(v, key, format!("{s:?} is not a size"), hint);
+                    None
+                }
+            },
+            _ => {
+                self.wrong_type(v, key, "a size string or an integer");
+                None
+            }
+        }
+    }
+
+    fn exit_codes(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<Vec<i32>> {
+        let arr = self.array(v, key, "an array of exit codes, e.g. [78]")?;
+        let mut out = Vec::new();
+        let mut ok = true;
+        for item in arr.iter() {
+            match self.int(item, key) {
+                Some(n) if (0..=255).contains(&n) => out.push(n as i32),
+                Some(n) => {
+                    self.err(item, key, format!("{n} is not an exit code: expected 0 to 255"), None);
+                    ok = false;
+                }
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    /// An array of unit names with where each is written.
+    fn unit_names(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> (Vec<UnitName>, Vec<(usize, usize)>) {
+        let mut names = Vec::new();
+        let mut at = Vec::new();
+        let Some(arr) = self.array(v, key, "an array of unit names, e.g. [\"ollama\"]") else {
+            return (names, at);
+        };
+        for item in arr.iter() {
+            let Some(s) = self.string(item, key) else { continue };
+            match UnitName::parse(&s) {
+                Ok(n) if names.contains(&n) => {
+                    self.err(item, key, format!("{s:?} is listed twice"), Some("remove the duplicate"));
+                }
+                Ok(n) => {
+                    names.push(n);
+                    at.push(self.map.position(item.span().start));
+                }
+                Err(e) => self.err(item, key, format!("{s:?} is not a unit name: {e}"), Some("a requirement is named by its file stem, e.g. \"ollama\" for ollama.toml")),
+            }
+        }
+        (names, at)
+    }
+}
+
+fn parse_byte_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KB" | "kB" => 1_000,
+        "KiB" | "K" | "k" => 1 << 10,
+        "MB" => 1_000_000,
+        "MiB" | "M" => 1 << 20,
+        "GB" => 1_000_000_000,
+        "GiB" | "G" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// One table being read: records which keys were used so `finish` can report the rest.
+struct Table<'t, 'i> {
+    path: &'static str,
+    table: &'t DeTable<'i>,
+    span: Range<usize>,
+}
+
+impl<'t, 'i> Table<'t, 'i> {
+    fn new(path: &'static str, table: &'t DeTable<'i>, span: Range<usize>) -> Self {
+        Self { path, table, span }
+    }
+
+    fn get(&self, key: &str) -> Option<&'t Spanned<DeValue<'i>>> {
+        self.table
+            .iter()
+            .find(|(k, _)| k.get_ref() == key)
+            .map(|(_, v)| v)
+    }
+
+    fn key(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    fn required(&self, cx: &mut Cx<'_>, key: &str, what: &str) -> Option<&'t Spanned<DeValue<'i>>> {
+        let v = self.get(key);
+        if v.is_none() {
+            let full = self.key(key);
+            let d = cx
+                .at(self.span.start, Some(&full), format!("[{}] is missing `{key}`", self.path))
+                .with_hint(format!("add `{key} = ...`: {what}"));
+            cx.diags.push(d);
+        }
+        v
+    }
+
+    fn string(&self, cx: &mut Cx<'_>, key: &str) -> Option<String> {
+        self.get(key).and_then(|v| cx.string(v, &self.key(key)))
+    }
+
+    /// Ok(None) when absent, Ok(Some) when valid, Err when invalid.
+    fn nonempty_string(&self, cx: &mut Cx<'_>, key: &str) -> Result<Option<String>, ()> {
+        let Some(v) = self.get(key) else { return Ok(None) };
+        let full = self.key(key);
+        match cx.string(v, &full) {
+            Some(s) if s.is_empty() => {
+                cx.err(v, &full, "must not be empty".into(), None);
+                Err(())
+            }
+            Some(s) => Ok(Some(s)),
+            None => Err(()),
+        }
+    }
+
+    fn duration(&self, cx: &mut Cx<'_>, key: &str, default: Duration) -> Option<Duration> {
+        match self.get(key) {
+            Some(v) => cx.duration(v, &self.key(key)),
+            None => Some(default),
+        }
+    }
+
+    fn positive_duration(&self, cx: &mut Cx<'_>, key: &str, default: Duration) -> Option<Duration> {
+        let Some(v) = self.get(key) else { return Some(default) };
+        let full = self.key(key);
+        let d = cx.duration(v, &full)?;
+        if d.is_zero() {
+            cx.err(v, &full, "must be greater than zero".into(), Some("e.g. \"1s\""));
+            return None;
+        }
+        Some(d)
+    }
+
+    fn integer(&self, cx: &mut Cx<'_>, key: &str, default: i64, min: i64, max: i64) -> Option<i64> {
+        let Some(v) = self.get(key) else { return Some(default) };
+        let full = self.key(key);
+        let n = cx.int(v, &full)?;
+        if !(min..=max).contains(&n) {
+            cx.err(v, &full, format!("{n} is out of range: expected {min} to {max}"), None);
+            return None;
+        }
+        Some(n)
+    }
+
+    fn float(&self, cx: &mut Cx<'_>, key: &str, default: f64, min: f64, max: f64) -> Option<f64> {
+        let Some(v) = self.get(key) else { return Some(default) };
+        let full = self.key(key);
+        let f = match v.get_ref() {
+            DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
+            DeValue::Integer(_) => cx.int(v, &full).map(|n| n as f64),
+            _ => {
+                cx.wrong_type(v, &full, "a number");
+                return None;
+            }
+        };
+        match f {
+            Some(f) if f.is_finite() && (min..=max).contains(&f) => Some(f),
+            _ => {
+                cx.err(v, &full, format!("expected a number from {min} to {max}"), None);
+                None
+            }
+        }
+    }
+
+    /// Reports every key not in `known`, with a "did you mean" hint for near misses.
+    fn finish(self, cx: &mut Cx<'_>, known: &[&str]) {
+        for (k, _) in self.table.iter() {
+            let name = k.get_ref();
+            if known.contains(&name.as_ref()) {
+                continue;
+            }
+            let full = self.key(name);
+            let place = if self.path.is_empty() {
+                "at the top level of a unit".to_string()
+            } else {
+                format!("in [{}]", self.path)
+            };
+            let mut d = cx
+                .map
+                .diagnostic(cx.file, k.span(), Some(&full), format!("unknown key `{name}` {place}"));
+            d.hint = Some(match closest(name, known) {
+                Some(c) => format!("did you mean `{c}`?"),
+                None if known.is_empty() => format!("[{}] takes no keys", self.path),
+                None => format!("expected one of: {}", known.join(", ")),
+            });
+            cx.diags.push(d);
+        }
+    }
+}
+
+/// `Option<Option<T>>` from an optional-and-fallible field: outer None = invalid.
+trait TransposeOpt<T> {
+    fn transpose_opt(self) -> Option<Option<T>>;
+}
+
+impl<T> TransposeOpt<T> for Option<Option<T>> {
+    fn transpose_opt(self) -> Option<Option<T>> {
+        match self {
+            None => Some(None),
+            Some(None) => None,
+            Some(Some(v)) => Some(Some(v)),
+        }
+    }
+}

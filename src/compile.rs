@@ -1,0 +1,160 @@
+//! Compiling a units directory: every file read and checked, then checked together, then the
+//! dependency graph built. Only a [`Compiled`] configuration is ever run.
+//!
+//! This module owns the checks that need more than one file: requirements that name no unit,
+//! two units driving the same launchd label, and dependency cycles (every one, as a path). The
+//! one-file grammar is in [`crate::unit::load`]; graph algorithms are in [`crate::graph`].
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::diag::Diagnostic;
+use crate::graph::Graph;
+use crate::unit::load::{ParsedUnit, read_dir};
+use crate::unit::{Runner, Unit, UnitName};
+
+/// A valid configuration: units sorted by name, and their graph (indices match).
+pub struct Compiled {
+    pub dir: PathBuf,
+    pub units: Vec<Unit>,
+    pub graph: Graph,
+    index: HashMap<UnitName, usize>,
+}
+
+impl Compiled {
+    pub fn index_of(&self, name: &UnitName) -> Option<usize> {
+        self.index.get(name).copied()
+    }
+
+    pub fn name(&self, i: usize) -> &UnitName {
+        &self.units[i].name
+    }
+
+    /// Remarks that are not errors but that an admin should know (shown by `check`).
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        for u in &self.units {
+            if u.ready.is_none() && !self.graph.dependents(self.index[&u.name]).is_empty() {
+                notes.push(format!(
+                    "{}: no [ready] probe, so it counts as ready as soon as it has started; \
+                     its dependents ({}) will not wait for it to really serve",
+                    u.name,
+                    self.graph
+                        .dependents(self.index[&u.name])
+                        .iter()
+                        .map(|&d| self.units[d].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+        }
+        notes
+    }
+}
+
+/// Reads, validates and compiles `dir`. On failure returns every problem found, sorted by file
+/// and position.
+pub fn compile_dir(dir: &Path) -> Result<Compiled, Vec<Diagnostic>> {
+    let contents = read_dir(dir);
+    let mut diags = contents.diagnostics;
+    let parsed = contents.units;
+
+    let mut index: HashMap<UnitName, usize> = HashMap::new();
+    for (i, p) in parsed.iter().enumerate() {
+        index.insert(p.unit.name.clone(), i);
+    }
+
+    // Unknown requirements were reported per file. A requirement on a unit whose own file is
+    // broken has no index: it is left out here, and the configuration is invalid anyway.
+    let requires: Vec<Vec<usize>> = parsed
+        .iter()
+        .map(|p| {
+            p.unit
+                .requires
+                .iter()
+                .filter_map(|d| index.get(d).copied())
+                .collect()
+        })
+        .collect();
+
+    duplicate_labels(&parsed, &mut diags);
+
+    match Graph::compile(requires) {
+        Ok(graph) if diags.is_empty() => {
+            let units = parsed.into_iter().map(|p| p.unit).collect();
+            return Ok(Compiled {
+                dir: dir.to_path_buf(),
+                units,
+                graph,
+                index,
+            });
+        }
+        Ok(_) => {}
+        Err(cycles) => {
+            for cycle in cycles {
+                diags.push(cycle_diagnostic(&parsed, &cycle.0));
+            }
+        }
+    }
+    diags.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+    diags.dedup();
+    Err(diags)
+}
+
+/// One launchd job driven by two units would be started, stopped and counted twice.
+fn duplicate_labels(parsed: &[ParsedUnit], diags: &mut Vec<Diagnostic>) {
+    let mut first: HashMap<&str, &ParsedUnit> = HashMap::new();
+    for p in parsed {
+        let Runner::Launchd(l) = &p.unit.runner else {
+            continue;
+        };
+        let (line, column) = p.label_at.unwrap_or((1, 1));
+        match first.get(l.label.0.as_str()) {
+            Some(other) => {
+                let (ol, oc) = other.label_at.unwrap_or((1, 1));
+                diags.push(Diagnostic {
+                    file: p.unit.file.clone(),
+                    line,
+                    column,
+                    key: Some("launchd.label".into()),
+                    message: format!(
+                        "launchd label {:?} is also driven by unit {:?} ({}:{ol}:{oc})",
+                        l.label.0,
+                        other.unit.name.as_str(),
+                        other.unit.file.display()
+                    ),
+                    hint: Some("one launchd job must belong to exactly one unit: remove one of them".into()),
+                });
+            }
+            None => {
+                first.insert(l.label.0.as_str(), p);
+            }
+        }
+    }
+}
+
+/// A cycle `[a, b, c]` (a requires b, b requires c, c requires a), reported at the place where
+/// `a` requires `b`.
+fn cycle_diagnostic(parsed: &[ParsedUnit], cycle: &[usize]) -> Diagnostic {
+    let first = &parsed[cycle[0]];
+    let next = &parsed[cycle[(1) % cycle.len()]].unit.name;
+    let (line, column) = first
+        .unit
+        .requires
+        .iter()
+        .position(|r| r == next)
+        .map_or((1, 1), |k| first.requires_at[k]);
+    let mut path: Vec<&str> = cycle.iter().map(|&i| parsed[i].unit.name.as_str()).collect();
+    path.push(first.unit.name.as_str());
+    Diagnostic {
+        file: first.unit.file.clone(),
+        line,
+        column,
+        key: Some("requires".into()),
+        message: format!("dependency cycle: {}", path.join(" -> ")),
+        hint: Some(
+            "a unit starts only after everything it requires is ready, so units in a cycle can never start: remove one of these requirements"
+                .into(),
+        ),
+    }
+}
