@@ -123,7 +123,10 @@ fn duplicate_labels(parsed: &[ParsedUnit], diags: &mut Vec<Diagnostic>) {
                         other.unit.name.as_str(),
                         other.unit.file.display()
                     ),
-                    hint: Some("one launchd job must belong to exactly one unit: remove one of them".into()),
+                    hint: Some(
+                        "one launchd job must belong to exactly one unit: remove one of them"
+                            .into(),
+                    ),
                 });
             }
             None => {
@@ -144,7 +147,10 @@ fn cycle_diagnostic(parsed: &[ParsedUnit], cycle: &[usize]) -> Diagnostic {
         .iter()
         .position(|r| r == next)
         .map_or((1, 1), |k| first.requires_at[k]);
-    let mut path: Vec<&str> = cycle.iter().map(|&i| parsed[i].unit.name.as_str()).collect();
+    let mut path: Vec<&str> = cycle
+        .iter()
+        .map(|&i| parsed[i].unit.name.as_str())
+        .collect();
     path.push(first.unit.name.as_str());
     Diagnostic {
         file: first.unit.file.clone(),

@@ -152,6 +152,9 @@ mod tests {
         let keys = ["command", "env", "working-directory"];
         assert_eq!(closest("comand", &keys), Some("command"));
         assert_eq!(closest("workdir", &keys), None);
-        assert_eq!(closest("working_directory", &keys), Some("working-directory"));
+        assert_eq!(
+            closest("working_directory", &keys),
+            Some("working-directory")
+        );
     }
 }

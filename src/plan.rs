@@ -156,7 +156,10 @@ impl<'a> Plan<'a> {
             "\nStop order (dependents first): {}",
             self.stop_order.join(", ")
         );
-        let _ = writeln!(out, "\nRestart cascades (stopped before, started again after, in order):");
+        let _ = writeln!(
+            out,
+            "\nRestart cascades (stopped before, started again after, in order):"
+        );
         for u in &self.units {
             let cascade = if u.restart_cascade.is_empty() {
                 "nothing else".to_string()

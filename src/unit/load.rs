@@ -109,11 +109,20 @@ pub fn read_dir(dir: &Path) -> DirContents {
         if name.starts_with('.') || !name.ends_with(".toml") {
             continue;
         }
-        // Follow symlinks: a unit file may be a link into a shared tree.
-        if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
-            continue;
+        // Follow symlinks: a unit file may be a link into a shared tree. A dangling link is
+        // kept, so that reading it reports the problem.
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_dir() => continue,
+            Ok(m) if !m.is_file() => {
+                // A FIFO or device would block or never end when read.
+                out.diagnostics.push(
+                    Diagnostic::whole_file(&path, "the unit file is not a regular file")
+                        .with_hint("a unit file must be a plain TOML file"),
+                );
+                continue;
+            }
+            _ => files.push(path),
         }
-        files.push(path);
     }
     files.sort();
     if files.is_empty() && out.diagnostics.is_empty() {
@@ -146,7 +155,9 @@ pub fn read_dir(dir: &Path) -> DirContents {
             Err(e) => {
                 out.diagnostics.push(
                     Diagnostic::whole_file(&path, format!("cannot read the unit file: {e}"))
-                        .with_hint("check the file's permissions: launchgraph must be able to read it"),
+                        .with_hint(
+                            "check the file's permissions: launchgraph must be able to read it",
+                        ),
                 );
                 continue;
             }
@@ -162,7 +173,9 @@ pub fn read_dir(dir: &Path) -> DirContents {
                     line,
                     column,
                     key: None,
-                    message: format!("the unit file is not valid UTF-8 (invalid byte at offset {valid})"),
+                    message: format!(
+                        "the unit file is not valid UTF-8 (invalid byte at offset {valid})"
+                    ),
                     hint: Some("save the file as UTF-8 text".into()),
                 });
                 continue;
@@ -193,8 +206,13 @@ pub fn parse_unit(
         for e in errors {
             let span = e.span().unwrap_or(0..0);
             diags.push(
-                map.diagnostic(file, span, None, format!("TOML syntax error: {}", e.message().trim()))
-                    .with_hint("see https://toml.io for the syntax"),
+                map.diagnostic(
+                    file,
+                    span,
+                    None,
+                    format!("TOML syntax error: {}", e.message().trim()),
+                )
+                .with_hint("see https://toml.io for the syntax"),
             );
         }
         return None;
@@ -229,7 +247,10 @@ pub fn parse_unit(
                 ),
                 match closest(dep.as_str(), &names) {
                     Some(c) => format!("did you mean {c:?}?"),
-                    None => format!("add {dep}.toml to {}, or remove it from `requires`", dir.display()),
+                    None => format!(
+                        "add {dep}.toml to {}, or remove it from `requires`",
+                        dir.display()
+                    ),
                 },
             )
         } else {
@@ -287,7 +308,9 @@ pub fn parse_unit(
         .and_then(|v| cx.table(v, "alive"))
         .and_then(|t| alive_spec(&mut cx, t));
     let restart = match top.get("restart") {
-        Some(v) => cx.table(v, "restart").and_then(|t| restart_spec(&mut cx, t)),
+        Some(v) => cx
+            .table(v, "restart")
+            .and_then(|t| restart_spec(&mut cx, t)),
         None => Some(RestartSpec::default()),
     };
     if let Some(v) = top.get("preflight")
@@ -339,14 +362,20 @@ fn t_label_at(cx: &Cx<'_>, launchd: &Spanned<DeValue<'_>>) -> Option<(usize, usi
 // Sections.
 
 fn launchd_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<LaunchdSpec> {
-    let label = t.required(cx, "label", "the launchd job's Label, e.g. \"homebrew.mxcl.ollama\"");
+    let label = t.required(
+        cx,
+        "label",
+        "the launchd job's Label, e.g. \"homebrew.mxcl.ollama\"",
+    );
     let label = label.and_then(|v| {
         let s = cx.string(v, "launchd.label")?;
         if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '/') {
             cx.err(
                 v,
                 "launchd.label",
-                format!("{s:?} is not a launchd label: expected a non-empty name without spaces or '/'"),
+                format!(
+                    "{s:?} is not a launchd label: expected a non-empty name without spaces or '/'"
+                ),
                 Some("use the plist's Label, e.g. \"ai.openclaw.gateway\""),
             );
             return None;
@@ -376,7 +405,11 @@ fn launchd_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<LaunchdSpec> {
 
 fn exec_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ExecSpec> {
     let command = t
-        .required(cx, "command", "the argv to run, e.g. [\"/usr/bin/python3\", \"-m\", \"http.server\"]")
+        .required(
+            cx,
+            "command",
+            "the argv to run, e.g. [\"/usr/bin/python3\", \"-m\", \"http.server\"]",
+        )
         .and_then(|v| cx.argv(v, "exec.command"));
     let env = match t.get("env") {
         Some(v) => cx.env(v, "exec.env"),
@@ -389,13 +422,15 @@ fn exec_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ExecSpec> {
     let user = t.nonempty_string(cx, "user");
     let group = t.nonempty_string(cx, "group");
     let stop_signal = match t.get("stop-signal") {
-        Some(v) => cx.string(v, "exec.stop-signal").and_then(|s| match Signal::parse(&s) {
-            Ok(sig) => Some(sig),
-            Err(e) => {
-                cx.err(v, "exec.stop-signal", e, None);
-                None
-            }
-        }),
+        Some(v) => cx
+            .string(v, "exec.stop-signal")
+            .and_then(|s| match Signal::parse(&s) {
+                Ok(sig) => Some(sig),
+                Err(e) => {
+                    cx.err(v, "exec.stop-signal", e, None);
+                    None
+                }
+            }),
         None => Some(Signal(nix::sys::signal::Signal::SIGTERM)),
     };
     let stop_timeout = t.duration(cx, "stop-timeout", Duration::from_secs(10));
@@ -488,7 +523,11 @@ fn probe(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Probe> {
             cx.err(
                 v,
                 section,
-                format!("[{section}] has {} probes ({}); it takes exactly one", given.len(), given.join(", ")),
+                format!(
+                    "[{section}] has {} probes ({}); it takes exactly one",
+                    given.len(),
+                    given.join(", ")
+                ),
                 Some("keep one of `tcp`, `http` or `exec`"),
             );
             None
@@ -497,19 +536,34 @@ fn probe(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Probe> {
     let is_http = given == ["http"];
     let status = status_v.and_then(|v| {
         if !is_http {
-            cx.err(v, &format!("{section}.status"), "`status` applies only to an `http` probe".to_string(), None);
+            cx.err(
+                v,
+                &format!("{section}.status"),
+                "`status` applies only to an `http` probe".to_string(),
+                None,
+            );
             return None;
         }
         let n = cx.int(v, &format!("{section}.status"))?;
         if !(100..=599).contains(&n) {
-            cx.err(v, &format!("{section}.status"), format!("{n} is not an HTTP status: expected 100 to 599"), None);
+            cx.err(
+                v,
+                &format!("{section}.status"),
+                format!("{n} is not an HTTP status: expected 100 to 599"),
+                None,
+            );
             return None;
         }
         Some(n as u16)
     });
     let body = body_v.and_then(|v| {
         if !is_http {
-            cx.err(v, &format!("{section}.body-contains"), "`body-contains` applies only to an `http` probe".to_string(), None);
+            cx.err(
+                v,
+                &format!("{section}.body-contains"),
+                "`body-contains` applies only to an `http` probe".to_string(),
+                None,
+            );
             return None;
         }
         cx.string(v, &format!("{section}.body-contains"))
@@ -532,7 +586,16 @@ fn ready_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ReadySpec> {
     let start_timeout = t.positive_duration(cx, "start-timeout", Duration::from_secs(60));
     t.finish(
         cx,
-        &["tcp", "http", "exec", "status", "body-contains", "interval", "timeout", "start-timeout"],
+        &[
+            "tcp",
+            "http",
+            "exec",
+            "status",
+            "body-contains",
+            "interval",
+            "timeout",
+            "start-timeout",
+        ],
     );
     Some(ReadySpec {
         probe: probe?,
@@ -549,7 +612,16 @@ fn alive_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<AliveSpec> {
     let failures = t.integer(cx, "failures", 3, 1, 1000);
     t.finish(
         cx,
-        &["tcp", "http", "exec", "status", "body-contains", "interval", "timeout", "failures"],
+        &[
+            "tcp",
+            "http",
+            "exec",
+            "status",
+            "body-contains",
+            "interval",
+            "timeout",
+            "failures",
+        ],
     );
     Some(AliveSpec {
         probe: probe?,
@@ -579,7 +651,13 @@ fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
     let factor = t.float(cx, "factor", d.factor, 1.0, 100.0);
     let jitter = t.float(cx, "jitter", d.jitter, 0.0, 1.0);
     let reset_after = t.positive_duration(cx, "reset-after", d.reset_after);
-    let count = t.integer(cx, "start-limit-count", d.start_limit_count as i64, 1, 1_000_000);
+    let count = t.integer(
+        cx,
+        "start-limit-count",
+        d.start_limit_count as i64,
+        1,
+        1_000_000,
+    );
     let period = t.positive_duration(cx, "start-limit-period", d.start_limit_period);
     let codes = match t.get("no-restart-exit-codes") {
         Some(v) => cx.exit_codes(v, "restart.no-restart-exit-codes"),
@@ -637,7 +715,9 @@ pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
         Err(_) => {
             let host = s.rsplit_once(':').map_or(s, |(h, _)| h);
             if host.parse::<IpAddr>().is_err() && !host.is_empty() && !s.contains('[') {
-                Err(format!("{s:?} is not IP:port: {host:?} is a host name, not an IP address (\"localhost\" may resolve to ::1 or 127.0.0.1)"))
+                Err(format!(
+                    "{s:?} is not IP:port: {host:?} is a host name, not an IP address (\"localhost\" may resolve to ::1 or 127.0.0.1)"
+                ))
             } else {
                 Err(format!("{s:?} is not IP:port"))
             }
@@ -651,13 +731,24 @@ pub fn parse_http_url(s: &str) -> Result<(String, SocketAddr), (String, &'static
     let rest = match s.split_once("://") {
         Some(("http", rest)) => rest,
         Some((scheme, _)) => {
-            return Err((format!("{s:?} is not an http URL: the scheme is {scheme:?}, expected \"http\""), hint));
+            return Err((
+                format!("{s:?} is not an http URL: the scheme is {scheme:?}, expected \"http\""),
+                hint,
+            ));
         }
-        None => return Err((format!("{s:?} is not an http URL: expected \"http://IP:port/path\""), hint)),
+        None => {
+            return Err((
+                format!("{s:?} is not an http URL: expected \"http://IP:port/path\""),
+                hint,
+            ));
+        }
     };
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('@') {
-        return Err((format!("{s:?}: credentials in the URL are not supported"), hint));
+        return Err((
+            format!("{s:?}: credentials in the URL are not supported"),
+            hint,
+        ));
     }
     let with_port = if authority.starts_with('[') {
         if authority.contains("]:") {
@@ -691,9 +782,12 @@ impl Cx<'_> {
     }
 
     fn err(&mut self, v: &Spanned<DeValue<'_>>, key: &str, message: String, hint: Option<&str>) {
-        let mut d = self
-            .map
-            .diagnostic(self.file, v.span(), Some(key), format!("`{key}`: {message}"));
+        let mut d = self.map.diagnostic(
+            self.file,
+            v.span(),
+            Some(key),
+            format!("`{key}`: {message}"),
+        );
         d.hint = hint.map(str::to_owned);
         self.diags.push(d);
     }
@@ -703,7 +797,11 @@ impl Cx<'_> {
         self.err(v, key, format!("expected {expected}, found {got}"), None);
     }
 
-    fn table<'t, 'i>(&mut self, v: &'t Spanned<DeValue<'i>>, key: &'static str) -> Option<Table<'t, 'i>> {
+    fn table<'t, 'i>(
+        &mut self,
+        v: &'t Spanned<DeValue<'i>>,
+        key: &'static str,
+    ) -> Option<Table<'t, 'i>> {
         match v.get_ref() {
             DeValue::Table(t) => Some(Table::new(key, t, v.span())),
             _ => {
@@ -739,7 +837,12 @@ impl Cx<'_> {
         }
     }
 
-    fn array<'t, 'i>(&mut self, v: &'t Spanned<DeValue<'i>>, key: &str, expected: &str) -> Option<&'t DeArray<'i>> {
+    fn array<'t, 'i>(
+        &mut self,
+        v: &'t Spanned<DeValue<'i>>,
+        key: &str,
+        expected: &str,
+    ) -> Option<&'t DeArray<'i>> {
         match v.get_ref() {
             DeValue::Array(a) => Some(a),
             _ => {
@@ -761,7 +864,12 @@ impl Cx<'_> {
             },
             _ => {
                 let got = v.get_ref().type_str();
-                self.err(v, key, format!("expected a duration string, found {got}"), hint);
+                self.err(
+                    v,
+                    key,
+                    format!("expected a duration string, found {got}"),
+                    hint,
+                );
                 None
             }
         }
@@ -770,7 +878,12 @@ impl Cx<'_> {
     fn abs_path(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<PathBuf> {
         let s = self.string(v, key)?;
         if !s.starts_with('/') {
-            self.err(v, key, format!("{s:?} is not an absolute path"), Some("write the full path, starting with '/'"));
+            self.err(
+                v,
+                key,
+                format!("{s:?} is not an absolute path"),
+                Some("write the full path, starting with '/'"),
+            );
             return None;
         }
         Some(PathBuf::from(s))
@@ -778,7 +891,11 @@ impl Cx<'_> {
 
     /// A non-empty array of strings whose first element is an absolute path.
     fn argv(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<Vec<String>> {
-        let arr = self.array(v, key, "an array of strings, e.g. [\"/bin/sh\", \"-c\", \"...\"]")?;
+        let arr = self.array(
+            v,
+            key,
+            "an array of strings, e.g. [\"/bin/sh\", \"-c\", \"...\"]",
+        )?;
         let mut out = Vec::new();
         let mut ok = true;
         for item in arr.iter() {
@@ -795,17 +912,29 @@ impl Cx<'_> {
         }
         match out.first() {
             None => {
-                self.err(v, key, "the command is empty".into(), Some("name at least the program, as an absolute path"));
+                self.err(
+                    v,
+                    key,
+                    "the command is empty".into(),
+                    Some("name at least the program, as an absolute path"),
+                );
                 None
             }
             Some(p) if !p.starts_with('/') => {
                 let hint = if p.contains('/') {
                     "write the program's full path, starting with '/'".to_string()
                 } else {
-                    format!("write the program's full path (e.g. `command -v {p}` shows it); units never search PATH for the program")
+                    format!(
+                        "write the program's full path (e.g. `command -v {p}` shows it); units never search PATH for the program"
+                    )
                 };
                 let item = arr.iter().next().expect("non-empty");
-                self.err(item, key, format!("the program {p:?} is not an absolute path"), Some(&hint));
+                self.err(
+                    item,
+                    key,
+                    format!("the program {p:?} is not an absolute path"),
+                    Some(&hint),
+                );
                 None
             }
             Some(_) => Some(out),
@@ -814,7 +943,11 @@ impl Cx<'_> {
 
     fn env(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<BTreeMap<String, String>> {
         let DeValue::Table(t) = v.get_ref() else {
-            self.wrong_type(v, key, "a table of strings, e.g. { OLLAMA_HOST = \"127.0.0.1:11434\" }");
+            self.wrong_type(
+                v,
+                key,
+                "a table of strings, e.g. { OLLAMA_HOST = \"127.0.0.1:11434\" }",
+            );
             return None;
         };
         let mut out = BTreeMap::new();
@@ -825,7 +958,12 @@ impl Cx<'_> {
             if name.is_empty() || name.contains('=') || name.contains('\0') {
                 let d = self
                     .map
-                    .diagnostic(self.file, k.span(), Some(&item_key), format!("`{item_key}`: {name:?} is not an environment variable name"))
+                    .diagnostic(
+                        self.file,
+                        k.span(),
+                        Some(&item_key),
+                        format!("`{item_key}`: {name:?} is not an environment variable name"),
+                    )
                     .with_hint("a name cannot be empty or contain '=' or NUL");
                 self.diags.push(d);
                 ok = false;
@@ -882,7 +1020,12 @@ impl Cx<'_> {
             match self.int(item, key) {
                 Some(n) if (0..=255).contains(&n) => out.push(n as i32),
                 Some(n) => {
-                    self.err(item, key, format!("{n} is not an exit code: expected 0 to 255"), None);
+                    self.err(
+                        item,
+                        key,
+                        format!("{n} is not an exit code: expected 0 to 255"),
+                        None,
+                    );
                     ok = false;
                 }
                 None => ok = false,
@@ -892,23 +1035,41 @@ impl Cx<'_> {
     }
 
     /// An array of unit names with where each is written.
-    fn unit_names(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> (Vec<UnitName>, Vec<(usize, usize)>) {
+    fn unit_names(
+        &mut self,
+        v: &Spanned<DeValue<'_>>,
+        key: &str,
+    ) -> (Vec<UnitName>, Vec<(usize, usize)>) {
         let mut names = Vec::new();
         let mut at = Vec::new();
         let Some(arr) = self.array(v, key, "an array of unit names, e.g. [\"ollama\"]") else {
             return (names, at);
         };
         for item in arr.iter() {
-            let Some(s) = self.string(item, key) else { continue };
+            let Some(s) = self.string(item, key) else {
+                continue;
+            };
             match UnitName::parse(&s) {
                 Ok(n) if names.contains(&n) => {
-                    self.err(item, key, format!("{s:?} is listed twice"), Some("remove the duplicate"));
+                    self.err(
+                        item,
+                        key,
+                        format!("{s:?} is listed twice"),
+                        Some("remove the duplicate"),
+                    );
                 }
                 Ok(n) => {
                     names.push(n);
                     at.push(self.map.position(item.span().start));
                 }
-                Err(e) => self.err(item, key, format!("{s:?} is not a unit name: {e}"), Some("a requirement is named by its file stem, e.g. \"ollama\" for ollama.toml")),
+                Err(e) => self.err(
+                    item,
+                    key,
+                    format!("{s:?} is not a unit name: {e}"),
+                    Some(
+                        "a requirement is named by its file stem, e.g. \"ollama\" for ollama.toml",
+                    ),
+                ),
             }
         }
         (names, at)
@@ -965,7 +1126,11 @@ impl<'t, 'i> Table<'t, 'i> {
         if v.is_none() {
             let full = self.key(key);
             let d = cx
-                .at(self.span.start, Some(&full), format!("[{}] is missing `{key}`", self.path))
+                .at(
+                    self.span.start,
+                    Some(&full),
+                    format!("[{}] is missing `{key}`", self.path),
+                )
                 .with_hint(format!("add `{key} = ...`: {what}"));
             cx.diags.push(d);
         }
@@ -978,7 +1143,9 @@ impl<'t, 'i> Table<'t, 'i> {
 
     /// Ok(None) when absent, Ok(Some) when valid, Err when invalid.
     fn nonempty_string(&self, cx: &mut Cx<'_>, key: &str) -> Result<Option<String>, ()> {
-        let Some(v) = self.get(key) else { return Ok(None) };
+        let Some(v) = self.get(key) else {
+            return Ok(None);
+        };
         let full = self.key(key);
         match cx.string(v, &full) {
             Some(s) if s.is_empty() => {
@@ -998,29 +1165,45 @@ impl<'t, 'i> Table<'t, 'i> {
     }
 
     fn positive_duration(&self, cx: &mut Cx<'_>, key: &str, default: Duration) -> Option<Duration> {
-        let Some(v) = self.get(key) else { return Some(default) };
+        let Some(v) = self.get(key) else {
+            return Some(default);
+        };
         let full = self.key(key);
         let d = cx.duration(v, &full)?;
         if d.is_zero() {
-            cx.err(v, &full, "must be greater than zero".into(), Some("e.g. \"1s\""));
+            cx.err(
+                v,
+                &full,
+                "must be greater than zero".into(),
+                Some("e.g. \"1s\""),
+            );
             return None;
         }
         Some(d)
     }
 
     fn integer(&self, cx: &mut Cx<'_>, key: &str, default: i64, min: i64, max: i64) -> Option<i64> {
-        let Some(v) = self.get(key) else { return Some(default) };
+        let Some(v) = self.get(key) else {
+            return Some(default);
+        };
         let full = self.key(key);
         let n = cx.int(v, &full)?;
         if !(min..=max).contains(&n) {
-            cx.err(v, &full, format!("{n} is out of range: expected {min} to {max}"), None);
+            cx.err(
+                v,
+                &full,
+                format!("{n} is out of range: expected {min} to {max}"),
+                None,
+            );
             return None;
         }
         Some(n)
     }
 
     fn float(&self, cx: &mut Cx<'_>, key: &str, default: f64, min: f64, max: f64) -> Option<f64> {
-        let Some(v) = self.get(key) else { return Some(default) };
+        let Some(v) = self.get(key) else {
+            return Some(default);
+        };
         let full = self.key(key);
         let f = match v.get_ref() {
             DeValue::Float(f) => f.as_str().parse::<f64>().ok(),
@@ -1033,7 +1216,12 @@ impl<'t, 'i> Table<'t, 'i> {
         match f {
             Some(f) if f.is_finite() && (min..=max).contains(&f) => Some(f),
             _ => {
-                cx.err(v, &full, format!("expected a number from {min} to {max}"), None);
+                cx.err(
+                    v,
+                    &full,
+                    format!("expected a number from {min} to {max}"),
+                    None,
+                );
                 None
             }
         }
@@ -1052,9 +1240,12 @@ impl<'t, 'i> Table<'t, 'i> {
             } else {
                 format!("in [{}]", self.path)
             };
-            let mut d = cx
-                .map
-                .diagnostic(cx.file, k.span(), Some(&full), format!("unknown key `{name}` {place}"));
+            let mut d = cx.map.diagnostic(
+                cx.file,
+                k.span(),
+                Some(&full),
+                format!("unknown key `{name}` {place}"),
+            );
             d.hint = Some(match closest(name, known) {
                 Some(c) => format!("did you mean `{c}`?"),
                 None if known.is_empty() => format!("[{}] takes no keys", self.path),

@@ -31,9 +31,7 @@ impl UnitName {
             None => return Err("a unit name cannot be empty".into()),
             Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit() => {}
             Some(c) => {
-                return Err(format!(
-                    "a unit name must start with a-z or 0-9, not {c:?}"
-                ));
+                return Err(format!("a unit name must start with a-z or 0-9, not {c:?}"));
             }
         }
         if let Some(c) = chars.find(|c| {
@@ -191,8 +189,7 @@ pub struct ExecSpec {
 /// The PATH an `exec` unit gets when its `env` does not set one. launchd's own default is
 /// `/usr/bin:/bin:/usr/sbin:/sbin`; this adds the Homebrew and /usr/local prefixes in the
 /// order OpenClaw's LaunchAgents use, so both platforms resolve the same tools.
-pub const CANONICAL_PATH: &str =
-    "/opt/homebrew/bin:/opt/homebrew/sbin:/usr/local/bin:/usr/local/sbin:/usr/bin:/bin:/usr/sbin:/sbin";
+pub const CANONICAL_PATH: &str = "/opt/homebrew/bin:/opt/homebrew/sbin:/usr/local/bin:/usr/local/sbin:/usr/bin:/bin:/usr/sbin:/sbin";
 
 /// A signal named in a unit (`stop-signal`), kept as its number and name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -210,7 +207,11 @@ impl Signal {
         };
         nix::sys::signal::Signal::from_str(&name)
             .map(Signal)
-            .map_err(|_| format!("{s:?} is not a signal name; expected e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\""))
+            .map_err(|_| {
+                format!(
+                    "{s:?} is not a signal name; expected e.g. \"SIGTERM\", \"SIGINT\", \"SIGQUIT\""
+                )
+            })
     }
 }
 

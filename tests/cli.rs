@@ -1,0 +1,178 @@
+//! The `launchgraph` binary as an admin runs it: `check` and `plan` on the shipped units and the
+//! quickstart, on a broken directory, and with bad arguments; exit codes as documented.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn launchgraph(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_launchgraph"))
+        .args(args)
+        .env_remove("LAUNCHGRAPH_UNITS")
+        .output()
+        .expect("run launchgraph")
+}
+
+fn repo(path: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(path)
+        .display()
+        .to_string()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn check_accepts_the_shipped_units_and_the_quickstart() {
+    for dir in ["units", "examples/quickstart"] {
+        let out = launchgraph(&["check", "--units", &repo(dir)]);
+        assert_eq!(out.status.code(), Some(0), "{dir}: {}", text(&out.stderr));
+        let stdout = text(&out.stdout);
+        assert!(stdout.starts_with("ok: "), "{stdout}");
+    }
+    let out = launchgraph(&["check", "--units", &repo("examples/quickstart")]);
+    assert!(text(&out.stdout).contains("3 units (3 exec, 0 launchd)"));
+}
+
+#[test]
+fn plan_of_the_quickstart_shows_waves_stop_order_and_cascades() {
+    let out = launchgraph(&["plan", "--units", &repo("examples/quickstart")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    let model = s.find("    model").expect("model in a wave");
+    let gateway = s.find("    gateway").expect("gateway in a wave");
+    let dashboard = s.find("    dashboard").expect("dashboard in a wave");
+    assert!(model < gateway && gateway < dashboard, "{s}");
+    assert!(
+        s.contains("GET http://127.0.0.1:18434/api/version answers 200"),
+        "{s}"
+    );
+    assert!(
+        s.contains("Stop order (dependents first): dashboard, gateway, model"),
+        "{s}"
+    );
+    assert!(s.contains("model      -> gateway, dashboard"), "{s}");
+}
+
+#[test]
+fn plan_json_follows_the_schema() {
+    let out = launchgraph(&["plan", "--json", "--units", &repo("units")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(v["schema"], "launchgraph.plan/1");
+    assert_eq!(
+        v["start_waves"],
+        serde_json::json!([["ollama"], ["openclaw-gateway"]])
+    );
+    assert_eq!(
+        v["stop_order"],
+        serde_json::json!(["openclaw-gateway", "ollama"])
+    );
+    let units = v["units"].as_array().unwrap();
+    let ollama = &units[0];
+    assert_eq!(ollama["name"], "ollama");
+    assert_eq!(ollama["kind"], "launchd");
+    assert_eq!(ollama["target"], "system/homebrew.mxcl.ollama");
+    assert_eq!(ollama["wave"], 0);
+    assert_eq!(
+        ollama["required_by"],
+        serde_json::json!(["openclaw-gateway"])
+    );
+    assert_eq!(
+        ollama["restart_cascade"],
+        serde_json::json!(["openclaw-gateway"])
+    );
+    assert_eq!(ollama["ready"]["probe"], "http");
+    assert_eq!(
+        ollama["ready"]["target"],
+        "http://127.0.0.1:11434/api/version"
+    );
+    assert_eq!(ollama["ready"]["status"], 200);
+    let gw = &units[1];
+    assert_eq!(gw["target"], "gui/console/ai.openclaw.gateway");
+    assert_eq!(gw["requires"], serde_json::json!(["ollama"]));
+    assert_eq!(gw["ready"]["target"], "http://127.0.0.1:18789/startupz");
+    assert_eq!(gw["ready"]["start_timeout_ms"], 120_000);
+}
+
+#[test]
+fn check_on_a_broken_directory_lists_every_error_and_exits_78() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.toml"),
+        "requires = [\"nope\"]\n[exec]\ncommand = [\"sh\"]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.toml"),
+        "[exec]\ncommand = [\"/bin/true\"]\nstop-timeout = \"soon\"\n",
+    )
+    .unwrap();
+    let out = launchgraph(&["check", "--units", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = text(&out.stderr);
+    let a = dir.path().join("a.toml");
+    let b = dir.path().join("b.toml");
+    assert!(
+        err.contains(&format!(
+            "{}:1:13: unit \"a\" requires \"nope\", which does not exist",
+            a.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:3:12: `exec.command`: the program \"sh\" is not an absolute path",
+            a.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}:3:16: `exec.stop-timeout`: \"soon\" is not a duration",
+            b.display()
+        )),
+        "{err}"
+    );
+    assert!(err.contains("  hint: "), "{err}");
+    assert!(err.contains("error: 3 problems in 2 files"), "{err}");
+    // plan refuses the same directory the same way.
+    let out = launchgraph(&["plan", "--units", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn the_units_directory_comes_from_the_environment() {
+    let out = Command::new(env!("CARGO_BIN_EXE_launchgraph"))
+        .arg("check")
+        .env("LAUNCHGRAPH_UNITS", repo("examples/quickstart"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("examples/quickstart"));
+}
+
+#[test]
+fn a_missing_directory_is_a_configuration_error() {
+    let missing: PathBuf = tempfile::tempdir().unwrap().path().join("absent");
+    let out = launchgraph(&["check", "--units", missing.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(text(&out.stderr).contains("cannot read the units directory"));
+}
+
+#[test]
+fn usage_errors_exit_64_and_help_exits_0() {
+    let out = launchgraph(&["chekc"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = launchgraph(&["plan", "--jsn"]);
+    assert_eq!(out.status.code(), Some(64));
+    let out = launchgraph(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = text(&out.stdout);
+    assert!(
+        help.contains("check") && help.contains("plan") && help.contains("Exit codes"),
+        "{help}"
+    );
+}
