@@ -1,0 +1,852 @@
+//! The decision core: a pure function from (state, event, now) to effects.
+//!
+//! This module owns every supervision decision: when a unit may start (all of its
+//! requirements ready, none of its dependents still running), when it must stop (dependents
+//! first), backoff with jitter and its reset, the start limit, restart policies and
+//! no-restart exit codes, start timeouts and liveness failures, and shutdown in reverse order.
+//! It performs no I/O and reads no clock: the runtime feeds it [`Event`]s with the current
+//! [`Instant`] and carries out the [`Effect`]s it returns. Every run of a unit has a generation
+//! number; an event from an older generation is ignored, so a stale probe result or exit can
+//! never act on a newer run.
+//!
+//! The rule that gives ordered restarts is local and checked to a fixpoint after each event:
+//! a running unit whose requirement is not ready (or that must cycle) is stopped as soon as
+//! none of its dependents is running; a down unit that is wanted starts as soon as all of its
+//! requirements are ready and none of its dependents is running.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::compile::Compiled;
+use crate::reason::Reason;
+use crate::unit::{RestartPolicy, RestartSpec};
+
+pub type UnitId = usize;
+/// Counts the runs of one unit; starts at 1 for the first spawn.
+pub type Generation = u64;
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+impl std::fmt::Display for ExitInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.code, self.signal) {
+            (_, Some(s)) => {
+                let name = nix::sys::signal::Signal::try_from(s)
+                    .map(|s| s.as_str())
+                    .unwrap_or("?");
+                write!(f, "signal={s} ({name})")
+            }
+            (Some(c), None) => write!(f, "exit={c}"),
+            (None, None) => f.write_str("exit=unknown"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    Ready,
+    Alive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    StartTimeout,
+    BackoffOver,
+}
+
+/// What admins (and the supervisor's own lifecycle) ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Bring the unit up, with its requirements first. Clears a failed state.
+    Start(UnitId),
+    /// Take the unit down, with its dependents first.
+    Stop(UnitId),
+    /// Cycle the unit, and its dependents in order. Clears a failed state and the backoff.
+    Restart(UnitId),
+    /// Stop everything in reverse order, then [`Effect::Exit`].
+    Shutdown,
+}
+
+/// Facts reported to the core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Spawned {
+        unit: UnitId,
+        generation: Generation,
+        pid: Option<u32>,
+    },
+    SpawnFailed {
+        unit: UnitId,
+        generation: Generation,
+        error: String,
+    },
+    Exited {
+        unit: UnitId,
+        generation: Generation,
+        exit: ExitInfo,
+        /// The stop signal was not enough; it was killed after its stop timeout.
+        killed_after_timeout: bool,
+    },
+    ProbeReported {
+        unit: UnitId,
+        generation: Generation,
+        kind: ProbeKind,
+        ok: bool,
+        latency: Duration,
+        detail: String,
+    },
+    TimerFired {
+        unit: UnitId,
+        generation: Generation,
+        timer: Timer,
+    },
+    Command(Command),
+}
+
+/// What the runtime must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Spawn {
+        unit: UnitId,
+        generation: Generation,
+    },
+    /// Stop the run: its stop signal, then SIGKILL after its stop timeout. The runtime
+    /// reports [`Event::Exited`] when it is gone.
+    Stop {
+        unit: UnitId,
+        generation: Generation,
+    },
+    StartProbe {
+        unit: UnitId,
+        generation: Generation,
+        kind: ProbeKind,
+    },
+    StopProbes {
+        unit: UnitId,
+    },
+    SetTimer {
+        unit: UnitId,
+        generation: Generation,
+        timer: Timer,
+        at: Instant,
+    },
+    Transition(Transition),
+    /// Everything is down after [`Command::Shutdown`].
+    Exit,
+}
+
+/// One state change, with its reason and figures: one log line, one event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub unit: UnitId,
+    pub from: StateName,
+    pub to: StateName,
+    pub reason: Reason,
+    /// The figures: `pid=… exit=… latency=… delay=…`, and what a probe said.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StateName {
+    Inactive,
+    Waiting,
+    Starting,
+    Started,
+    Ready,
+    Stopping,
+    Backoff,
+    Failed,
+    Stopped,
+}
+
+impl StateName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StateName::Inactive => "inactive",
+            StateName::Waiting => "waiting",
+            StateName::Starting => "starting",
+            StateName::Started => "started",
+            StateName::Ready => "ready",
+            StateName::Stopping => "stopping",
+            StateName::Backoff => "backoff",
+            StateName::Failed => "failed",
+            StateName::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for StateName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A unit's state; each variant holds what only that state has.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    /// Never started.
+    Inactive,
+    /// Wanted, but a requirement is not ready (`on` names it).
+    Waiting { reason: Reason, on: Option<UnitId> },
+    /// Spawn requested; no pid yet.
+    Starting { generation: Generation },
+    /// Running, not ready yet.
+    Started {
+        generation: Generation,
+        pid: Option<u32>,
+        deadline: Option<Instant>,
+    },
+    Ready {
+        generation: Generation,
+        pid: Option<u32>,
+        alive_failures: u32,
+    },
+    Stopping {
+        generation: Generation,
+        pid: Option<u32>,
+        reason: Reason,
+    },
+    Backoff {
+        until: Instant,
+        delay: Duration,
+        reason: Reason,
+    },
+    /// Given up on, until an admin acts.
+    Failed { reason: Reason, detail: String },
+    /// Down and not wanted, or exited cleanly under a policy that does not restart it.
+    Stopped { reason: Reason },
+}
+
+impl State {
+    pub fn name(&self) -> StateName {
+        match self {
+            State::Inactive => StateName::Inactive,
+            State::Waiting { .. } => StateName::Waiting,
+            State::Starting { .. } => StateName::Starting,
+            State::Started { .. } => StateName::Started,
+            State::Ready { .. } => StateName::Ready,
+            State::Stopping { .. } => StateName::Stopping,
+            State::Backoff { .. } => StateName::Backoff,
+            State::Failed { .. } => StateName::Failed,
+            State::Stopped { .. } => StateName::Stopped,
+        }
+    }
+
+    /// A process exists (or is being created) for this unit.
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self,
+            State::Starting { .. }
+                | State::Started { .. }
+                | State::Ready { .. }
+                | State::Stopping { .. }
+        )
+    }
+
+    pub fn generation(&self) -> Option<Generation> {
+        match self {
+            State::Starting { generation }
+            | State::Started { generation, .. }
+            | State::Ready { generation, .. }
+            | State::Stopping { generation, .. } => Some(*generation),
+            _ => None,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            State::Started { pid, .. } | State::Ready { pid, .. } | State::Stopping { pid, .. } => {
+                *pid
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A probe's last word, kept for status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastProbe {
+    pub kind: ProbeKind,
+    pub ok: bool,
+    pub latency: Duration,
+    pub detail: String,
+    pub at: Instant,
+}
+
+/// What the core needs to know of one unit, taken from its validated spec.
+#[derive(Debug, Clone)]
+pub struct UnitPolicy {
+    pub requires: Vec<UnitId>,
+    pub dependents: Vec<UnitId>,
+    pub has_ready_probe: bool,
+    pub has_alive_probe: bool,
+    pub start_timeout: Option<Duration>,
+    pub alive_failures: u32,
+    pub restart: RestartSpec,
+}
+
+/// Everything the core tracks for one unit.
+#[derive(Debug, Clone)]
+pub struct Slot {
+    pub state: State,
+    /// Since when it is in `state`.
+    pub since: Instant,
+    pub generation: Generation,
+    /// The admin's intent (and the supervisor's): up or down.
+    pub wanted: bool,
+    /// It must go down and come back (liveness failed, start timeout, restart requested).
+    pub cycle: Option<Reason>,
+    /// Consecutive failures, for the backoff.
+    pub failures: u32,
+    /// Starts after failures within the start-limit period.
+    pub restart_starts: VecDeque<Instant>,
+    /// Completed restarts of this unit, whatever the cause.
+    pub restarts: u32,
+    pub last_exit: Option<ExitInfo>,
+    pub last_probe: Option<LastProbe>,
+    pub started_at: Option<Instant>,
+}
+
+pub struct Core {
+    policies: Vec<UnitPolicy>,
+    slots: Vec<Slot>,
+    shutting_down: bool,
+    exited: bool,
+    rng: fastrand::Rng,
+}
+
+impl Core {
+    /// A core for a compiled configuration, every unit inactive and not yet wanted.
+    pub fn new(compiled: &Compiled, now: Instant, seed: u64) -> Self {
+        let policies = compiled
+            .units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| UnitPolicy {
+                requires: compiled.graph.requires(i).to_vec(),
+                dependents: compiled.graph.dependents(i).to_vec(),
+                has_ready_probe: u.ready.is_some(),
+                has_alive_probe: u.alive.is_some(),
+                start_timeout: u.ready.as_ref().map(|r| r.start_timeout),
+                alive_failures: u.alive.as_ref().map_or(u32::MAX, |a| a.failures),
+                restart: u.restart.clone(),
+            })
+            .collect();
+        Self::from_policies(policies, now, seed)
+    }
+
+    pub fn from_policies(policies: Vec<UnitPolicy>, now: Instant, seed: u64) -> Self {
+        let slots = policies
+            .iter()
+            .map(|_| Slot {
+                state: State::Inactive,
+                since: now,
+                generation: 0,
+                wanted: false,
+                cycle: None,
+                failures: 0,
+                restart_starts: VecDeque::new(),
+                restarts: 0,
+                last_exit: None,
+                last_probe: None,
+                started_at: None,
+            })
+            .collect();
+        Self {
+            policies,
+            slots,
+            shutting_down: false,
+            exited: false,
+            rng: fastrand::Rng::with_seed(seed),
+        }
+    }
+
+    pub fn slots(&self) -> &[Slot] {
+        &self.slots
+    }
+
+    pub fn slot(&self, unit: UnitId) -> &Slot {
+        &self.slots[unit]
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
+    }
+
+    /// Wants every unit up: what `launchgraph up` does first.
+    pub fn start_all(&mut self, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        for slot in &mut self.slots {
+            slot.wanted = true;
+        }
+        self.reconcile(now, &mut fx);
+        fx
+    }
+
+    /// Applies one event; returns what must be done, in order.
+    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        match event {
+            Event::Command(c) => self.command(c, now, &mut fx),
+            Event::Spawned {
+                unit,
+                generation,
+                pid,
+            } => self.spawned(unit, generation, pid, now, &mut fx),
+            Event::SpawnFailed {
+                unit,
+                generation,
+                error,
+            } => {
+                if self.current(unit, generation)
+                    && matches!(self.slots[unit].state, State::Starting { .. })
+                {
+                    self.failure(unit, Reason::SpawnFailed, error, now, &mut fx);
+                }
+            }
+            Event::Exited {
+                unit,
+                generation,
+                exit,
+                killed_after_timeout,
+            } => {
+                if self.current(unit, generation) {
+                    self.exited(unit, exit, killed_after_timeout, now, &mut fx);
+                }
+            }
+            Event::ProbeReported {
+                unit,
+                generation,
+                kind,
+                ok,
+                latency,
+                detail,
+            } => {
+                if self.current(unit, generation) {
+                    self.probe(unit, kind, ok, latency, detail, now, &mut fx);
+                }
+            }
+            Event::TimerFired {
+                unit,
+                generation,
+                timer,
+            } => match timer {
+                Timer::StartTimeout => {
+                    if self.current(unit, generation)
+                        && let State::Started {
+                            deadline: Some(d), ..
+                        } = self.slots[unit].state
+                        && now >= d
+                    {
+                        self.slots[unit].cycle = Some(Reason::ReadyTimeout);
+                    }
+                }
+                // Backoff timers carry no generation worth checking: reconcile looks at
+                // `until` itself, so an early or duplicate timer is harmless.
+                Timer::BackoffOver => {}
+            },
+        }
+        self.reconcile(now, &mut fx);
+        fx
+    }
+
+    fn current(&self, unit: UnitId, generation: Generation) -> bool {
+        unit < self.slots.len()
+            && self.slots[unit].generation == generation
+            && self.slots[unit].state.generation() == Some(generation)
+    }
+
+    fn command(&mut self, c: Command, now: Instant, fx: &mut Vec<Effect>) {
+        match c {
+            Command::Start(u) => {
+                for r in self.closure(u, |p| &p.requires) {
+                    self.want(r, now, fx);
+                }
+                self.want(u, now, fx);
+            }
+            Command::Stop(u) => {
+                for d in self.closure(u, |p| &p.dependents) {
+                    self.slots[d].wanted = false;
+                }
+                self.slots[u].wanted = false;
+            }
+            Command::Restart(u) => {
+                if self.slots[u].state.is_running() {
+                    self.slots[u].cycle = Some(Reason::RestartRequested);
+                    self.slots[u].failures = 0;
+                    self.slots[u].restart_starts.clear();
+                }
+                for r in self.closure(u, |p| &p.requires) {
+                    self.want(r, now, fx);
+                }
+                self.want(u, now, fx);
+                // Dependents an admin stopped stay stopped; running ones cycle by the rule.
+            }
+            Command::Shutdown => {
+                self.shutting_down = true;
+                for s in &mut self.slots {
+                    s.wanted = false;
+                }
+            }
+        }
+    }
+
+    /// Marks a unit wanted; a failed or backing-off unit is given a fresh start.
+    fn want(&mut self, u: UnitId, now: Instant, fx: &mut Vec<Effect>) {
+        if self.shutting_down {
+            return;
+        }
+        let slot = &mut self.slots[u];
+        slot.wanted = true;
+        if matches!(slot.state, State::Failed { .. } | State::Backoff { .. }) {
+            slot.failures = 0;
+            slot.restart_starts.clear();
+            self.set(u, State::Stopped { reason: Reason::StartRequested }, Reason::StartRequested, String::new(), now, fx);
+        }
+    }
+
+    fn closure(&self, u: UnitId, edges: impl Fn(&UnitPolicy) -> &Vec<UnitId>) -> Vec<UnitId> {
+        let mut seen = vec![false; self.slots.len()];
+        let mut stack = vec![u];
+        let mut out = Vec::new();
+        while let Some(x) = stack.pop() {
+            for &y in edges(&self.policies[x]) {
+                if !seen[y] {
+                    seen[y] = true;
+                    out.push(y);
+                    stack.push(y);
+                }
+            }
+        }
+        out
+    }
+
+    fn spawned(&mut self, u: UnitId, generation: Generation, pid: Option<u32>, now: Instant, fx: &mut Vec<Effect>) {
+        if !self.current(u, generation) || !matches!(self.slots[u].state, State::Starting { .. }) {
+            return;
+        }
+        self.slots[u].started_at = Some(now);
+        let pid_text = pid.map(|p| format!("pid={p}")).unwrap_or_default();
+        let policy = &self.policies[u];
+        if policy.has_ready_probe {
+            let deadline = policy.start_timeout.map(|t| now + t);
+            self.set(u, State::Started { generation, pid, deadline }, Reason::Spawned, pid_text, now, fx);
+            fx.push(Effect::StartProbe { unit: u, generation, kind: ProbeKind::Ready });
+            if let Some(at) = deadline {
+                fx.push(Effect::SetTimer { unit: u, generation, timer: Timer::StartTimeout, at });
+            }
+        } else {
+            self.set(u, State::Started { generation, pid, deadline: None }, Reason::Spawned, pid_text.clone(), now, fx);
+            self.become_ready(u, generation, pid, format!("{pid_text} no [ready] probe: ready when started"), now, fx);
+        }
+    }
+
+    fn become_ready(&mut self, u: UnitId, generation: Generation, pid: Option<u32>, detail: String, now: Instant, fx: &mut Vec<Effect>) {
+        self.set(u, State::Ready { generation, pid, alive_failures: 0 }, Reason::Ready, detail, now, fx);
+        if self.policies[u].has_alive_probe {
+            fx.push(Effect::StartProbe { unit: u, generation, kind: ProbeKind::Alive });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn probe(&mut self, u: UnitId, kind: ProbeKind, ok: bool, latency: Duration, detail: String, now: Instant, fx: &mut Vec<Effect>) {
+        self.slots[u].last_probe = Some(LastProbe { kind, ok, latency, detail: detail.clone(), at: now });
+        match (kind, &self.slots[u].state) {
+            (ProbeKind::Ready, State::Started { generation, pid, .. }) if ok => {
+                let (generation, pid) = (*generation, *pid);
+                let since = self.slots[u].started_at.map(|s| now.saturating_duration_since(s));
+                let mut text = format!(
+                    "{}probe latency={}",
+                    pid.map(|p| format!("pid={p} ")).unwrap_or_default(),
+                    fmt_ms(latency)
+                );
+                if let Some(s) = since {
+                    text.push_str(&format!(" time-to-ready={}", fmt_ms(s)));
+                }
+                self.become_ready(u, generation, pid, text, now, fx);
+            }
+            (ProbeKind::Alive, State::Ready { .. }) => {
+                let threshold = self.policies[u].alive_failures;
+                if let State::Ready { alive_failures, .. } = &mut self.slots[u].state {
+                    if ok {
+                        *alive_failures = 0;
+                    } else {
+                        *alive_failures += 1;
+                        if *alive_failures >= threshold && self.slots[u].cycle.is_none() {
+                            self.slots[u].cycle = Some(Reason::LivenessFailed);
+                            let _ = detail;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn exited(&mut self, u: UnitId, exit: ExitInfo, killed: bool, now: Instant, fx: &mut Vec<Effect>) {
+        fx.push(Effect::StopProbes { unit: u });
+        let slot = &mut self.slots[u];
+        slot.last_exit = Some(exit);
+        let mut detail = format!("{}{exit}", slot.state.pid().map(|p| format!("pid={p} ")).unwrap_or_default());
+        if let Some(started) = slot.started_at {
+            detail.push_str(&format!(" ran={}", fmt_ms(now.saturating_duration_since(started))));
+        }
+        if killed {
+            detail.push_str(&format!(" {}: killed after its stop timeout", Reason::StopTimeout));
+        }
+        let cycle = slot.cycle.take();
+        if let State::Stopping { reason, .. } = slot.state {
+            match reason {
+                Reason::ReadyTimeout | Reason::LivenessFailed => {
+                    self.failure(u, reason, detail, now, fx);
+                }
+                Reason::DependencyRestarting => {
+                    self.slots[u].restarts += 1;
+                    self.set(u, State::Waiting { reason, on: None }, reason, detail, now, fx);
+                }
+                Reason::RestartRequested => {
+                    self.slots[u].restarts += 1;
+                    self.set(u, State::Stopped { reason }, reason, detail, now, fx);
+                }
+                _ => self.set(u, State::Stopped { reason }, reason, detail, now, fx),
+            }
+            return;
+        }
+        // An exit nobody asked for. A pending cycle is moot: it is down already.
+        let _ = cycle;
+        let restart = &self.policies[u].restart;
+        if let Some(code) = exit.code
+            && restart.no_restart_exit_codes.contains(&code)
+        {
+            self.slots[u].wanted = false;
+            self.set(u, State::Failed { reason: Reason::NoRestartExitCode, detail: detail.clone() }, Reason::NoRestartExitCode, detail, now, fx);
+            return;
+        }
+        let reason = match (exit.code, exit.signal) {
+            (_, Some(_)) => Reason::KilledBySignal,
+            (Some(0), None) => Reason::ExitedCleanly,
+            _ => Reason::Exited,
+        };
+        match (restart.policy, reason) {
+            (RestartPolicy::Always, _) | (RestartPolicy::OnFailure, Reason::Exited | Reason::KilledBySignal) => {
+                self.failure(u, reason, detail, now, fx);
+            }
+            (_, Reason::ExitedCleanly) => {
+                self.slots[u].wanted = false;
+                self.set(u, State::Stopped { reason }, reason, format!("{detail} {}: not restarted after a clean exit", Reason::RestartPolicy), now, fx);
+            }
+            _ => {
+                self.slots[u].wanted = false;
+                self.set(u, State::Failed { reason, detail: detail.clone() }, reason, format!("{detail} {}: policy \"never\"", Reason::RestartPolicy), now, fx);
+            }
+        }
+    }
+
+    /// A failed run: backoff (reset after a stable run), or failed past the start limit at the
+    /// next start.
+    fn failure(&mut self, u: UnitId, reason: Reason, detail: String, now: Instant, fx: &mut Vec<Effect>) {
+        let spec = self.policies[u].restart.clone();
+        let slot = &mut self.slots[u];
+        if slot.started_at.is_some_and(|s| now.saturating_duration_since(s) >= spec.reset_after) {
+            slot.failures = 0;
+        }
+        slot.failures = slot.failures.saturating_add(1);
+        let delay = backoff_delay(&spec, slot.failures, self.rng.f64());
+        let until = now + delay;
+        let generation = self.slots[u].generation;
+        self.set(u, State::Backoff { until, delay, reason }, reason, format!("{detail} failures={} delay={}", self.slots[u].failures, fmt_ms(delay)), now, fx);
+        if !delay.is_zero() {
+            fx.push(Effect::SetTimer { unit: u, generation, timer: Timer::BackoffOver, at: until });
+        }
+    }
+
+    /// Brings states in line with the rules until nothing changes.
+    fn reconcile(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        loop {
+            let mut changed = false;
+            for u in 0..self.slots.len() {
+                changed |= self.reconcile_one(u, now, fx);
+            }
+            if !changed {
+                break;
+            }
+        }
+        if self.shutting_down && !self.exited && self.slots.iter().all(|s| !s.state.is_running()) {
+            self.exited = true;
+            fx.push(Effect::Exit);
+        }
+    }
+
+    /// Whether `r` counts as ready for its dependents.
+    fn is_ready(&self, r: UnitId) -> bool {
+        let s = &self.slots[r];
+        matches!(s.state, State::Ready { .. }) && s.cycle.is_none() && s.wanted
+    }
+
+    fn reconcile_one(&mut self, u: UnitId, now: Instant, fx: &mut Vec<Effect>) -> bool {
+        let reqs_ready = self.policies[u].requires.iter().all(|&r| self.is_ready(r));
+        let dependents_down = self.policies[u]
+            .dependents
+            .iter()
+            .all(|&d| !self.slots[d].state.is_running());
+        let slot = &self.slots[u];
+        match &slot.state {
+            State::Started { .. } | State::Ready { .. } => {
+                let stop_reason = if !slot.wanted {
+                    Some(if self.shutting_down { Reason::Shutdown } else { Reason::StopRequested })
+                } else if let Some(c) = slot.cycle {
+                    Some(c)
+                } else if !reqs_ready {
+                    Some(Reason::DependencyRestarting)
+                } else {
+                    None
+                };
+                let Some(reason) = stop_reason else { return false };
+                if !dependents_down {
+                    return false;
+                }
+                let generation = slot.generation;
+                let pid = slot.state.pid();
+                fx.push(Effect::StopProbes { unit: u });
+                fx.push(Effect::Stop { unit: u, generation });
+                let detail = pid.map(|p| format!("pid={p}")).unwrap_or_default();
+                self.set(u, State::Stopping { generation, pid, reason }, reason, detail, now, fx);
+                true
+            }
+            // Wait for the pid (or the spawn failure); then the rule above applies.
+            State::Starting { .. } | State::Stopping { .. } | State::Failed { .. } => false,
+            State::Inactive | State::Waiting { .. } | State::Stopped { .. } | State::Backoff { .. } => {
+                if !slot.wanted {
+                    if matches!(slot.state, State::Waiting { .. } | State::Backoff { .. }) {
+                        let reason = if self.shutting_down { Reason::Shutdown } else { Reason::StopRequested };
+                        self.set(u, State::Stopped { reason }, reason, String::new(), now, fx);
+                        return true;
+                    }
+                    return false;
+                }
+                if let State::Backoff { until, .. } = slot.state
+                    && until > now
+                {
+                    return false;
+                }
+                if !reqs_ready {
+                    let (reason, on) = self.waiting_reason(u);
+                    if let State::Waiting { reason: r, on: o } = &self.slots[u].state
+                        && (*r == reason || *r == Reason::DependencyRestarting && reason == Reason::WaitingForDependency)
+                        && *o == on
+                    {
+                        return false;
+                    }
+                    let keep_restarting = matches!(self.slots[u].state, State::Waiting { reason: Reason::DependencyRestarting, .. })
+                        && reason == Reason::WaitingForDependency;
+                    let reason = if keep_restarting { Reason::DependencyRestarting } else { reason };
+                    let detail = on.map(|r| format!("on={r}")).unwrap_or_default();
+                    self.set(u, State::Waiting { reason, on }, reason, detail, now, fx);
+                    return true;
+                }
+                if !dependents_down {
+                    return false;
+                }
+                self.start(u, now, fx);
+                true
+            }
+        }
+    }
+
+    /// The first requirement that is not ready, and why.
+    fn waiting_reason(&self, u: UnitId) -> (Reason, Option<UnitId>) {
+        for &r in &self.policies[u].requires {
+            if self.is_ready(r) {
+                continue;
+            }
+            let s = &self.slots[r];
+            let reason = match s.state {
+                State::Failed { .. } => Reason::DependencyFailed,
+                _ if !s.wanted => Reason::DependencyStopped,
+                _ => Reason::WaitingForDependency,
+            };
+            return (reason, Some(r));
+        }
+        (Reason::WaitingForDependency, None)
+    }
+
+    fn start(&mut self, u: UnitId, now: Instant, fx: &mut Vec<Effect>) {
+        let spec = &self.policies[u].restart;
+        let (count, period) = (spec.start_limit_count, spec.start_limit_period);
+        let slot = &mut self.slots[u];
+        let after_failure = slot.failures > 0;
+        if after_failure {
+            while slot.restart_starts.front().is_some_and(|&t| now.saturating_duration_since(t) > period) {
+                slot.restart_starts.pop_front();
+            }
+            if slot.restart_starts.len() >= count as usize {
+                slot.wanted = false;
+                let detail = format!(
+                    "{} restarts within {} after failures",
+                    slot.restart_starts.len(),
+                    humantime::format_duration(period)
+                );
+                self.set(u, State::Failed { reason: Reason::StartLimitReached, detail: detail.clone() }, Reason::StartLimitReached, detail, now, fx);
+                return;
+            }
+            slot.restart_starts.push_back(now);
+        }
+        if slot.generation > 0 && after_failure {
+            slot.restarts += 1;
+        }
+        slot.generation += 1;
+        let generation = slot.generation;
+        let reason = match slot.state {
+            State::Backoff { reason, .. } => reason,
+            State::Waiting { reason: Reason::DependencyRestarting, .. } => Reason::DependencyRestarting,
+            State::Stopped { reason: Reason::RestartRequested } => Reason::RestartRequested,
+            _ => Reason::StartRequested,
+        };
+        self.set(u, State::Starting { generation }, reason, format!("generation={generation}"), now, fx);
+        fx.push(Effect::Spawn { unit: u, generation });
+    }
+
+    fn set(&mut self, u: UnitId, state: State, reason: Reason, detail: String, now: Instant, fx: &mut Vec<Effect>) {
+        let slot = &mut self.slots[u];
+        let from = slot.state.name();
+        slot.state = state;
+        slot.since = now;
+        fx.push(Effect::Transition(Transition {
+            unit: u,
+            from,
+            to: slot.state.name(),
+            reason,
+            detail: detail.trim().to_string(),
+        }));
+    }
+}
+
+/// The delay before restart number `failures` (1-based): `initial * factor^(failures-1)`,
+/// capped at `max`, then spread by ±`jitter` (and never above `max`). `random` is in [0, 1).
+pub fn backoff_delay(spec: &RestartSpec, failures: u32, random: f64) -> Duration {
+    let exp = failures.saturating_sub(1).min(1000) as i32;
+    let base = spec.initial.as_secs_f64() * spec.factor.powi(exp);
+    let capped = base.min(spec.max.as_secs_f64());
+    let spread = capped * spec.jitter * (2.0 * random - 1.0);
+    let secs = (capped + spread).clamp(0.0, spec.max.as_secs_f64());
+    Duration::from_secs_f64(secs)
+}
+
+/// Milliseconds with up to one decimal: `1.3ms`, `250ms`, `12034ms`.
+pub fn fmt_ms(d: Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 10.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{}ms", ms.round() as u64)
+    }
+}

@@ -1,0 +1,93 @@
+//! Reason codes: the stable identifiers that say why a unit is in its state.
+//!
+//! One table, used alike in the log, in status, in events and in metrics. The codes never
+//! change meaning; new ones may be added. docs/reason-codes.md documents each one, and a test
+//! keeps that table and this enum in step.
+
+use std::fmt;
+
+use serde::Serialize;
+
+macro_rules! reasons {
+    ($($variant:ident => $code:literal, $doc:literal;)*) => {
+        /// Why a unit is where it is. See docs/reason-codes.md.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+        #[serde(into = "&'static str")]
+        pub enum Reason {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl Reason {
+            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+
+            /// The stable identifier, e.g. `READY_TIMEOUT`.
+            pub fn code(self) -> &'static str {
+                match self { $(Reason::$variant => $code,)* }
+            }
+
+            /// One sentence saying what it means.
+            pub fn meaning(self) -> &'static str {
+                match self { $(Reason::$variant => $doc,)* }
+            }
+        }
+    };
+}
+
+reasons! {
+    StartRequested => "START_REQUESTED", "The unit is wanted up: at supervisor start, or by an admin.";
+    WaitingForDependency => "WAITING_FOR_DEPENDENCY", "A requirement is not ready yet; the unit starts as soon as it is.";
+    Spawned => "SPAWNED", "The process was started (or the launchd job kickstarted); it is not ready yet.";
+    Ready => "READY", "The readiness probe passed (or the unit has none and has started).";
+    Exited => "EXITED", "The process exited with a non-zero status.";
+    ExitedCleanly => "EXITED_CLEANLY", "The process exited with status 0.";
+    KilledBySignal => "KILLED_BY_SIGNAL", "The process was ended by a signal it did not ask for.";
+    SpawnFailed => "SPAWN_FAILED", "The process could not be started (program missing, not executable, bad user, ...).";
+    ReadyTimeout => "READY_TIMEOUT", "The unit was not ready within its start-timeout; it was stopped.";
+    LivenessFailed => "LIVENESS_FAILED", "The liveness probe failed the configured number of times in a row.";
+    Backoff => "BACKOFF", "Waiting out the restart delay after a failure.";
+    DependencyRestarting => "DEPENDENCY_RESTARTING", "Stopped because a requirement went down; it starts again once the requirement is ready.";
+    DependencyFailed => "DEPENDENCY_FAILED", "A requirement is failed; the unit waits until an admin acts on it.";
+    DependencyStopped => "DEPENDENCY_STOPPED", "A requirement is stopped and not wanted up; the unit waits.";
+    StartLimitReached => "START_LIMIT_REACHED", "Too many starts after failures within start-limit-period; failed until an admin acts.";
+    NoRestartExitCode => "NO_RESTART_EXIT_CODE", "Exited with a code listed in no-restart-exit-codes; failed until an admin acts.";
+    RestartPolicy => "RESTART_POLICY", "The restart policy says not to restart after this exit.";
+    StopRequested => "STOP_REQUESTED", "An admin asked for the unit to stop.";
+    RestartRequested => "RESTART_REQUESTED", "An admin asked for the unit to restart.";
+    Shutdown => "SHUTDOWN", "The supervisor is shutting down.";
+    StopTimeout => "STOP_TIMEOUT", "The unit did not stop within its stop-timeout and was killed.";
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl From<Reason> for &'static str {
+    fn from(r: Reason) -> &'static str {
+        r.code()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The documented table and the enum list the same codes with the same meanings.
+    #[test]
+    fn docs_table_matches_the_enum() {
+        let doc = include_str!("../docs/reason-codes.md");
+        let mut documented = Vec::new();
+        for line in doc.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            if cells.len() >= 3 && cells[1].starts_with('`') && cells[1].ends_with('`') {
+                documented.push((cells[1].trim_matches('`').to_string(), cells[2].to_string()));
+            }
+        }
+        let ours: Vec<(String, String)> = Reason::ALL
+            .iter()
+            .map(|r| (r.code().to_string(), r.meaning().to_string()))
+            .collect();
+        assert_eq!(documented, ours, "docs/reason-codes.md and src/reason.rs disagree");
+    }
+}
