@@ -90,9 +90,22 @@ pub fn compile_dir(dir: &Path) -> Result<Compiled, Vec<Diagnostic>> {
             });
         }
         Ok(_) => {}
-        Err(cycles) => {
-            for cycle in cycles {
+        Err(found) => {
+            for cycle in &found.cycles {
                 diags.push(cycle_diagnostic(&parsed, &cycle.0));
+            }
+            if found.truncated {
+                let first = &parsed[found.cycles[0].0[0]];
+                diags.push(
+                    Diagnostic::whole_file(
+                        first.unit.file.clone(),
+                        format!(
+                            "more dependency cycles exist; only the first {} are listed",
+                            crate::graph::MAX_CYCLES_REPORTED
+                        ),
+                    )
+                    .with_hint("break the cycles above, then run check again"),
+                );
             }
         }
     }

@@ -6,10 +6,12 @@
 
 pub mod compile;
 pub mod diag;
+pub mod engine;
 pub mod exit;
 pub mod graph;
 pub mod paths;
 pub mod plan;
 pub mod probe;
 pub mod process;
+pub mod reason;
 pub mod unit;

@@ -88,6 +88,9 @@ mod tests {
             .iter()
             .map(|r| (r.code().to_string(), r.meaning().to_string()))
             .collect();
-        assert_eq!(documented, ours, "docs/reason-codes.md and src/reason.rs disagree");
+        assert_eq!(
+            documented, ours,
+            "docs/reason-codes.md and src/reason.rs disagree"
+        );
     }
 }

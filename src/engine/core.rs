@@ -318,6 +318,8 @@ pub struct Slot {
 
 pub struct Core {
     policies: Vec<UnitPolicy>,
+    /// Requirements before dependents.
+    topo: Vec<UnitId>,
     slots: Vec<Slot>,
     shutting_down: bool,
     exited: bool,
@@ -361,8 +363,10 @@ impl Core {
                 started_at: None,
             })
             .collect();
+        let topo = topological_order(&policies);
         Self {
             policies,
+            topo,
             slots,
             shutting_down: false,
             exited: false,
@@ -510,7 +514,16 @@ impl Core {
         if matches!(slot.state, State::Failed { .. } | State::Backoff { .. }) {
             slot.failures = 0;
             slot.restart_starts.clear();
-            self.set(u, State::Stopped { reason: Reason::StartRequested }, Reason::StartRequested, String::new(), now, fx);
+            self.set(
+                u,
+                State::Stopped {
+                    reason: Reason::StartRequested,
+                },
+                Reason::StartRequested,
+                String::new(),
+                now,
+                fx,
+            );
         }
     }
 
@@ -530,7 +543,14 @@ impl Core {
         out
     }
 
-    fn spawned(&mut self, u: UnitId, generation: Generation, pid: Option<u32>, now: Instant, fx: &mut Vec<Effect>) {
+    fn spawned(
+        &mut self,
+        u: UnitId,
+        generation: Generation,
+        pid: Option<u32>,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
         if !self.current(u, generation) || !matches!(self.slots[u].state, State::Starting { .. }) {
             return;
         }
@@ -539,31 +559,114 @@ impl Core {
         let policy = &self.policies[u];
         if policy.has_ready_probe {
             let deadline = policy.start_timeout.map(|t| now + t);
-            self.set(u, State::Started { generation, pid, deadline }, Reason::Spawned, pid_text, now, fx);
-            fx.push(Effect::StartProbe { unit: u, generation, kind: ProbeKind::Ready });
+            self.set(
+                u,
+                State::Started {
+                    generation,
+                    pid,
+                    deadline,
+                },
+                Reason::Spawned,
+                pid_text,
+                now,
+                fx,
+            );
+            fx.push(Effect::StartProbe {
+                unit: u,
+                generation,
+                kind: ProbeKind::Ready,
+            });
             if let Some(at) = deadline {
-                fx.push(Effect::SetTimer { unit: u, generation, timer: Timer::StartTimeout, at });
+                fx.push(Effect::SetTimer {
+                    unit: u,
+                    generation,
+                    timer: Timer::StartTimeout,
+                    at,
+                });
             }
         } else {
-            self.set(u, State::Started { generation, pid, deadline: None }, Reason::Spawned, pid_text.clone(), now, fx);
-            self.become_ready(u, generation, pid, format!("{pid_text} no [ready] probe: ready when started"), now, fx);
+            self.set(
+                u,
+                State::Started {
+                    generation,
+                    pid,
+                    deadline: None,
+                },
+                Reason::Spawned,
+                pid_text.clone(),
+                now,
+                fx,
+            );
+            self.become_ready(
+                u,
+                generation,
+                pid,
+                format!("{pid_text} no [ready] probe: ready when started"),
+                now,
+                fx,
+            );
         }
     }
 
-    fn become_ready(&mut self, u: UnitId, generation: Generation, pid: Option<u32>, detail: String, now: Instant, fx: &mut Vec<Effect>) {
-        self.set(u, State::Ready { generation, pid, alive_failures: 0 }, Reason::Ready, detail, now, fx);
+    fn become_ready(
+        &mut self,
+        u: UnitId,
+        generation: Generation,
+        pid: Option<u32>,
+        detail: String,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        self.set(
+            u,
+            State::Ready {
+                generation,
+                pid,
+                alive_failures: 0,
+            },
+            Reason::Ready,
+            detail,
+            now,
+            fx,
+        );
         if self.policies[u].has_alive_probe {
-            fx.push(Effect::StartProbe { unit: u, generation, kind: ProbeKind::Alive });
+            fx.push(Effect::StartProbe {
+                unit: u,
+                generation,
+                kind: ProbeKind::Alive,
+            });
         }
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn probe(&mut self, u: UnitId, kind: ProbeKind, ok: bool, latency: Duration, detail: String, now: Instant, fx: &mut Vec<Effect>) {
-        self.slots[u].last_probe = Some(LastProbe { kind, ok, latency, detail: detail.clone(), at: now });
+    fn probe(
+        &mut self,
+        u: UnitId,
+        kind: ProbeKind,
+        ok: bool,
+        latency: Duration,
+        detail: String,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        self.slots[u].last_probe = Some(LastProbe {
+            kind,
+            ok,
+            latency,
+            detail: detail.clone(),
+            at: now,
+        });
         match (kind, &self.slots[u].state) {
-            (ProbeKind::Ready, State::Started { generation, pid, .. }) if ok => {
+            (
+                ProbeKind::Ready,
+                State::Started {
+                    generation, pid, ..
+                },
+            ) if ok => {
                 let (generation, pid) = (*generation, *pid);
-                let since = self.slots[u].started_at.map(|s| now.saturating_duration_since(s));
+                let since = self.slots[u]
+                    .started_at
+                    .map(|s| now.saturating_duration_since(s));
                 let mut text = format!(
                     "{}probe latency={}",
                     pid.map(|p| format!("pid={p} ")).unwrap_or_default(),
@@ -592,16 +695,35 @@ impl Core {
         }
     }
 
-    fn exited(&mut self, u: UnitId, exit: ExitInfo, killed: bool, now: Instant, fx: &mut Vec<Effect>) {
+    fn exited(
+        &mut self,
+        u: UnitId,
+        exit: ExitInfo,
+        killed: bool,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
         fx.push(Effect::StopProbes { unit: u });
         let slot = &mut self.slots[u];
         slot.last_exit = Some(exit);
-        let mut detail = format!("{}{exit}", slot.state.pid().map(|p| format!("pid={p} ")).unwrap_or_default());
+        let mut detail = format!(
+            "{}{exit}",
+            slot.state
+                .pid()
+                .map(|p| format!("pid={p} "))
+                .unwrap_or_default()
+        );
         if let Some(started) = slot.started_at {
-            detail.push_str(&format!(" ran={}", fmt_ms(now.saturating_duration_since(started))));
+            detail.push_str(&format!(
+                " ran={}",
+                fmt_ms(now.saturating_duration_since(started))
+            ));
         }
         if killed {
-            detail.push_str(&format!(" {}: killed after its stop timeout", Reason::StopTimeout));
+            detail.push_str(&format!(
+                " {}: killed after its stop timeout",
+                Reason::StopTimeout
+            ));
         }
         let cycle = slot.cycle.take();
         if let State::Stopping { reason, .. } = slot.state {
@@ -611,7 +733,14 @@ impl Core {
                 }
                 Reason::DependencyRestarting => {
                     self.slots[u].restarts += 1;
-                    self.set(u, State::Waiting { reason, on: None }, reason, detail, now, fx);
+                    self.set(
+                        u,
+                        State::Waiting { reason, on: None },
+                        reason,
+                        detail,
+                        now,
+                        fx,
+                    );
                 }
                 Reason::RestartRequested => {
                     self.slots[u].restarts += 1;
@@ -628,7 +757,17 @@ impl Core {
             && restart.no_restart_exit_codes.contains(&code)
         {
             self.slots[u].wanted = false;
-            self.set(u, State::Failed { reason: Reason::NoRestartExitCode, detail: detail.clone() }, Reason::NoRestartExitCode, detail, now, fx);
+            self.set(
+                u,
+                State::Failed {
+                    reason: Reason::NoRestartExitCode,
+                    detail: detail.clone(),
+                },
+                Reason::NoRestartExitCode,
+                detail,
+                now,
+                fx,
+            );
             return;
         }
         let reason = match (exit.code, exit.signal) {
@@ -637,35 +776,86 @@ impl Core {
             _ => Reason::Exited,
         };
         match (restart.policy, reason) {
-            (RestartPolicy::Always, _) | (RestartPolicy::OnFailure, Reason::Exited | Reason::KilledBySignal) => {
+            (RestartPolicy::Always, _)
+            | (RestartPolicy::OnFailure, Reason::Exited | Reason::KilledBySignal) => {
                 self.failure(u, reason, detail, now, fx);
             }
             (_, Reason::ExitedCleanly) => {
                 self.slots[u].wanted = false;
-                self.set(u, State::Stopped { reason }, reason, format!("{detail} {}: not restarted after a clean exit", Reason::RestartPolicy), now, fx);
+                self.set(
+                    u,
+                    State::Stopped { reason },
+                    reason,
+                    format!(
+                        "{detail} {}: not restarted after a clean exit",
+                        Reason::RestartPolicy
+                    ),
+                    now,
+                    fx,
+                );
             }
             _ => {
                 self.slots[u].wanted = false;
-                self.set(u, State::Failed { reason, detail: detail.clone() }, reason, format!("{detail} {}: policy \"never\"", Reason::RestartPolicy), now, fx);
+                self.set(
+                    u,
+                    State::Failed {
+                        reason,
+                        detail: detail.clone(),
+                    },
+                    reason,
+                    format!("{detail} {}: policy \"never\"", Reason::RestartPolicy),
+                    now,
+                    fx,
+                );
             }
         }
     }
 
     /// A failed run: backoff (reset after a stable run), or failed past the start limit at the
     /// next start.
-    fn failure(&mut self, u: UnitId, reason: Reason, detail: String, now: Instant, fx: &mut Vec<Effect>) {
+    fn failure(
+        &mut self,
+        u: UnitId,
+        reason: Reason,
+        detail: String,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
         let spec = self.policies[u].restart.clone();
         let slot = &mut self.slots[u];
-        if slot.started_at.is_some_and(|s| now.saturating_duration_since(s) >= spec.reset_after) {
+        if slot
+            .started_at
+            .is_some_and(|s| now.saturating_duration_since(s) >= spec.reset_after)
+        {
             slot.failures = 0;
         }
         slot.failures = slot.failures.saturating_add(1);
         let delay = backoff_delay(&spec, slot.failures, self.rng.f64());
         let until = now + delay;
         let generation = self.slots[u].generation;
-        self.set(u, State::Backoff { until, delay, reason }, reason, format!("{detail} failures={} delay={}", self.slots[u].failures, fmt_ms(delay)), now, fx);
+        self.set(
+            u,
+            State::Backoff {
+                until,
+                delay,
+                reason,
+            },
+            reason,
+            format!(
+                "{detail} failures={} delay={}",
+                self.slots[u].failures,
+                fmt_ms(delay)
+            ),
+            now,
+            fx,
+        );
         if !delay.is_zero() {
-            fx.push(Effect::SetTimer { unit: u, generation, timer: Timer::BackoffOver, at: until });
+            fx.push(Effect::SetTimer {
+                unit: u,
+                generation,
+                timer: Timer::BackoffOver,
+                at: until,
+            });
         }
     }
 
@@ -673,8 +863,11 @@ impl Core {
     fn reconcile(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         loop {
             let mut changed = false;
-            for u in 0..self.slots.len() {
-                changed |= self.reconcile_one(u, now, fx);
+            // One pass in requirement order; a change may enable more, so repeat until quiet.
+            let doomed = self.doomed();
+            for k in 0..self.topo.len() {
+                let u = self.topo[k];
+                changed |= self.reconcile_one(u, &doomed, now, fx);
             }
             if !changed {
                 break;
@@ -686,14 +879,40 @@ impl Core {
         }
     }
 
-    /// Whether `r` counts as ready for its dependents.
-    fn is_ready(&self, r: UnitId) -> bool {
-        let s = &self.slots[r];
-        matches!(s.state, State::Ready { .. }) && s.cycle.is_none() && s.wanted
+    /// Running units that must go down: not wanted, asked to cycle, or with a requirement that
+    /// is not ready or itself must go down. Computed requirements first.
+    fn doomed(&self) -> Vec<bool> {
+        let mut doomed = vec![false; self.slots.len()];
+        for &u in &self.topo {
+            let s = &self.slots[u];
+            doomed[u] = s.state.is_running()
+                && (!s.wanted
+                    || s.cycle.is_some()
+                    || self.policies[u]
+                        .requires
+                        .iter()
+                        .any(|&r| doomed[r] || !self.is_ready(r, &doomed)));
+        }
+        doomed
     }
 
-    fn reconcile_one(&mut self, u: UnitId, now: Instant, fx: &mut Vec<Effect>) -> bool {
-        let reqs_ready = self.policies[u].requires.iter().all(|&r| self.is_ready(r));
+    /// Whether `r` counts as ready for its dependents.
+    fn is_ready(&self, r: UnitId, doomed: &[bool]) -> bool {
+        let s = &self.slots[r];
+        matches!(s.state, State::Ready { .. }) && s.cycle.is_none() && s.wanted && !doomed[r]
+    }
+
+    fn reconcile_one(
+        &mut self,
+        u: UnitId,
+        doomed: &[bool],
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) -> bool {
+        let reqs_ready = self.policies[u]
+            .requires
+            .iter()
+            .all(|&r| self.is_ready(r, doomed));
         let dependents_down = self.policies[u]
             .dependents
             .iter()
@@ -702,7 +921,11 @@ impl Core {
         match &slot.state {
             State::Started { .. } | State::Ready { .. } => {
                 let stop_reason = if !slot.wanted {
-                    Some(if self.shutting_down { Reason::Shutdown } else { Reason::StopRequested })
+                    Some(if self.shutting_down {
+                        Reason::Shutdown
+                    } else {
+                        Reason::StopRequested
+                    })
                 } else if let Some(c) = slot.cycle {
                     Some(c)
                 } else if !reqs_ready {
@@ -710,24 +933,47 @@ impl Core {
                 } else {
                     None
                 };
-                let Some(reason) = stop_reason else { return false };
+                let Some(reason) = stop_reason else {
+                    return false;
+                };
                 if !dependents_down {
                     return false;
                 }
                 let generation = slot.generation;
                 let pid = slot.state.pid();
                 fx.push(Effect::StopProbes { unit: u });
-                fx.push(Effect::Stop { unit: u, generation });
+                fx.push(Effect::Stop {
+                    unit: u,
+                    generation,
+                });
                 let detail = pid.map(|p| format!("pid={p}")).unwrap_or_default();
-                self.set(u, State::Stopping { generation, pid, reason }, reason, detail, now, fx);
+                self.set(
+                    u,
+                    State::Stopping {
+                        generation,
+                        pid,
+                        reason,
+                    },
+                    reason,
+                    detail,
+                    now,
+                    fx,
+                );
                 true
             }
             // Wait for the pid (or the spawn failure); then the rule above applies.
             State::Starting { .. } | State::Stopping { .. } | State::Failed { .. } => false,
-            State::Inactive | State::Waiting { .. } | State::Stopped { .. } | State::Backoff { .. } => {
+            State::Inactive
+            | State::Waiting { .. }
+            | State::Stopped { .. }
+            | State::Backoff { .. } => {
                 if !slot.wanted {
                     if matches!(slot.state, State::Waiting { .. } | State::Backoff { .. }) {
-                        let reason = if self.shutting_down { Reason::Shutdown } else { Reason::StopRequested };
+                        let reason = if self.shutting_down {
+                            Reason::Shutdown
+                        } else {
+                            Reason::StopRequested
+                        };
                         self.set(u, State::Stopped { reason }, reason, String::new(), now, fx);
                         return true;
                     }
@@ -739,16 +985,27 @@ impl Core {
                     return false;
                 }
                 if !reqs_ready {
-                    let (reason, on) = self.waiting_reason(u);
+                    let (reason, on) = self.waiting_reason(u, doomed);
                     if let State::Waiting { reason: r, on: o } = &self.slots[u].state
-                        && (*r == reason || *r == Reason::DependencyRestarting && reason == Reason::WaitingForDependency)
+                        && (*r == reason
+                            || *r == Reason::DependencyRestarting
+                                && reason == Reason::WaitingForDependency)
                         && *o == on
                     {
                         return false;
                     }
-                    let keep_restarting = matches!(self.slots[u].state, State::Waiting { reason: Reason::DependencyRestarting, .. })
-                        && reason == Reason::WaitingForDependency;
-                    let reason = if keep_restarting { Reason::DependencyRestarting } else { reason };
+                    let keep_restarting = matches!(
+                        self.slots[u].state,
+                        State::Waiting {
+                            reason: Reason::DependencyRestarting,
+                            ..
+                        }
+                    ) && reason == Reason::WaitingForDependency;
+                    let reason = if keep_restarting {
+                        Reason::DependencyRestarting
+                    } else {
+                        reason
+                    };
                     let detail = on.map(|r| format!("on={r}")).unwrap_or_default();
                     self.set(u, State::Waiting { reason, on }, reason, detail, now, fx);
                     return true;
@@ -763,9 +1020,9 @@ impl Core {
     }
 
     /// The first requirement that is not ready, and why.
-    fn waiting_reason(&self, u: UnitId) -> (Reason, Option<UnitId>) {
+    fn waiting_reason(&self, u: UnitId, doomed: &[bool]) -> (Reason, Option<UnitId>) {
         for &r in &self.policies[u].requires {
-            if self.is_ready(r) {
+            if self.is_ready(r, doomed) {
                 continue;
             }
             let s = &self.slots[r];
@@ -785,7 +1042,11 @@ impl Core {
         let slot = &mut self.slots[u];
         let after_failure = slot.failures > 0;
         if after_failure {
-            while slot.restart_starts.front().is_some_and(|&t| now.saturating_duration_since(t) > period) {
+            while slot
+                .restart_starts
+                .front()
+                .is_some_and(|&t| now.saturating_duration_since(t) > period)
+            {
                 slot.restart_starts.pop_front();
             }
             if slot.restart_starts.len() >= count as usize {
@@ -795,7 +1056,17 @@ impl Core {
                     slot.restart_starts.len(),
                     humantime::format_duration(period)
                 );
-                self.set(u, State::Failed { reason: Reason::StartLimitReached, detail: detail.clone() }, Reason::StartLimitReached, detail, now, fx);
+                self.set(
+                    u,
+                    State::Failed {
+                        reason: Reason::StartLimitReached,
+                        detail: detail.clone(),
+                    },
+                    Reason::StartLimitReached,
+                    detail,
+                    now,
+                    fx,
+                );
                 return;
             }
             slot.restart_starts.push_back(now);
@@ -807,15 +1078,38 @@ impl Core {
         let generation = slot.generation;
         let reason = match slot.state {
             State::Backoff { reason, .. } => reason,
-            State::Waiting { reason: Reason::DependencyRestarting, .. } => Reason::DependencyRestarting,
-            State::Stopped { reason: Reason::RestartRequested } => Reason::RestartRequested,
+            State::Waiting {
+                reason: Reason::DependencyRestarting,
+                ..
+            } => Reason::DependencyRestarting,
+            State::Stopped {
+                reason: Reason::RestartRequested,
+            } => Reason::RestartRequested,
             _ => Reason::StartRequested,
         };
-        self.set(u, State::Starting { generation }, reason, format!("generation={generation}"), now, fx);
-        fx.push(Effect::Spawn { unit: u, generation });
+        self.set(
+            u,
+            State::Starting { generation },
+            reason,
+            format!("generation={generation}"),
+            now,
+            fx,
+        );
+        fx.push(Effect::Spawn {
+            unit: u,
+            generation,
+        });
     }
 
-    fn set(&mut self, u: UnitId, state: State, reason: Reason, detail: String, now: Instant, fx: &mut Vec<Effect>) {
+    fn set(
+        &mut self,
+        u: UnitId,
+        state: State,
+        reason: Reason,
+        detail: String,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
         let slot = &mut self.slots[u];
         let from = slot.state.name();
         slot.state = state;
@@ -849,4 +1143,28 @@ pub fn fmt_ms(d: Duration) -> String {
     } else {
         format!("{}ms", ms.round() as u64)
     }
+}
+
+/// Kahn's order over `requires`; the graph was checked acyclic when compiled.
+fn topological_order(policies: &[UnitPolicy]) -> Vec<UnitId> {
+    let mut left: Vec<usize> = policies.iter().map(|p| p.requires.len()).collect();
+    let mut order: Vec<UnitId> = (0..policies.len()).filter(|&u| left[u] == 0).collect();
+    let mut k = 0;
+    while k < order.len() {
+        let u = order[k];
+        k += 1;
+        for &d in &policies[u].dependents {
+            left[d] -= 1;
+            if left[d] == 0 {
+                order.push(d);
+            }
+        }
+    }
+    // A cycle cannot reach here through `compile`; keep every unit reachable regardless.
+    let mut placed = vec![false; policies.len()];
+    for &u in &order {
+        placed[u] = true;
+    }
+    order.extend((0..policies.len()).filter(|&u| !placed[u]));
+    order
 }

@@ -1,0 +1,3 @@
+//! The supervisor: the pure decision [`core`] and the runtime that carries out its effects.
+
+pub mod core;

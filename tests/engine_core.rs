@@ -1,0 +1,723 @@
+//! The decision core, driven by events alone: no processes, no sleeps, time passed in by hand.
+//! Every transition any test provokes is checked against the table of legal transitions.
+
+use std::time::{Duration, Instant};
+
+use launchgraph::engine::core::{
+    Command, Core, Effect, Event, ExitInfo, ProbeKind, StateName, Timer, UnitPolicy, backoff_delay,
+};
+use launchgraph::reason::Reason;
+use launchgraph::unit::{RestartPolicy, RestartSpec};
+
+use StateName::*;
+
+/// Every (from, to) the core may emit.
+const LEGAL: &[(StateName, StateName)] = &[
+    (Inactive, Starting),
+    (Inactive, Waiting),
+    (Inactive, Stopped),
+    (Waiting, Starting),
+    (Waiting, Waiting),
+    (Waiting, Stopped),
+    (Starting, Started),
+    (Starting, Backoff),
+    (Started, Ready),
+    (Started, Stopping),
+    (Started, Backoff),
+    (Started, Stopped),
+    (Started, Failed),
+    (Ready, Stopping),
+    (Ready, Backoff),
+    (Ready, Stopped),
+    (Ready, Failed),
+    (Stopping, Backoff),
+    (Stopping, Waiting),
+    (Stopping, Stopped),
+    (Backoff, Starting),
+    (Backoff, Waiting),
+    (Backoff, Failed),
+    (Backoff, Stopped),
+    (Stopped, Starting),
+    (Stopped, Waiting),
+    (Stopped, Failed),
+    (Failed, Stopped),
+    (Waiting, Failed),
+];
+
+fn zero_backoff() -> RestartSpec {
+    RestartSpec {
+        initial: Duration::ZERO,
+        jitter: 0.0,
+        ..RestartSpec::default()
+    }
+}
+
+fn policy(
+    requires: &[usize],
+    n: usize,
+    ready: bool,
+    alive: bool,
+    restart: RestartSpec,
+) -> UnitPolicy {
+    let _ = n;
+    UnitPolicy {
+        requires: requires.to_vec(),
+        dependents: Vec::new(),
+        has_ready_probe: ready,
+        has_alive_probe: alive,
+        start_timeout: ready.then_some(Duration::from_secs(10)),
+        alive_failures: 3,
+        restart,
+    }
+}
+
+struct Sim {
+    core: Core,
+    t0: Instant,
+    now: Instant,
+    log: Vec<Effect>,
+}
+
+impl Sim {
+    /// Units with `requires` edges; dependents are derived.
+    fn new(mut units: Vec<UnitPolicy>) -> Self {
+        let n = units.len();
+        for i in 0..n {
+            for r in units[i].requires.clone() {
+                units[r].dependents.push(i);
+            }
+        }
+        let t0 = Instant::now();
+        Sim {
+            core: Core::from_policies(units, t0, 7),
+            t0,
+            now: t0,
+            log: Vec::new(),
+        }
+    }
+
+    fn check(&mut self, fx: Vec<Effect>) -> Vec<Effect> {
+        for e in &fx {
+            if let Effect::Transition(t) = e {
+                assert!(
+                    LEGAL.contains(&(t.from, t.to)),
+                    "illegal transition {:?} -> {:?} ({}) for unit {}",
+                    t.from,
+                    t.to,
+                    t.reason,
+                    t.unit
+                );
+            }
+        }
+        self.log.extend(fx.iter().cloned());
+        fx
+    }
+
+    fn start_all(&mut self) -> Vec<Effect> {
+        let fx = self.core.start_all(self.now);
+        self.check(fx)
+    }
+
+    fn ev(&mut self, e: Event) -> Vec<Effect> {
+        let fx = self.core.handle(e, self.now);
+        self.check(fx)
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+    }
+
+    fn generation(&self, u: usize) -> u64 {
+        self.core.slot(u).generation
+    }
+
+    fn spawned(&mut self, u: usize) -> Vec<Effect> {
+        let generation = self.generation(u);
+        self.ev(Event::Spawned {
+            unit: u,
+            generation,
+            pid: Some(1000 + u as u32),
+        })
+    }
+
+    fn ready(&mut self, u: usize) -> Vec<Effect> {
+        let generation = self.generation(u);
+        self.ev(Event::ProbeReported {
+            unit: u,
+            generation,
+            kind: ProbeKind::Ready,
+            ok: true,
+            latency: Duration::from_millis(1),
+            detail: "ok".into(),
+        })
+    }
+
+    fn alive(&mut self, u: usize, ok: bool) -> Vec<Effect> {
+        let generation = self.generation(u);
+        self.ev(Event::ProbeReported {
+            unit: u,
+            generation,
+            kind: ProbeKind::Alive,
+            ok,
+            latency: Duration::from_millis(1),
+            detail: if ok { "ok" } else { "connection refused" }.into(),
+        })
+    }
+
+    fn exited(&mut self, u: usize, exit: ExitInfo) -> Vec<Effect> {
+        let generation = self.generation(u);
+        self.ev(Event::Exited {
+            unit: u,
+            generation,
+            exit,
+            killed_after_timeout: false,
+        })
+    }
+
+    /// Spawns and readies every unit the effects ask for, in the order asked, until quiet.
+    fn settle(&mut self, mut fx: Vec<Effect>) {
+        while let Some(u) = fx.iter().find_map(|e| match e {
+            Effect::Spawn { unit, .. } => Some(*unit),
+            _ => None,
+        }) {
+            let mut next = self.spawned(u);
+            next.extend(self.ready(u));
+            fx = next;
+        }
+    }
+
+    fn state(&self, u: usize) -> StateName {
+        self.core.slot(u).state.name()
+    }
+}
+
+fn spawns(fx: &[Effect]) -> Vec<usize> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Spawn { unit, .. } => Some(*unit),
+            _ => None,
+        })
+        .collect()
+}
+
+fn stops(fx: &[Effect]) -> Vec<usize> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Stop { unit, .. } => Some(*unit),
+            _ => None,
+        })
+        .collect()
+}
+
+fn transitions(fx: &[Effect]) -> Vec<(usize, StateName, Reason)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Transition(t) => Some((t.unit, t.to, t.reason)),
+            _ => None,
+        })
+        .collect()
+}
+
+const CODE1: ExitInfo = ExitInfo {
+    code: Some(1),
+    signal: None,
+};
+const CODE0: ExitInfo = ExitInfo {
+    code: Some(0),
+    signal: None,
+};
+const KILL9: ExitInfo = ExitInfo {
+    code: None,
+    signal: Some(9),
+};
+
+/// model <- gateway <- dashboard
+fn chain() -> Sim {
+    Sim::new(vec![
+        policy(&[], 3, true, true, zero_backoff()),
+        policy(&[0], 3, true, true, zero_backoff()),
+        policy(&[1], 3, true, false, zero_backoff()),
+    ])
+}
+
+#[test]
+fn a_dependent_starts_only_after_its_requirement_is_ready() {
+    let mut s = chain();
+    let fx = s.start_all();
+    assert_eq!(spawns(&fx), vec![0]);
+    assert_eq!(s.state(1), Waiting);
+    assert_eq!(
+        s.core.slot(1).state,
+        launchgraph::engine::core::State::Waiting {
+            reason: Reason::WaitingForDependency,
+            on: Some(0)
+        }
+    );
+
+    let fx = s.spawned(0);
+    assert!(spawns(&fx).is_empty(), "started is not ready");
+    assert!(fx.contains(&Effect::StartProbe {
+        unit: 0,
+        generation: 1,
+        kind: ProbeKind::Ready
+    }));
+    assert_eq!(s.state(0), Started);
+
+    let fx = s.ready(0);
+    assert_eq!(spawns(&fx), vec![1]);
+    assert!(fx.contains(&Effect::StartProbe {
+        unit: 0,
+        generation: 1,
+        kind: ProbeKind::Alive
+    }));
+    s.spawned(1);
+    let fx = s.ready(1);
+    assert_eq!(spawns(&fx), vec![2]);
+}
+
+#[test]
+fn a_unit_without_a_ready_probe_is_ready_when_started() {
+    let mut s = Sim::new(vec![
+        policy(&[], 2, false, false, zero_backoff()),
+        policy(&[0], 2, false, false, zero_backoff()),
+    ]);
+    s.start_all();
+    let fx = s.spawned(0);
+    assert_eq!(s.state(0), Ready);
+    assert_eq!(spawns(&fx), vec![1]);
+}
+
+#[test]
+fn a_crash_stops_dependents_in_order_then_restarts_everything_in_order() {
+    let mut s = chain();
+    let fx = s.start_all();
+    s.settle(fx);
+    assert_eq!([s.state(0), s.state(1), s.state(2)], [Ready, Ready, Ready]);
+
+    // The requirement crashes: the deepest dependent stops first; nothing restarts yet.
+    let fx = s.exited(0, KILL9);
+    assert_eq!(stops(&fx), vec![2]);
+    assert!(spawns(&fx).is_empty());
+    assert_eq!(s.state(0), Backoff);
+    assert!(transitions(&fx).contains(&(0, Backoff, Reason::KilledBySignal)));
+    assert!(transitions(&fx).contains(&(2, Stopping, Reason::DependencyRestarting)));
+
+    let fx = s.exited(2, CODE0);
+    assert_eq!(stops(&fx), vec![1], "then the next dependent");
+    assert!(
+        spawns(&fx).is_empty(),
+        "the requirement waits until its dependents are down"
+    );
+
+    let fx = s.exited(1, CODE0);
+    assert_eq!(spawns(&fx), vec![0], "only now the requirement restarts");
+    assert_eq!(s.state(1), Waiting);
+    assert_eq!(s.state(2), Waiting);
+
+    s.spawned(0);
+    let fx = s.ready(0);
+    assert_eq!(spawns(&fx), vec![1]);
+    s.spawned(1);
+    let fx = s.ready(1);
+    assert_eq!(spawns(&fx), vec![2]);
+    s.spawned(2);
+    s.ready(2);
+    assert_eq!(s.core.slot(0).restarts, 1);
+    assert_eq!(s.core.slot(1).restarts, 1);
+    assert_eq!(s.core.slot(0).generation, 2);
+}
+
+#[test]
+fn stale_events_from_an_older_run_are_ignored() {
+    let mut s = chain();
+    let fx = s.start_all();
+    s.settle(fx);
+    s.exited(2, CODE1); // dashboard restarts with zero backoff
+    assert_eq!(s.generation(2), 2);
+    let fx = s.ev(Event::Exited {
+        unit: 2,
+        generation: 1,
+        exit: CODE1,
+        killed_after_timeout: false,
+    });
+    assert!(fx.is_empty(), "{fx:?}");
+    let fx = s.ev(Event::ProbeReported {
+        unit: 2,
+        generation: 1,
+        kind: ProbeKind::Ready,
+        ok: true,
+        latency: Duration::ZERO,
+        detail: String::new(),
+    });
+    assert!(fx.is_empty(), "{fx:?}");
+    assert_eq!(s.state(2), Starting);
+}
+
+#[test]
+fn backoff_grows_caps_and_resets_after_a_stable_run() {
+    let spec = RestartSpec {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        factor: 2.0,
+        jitter: 0.0,
+        reset_after: Duration::from_secs(60),
+        start_limit_count: 100,
+        ..RestartSpec::default()
+    };
+    let mut s = Sim::new(vec![policy(&[], 1, false, false, spec.clone())]);
+    s.start_all();
+    let mut delays = Vec::new();
+    for _ in 0..6 {
+        s.spawned(0);
+        s.advance(Duration::from_millis(10));
+        let fx = s.exited(0, CODE1);
+        let at = fx.iter().find_map(|e| match e {
+            Effect::SetTimer {
+                timer: Timer::BackoffOver,
+                at,
+                ..
+            } => Some(*at),
+            _ => None,
+        });
+        let at = at.expect("a backoff timer");
+        delays.push(at - s.now);
+        s.now = at;
+        let fx = s.ev(Event::TimerFired {
+            unit: 0,
+            generation: s.generation(0),
+            timer: Timer::BackoffOver,
+        });
+        assert_eq!(spawns(&fx), vec![0]);
+    }
+    let ms: Vec<u128> = delays.iter().map(|d| d.as_millis()).collect();
+    assert_eq!(ms, vec![100, 200, 400, 800, 1000, 1000]);
+
+    // A run longer than reset-after starts the backoff over.
+    s.spawned(0);
+    s.advance(Duration::from_secs(61));
+    let fx = s.exited(0, CODE1);
+    assert!(transitions(&fx).iter().any(|t| t.1 == Backoff));
+    assert_eq!(s.core.slot(0).failures, 1);
+}
+
+#[test]
+fn backoff_jitter_stays_within_its_band_and_the_cap() {
+    let spec = RestartSpec {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(4),
+        factor: 2.0,
+        jitter: 0.5,
+        ..RestartSpec::default()
+    };
+    assert_eq!(backoff_delay(&spec, 1, 0.0), Duration::from_millis(500));
+    assert_eq!(backoff_delay(&spec, 1, 0.5), Duration::from_secs(1));
+    assert_eq!(
+        backoff_delay(&spec, 3, 0.99),
+        Duration::from_secs(4),
+        "never above max"
+    );
+    assert_eq!(backoff_delay(&spec, 1000, 0.5), Duration::from_secs(4));
+}
+
+#[test]
+fn the_start_limit_ends_in_failed_and_dependents_wait_naming_it() {
+    let spec = RestartSpec {
+        start_limit_count: 3,
+        start_limit_period: Duration::from_secs(60),
+        ..zero_backoff()
+    };
+    let mut s = Sim::new(vec![
+        policy(&[], 2, false, false, spec),
+        policy(&[0], 2, false, false, zero_backoff()),
+    ]);
+    let fx = s.start_all();
+    s.settle(fx);
+    for _ in 0..3 {
+        let fx = s.exited(0, CODE1);
+        assert_eq!(stops(&fx), vec![1], "the dependent stops first");
+        let fx = s.exited(1, CODE0);
+        assert_eq!(spawns(&fx), vec![0], "then the requirement restarts");
+        s.settle(fx);
+    }
+    let fx = s.exited(0, CODE1);
+    assert_eq!(stops(&fx), vec![1]);
+    let fx = s.exited(1, CODE0);
+    assert_eq!(s.state(0), Failed);
+    assert!(
+        transitions(&fx).contains(&(0, Failed, Reason::StartLimitReached)),
+        "{fx:?}"
+    );
+    assert_eq!(
+        s.core.slot(1).state,
+        launchgraph::engine::core::State::Waiting {
+            reason: Reason::DependencyFailed,
+            on: Some(0)
+        }
+    );
+    // An admin's start clears it.
+    let fx = s.ev(Event::Command(Command::Start(0)));
+    assert_eq!(spawns(&fx), vec![0]);
+}
+
+#[test]
+fn a_no_restart_exit_code_fails_at_once() {
+    let spec = RestartSpec {
+        no_restart_exit_codes: vec![78],
+        ..zero_backoff()
+    };
+    let mut s = Sim::new(vec![policy(&[], 1, false, false, spec)]);
+    s.start_all();
+    s.spawned(0);
+    let fx = s.exited(
+        0,
+        ExitInfo {
+            code: Some(78),
+            signal: None,
+        },
+    );
+    assert!(spawns(&fx).is_empty());
+    assert!(transitions(&fx).contains(&(0, Failed, Reason::NoRestartExitCode)));
+}
+
+#[test]
+fn restart_policies() {
+    for (policy_kind, exit, expect, reason) in [
+        (
+            RestartPolicy::OnFailure,
+            CODE0,
+            Stopped,
+            Reason::ExitedCleanly,
+        ),
+        (RestartPolicy::OnFailure, CODE1, Starting, Reason::Exited),
+        (
+            RestartPolicy::OnFailure,
+            KILL9,
+            Starting,
+            Reason::KilledBySignal,
+        ),
+        (
+            RestartPolicy::Always,
+            CODE0,
+            Starting,
+            Reason::ExitedCleanly,
+        ),
+        (RestartPolicy::Never, CODE1, Failed, Reason::Exited),
+        (RestartPolicy::Never, CODE0, Stopped, Reason::ExitedCleanly),
+    ] {
+        let spec = RestartSpec {
+            policy: policy_kind,
+            ..zero_backoff()
+        };
+        let mut s = Sim::new(vec![policy(&[], 1, false, false, spec)]);
+        s.start_all();
+        s.spawned(0);
+        let fx = s.exited(0, exit);
+        assert_eq!(s.state(0), expect, "{policy_kind:?} {exit}");
+        assert!(
+            transitions(&fx).iter().any(|t| t.2 == reason),
+            "{policy_kind:?} {exit}: {fx:?}"
+        );
+    }
+}
+
+#[test]
+fn a_start_timeout_stops_the_unit_and_counts_as_a_failure() {
+    let mut s = chain();
+    s.start_all();
+    let fx = s.spawned(0);
+    let at = fx.iter().find_map(|e| match e {
+        Effect::SetTimer {
+            timer: Timer::StartTimeout,
+            at,
+            ..
+        } => Some(*at),
+        _ => None,
+    });
+    assert_eq!(at, Some(s.t0 + Duration::from_secs(10)));
+    s.now = at.unwrap();
+    let fx = s.ev(Event::TimerFired {
+        unit: 0,
+        generation: 1,
+        timer: Timer::StartTimeout,
+    });
+    assert_eq!(stops(&fx), vec![0]);
+    assert!(transitions(&fx).contains(&(0, Stopping, Reason::ReadyTimeout)));
+    let fx = s.exited(
+        0,
+        ExitInfo {
+            code: None,
+            signal: Some(15),
+        },
+    );
+    assert!(
+        transitions(&fx).contains(&(0, Backoff, Reason::ReadyTimeout)),
+        "{fx:?}"
+    );
+    assert_eq!(spawns(&fx), vec![0], "zero backoff: straight back");
+}
+
+#[test]
+fn liveness_failures_cycle_the_unit_after_its_dependents() {
+    let mut s = chain();
+    let fx = s.start_all();
+    s.settle(fx);
+    s.alive(0, false);
+    s.alive(0, true); // a success resets the count
+    s.alive(0, false);
+    let fx = s.alive(0, false);
+    assert!(
+        stops(&fx).is_empty(),
+        "two in a row is below the threshold of 3"
+    );
+    let fx = s.alive(0, false);
+    assert_eq!(stops(&fx), vec![2], "dependents first");
+    let fx = s.exited(2, CODE0);
+    assert_eq!(stops(&fx), vec![1]);
+    let fx = s.exited(1, CODE0);
+    assert_eq!(stops(&fx), vec![0]);
+    assert!(transitions(&fx).contains(&(0, Stopping, Reason::LivenessFailed)));
+    let fx = s.exited(
+        0,
+        ExitInfo {
+            code: None,
+            signal: Some(15),
+        },
+    );
+    assert!(transitions(&fx).contains(&(0, Backoff, Reason::LivenessFailed)));
+    assert_eq!(spawns(&fx), vec![0]);
+}
+
+#[test]
+fn shutdown_stops_in_reverse_order_then_exits() {
+    let mut s = chain();
+    let fx = s.start_all();
+    s.settle(fx);
+    let fx = s.ev(Event::Command(Command::Shutdown));
+    assert_eq!(stops(&fx), vec![2]);
+    assert!(!fx.contains(&Effect::Exit));
+    let fx = s.exited(2, CODE0);
+    assert_eq!(stops(&fx), vec![1]);
+    let fx = s.exited(1, CODE0);
+    assert_eq!(stops(&fx), vec![0]);
+    let fx = s.exited(0, CODE0);
+    assert!(fx.contains(&Effect::Exit));
+    assert!(transitions(&fx).contains(&(0, Stopped, Reason::Shutdown)));
+    // Nothing restarts after shutdown, whatever comes in.
+    let fx = s.ev(Event::Command(Command::Start(0)));
+    assert!(spawns(&fx).is_empty());
+}
+
+#[test]
+fn shutdown_while_waiting_and_in_backoff() {
+    let mut s = Sim::new(vec![
+        policy(
+            &[],
+            2,
+            true,
+            false,
+            RestartSpec {
+                initial: Duration::from_secs(5),
+                jitter: 0.0,
+                ..RestartSpec::default()
+            },
+        ),
+        policy(&[0], 2, true, false, zero_backoff()),
+    ]);
+    s.start_all();
+    s.spawned(0);
+    s.exited(0, CODE1); // unit 0 in backoff, unit 1 waiting
+    let fx = s.ev(Event::Command(Command::Shutdown));
+    assert!(fx.contains(&Effect::Exit), "{fx:?}");
+    assert_eq!(s.state(0), Stopped);
+    assert_eq!(s.state(1), Stopped);
+}
+
+#[test]
+fn admin_restart_cycles_dependents_in_order_without_backoff() {
+    let mut s = chain();
+    let fx = s.start_all();
+    s.settle(fx);
+    let fx = s.ev(Event::Command(Command::Restart(1)));
+    assert_eq!(stops(&fx), vec![2]);
+    let fx = s.exited(2, CODE0);
+    assert_eq!(stops(&fx), vec![1]);
+    assert!(transitions(&fx).contains(&(1, Stopping, Reason::RestartRequested)));
+    let fx = s.exited(1, CODE0);
+    assert_eq!(spawns(&fx), vec![1]);
+    assert_eq!(s.state(0), Ready, "the requirement is not touched");
+    s.spawned(1);
+    let fx = s.ready(1);
+    assert_eq!(spawns(&fx), vec![2]);
+}
+
+#[test]
+fn admin_stop_takes_dependents_down_first_and_start_brings_requirements_up() {
+    let mut s = chain();
+    let fx = s.start_all();
+    s.settle(fx);
+    let fx = s.ev(Event::Command(Command::Stop(1)));
+    assert_eq!(stops(&fx), vec![2]);
+    let fx = s.exited(2, CODE0);
+    assert_eq!(stops(&fx), vec![1]);
+    s.exited(1, CODE0);
+    assert_eq!(
+        [s.state(0), s.state(1), s.state(2)],
+        [Ready, Stopped, Stopped]
+    );
+    assert!(transitions(&s.log).contains(&(1, Stopped, Reason::StopRequested)));
+
+    // `start dashboard` brings gateway up first.
+    let fx = s.ev(Event::Command(Command::Start(2)));
+    assert_eq!(spawns(&fx), vec![1]);
+    assert_eq!(s.state(2), Waiting);
+}
+
+#[test]
+fn a_spawn_failure_backs_off_and_retries() {
+    let mut s = Sim::new(vec![policy(
+        &[],
+        1,
+        false,
+        false,
+        RestartSpec {
+            initial: Duration::from_secs(1),
+            jitter: 0.0,
+            ..RestartSpec::default()
+        },
+    )]);
+    s.start_all();
+    let fx = s.ev(Event::SpawnFailed {
+        unit: 0,
+        generation: 1,
+        error: "no such file".into(),
+    });
+    assert!(transitions(&fx).contains(&(0, Backoff, Reason::SpawnFailed)));
+    s.advance(Duration::from_secs(1));
+    let fx = s.ev(Event::TimerFired {
+        unit: 0,
+        generation: 1,
+        timer: Timer::BackoffOver,
+    });
+    assert_eq!(spawns(&fx), vec![0]);
+}
+
+#[test]
+fn a_diamond_starts_both_branches_in_parallel_and_the_join_after_both() {
+    // 0 <- 1, 0 <- 2, {1,2} <- 3
+    let mut s = Sim::new(vec![
+        policy(&[], 4, true, false, zero_backoff()),
+        policy(&[0], 4, true, false, zero_backoff()),
+        policy(&[0], 4, true, false, zero_backoff()),
+        policy(&[1, 2], 4, true, false, zero_backoff()),
+    ]);
+    s.start_all();
+    s.spawned(0);
+    let fx = s.ready(0);
+    assert_eq!(spawns(&fx), vec![1, 2]);
+    s.spawned(1);
+    s.spawned(2);
+    let fx = s.ready(1);
+    assert!(spawns(&fx).is_empty());
+    let fx = s.ready(2);
+    assert_eq!(spawns(&fx), vec![3]);
+}
