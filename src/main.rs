@@ -34,6 +34,13 @@ enum Command {
         #[command(flatten)]
         units: UnitsDir,
     },
+    /// Run the supervisor in the foreground: start every unit in dependency order, each once
+    /// what it requires is ready; restart in order with backoff; on SIGTERM or SIGINT stop
+    /// everything in reverse order and exit 0. Logs to stderr.
+    Up {
+        #[command(flatten)]
+        units: UnitsDir,
+    },
     /// Show the start waves with each unit's readiness gate, the stop order, and what a
     /// restart of each unit cascades to.
     Plan {
@@ -80,7 +87,33 @@ fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Check { units } => check(&units.resolve()),
         Command::Plan { units, json } => plan(&units.resolve(), json),
+        Command::Up { units } => up(&units.resolve()),
     }
+}
+
+fn up(dir: &std::path::Path) -> u8 {
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("launchgraph: cannot start the runtime: {e}");
+            return exit::SOFTWARE;
+        }
+    };
+    runtime.block_on(launchgraph::engine::up(dir.to_path_buf()))
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LAUNCHGRAPH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
 }
 
 fn check(dir: &std::path::Path) -> u8 {

@@ -1,0 +1,358 @@
+//! The runtime: the imperative shell around the decision core.
+//!
+//! One task owns the [`Core`] and all state. It turns the core's effects into work (spawning a
+//! unit, stopping it, running its probes, arming timers) done in tasks of their own, which
+//! report back as [`Event`]s carrying the run's generation number. It also owns the log of
+//! transitions, one line each, with repeated lines of a crash loop summarized.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::core::{Command, Core, Effect, Event, ExitInfo, Generation, ProbeKind, Transition, UnitId, fmt_ms};
+use crate::compile::Compiled;
+use crate::probe::{Prober, ready_poll_delays};
+use crate::process::{StopOutcome, spawn_unit};
+use crate::reason::Reason;
+use crate::unit::{Runner, Unit};
+
+/// What `supervise` was asked to stop for.
+pub enum Control {
+    Command(Command),
+}
+
+/// A unit's current run: how to ask it to stop.
+struct Run {
+    generation: Generation,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+/// Runs the supervisor until everything is down after a [`Command::Shutdown`] (sent through
+/// `control`, or when `shutdown` is cancelled). Returns when every unit has stopped.
+pub async fn supervise(
+    compiled: Compiled,
+    mut control: mpsc::UnboundedReceiver<Control>,
+    shutdown: CancellationToken,
+) {
+    if let Err(e) = crate::process::start_reaper() {
+        tracing::warn!(error = %e, "cannot reap orphaned grandchildren; they will be reaped by init instead");
+    }
+    let units = Arc::new(compiled.units.clone());
+    let mut core = Core::new(&compiled, Instant::now(), fastrand::u64(..));
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let prober = Arc::new(Prober::new());
+    let mut shell = Shell {
+        units: units.clone(),
+        tx,
+        prober,
+        runs: (0..units.len()).map(|_| None).collect(),
+        probes: (0..units.len()).map(|_| None).collect(),
+        log: LogLimiter::default(),
+    };
+    tracing::info!(
+        units = units.len(),
+        dir = %compiled.dir.display(),
+        "starting {} units in dependency order",
+        units.len()
+    );
+    let fx = core.start_all(Instant::now());
+    if shell.apply(fx) {
+        return;
+    }
+    let mut shutting_down = false;
+    loop {
+        let event = tokio::select! {
+            biased;
+            Some(e) = rx.recv() => e,
+            Some(Control::Command(c)) = control.recv() => Event::Command(c),
+            () = shutdown.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                tracing::info!("stopping every unit in reverse dependency order");
+                Event::Command(Command::Shutdown)
+            }
+        };
+        if let Event::Command(Command::Shutdown) = event {
+            shutting_down = true;
+        }
+        let fx = core.handle(event, Instant::now());
+        if shell.apply(fx) {
+            break;
+        }
+    }
+    shell.log.flush_all();
+    tracing::info!("all units stopped");
+}
+
+struct Shell {
+    units: Arc<Vec<Unit>>,
+    tx: mpsc::UnboundedSender<Event>,
+    prober: Arc<Prober>,
+    runs: Vec<Option<Run>>,
+    probes: Vec<Option<CancellationToken>>,
+    log: LogLimiter,
+}
+
+impl Shell {
+    /// Carries out effects in order; true once the core says everything is down.
+    fn apply(&mut self, fx: Vec<Effect>) -> bool {
+        let mut exit = false;
+        for e in fx {
+            match e {
+                Effect::Spawn { unit, generation } => self.spawn(unit, generation),
+                Effect::Stop { unit, generation } => {
+                    if let Some(run) = &mut self.runs[unit]
+                        && run.generation == generation
+                        && let Some(stop) = run.stop.take()
+                    {
+                        let _ = stop.send(());
+                    }
+                }
+                Effect::StartProbe {
+                    unit,
+                    generation,
+                    kind,
+                } => self.start_probe(unit, generation, kind),
+                Effect::StopProbes { unit } => {
+                    if let Some(token) = self.probes[unit].take() {
+                        token.cancel();
+                    }
+                }
+                Effect::SetTimer {
+                    unit,
+                    generation,
+                    timer,
+                    at,
+                } => {
+                    let tx = self.tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(at.into()).await;
+                        let _ = tx.send(Event::TimerFired {
+                            unit,
+                            generation,
+                            timer,
+                        });
+                    });
+                }
+                Effect::Transition(t) => self.log.transition(&self.units[t.unit], &t),
+                Effect::Exit => exit = true,
+            }
+        }
+        exit
+    }
+
+    fn spawn(&mut self, unit: UnitId, generation: Generation) {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        self.runs[unit] = Some(Run {
+            generation,
+            stop: Some(stop_tx),
+        });
+        let tx = self.tx.clone();
+        let units = self.units.clone();
+        tokio::spawn(async move {
+            let u = &units[unit];
+            match &u.runner {
+                Runner::Exec(spec) => run_exec(u.name.as_str(), spec, unit, generation, stop_rx, tx).await,
+                Runner::Launchd(l) => {
+                    let _ = tx.send(Event::SpawnFailed {
+                        unit,
+                        generation,
+                        error: format!(
+                            "launchd job {}/{}: driving launchd jobs is not available in this build",
+                            l.domain, l.label
+                        ),
+                    });
+                }
+            }
+        });
+    }
+
+    fn start_probe(&mut self, unit: UnitId, generation: Generation, kind: ProbeKind) {
+        let token = self.probes[unit].get_or_insert_with(CancellationToken::new).clone();
+        let tx = self.tx.clone();
+        let prober = self.prober.clone();
+        let units = self.units.clone();
+        tokio::spawn(async move {
+            let u = &units[unit];
+            let (probe, interval, timeout) = match kind {
+                ProbeKind::Ready => match &u.ready {
+                    Some(r) => (&r.probe, r.interval, r.timeout),
+                    None => return,
+                },
+                ProbeKind::Alive => match &u.alive {
+                    Some(a) => (&a.probe, a.interval, a.timeout),
+                    None => return,
+                },
+            };
+            let report = |ok: bool, latency: Duration, detail: String| {
+                let _ = tx.send(Event::ProbeReported {
+                    unit,
+                    generation,
+                    kind,
+                    ok,
+                    latency,
+                    detail,
+                });
+            };
+            match kind {
+                // Fast at first, so that dependents start within milliseconds of readiness;
+                // then backing off to `interval`.
+                ProbeKind::Ready => {
+                    for delay in ready_poll_delays(interval) {
+                        tokio::select! {
+                            () = token.cancelled() => return,
+                            () = tokio::time::sleep(delay) => {}
+                        }
+                        let outcome = tokio::select! {
+                            () = token.cancelled() => return,
+                            o = prober.run(probe, timeout) => o,
+                        };
+                        let ok = outcome.ok;
+                        report(ok, outcome.latency, outcome.detail);
+                        if ok {
+                            return;
+                        }
+                    }
+                }
+                ProbeKind::Alive => loop {
+                    tokio::select! {
+                        () = token.cancelled() => return,
+                        () = tokio::time::sleep(interval) => {}
+                    }
+                    let outcome = tokio::select! {
+                        () = token.cancelled() => return,
+                        o = prober.run(probe, timeout) => o,
+                    };
+                    if !outcome.ok {
+                        tracing::warn!(
+                            unit = %u.name,
+                            reason = "LIVENESS_PROBE_FAILED",
+                            latency = %fmt_ms(outcome.latency),
+                            "liveness probe failed: {}",
+                            outcome.detail
+                        );
+                    }
+                    report(outcome.ok, outcome.latency, outcome.detail);
+                },
+            }
+        });
+    }
+}
+
+async fn run_exec(
+    name: &str,
+    spec: &crate::unit::ExecSpec,
+    unit: UnitId,
+    generation: Generation,
+    stop_rx: oneshot::Receiver<()>,
+    tx: mpsc::UnboundedSender<Event>,
+) {
+    let mut process = match spawn_unit(spec, name).await {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = tx.send(Event::SpawnFailed {
+                unit,
+                generation,
+                error: e.to_string(),
+            });
+            return;
+        }
+    };
+    let _ = tx.send(Event::Spawned {
+        unit,
+        generation,
+        pid: Some(process.pid()),
+    });
+    let exited = process.exited();
+    let (report, killed) = tokio::select! {
+        report = exited => (report, false),
+        Ok(()) = stop_rx => {
+            let r = process.stop_as_declared().await;
+            (r.exit, r.outcome == StopOutcome::Killed)
+        }
+    };
+    let _ = tx.send(Event::Exited {
+        unit,
+        generation,
+        exit: ExitInfo {
+            code: report.code,
+            signal: report.signal,
+        },
+        killed_after_timeout: killed,
+    });
+}
+
+/// Writes one line per transition, and keeps a crash loop from flooding the log: past
+/// [`LogLimiter::BURST`] lines with the same unit, state and reason within
+/// [`LogLimiter::WINDOW`], further ones are counted, not written, and a summary line says how
+/// many were left out when the window closes.
+#[derive(Default)]
+struct LogLimiter {
+    windows: HashMap<(String, &'static str, Reason), (Instant, u32, u32)>,
+}
+
+impl LogLimiter {
+    const BURST: u32 = 5;
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    fn transition(&mut self, unit: &Unit, t: &Transition) {
+        let key = (unit.name.as_str().to_owned(), t.to.as_str(), t.reason);
+        let now = Instant::now();
+        let entry = self.windows.entry(key).or_insert((now, 0, 0));
+        if now.duration_since(entry.0) >= Self::WINDOW {
+            if entry.2 > 0 {
+                summarize(unit.name.as_str(), t.to.as_str(), t.reason, entry.2);
+            }
+            *entry = (now, 0, 0);
+        }
+        entry.1 += 1;
+        if entry.1 > Self::BURST {
+            entry.2 += 1;
+            return;
+        }
+        let level_warn = matches!(
+            t.reason,
+            Reason::Exited
+                | Reason::KilledBySignal
+                | Reason::SpawnFailed
+                | Reason::ReadyTimeout
+                | Reason::LivenessFailed
+                | Reason::StartLimitReached
+                | Reason::NoRestartExitCode
+                | Reason::DependencyFailed
+        ) || t.to == super::core::StateName::Failed;
+        if level_warn {
+            tracing::warn!(unit = %unit.name, from = %t.from, to = %t.to, reason = %t.reason, "{}", t.detail);
+        } else {
+            tracing::info!(unit = %unit.name, from = %t.from, to = %t.to, reason = %t.reason, "{}", t.detail);
+        }
+        if entry.1 == Self::BURST {
+            tracing::warn!(
+                unit = %unit.name,
+                to = %t.to,
+                reason = %t.reason,
+                "this unit is looping: more lines like this within {} are counted, not shown",
+                humantime::format_duration(Self::WINDOW)
+            );
+        }
+    }
+
+    fn flush_all(&mut self) {
+        for ((unit, to, reason), (_, _, suppressed)) in self.windows.drain() {
+            if suppressed > 0 {
+                summarize(&unit, to, reason, suppressed);
+            }
+        }
+    }
+}
+
+fn summarize(unit: &str, to: &str, reason: Reason, n: u32) {
+    tracing::warn!(
+        unit,
+        to,
+        reason = %reason,
+        "{n} more transitions like this were not shown"
+    );
+}
