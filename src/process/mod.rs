@@ -20,8 +20,15 @@
 //! `tokio::process::Command::output`, ...) may be collected by the reaper as soon as it exits,
 //! and its own wait then fails with ECHILD.
 
+mod credentials;
+mod logs;
 mod reaper;
+mod running;
+mod spawn;
 mod track;
 
+pub use credentials::{Account, Credentials, plan_credentials};
 pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscribe_reaped};
+pub use running::{ExitReport, StopOutcome, StopReport, UnitProcess, signal_group};
+pub use spawn::{SpawnCause, SpawnError, spawn_unit, unit_environment};
 pub use track::{TrackedChild, is_tracked, spawn_tracked};
