@@ -1,0 +1,34 @@
+//! The process layer: every child launchgraph starts, how an `exec` unit runs, and how every
+//! child, down to orphaned grandchildren, is reaped.
+//!
+//! It owns spawning (exact environment, own session and process group, privilege drop), log
+//! files and their rotation, stopping a process group, and reaping. It does not decide when to
+//! start, stop or restart anything: the supervisor's engine does, through [`spawn_unit`],
+//! [`UnitProcess`] and [`signal_group`], and turns a [`SpawnError`] or an [`ExitReport`] into
+//! an event.
+//!
+//! - `track`: [`spawn_tracked`], the one way any child is spawned, and the registry of children
+//!   someone will wait for.
+//! - `reaper`: [`start_reaper`], which collects the children nobody waits for.
+//! - `credentials`: `user` and `group`, resolved before the fork and applied in the child.
+//! - `spawn`: [`spawn_unit`], the unit's environment, and why a start failed.
+//! - `running`: [`UnitProcess`]: exit reports, stopping, signalling the group.
+//! - `logs`: log files and their rotation.
+//!
+//! One rule holds it together: **every child goes through [`spawn_tracked`]**. Once
+//! [`start_reaper`] runs, a child spawned any other way (`std::process::Command`,
+//! `tokio::process::Command::output`, ...) may be collected by the reaper as soon as it exits,
+//! and its own wait then fails with ECHILD.
+
+mod credentials;
+mod logs;
+mod reaper;
+mod running;
+mod spawn;
+mod track;
+
+pub use credentials::{Account, Credentials, plan_credentials};
+pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscribe_reaped};
+pub use running::{ExitReport, StopOutcome, StopReport, UnitProcess, signal_group};
+pub use spawn::{SpawnCause, SpawnError, spawn_unit, unit_environment};
+pub use track::{TrackedChild, is_tracked, spawn_tracked};

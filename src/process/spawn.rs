@@ -1,0 +1,358 @@
+//! Starting an `exec` unit: its exact environment, working directory, identity, standard
+//! streams and its own session, and the errors that say why a start failed.
+//!
+//! Everything that can fail with a useful message is checked before the fork (program,
+//! working directory, user and group, log files), so a failed start names the unit, the
+//! program and the cause. What runs after the start is `running`'s business.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use super::credentials::{Credentials, plan_credentials, switch_in_child};
+use super::logs::{LogFile, Sink, cloexec_pipe, pump};
+use super::running::UnitProcess;
+use super::track::spawn_tracked;
+use crate::unit::{CANONICAL_PATH, ExecSpec};
+
+/// A unit could not be started. The engine reports it as a failed start (`SPAWN_FAILED`).
+#[derive(Debug, thiserror::Error)]
+#[error("unit {unit}: cannot start {}: {cause}", program.display())]
+pub struct SpawnError {
+    pub unit: String,
+    /// `command[0]`.
+    pub program: PathBuf,
+    pub cause: SpawnCause,
+}
+
+impl SpawnError {
+    pub(crate) fn new(unit: &str, spec: &ExecSpec, cause: SpawnCause) -> Self {
+        Self {
+            unit: unit.to_owned(),
+            program: spec.command.first().map(PathBuf::from).unwrap_or_default(),
+            cause,
+        }
+    }
+}
+
+/// Why a start failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnCause {
+    #[error("the command is empty")]
+    EmptyCommand,
+    #[error("no such file")]
+    ProgramNotFound,
+    /// The program exists, yet exec reported a missing file: a `#!` interpreter that does not
+    /// exist (e.g. `#!/usr/bin/env node` with no node on the unit's PATH) or a missing loader.
+    #[error(
+        "exec reported a missing file although the program exists: its #! interpreter (or, \
+         for `#!/usr/bin/env`, the program it runs, looked up on the unit's PATH) was not found"
+    )]
+    InterpreterNotFound,
+    #[error("not executable: {0}")]
+    NotExecutable(&'static str),
+    #[error("permission denied{}", as_user(.uid))]
+    PermissionDenied { uid: Option<u32> },
+    #[error("working directory {} does not exist", .0.display())]
+    WorkingDirectoryMissing(PathBuf),
+    #[error("working directory {} is not a directory", .0.display())]
+    WorkingDirectoryNotADirectory(PathBuf),
+    #[error(
+        "`{key} = {value:?}` needs launchgraph to run as root to switch identity, and it runs \
+         as uid {euid}"
+    )]
+    NeedsRoot {
+        key: &'static str,
+        value: String,
+        euid: u32,
+    },
+    #[error("user {user:?} does not exist")]
+    UnknownUser { user: String },
+    #[error("group {group:?} does not exist")]
+    UnknownGroup { group: String },
+    #[error("uid {uid} has no user entry, so it has no primary group: set `group`")]
+    NoPrimaryGroup { uid: u32 },
+    #[error("cannot look up {what}: {error}")]
+    Lookup { what: String, error: nix::Error },
+    #[error("cannot open log file {}: {error}", path.display())]
+    Log { path: PathBuf, error: io::Error },
+    #[error("{0}")]
+    Io(io::Error),
+}
+
+fn as_user(uid: &Option<u32>) -> String {
+    uid.map(|u| format!(" (running as uid {u})"))
+        .unwrap_or_default()
+}
+
+/// The environment a unit's process gets, exactly: the unit's `env`, plus
+/// `PATH = CANONICAL_PATH` when `env` has no `PATH`, plus `HOME`, `USER` and `LOGNAME` from
+/// the user entry when the unit runs as another user and `env` does not set them. Nothing is
+/// inherited from launchgraph's own environment.
+pub fn unit_environment(spec: &ExecSpec, creds: Option<&Credentials>) -> BTreeMap<String, String> {
+    let mut env = spec.env.clone();
+    env.entry("PATH".into())
+        .or_insert_with(|| CANONICAL_PATH.into());
+    if let Some(account) = creds.and_then(|c| c.account.as_ref()) {
+        env.entry("HOME".into())
+            .or_insert_with(|| account.home.to_string_lossy().into_owned());
+        env.entry("USER".into())
+            .or_insert_with(|| account.name.clone());
+        env.entry("LOGNAME".into())
+            .or_insert_with(|| account.name.clone());
+    }
+    env
+}
+
+/// What the blocking preparation hands to the fork.
+struct Prepared {
+    creds: Option<Credentials>,
+    env: BTreeMap<String, String>,
+    stdout: Option<LogFile>,
+    /// `None` with `merged`: stderr shares stdout's file.
+    stderr: Option<LogFile>,
+    merged: bool,
+}
+
+/// Starts the unit's process. Must be called inside a tokio runtime: the process's exit and
+/// its log copies are handled by tasks spawned on it.
+///
+/// The process gets: `spec.command` (argv[0] absolute), the environment of
+/// [`unit_environment`], `spec.working_directory`, stdin from `/dev/null`, stdout and stderr
+/// into their log files (or `/dev/null` when unset; into one pipe and one file when both name
+/// the same path, compared as written, so their lines keep their order), a new session and
+/// process group of its own (so no terminal signal reaches it and the group can be signalled
+/// as a whole), and, when `user`/`group` is set, that identity with its supplementary groups.
+pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, SpawnError> {
+    let fail = |cause| SpawnError::new(unit, spec, cause);
+    let Some(program) = spec.command.first().map(PathBuf::from) else {
+        return Err(fail(SpawnCause::EmptyCommand));
+    };
+
+    // User lookups may block on directory services, and opening logs on the disk.
+    let prepared = {
+        let (spec, unit) = (spec.clone(), unit.to_owned());
+        tokio::task::spawn_blocking(move || prepare(&spec, &unit))
+            .await
+            .map_err(|e| fail(SpawnCause::Io(io::Error::other(e))))??
+    };
+
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&spec.command[1..])
+        .env_clear()
+        .envs(&prepared.env)
+        .current_dir(&spec.working_directory)
+        .stdin(Stdio::null());
+
+    let mut sinks = Vec::new();
+    let mut open_sink = |log: LogFile| -> io::Result<OwnedFd> {
+        let (reader, writer) = cloexec_pipe()?;
+        sinks.push(Sink { log, reader });
+        Ok(writer)
+    };
+    let pipe_failed = |e| fail(SpawnCause::Io(e));
+    let stdout_writer = match prepared.stdout {
+        Some(log) => Some(open_sink(log).map_err(pipe_failed)?),
+        None => None,
+    };
+    let stderr_writer = match (prepared.stderr, prepared.merged, &stdout_writer) {
+        (Some(log), _, _) => Some(open_sink(log).map_err(pipe_failed)?),
+        (None, true, Some(w)) => Some(w.try_clone().map_err(pipe_failed)?),
+        (None, _, _) => None,
+    };
+    cmd.stdout(stdout_writer.map_or_else(Stdio::null, Stdio::from));
+    cmd.stderr(stderr_writer.map_or_else(Stdio::null, Stdio::from));
+
+    let creds = prepared.creds.clone();
+    // SAFETY: the closure runs in the forked child and only makes async-signal-safe system
+    // calls (setsid, setgroups, setgid, setuid) on memory prepared before the fork.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() == -1 {
+                return Err(io::Error::last_os_error());
+            }
+            match &creds {
+                Some(c) => switch_in_child(c),
+                None => Ok(()),
+            }
+        });
+    }
+
+    let spawned = spawn_tracked(&mut cmd);
+    // Our copies of the pipes' write ends live in `cmd`: close them now, or the log copies
+    // would never see the end of the output.
+    drop(cmd);
+    let child = spawned.map_err(|e| {
+        let uid = prepared.creds.as_ref().map(|c| c.uid);
+        fail(classify_exec_error(e, uid))
+    })?;
+
+    let pumps: Vec<_> = sinks
+        .into_iter()
+        .map(|sink| tokio::spawn(pump(unit.to_owned(), sink)))
+        .collect();
+    let logs = (!pumps.is_empty()).then(|| {
+        tokio::spawn(async move {
+            for pump in pumps {
+                let _ = pump.await;
+            }
+        })
+    });
+    Ok(UnitProcess::start(unit, spec, child, logs))
+}
+
+/// Checks what can be checked before the fork and opens the logs. Blocking.
+fn prepare(spec: &ExecSpec, unit: &str) -> Result<Prepared, SpawnError> {
+    let fail = |cause| SpawnError::new(unit, spec, cause);
+    let running_as_root = nix::unistd::geteuid().is_root();
+    let creds = plan_credentials(spec, unit, running_as_root)?;
+    check_working_directory(&spec.working_directory).map_err(fail)?;
+    check_program(Path::new(&spec.command[0])).map_err(fail)?;
+
+    let owner = creds.as_ref().map(|c| (c.uid, c.gid));
+    let open = |path: &PathBuf| {
+        LogFile::open(path, spec.log_max_bytes, spec.log_keep, owner).map_err(|error| {
+            fail(SpawnCause::Log {
+                path: path.clone(),
+                error,
+            })
+        })
+    };
+    let merged = spec.stdout.is_some() && spec.stdout == spec.stderr;
+    let stdout = spec.stdout.as_ref().map(open).transpose()?;
+    let stderr = match merged {
+        true => None,
+        false => spec.stderr.as_ref().map(open).transpose()?,
+    };
+    let env = unit_environment(spec, creds.as_ref());
+    Ok(Prepared {
+        creds,
+        env,
+        stdout,
+        stderr,
+        merged,
+    })
+}
+
+fn check_working_directory(dir: &Path) -> Result<(), SpawnCause> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(SpawnCause::WorkingDirectoryNotADirectory(dir.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(SpawnCause::WorkingDirectoryMissing(dir.to_owned()))
+        }
+        Err(e) => Err(SpawnCause::Io(e)),
+    }
+}
+
+/// Whether the target user may execute it is only known at exec (see `classify_exec_error`).
+fn check_program(program: &Path) -> Result<(), SpawnCause> {
+    match std::fs::metadata(program) {
+        Ok(m) if !m.is_file() => Err(SpawnCause::NotExecutable("not a regular file")),
+        Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(SpawnCause::NotExecutable(
+            "no execute permission bit is set",
+        )),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SpawnCause::ProgramNotFound),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+            Err(SpawnCause::PermissionDenied { uid: None })
+        }
+        Err(e) => Err(SpawnCause::Io(e)),
+    }
+}
+
+/// Maps the error of a spawn whose program passed `check_program`.
+fn classify_exec_error(e: io::Error, uid: Option<u32>) -> SpawnCause {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => SpawnCause::InterpreterNotFound,
+        Some(libc::EACCES) | Some(libc::EPERM) => SpawnCause::PermissionDenied { uid },
+        Some(libc::ENOEXEC) => SpawnCause::NotExecutable("not a format this system can execute"),
+        _ => SpawnCause::Io(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::process::credentials::Account;
+    use crate::unit::Signal;
+    use std::time::Duration;
+
+    fn spec(env: &[(&str, &str)]) -> ExecSpec {
+        ExecSpec {
+            command: vec!["/bin/true".into()],
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            working_directory: "/".into(),
+            user: None,
+            group: None,
+            stop_signal: Signal(nix::sys::signal::Signal::SIGTERM),
+            stop_timeout: Duration::from_secs(10),
+            stdout: None,
+            stderr: None,
+            log_max_bytes: 10 << 20,
+            log_keep: 3,
+        }
+    }
+
+    #[test]
+    fn environment_is_the_units_plus_the_canonical_path() {
+        let env = unit_environment(&spec(&[("A", "1")]), None);
+        assert_eq!(
+            env,
+            BTreeMap::from([
+                ("A".into(), "1".into()),
+                ("PATH".into(), CANONICAL_PATH.into())
+            ])
+        );
+        let env = unit_environment(&spec(&[("PATH", "/x")]), None);
+        assert_eq!(env["PATH"], "/x");
+    }
+
+    #[test]
+    fn a_user_adds_home_user_logname_unless_the_unit_set_them() {
+        let creds = Credentials {
+            uid: 501,
+            gid: 20,
+            groups: vec![20],
+            account: Some(Account {
+                name: "ann".into(),
+                home: "/Users/ann".into(),
+            }),
+        };
+        let env = unit_environment(&spec(&[("HOME", "/srv/app")]), Some(&creds));
+        assert_eq!(env["HOME"], "/srv/app");
+        assert_eq!(env["USER"], "ann");
+        assert_eq!(env["LOGNAME"], "ann");
+    }
+
+    #[test]
+    fn errors_name_unit_program_and_cause() {
+        let e = SpawnError::new("gateway", &spec(&[]), SpawnCause::ProgramNotFound);
+        assert_eq!(
+            e.to_string(),
+            "unit gateway: cannot start /bin/true: no such file"
+        );
+    }
+
+    #[test]
+    fn user_or_group_is_refused_unless_root() {
+        let mut s = spec(&[]);
+        s.group = Some("staff".into());
+        let e = plan_credentials(&s, "web", false).unwrap_err();
+        assert!(
+            matches!(e.cause, SpawnCause::NeedsRoot { key: "group", .. }),
+            "{e}"
+        );
+        assert!(
+            plan_credentials(&spec(&[]), "web", false)
+                .unwrap()
+                .is_none()
+        );
+    }
+}
