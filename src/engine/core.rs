@@ -152,6 +152,8 @@ pub struct Transition {
     pub reason: Reason,
     /// The figures: `pid=… exit=… latency=… delay=…`, and what a probe said.
     pub detail: String,
+    /// The requirement this is about (waiting on it, or stopped because of it).
+    pub related: Option<UnitId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -1006,8 +1008,14 @@ impl Core {
                     } else {
                         reason
                     };
-                    let detail = on.map(|r| format!("on={r}")).unwrap_or_default();
-                    self.set(u, State::Waiting { reason, on }, reason, detail, now, fx);
+                    self.set(
+                        u,
+                        State::Waiting { reason, on },
+                        reason,
+                        String::new(),
+                        now,
+                        fx,
+                    );
                     return true;
                 }
                 if !dependents_down {
@@ -1110,6 +1118,10 @@ impl Core {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
+        let related = match &state {
+            State::Waiting { on, .. } => *on,
+            _ => None,
+        };
         let slot = &mut self.slots[u];
         let from = slot.state.name();
         slot.state = state;
@@ -1120,6 +1132,7 @@ impl Core {
             to: slot.state.name(),
             reason,
             detail: detail.trim().to_string(),
+            related,
         }));
     }
 }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::core::{Command, Core, Effect, Event, ExitInfo, Generation, ProbeKind, Transition, UnitId, fmt_ms};
+use super::core::{
+    Command, Core, Effect, Event, ExitInfo, Generation, ProbeKind, Transition, UnitId, fmt_ms,
+};
 use crate::compile::Compiled;
 use crate::probe::{Prober, ready_poll_delays};
 use crate::process::{StopOutcome, spawn_unit};
@@ -136,7 +138,7 @@ impl Shell {
                         });
                     });
                 }
-                Effect::Transition(t) => self.log.transition(&self.units[t.unit], &t),
+                Effect::Transition(t) => self.log.transition(&self.units, &t),
                 Effect::Exit => exit = true,
             }
         }
@@ -154,7 +156,9 @@ impl Shell {
         tokio::spawn(async move {
             let u = &units[unit];
             match &u.runner {
-                Runner::Exec(spec) => run_exec(u.name.as_str(), spec, unit, generation, stop_rx, tx).await,
+                Runner::Exec(spec) => {
+                    run_exec(u.name.as_str(), spec, unit, generation, stop_rx, tx).await
+                }
                 Runner::Launchd(l) => {
                     let _ = tx.send(Event::SpawnFailed {
                         unit,
@@ -170,7 +174,9 @@ impl Shell {
     }
 
     fn start_probe(&mut self, unit: UnitId, generation: Generation, kind: ProbeKind) {
-        let token = self.probes[unit].get_or_insert_with(CancellationToken::new).clone();
+        let token = self.probes[unit]
+            .get_or_insert_with(CancellationToken::new)
+            .clone();
         let tx = self.tx.clone();
         let prober = self.prober.clone();
         let units = self.units.clone();
@@ -227,10 +233,9 @@ impl Shell {
                     };
                     if !outcome.ok {
                         tracing::warn!(
-                            unit = %u.name,
-                            reason = "LIVENESS_PROBE_FAILED",
-                            latency = %fmt_ms(outcome.latency),
-                            "liveness probe failed: {}",
+                            "{}: liveness probe failed in {}: {}",
+                            u.name,
+                            fmt_ms(outcome.latency),
                             outcome.detail
                         );
                     }
@@ -297,7 +302,8 @@ impl LogLimiter {
     const BURST: u32 = 5;
     const WINDOW: Duration = Duration::from_secs(60);
 
-    fn transition(&mut self, unit: &Unit, t: &Transition) {
+    fn transition(&mut self, units: &[Unit], t: &Transition) {
+        let unit = &units[t.unit];
         let key = (unit.name.as_str().to_owned(), t.to.as_str(), t.reason);
         let now = Instant::now();
         let entry = self.windows.entry(key).or_insert((now, 0, 0));
@@ -312,28 +318,31 @@ impl LogLimiter {
             entry.2 += 1;
             return;
         }
-        let level_warn = matches!(
-            t.reason,
-            Reason::Exited
-                | Reason::KilledBySignal
-                | Reason::SpawnFailed
-                | Reason::ReadyTimeout
-                | Reason::LivenessFailed
-                | Reason::StartLimitReached
-                | Reason::NoRestartExitCode
-                | Reason::DependencyFailed
-        ) || t.to == super::core::StateName::Failed;
-        if level_warn {
-            tracing::warn!(unit = %unit.name, from = %t.from, to = %t.to, reason = %t.reason, "{}", t.detail);
+        let mut line = format!("{}: {} -> {} {}", unit.name, t.from, t.to, t.reason);
+        if let Some(r) = t.related {
+            line.push_str(&format!(" on={}", units[r].name));
+        }
+        if !t.detail.is_empty() {
+            line.push(' ');
+            line.push_str(&t.detail);
+        }
+        // Trouble is a warning: a failure about to be retried or given up on.
+        let warn = matches!(
+            t.to,
+            super::core::StateName::Backoff | super::core::StateName::Failed
+        ) || (t.to == super::core::StateName::Stopping
+            && matches!(t.reason, Reason::ReadyTimeout | Reason::LivenessFailed));
+        if warn {
+            tracing::warn!("{line}");
         } else {
-            tracing::info!(unit = %unit.name, from = %t.from, to = %t.to, reason = %t.reason, "{}", t.detail);
+            tracing::info!("{line}");
         }
         if entry.1 == Self::BURST {
             tracing::warn!(
-                unit = %unit.name,
-                to = %t.to,
-                reason = %t.reason,
-                "this unit is looping: more lines like this within {} are counted, not shown",
+                "{}: looping; more `{} {}` lines within {} are counted, not shown",
+                unit.name,
+                t.to,
+                t.reason,
                 humantime::format_duration(Self::WINDOW)
             );
         }
@@ -349,10 +358,5 @@ impl LogLimiter {
 }
 
 fn summarize(unit: &str, to: &str, reason: Reason, n: u32) {
-    tracing::warn!(
-        unit,
-        to,
-        reason = %reason,
-        "{n} more transitions like this were not shown"
-    );
+    tracing::warn!("{unit}: {n} more `{to} {reason}` lines were not shown");
 }
