@@ -1,0 +1,1 @@
+//! Fingerprints (placeholder; implemented next).

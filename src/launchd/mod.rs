@@ -1,0 +1,1 @@
+//! launchd, reached only through `launchctl` (placeholder; implemented next).

@@ -1,0 +1,1 @@
+//! Preflight checks (placeholder; implemented next).

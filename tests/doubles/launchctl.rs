@@ -1,0 +1,2 @@
+//! A launchctl test double (placeholder; implemented next).
+fn main() {}
