@@ -55,6 +55,9 @@ reasons! {
     RestartRequested => "RESTART_REQUESTED", "An admin asked for the unit to restart.";
     Shutdown => "SHUTDOWN", "The supervisor is shutting down.";
     StopTimeout => "STOP_TIMEOUT", "The unit did not stop within its stop-timeout and was killed.";
+    RelaunchedByLaunchd => "RELAUNCHED_BY_LAUNCHD", "launchd relaunched the job itself (KeepAlive); launchgraph waits for it to be ready again and cycles its dependents.";
+    NoGuiSession => "NO_GUI_SESSION", "The job's GUI domain does not exist (nobody is logged in at the console); the unit waits and retries slowly.";
+    PreflightFailed => "PREFLIGHT_FAILED", "A preflight check found an error in what would be executed; the unit waits until its files change.";
 }
 
 impl fmt::Display for Reason {

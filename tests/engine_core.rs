@@ -42,6 +42,13 @@ const LEGAL: &[(StateName, StateName)] = &[
     (Stopped, Failed),
     (Failed, Stopped),
     (Waiting, Failed),
+    // launchd relaunched a KeepAlive job by itself.
+    (Ready, Started),
+    (Started, Started),
+    // A deferred start (no GUI session, failed preflight).
+    (Starting, Waiting),
+    // A KeepAlive job exited with a no-restart code: taken down, then failed.
+    (Stopping, Failed),
 ];
 
 fn zero_backoff() -> RestartSpec {
@@ -720,4 +727,128 @@ fn a_diamond_starts_both_branches_in_parallel_and_the_join_after_both() {
     assert!(spawns(&fx).is_empty());
     let fx = s.ready(2);
     assert_eq!(spawns(&fx), vec![3]);
+}
+
+#[test]
+fn a_relaunch_by_launchd_is_observed_and_dependents_cycle_in_order() {
+    let mut s = chain();
+    let fx = s.start_all();
+    s.settle(fx);
+    let generation = s.generation(0);
+    let fx = s.ev(Event::Relaunching {
+        unit: 0,
+        generation,
+        exit: KILL9,
+    });
+    assert!(
+        spawns(&fx).is_empty(),
+        "launchd relaunches it; launchgraph does not kickstart"
+    );
+    assert!(transitions(&fx).contains(&(0, Started, Reason::RelaunchedByLaunchd)));
+    assert!(fx.contains(&Effect::StartProbe {
+        unit: 0,
+        generation,
+        kind: ProbeKind::Ready
+    }));
+    assert_eq!(stops(&fx), vec![2], "dependents cycle, deepest first");
+    s.exited(2, CODE0);
+    let fx = s.exited(1, CODE0);
+    assert!(
+        spawns(&fx).is_empty(),
+        "nothing starts before the relaunched job is ready"
+    );
+    assert_eq!(s.generation(0), generation, "the same run goes on");
+    s.ev(Event::Spawned {
+        unit: 0,
+        generation,
+        pid: Some(4242),
+    });
+    let fx = s.ready(0);
+    assert_eq!(spawns(&fx), vec![1]);
+    assert_eq!(s.core.slot(0).state.pid(), Some(4242));
+    assert_eq!(s.core.slot(0).restarts, 1);
+}
+
+#[test]
+fn a_relaunch_with_a_no_restart_exit_code_takes_the_job_down_and_fails_it() {
+    let spec = RestartSpec {
+        no_restart_exit_codes: vec![78],
+        ..zero_backoff()
+    };
+    let mut s = Sim::new(vec![policy(&[], 1, true, false, spec)]);
+    let fx = s.start_all();
+    s.settle(fx);
+    let generation = s.generation(0);
+    let fx = s.ev(Event::Relaunching {
+        unit: 0,
+        generation,
+        exit: ExitInfo {
+            code: Some(78),
+            signal: None,
+        },
+    });
+    assert_eq!(
+        stops(&fx),
+        vec![0],
+        "launchd would relaunch it forever: stop it"
+    );
+    let fx = s.exited(
+        0,
+        ExitInfo {
+            code: Some(78),
+            signal: None,
+        },
+    );
+    assert!(transitions(&fx).contains(&(0, Failed, Reason::NoRestartExitCode)));
+    assert!(spawns(&fx).is_empty());
+}
+
+#[test]
+fn a_deferred_start_waits_without_counting_as_a_failure_and_retries() {
+    let mut s = Sim::new(vec![policy(
+        &[],
+        1,
+        false,
+        false,
+        RestartSpec {
+            start_limit_count: 1,
+            ..zero_backoff()
+        },
+    )]);
+    s.start_all();
+    for _ in 0..3 {
+        let generation = s.generation(0);
+        let fx = s.ev(Event::StartDeferred {
+            unit: 0,
+            generation,
+            reason: Reason::NoGuiSession,
+            detail: "gui/501 does not exist".into(),
+            retry_after: Some(Duration::from_secs(30)),
+        });
+        assert!(transitions(&fx).contains(&(0, Waiting, Reason::NoGuiSession)));
+        assert!(spawns(&fx).is_empty());
+        s.advance(Duration::from_secs(30));
+        let fx = s.ev(Event::TimerFired {
+            unit: 0,
+            generation,
+            timer: Timer::RetryStart,
+        });
+        assert_eq!(
+            spawns(&fx),
+            vec![0],
+            "retried, never failed by the start limit"
+        );
+    }
+    // A retry event (files changed) does not wait for the timer.
+    let generation = s.generation(0);
+    s.ev(Event::StartDeferred {
+        unit: 0,
+        generation,
+        reason: Reason::PreflightFailed,
+        detail: "PLIST_PATH_MISSING".into(),
+        retry_after: None,
+    });
+    let fx = s.ev(Event::Retry { unit: 0 });
+    assert_eq!(spawns(&fx), vec![0]);
+    assert_eq!(s.core.slot(0).failures, 0);
 }

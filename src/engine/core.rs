@@ -60,6 +60,8 @@ pub enum ProbeKind {
 pub enum Timer {
     StartTimeout,
     BackoffOver,
+    /// The end of a deferred start's wait.
+    RetryStart,
 }
 
 /// What admins (and the supervisor's own lifecycle) ask for.
@@ -108,6 +110,28 @@ pub enum Event {
         generation: Generation,
         timer: Timer,
     },
+    /// The job's process ended and launchd itself is relaunching it (KeepAlive). The run goes
+    /// on: the unit is no longer ready, its dependents cycle, and it is ready again once its
+    /// probe passes (or, without a probe, once [`Event::Spawned`] reports the new pid).
+    Relaunching {
+        unit: UnitId,
+        generation: Generation,
+        exit: ExitInfo,
+    },
+    /// The start cannot happen now for a reason that is not the unit's failure (no GUI
+    /// session, a failed preflight): the unit waits, with that reason, and is tried again
+    /// after `retry_after` or on [`Event::Retry`].
+    StartDeferred {
+        unit: UnitId,
+        generation: Generation,
+        reason: Reason,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    /// Something a deferred unit waits for may have changed (its files): try it again now.
+    Retry {
+        unit: UnitId,
+    },
     Command(Command),
 }
 
@@ -123,6 +147,8 @@ pub enum Effect {
     Stop {
         unit: UnitId,
         generation: Generation,
+        /// Why: a backend may stop differently for a hung job than for a shutdown.
+        reason: Reason,
     },
     StartProbe {
         unit: UnitId,
@@ -199,6 +225,13 @@ pub enum State {
     Inactive,
     /// Wanted, but a requirement is not ready (`on` names it).
     Waiting { reason: Reason, on: Option<UnitId> },
+    /// Wanted, but its start was deferred (`NO_GUI_SESSION`, `PREFLIGHT_FAILED`): tried again
+    /// at `retry_at` (if any) or on [`Event::Retry`]. Not a failure: no backoff, no limit.
+    Deferred {
+        reason: Reason,
+        detail: String,
+        retry_at: Option<Instant>,
+    },
     /// Spawn requested; no pid yet.
     Starting { generation: Generation },
     /// Running, not ready yet.
@@ -232,7 +265,7 @@ impl State {
     pub fn name(&self) -> StateName {
         match self {
             State::Inactive => StateName::Inactive,
-            State::Waiting { .. } => StateName::Waiting,
+            State::Waiting { .. } | State::Deferred { .. } => StateName::Waiting,
             State::Starting { .. } => StateName::Starting,
             State::Started { .. } => StateName::Started,
             State::Ready { .. } => StateName::Ready,
@@ -441,6 +474,49 @@ impl Core {
                     self.probe(unit, kind, ok, latency, detail, now, &mut fx);
                 }
             }
+            Event::Relaunching {
+                unit,
+                generation,
+                exit,
+            } => {
+                if self.current(unit, generation) {
+                    self.relaunching(unit, generation, exit, now, &mut fx);
+                }
+            }
+            Event::StartDeferred {
+                unit,
+                generation,
+                reason,
+                detail,
+                retry_after,
+            } => {
+                if self.current(unit, generation)
+                    && matches!(self.slots[unit].state, State::Starting { .. })
+                {
+                    let retry_at = retry_after.map(|d| now + d);
+                    if let Some(at) = retry_at {
+                        fx.push(Effect::SetTimer {
+                            unit,
+                            generation,
+                            timer: Timer::RetryStart,
+                            at,
+                        });
+                    }
+                    let state = State::Deferred {
+                        reason,
+                        detail: detail.clone(),
+                        retry_at,
+                    };
+                    self.set(unit, state, reason, detail, now, &mut fx);
+                }
+            }
+            Event::Retry { unit } => {
+                if let Some(State::Deferred { retry_at, .. }) =
+                    self.slots.get_mut(unit).map(|s| &mut s.state)
+                {
+                    *retry_at = Some(now);
+                }
+            }
             Event::TimerFired {
                 unit,
                 generation,
@@ -458,7 +534,7 @@ impl Core {
                 }
                 // Backoff timers carry no generation worth checking: reconcile looks at
                 // `until` itself, so an early or duplicate timer is harmless.
-                Timer::BackoffOver => {}
+                Timer::BackoffOver | Timer::RetryStart => {}
             },
         }
         self.reconcile(now, &mut fx);
@@ -553,7 +629,24 @@ impl Core {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
-        if !self.current(u, generation) || !matches!(self.slots[u].state, State::Starting { .. }) {
+        if !self.current(u, generation) {
+            return;
+        }
+        // A relaunch by launchd: the new pid of a run that goes on.
+        if let State::Started {
+            pid: known @ None, ..
+        } = &mut self.slots[u].state
+        {
+            *known = pid;
+            if !self.policies[u].has_ready_probe {
+                let text = pid.map(|p| format!("pid={p} ")).unwrap_or_default();
+                let detail =
+                    format!("{text}relaunched by launchd; no [ready] probe: ready when started");
+                self.become_ready(u, generation, pid, detail, now, fx);
+            }
+            return;
+        }
+        if !matches!(self.slots[u].state, State::Starting { .. }) {
             return;
         }
         self.slots[u].started_at = Some(now);
@@ -697,6 +790,79 @@ impl Core {
         }
     }
 
+    /// launchd relaunches the job itself: observe it, do not fight it (no kickstart during
+    /// its throttle), and take the unit out of `ready` so its dependents cycle in order.
+    fn relaunching(
+        &mut self,
+        u: UnitId,
+        generation: Generation,
+        exit: ExitInfo,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        if !matches!(
+            self.slots[u].state,
+            State::Started { .. } | State::Ready { .. }
+        ) {
+            return;
+        }
+        fx.push(Effect::StopProbes { unit: u });
+        let slot = &mut self.slots[u];
+        slot.last_exit = Some(exit);
+        slot.restarts += 1;
+        let mut detail = format!(
+            "{}{exit} launchd relaunches it (KeepAlive)",
+            slot.state
+                .pid()
+                .map(|p| format!("pid={p} "))
+                .unwrap_or_default()
+        );
+        if let Some(started) = slot.started_at {
+            detail.push_str(&format!(
+                " ran={}",
+                fmt_ms(now.saturating_duration_since(started))
+            ));
+        }
+        slot.started_at = Some(now);
+        if let Some(code) = exit.code
+            && self.policies[u]
+                .restart
+                .no_restart_exit_codes
+                .contains(&code)
+        {
+            // launchd would relaunch it forever: take the job down, then mark it failed.
+            slot.cycle = Some(Reason::NoRestartExitCode);
+        }
+        let deadline = self.policies[u].start_timeout.map(|t| now + t);
+        self.set(
+            u,
+            State::Started {
+                generation,
+                pid: None,
+                deadline,
+            },
+            Reason::RelaunchedByLaunchd,
+            detail,
+            now,
+            fx,
+        );
+        if self.policies[u].has_ready_probe {
+            fx.push(Effect::StartProbe {
+                unit: u,
+                generation,
+                kind: ProbeKind::Ready,
+            });
+        }
+        if let Some(at) = deadline {
+            fx.push(Effect::SetTimer {
+                unit: u,
+                generation,
+                timer: Timer::StartTimeout,
+                at,
+            });
+        }
+    }
+
     fn exited(
         &mut self,
         u: UnitId,
@@ -738,6 +904,20 @@ impl Core {
                     self.set(
                         u,
                         State::Waiting { reason, on: None },
+                        reason,
+                        detail,
+                        now,
+                        fx,
+                    );
+                }
+                Reason::NoRestartExitCode => {
+                    self.slots[u].wanted = false;
+                    self.set(
+                        u,
+                        State::Failed {
+                            reason,
+                            detail: detail.clone(),
+                        },
                         reason,
                         detail,
                         now,
@@ -947,6 +1127,7 @@ impl Core {
                 fx.push(Effect::Stop {
                     unit: u,
                     generation,
+                    reason,
                 });
                 let detail = pid.map(|p| format!("pid={p}")).unwrap_or_default();
                 self.set(
@@ -967,10 +1148,14 @@ impl Core {
             State::Starting { .. } | State::Stopping { .. } | State::Failed { .. } => false,
             State::Inactive
             | State::Waiting { .. }
+            | State::Deferred { .. }
             | State::Stopped { .. }
             | State::Backoff { .. } => {
                 if !slot.wanted {
-                    if matches!(slot.state, State::Waiting { .. } | State::Backoff { .. }) {
+                    if matches!(
+                        slot.state,
+                        State::Waiting { .. } | State::Deferred { .. } | State::Backoff { .. }
+                    ) {
                         let reason = if self.shutting_down {
                             Reason::Shutdown
                         } else {
@@ -983,6 +1168,12 @@ impl Core {
                 }
                 if let State::Backoff { until, .. } = slot.state
                     && until > now
+                {
+                    return false;
+                }
+                // A deferred start waits for its retry time or a retry event.
+                if let State::Deferred { retry_at, .. } = &slot.state
+                    && retry_at.is_none_or(|at| at > now)
                 {
                     return false;
                 }

@@ -104,7 +104,9 @@ impl Shell {
         for e in fx {
             match e {
                 Effect::Spawn { unit, generation } => self.spawn(unit, generation),
-                Effect::Stop { unit, generation } => {
+                Effect::Stop {
+                    unit, generation, ..
+                } => {
                     if let Some(run) = &mut self.runs[unit]
                         && run.generation == generation
                         && let Some(stop) = run.stop.take()
