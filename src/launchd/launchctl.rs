@@ -1,0 +1,421 @@
+//! [`Launchctl`]: running `launchctl` subcommands and mapping their exit statuses.
+//!
+//! Each call is one short-lived child, spawned through `crate::process::spawn_tracked` (so the
+//! orphan reaper leaves it alone), with a minimal environment, no stdin, and a deadline after
+//! which its whole process group is killed. Exit statuses carry the meaning (launchd.md §1.4,
+//! §2.5 rule 1); stdout is parsed by `print` where there is something to parse. Deciding what
+//! to do about a failure (retry, wait, give up) is the caller's business: errors only say what
+//! happened, with the argv, the exit code and stderr.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::print::{ServiceInfo, parse_print, parse_print_disabled};
+use crate::process::spawn_tracked;
+
+/// The PATH launchd gives its jobs (launchd.md §3); launchctl needs nothing else.
+const MINIMAL_PATH: &str = "/usr/bin:/bin:/usr/sbin:/sbin";
+
+/// Test plumbing: variables with this prefix are passed through to launchctl, because that is
+/// how the test double's client finds its daemon (`LAUNCHCTL_DOUBLE_STATE`). The real
+/// launchctl reads none of them.
+const DOUBLE_ENV_PREFIX: &str = "LAUNCHCTL_DOUBLE_";
+
+/// How long stdout and stderr may stay open once the process is gone or killed: only a
+/// stray descendant could hold them, and it is not worth waiting for.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+// Exit codes with a meaning of their own (launchd.md §1.4; names from PROC `xpc_private.h`).
+const ESRCH: i32 = 3;
+const EIO: i32 = 5;
+const EALREADY: i32 = 37;
+const ENODOMAIN: i32 = 112;
+const ENOSERVICE: i32 = 113;
+const EDISABLED: i32 = 119;
+const ENOTSUP_DOMAIN: i32 = 125;
+
+/// The `launchctl` program and how long one call may take.
+#[derive(Debug, Clone)]
+pub struct Launchctl {
+    path: PathBuf,
+    timeout: Duration,
+}
+
+impl Default for Launchctl {
+    fn default() -> Self {
+        Self::new("/bin/launchctl")
+    }
+}
+
+/// What one call wrote and how it exited.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The result of `print <service-target>`, by exit status (launchd.md §2.5 rule 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrintOutcome {
+    /// Exit 0: loaded in that domain (running or not). Boxed: it is far larger than the
+    /// other variants.
+    Loaded(Box<ServiceInfo>),
+    /// Exit 113: the domain exists, the service is not loaded in it.
+    NotLoaded,
+    /// Exit 112 or 125: the domain does not exist, e.g. `gui/<uid>` with nobody logged in
+    /// at the GUI (launchd.md §5).
+    NoDomain { code: i32, stderr: String },
+}
+
+/// Why a call failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// It ran and exited with a status this call does not accept.
+    Exited,
+    /// It did not finish within the timeout and was killed.
+    TimedOut(Duration),
+    /// It was ended by a signal it was not sent by us.
+    Signalled(i32),
+    /// It could not be started or waited for.
+    Io(io::Error),
+}
+
+/// A launchctl call that failed. Names the argv, the exit code and stderr.
+#[derive(Debug, thiserror::Error)]
+pub struct LaunchctlError {
+    /// The whole command line, the program first.
+    pub argv: Vec<String>,
+    /// The exit code; `None` when it timed out, was signalled or could not run.
+    pub code: Option<i32>,
+    /// Trimmed.
+    pub stderr: String,
+    pub failure: Failure,
+}
+
+impl fmt::Display for LaunchctlError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let argv = self.argv.join(" ");
+        match &self.failure {
+            Failure::Exited => write!(f, "`{argv}` exited with {}", self.code.unwrap_or(-1))?,
+            Failure::TimedOut(d) => write!(
+                f,
+                "`{argv}` did not finish within {} and was killed",
+                humantime::format_duration(*d)
+            )?,
+            Failure::Signalled(s) => write!(f, "`{argv}` was ended by signal {s}")?,
+            Failure::Io(e) => write!(f, "cannot run `{argv}`: {e}")?,
+        }
+        match self.stderr.is_empty() {
+            true => Ok(()),
+            false => write!(f, ": {}", self.stderr.replace('\n', " / ")),
+        }
+    }
+}
+
+impl LaunchctlError {
+    fn code_is(&self, codes: &[i32]) -> bool {
+        self.code.is_some_and(|c| codes.contains(&c))
+    }
+
+    /// Worth retrying shortly: 5 (bootstrap while the label is still loaded or draining after
+    /// a bootout) and 37 (already in progress); a retry seconds later succeeds
+    /// (launchd.md §4, openclaw#136453, openclaw#41952). Note that a non-root bootstrap of a
+    /// disabled service also fails with 5 (launchd.md §1.4): enable before bootstrap.
+    pub fn is_transient(&self) -> bool {
+        self.code_is(&[EIO, EALREADY])
+    }
+
+    /// The domain does not exist: 112 or 125 (launchd.md §1.4, §5). For `gui/<uid>` this
+    /// means nobody is logged in at the GUI; do not retry hot.
+    pub fn is_no_domain(&self) -> bool {
+        self.code_is(&[ENODOMAIN, ENOTSUP_DOMAIN])
+    }
+
+    /// 113: the service is not loaded in the domain (print, kickstart, kill).
+    pub fn is_not_loaded(&self) -> bool {
+        self.code_is(&[ENOSERVICE])
+    }
+
+    /// 119: bootstrap of a disabled service, as root (launchd.md §1.4, nix-installer#530).
+    pub fn is_disabled(&self) -> bool {
+        self.code_is(&[EDISABLED])
+    }
+
+    /// The call did not finish in time.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.failure, Failure::TimedOut(_))
+    }
+}
+
+impl Launchctl {
+    /// A client for the launchctl at `path`, with a 10 s timeout per call.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        Self { timeout, ..self }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// `print <service-target>`.
+    pub async fn print(&self, service_target: &str) -> Result<PrintOutcome, LaunchctlError> {
+        let args = ["print", service_target];
+        let out = self.call(&args).await?;
+        match out.code {
+            0 => Ok(PrintOutcome::Loaded(Box::new(parse_print(&out.stdout)))),
+            ENOSERVICE => Ok(PrintOutcome::NotLoaded),
+            ENODOMAIN | ENOTSUP_DOMAIN => Ok(PrintOutcome::NoDomain {
+                code: out.code,
+                stderr: out.stderr.trim().to_owned(),
+            }),
+            _ => Err(self.exited(&args, out)),
+        }
+    }
+
+    /// `print-disabled <domain-target>`: label → `true` when disabled.
+    pub async fn print_disabled(
+        &self,
+        domain: &str,
+    ) -> Result<BTreeMap<String, bool>, LaunchctlError> {
+        let out = self.expect_success(&["print-disabled", domain]).await?;
+        Ok(parse_print_disabled(&out.stdout))
+    }
+
+    /// `enable <service-target>`: persistent, and required before `bootstrap` of a service
+    /// that was ever disabled (launchd.md §4, openclaw#80384).
+    pub async fn enable(&self, service_target: &str) -> Result<(), LaunchctlError> {
+        self.expect_success(&["enable", service_target])
+            .await
+            .map(drop)
+    }
+
+    /// `disable <service-target>`: persistent; does not stop a running job (launchd.md §4).
+    pub async fn disable(&self, service_target: &str) -> Result<(), LaunchctlError> {
+        self.expect_success(&["disable", service_target])
+            .await
+            .map(drop)
+    }
+
+    /// `bootstrap <domain-target> <plist>`. Fails with 5 or 37 while the label is still loaded
+    /// or draining ([`LaunchctlError::is_transient`]), 119 when disabled, 125 when the domain
+    /// does not exist.
+    pub async fn bootstrap(&self, domain: &str, plist: &Path) -> Result<(), LaunchctlError> {
+        let plist = plist.to_string_lossy();
+        self.expect_success(&["bootstrap", domain, &plist])
+            .await
+            .map(drop)
+    }
+
+    /// `bootout <service-target>`. Exit 3 (not loaded) counts as success: the goal, "not
+    /// loaded", holds (launchd.md §4). The job may still be stopping when this returns: poll
+    /// [`Launchctl::print`] until [`PrintOutcome::NotLoaded`] before bootstrapping it again.
+    pub async fn bootout(&self, service_target: &str) -> Result<(), LaunchctlError> {
+        let args = ["bootout", service_target];
+        let out = self.call(&args).await?;
+        match out.code {
+            0 | ESRCH => Ok(()),
+            _ => Err(self.exited(&args, out)),
+        }
+    }
+
+    /// `kickstart [-k] -p <service-target>`: starts the service now (with `kill_first`, kills
+    /// the running instance first). Returns the pid launchctl printed, if any: a bare number
+    /// without a TTY, `service spawned with pid: N` with one (launchd.md §1.2).
+    pub async fn kickstart(
+        &self,
+        service_target: &str,
+        kill_first: bool,
+    ) -> Result<Option<u32>, LaunchctlError> {
+        let mut args = vec!["kickstart"];
+        if kill_first {
+            args.push("-k");
+        }
+        args.extend(["-p", service_target]);
+        let out = self.expect_success(&args).await?;
+        Ok(parse_kickstart_pid(&out.stdout))
+    }
+
+    /// `kill <signal> <service-target>`, the signal as a name (`SIGTERM`) or a number.
+    /// Exit 3 means the service is loaded but not running.
+    pub async fn kill(&self, signal: &str, service_target: &str) -> Result<(), LaunchctlError> {
+        self.expect_success(&["kill", signal, service_target])
+            .await
+            .map(drop)
+    }
+
+    /// Runs `launchctl <args>` and returns its output whatever the exit code. Errs only when
+    /// it could not run, timed out, or was ended by a signal.
+    pub async fn call(&self, args: &[&str]) -> Result<CallOutput, LaunchctlError> {
+        let fail = |failure, stderr: String| LaunchctlError {
+            argv: self.argv(args),
+            code: None,
+            stderr: stderr.trim().to_owned(),
+            failure,
+        };
+        let mut cmd = tokio::process::Command::new(&self.path);
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", MINIMAL_PATH)
+            .envs(
+                std::env::vars_os()
+                    .filter(|(k, _)| k.to_str().is_some_and(|k| k.starts_with(DOUBLE_ENV_PREFIX))),
+            )
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own group, so a timeout kills whatever it started too. A cancelled call
+            // kills launchctl itself on drop; the real one starts no children.
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = spawn_tracked(&mut cmd).map_err(|e| fail(Failure::Io(e), String::new()))?;
+        let stdout = tokio::spawn(read_all(child.child.stdout.take()));
+        let stderr = tokio::spawn(read_all(child.child.stderr.take()));
+
+        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
+            Ok(status) => status.map_err(|e| fail(Failure::Io(e), String::new()))?,
+            Err(_) => {
+                // The child is not reaped yet, so its pid still names its group.
+                let group = nix::unistd::Pid::from_raw(child.pid() as i32);
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+                let _ = child.wait().await;
+                let stderr = collect(stderr).await;
+                return Err(fail(Failure::TimedOut(self.timeout), stderr));
+            }
+        };
+        let (stdout, stderr) = (collect(stdout).await, collect(stderr).await);
+        match status.code() {
+            Some(code) => Ok(CallOutput {
+                code,
+                stdout,
+                stderr,
+            }),
+            None => {
+                use std::os::unix::process::ExitStatusExt;
+                let signal = status.signal().unwrap_or_default();
+                Err(fail(Failure::Signalled(signal), stderr))
+            }
+        }
+    }
+
+    async fn expect_success(&self, args: &[&str]) -> Result<CallOutput, LaunchctlError> {
+        let out = self.call(args).await?;
+        match out.code {
+            0 => Ok(out),
+            _ => Err(self.exited(args, out)),
+        }
+    }
+
+    fn exited(&self, args: &[&str], out: CallOutput) -> LaunchctlError {
+        LaunchctlError {
+            argv: self.argv(args),
+            code: Some(out.code),
+            stderr: out.stderr.trim().to_owned(),
+            failure: Failure::Exited,
+        }
+    }
+
+    fn argv(&self, args: &[&str]) -> Vec<String> {
+        std::iter::once(self.path.to_string_lossy().into_owned())
+            .chain(args.iter().map(|a| a.to_string()))
+            .collect()
+    }
+}
+
+async fn read_all<R: AsyncRead + Unpin>(stream: Option<R>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    if let Some(mut stream) = stream {
+        // A read error only shortens what we report.
+        let _ = stream.read_to_end(&mut buf).await;
+    }
+    buf
+}
+
+/// The output of a reader task, unless a descendant keeps the pipe open past the grace.
+async fn collect(reader: tokio::task::JoinHandle<Vec<u8>>) -> String {
+    let abort = reader.abort_handle();
+    match tokio::time::timeout(DRAIN_GRACE, reader).await {
+        Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        Ok(Err(_)) => String::new(),
+        Err(_) => {
+            abort.abort();
+            String::new()
+        }
+    }
+}
+
+/// A bare `N`, or `service spawned with pid: N` (PROC `kickstart.c`, launchd.md §1.2).
+fn parse_kickstart_pid(stdout: &str) -> Option<u32> {
+    stdout.lines().find_map(|line| {
+        let line = line.trim();
+        let number = line.rsplit(':').next().unwrap_or(line).trim();
+        number.parse().ok().filter(|&pid| pid > 0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kickstart_pid_forms() {
+        assert_eq!(parse_kickstart_pid("1234\n"), Some(1234));
+        assert_eq!(
+            parse_kickstart_pid("service spawned with pid: 77\n"),
+            Some(77)
+        );
+        assert_eq!(parse_kickstart_pid(""), None);
+        assert_eq!(parse_kickstart_pid("no pid here\n"), None);
+    }
+
+    fn error(code: Option<i32>, failure: Failure) -> LaunchctlError {
+        LaunchctlError {
+            argv: vec!["/bin/launchctl".into(), "bootstrap".into(), "system".into()],
+            code,
+            stderr: "Bootstrap failed: 5: Input/output error\nTry again".into(),
+            failure,
+        }
+    }
+
+    #[test]
+    fn classification_by_exit_code() {
+        let e = error(Some(5), Failure::Exited);
+        assert!(e.is_transient() && !e.is_no_domain() && !e.is_not_loaded());
+        assert!(error(Some(37), Failure::Exited).is_transient());
+        assert!(error(Some(112), Failure::Exited).is_no_domain());
+        assert!(error(Some(125), Failure::Exited).is_no_domain());
+        assert!(error(Some(113), Failure::Exited).is_not_loaded());
+        assert!(error(Some(119), Failure::Exited).is_disabled());
+        let t = error(None, Failure::TimedOut(Duration::from_secs(1)));
+        assert!(t.is_timeout() && !t.is_transient());
+    }
+
+    #[test]
+    fn errors_name_argv_code_and_stderr() {
+        let e = error(Some(5), Failure::Exited);
+        assert_eq!(
+            e.to_string(),
+            "`/bin/launchctl bootstrap system` exited with 5: \
+             Bootstrap failed: 5: Input/output error / Try again"
+        );
+        let t = error(None, Failure::TimedOut(Duration::from_secs(10)));
+        assert!(t.to_string().contains("did not finish within 10s"), "{t}");
+    }
+}
