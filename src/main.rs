@@ -40,6 +40,14 @@ enum Command {
     Up {
         #[command(flatten)]
         units: UnitsDir,
+        /// The launchctl program that drives `launchd` units.
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "/bin/launchctl",
+            env = "LAUNCHGRAPH_LAUNCHCTL"
+        )]
+        launchctl: PathBuf,
     },
     /// Show the start waves with each unit's readiness gate, the stop order, and what a
     /// restart of each unit cascades to.
@@ -87,11 +95,11 @@ fn run(cli: Cli) -> u8 {
     match cli.command {
         Command::Check { units } => check(&units.resolve()),
         Command::Plan { units, json } => plan(&units.resolve(), json),
-        Command::Up { units } => up(&units.resolve()),
+        Command::Up { units, launchctl } => up(&units.resolve(), launchctl),
     }
 }
 
-fn up(dir: &std::path::Path) -> u8 {
+fn up(dir: &std::path::Path, launchctl: PathBuf) -> u8 {
     init_logging();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -103,7 +111,9 @@ fn up(dir: &std::path::Path) -> u8 {
             return exit::SOFTWARE;
         }
     };
-    runtime.block_on(launchgraph::engine::up(dir.to_path_buf()))
+    let mut config = launchgraph::engine::runtime::SupervisorConfig::default();
+    config.launchd.launchctl = launchgraph::launchd::Launchctl::new(launchctl);
+    runtime.block_on(launchgraph::engine::up(dir.to_path_buf(), config))
 }
 
 fn init_logging() {

@@ -2,6 +2,7 @@
 //! and [`up`], what `launchgraph up` runs.
 
 pub mod core;
+pub mod launchd_run;
 pub mod runtime;
 
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use crate::exit;
 /// An invalid units directory does not make the daemon exit (under launchd that would be a
 /// relaunch every ten seconds, each logging the same errors): every error is logged, and the
 /// directory is read again on SIGHUP. SIGTERM or SIGINT then exits with 78.
-pub async fn up(dir: PathBuf) -> u8 {
+pub async fn up(dir: PathBuf, config: runtime::SupervisorConfig) -> u8 {
     let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -52,7 +53,7 @@ pub async fn up(dir: PathBuf) -> u8 {
     };
     let shutdown = CancellationToken::new();
     let (_control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
-    let supervisor = runtime::supervise(compiled, control_rx, shutdown.clone());
+    let supervisor = runtime::supervise(compiled, config, control_rx, shutdown.clone());
     tokio::pin!(supervisor);
     loop {
         tokio::select! {

@@ -15,7 +15,9 @@ use tokio_util::sync::CancellationToken;
 use super::core::{
     Command, Core, Effect, Event, ExitInfo, Generation, ProbeKind, Transition, UnitId, fmt_ms,
 };
+use super::launchd_run::{LaunchdContext, run_launchd};
 use crate::compile::Compiled;
+use crate::launchd::{ConsoleUser, Launchctl};
 use crate::probe::{Prober, ready_poll_delays};
 use crate::process::{StopOutcome, spawn_unit};
 use crate::reason::Reason;
@@ -29,13 +31,31 @@ pub enum Control {
 /// A unit's current run: how to ask it to stop.
 struct Run {
     generation: Generation,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<oneshot::Sender<Reason>>,
+}
+
+/// How the supervisor reaches the outside world.
+#[derive(Clone)]
+pub struct SupervisorConfig {
+    pub launchd: LaunchdContext,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            launchd: LaunchdContext {
+                launchctl: Launchctl::new("/bin/launchctl"),
+                console: ConsoleUser::default(),
+            },
+        }
+    }
 }
 
 /// Runs the supervisor until everything is down after a [`Command::Shutdown`] (sent through
 /// `control`, or when `shutdown` is cancelled). Returns when every unit has stopped.
 pub async fn supervise(
     compiled: Compiled,
+    config: SupervisorConfig,
     mut control: mpsc::UnboundedReceiver<Control>,
     shutdown: CancellationToken,
 ) {
@@ -48,6 +68,7 @@ pub async fn supervise(
     let prober = Arc::new(Prober::new());
     let mut shell = Shell {
         units: units.clone(),
+        config,
         tx,
         prober,
         runs: (0..units.len()).map(|_| None).collect(),
@@ -90,6 +111,7 @@ pub async fn supervise(
 
 struct Shell {
     units: Arc<Vec<Unit>>,
+    config: SupervisorConfig,
     tx: mpsc::UnboundedSender<Event>,
     prober: Arc<Prober>,
     runs: Vec<Option<Run>>,
@@ -105,13 +127,15 @@ impl Shell {
             match e {
                 Effect::Spawn { unit, generation } => self.spawn(unit, generation),
                 Effect::Stop {
-                    unit, generation, ..
+                    unit,
+                    generation,
+                    reason,
                 } => {
                     if let Some(run) = &mut self.runs[unit]
                         && run.generation == generation
                         && let Some(stop) = run.stop.take()
                     {
-                        let _ = stop.send(());
+                        let _ = stop.send(reason);
                     }
                 }
                 Effect::StartProbe {
@@ -155,21 +179,15 @@ impl Shell {
         });
         let tx = self.tx.clone();
         let units = self.units.clone();
+        let launchd = self.config.launchd.clone();
         tokio::spawn(async move {
             let u = &units[unit];
             match &u.runner {
                 Runner::Exec(spec) => {
-                    run_exec(u.name.as_str(), spec, unit, generation, stop_rx, tx).await
+                    run_exec(u.name.as_str(), spec, unit, generation, stop_rx, tx).await;
                 }
-                Runner::Launchd(l) => {
-                    let _ = tx.send(Event::SpawnFailed {
-                        unit,
-                        generation,
-                        error: format!(
-                            "launchd job {}/{}: driving launchd jobs is not available in this build",
-                            l.domain, l.label
-                        ),
-                    });
+                Runner::Launchd(spec) => {
+                    run_launchd(launchd, spec.clone(), unit, generation, stop_rx, tx).await;
                 }
             }
         });
@@ -253,7 +271,7 @@ async fn run_exec(
     spec: &crate::unit::ExecSpec,
     unit: UnitId,
     generation: Generation,
-    stop_rx: oneshot::Receiver<()>,
+    stop_rx: oneshot::Receiver<Reason>,
     tx: mpsc::UnboundedSender<Event>,
 ) {
     let mut process = match spawn_unit(spec, name).await {
@@ -275,7 +293,7 @@ async fn run_exec(
     let exited = process.exited();
     let (report, killed) = tokio::select! {
         report = exited => (report, false),
-        Ok(()) = stop_rx => {
+        Ok(_) = stop_rx => {
             let r = process.stop_as_declared().await;
             (r.exit, r.outcome == StopOutcome::Killed)
         }

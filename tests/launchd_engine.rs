@@ -1,0 +1,392 @@
+//! `launchgraph up` driving launchd jobs through the launchctl test double: two real servers
+//! on loopback, started in order; a KeepAlive requirement relaunched by "launchd" with its
+//! dependent cycled in order; a start racing a draining bootout; a missing GUI domain; a
+//! disabled job enabled before bootstrap.
+
+#[path = "support_launchd/mod.rs"]
+mod support_launchd;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support_launchd::{DoubleLaunchd, JobPlist};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A python server on `port` answering GET /health 200; `delay` seconds before it listens.
+fn server_argv(port: u16, delay: f64, name: &str) -> Vec<String> {
+    let code = format!(
+        "import http.server, time\n\
+         time.sleep({delay})\n\
+         class H(http.server.BaseHTTPRequestHandler):\n    \
+             def do_GET(self):\n        \
+                 self.send_response(200); self.send_header('Content-Length', '2'); self.end_headers(); self.wfile.write(b'ok')\n    \
+             def log_message(self, *a):\n        pass\n\
+         print('{name} listening', flush=True)\n\
+         http.server.ThreadingHTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
+    );
+    vec!["/usr/bin/env".into(), "python3".into(), "-c".into(), code]
+}
+
+/// The running daemon and its log, line by line.
+struct Daemon {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Daemon {
+    fn start(units: &Path, launchctl: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_launchgraph"))
+            .args(["up", "--units"])
+            .arg(units)
+            .arg("--launchctl")
+            .arg(launchctl)
+            .env("NO_COLOR", "1")
+            .env("LAUNCHGRAPH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start launchgraph up");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Daemon {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a log line containing every one of `needles`; returns its index in the log.
+    fn wait_for(&mut self, needles: &[&str]) -> usize {
+        self.wait_after(None, needles)
+    }
+
+    /// Waits for such a line after line `after` (or anywhere).
+    fn wait_after(&mut self, after: Option<usize>, needles: &[&str]) -> usize {
+        let start = after.map_or(0, |a| a + 1);
+        let matches = |l: &String| needles.iter().all(|n| l.contains(n));
+        if let Some(i) = self.seen.iter().skip(start).position(matches) {
+            return start + i;
+        }
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line);
+                    if matches(self.seen.last().unwrap()) && self.seen.len() > start {
+                        return self.seen.len() - 1;
+                    }
+                }
+                Err(_) => panic!(
+                    "no line with {needles:?} within {DEADLINE:?}; log so far:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn find(&self, needles: &[&str]) -> Option<usize> {
+        self.seen
+            .iter()
+            .position(|l| needles.iter().all(|n| l.contains(n)))
+    }
+
+    /// SIGTERM, then the exit code.
+    fn stop(&mut self) -> Option<i32> {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = Instant::now() + DEADLINE;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+                    self.seen.push(line);
+                }
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "launchgraph did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn write_unit(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+}
+
+fn launchd_unit(label: &str, plist: &Path, domain: &str, requires: &[&str], port: u16) -> String {
+    let requires = requires
+        .iter()
+        .map(|r| format!("{r:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "requires = [{requires}]\n\
+         [launchd]\nlabel = {label:?}\nplist = {:?}\ndomain = {domain:?}\n\
+         [ready]\nhttp = \"http://127.0.0.1:{port}/health\"\ninterval = \"200ms\"\nstart-timeout = \"30s\"\n\
+         [restart]\ninitial = \"100ms\"\njitter = 0.0\n",
+        plist.display().to_string()
+    )
+}
+
+/// Calls whose first word is `verb` and that name `label`.
+fn calls_for(double: &DoubleLaunchd, verb: &str, label: &str) -> usize {
+    double
+        .calls()
+        .iter()
+        .filter(|c| c.first().is_some_and(|v| v == verb) && c.iter().any(|a| a.contains(label)))
+        .count()
+}
+
+struct Stack {
+    _dir: tempfile::TempDir,
+    units: PathBuf,
+    model_plist: PathBuf,
+    model_port: u16,
+    gateway_port: u16,
+}
+
+/// An Ollama-like KeepAlive job and a gateway-like job that requires it.
+fn stack(domain: &str) -> Stack {
+    let dir = tempfile::tempdir().unwrap();
+    let units = dir.path().join("units");
+    let plists = dir.path().join("plists");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::create_dir_all(&plists).unwrap();
+    let (model_port, gateway_port) = (free_port(), free_port());
+    let model_argv = server_argv(model_port, 0.5, "model");
+    let mut model = JobPlist::new(
+        "test.model",
+        &model_argv.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    model.keep_alive = true;
+    model.run_at_load = true;
+    model.throttle_interval = Some(1);
+    let model_plist = model.write(&plists);
+    let gateway_argv = server_argv(gateway_port, 0.0, "gateway");
+    let gateway = JobPlist::new(
+        "test.gateway",
+        &gateway_argv.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    let gateway_plist = gateway.write(&plists);
+    write_unit(
+        &units,
+        "model",
+        &launchd_unit("test.model", &model_plist, domain, &[], model_port),
+    );
+    write_unit(
+        &units,
+        "gateway",
+        &launchd_unit(
+            "test.gateway",
+            &gateway_plist,
+            domain,
+            &["model"],
+            gateway_port,
+        ),
+    );
+    Stack {
+        _dir: dir,
+        units,
+        model_plist,
+        model_port,
+        gateway_port,
+    }
+}
+
+fn get(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.write_all(b"GET /health HTTP/1.0\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn launchd_jobs_start_in_order_and_a_relaunch_cycles_the_dependent() {
+    let double = DoubleLaunchd::start(300).await;
+    let s = stack("system");
+    let mut d = Daemon::start(&s.units, &double.wrapper_path);
+
+    let model_ready = d.wait_for(&["model: started -> ready READY"]);
+    let gateway_start = d.wait_for(&["gateway: waiting -> starting"]);
+    let gateway_ready = d.wait_for(&["gateway: started -> ready READY"]);
+    assert!(
+        model_ready < gateway_start && gateway_start < gateway_ready,
+        "{:#?}",
+        d.seen
+    );
+    assert!(
+        get(s.model_port) && get(s.gateway_port),
+        "both servers answer"
+    );
+
+    // launchd's sequence: enable before bootstrap; the KeepAlive job is not kickstarted on
+    // top of launchd's own start; the idle gateway is.
+    let calls = double.calls();
+    let enable = calls
+        .iter()
+        .position(|c| c[0] == "enable" && c[1].ends_with("/test.model"))
+        .unwrap();
+    let bootstrap = calls
+        .iter()
+        .position(|c| c[0] == "bootstrap" && c[2].ends_with("test.model.plist"))
+        .unwrap();
+    assert!(enable < bootstrap, "{calls:?}");
+    assert_eq!(
+        calls_for(&double, "kickstart", "test.model"),
+        0,
+        "{calls:?}"
+    );
+    assert_eq!(
+        calls_for(&double, "kickstart", "test.gateway"),
+        1,
+        "{calls:?}"
+    );
+
+    // The model crashes; launchd relaunches it after its ThrottleInterval.
+    double.crash("test.model", "SIGKILL").await;
+    let relaunch = d.wait_for(&["model: ready -> started RELAUNCHED_BY_LAUNCHD"]);
+    let gw_stop = d.wait_after(
+        Some(relaunch),
+        &["gateway: ready -> stopping DEPENDENCY_RESTARTING"],
+    );
+    let model_again = d.wait_after(Some(relaunch), &["model: started -> ready READY"]);
+    let gw_again = d.wait_after(Some(relaunch), &["gateway: waiting -> starting"]);
+    let gw_ready_again = d.wait_after(Some(gw_again), &["gateway: started -> ready READY"]);
+    assert!(
+        gw_stop < model_again,
+        "the dependent went down first: {:#?}",
+        d.seen
+    );
+    assert!(
+        model_again < gw_again && gw_again < gw_ready_again,
+        "{:#?}",
+        d.seen
+    );
+    assert_eq!(
+        calls_for(&double, "kickstart", "test.model"),
+        0,
+        "launchd's relaunch is not fought"
+    );
+    assert!(get(s.model_port) && get(s.gateway_port));
+
+    // Shutdown: the gateway first, then the KeepAlive model is booted out (not killed, which
+    // launchd would undo).
+    assert_eq!(d.stop(), Some(0), "{:#?}", d.seen);
+    let gw_stopped = d
+        .find(&["gateway: stopping -> stopped SHUTDOWN"])
+        .expect("gateway stopped");
+    let model_stopping = d
+        .find(&["model: ready -> stopping SHUTDOWN"])
+        .expect("model stopped");
+    assert!(gw_stopped < model_stopping, "{:#?}", d.seen);
+    assert_eq!(calls_for(&double, "bootout", "test.model"), 1);
+    let out = double.run(&["print", "system/test.model"]).await;
+    assert_eq!(out.code, 113, "the model is unloaded: {}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_during_a_draining_bootout_is_retried_and_succeeds() {
+    let double = DoubleLaunchd::start(1500).await;
+    let s = stack("system");
+    // Someone loaded and just unloaded the model: launchd is still draining it.
+    let out = double
+        .run(&["bootstrap", "system", s.model_plist.to_str().unwrap()])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = double.run(&["bootout", "system/test.model"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let mut d = Daemon::start(&s.units, &double.wrapper_path);
+    d.wait_for(&["gateway: started -> ready READY"]);
+    assert!(get(s.model_port));
+    let bootstraps: Vec<i32> = double
+        .calls()
+        .iter()
+        .filter(|c| c[0] == "bootstrap")
+        .map(|_| 0)
+        .collect();
+    assert!(
+        bootstraps.len() >= 2,
+        "the first bootstrap of the drain was refused and retried: {:?}",
+        double.calls()
+    );
+    assert!(
+        d.find(&["model", "-> backoff"]).is_none(),
+        "retried inside the start, not as a failure: {:#?}",
+        d.seen
+    );
+    assert_eq!(d.stop(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_gui_domain_waits_instead_of_crash_looping() {
+    let double = DoubleLaunchd::start(300).await;
+    let s = stack("gui/501");
+    let mut d = Daemon::start(&s.units, &double.wrapper_path);
+    d.wait_for(&["model: starting -> waiting NO_GUI_SESSION"]);
+    d.wait_for(&["gateway", "waiting", "on=model"]);
+    assert_eq!(calls_for(&double, "bootstrap", "test.model"), 0);
+    assert!(d.find(&["backoff"]).is_none(), "{:#?}", d.seen);
+    assert_eq!(d.stop(), Some(0), "{:#?}", d.seen);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_job_is_enabled_before_bootstrap() {
+    let double = DoubleLaunchd::start(300).await;
+    let s = stack("system");
+    let out = double.run(&["disable", "system/test.gateway"]).await;
+    assert_eq!(out.code, 0);
+    let mut d = Daemon::start(&s.units, &double.wrapper_path);
+    d.wait_for(&["gateway: started -> ready READY"]);
+    let calls = double.calls();
+    let enable = calls
+        .iter()
+        .position(|c| c[0] == "enable" && c[1] == "system/test.gateway")
+        .unwrap();
+    let bootstrap = calls
+        .iter()
+        .position(|c| c[0] == "bootstrap" && c[2].ends_with("test.gateway.plist"))
+        .unwrap();
+    assert!(enable < bootstrap, "{calls:?}");
+    assert!(get(s.gateway_port));
+    assert_eq!(d.stop(), Some(0));
+}
