@@ -736,8 +736,8 @@ fn stopping_a_unit_kills_its_grandchildren_too() {
     wait_until("the unit's group is gone", || group_gone(parent));
 }
 
-/// `(uid, gid)` of `user` in /etc/passwd, and the gids of /etc/group that list it.
-fn account(user: &str) -> (u32, u32, BTreeSet<u32>) {
+/// `(uid, gid, home)` of `user` in /etc/passwd, and the gids of /etc/group that list it.
+fn account(user: &str) -> (u32, u32, String, BTreeSet<u32>) {
     let passwd = fs::read_to_string("/etc/passwd").unwrap();
     let entry: Vec<&str> = passwd
         .lines()
@@ -752,7 +752,7 @@ fn account(user: &str) -> (u32, u32, BTreeSet<u32>) {
             groups.insert(f[2].parse().unwrap());
         }
     }
-    (uid, gid, groups)
+    (uid, gid, entry[5].to_owned(), groups)
 }
 
 /// `user = "nobody"`: the process runs with nobody's uid, primary gid and groups, as
@@ -781,12 +781,16 @@ fn a_unit_with_a_user_runs_with_that_users_ids() {
             ready_when_exists(ids)
         ),
     );
+    d.unit(
+        "env",
+        "[exec]\ncommand = [\"/bin/sleep\", \"1000\"]\nuser = \"nobody\"\n",
+    );
     let mut daemon = Daemon::start(&d.units());
     daemon.wait_for(0, "dropped ready", |t| t.is("dropped", "ready"));
     let text = fs::read_to_string(ids).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
-    let (uid, gid, groups) = account("nobody");
+    let (uid, gid, home, groups) = account("nobody");
     assert_eq!(lines[0].parse::<u32>().unwrap(), uid, "{text}");
     assert_eq!(lines[1].parse::<u32>().unwrap(), gid, "{text}");
     let seen: BTreeSet<u32> = lines[2]
@@ -794,6 +798,18 @@ fn a_unit_with_a_user_runs_with_that_users_ids() {
         .map(|g| g.parse().unwrap())
         .collect();
     assert_eq!(seen, groups, "supplementary groups: {text}");
+
+    // HOME, USER and LOGNAME come from the account.
+    let pid = daemon
+        .wait_for(0, "env spawned", |t| t.moved("env", "starting", "started"))
+        .pid();
+    let want = BTreeMap::from([
+        ("HOME".to_owned(), home),
+        ("USER".to_owned(), "nobody".to_owned()),
+        ("LOGNAME".to_owned(), "nobody".to_owned()),
+        ("PATH".to_owned(), DOCUMENTED_PATH.to_owned()),
+    ]);
+    assert_eq!(environ(pid), want, "the environment of a unit with a user");
     assert_exit_ok(&mut daemon);
 }
 
