@@ -366,8 +366,6 @@ fn a_crashed_requirement_restarts_its_dependents_in_order() {
 /// stop lines, as `Transition::related` in src/engine/core.rs promises ("the requirement this
 /// is about (waiting on it, or stopped because of it)").
 #[test]
-#[ignore = "src/engine/core.rs sets `related` only for the waiting state: the stop lines of \
-            DEPENDENCY_RESTARTING carry no on="]
 fn a_stop_caused_by_a_requirement_names_it() {
     let d = UnitDir::new();
     d.unit(

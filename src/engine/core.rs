@@ -249,6 +249,8 @@ pub enum State {
         generation: Generation,
         pid: Option<u32>,
         reason: Reason,
+        /// The requirement that went down, for `DEPENDENCY_RESTARTING`.
+        because_of: Option<UnitId>,
     },
     Backoff {
         until: Instant,
@@ -894,7 +896,10 @@ impl Core {
             ));
         }
         let cycle = slot.cycle.take();
-        if let State::Stopping { reason, .. } = slot.state {
+        if let State::Stopping {
+            reason, because_of, ..
+        } = slot.state
+        {
             match reason {
                 Reason::ReadyTimeout | Reason::LivenessFailed => {
                     self.failure(u, reason, detail, now, fx);
@@ -903,7 +908,10 @@ impl Core {
                     self.slots[u].restarts += 1;
                     self.set(
                         u,
-                        State::Waiting { reason, on: None },
+                        State::Waiting {
+                            reason,
+                            on: because_of,
+                        },
                         reason,
                         detail,
                         now,
@@ -1123,6 +1131,15 @@ impl Core {
                 }
                 let generation = slot.generation;
                 let pid = slot.state.pid();
+                let because_of = if reason == Reason::DependencyRestarting {
+                    self.policies[u]
+                        .requires
+                        .iter()
+                        .copied()
+                        .find(|&r| !self.is_ready(r, doomed))
+                } else {
+                    None
+                };
                 fx.push(Effect::StopProbes { unit: u });
                 fx.push(Effect::Stop {
                     unit: u,
@@ -1136,6 +1153,7 @@ impl Core {
                         generation,
                         pid,
                         reason,
+                        because_of,
                     },
                     reason,
                     detail,
@@ -1311,6 +1329,7 @@ impl Core {
     ) {
         let related = match &state {
             State::Waiting { on, .. } => *on,
+            State::Stopping { because_of, .. } => *because_of,
             _ => None,
         };
         let slot = &mut self.slots[u];

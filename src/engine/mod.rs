@@ -39,8 +39,9 @@ pub async fn up(dir: PathBuf, config: runtime::SupervisorConfig) -> u8 {
                     tracing::error!(reason = "CONFIG_INVALID", "{d}");
                 }
                 tracing::error!(
-                    "{} problems in {}; nothing started. Fix them, then send SIGHUP to read the directory again",
+                    "{} problem{} in {}; nothing started. Fix them, then send SIGHUP to read the directory again",
                     diags.len(),
+                    if diags.len() == 1 { "" } else { "s" },
                     dir.display()
                 );
                 tokio::select! {
