@@ -1,1 +1,532 @@
-//! Fingerprints (placeholder; implemented next).
+//! Fingerprints: what a unit ran the last time it became ready (resolved paths, sizes,
+//! modification times, content hashes, the npm package version, node's version), stored per
+//! unit, and the drift between two of them in plain sentences.
+//!
+//! It owns taking ([`take`]), storing atomically ([`store`]), loading ([`load`]) and comparing
+//! ([`drift`]) fingerprints, and where they live ([`default_state_dir`]). What to fingerprint
+//! comes from preflight's [`Target`](crate::preflight::Target); when to take one (after a
+//! unit becomes ready) and when to show drift (`check`, the daemon after a failed start) is
+//! the caller's business. The one child it runs, `<node> --version`, goes through
+//! [`spawn_tracked`](crate::process::spawn_tracked), bounded by a timeout, as the job's user.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::preflight::{self, PreflightContext};
+use crate::process::spawn_tracked;
+use crate::unit::Unit;
+
+/// The state directory of the `.pkg` install on macOS.
+pub const PKG_STATE_DIR: &str = "/usr/local/var/launchgraph";
+/// The state directory on Linux.
+pub const LINUX_STATE_DIR: &str = "/var/lib/launchgraph";
+
+/// Files up to this size are hashed; larger ones (node itself) are known by size and mtime.
+const HASH_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// The bound on `<node> --version`.
+const NODE_VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a file is to the unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Role {
+    #[serde(rename = "plist")]
+    Plist,
+    #[serde(rename = "program")]
+    Program,
+    #[serde(rename = "interpreter")]
+    Interpreter,
+    #[serde(rename = "node")]
+    Node,
+    #[serde(rename = "entry")]
+    Entry,
+    #[serde(rename = "package.json")]
+    PackageJson,
+}
+
+impl Role {
+    /// The order of files in a fingerprint and of sentences in a drift.
+    pub const ALL: [Role; 6] = [
+        Role::Plist,
+        Role::Program,
+        Role::Interpreter,
+        Role::Node,
+        Role::Entry,
+        Role::PackageJson,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Plist => "plist",
+            Role::Program => "program",
+            Role::Interpreter => "interpreter",
+            Role::Node => "node",
+            Role::Entry => "entry",
+            Role::PackageJson => "package.json",
+        }
+    }
+}
+
+/// What was true of one file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileFacts {
+    pub role: Role,
+    /// As written in the plist or unit.
+    pub path: PathBuf,
+    /// Where it resolved to, symlinks followed; `None` when it does not exist.
+    pub realpath: Option<PathBuf>,
+    pub exists: bool,
+    pub size: Option<u64>,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: Option<i64>,
+    /// Hex SHA-256 of the content, for files up to 8 MiB.
+    pub sha256: Option<String>,
+}
+
+/// What a unit ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub unit: String,
+    /// RFC 3339, UTC, whole seconds.
+    pub recorded_at: String,
+    pub files: Vec<FileFacts>,
+    /// npm package name and version, from the nearest package.json (with a name) above the
+    /// entry script.
+    pub package: Option<(String, String)>,
+    /// `<node> --version`, e.g. `v24.1.0`; `None` when there is no node or it gave no answer
+    /// in time.
+    pub node_version: Option<String>,
+}
+
+impl Fingerprint {
+    pub fn file(&self, role: Role) -> Option<&FileFacts> {
+        self.files.iter().find(|f| f.role == role)
+    }
+}
+
+/// Fingerprints what a start of `unit` executes, as preflight resolves it.
+pub async fn take(unit: &Unit, ctx: &PreflightContext) -> Fingerprint {
+    let target = {
+        let (unit, ctx) = (unit.clone(), ctx.clone());
+        // Reading and hashing files blocks.
+        tokio::task::spawn_blocking(move || preflight::target(&unit, &ctx))
+            .await
+            .unwrap_or_default()
+    };
+    let node_version = match &target.node {
+        Some(node) if node.exists() => node_version(node, &target, ctx).await,
+        _ => None,
+    };
+    let (files, package) = {
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || file_facts(&target))
+            .await
+            .unwrap_or_default()
+    };
+    Fingerprint {
+        unit: unit.name.to_string(),
+        recorded_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        files,
+        package,
+        node_version,
+    }
+}
+
+type Package = Option<(String, String)>;
+
+fn file_facts(t: &preflight::Target) -> (Vec<FileFacts>, Package) {
+    let package = t.entry.as_deref().and_then(preflight::package_of);
+    // One file, one role: a program that is node itself is recorded as node, and so is an
+    // interpreter that is node. When the program is node, whatever runs node (a wrapper
+    // script's `#!` line) is not part of what the job runs.
+    let program = t.program.clone().filter(|p| Some(p) != t.node.as_ref());
+    let interpreter = t
+        .interpreter
+        .clone()
+        .filter(|p| Some(p) != t.node.as_ref() && t.program != t.node);
+    let files = [
+        (Role::Plist, t.plist.clone()),
+        (Role::Program, program),
+        (Role::Interpreter, interpreter),
+        (Role::Node, t.node.clone()),
+        (Role::Entry, t.entry.clone()),
+        (
+            Role::PackageJson,
+            package.as_ref().map(|p| p.manifest.clone()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(role, path)| path.map(|p| facts(role, &p)))
+    .collect();
+    let package = package.and_then(|p| Some((p.name, p.version?)));
+    (files, package)
+}
+
+fn facts(role: Role, path: &Path) -> FileFacts {
+    let meta = fs::metadata(path).ok();
+    let sha256 = meta
+        .as_ref()
+        .filter(|m| m.is_file() && m.len() <= HASH_LIMIT)
+        .and_then(|_| sha256_file(path).ok());
+    FileFacts {
+        role,
+        path: path.to_path_buf(),
+        realpath: path.canonicalize().ok(),
+        exists: meta.is_some(),
+        size: meta.as_ref().map(|m| m.len()),
+        mtime: meta.as_ref().map(|m| m.mtime()),
+        sha256,
+    }
+}
+
+fn sha256_file(path: &Path) -> io::Result<String> {
+    let mut f = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// `<node> --version`, run as the job would run it: the job's PATH and HOME, and, when
+/// launchgraph is root, the job's user, so a plist a user can edit never makes root run a
+/// program the job itself would not. Bounded by [`NODE_VERSION_TIMEOUT`]; its process group
+/// is killed when the bound passes.
+async fn node_version(
+    node: &Path,
+    target: &preflight::Target,
+    ctx: &PreflightContext,
+) -> Option<String> {
+    let mut cmd = tokio::process::Command::new(node);
+    cmd.arg("--version")
+        .env_clear()
+        .env("PATH", &target.path_var)
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(home) = &target.home {
+        cmd.env("HOME", home);
+    }
+    if ctx.running_as_root()
+        && let Some(uid) = target.uid.filter(|u| *u != 0)
+    {
+        cmd.uid(uid);
+        if let Some(gid) = target.gid {
+            cmd.gid(gid);
+        }
+    }
+    let child = match spawn_tracked(&mut cmd) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(node = %node.display(), error = %e, "cannot run node --version");
+            return None;
+        }
+    };
+    let pid = child.pid();
+    match tokio::time::timeout(NODE_VERSION_TIMEOUT, child.wait_with_output()).await {
+        Ok(Ok(out)) if out.status.success() => {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let line = text.lines().next()?.trim();
+            (!line.is_empty() && line.len() <= 64).then(|| line.to_owned())
+        }
+        Ok(_) => None,
+        Err(_) => {
+            // Anything it started goes too; dropping the child kills and reaps node itself.
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            tracing::debug!(node = %node.display(), "node --version gave no answer in time");
+            None
+        }
+    }
+}
+
+/// Unit names are file stems, but a name from elsewhere must not leave the directory.
+fn file_for(state_dir: &Path, unit: &str) -> io::Result<PathBuf> {
+    if unit.is_empty() || unit.starts_with('.') || unit.contains('/') || unit.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{unit:?} is not a unit name"),
+        ));
+    }
+    Ok(state_dir.join("fingerprints").join(format!("{unit}.json")))
+}
+
+/// Stores `fp` as `<state_dir>/fingerprints/<unit>.json`, atomically: a temporary file in
+/// the same directory is written and synced, renamed over the old one, and the directory is
+/// synced, so a crash leaves the old fingerprint or the new one, never a torn file.
+pub fn store(state_dir: &Path, fp: &Fingerprint) -> io::Result<()> {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let path = file_for(state_dir, &fp.unit)?;
+    let dir = path.parent().expect("a file in a directory");
+    fs::create_dir_all(dir)?;
+    let mut json = serde_json::to_vec_pretty(fp).map_err(io::Error::other)?;
+    json.push(b'\n');
+    let tmp = dir.join(format!(
+        ".{}.json.tmp.{}.{}",
+        fp.unit,
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let written = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&tmp)?;
+        f.write_all(&json)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// The stored fingerprint of `unit`, `None` if there is none.
+pub fn load(state_dir: &Path, unit: &str) -> io::Result<Option<Fingerprint>> {
+    let path = file_for(state_dir, unit)?;
+    let text = match fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    serde_json::from_slice(&text).map(Some).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: not a fingerprint: {e}", path.display()),
+        )
+    })
+}
+
+fn short(sha: &str) -> String {
+    format!("{}…", &sha[..sha.len().min(8)])
+}
+
+fn when(secs: i64) -> String {
+    let t = if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH
+    };
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// How a file is named in a sentence: the plist by its file name (its directory says
+/// nothing new), the rest by full path.
+fn shown(f: &FileFacts) -> String {
+    match f.role {
+        Role::Plist => f.path.file_name().map_or_else(
+            || f.path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        _ => f.path.display().to_string(),
+    }
+}
+
+/// What changed from `old` to `new`, one plain sentence per change, e.g.
+/// `openclaw 2026.9.6 -> 2026.10.1`, `node /opt/homebrew/Cellar/node/25.5.0/bin/node no
+/// longer exists`, `node v24.1.0 -> v25.0.0`, `plist ai.openclaw.gateway.plist changed
+/// (sha256 ab12cd34… -> 9f8e7d6c…)`, `program /x now resolves to /y`. Empty: no drift.
+pub fn drift(old: &Fingerprint, new: &Fingerprint) -> Vec<String> {
+    let mut out = Vec::new();
+    let package_changed = old.package != new.package;
+    match (&old.package, &new.package) {
+        (Some((on, ov)), Some((nn, nv))) if on == nn && ov != nv => {
+            out.push(format!("{on} {ov} -> {nv}"));
+        }
+        (Some((on, ov)), Some((nn, nv))) if on != nn => {
+            out.push(format!("package {on} {ov} -> {nn} {nv}"));
+        }
+        (Some((n, v)), None) => out.push(format!("package {n} {v} is no longer found")),
+        (None, Some((n, v))) => out.push(format!("package {n} {v} is now found")),
+        _ => {}
+    }
+    for role in Role::ALL {
+        let r = role.as_str();
+        match (old.file(role), new.file(role)) {
+            (Some(o), Some(n)) if o.path != n.path => {
+                let mut s = format!("{r} {} -> {}", o.path.display(), n.path.display());
+                if !n.exists {
+                    s.push_str(", which does not exist");
+                }
+                out.push(s);
+            }
+            (Some(o), Some(n)) => {
+                if o.exists && !n.exists {
+                    out.push(format!("{r} {} no longer exists", shown(o)));
+                } else if !o.exists && n.exists {
+                    out.push(format!("{r} {} exists again", shown(n)));
+                } else if o.exists {
+                    file_drift(o, n, role == Role::PackageJson && package_changed, &mut out);
+                }
+            }
+            (Some(o), None) => out.push(format!("{r} {} is no longer used", shown(o))),
+            (None, Some(n)) => out.push(format!("{r} {} is now used", shown(n))),
+            (None, None) => {}
+        }
+        if role == Role::Node {
+            match (&old.node_version, &new.node_version) {
+                (Some(a), Some(b)) if a != b => out.push(format!("node {a} -> {b}")),
+                (Some(a), None) if new.file(Role::Node).is_some_and(|f| f.exists) => {
+                    out.push(format!("node {a} -> unknown (`--version` gave no answer)"));
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The drift of one existing file at one path.
+fn file_drift(o: &FileFacts, n: &FileFacts, content_expected: bool, out: &mut Vec<String>) {
+    let r = o.role.as_str();
+    if let (Some(a), Some(b)) = (&o.realpath, &n.realpath)
+        && a != b
+    {
+        // Another file now: its size, time and hash differ as a matter of course.
+        out.push(format!("{r} {} now resolves to {}", shown(o), b.display()));
+        return;
+    }
+    if content_expected {
+        return;
+    }
+    match (&o.sha256, &n.sha256) {
+        (Some(a), Some(b)) if a != b => {
+            out.push(format!(
+                "{r} {} changed (sha256 {} -> {})",
+                shown(o),
+                short(a),
+                short(b)
+            ));
+        }
+        (Some(_), Some(_)) => {}
+        _ if o.size != n.size => {
+            let size = |s: Option<u64>| s.map_or("?".to_owned(), |s| s.to_string());
+            out.push(format!(
+                "{r} {} changed (size {} -> {} bytes)",
+                shown(o),
+                size(o.size),
+                size(n.size)
+            ));
+        }
+        _ if o.mtime != n.mtime => {
+            let t = |m: Option<i64>| m.map_or("?".to_owned(), when);
+            out.push(format!(
+                "{r} {} changed (modified {} -> {})",
+                shown(o),
+                t(o.mtime),
+                t(n.mtime)
+            ));
+        }
+        _ => {}
+    }
+}
+
+/// Where launchgraph keeps its state (fingerprints under `fingerprints/`):
+///
+/// - macOS, installed by Homebrew: `$(brew --prefix)/var/launchgraph`, the prefix found from
+///   the running binary as for the units directory ([`crate::paths::homebrew_prefix`]);
+/// - macOS otherwise (the `.pkg`): `/usr/local/var/launchgraph`;
+/// - Linux and others: `/var/lib/launchgraph`.
+pub fn default_state_dir() -> PathBuf {
+    if cfg!(target_os = "macos") {
+        let exe = std::env::current_exe().ok();
+        match exe.as_deref().and_then(crate::paths::homebrew_prefix) {
+            Some(prefix) => prefix.join("var/launchgraph"),
+            None => PathBuf::from(PKG_STATE_DIR),
+        }
+    } else {
+        PathBuf::from(LINUX_STATE_DIR)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(role: Role, path: &str, sha: Option<&str>) -> FileFacts {
+        FileFacts {
+            role,
+            path: path.into(),
+            realpath: Some(path.into()),
+            exists: true,
+            size: Some(1),
+            mtime: Some(0),
+            sha256: sha.map(Into::into),
+        }
+    }
+
+    fn fp(files: Vec<FileFacts>) -> Fingerprint {
+        Fingerprint {
+            unit: "u".into(),
+            recorded_at: "2026-01-01T00:00:00Z".into(),
+            files,
+            package: None,
+            node_version: None,
+        }
+    }
+
+    #[test]
+    fn no_drift_between_equal_fingerprints() {
+        let a = fp(vec![file(Role::Plist, "/L/x.plist", Some("ab"))]);
+        assert!(drift(&a, &a.clone()).is_empty());
+    }
+
+    #[test]
+    fn roles_appearing_and_going() {
+        let a = fp(vec![file(Role::Interpreter, "/usr/bin/node", None)]);
+        let b = fp(vec![file(Role::Program, "/x", None)]);
+        assert_eq!(
+            drift(&a, &b),
+            [
+                "program /x is now used",
+                "interpreter /usr/bin/node is no longer used"
+            ]
+        );
+    }
+
+    #[test]
+    fn size_and_mtime_for_unhashed_files() {
+        let a = fp(vec![file(Role::Node, "/n", None)]);
+        let mut b = a.clone();
+        b.files[0].mtime = Some(60);
+        assert_eq!(
+            drift(&a, &b),
+            ["node /n changed (modified 1970-01-01T00:00:00Z -> 1970-01-01T00:01:00Z)"]
+        );
+        b.files[0].size = Some(2);
+        assert_eq!(drift(&a, &b), ["node /n changed (size 1 -> 2 bytes)"]);
+    }
+
+    #[test]
+    fn names_that_leave_the_directory_are_refused() {
+        let dir = Path::new("/tmp/x");
+        assert!(file_for(dir, "../etc").is_err());
+        assert!(file_for(dir, "a/b").is_err());
+        assert!(file_for(dir, "gateway").is_ok());
+    }
+}

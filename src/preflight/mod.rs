@@ -1,1 +1,106 @@
-//! Preflight checks (placeholder; implemented next).
+//! Preflight: before every start, check what launchd (or the process layer) is about to
+//! execute, so that an upgrade that broke it is a finding with a fix instead of a job that
+//! launchd respawns forever.
+//!
+//! It owns the checks and their findings: the plist file (parses, label, ownership), the
+//! program and its `#!` interpreter on the PATH the job really gets, OpenClaw's node + entry
+//! layouts, versioned Cellar paths, mixed install roots, the npm global prefix, version
+//! managers, working and log directories, and the takeover rules for jobs launchgraph orders.
+//! It also says which files to watch to re-run it ([`watched_paths`]). It does not start,
+//! stop or watch anything, and runs no program: reading files is all it does.
+//!
+//! - `finding`: [`Finding`], [`Severity`], [`FindingCode`] (documented in docs/preflight.md).
+//! - `context`: [`PreflightContext`], how the host is seen.
+//! - `job`: what a start executes, read from a plist or an exec unit.
+//! - `plist`: the plist file's own rules. `takeover`: RunAtLoad and KeepAlive.
+//! - `shebang`: `#!` lines. `node`: node layouts, install roots, npm's prefix.
+//! - `analyze`: the pass that runs the checks and resolves the [`Target`].
+
+mod analyze;
+mod context;
+mod finding;
+mod job;
+mod node;
+mod plist;
+mod shebang;
+mod takeover;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+pub use analyze::Target;
+pub use context::{Accounts, LAUNCHD_DEFAULT_PATH, PreflightContext, SystemAccounts, UserEntry};
+pub use finding::{Finding, FindingCode, Severity, blocks_start};
+pub use node::PackageInfo;
+
+use crate::unit::{Runner, Unit};
+
+/// Every finding for one unit, takeover rules included, in the order the start would meet
+/// them. A finding of severity [`Severity::Error`] means the start must not happen.
+pub fn preflight(unit: &Unit, ctx: &PreflightContext) -> Vec<Finding> {
+    analyze::analyze(unit, ctx).1
+}
+
+/// What a start of `unit` will execute: the plist, program, interpreter, node, entry, npm
+/// prefix and npmrc files, resolved as far as the files allow.
+pub fn target(unit: &Unit, ctx: &PreflightContext) -> Target {
+    analyze::analyze(unit, ctx).0
+}
+
+/// Only the takeover findings of one unit (a `launchd` unit that requires others and whose
+/// plist has RunAtLoad or KeepAlive). [`preflight`] includes them; `check` may want them
+/// alone.
+pub fn takeover(unit: &Unit) -> Vec<Finding> {
+    let Runner::Launchd(spec) = &unit.runner else {
+        return Vec::new();
+    };
+    match plist::read(spec).ok().and_then(|f| f.dict.ok()) {
+        Some(dict) => takeover::check(unit, spec, &dict),
+        None => Vec::new(),
+    }
+}
+
+/// The nearest `package.json` with a `name` above `script`.
+pub fn package_of(script: &Path) -> Option<PackageInfo> {
+    node::nearest_package(script)
+}
+
+/// The files a watcher should watch to re-run preflight for `unit`: the plist, program,
+/// interpreter, OpenClaw's wrapper and env file, node, the entry script and its package.json,
+/// and the npmrc files that decide npm's prefix; also where each symlink among them points,
+/// since `brew upgrade` changes the link, not the path. Missing files are listed too: their
+/// appearance matters. Uses this host's context.
+pub fn watched_paths(unit: &Unit) -> Vec<PathBuf> {
+    watched_paths_with(unit, &PreflightContext::host())
+}
+
+/// [`watched_paths`] with a given context.
+pub fn watched_paths_with(unit: &Unit, ctx: &PreflightContext) -> Vec<PathBuf> {
+    let t = target(unit, ctx);
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut add = |p: PathBuf| {
+        if seen.insert(p.clone()) {
+            out.push(p);
+        }
+    };
+    let package = t.entry.as_deref().and_then(node::nearest_package);
+    let files = [
+        t.plist,
+        t.program,
+        t.interpreter,
+        t.wrapper,
+        t.env_file,
+        t.node,
+        t.entry,
+        package.map(|p| p.manifest),
+    ];
+    for p in files.into_iter().flatten().chain(t.npmrc_files) {
+        let real = p.canonicalize().ok().filter(|r| *r != p);
+        add(p);
+        if let Some(r) = real {
+            add(r);
+        }
+    }
+    out
+}
