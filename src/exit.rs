@@ -5,6 +5,9 @@
 pub const OK: u8 = 0;
 /// EX_USAGE: the command line is wrong.
 pub const USAGE: u8 = 64;
+/// EX_DATAERR: the configuration is valid, but a preflight check found an error in what a
+/// unit would execute (a missing program, a broken plist, ...).
+pub const PREFLIGHT: u8 = 65;
 /// EX_UNAVAILABLE: the daemon is not running or its control socket cannot be reached.
 pub const UNAVAILABLE: u8 = 69;
 /// EX_SOFTWARE: an internal error.

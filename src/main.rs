@@ -19,8 +19,8 @@ use launchgraph::plan::Plan;
     name = "launchgraph",
     version,
     about,
-    after_help = "Exit codes: 0 success; 64 usage error; 70 internal error; 74 I/O error; \
-                  78 invalid configuration (see docs/units.md)."
+    after_help = "Exit codes: 0 success; 64 usage error; 65 a preflight check failed; 69 daemon \
+                  unavailable; 70 internal error; 74 I/O error; 78 invalid configuration."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -29,10 +29,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Validate the units directory and report every error with file, line and column.
+    /// Validate the units directory (every error with file, line and column), then run the
+    /// preflight checks of what each unit would execute, and say what drifted since the last
+    /// good run.
     Check {
         #[command(flatten)]
         units: UnitsDir,
+        #[command(flatten)]
+        state: StateDir,
+        /// Only validate the unit files; skip the checks of this host's files (preflight and
+        /// drift), e.g. to check units meant for another machine.
+        #[arg(long)]
+        config_only: bool,
     },
     /// Run the supervisor in the foreground: start every unit in dependency order, each once
     /// what it requires is ready; restart in order with backoff; on SIGTERM or SIGINT stop
@@ -58,6 +66,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+struct StateDir {
+    /// Where fingerprints (and other state) are kept. Default: $LAUNCHGRAPH_STATE_DIR, else
+    /// /var/lib/launchgraph on Linux, /usr/local/var/launchgraph on macOS
+    /// ($(brew --prefix)/var/launchgraph for a Homebrew install).
+    #[arg(long, value_name = "DIR", env = "LAUNCHGRAPH_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+impl StateDir {
+    fn resolve(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(launchgraph::fingerprint::default_state_dir)
+    }
 }
 
 #[derive(Args)]
@@ -93,7 +118,11 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> u8 {
     match cli.command {
-        Command::Check { units } => check(&units.resolve()),
+        Command::Check {
+            units,
+            state,
+            config_only,
+        } => check(&units.resolve(), (!config_only).then(|| state.resolve())),
         Command::Plan { units, json } => plan(&units.resolve(), json),
         Command::Up { units, launchctl } => up(&units.resolve(), launchctl),
     }
@@ -130,7 +159,9 @@ fn init_logging() {
         .init();
 }
 
-fn check(dir: &std::path::Path) -> u8 {
+/// `check`: the configuration, then (unless `state_dir` is `None`) each unit's preflight
+/// findings and drift since its last good run.
+fn check(dir: &std::path::Path, state_dir: Option<PathBuf>) -> u8 {
     match compile_dir(dir) {
         Ok(c) => {
             let mut out = std::io::stdout().lock();
@@ -150,10 +181,59 @@ fn check(dir: &std::path::Path) -> u8 {
                 dir.display(),
                 c.graph.waves().len()
             );
+            let mut blocking = 0;
+            if let Some(state_dir) = &state_dir {
+                let ctx = launchgraph::preflight::PreflightContext::host();
+                for u in &c.units {
+                    for f in launchgraph::preflight::preflight(u, &ctx) {
+                        if f.blocks_start() {
+                            blocking += 1;
+                        }
+                        let _ = writeln!(out, "{}: {} {}", u.name, f.severity, f.code);
+                        if let Some(p) = &f.path {
+                            let _ = writeln!(out, "  path: {}", p.display());
+                        }
+                        let _ = writeln!(out, "  {}", f.message);
+                        if !f.fix.is_empty() {
+                            let _ = writeln!(out, "  fix: {}", f.fix);
+                        }
+                    }
+                    for line in drift_of(u, state_dir, &ctx) {
+                        let _ = writeln!(out, "{}: drift since the last good run: {line}", u.name);
+                    }
+                }
+            }
+            if blocking > 0 {
+                let _ = writeln!(
+                    out,
+                    "error: {blocking} preflight error{} block a start (see the fixes above)",
+                    if blocking == 1 { "" } else { "s" }
+                );
+                return exit::PREFLIGHT;
+            }
             exit::OK
         }
         Err(diags) => report(dir, &diags),
     }
+}
+
+/// What changed since the unit's last good run, if one was recorded.
+fn drift_of(
+    unit: &launchgraph::unit::Unit,
+    state_dir: &std::path::Path,
+    ctx: &launchgraph::preflight::PreflightContext,
+) -> Vec<String> {
+    let Ok(Some(old)) = launchgraph::fingerprint::load(state_dir, unit.name.as_str()) else {
+        return Vec::new();
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    let now = rt.block_on(launchgraph::fingerprint::take(unit, ctx));
+    launchgraph::fingerprint::drift(&old, &now)
 }
 
 fn plan(dir: &std::path::Path, json: bool) -> u8 {

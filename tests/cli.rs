@@ -26,7 +26,7 @@ fn text(b: &[u8]) -> String {
 #[test]
 fn check_accepts_the_shipped_units_and_the_quickstart() {
     for dir in ["units", "examples/quickstart"] {
-        let out = launchgraph(&["check", "--units", &repo(dir)]);
+        let out = launchgraph(&["check", "--config-only", "--units", &repo(dir)]);
         assert_eq!(out.status.code(), Some(0), "{dir}: {}", text(&out.stderr));
         let stdout = text(&out.stdout);
         assert!(stdout.starts_with("ok: "), "{stdout}");
@@ -175,4 +175,43 @@ fn usage_errors_exit_64_and_help_exits_0() {
         help.contains("check") && help.contains("plan") && help.contains("Exit codes"),
         "{help}"
     );
+}
+
+#[test]
+fn check_runs_preflight_on_this_host_and_names_each_finding() {
+    let state = tempfile::tempdir().unwrap();
+    // The quickstart needs nothing but /usr/bin/env and python3: its preflight passes.
+    let out = launchgraph(&[
+        "check",
+        "--state-dir",
+        state.path().to_str().unwrap(),
+        "--units",
+        &repo("examples/quickstart"),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+
+    // The shipped units point at macOS plists; where they are absent, check says so, with the
+    // code, the path and the fix, and exits 65.
+    let plist = "/Library/LaunchDaemons/homebrew.mxcl.ollama.plist";
+    if !Path::new(plist).exists() {
+        let out = launchgraph(&[
+            "check",
+            "--state-dir",
+            state.path().to_str().unwrap(),
+            "--units",
+            &repo("units"),
+        ]);
+        assert_eq!(out.status.code(), Some(65), "{}", text(&out.stdout));
+        let s = text(&out.stdout);
+        assert!(s.contains("ollama: error PLIST_UNREADABLE"), "{s}");
+        assert!(s.contains(&format!("  path: {plist}")), "{s}");
+        assert!(s.contains("  fix: "), "{s}");
+        assert!(s.contains("preflight errors block a start"), "{s}");
+    }
 }
