@@ -451,7 +451,9 @@ fn file_drift(o: &FileFacts, n: &FileFacts, content_expected: bool, out: &mut Ve
 /// - macOS, installed by Homebrew: `$(brew --prefix)/var/launchgraph`, the prefix found from
 ///   the running binary as for the units directory ([`crate::paths::homebrew_prefix`]);
 /// - macOS otherwise (the `.pkg`): `/usr/local/var/launchgraph`;
-/// - Linux and others: `/var/lib/launchgraph`.
+/// - Linux and others, as root: `/var/lib/launchgraph`;
+/// - Linux and others, as another user (a foreground supervisor of one's own):
+///   `$XDG_STATE_HOME/launchgraph`, else `~/.local/state/launchgraph`.
 pub fn default_state_dir() -> PathBuf {
     if cfg!(target_os = "macos") {
         let exe = std::env::current_exe().ok();
@@ -459,6 +461,12 @@ pub fn default_state_dir() -> PathBuf {
             Some(prefix) => prefix.join("var/launchgraph"),
             None => PathBuf::from(PKG_STATE_DIR),
         }
+    } else if nix::unistd::geteuid().is_root() {
+        PathBuf::from(LINUX_STATE_DIR)
+    } else if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        PathBuf::from(xdg).join("launchgraph")
+    } else if let Some(home) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        PathBuf::from(home).join(".local/state/launchgraph")
     } else {
         PathBuf::from(LINUX_STATE_DIR)
     }

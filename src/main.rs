@@ -56,6 +56,8 @@ enum Command {
             env = "LAUNCHGRAPH_LAUNCHCTL"
         )]
         launchctl: PathBuf,
+        #[command(flatten)]
+        state: StateDir,
     },
     /// Show the start waves with each unit's readiness gate, the stop order, and what a
     /// restart of each unit cascades to.
@@ -124,11 +126,15 @@ fn run(cli: Cli) -> u8 {
             config_only,
         } => check(&units.resolve(), (!config_only).then(|| state.resolve())),
         Command::Plan { units, json } => plan(&units.resolve(), json),
-        Command::Up { units, launchctl } => up(&units.resolve(), launchctl),
+        Command::Up {
+            units,
+            launchctl,
+            state,
+        } => up(&units.resolve(), launchctl, state.resolve()),
     }
 }
 
-fn up(dir: &std::path::Path, launchctl: PathBuf) -> u8 {
+fn up(dir: &std::path::Path, launchctl: PathBuf, state_dir: PathBuf) -> u8 {
     init_logging();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -142,6 +148,7 @@ fn up(dir: &std::path::Path, launchctl: PathBuf) -> u8 {
     };
     let mut config = launchgraph::engine::runtime::SupervisorConfig::default();
     config.launchd.launchctl = launchgraph::launchd::Launchctl::new(launchctl);
+    config.state_dir = state_dir;
     runtime.block_on(launchgraph::engine::up(dir.to_path_buf(), config))
 }
 

@@ -53,6 +53,8 @@ impl Daemon {
             .arg(units)
             .arg("--launchctl")
             .arg(launchctl)
+            .arg("--state-dir")
+            .arg(units.parent().unwrap().join("state"))
             .env("NO_COLOR", "1")
             .env("LAUNCHGRAPH_LOG", "info")
             .stdin(Stdio::null())

@@ -4,6 +4,7 @@
 pub mod core;
 pub mod launchd_run;
 pub mod runtime;
+pub mod upkeep;
 
 use std::path::PathBuf;
 

@@ -13,15 +13,19 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::core::{
-    Command, Core, Effect, Event, ExitInfo, Generation, ProbeKind, Transition, UnitId, fmt_ms,
+    Command, Core, Effect, Event, ExitInfo, Generation, ProbeKind, StateName, Transition, UnitId,
+    fmt_ms,
 };
 use super::launchd_run::{LaunchdContext, run_launchd};
+use super::upkeep::{FileWatch, PREFLIGHT_RETRY, gate, record_fingerprint};
 use crate::compile::Compiled;
 use crate::launchd::{ConsoleUser, Launchctl};
+use crate::preflight::PreflightContext;
 use crate::probe::{Prober, ready_poll_delays};
 use crate::process::{StopOutcome, spawn_unit};
 use crate::reason::Reason;
 use crate::unit::{Runner, Unit};
+use std::path::PathBuf;
 
 /// What `supervise` was asked to stop for.
 pub enum Control {
@@ -38,6 +42,10 @@ struct Run {
 #[derive(Clone)]
 pub struct SupervisorConfig {
     pub launchd: LaunchdContext,
+    /// How preflight sees this host.
+    pub preflight: PreflightContext,
+    /// Where fingerprints are kept.
+    pub state_dir: PathBuf,
 }
 
 impl Default for SupervisorConfig {
@@ -47,6 +55,8 @@ impl Default for SupervisorConfig {
                 launchctl: Launchctl::new("/bin/launchctl"),
                 console: ConsoleUser::default(),
             },
+            preflight: PreflightContext::host(),
+            state_dir: crate::fingerprint::default_state_dir(),
         }
     }
 }
@@ -63,6 +73,8 @@ pub async fn supervise(
         tracing::warn!(error = %e, "cannot reap orphaned grandchildren; they will be reaped by init instead");
     }
     let units = Arc::new(compiled.units.clone());
+    let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<UnitId>();
+    let _watch = FileWatch::start(&units, &config.preflight, changed_tx);
     let mut core = Core::new(&compiled, Instant::now(), fastrand::u64(..));
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let prober = Arc::new(Prober::new());
@@ -90,6 +102,17 @@ pub async fn supervise(
         let event = tokio::select! {
             biased;
             Some(e) = rx.recv() => e,
+            Some(unit) = changed_rx.recv() => {
+                // A file the unit depends on changed: say now what a start would meet, and let
+                // a unit blocked by preflight try again.
+                let u = &units[unit];
+                if let Some(blocking) = gate(u, &shell.config.preflight)
+                    && core.slot(unit).state.is_running()
+                {
+                    tracing::warn!("{}: its files changed; its next start would be refused: {blocking}", u.name);
+                }
+                Event::Retry { unit }
+            }
             Some(Control::Command(c)) = control.recv() => Event::Command(c),
             () = shutdown.cancelled(), if !shutting_down => {
                 shutting_down = true;
@@ -164,7 +187,15 @@ impl Shell {
                         });
                     });
                 }
-                Effect::Transition(t) => self.log.transition(&self.units, &t),
+                Effect::Transition(t) => {
+                    self.log.transition(&self.units, &t);
+                    if t.to == StateName::Ready {
+                        let unit = Arc::new(self.units[t.unit].clone());
+                        let ctx = self.config.preflight.clone();
+                        let dir = self.config.state_dir.clone();
+                        tokio::spawn(record_fingerprint(unit, ctx, dir));
+                    }
+                }
                 Effect::Exit => exit = true,
             }
         }
@@ -180,8 +211,20 @@ impl Shell {
         let tx = self.tx.clone();
         let units = self.units.clone();
         let launchd = self.config.launchd.clone();
+        let preflight = self.config.preflight.clone();
         tokio::spawn(async move {
             let u = &units[unit];
+            // Never start what preflight says is broken: wait, with the reason, instead.
+            if let Some(blocking) = gate(u, &preflight) {
+                let _ = tx.send(Event::StartDeferred {
+                    unit,
+                    generation,
+                    reason: Reason::PreflightFailed,
+                    detail: blocking,
+                    retry_after: Some(PREFLIGHT_RETRY),
+                });
+                return;
+            }
             match &u.runner {
                 Runner::Exec(spec) => {
                     run_exec(u.name.as_str(), spec, unit, generation, stop_rx, tx).await;

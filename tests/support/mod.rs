@@ -394,9 +394,13 @@ impl Daemon {
     /// Starts it with extra variables in its own environment.
     pub fn start_with_env(units: &Path, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_launchgraph"));
+        // Fingerprints go next to the units, never into the host's state directory.
+        let state_dir = units.parent().unwrap_or(units).join("state");
         cmd.arg("up")
             .arg("--units")
             .arg(units)
+            .arg("--state-dir")
+            .arg(&state_dir)
             .env_remove("LAUNCHGRAPH_UNITS")
             .env("NO_COLOR", "1")
             .env("LAUNCHGRAPH_LOG", "info")
