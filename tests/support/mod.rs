@@ -6,6 +6,8 @@
 //! Waiting is done on events: a line of the daemon's log, the daemon's exit. Only where no
 //! event exists (a process group being gone) is `/proc` polled, with a short interval and a
 //! generous deadline.
+#![allow(dead_code)] // Each test crate uses a different part of it.
+
 
 use std::collections::BTreeSet;
 use std::fs;
