@@ -8,7 +8,6 @@
 //! generous deadline.
 #![allow(dead_code)] // Each test crate uses a different part of it.
 
-
 use std::collections::BTreeSet;
 use std::fs;
 use std::io::{BufRead, BufReader};
