@@ -5,6 +5,7 @@
 //! supervisor. Every stage reports all of its errors at once, each naming a file, line and key.
 
 pub mod compile;
+pub mod control;
 pub mod diag;
 pub mod engine;
 pub mod exit;

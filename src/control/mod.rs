@@ -1,0 +1,3 @@
+//! The control plane: the socket the CLI talks to the daemon through.
+
+pub mod protocol;

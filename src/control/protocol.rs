@@ -1,0 +1,164 @@
+//! The control protocol, shared by the daemon and the CLI: what can be asked and answered over
+//! the control socket, and the framing.
+//!
+//! Framing: newline-delimited JSON. A client sends exactly one request line (an [`Envelope`]:
+//! the protocol version plus the request), at most [`MAX_REQUEST_BYTES`] long; the daemon
+//! answers with one response line, or for `events --follow` with one line per event until the
+//! client disconnects. A version the daemon does not speak, a malformed, oversized or truncated
+//! request gets an [`Response::Error`] and the connection is closed.
+
+use serde::{Deserialize, Serialize};
+
+/// Bumped when a request or response changes meaning; a mismatch is refused with
+/// [`ErrorCode::Version`].
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The longest request line the daemon reads (a request is small; this bounds a hostile one).
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// The longest response line the CLI accepts.
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub version: u32,
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "request", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Request {
+    /// Every unit's status, or one unit's.
+    Status { unit: Option<String> },
+    /// Bring a unit up, its requirements first.
+    Start { unit: String },
+    /// Take a unit down, its dependents first.
+    Stop { unit: String },
+    /// Cycle a unit, and its dependents in order.
+    Restart { unit: String },
+    /// Re-read the units directory and apply the difference (or only say what it would be).
+    Reload { dry_run: bool },
+    /// Recent transitions from the ring; with `follow`, then live ones.
+    Events { follow: bool },
+    /// Prometheus text exposition.
+    Metrics,
+}
+
+impl Request {
+    /// Whether the request changes anything (and so needs an admin).
+    pub fn is_acting(&self) -> bool {
+        matches!(
+            self,
+            Request::Start { .. }
+                | Request::Stop { .. }
+                | Request::Restart { .. }
+                | Request::Reload { dry_run: false }
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "response", rename_all = "kebab-case")]
+pub enum Response {
+    Status { units: Vec<UnitStatus> },
+    /// An acting request was accepted; `message` says what will happen.
+    Done { message: String },
+    Reload(ReloadReport),
+    Event(EventRecord),
+    Metrics { text: String },
+    Error { code: ErrorCode, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ErrorCode {
+    /// The request line is not a request: bad JSON, unknown request, wrong types.
+    Malformed,
+    /// Longer than [`MAX_REQUEST_BYTES`].
+    TooLarge,
+    /// The connection ended before the request line did.
+    Truncated,
+    /// Another protocol version.
+    Version,
+    /// The caller may read but not act.
+    PermissionDenied,
+    /// No unit of that name.
+    UnknownUnit,
+    /// The units directory is invalid; nothing was changed.
+    InvalidConfiguration,
+    /// The daemon is shutting down.
+    ShuttingDown,
+}
+
+/// One unit, as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitStatus {
+    pub name: String,
+    /// `exec` or `launchd`.
+    pub kind: String,
+    /// `inactive`, `waiting`, `starting`, `started`, `ready`, `stopping`, `backoff`, `failed`,
+    /// `stopped`.
+    pub state: String,
+    /// Seconds in this state.
+    pub since_secs: f64,
+    /// The reason code of the last transition (docs/reason-codes.md).
+    pub reason: String,
+    /// The figures and words of the last transition.
+    pub detail: String,
+    /// The requirement it waits on, when waiting.
+    pub waiting_on: Option<String>,
+    pub pid: Option<u32>,
+    pub generation: u64,
+    /// `exit=N` or `signal=N (NAME)` of the last exit.
+    pub last_exit: Option<String>,
+    pub restarts: u32,
+    /// Seconds until the next start, in backoff.
+    pub backoff_remaining_secs: Option<f64>,
+    pub last_probe: Option<ProbeStatus>,
+    /// Preflight findings of the unit's files as of now: `CODE` with severity.
+    pub preflight: Vec<FindingStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProbeStatus {
+    /// `ready` or `alive`.
+    pub kind: String,
+    pub ok: bool,
+    pub latency_ms: f64,
+    pub age_secs: f64,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FindingStatus {
+    pub code: String,
+    pub severity: String,
+    pub message: String,
+}
+
+/// One transition, as `events` shows it (a JSON line each).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// RFC 3339, UTC.
+    pub time: String,
+    /// Increases by one per event: a gap means the ring dropped some.
+    pub seq: u64,
+    pub unit: String,
+    pub from: String,
+    pub to: String,
+    pub reason: String,
+    pub on: Option<String>,
+    /// The figures: pid, exit, latency, delay, ...
+    pub detail: String,
+}
+
+/// What a reload did, or would do.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadReport {
+    pub dry_run: bool,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub changed: Vec<String>,
+    /// Unchanged units cycled because something they require changed.
+    pub cycled: Vec<String>,
+    pub unchanged: Vec<String>,
+}
