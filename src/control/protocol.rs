@@ -59,13 +59,22 @@ impl Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "response", rename_all = "kebab-case")]
 pub enum Response {
-    Status { units: Vec<UnitStatus> },
+    Status {
+        units: Vec<UnitStatus>,
+    },
     /// An acting request was accepted; `message` says what will happen.
-    Done { message: String },
+    Done {
+        message: String,
+    },
     Reload(ReloadReport),
     Event(EventRecord),
-    Metrics { text: String },
-    Error { code: ErrorCode, message: String },
+    Metrics {
+        text: String,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +96,8 @@ pub enum ErrorCode {
     InvalidConfiguration,
     /// The daemon is shutting down.
     ShuttingDown,
+    /// A reload is being applied; try again in a moment.
+    Busy,
 }
 
 /// One unit, as `status` shows it.

@@ -423,6 +423,40 @@ impl Core {
         self.shutting_down
     }
 
+    /// A core for a reloaded configuration: units carried over (`carried[new] = Some(old)`)
+    /// keep everything the old core knew of them (state, generation, counters, intent), so a
+    /// reload does not touch them; the others start inactive and not wanted (see [`want_up`]).
+    ///
+    /// [`want_up`]: Core::want_up
+    pub fn reloaded(
+        compiled: &Compiled,
+        old: &Core,
+        carried: &[Option<UnitId>],
+        now: Instant,
+        seed: u64,
+    ) -> Self {
+        let mut core = Core::new(compiled, now, seed);
+        for (new, o) in carried.iter().enumerate() {
+            if let Some(o) = o {
+                core.slots[new] = old.slots[*o].clone();
+            }
+        }
+        core.shutting_down = old.shutting_down;
+        core
+    }
+
+    /// Wants these units up (the new and changed units of a reload).
+    pub fn want_up(&mut self, units: &[UnitId], now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if !self.shutting_down {
+            for &u in units {
+                self.slots[u].wanted = true;
+            }
+        }
+        self.reconcile(now, &mut fx);
+        fx
+    }
+
     /// Wants every unit up: what `launchgraph up` does first.
     pub fn start_all(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();

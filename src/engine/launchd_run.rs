@@ -13,7 +13,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
+
+use super::runtime::EventTx;
 
 use super::core::{Event, ExitInfo, Generation, UnitId};
 use crate::launchd::{
@@ -88,7 +90,7 @@ fn exit_info(last: LastExit) -> ExitInfo {
 }
 
 struct Reporter {
-    tx: mpsc::UnboundedSender<Event>,
+    tx: EventTx,
 }
 
 impl Reporter {
@@ -104,7 +106,7 @@ pub async fn run_launchd(
     unit: UnitId,
     generation: Generation,
     mut stop_rx: oneshot::Receiver<Reason>,
-    tx: mpsc::UnboundedSender<Event>,
+    tx: EventTx,
 ) {
     let r = Reporter { tx };
     let domain = match domain_target(&spec.domain, &ctx.console) {

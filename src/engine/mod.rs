@@ -54,7 +54,7 @@ pub async fn up(dir: PathBuf, config: runtime::SupervisorConfig) -> u8 {
         }
     };
     let shutdown = CancellationToken::new();
-    let (_control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (_control_tx, control_rx) = tokio::sync::mpsc::channel(64);
     let supervisor = runtime::supervise(compiled, config, control_rx, shutdown.clone());
     tokio::pin!(supervisor);
     loop {

@@ -13,23 +13,44 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::core::{
-    Command, Core, Effect, Event, ExitInfo, Generation, ProbeKind, StateName, Transition, UnitId,
-    fmt_ms,
+    Command, Core, Effect, Event, ExitInfo, Generation, ProbeKind, State, StateName, Transition,
+    UnitId, fmt_ms,
 };
 use super::launchd_run::{LaunchdContext, run_launchd};
 use super::upkeep::{FileWatch, PREFLIGHT_RETRY, gate, record_fingerprint};
-use crate::compile::Compiled;
+use crate::compile::{Compiled, compile_dir};
+use crate::control::protocol::{
+    ErrorCode, EventRecord, FindingStatus, ProbeStatus, ReloadReport, Request, Response, UnitStatus,
+};
 use crate::launchd::{ConsoleUser, Launchctl};
 use crate::preflight::PreflightContext;
 use crate::probe::{Prober, ready_poll_delays};
 use crate::process::{StopOutcome, spawn_unit};
 use crate::reason::Reason;
-use crate::unit::{Runner, Unit};
+use crate::unit::{Runner, Unit, UnitName};
+use std::collections::VecDeque;
 use std::path::PathBuf;
+use tokio::sync::broadcast;
 
-/// What `supervise` was asked to stop for.
-pub enum Control {
-    Command(Command),
+/// A request from the control socket, with where to send the answer (one response, or for
+/// `events --follow` one per event until the receiver is dropped).
+pub struct ControlRequest {
+    pub request: Request,
+    pub reply: mpsc::Sender<Response>,
+}
+
+/// Events from the tasks of one configuration: each carries the epoch it was sent under, so
+/// that after a reload (which renumbers units) it can be mapped to the unit it was about.
+#[derive(Clone)]
+pub struct EventTx {
+    epoch: u64,
+    inner: mpsc::UnboundedSender<(u64, Event)>,
+}
+
+impl EventTx {
+    pub fn send(&self, e: Event) -> Result<(), Event> {
+        self.inner.send((self.epoch, e)).map_err(|e| e.0.1)
+    }
 }
 
 /// A unit's current run: how to ask it to stop.
@@ -37,7 +58,6 @@ struct Run {
     generation: Generation,
     stop: Option<oneshot::Sender<Reason>>,
 }
-
 /// How the supervisor reaches the outside world.
 #[derive(Clone)]
 pub struct SupervisorConfig {
@@ -61,85 +81,702 @@ impl Default for SupervisorConfig {
     }
 }
 
-/// Runs the supervisor until everything is down after a [`Command::Shutdown`] (sent through
-/// `control`, or when `shutdown` is cancelled). Returns when every unit has stopped.
+/// How many transitions `events` can replay.
+pub const EVENT_RING: usize = 1000;
+
+/// Runs the supervisor until everything is down after a [`Command::Shutdown`] (a cancelled
+/// `shutdown`). Control requests (status, start, stop, restart, reload, events, metrics) come
+/// in on `control`. Returns when every unit has stopped.
 pub async fn supervise(
     compiled: Compiled,
     config: SupervisorConfig,
-    mut control: mpsc::UnboundedReceiver<Control>,
+    mut control: mpsc::Receiver<ControlRequest>,
     shutdown: CancellationToken,
 ) {
     if let Err(e) = crate::process::start_reaper() {
         tracing::warn!(error = %e, "cannot reap orphaned grandchildren; they will be reaped by init instead");
     }
-    let units = Arc::new(compiled.units.clone());
-    let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<UnitId>();
-    let _watch = FileWatch::start(&units, &config.preflight, changed_tx);
-    let mut core = Core::new(&compiled, Instant::now(), fastrand::u64(..));
-    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-    let prober = Arc::new(Prober::new());
-    let mut shell = Shell {
-        units: units.clone(),
-        config,
-        tx,
-        prober,
-        runs: (0..units.len()).map(|_| None).collect(),
-        probes: (0..units.len()).map(|_| None).collect(),
-        log: LogLimiter::default(),
-    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Event)>();
+    let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<(u64, UnitId)>();
+    let mut sup = Supervisor::new(compiled, config, tx, changed_tx);
     tracing::info!(
-        units = units.len(),
-        dir = %compiled.dir.display(),
+        units = sup.compiled.units.len(),
+        dir = %sup.compiled.dir.display(),
         "starting {} units in dependency order",
-        units.len()
+        sup.compiled.units.len()
     );
-    let fx = core.start_all(Instant::now());
-    if shell.apply(fx) {
+    let fx = sup.core.start_all(Instant::now());
+    if sup.apply(fx) {
         return;
     }
     let mut shutting_down = false;
     loop {
         let event = tokio::select! {
             biased;
-            Some(e) = rx.recv() => e,
-            Some(unit) = changed_rx.recv() => {
-                // A file the unit depends on changed: say now what a start would meet, and let
-                // a unit blocked by preflight try again.
-                let u = &units[unit];
-                if let Some(blocking) = gate(u, &shell.config.preflight)
-                    && core.slot(unit).state.is_running()
-                {
-                    tracing::warn!("{}: its files changed; its next start would be refused: {blocking}", u.name);
-                }
-                Event::Retry { unit }
+            Some((epoch, e)) = rx.recv() => match sup.current_event(epoch, e) {
+                Some(e) => e,
+                None => continue,
+            },
+            Some((epoch, unit)) = changed_rx.recv() => {
+                let Some(unit) = sup.remap(epoch, unit) else { continue };
+                sup.files_changed(unit)
             }
-            Some(Control::Command(c)) = control.recv() => Event::Command(c),
+            Some(req) = control.recv() => match sup.control(req) {
+                Some(e) => e,
+                None => {
+                    if sup.finish_reload() {
+                        break;
+                    }
+                    continue;
+                }
+            },
             () = shutdown.cancelled(), if !shutting_down => {
                 shutting_down = true;
                 tracing::info!("stopping every unit in reverse dependency order");
                 Event::Command(Command::Shutdown)
             }
         };
-        if let Event::Command(Command::Shutdown) = event {
-            shutting_down = true;
-        }
-        let fx = core.handle(event, Instant::now());
-        if shell.apply(fx) {
+        let fx = sup.core.handle(event, Instant::now());
+        if sup.apply(fx) || sup.finish_reload() {
             break;
         }
     }
-    shell.log.flush_all();
+    sup.shell.log.flush_all();
     tracing::info!("all units stopped");
+}
+
+/// A reload waiting for the units it replaces to be down.
+struct PendingReload {
+    next: Compiled,
+    report: ReloadReport,
+    /// Old indices that must be down before the swap.
+    going: Vec<UnitId>,
+}
+
+/// Everything the supervising task owns.
+struct Supervisor {
+    compiled: Compiled,
+    core: Core,
+    shell: Shell,
+    epoch: u64,
+    /// For each older epoch still sending: old index -> current index.
+    remaps: HashMap<u64, Vec<Option<UnitId>>>,
+    events: EventLog,
+    /// The latest preflight findings of each unit, for status.
+    findings: Vec<Vec<FindingStatus>>,
+    pending: Option<PendingReload>,
+    changed_tx: mpsc::UnboundedSender<(u64, UnitId)>,
+    _watch: FileWatch,
+}
+
+impl Supervisor {
+    fn new(
+        compiled: Compiled,
+        config: SupervisorConfig,
+        tx: mpsc::UnboundedSender<(u64, Event)>,
+        changed_tx: mpsc::UnboundedSender<(u64, UnitId)>,
+    ) -> Self {
+        let units = Arc::new(compiled.units.clone());
+        let watch = FileWatch::start(
+            &units,
+            &config.preflight,
+            epoch_sender(0, changed_tx.clone()),
+        );
+        let core = Core::new(&compiled, Instant::now(), fastrand::u64(..));
+        let n = units.len();
+        let shell = Shell {
+            units,
+            config,
+            tx: EventTx {
+                epoch: 0,
+                inner: tx,
+            },
+            prober: Arc::new(Prober::new()),
+            runs: (0..n).map(|_| None).collect(),
+            probes: (0..n).map(|_| None).collect(),
+            log: LogLimiter::default(),
+            events: Vec::new(),
+        };
+        Self {
+            compiled,
+            core,
+            shell,
+            epoch: 0,
+            remaps: HashMap::new(),
+            events: EventLog::new(EVENT_RING),
+            findings: vec![Vec::new(); n],
+            pending: None,
+            changed_tx,
+            _watch: watch,
+        }
+    }
+
+    /// Carries out effects; records transitions for `events`. True once everything is down
+    /// after a shutdown.
+    fn apply(&mut self, fx: Vec<Effect>) -> bool {
+        let exit = self.shell.apply(fx);
+        for t in std::mem::take(&mut self.shell.events) {
+            self.events.push(&self.shell.units, &t);
+        }
+        exit
+    }
+
+    /// The unit an index of `epoch` is now, if it is still there.
+    fn remap(&self, epoch: u64, unit: UnitId) -> Option<UnitId> {
+        if epoch == self.epoch {
+            return Some(unit);
+        }
+        self.remaps.get(&epoch)?.get(unit).copied().flatten()
+    }
+
+    /// An event as the current core must see it; `None` for one about a unit that is gone.
+    fn current_event(&self, epoch: u64, e: Event) -> Option<Event> {
+        if epoch == self.epoch {
+            return Some(e);
+        }
+        let map = |u: UnitId| self.remap(epoch, u);
+        Some(match e {
+            Event::Spawned {
+                unit,
+                generation,
+                pid,
+            } => Event::Spawned {
+                unit: map(unit)?,
+                generation,
+                pid,
+            },
+            Event::SpawnFailed {
+                unit,
+                generation,
+                error,
+            } => Event::SpawnFailed {
+                unit: map(unit)?,
+                generation,
+                error,
+            },
+            Event::Exited {
+                unit,
+                generation,
+                exit,
+                killed_after_timeout,
+            } => Event::Exited {
+                unit: map(unit)?,
+                generation,
+                exit,
+                killed_after_timeout,
+            },
+            Event::ProbeReported {
+                unit,
+                generation,
+                kind,
+                ok,
+                latency,
+                detail,
+            } => Event::ProbeReported {
+                unit: map(unit)?,
+                generation,
+                kind,
+                ok,
+                latency,
+                detail,
+            },
+            Event::TimerFired {
+                unit,
+                generation,
+                timer,
+            } => Event::TimerFired {
+                unit: map(unit)?,
+                generation,
+                timer,
+            },
+            Event::Relaunching {
+                unit,
+                generation,
+                exit,
+            } => Event::Relaunching {
+                unit: map(unit)?,
+                generation,
+                exit,
+            },
+            Event::StartDeferred {
+                unit,
+                generation,
+                reason,
+                detail,
+                retry_after,
+            } => Event::StartDeferred {
+                unit: map(unit)?,
+                generation,
+                reason,
+                detail,
+                retry_after,
+            },
+            Event::Retry { unit } => Event::Retry { unit: map(unit)? },
+            Event::Command(c) => Event::Command(c),
+        })
+    }
+
+    /// A file the unit depends on changed: say now what a start would meet, and let a unit
+    /// blocked by preflight try again.
+    fn files_changed(&mut self, unit: UnitId) -> Event {
+        let u = &self.shell.units[unit];
+        self.findings[unit] = findings_of(u, &self.shell.config.preflight);
+        if let Some(blocking) = gate(u, &self.shell.config.preflight)
+            && self.core.slot(unit).state.is_running()
+        {
+            tracing::warn!(
+                "{}: its files changed; its next start would be refused: {blocking}",
+                u.name
+            );
+        }
+        Event::Retry { unit }
+    }
+
+    fn unit_index(&self, name: &str) -> Option<UnitId> {
+        UnitName::parse(name)
+            .ok()
+            .and_then(|n| self.compiled.index_of(&n))
+    }
+
+    /// Answers a control request; returns the event it turns into, if any.
+    fn control(&mut self, req: ControlRequest) -> Option<Event> {
+        let reply = |r: Response| {
+            let _ = req.reply.try_send(r);
+        };
+        let unknown = |name: &str| Response::Error {
+            code: ErrorCode::UnknownUnit,
+            message: format!("no unit named {name:?}"),
+        };
+        if self.core.is_shutting_down() && req.request.is_acting() {
+            reply(Response::Error {
+                code: ErrorCode::ShuttingDown,
+                message: "launchgraph is shutting down".into(),
+            });
+            return None;
+        }
+        match req.request {
+            Request::Status { unit } => {
+                let all = self.status();
+                match unit {
+                    None => reply(Response::Status { units: all }),
+                    Some(name) => match all.into_iter().find(|s| s.name == name) {
+                        Some(s) => reply(Response::Status { units: vec![s] }),
+                        None => reply(unknown(&name)),
+                    },
+                }
+                None
+            }
+            Request::Start { unit } | Request::Stop { unit } | Request::Restart { unit }
+                if self.pending.is_some() =>
+            {
+                let _ = unit;
+                reply(Response::Error {
+                    code: ErrorCode::Busy,
+                    message: "a reload is being applied; try again in a moment".into(),
+                });
+                None
+            }
+            Request::Start { unit } => {
+                self.unit_command(&unit, Command::Start, "starting", &req.reply)
+            }
+            Request::Stop { unit } => {
+                self.unit_command(&unit, Command::Stop, "stopping", &req.reply)
+            }
+            Request::Restart { unit } => {
+                self.unit_command(&unit, Command::Restart, "restarting", &req.reply)
+            }
+            Request::Reload { dry_run } => {
+                let answer = self.reload(dry_run);
+                reply(answer);
+                None
+            }
+            Request::Events { follow } => {
+                for r in self.events.ring.iter().cloned() {
+                    if req.reply.try_send(Response::Event(r)).is_err() {
+                        return None;
+                    }
+                }
+                if follow {
+                    let mut live = self.events.live.subscribe();
+                    let out = req.reply;
+                    tokio::spawn(async move {
+                        loop {
+                            match live.recv().await {
+                                Ok(r) => {
+                                    if out.send(Response::Event(r)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                                // Too slow a reader: the sequence numbers show the gap.
+                                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                                Err(broadcast::error::RecvError::Closed) => return,
+                            }
+                        }
+                    });
+                }
+                None
+            }
+            Request::Metrics => {
+                reply(Response::Metrics {
+                    text: String::new(),
+                });
+                None
+            }
+        }
+    }
+
+    fn unit_command(
+        &mut self,
+        name: &str,
+        command: fn(UnitId) -> Command,
+        verb: &str,
+        reply: &mpsc::Sender<Response>,
+    ) -> Option<Event> {
+        match self.unit_index(name) {
+            Some(u) => {
+                let _ = reply.try_send(Response::Done {
+                    message: format!("{verb} {name}"),
+                });
+                Some(Event::Command(command(u)))
+            }
+            None => {
+                let _ = reply.try_send(Response::Error {
+                    code: ErrorCode::UnknownUnit,
+                    message: format!("no unit named {name:?}"),
+                });
+                None
+            }
+        }
+    }
+
+    fn status(&self) -> Vec<UnitStatus> {
+        let now = Instant::now();
+        self.compiled
+            .units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let slot = self.core.slot(i);
+                let last = self.events.last_of(u.name.as_str());
+                UnitStatus {
+                    name: u.name.to_string(),
+                    kind: u.runner.kind().to_string(),
+                    state: slot.state.name().to_string(),
+                    since_secs: now.saturating_duration_since(slot.since).as_secs_f64(),
+                    reason: last.map(|e| e.reason.clone()).unwrap_or_default(),
+                    detail: last.map(|e| e.detail.clone()).unwrap_or_default(),
+                    waiting_on: match &slot.state {
+                        State::Waiting { on: Some(r), .. } => {
+                            Some(self.compiled.units[*r].name.to_string())
+                        }
+                        _ => None,
+                    },
+                    pid: slot.state.pid(),
+                    generation: slot.generation,
+                    last_exit: slot.last_exit.map(|e| e.to_string()),
+                    restarts: slot.restarts,
+                    backoff_remaining_secs: match slot.state {
+                        State::Backoff { until, .. } => {
+                            Some(until.saturating_duration_since(now).as_secs_f64())
+                        }
+                        _ => None,
+                    },
+                    last_probe: slot.last_probe.as_ref().map(|p| ProbeStatus {
+                        kind: match p.kind {
+                            ProbeKind::Ready => "ready".into(),
+                            ProbeKind::Alive => "alive".into(),
+                        },
+                        ok: p.ok,
+                        latency_ms: p.latency.as_secs_f64() * 1000.0,
+                        age_secs: now.saturating_duration_since(p.at).as_secs_f64(),
+                        detail: p.detail.clone(),
+                    }),
+                    preflight: self.findings[i].clone(),
+                }
+            })
+            .collect()
+    }
+
+    /// Re-reads the units directory. Invalid: nothing changes, every error is returned. Valid:
+    /// the difference is applied (unless `dry_run`): removed and changed units (and what
+    /// depends on them) stop in order; then the new configuration takes over, keeping every
+    /// unchanged unit exactly as it is, and the new and changed units start in order.
+    fn reload(&mut self, dry_run: bool) -> Response {
+        if self.pending.is_some() {
+            return Response::Error {
+                code: ErrorCode::Busy,
+                message: "a reload is already being applied".into(),
+            };
+        }
+        let next = match compile_dir(&self.compiled.dir) {
+            Ok(c) => c,
+            Err(diags) => {
+                let message = diags
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                tracing::error!(
+                    "reload refused: {} problem(s); nothing was changed\n{message}",
+                    diags.len()
+                );
+                return Response::Error {
+                    code: ErrorCode::InvalidConfiguration,
+                    message,
+                };
+            }
+        };
+        let (report, going) = diff(&self.compiled, &next);
+        let mut report = report;
+        report.dry_run = dry_run;
+        if dry_run {
+            return Response::Reload(report);
+        }
+        tracing::info!(
+            added = ?report.added, removed = ?report.removed, changed = ?report.changed, cycled = ?report.cycled,
+            "reloading {}", self.compiled.dir.display()
+        );
+        let now = Instant::now();
+        let mut fx = Vec::new();
+        for &u in &going {
+            fx.extend(self.core.handle(Event::Command(Command::Stop(u)), now));
+        }
+        self.pending = Some(PendingReload {
+            next,
+            report: report.clone(),
+            going,
+        });
+        // Effects of the stops are applied by the caller's loop through `finish_reload`.
+        let _ = self.apply(fx);
+        Response::Reload(report)
+    }
+
+    /// Swaps in a pending configuration once the units it replaces are down. True if the
+    /// supervisor is done (a shutdown finished meanwhile).
+    fn finish_reload(&mut self) -> bool {
+        let Some(p) = &self.pending else { return false };
+        if p.going
+            .iter()
+            .any(|&u| self.core.slot(u).state.is_running())
+        {
+            return false;
+        }
+        let p = self.pending.take().expect("checked");
+        let old_index: HashMap<&str, UnitId> = self
+            .compiled
+            .units
+            .iter()
+            .enumerate()
+            .map(|(i, u)| (u.name.as_str(), i))
+            .collect();
+        let fresh: std::collections::HashSet<&str> = p
+            .report
+            .added
+            .iter()
+            .chain(&p.report.changed)
+            .chain(&p.report.cycled)
+            .map(String::as_str)
+            .collect();
+        // new index -> old index, for units carried over untouched.
+        let carried: Vec<Option<UnitId>> = p
+            .next
+            .units
+            .iter()
+            .map(|u| {
+                (!fresh.contains(u.name.as_str()))
+                    .then(|| old_index.get(u.name.as_str()).copied())
+                    .flatten()
+            })
+            .collect();
+        let now = Instant::now();
+        let core = Core::reloaded(&p.next, &self.core, &carried, now, fastrand::u64(..));
+        // old index -> new index, for events still in flight from the old epoch.
+        let mut back = vec![None; self.compiled.units.len()];
+        for (new, old) in carried.iter().enumerate() {
+            if let Some(o) = old {
+                back[*o] = Some(new);
+            }
+        }
+        for map in self.remaps.values_mut() {
+            for m in map.iter_mut() {
+                *m = m.and_then(|o| back[o]);
+            }
+        }
+        self.remaps.insert(self.epoch, back);
+        self.epoch += 1;
+        let n = p.next.units.len();
+        let mut runs: Vec<Option<Run>> = (0..n).map(|_| None).collect();
+        let mut probes: Vec<Option<CancellationToken>> = (0..n).map(|_| None).collect();
+        let mut findings = vec![Vec::new(); n];
+        for (new, old) in carried.iter().enumerate() {
+            if let Some(o) = old {
+                runs[new] = self.shell.runs[*o].take();
+                probes[new] = self.shell.probes[*o].take();
+                findings[new] = std::mem::take(&mut self.findings[*o]);
+            }
+        }
+        self.shell.runs = runs;
+        self.shell.probes = probes;
+        self.findings = findings;
+        self.shell.units = Arc::new(p.next.units.clone());
+        self.shell.tx = EventTx {
+            epoch: self.epoch,
+            inner: self.shell.tx.inner.clone(),
+        };
+        self._watch = FileWatch::start(
+            &self.shell.units,
+            &self.shell.config.preflight,
+            epoch_sender(self.epoch, self.changed_tx.clone()),
+        );
+        self.compiled = p.next;
+        self.core = core;
+        let fresh_ids: Vec<UnitId> = carried
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_none())
+            .map(|(i, _)| i)
+            .collect();
+        tracing::info!("reload applied: {} unit(s) to start", fresh_ids.len());
+        let fx = self.core.want_up(&fresh_ids, now);
+        self.apply(fx)
+    }
+}
+
+/// A sender of `(epoch, unit)` for the file watcher of one configuration.
+fn epoch_sender(
+    epoch: u64,
+    out: mpsc::UnboundedSender<(u64, UnitId)>,
+) -> mpsc::UnboundedSender<UnitId> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<UnitId>();
+    tokio::spawn(async move {
+        while let Some(u) = rx.recv().await {
+            if out.send((epoch, u)).is_err() {
+                return;
+            }
+        }
+    });
+    tx
+}
+
+/// The preflight findings of a unit, for status.
+fn findings_of(u: &Unit, ctx: &PreflightContext) -> Vec<FindingStatus> {
+    crate::preflight::preflight(u, ctx)
+        .into_iter()
+        .map(|f| FindingStatus {
+            code: f.code.to_string(),
+            severity: f.severity.to_string(),
+            message: f.message,
+        })
+        .collect()
+}
+
+/// What a reload changes, and which old units must go down first: the removed and changed
+/// ones and everything that depends on them.
+fn diff(old: &Compiled, next: &Compiled) -> (ReloadReport, Vec<UnitId>) {
+    let mut report = ReloadReport::default();
+    let old_by_name: HashMap<&str, &Unit> =
+        old.units.iter().map(|u| (u.name.as_str(), u)).collect();
+    let next_by_name: HashMap<&str, &Unit> =
+        next.units.iter().map(|u| (u.name.as_str(), u)).collect();
+    for u in &next.units {
+        match old_by_name.get(u.name.as_str()) {
+            None => report.added.push(u.name.to_string()),
+            Some(o) if *o != u => report.changed.push(u.name.to_string()),
+            Some(_) => {}
+        }
+    }
+    for u in &old.units {
+        if !next_by_name.contains_key(u.name.as_str()) {
+            report.removed.push(u.name.to_string());
+        }
+    }
+    // Unchanged units that (transitively) require a changed unit cycle with it.
+    let mut cycled = std::collections::BTreeSet::new();
+    for name in &report.changed {
+        let i = next
+            .index_of(&UnitName::parse(name).expect("a unit's name"))
+            .expect("in next");
+        for d in next.graph.transitive_dependents(i) {
+            let n = next.units[d].name.as_str();
+            if !report.changed.iter().any(|c| c == n) && !report.added.iter().any(|a| a == n) {
+                cycled.insert(n.to_string());
+            }
+        }
+    }
+    report.cycled = cycled.into_iter().collect();
+    for u in &next.units {
+        let n = u.name.to_string();
+        if !report.added.contains(&n) && !report.changed.contains(&n) && !report.cycled.contains(&n)
+        {
+            report.unchanged.push(n);
+        }
+    }
+    let going: Vec<UnitId> = old
+        .units
+        .iter()
+        .enumerate()
+        .filter(|(_, u)| {
+            let n = u.name.to_string();
+            report.removed.contains(&n) || report.changed.contains(&n) || report.cycled.contains(&n)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    (report, going)
+}
+
+/// The transitions `events` replays, and the live feed for `--follow`.
+struct EventLog {
+    ring: VecDeque<EventRecord>,
+    cap: usize,
+    seq: u64,
+    live: broadcast::Sender<EventRecord>,
+}
+
+impl EventLog {
+    fn new(cap: usize) -> Self {
+        let (live, _) = broadcast::channel(1024);
+        Self {
+            ring: VecDeque::with_capacity(cap),
+            cap,
+            seq: 0,
+            live,
+        }
+    }
+
+    fn push(&mut self, units: &[Unit], t: &Transition) {
+        self.seq += 1;
+        let r = EventRecord {
+            time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
+            seq: self.seq,
+            unit: units[t.unit].name.to_string(),
+            from: t.from.to_string(),
+            to: t.to.to_string(),
+            reason: t.reason.code().to_string(),
+            on: t.related.map(|r| units[r].name.to_string()),
+            detail: t.detail.clone(),
+        };
+        if self.ring.len() == self.cap {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(r.clone());
+        let _ = self.live.send(r);
+    }
+
+    fn last_of(&self, unit: &str) -> Option<&EventRecord> {
+        self.ring.iter().rev().find(|r| r.unit == unit)
+    }
 }
 
 struct Shell {
     units: Arc<Vec<Unit>>,
     config: SupervisorConfig,
-    tx: mpsc::UnboundedSender<Event>,
+    tx: EventTx,
     prober: Arc<Prober>,
     runs: Vec<Option<Run>>,
     probes: Vec<Option<CancellationToken>>,
     log: LogLimiter,
+    /// Transitions applied since the supervisor last collected them.
+    events: Vec<Transition>,
 }
 
 impl Shell {
@@ -189,6 +826,7 @@ impl Shell {
                 }
                 Effect::Transition(t) => {
                     self.log.transition(&self.units, &t);
+                    self.events.push(t.clone());
                     if t.to == StateName::Ready {
                         let unit = Arc::new(self.units[t.unit].clone());
                         let ctx = self.config.preflight.clone();
@@ -315,7 +953,7 @@ async fn run_exec(
     unit: UnitId,
     generation: Generation,
     stop_rx: oneshot::Receiver<Reason>,
-    tx: mpsc::UnboundedSender<Event>,
+    tx: EventTx,
 ) {
     let mut process = match spawn_unit(spec, name).await {
         Ok(p) => p,
