@@ -54,7 +54,7 @@ pub async fn up(dir: PathBuf, config: runtime::SupervisorConfig) -> u8 {
         }
     };
     let shutdown = CancellationToken::new();
-    let (_control_tx, control_rx) = tokio::sync::mpsc::channel(64);
+    let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
     let supervisor = runtime::supervise(compiled, config, control_rx, shutdown.clone());
     tokio::pin!(supervisor);
     loop {
@@ -69,8 +69,35 @@ pub async fn up(dir: PathBuf, config: runtime::SupervisorConfig) -> u8 {
                 shutdown.cancel();
             }
             _ = hup.recv() => {
-                tracing::warn!(signal = "SIGHUP", "reloading a running supervisor is not supported by this version; restart it to apply changes");
+                tracing::info!(signal = "SIGHUP", "re-reading the units directory");
+                reload_on_hup(&control_tx);
             }
         }
     }
+}
+
+/// SIGHUP is `launchgraph reload`: the answer is logged rather than sent anywhere.
+fn reload_on_hup(control: &tokio::sync::mpsc::Sender<runtime::ControlRequest>) {
+    use crate::control::protocol::{Request, Response};
+    let (reply, mut answer) = tokio::sync::mpsc::channel(1);
+    let request = runtime::ControlRequest {
+        request: Request::Reload { dry_run: false },
+        reply,
+    };
+    if control.try_send(request).is_err() {
+        tracing::warn!("cannot reload now: the supervisor is busy");
+        return;
+    }
+    tokio::spawn(async move {
+        match answer.recv().await {
+            Some(Response::Reload(r)) => tracing::info!(
+                "reload: added {:?}, removed {:?}, changed {:?}, cycled {:?}",
+                r.added, r.removed, r.changed, r.cycled
+            ),
+            Some(Response::Error { message, .. }) => {
+                tracing::error!("reload refused, nothing changed: {message}");
+            }
+            _ => {}
+        }
+    });
 }
