@@ -54,6 +54,7 @@ reasons! {
     StopRequested => "STOP_REQUESTED", "An admin asked for the unit to stop.";
     RestartRequested => "RESTART_REQUESTED", "An admin asked for the unit to restart.";
     Shutdown => "SHUTDOWN", "The supervisor is shutting down.";
+    Reload => "RELOAD", "Stopped by a reload: its unit file changed or was removed, or so did a unit it requires.";
     StopTimeout => "STOP_TIMEOUT", "The unit did not stop within its stop-timeout and was killed.";
     RelaunchedByLaunchd => "RELAUNCHED_BY_LAUNCHD", "launchd relaunched the job itself (KeepAlive); launchgraph waits for it to be ready again and cycles its dependents.";
     NoGuiSession => "NO_GUI_SESSION", "The job's GUI domain does not exist (nobody is logged in at the console); the unit waits and retries slowly.";

@@ -71,6 +71,8 @@ pub enum Command {
     Start(UnitId),
     /// Take the unit down, with its dependents first.
     Stop(UnitId),
+    /// Take the unit down, with its dependents first, for a reload (reason `RELOAD`).
+    Unload(UnitId),
     /// Cycle the unit, and its dependents in order. Clears a failed state and the backoff.
     Restart(UnitId),
     /// Stop everything in reverse order, then [`Effect::Exit`].
@@ -340,6 +342,8 @@ pub struct Slot {
     pub generation: Generation,
     /// The admin's intent (and the supervisor's): up or down.
     pub wanted: bool,
+    /// Why it is not wanted: `STOP_REQUESTED`, `RELOAD` or `SHUTDOWN`.
+    pub down_reason: Reason,
     /// It must go down and come back (liveness failed, start timeout, restart requested).
     pub cycle: Option<Reason>,
     /// Consecutive failures, for the backoff.
@@ -391,6 +395,7 @@ impl Core {
                 since: now,
                 generation: 0,
                 wanted: false,
+                down_reason: Reason::StopRequested,
                 cycle: None,
                 failures: 0,
                 restart_starts: VecDeque::new(),
@@ -591,11 +596,15 @@ impl Core {
                 }
                 self.want(u, now, fx);
             }
-            Command::Stop(u) => {
-                for d in self.closure(u, |p| &p.dependents) {
+            Command::Stop(u) | Command::Unload(u) => {
+                let why = match c {
+                    Command::Unload(_) => Reason::Reload,
+                    _ => Reason::StopRequested,
+                };
+                for d in self.closure(u, |p| &p.dependents).into_iter().chain([u]) {
                     self.slots[d].wanted = false;
+                    self.slots[d].down_reason = why;
                 }
-                self.slots[u].wanted = false;
             }
             Command::Restart(u) => {
                 if self.slots[u].state.is_running() {
@@ -613,6 +622,7 @@ impl Core {
                 self.shutting_down = true;
                 for s in &mut self.slots {
                     s.wanted = false;
+                    s.down_reason = Reason::Shutdown;
                 }
             }
         }
@@ -1145,11 +1155,7 @@ impl Core {
         match &slot.state {
             State::Started { .. } | State::Ready { .. } => {
                 let stop_reason = if !slot.wanted {
-                    Some(if self.shutting_down {
-                        Reason::Shutdown
-                    } else {
-                        Reason::StopRequested
-                    })
+                    Some(slot.down_reason)
                 } else if let Some(c) = slot.cycle {
                     Some(c)
                 } else if !reqs_ready {
@@ -1208,11 +1214,7 @@ impl Core {
                         slot.state,
                         State::Waiting { .. } | State::Deferred { .. } | State::Backoff { .. }
                     ) {
-                        let reason = if self.shutting_down {
-                            Reason::Shutdown
-                        } else {
-                            Reason::StopRequested
-                        };
+                        let reason = slot.down_reason;
                         self.set(u, State::Stopped { reason }, reason, String::new(), now, fx);
                         return true;
                     }

@@ -539,7 +539,7 @@ impl Supervisor {
         let now = Instant::now();
         let mut fx = Vec::new();
         for &u in &going {
-            fx.extend(self.core.handle(Event::Command(Command::Stop(u)), now));
+            fx.extend(self.core.handle(Event::Command(Command::Unload(u)), now));
         }
         self.pending = Some(PendingReload {
             next,
