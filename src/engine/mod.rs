@@ -89,16 +89,15 @@ fn reload_on_hup(control: &tokio::sync::mpsc::Sender<runtime::ControlRequest>) {
         return;
     }
     tokio::spawn(async move {
-        match answer.recv().await {
-            Some(Response::Reload(r)) => tracing::info!(
+        // A refusal was logged, with every error, where it was decided.
+        if let Some(Response::Reload(r)) = answer.recv().await {
+            tracing::info!(
                 "reload: added {:?}, removed {:?}, changed {:?}, cycled {:?}",
                 r.added,
                 r.removed,
                 r.changed,
                 r.cycled
-            ),
-            // A refusal was logged, with every error, where it was decided.
-            _ => {}
+            );
         }
     });
 }
