@@ -230,8 +230,15 @@ fn drift_of(
     state_dir: &std::path::Path,
     ctx: &launchgraph::preflight::PreflightContext,
 ) -> Vec<String> {
-    let Ok(Some(old)) = launchgraph::fingerprint::load(state_dir, unit.name.as_str()) else {
-        return Vec::new();
+    let old = match launchgraph::fingerprint::load(state_dir, unit.name.as_str()) {
+        Ok(Some(old)) => old,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            return vec![format!(
+                "unknown: its last fingerprint in {} cannot be read ({e})",
+                state_dir.display()
+            )];
+        }
     };
     let Ok(rt) = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1981,9 +1981,6 @@ fn drift_since_the_last_good_run_after_an_upgrade() {
 /// node would find it). Nor does launchd look up node after OpenClaw's wrapper: the wrapper's
 /// `exec "$@"` searches the PATH the job has, the plist's and the env file's.
 #[test]
-#[ignore = "src/preflight/analyze.rs `existing` (lines 266-272) gives every relative plist path \
-            the ProgramArguments[0] explanation; it is wrong for entry scripts and for node \
-            after the env wrapper"]
 fn relative_paths_after_the_program_are_not_explained_as_launchds_lookup() {
     let h = Host::new();
     let dir = h.units_dir("units");

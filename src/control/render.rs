@@ -40,7 +40,15 @@ pub fn fmt_age(secs: f64) -> String {
 /// simply ready (why they wait, what failed, preflight findings).
 pub fn status_table(units: &[UnitStatus], color: bool) -> String {
     let headers = [
-        "UNIT", "STATE", "FOR", "PID", "LAST EXIT", "RESTARTS", "BACKOFF", "PROBE", "REASON",
+        "UNIT",
+        "STATE",
+        "FOR",
+        "PID",
+        "LAST EXIT",
+        "RESTARTS",
+        "BACKOFF",
+        "PROBE",
+        "REASON",
     ];
     let rows: Vec<[String; 9]> = units
         .iter()
@@ -110,7 +118,10 @@ pub fn status_table(units: &[UnitStatus], color: bool) -> String {
             ));
         }
         for f in &u.preflight {
-            lines.push(format!("preflight {} {}: {}", f.severity, f.code, f.message));
+            lines.push(format!(
+                "preflight {} {}: {}",
+                f.severity, f.code, f.message
+            ));
         }
         if !lines.is_empty() {
             let _ = writeln!(notes, "{}:", u.name);

@@ -263,12 +263,26 @@ impl Analyzer {
         if !path.is_absolute() {
             // launchd.md §3: without Program, a relative ProgramArguments[0] is resolved on
             // _PATH_STDPATH; openclaw#40659: a bare `node` exits 78.
-            let why = if job.is_plist() {
-                "launchd resolves a relative program on its standard path \
-                 (/usr/bin:/bin:/usr/sbin:/sbin), not on the plist's PATH (a bare `node` exits \
-                 78, openclaw#40659)"
-            } else {
-                "units never search PATH"
+            // Who resolves a relative path depends on which argument it is: launchd only
+            // looks up the program itself; an entry script is opened by node relative to the
+            // working directory; node after OpenClaw's wrapper is found by the wrapper's
+            // `exec` on the job's PATH. Each is a hazard, explained by what really happens.
+            let why = match (n.role, job.is_plist()) {
+                ("program", true) => {
+                    "launchd resolves a relative program on its standard path \
+                     (/usr/bin:/bin:/usr/sbin:/sbin), not on the plist's PATH (a bare `node` \
+                     exits 78, openclaw#40659)"
+                }
+                ("program", false) => "units never search PATH for their program",
+                ("entry script", _) => {
+                    "node opens it relative to the job's working directory, which an upgrade \
+                     or a changed WorkingDirectory silently repoints"
+                }
+                ("node", _) => {
+                    "the wrapper's `exec` looks it up on the job's PATH, which may hold another \
+                     node than the one the package was installed with"
+                }
+                _ => "it depends on the directory or PATH the job happens to have",
             };
             let example = if n.role == "node" || n.raw.rsplit('/').next() == Some("node") {
                 " such as /opt/homebrew/opt/node/bin/node"

@@ -61,8 +61,9 @@ pub(crate) fn read(spec: &LaunchdSpec) -> Result<PlistFile, Finding> {
     Ok(PlistFile { meta, dict })
 }
 
-/// Whether launchd treats the plist as a LaunchDaemon's: the system domain, or a file in a
-/// `LaunchDaemons` directory.
+/// Whether the plist must be owned by root: a LaunchDaemon's (the system domain, or a file in
+/// a `LaunchDaemons` directory), or a LaunchAgent's in `/Library/LaunchAgents` (launchd.md §3:
+/// "LaunchAgents in /Library must be root-owned").
 fn is_daemon(spec: &LaunchdSpec) -> bool {
     spec.domain == Domain::System
         || spec
@@ -70,6 +71,7 @@ fn is_daemon(spec: &LaunchdSpec) -> bool {
             .parent()
             .and_then(Path::file_name)
             .is_some_and(|n| n == "LaunchDaemons")
+        || spec.plist.starts_with("/Library/LaunchAgents")
 }
 
 /// launchd's ownership rule (launchd.md §3, "Path had bad ownership/permissions"): LaunchDaemon
