@@ -9,12 +9,11 @@
 //! the caller's business. The one child it runs, `<node> --version`, goes through
 //! [`spawn_tracked`](crate::process::spawn_tracked), bounded by a timeout, as the job's user.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -277,33 +276,10 @@ fn file_for(state_dir: &Path, unit: &str) -> io::Result<PathBuf> {
 /// the same directory is written and synced, renamed over the old one, and the directory is
 /// synced, so a crash leaves the old fingerprint or the new one, never a torn file.
 pub fn store(state_dir: &Path, fp: &Fingerprint) -> io::Result<()> {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
     let path = file_for(state_dir, &fp.unit)?;
-    let dir = path.parent().expect("a file in a directory");
-    fs::create_dir_all(dir)?;
     let mut json = serde_json::to_vec_pretty(fp).map_err(io::Error::other)?;
     json.push(b'\n');
-    let tmp = dir.join(format!(
-        ".{}.json.tmp.{}.{}",
-        fp.unit,
-        std::process::id(),
-        SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        f.write_all(&json)?;
-        f.sync_all()?;
-        fs::rename(&tmp, &path)?;
-        File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written
+    crate::fsutil::write_atomic(&path, &json, 0o644)
 }
 
 /// The stored fingerprint of `unit`, `None` if there is none.

@@ -10,6 +10,7 @@ pub mod diag;
 pub mod engine;
 pub mod exit;
 pub mod fingerprint;
+pub mod fsutil;
 pub mod graph;
 pub mod launchd;
 pub mod paths;

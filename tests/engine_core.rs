@@ -852,3 +852,32 @@ fn a_deferred_start_waits_without_counting_as_a_failure_and_retries() {
     assert_eq!(spawns(&fx), vec![0]);
     assert_eq!(s.core.slot(0).failures, 0);
 }
+
+#[test]
+fn a_dependency_restart_after_an_own_failure_is_not_counted_as_a_failure_restart() {
+    let spec = RestartSpec {
+        start_limit_count: 1,
+        ..zero_backoff()
+    };
+    let mut s = Sim::new(vec![
+        policy(&[], 2, false, false, zero_backoff()),
+        policy(&[0], 2, false, false, spec),
+    ]);
+    let fx = s.start_all();
+    s.settle(fx);
+    // The dependent fails once and comes back (its one allowed restart).
+    let fx = s.exited(1, CODE1);
+    s.settle(fx);
+    assert_eq!(s.core.slot(1).restarts, 1);
+    // Then its requirement crashes: the dependent cycles, which is not its own failure.
+    let fx = s.exited(0, CODE1);
+    assert_eq!(stops(&fx), vec![1]);
+    let fx = s.exited(1, CODE0);
+    s.settle(fx);
+    assert_eq!(s.state(1), Ready, "not failed by the start limit");
+    assert_eq!(
+        s.core.slot(1).restarts,
+        2,
+        "one failure restart plus one dependency cycle"
+    );
+}

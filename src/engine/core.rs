@@ -348,6 +348,9 @@ pub struct Slot {
     pub cycle: Option<Reason>,
     /// Consecutive failures, for the backoff.
     pub failures: u32,
+    /// The next start is a restart after this unit's own failure (it counts toward the start
+    /// limit); a start after a requirement's restart is not.
+    pub restart_after_failure: bool,
     /// Starts after failures within the start-limit period.
     pub restart_starts: VecDeque<Instant>,
     /// Completed restarts of this unit, whatever the cause.
@@ -398,6 +401,7 @@ impl Core {
                 down_reason: Reason::StopRequested,
                 cycle: None,
                 failures: 0,
+                restart_after_failure: false,
                 restart_starts: VecDeque::new(),
                 restarts: 0,
                 last_exit: None,
@@ -610,6 +614,7 @@ impl Core {
                 if self.slots[u].state.is_running() {
                     self.slots[u].cycle = Some(Reason::RestartRequested);
                     self.slots[u].failures = 0;
+                    self.slots[u].restart_after_failure = false;
                     self.slots[u].restart_starts.clear();
                 }
                 for r in self.closure(u, |p| &p.requires) {
@@ -637,6 +642,7 @@ impl Core {
         slot.wanted = true;
         if matches!(slot.state, State::Failed { .. } | State::Backoff { .. }) {
             slot.failures = 0;
+            slot.restart_after_failure = false;
             slot.restart_starts.clear();
             self.set(
                 u,
@@ -1064,6 +1070,7 @@ impl Core {
             slot.failures = 0;
         }
         slot.failures = slot.failures.saturating_add(1);
+        slot.restart_after_failure = true;
         let delay = backoff_delay(&spec, slot.failures, self.rng.f64());
         let until = now + delay;
         let generation = self.slots[u].generation;
@@ -1293,7 +1300,7 @@ impl Core {
         let spec = &self.policies[u].restart;
         let (count, period) = (spec.start_limit_count, spec.start_limit_period);
         let slot = &mut self.slots[u];
-        let after_failure = slot.failures > 0;
+        let after_failure = std::mem::take(&mut slot.restart_after_failure);
         if after_failure {
             while slot
                 .restart_starts
@@ -1324,7 +1331,7 @@ impl Core {
             }
             slot.restart_starts.push_back(now);
         }
-        if slot.generation > 0 && after_failure {
+        if after_failure {
             slot.restarts += 1;
         }
         slot.generation += 1;

@@ -17,7 +17,9 @@ use super::core::{
     UnitId, fmt_ms,
 };
 use super::launchd_run::{LaunchdContext, run_launchd};
-use super::upkeep::{FileWatch, PREFLIGHT_RETRY, gate, record_fingerprint};
+use super::upkeep::{
+    FileWatch, PREFLIGHT_RETRY, forget_run, gate, record_fingerprint, record_run, stop_leftovers,
+};
 use crate::compile::{Compiled, compile_dir};
 use crate::control::protocol::{
     ErrorCode, EventRecord, FindingStatus, ProbeStatus, ReloadReport, Request, Response, UnitStatus,
@@ -96,6 +98,7 @@ pub async fn supervise(
     if let Err(e) = crate::process::start_reaper() {
         tracing::warn!(error = %e, "cannot reap orphaned grandchildren; they will be reaped by init instead");
     }
+    stop_leftovers(&compiled, &config.state_dir).await;
     let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Event)>();
     let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<(u64, UnitId)>();
     let mut sup = Supervisor::new(compiled, config, tx, changed_tx);
@@ -850,6 +853,7 @@ impl Shell {
         let units = self.units.clone();
         let launchd = self.config.launchd.clone();
         let preflight = self.config.preflight.clone();
+        let state_dir = self.config.state_dir.clone();
         tokio::spawn(async move {
             let u = &units[unit];
             // Never start what preflight says is broken: wait, with the reason, instead.
@@ -865,7 +869,16 @@ impl Shell {
             }
             match &u.runner {
                 Runner::Exec(spec) => {
-                    run_exec(u.name.as_str(), spec, unit, generation, stop_rx, tx).await;
+                    run_exec(
+                        u.name.as_str(),
+                        spec,
+                        unit,
+                        generation,
+                        stop_rx,
+                        tx,
+                        &state_dir,
+                    )
+                    .await;
                 }
                 Runner::Launchd(spec) => {
                     run_launchd(launchd, spec.clone(), unit, generation, stop_rx, tx).await;
@@ -954,6 +967,7 @@ async fn run_exec(
     generation: Generation,
     stop_rx: oneshot::Receiver<Reason>,
     tx: EventTx,
+    state_dir: &std::path::Path,
 ) {
     let mut process = match spawn_unit(spec, name).await {
         Ok(p) => p,
@@ -966,6 +980,7 @@ async fn run_exec(
             return;
         }
     };
+    record_run(state_dir, name, process.pid());
     let _ = tx.send(Event::Spawned {
         unit,
         generation,
@@ -979,6 +994,7 @@ async fn run_exec(
             (r.exit, r.outcome == StopOutcome::Killed)
         }
     };
+    forget_run(state_dir, name);
     let _ = tx.send(Event::Exited {
         unit,
         generation,

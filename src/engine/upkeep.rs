@@ -159,3 +159,91 @@ fn watch_existing(watcher: &mut notify::RecommendedWatcher, dir: &Path) -> bool 
     }
     false
 }
+
+/// What the daemon records of a running `exec` unit, so that the next daemon (after a crash,
+/// an upgrade or `launchctl kickstart -k`) does not start it a second time.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunRecord {
+    pub unit: String,
+    pub pid: u32,
+    /// The process's start time in clock ticks since boot (Linux), so a recycled pid is never
+    /// mistaken for the unit.
+    pub start_ticks: Option<u64>,
+}
+
+fn run_file(state_dir: &Path, unit: &str) -> PathBuf {
+    state_dir.join("runs").join(format!("{unit}.json"))
+}
+
+/// The start time of a process, in clock ticks since boot (field 22 of /proc/PID/stat).
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: count from the last ')'.
+    let after = &stat[stat.rfind(')')? + 2..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Records a freshly spawned `exec` unit (atomically, in `<state>/runs/<unit>.json`).
+pub fn record_run(state_dir: &Path, unit: &str, pid: u32) {
+    let record = RunRecord {
+        unit: unit.to_owned(),
+        pid,
+        start_ticks: start_ticks(pid),
+    };
+    let written = serde_json::to_vec(&record)
+        .map_err(std::io::Error::other)
+        .and_then(|json| crate::fsutil::write_atomic(&run_file(state_dir, unit), &json, 0o600));
+    if let Err(e) = written {
+        tracing::warn!(
+            "{unit}: cannot record its pid in {}: {e}",
+            state_dir.display()
+        );
+    }
+}
+
+/// Forgets a unit's run once it has exited.
+pub fn forget_run(state_dir: &Path, unit: &str) {
+    let _ = std::fs::remove_file(run_file(state_dir, unit));
+}
+
+/// At startup: `exec` units left running by a previous daemon are stopped, dependents before
+/// their requirements, each with its stop signal and then SIGKILL after its stop timeout, so
+/// that the new daemon starts them again in order instead of twice. (They cannot be adopted:
+/// their output pipes went with the old daemon.) `launchd` units need nothing here: launchd
+/// keeps them, and a start adopts a running job.
+pub async fn stop_leftovers(compiled: &crate::compile::Compiled, state_dir: &Path) {
+    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::unistd::Pid;
+    for i in compiled.graph.stop_order() {
+        let u = &compiled.units[i];
+        let crate::unit::Runner::Exec(spec) = &u.runner else {
+            continue;
+        };
+        let path = run_file(state_dir, u.name.as_str());
+        let Some(record) = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok())
+        else {
+            continue;
+        };
+        let alive = kill(Pid::from_raw(record.pid as i32), None).is_ok()
+            && (record.start_ticks.is_none() || start_ticks(record.pid) == record.start_ticks);
+        if alive {
+            tracing::warn!(
+                "{}: pid {} is left from a previous launchgraph; stopping it so it is started again in order",
+                u.name,
+                record.pid
+            );
+            let group = Pid::from_raw(record.pid as i32);
+            let _ = killpg(group, spec.stop_signal.0);
+            let deadline = std::time::Instant::now() + spec.stop_timeout;
+            while kill(group, None).is_ok() && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            if kill(group, None).is_ok() {
+                let _ = killpg(group, Signal::SIGKILL);
+            }
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+}
