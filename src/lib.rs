@@ -12,6 +12,7 @@ pub mod exit;
 pub mod fingerprint;
 pub mod graph;
 pub mod launchd;
+pub mod metrics;
 pub mod paths;
 pub mod plan;
 pub mod preflight;
