@@ -13,6 +13,7 @@ pub mod fingerprint;
 pub mod fsutil;
 pub mod graph;
 pub mod launchd;
+pub mod metrics;
 pub mod paths;
 pub mod plan;
 pub mod preflight;
