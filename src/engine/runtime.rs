@@ -25,6 +25,7 @@ use crate::control::protocol::{
     ErrorCode, EventRecord, FindingStatus, ProbeStatus, ReloadReport, Request, Response, UnitStatus,
 };
 use crate::launchd::{ConsoleUser, Launchctl};
+use crate::metrics::{Figures, Metrics};
 use crate::preflight::PreflightContext;
 use crate::probe::{Prober, ready_poll_delays};
 use crate::process::{StopOutcome, spawn_unit};
@@ -117,7 +118,10 @@ pub async fn supervise(
         let event = tokio::select! {
             biased;
             Some((epoch, e)) = rx.recv() => match sup.current_event(epoch, e) {
-                Some(e) => e,
+                Some(e) => {
+                    sup.observe(&e);
+                    e
+                }
                 None => continue,
             },
             Some((epoch, unit)) = changed_rx.recv() => {
@@ -170,6 +174,7 @@ struct Supervisor {
     pending: Option<PendingReload>,
     changed_tx: mpsc::UnboundedSender<(u64, UnitId)>,
     _watch: FileWatch,
+    metrics: Metrics,
 }
 
 impl Supervisor {
@@ -200,6 +205,13 @@ impl Supervisor {
             log: LogLimiter::default(),
             events: Vec::new(),
         };
+        let mut metrics = Metrics::new(compiled.units.iter().map(|u| u.name.as_str()));
+        let mut findings = Vec::with_capacity(n);
+        for u in &compiled.units {
+            let found = crate::preflight::preflight(u, &shell.config.preflight);
+            metrics.set_preflight(u.name.as_str(), &found);
+            findings.push(finding_statuses(found));
+        }
         Self {
             compiled,
             core,
@@ -207,10 +219,26 @@ impl Supervisor {
             epoch: 0,
             remaps: HashMap::new(),
             events: EventLog::new(EVENT_RING),
-            findings: vec![Vec::new(); n],
+            findings,
             pending: None,
             changed_tx,
             _watch: watch,
+            metrics,
+        }
+    }
+
+    /// Feeds the metrics what an event says before the core sees it.
+    fn observe(&mut self, e: &Event) {
+        if let Event::ProbeReported {
+            unit,
+            kind,
+            ok,
+            latency,
+            ..
+        } = e
+        {
+            let name = self.compiled.units[*unit].name.as_str();
+            self.metrics.on_probe(name, *kind, *ok, *latency);
         }
     }
 
@@ -218,8 +246,12 @@ impl Supervisor {
     /// after a shutdown.
     fn apply(&mut self, fx: Vec<Effect>) -> bool {
         let exit = self.shell.apply(fx);
+        let now = Instant::now();
         for t in std::mem::take(&mut self.shell.events) {
             self.events.push(&self.shell.units, &t);
+            let figures = Figures::of(&t, self.core.slot(t.unit), now);
+            let name = self.shell.units[t.unit].name.as_str();
+            self.metrics.on_transition(name, t.to, t.reason, figures);
         }
         exit
     }
@@ -323,7 +355,9 @@ impl Supervisor {
     /// blocked by preflight try again.
     fn files_changed(&mut self, unit: UnitId) -> Event {
         let u = &self.shell.units[unit];
-        self.findings[unit] = findings_of(u, &self.shell.config.preflight);
+        let found = crate::preflight::preflight(u, &self.shell.config.preflight);
+        self.metrics.set_preflight(u.name.as_str(), &found);
+        self.findings[unit] = finding_statuses(found);
         if let Some(blocking) = gate(u, &self.shell.config.preflight)
             && self.core.slot(unit).state.is_running()
         {
@@ -421,7 +455,7 @@ impl Supervisor {
             }
             Request::Metrics => {
                 reply(Response::Metrics {
-                    text: String::new(),
+                    text: self.metrics.render(),
                 });
                 None
             }
@@ -631,6 +665,16 @@ impl Supervisor {
             &self.shell.config.preflight,
             epoch_sender(self.epoch, self.changed_tx.clone()),
         );
+        self.metrics
+            .set_units(p.next.units.iter().map(|u| u.name.as_str()));
+        for (new, old) in carried.iter().enumerate() {
+            if old.is_none() {
+                let u = &p.next.units[new];
+                let found = crate::preflight::preflight(u, &self.shell.config.preflight);
+                self.metrics.set_preflight(u.name.as_str(), &found);
+                self.findings[new] = finding_statuses(found);
+            }
+        }
         self.compiled = p.next;
         self.core = core;
         let fresh_ids: Vec<UnitId> = carried
@@ -661,9 +705,9 @@ fn epoch_sender(
     tx
 }
 
-/// The preflight findings of a unit, for status.
-fn findings_of(u: &Unit, ctx: &PreflightContext) -> Vec<FindingStatus> {
-    crate::preflight::preflight(u, ctx)
+/// Preflight findings as status shows them.
+fn finding_statuses(found: Vec<crate::preflight::Finding>) -> Vec<FindingStatus> {
+    found
         .into_iter()
         .map(|f| FindingStatus {
             code: f.code.to_string(),
