@@ -1,0 +1,97 @@
+#!/bin/bash
+# Uninstalls launchgraph installed by the .pkg: stops and unloads the daemon, removes the
+# binary, the daemon's plist and the example units, then forgets the package receipt. The
+# .pkg installs this script as /usr/local/share/launchgraph/uninstall.sh (Apple ships no
+# uninstaller for packages, launchd.md §7.2).
+#
+#   sudo /usr/local/share/launchgraph/uninstall.sh           keep units, state and log
+#   sudo /usr/local/share/launchgraph/uninstall.sh --purge   remove them too
+#
+# By default the admin's units (/usr/local/etc/launchgraph), the state (fingerprints of the
+# last good runs, /usr/local/var/launchgraph) and the log stay, so a reinstall picks up where
+# it left off, as package managers do with configuration. It never runs `launchctl disable`:
+# a disable persists and would make a later install's bootstrap fail (launchd.md §4).
+#
+# Paths are read under $LAUNCHGRAPH_ROOT (unset: the real root); the tests point it at a fake
+# root and put stand-ins for launchctl, pkgutil and id first on PATH.
+set -euo pipefail
+
+label=com.launchgraph.daemon
+pkg_id=com.launchgraph.pkg
+root="${LAUNCHGRAPH_ROOT:-}"
+binary="$root/usr/local/bin/launchgraph"
+plist="$root/Library/LaunchDaemons/$label.plist"
+share="$root/usr/local/share/launchgraph"
+etc="$root/usr/local/etc/launchgraph"
+state="$root/usr/local/var/launchgraph"
+log="$root/usr/local/var/log/launchgraph.log"
+# The daemon's ExitTimeOut (120 s) and a margin.
+drain_timeout=130
+
+export PATH="${PATH:+$PATH:}/bin:/usr/bin:/sbin:/usr/sbin"
+
+usage() {
+    echo "usage: sudo $0 [--purge]"
+}
+
+purge=0
+case "${1:-}" in
+    "") ;;
+    --purge) purge=1 ;;
+    -h | --help)
+        usage
+        exit 0
+        ;;
+    *)
+        usage >&2
+        exit 64
+        ;;
+esac
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "uninstall: run as root (sudo $0)" >&2
+    exit 77
+fi
+
+# Stop and unload: bootout of the service target; exit 3 means it was not loaded. Then wait
+# until print no longer finds it, since bootout returns before the job is gone (launchd.md §4).
+rc=0
+launchctl bootout "system/$label" || rc=$?
+case "$rc" in
+    0)
+        waited=0
+        while launchctl print "system/$label" >/dev/null 2>&1; do
+            if [ "$waited" -ge "$drain_timeout" ]; then
+                echo "uninstall: system/$label still loaded ${drain_timeout}s after bootout" >&2
+                exit 1
+            fi
+            sleep 1
+            waited=$((waited + 1))
+        done
+        echo "uninstall: stopped system/$label"
+        ;;
+    3) echo "uninstall: system/$label was not loaded" ;;
+    *)
+        echo "uninstall: launchctl bootout system/$label failed with exit $rc; nothing removed" >&2
+        exit 1
+        ;;
+esac
+
+rm -f "$binary" "$plist"
+rm -rf "$share"
+echo "uninstall: removed $binary, $plist and $share"
+
+if [ "$purge" -eq 1 ]; then
+    rm -rf "$etc" "$state"
+    rm -f "$log"
+    echo "uninstall: removed $etc, $state and $log"
+else
+    echo "uninstall: kept the units in $etc/units, the state in $state and the log $log (--purge removes them)"
+fi
+
+# Forget the receipt last; it "does not touch the installed files" (pkgutil(1), launchd.md
+# §7.2). Not having one (installed by hand, or already forgotten) is fine.
+if ! pkgutil --forget "$pkg_id"; then
+    echo "uninstall: no package receipt for $pkg_id"
+fi
+echo "uninstall: done"
