@@ -10,7 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use launchgraph::compile::compile_dir;
 use launchgraph::exit;
 use launchgraph::paths::default_units_dir;
+use launchgraph::control::protocol::Request;
 use launchgraph::plan::Plan;
+
+mod cli;
 
 /// launchgraph: start services in dependency order, each only once what it requires is ready;
 /// restart them in order, with backoff.
@@ -58,6 +61,73 @@ enum Command {
         launchctl: PathBuf,
         #[command(flatten)]
         state: StateDir,
+        #[command(flatten)]
+        socket: SocketArg,
+        /// A group whose members may act through the control socket (start, stop, restart,
+        /// reload); the socket is then mode 0660 with that group, else 0600 (root only).
+        #[arg(long, value_name = "GROUP", env = "LAUNCHGRAPH_ADMIN_GROUP")]
+        admin_group: Option<String>,
+        /// Also serve GET /metrics (Prometheus text) on this loopback address, e.g.
+        /// 127.0.0.1:9464. Non-loopback addresses are refused.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
+        /// Log format on stderr: `text` (for people) or `json` (one object per line). On
+        /// macOS the unified log (subsystem com.launchgraph.daemon) gets every line as well.
+        #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+        log_format: String,
+    },
+    /// The daemon's view of every unit (or one): state and for how long, pid, last exit,
+    /// restarts, backoff remaining, last probe, reason code, preflight findings.
+    Status {
+        unit: Option<String>,
+        /// One JSON object (the protocol's `status` response).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Bring a unit up, its requirements first.
+    Start {
+        unit: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Take a unit down, its dependents first.
+    Stop {
+        unit: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Cycle a unit, and its dependents in order.
+    Restart {
+        unit: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Re-read the units directory and apply the difference: new units start, removed ones
+    /// stop, changed ones restart with their dependents; unchanged units are not touched. An
+    /// invalid directory changes nothing.
+    Reload {
+        /// Only say what would happen.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Recent transitions, then (with --follow) live ones.
+    Events {
+        #[arg(long, short)]
+        follow: bool,
+        /// JSON lines: time, seq, unit, from, to, reason, on, detail.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// The daemon's metrics, as Prometheus text.
+    Metrics {
+        #[command(flatten)]
+        socket: SocketArg,
     },
     /// Show the start waves with each unit's readiness gate, the stop order, and what a
     /// restart of each unit cascades to.
@@ -71,12 +141,30 @@ enum Command {
 }
 
 #[derive(Args)]
+struct SocketArg {
+    /// The daemon's control socket. Default: $LAUNCHGRAPH_SOCKET, else /var/run/launchgraph.sock
+    /// on macOS, /run/launchgraph/launchgraph.sock on Linux (root's daemon), or
+    /// $XDG_RUNTIME_DIR/launchgraph.sock for a daemon of one's own.
+    #[arg(long, value_name = "PATH", env = "LAUNCHGRAPH_SOCKET")]
+    socket: Option<PathBuf>,
+}
+
+#[derive(Args)]
 struct StateDir {
     /// Where fingerprints (and other state) are kept. Default: $LAUNCHGRAPH_STATE_DIR, else
     /// /var/lib/launchgraph on Linux, /usr/local/var/launchgraph on macOS
     /// ($(brew --prefix)/var/launchgraph for a Homebrew install).
     #[arg(long, value_name = "DIR", env = "LAUNCHGRAPH_STATE_DIR")]
     state_dir: Option<PathBuf>,
+}
+
+impl SocketArg {
+    /// Where the CLI looks for the daemon.
+    fn client(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(launchgraph::paths::default_client_socket_path)
+    }
 }
 
 impl StateDir {
@@ -130,12 +218,42 @@ fn run(cli: Cli) -> u8 {
             units,
             launchctl,
             state,
-        } => up(&units.resolve(), launchctl, state.resolve()),
+            socket,
+            admin_group,
+            metrics_listen,
+            log_format,
+        } => {
+            let mut config = launchgraph::engine::UpConfig::default();
+            config.supervisor.launchd.launchctl = launchgraph::launchd::Launchctl::new(launchctl);
+            config.supervisor.state_dir = state.resolve();
+            config.socket = socket
+                .socket
+                .unwrap_or_else(launchgraph::paths::default_socket_path);
+            config.admin_group = admin_group;
+            config.metrics_listen = metrics_listen;
+            up(&units.resolve(), config, &log_format)
+        }
+        Command::Status { unit, json, socket } => {
+            let sock = socket.client();
+            cli::status(&sock, unit, json)
+        }
+        Command::Start { unit, socket } => cli::act(&socket.client(), Request::Start { unit }),
+        Command::Stop { unit, socket } => cli::act(&socket.client(), Request::Stop { unit }),
+        Command::Restart { unit, socket } => {
+            cli::act(&socket.client(), Request::Restart { unit })
+        }
+        Command::Reload { dry_run, socket } => cli::reload(&socket.client(), dry_run),
+        Command::Events {
+            follow,
+            json,
+            socket,
+        } => cli::events(&socket.client(), follow, json),
+        Command::Metrics { socket } => cli::metrics(&socket.client()),
     }
 }
 
-fn up(dir: &std::path::Path, launchctl: PathBuf, state_dir: PathBuf) -> u8 {
-    init_logging();
+fn up(dir: &std::path::Path, config: launchgraph::engine::UpConfig, log_format: &str) -> u8 {
+    init_logging(log_format == "json");
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -146,24 +264,38 @@ fn up(dir: &std::path::Path, launchctl: PathBuf, state_dir: PathBuf) -> u8 {
             return exit::SOFTWARE;
         }
     };
-    let mut config = launchgraph::engine::runtime::SupervisorConfig::default();
-    config.launchd.launchctl = launchgraph::launchd::Launchctl::new(launchctl);
-    config.state_dir = state_dir;
     runtime.block_on(launchgraph::engine::up(dir.to_path_buf(), config))
 }
 
-fn init_logging() {
+/// Logs to stderr (text for people, or JSON lines), and on macOS to the unified log too.
+fn init_logging(json: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter =
         EnvFilter::try_from_env("LAUNCHGRAPH_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
     let color = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(color)
-        .init();
+    let (text, json) = if json {
+        let layer = tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stderr)
+            .with_target(false);
+        (None, Some(layer))
+    } else {
+        let layer = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_ansi(color);
+        (Some(layer), None)
+    };
+    let registry = tracing_subscriber::registry().with(filter).with(text).with(json);
+    #[cfg(target_os = "macos")]
+    let registry = registry.with(tracing_oslog::OsLogger::new(
+        "com.launchgraph.daemon",
+        "default",
+    ));
+    registry.init();
 }
 
 /// `check`: the configuration, then (unless `state_dir` is `None`) each unit's preflight

@@ -3,24 +3,54 @@
 
 pub mod core;
 pub mod launchd_run;
+pub mod metrics_http;
 pub mod runtime;
 pub mod upkeep;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+
+use tokio::sync::mpsc;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::compile::compile_dir;
+use crate::control::protocol::{ErrorCode, Request, Response};
+use crate::control::server::{ControlServer, Incoming, ServerConfig};
 use crate::exit;
+
+/// What `launchgraph up` needs besides the units directory.
+pub struct UpConfig {
+    pub supervisor: runtime::SupervisorConfig,
+    /// The control socket (see [`crate::paths::default_socket_path`]).
+    pub socket: PathBuf,
+    /// The group whose members may act through the socket.
+    pub admin_group: Option<String>,
+    /// Serve `GET /metrics` on this loopback address.
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for UpConfig {
+    fn default() -> Self {
+        Self {
+            supervisor: runtime::SupervisorConfig::default(),
+            socket: crate::paths::default_socket_path(),
+            admin_group: None,
+            metrics_listen: None,
+        }
+    }
+}
 
 /// Compiles `dir` and supervises it until SIGTERM or SIGINT, then stops everything in reverse
 /// order. Returns the process exit code.
 ///
-/// An invalid units directory does not make the daemon exit (under launchd that would be a
-/// relaunch every ten seconds, each logging the same errors): every error is logged, and the
-/// directory is read again on SIGHUP. SIGTERM or SIGINT then exits with 78.
-pub async fn up(dir: PathBuf, config: runtime::SupervisorConfig) -> u8 {
+/// The control socket is bound first, so a second daemon refuses to start before it touches
+/// any unit. An invalid units directory does not make the daemon exit (under launchd that would
+/// be a relaunch every ten seconds, each logging the same errors): every error is logged and
+/// given to whoever asks over the socket, and the directory is read again on SIGHUP or
+/// `launchgraph reload`. SIGTERM or SIGINT then exits with 78.
+pub async fn up(dir: PathBuf, config: UpConfig) -> u8 {
     let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -32,34 +62,83 @@ pub async fn up(dir: PathBuf, config: runtime::SupervisorConfig) -> u8 {
             return exit::SOFTWARE;
         }
     };
-    let compiled = loop {
+    if let Some(addr) = config.metrics_listen
+        && !addr.ip().is_loopback()
+    {
+        tracing::error!("--metrics-listen {addr}: only a loopback address is allowed (127.0.0.1 or [::1])");
+        return exit::USAGE;
+    }
+    let mut server_config = ServerConfig::new(&config.socket);
+    server_config.admin_group = config.admin_group.clone();
+    let server = match ControlServer::bind(&server_config) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::CANTCREAT;
+        }
+    };
+    tracing::info!(socket = %config.socket.display(), "control socket ready");
+    let server_stop = CancellationToken::new();
+    let (incoming_tx, mut incoming) = mpsc::channel::<Incoming>(64);
+    let server_task = tokio::spawn(server.serve(incoming_tx, server_stop.clone()));
+
+    let compiled = 'compile: loop {
         match compile_dir(&dir) {
-            Ok(c) => break c,
+            Ok(c) => break Some(c),
             Err(diags) => {
+                let text = diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
                 for d in &diags {
                     tracing::error!(reason = "CONFIG_INVALID", "{d}");
                 }
                 tracing::error!(
-                    "{} problem{} in {}; nothing started. Fix them, then send SIGHUP to read the directory again",
+                    "{} problem{} in {}; nothing started. Fix them, then send SIGHUP or run `launchgraph reload`",
                     diags.len(),
                     if diags.len() == 1 { "" } else { "s" },
                     dir.display()
                 );
-                tokio::select! {
-                    _ = hup.recv() => continue,
-                    _ = term.recv() => return exit::CONFIG,
-                    _ = int.recv() => return exit::CONFIG,
+                loop {
+                    tokio::select! {
+                        _ = hup.recv() => continue 'compile,
+                        _ = term.recv() => break 'compile None,
+                        _ = int.recv() => break 'compile None,
+                        Some(inc) = incoming.recv() => {
+                            let retry = matches!(inc.request, Request::Reload { dry_run: false });
+                            inc.reply.send(Response::Error {
+                                code: ErrorCode::InvalidConfiguration,
+                                message: if retry {
+                                    format!("reading {} again", dir.display())
+                                } else {
+                                    format!("nothing is running: the units directory is invalid\n{text}")
+                                },
+                            });
+                            if retry {
+                                continue 'compile;
+                            }
+                        }
+                    }
                 }
             }
         }
     };
+    let Some(compiled) = compiled else {
+        server_stop.cancel();
+        let _ = server_task.await;
+        return exit::CONFIG;
+    };
     let shutdown = CancellationToken::new();
-    let (control_tx, control_rx) = tokio::sync::mpsc::channel(64);
-    let supervisor = runtime::supervise(compiled, config, control_rx, shutdown.clone());
+    let (control_tx, control_rx) = mpsc::channel(64);
+    tokio::spawn(bridge(incoming, control_tx.clone()));
+    if let Some(addr) = config.metrics_listen {
+        match metrics_http::serve(addr, control_tx.clone(), shutdown.clone()).await {
+            Ok(bound) => tracing::info!("metrics on http://{bound}/metrics"),
+            Err(e) => tracing::error!("--metrics-listen {addr}: {e}"),
+        }
+    }
+    let supervisor = runtime::supervise(compiled, config.supervisor, control_rx, shutdown.clone());
     tokio::pin!(supervisor);
     loop {
         tokio::select! {
-            () = &mut supervisor => return exit::OK,
+            () = &mut supervisor => break,
             _ = term.recv() => {
                 tracing::info!(signal = "SIGTERM", "shutdown requested");
                 shutdown.cancel();
@@ -73,6 +152,35 @@ pub async fn up(dir: PathBuf, config: runtime::SupervisorConfig) -> u8 {
                 reload_on_hup(&control_tx);
             }
         }
+    }
+    shutdown.cancel();
+    server_stop.cancel();
+    let _ = server_task.await;
+    exit::OK
+}
+
+/// Hands each request from the socket to the supervisor, and its answer back.
+async fn bridge(mut incoming: mpsc::Receiver<Incoming>, control: mpsc::Sender<runtime::ControlRequest>) {
+    while let Some(inc) = incoming.recv().await {
+        let request = inc.request;
+        if let Request::Events { .. } = request {
+            // The ring is replayed first, so the stream holds at least all of it.
+            let reply = inc.reply.stream(runtime::EVENT_RING + 64);
+            if control.send(runtime::ControlRequest { request, reply }).await.is_err() {
+                return;
+            }
+            continue;
+        }
+        let (reply, mut answer) = mpsc::channel(1);
+        if control.send(runtime::ControlRequest { request, reply }).await.is_err() {
+            return;
+        }
+        let replier = inc.reply;
+        tokio::spawn(async move {
+            if let Some(r) = answer.recv().await {
+                replier.send(r);
+            }
+        });
     }
 }
 
