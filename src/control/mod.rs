@@ -1,3 +1,5 @@
 //! The control plane: the socket the CLI talks to the daemon through.
 
+pub mod client;
 pub mod protocol;
+pub mod server;
