@@ -4,6 +4,7 @@
 //! The command line (`--units`) wins, then the environment (`LAUNCHGRAPH_UNITS`, handled by the
 //! CLI), then these defaults.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 /// The units directory of the `.pkg` install on macOS.
@@ -44,6 +45,62 @@ pub fn homebrew_prefix(exe: &Path) -> Option<PathBuf> {
         .join("bin/brew")
         .exists()
         .then(|| candidate.to_path_buf())
+}
+
+/// The control socket on macOS, where the daemon runs as root under launchd.
+pub const MACOS_SOCKET: &str = "/var/run/launchgraph.sock";
+/// The control socket of a Linux daemon running as root.
+pub const LINUX_SYSTEM_SOCKET: &str = "/run/launchgraph/launchgraph.sock";
+/// The socket's file name inside a per-user directory.
+const SOCKET_FILE_NAME: &str = "launchgraph.sock";
+
+/// The platform default control socket of the daemon.
+///
+/// - macOS: `/var/run/launchgraph.sock`;
+/// - Linux (and others) as root: `/run/launchgraph/launchgraph.sock`;
+/// - Linux as another user: `$XDG_RUNTIME_DIR/launchgraph.sock` when `XDG_RUNTIME_DIR` is set
+///   to an absolute path, else `/tmp/launchgraph-<uid>/launchgraph.sock`.
+///
+/// The command line (`--socket PATH`) wins, then the environment (`LAUNCHGRAPH_SOCKET`,
+/// handled by the CLI), then this default. The server creates the socket's directory when it
+/// is missing, and refuses a directory that someone else could replace the socket in.
+pub fn default_socket_path() -> PathBuf {
+    socket_path_for(
+        cfg!(target_os = "macos"),
+        nix::unistd::geteuid().as_raw(),
+        std::env::var_os("XDG_RUNTIME_DIR").as_deref(),
+    )
+}
+
+/// Where the CLI looks for the daemon when not told.
+///
+/// The same as [`default_socket_path`], except for a user other than root on Linux: there a
+/// member of the admin group usually talks to the system daemon, so the per-user socket is
+/// used only when it exists, and `/run/launchgraph/launchgraph.sock` otherwise.
+pub fn default_client_socket_path() -> PathBuf {
+    let own = default_socket_path();
+    if cfg!(target_os = "macos") || own.symlink_metadata().is_ok() {
+        own
+    } else {
+        PathBuf::from(LINUX_SYSTEM_SOCKET)
+    }
+}
+
+/// The default control socket for a platform (`macos`), an effective uid and the value of
+/// `XDG_RUNTIME_DIR`: the rules of [`default_socket_path`], as parameters so that every case
+/// can be checked whoever runs the tests.
+pub fn socket_path_for(macos: bool, euid: u32, xdg_runtime_dir: Option<&OsStr>) -> PathBuf {
+    if macos {
+        return PathBuf::from(MACOS_SOCKET);
+    }
+    if euid == 0 {
+        return PathBuf::from(LINUX_SYSTEM_SOCKET);
+    }
+    // The XDG base directory rules say a relative value is invalid and must be ignored.
+    match xdg_runtime_dir.map(Path::new) {
+        Some(dir) if dir.is_absolute() => dir.join(SOCKET_FILE_NAME),
+        _ => PathBuf::from(format!("/tmp/launchgraph-{euid}")).join(SOCKET_FILE_NAME),
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,994 @@
+//! The daemon's end of the control socket: creating the socket file safely, reading one
+//! bounded request per connection, checking who may act, and writing the answer.
+//!
+//! What a request *does* is not decided here. A request that passed every check is handed to
+//! the daemon as an [`Incoming`] on a channel, with a [`Replier`] for its answer: one response,
+//! or for `events --follow` a stream of them that this module writes until the client goes
+//! away. Nothing a client sends can panic the server or stop it from serving the others: each
+//! connection is its own task, bounded in bytes, time and number.
+//!
+//! The socket file:
+//! - is created with its final mode and group already set: it is bound inside a private
+//!   (0700) directory next to its final path, given its mode and group there, and only then
+//!   renamed into place, without replacing anything. Setting the mode with a `umask` around
+//!   `bind` would be shorter, but the umask is process-wide, and other threads of the daemon
+//!   create files at the same time;
+//! - is `0600` (root, or the user running the daemon), or `0660` with the admin group as its
+//!   group when one is configured;
+//! - replaces a stale socket (one nobody listens on) but never a live one, nor anything that
+//!   is not a socket;
+//! - is removed when the server stops, unless another server has replaced it meanwhile.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::unistd::{Gid, Group, Uid, User};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use super::protocol::{
+    Envelope, ErrorCode, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Request, Response,
+};
+
+/// How long a client may take to send its request line.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How many connections are served at once; more are answered with an error and closed.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// How long one response line may take to be written, so that a client that stops reading
+/// cannot hold its connection (and, on shutdown, the server) forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where and for whom the control socket is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// The socket's path (see [`crate::paths::default_socket_path`]).
+    pub path: PathBuf,
+    /// The group whose members may act (start, stop, restart, reload), as a name or a numeric
+    /// gid. With it the socket is `0660` and belongs to this group; without it the socket is
+    /// `0600` and only root (or the user running the daemon) can use it.
+    pub admin_group: Option<String>,
+    /// How long a client may take to send its request line before it is disconnected.
+    pub request_timeout: Duration,
+    /// How many connections are served at once.
+    pub max_connections: usize,
+}
+
+impl ServerConfig {
+    /// A configuration with no admin group and the default limits.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            path: path.into(),
+            admin_group: None,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+        }
+    }
+}
+
+/// Why the control socket could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("launchgraph is already running: a daemon answers on {}", path.display())]
+    AlreadyRunning { path: PathBuf },
+    #[error("{} exists and is not a socket; it was left alone (remove it or choose another --socket)", path.display())]
+    NotASocket { path: PathBuf },
+    #[error("refusing to create the control socket in {}: {why}", dir.display())]
+    UnsafeDirectory { dir: PathBuf, why: String },
+    #[error("the admin group {group:?} does not exist")]
+    UnknownGroup { group: String },
+    #[error("the control socket path {} is too long: a unix socket path has at most {max} bytes, and binding needs {needed}", path.display())]
+    PathTooLong {
+        path: PathBuf,
+        max: usize,
+        needed: usize,
+    },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ControlError {
+    fn io(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ControlError {
+        let path = path.to_path_buf();
+        move |source| ControlError::Io { what, path, source }
+    }
+}
+
+/// Who is on the other end of a connection, from the kernel's peer credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    pub uid: u32,
+    pub gid: u32,
+    /// Not every platform reports it.
+    pub pid: Option<i32>,
+    /// Root, or a member of the admin group: may send acting requests.
+    pub may_act: bool,
+}
+
+/// A request that passed every check, for the daemon to carry out.
+#[derive(Debug)]
+pub struct Incoming {
+    pub peer: Peer,
+    pub request: Request,
+    /// Answers it; dropping it unanswered answers `shutting-down`.
+    pub reply: Replier,
+}
+
+/// The way back to the client of one [`Incoming`].
+#[derive(Debug)]
+pub struct Replier {
+    tx: oneshot::Sender<Reply>,
+}
+
+#[derive(Debug)]
+enum Reply {
+    Once(Response),
+    Stream(mpsc::Receiver<Response>),
+}
+
+impl Replier {
+    /// Answers with one response; the connection is closed once it is written. A client that
+    /// has gone away meanwhile is not an error.
+    pub fn send(self, response: Response) {
+        // The only failure is a connection that no longer waits: nothing to do.
+        let _ = self.tx.send(Reply::Once(response));
+    }
+
+    /// Answers with a stream of responses (`events --follow`): the server writes each one sent
+    /// on the returned channel, until the sender is dropped or the client goes away. When the
+    /// client has gone, `send` fails and [`mpsc::Sender::closed`] completes, which is how the
+    /// daemon learns to stop. The channel holds `capacity` responses; a daemon that must never
+    /// wait on a slow client uses `try_send` and counts what it drops.
+    pub fn stream(self, capacity: usize) -> mpsc::Sender<Response> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        // If the connection no longer waits, `rx` is dropped here and `tx` is closed at once.
+        let _ = self.tx.send(Reply::Stream(rx));
+        tx
+    }
+
+    /// Whether the connection has stopped waiting for the answer (the daemon is shutting down
+    /// its control socket).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// The admin group, resolved once when the socket is bound.
+#[derive(Debug, Clone)]
+struct AdminGroup {
+    gid: u32,
+    /// For messages: the name, or the number when the gid has no entry.
+    name: String,
+}
+
+/// What every connection task shares.
+#[derive(Debug)]
+struct Context {
+    admin: Option<AdminGroup>,
+    request_timeout: Duration,
+}
+
+/// The bound control socket, ready to [`serve`](ControlServer::serve).
+///
+/// Dropping it, or the end of `serve`, removes the socket file.
+#[derive(Debug)]
+pub struct ControlServer {
+    listener: std::os::unix::net::UnixListener,
+    file: SocketFile,
+    context: Context,
+    max_connections: usize,
+}
+
+impl ControlServer {
+    /// Creates the control socket at `cfg.path` (see the module documentation), creating its
+    /// directory (`0755`) when missing.
+    ///
+    /// Needs no async runtime, so the daemon can fail early, before it starts anything.
+    pub fn bind(cfg: &ServerConfig) -> Result<Self, ControlError> {
+        let admin = cfg.admin_group.as_deref().map(resolve_group).transpose()?;
+        // Absolute, so that removing the file at the end does not depend on the working
+        // directory then.
+        let path = std::path::absolute(&cfg.path).map_err(ControlError::io(
+            "cannot resolve the socket path",
+            &cfg.path,
+        ))?;
+        let path = path.as_path();
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        if path.file_name().is_none() {
+            return Err(ControlError::NotASocket {
+                path: path.to_path_buf(),
+            });
+        }
+        prepare_directory(dir)?;
+
+        let mode = if admin.is_some() { 0o660 } else { 0o600 };
+        let mut staged = Staged::create(dir, path, mode, admin.as_ref())?;
+        let file = place(&staged, path)?;
+        let listener = staged.listener.take().expect("a staged socket is bound");
+        // Removes the now empty private directory.
+        drop(staged);
+
+        Ok(ControlServer {
+            listener,
+            file,
+            context: Context {
+                admin,
+                request_timeout: cfg.request_timeout,
+            },
+            max_connections: cfg.max_connections.max(1),
+        })
+    }
+
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// Serves connections until `shutdown` is cancelled, handing each valid request to `tx`.
+    ///
+    /// On shutdown it stops accepting, removes the socket file, answers requests still waiting
+    /// for the daemon with `shutting-down`, ends `--follow` streams, and returns once every
+    /// connection is closed.
+    pub async fn serve(self, tx: mpsc::Sender<Incoming>, shutdown: CancellationToken) {
+        let ControlServer {
+            listener,
+            file,
+            context,
+            max_connections,
+        } = self;
+        let listener = match tokio::net::UnixListener::from_std(listener) {
+            Ok(l) => l,
+            Err(error) => {
+                warn!(path = %file.path.display(), %error, "control socket: cannot serve");
+                return;
+            }
+        };
+        let context = Arc::new(context);
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let tracker = TaskTracker::new();
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, mostly: retrying at once would spin, so wait a
+                    // little for connections to close.
+                    warn!(%error, "control socket: accept failed");
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    }
+                }
+            };
+            match Arc::clone(&slots).try_acquire_owned() {
+                Ok(permit) => {
+                    let (context, tx, shutdown) =
+                        (Arc::clone(&context), tx.clone(), shutdown.clone());
+                    tracker.spawn(async move {
+                        connection(stream, &context, &tx, &shutdown).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => reject_busy(&stream, max_connections),
+            }
+        }
+        // New clients are told the daemon is not running rather than left waiting.
+        drop(listener);
+        drop(file);
+        tracker.close();
+        tracker.wait().await;
+    }
+}
+
+/// Answers a connection over the limit without a task: the line fits in the empty send buffer
+/// of a new socket, so a non-blocking write either succeeds or the client is gone.
+fn reject_busy(stream: &UnixStream, max: usize) {
+    warn!(max, "control socket: too many connections, refusing one");
+    // There is no "busy" code in the protocol; `shutting-down` is the one a client treats as
+    // "the daemon cannot answer now", and the message says why.
+    let line = response_line(&fault(
+        ErrorCode::ShuttingDown,
+        format!("launchgraph is busy: {max} control connections are open; try again"),
+    ));
+    if let Ok(line) = line {
+        let _ = stream.try_write(&line);
+    }
+}
+
+fn fault(code: ErrorCode, message: impl Into<String>) -> Response {
+    Response::Error {
+        code,
+        message: message.into(),
+    }
+}
+
+fn response_line(response: &Response) -> serde_json::Result<Vec<u8>> {
+    let mut line = serde_json::to_vec(response)?;
+    line.push(b'\n');
+    Ok(line)
+}
+
+async fn write_response(
+    stream: &mut (impl AsyncWriteExt + Unpin),
+    response: &Response,
+) -> io::Result<()> {
+    let line = response_line(response).map_err(io::Error::other)?;
+    match tokio::time::timeout(WRITE_TIMEOUT, stream.write_all(&line)).await {
+        Ok(result) => result,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the client did not read its response",
+        )),
+    }
+}
+
+/// One connection, start to end. Errors are the client's business; they are only logged.
+async fn connection(
+    mut stream: UnixStream,
+    context: &Context,
+    tx: &mpsc::Sender<Incoming>,
+    shutdown: &CancellationToken,
+) {
+    let answer = match admit(&mut stream, context, shutdown).await {
+        Admitted::Close => return,
+        Admitted::Refuse(response) => Some(response),
+        Admitted::Request(peer, request) => {
+            dispatch(&mut stream, peer, request, tx, shutdown).await
+        }
+    };
+    if let Some(response) = answer
+        && let Err(error) = write_response(&mut stream, &response).await
+    {
+        debug!(%error, "control socket: could not answer");
+    }
+}
+
+enum Admitted {
+    /// Closed without an answer: the client sent nothing, or the server is shutting down.
+    Close,
+    /// Answered with this error.
+    Refuse(Response),
+    Request(Peer, Request),
+}
+
+/// Reads and checks the request: size, framing, version, shape, and the caller's right to it.
+async fn admit(
+    stream: &mut UnixStream,
+    context: &Context,
+    shutdown: &CancellationToken,
+) -> Admitted {
+    let cred = match stream.peer_cred() {
+        Ok(cred) => cred,
+        Err(error) => {
+            return Admitted::Refuse(fault(
+                ErrorCode::PermissionDenied,
+                format!("cannot read the caller's credentials: {error}"),
+            ));
+        }
+    };
+    let line = tokio::select! {
+        _ = shutdown.cancelled() => return Admitted::Close,
+        read = read_request(stream, context.request_timeout) => read,
+    };
+    let line = match line {
+        Ok(line) => line,
+        Err(ReadError::Nothing) => return Admitted::Close,
+        Err(ReadError::Refused(response)) => return Admitted::Refuse(response),
+    };
+    let request = match parse(&line) {
+        Ok(request) => request,
+        Err((code, message)) => return Admitted::Refuse(fault(code, message)),
+    };
+
+    let (uid, gid) = (cred.uid(), cred.gid());
+    let may_act = match may_act(uid, gid, context.admin.as_ref()) {
+        Some(known) => known,
+        None => {
+            // The group database may be a network service: look it up off the runtime.
+            let admin = context.admin.clone();
+            tokio::task::spawn_blocking(move || is_member(uid, admin.as_ref()))
+                .await
+                .unwrap_or(false)
+        }
+    };
+    if request.is_acting() && !may_act {
+        let needed = match &context.admin {
+            Some(group) => format!(
+                "root or a member of the group {} (gid {})",
+                group.name, group.gid
+            ),
+            None => "root (no admin group is configured)".to_owned(),
+        };
+        return Admitted::Refuse(fault(
+            ErrorCode::PermissionDenied,
+            format!(
+                "uid {uid} may read but not act: {} needs {needed}",
+                request_name(&request)
+            ),
+        ));
+    }
+    let peer = Peer {
+        uid,
+        gid,
+        pid: cred.pid(),
+        may_act,
+    };
+    Admitted::Request(peer, request)
+}
+
+fn request_name(request: &Request) -> &'static str {
+    match request {
+        Request::Status { .. } => "status",
+        Request::Start { .. } => "start",
+        Request::Stop { .. } => "stop",
+        Request::Restart { .. } => "restart",
+        Request::Reload { dry_run: true } => "reload --dry-run",
+        Request::Reload { dry_run: false } => "reload",
+        Request::Events { .. } => "events",
+        Request::Metrics => "metrics",
+    }
+}
+
+/// Hands the request to the daemon. Returns the one answer to write, or `None` once a stream
+/// of answers has been written.
+async fn dispatch(
+    stream: &mut UnixStream,
+    peer: Peer,
+    request: Request,
+    tx: &mpsc::Sender<Incoming>,
+    shutdown: &CancellationToken,
+) -> Option<Response> {
+    let shutting_down = || fault(ErrorCode::ShuttingDown, "launchgraph is shutting down");
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let incoming = Incoming {
+        peer,
+        request,
+        reply: Replier { tx: reply_tx },
+    };
+    // The daemon's queue may be full: wait for room, but not past shutdown.
+    let sent = tokio::select! {
+        _ = shutdown.cancelled() => return Some(shutting_down()),
+        sent = tx.send(incoming) => sent,
+    };
+    if sent.is_err() {
+        return Some(shutting_down());
+    }
+    let reply = tokio::select! {
+        _ = shutdown.cancelled() => return Some(shutting_down()),
+        reply = reply_rx => reply,
+    };
+    match reply {
+        Ok(Reply::Once(response)) => Some(response),
+        Ok(Reply::Stream(rx)) => {
+            follow(stream, rx, shutdown).await;
+            None
+        }
+        // The daemon dropped the request unanswered, which it does only on its way out.
+        Err(_) => Some(shutting_down()),
+    }
+}
+
+/// Writes a stream of responses until it ends, the client goes away, or the server shuts
+/// down. A client sends nothing after its request, so anything it sends is ignored and the end
+/// of its input means it has gone.
+async fn follow(
+    stream: &mut UnixStream,
+    mut rx: mpsc::Receiver<Response>,
+    shutdown: &CancellationToken,
+) {
+    let (mut reader, mut writer) = stream.split();
+    let mut scratch = [0u8; 512];
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            read = reader.read(&mut scratch) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            next = rx.recv() => {
+                let Some(response) = next else { return };
+                if let Err(error) = write_response(&mut writer, &response).await {
+                    debug!(%error, "control socket: follower gone");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+enum ReadError {
+    /// The client closed or timed out without sending a byte: close quietly.
+    Nothing,
+    Refused(Response),
+}
+
+/// Reads the request line: at most [`MAX_REQUEST_BYTES`] before its newline, within `timeout`.
+async fn read_request(stream: &mut UnixStream, timeout: Duration) -> Result<Vec<u8>, ReadError> {
+    let mut line = Vec::with_capacity(1024);
+    // One byte more than a request may have: enough to tell a request that is too long.
+    let mut reader = BufReader::new(stream).take(MAX_REQUEST_BYTES as u64 + 1);
+    let read = tokio::time::timeout(timeout, reader.read_until(b'\n', &mut line)).await;
+    match read {
+        // What was read before the deadline is in `line`.
+        Err(_) if line.is_empty() => Err(ReadError::Nothing),
+        Err(_) => Err(ReadError::Refused(fault(
+            ErrorCode::Truncated,
+            format!(
+                "the request line did not end within {} s ({} bytes received)",
+                timeout.as_secs_f64(),
+                line.len()
+            ),
+        ))),
+        Ok(Err(error)) if line.is_empty() => {
+            debug!(%error, "control socket: read failed");
+            Err(ReadError::Nothing)
+        }
+        Ok(Err(error)) => Err(ReadError::Refused(fault(
+            ErrorCode::Truncated,
+            format!("the connection failed after {} bytes: {error}", line.len()),
+        ))),
+        Ok(Ok(_)) if line.last() == Some(&b'\n') => {
+            line.pop();
+            Ok(line)
+        }
+        Ok(Ok(_)) if line.len() > MAX_REQUEST_BYTES => Err(ReadError::Refused(fault(
+            ErrorCode::TooLarge,
+            format!("the request is longer than {MAX_REQUEST_BYTES} bytes"),
+        ))),
+        Ok(Ok(_)) if line.is_empty() => Err(ReadError::Nothing),
+        Ok(Ok(_)) => Err(ReadError::Refused(fault(
+            ErrorCode::Truncated,
+            format!(
+                "the connection ended after {} bytes, before the request's newline",
+                line.len()
+            ),
+        ))),
+    }
+}
+
+/// Parses a request line. The version is checked before the request's shape, since another
+/// version may well have requests this one does not know. The error is the code and message
+/// to answer (a whole `Response` would make every `Result` here as large as the largest one).
+fn parse(line: &[u8]) -> Result<Request, (ErrorCode, String)> {
+    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
+        refusal(
+            ErrorCode::Malformed,
+            format!("the request is not JSON: {e}"),
+        )
+    })?;
+    match value.get("version").map(serde_json::Value::as_u64) {
+        Some(Some(version)) if version == u64::from(PROTOCOL_VERSION) => {}
+        Some(Some(version)) => {
+            return Err(refusal(
+                ErrorCode::Version,
+                format!(
+                    "the client speaks protocol version {version}, this daemon speaks version {PROTOCOL_VERSION}"
+                ),
+            ));
+        }
+        Some(None) => {
+            return Err(refusal(
+                ErrorCode::Malformed,
+                "\"version\" must be a non-negative integer",
+            ));
+        }
+        None => {
+            return Err(refusal(
+                ErrorCode::Malformed,
+                "the request must be a JSON object with a \"version\"",
+            ));
+        }
+    }
+    serde_json::from_value::<Envelope>(value)
+        .map(|envelope| envelope.request)
+        .map_err(|e| refusal(ErrorCode::Malformed, format!("not a valid request: {e}")))
+}
+
+fn refusal(code: ErrorCode, message: impl Into<String>) -> (ErrorCode, String) {
+    (code, message.into())
+}
+
+/// Whether the caller may act, when it can be told without the group database.
+fn may_act(uid: u32, gid: u32, admin: Option<&AdminGroup>) -> Option<bool> {
+    if uid == 0 {
+        return Some(true);
+    }
+    match admin {
+        None => Some(false),
+        Some(group) if group.gid == gid => Some(true),
+        Some(_) => None,
+    }
+}
+
+/// Whether `uid`'s user belongs to the admin group by the group database (its supplementary
+/// groups, the way `initgroups` would set them at login).
+fn is_member(uid: u32, admin: Option<&AdminGroup>) -> bool {
+    let Some(admin) = admin else { return false };
+    let Ok(Some(user)) = User::from_uid(Uid::from_raw(uid)) else {
+        return false;
+    };
+    if user.gid.as_raw() == admin.gid {
+        return true;
+    }
+    let Ok(name) = CString::new(user.name) else {
+        return false;
+    };
+    group_list(&name, user.gid).is_ok_and(|groups| groups.contains(&admin.gid))
+}
+
+#[cfg(not(target_vendor = "apple"))]
+fn group_list(name: &std::ffi::CStr, gid: Gid) -> nix::Result<Vec<u32>> {
+    Ok(nix::unistd::getgrouplist(name, gid)?
+        .into_iter()
+        .map(Gid::as_raw)
+        .collect())
+}
+
+/// nix leaves `getgrouplist` out on Apple platforms, whose version takes `int` group ids.
+#[cfg(target_vendor = "apple")]
+fn group_list(name: &std::ffi::CStr, gid: Gid) -> nix::Result<Vec<u32>> {
+    let mut buf: Vec<libc::c_int> = vec![0; 64];
+    loop {
+        let mut n = buf.len() as libc::c_int;
+        // SAFETY: `name` is NUL-terminated and `buf` holds `n` ints.
+        let r = unsafe {
+            libc::getgrouplist(
+                name.as_ptr(),
+                gid.as_raw() as libc::c_int,
+                buf.as_mut_ptr(),
+                &mut n,
+            )
+        };
+        if r == 0 {
+            buf.truncate(usize::try_from(n).unwrap_or(0));
+            return Ok(buf.into_iter().map(|g| g as u32).collect());
+        }
+        if buf.len() >= 1 << 16 {
+            return Err(nix::errno::Errno::EINVAL);
+        }
+        let doubled = buf.len() * 2;
+        buf.resize(doubled, 0);
+    }
+}
+
+/// A group name, or a numeric gid (which needs no entry in the group database).
+fn resolve_group(group: &str) -> Result<AdminGroup, ControlError> {
+    if let Ok(gid) = group.parse::<u32>() {
+        let name = match Group::from_gid(Gid::from_raw(gid)) {
+            Ok(Some(entry)) => entry.name,
+            _ => gid.to_string(),
+        };
+        return Ok(AdminGroup { gid, name });
+    }
+    match Group::from_name(group) {
+        Ok(Some(entry)) => Ok(AdminGroup {
+            gid: entry.gid.as_raw(),
+            name: entry.name,
+        }),
+        Ok(None) => Err(ControlError::UnknownGroup {
+            group: group.to_owned(),
+        }),
+        Err(errno) => Err(ControlError::Io {
+            what: "cannot look up the admin group for",
+            path: PathBuf::from(group),
+            source: errno.into(),
+        }),
+    }
+}
+
+/// Creates the socket's directory if missing, and refuses one where another user could
+/// replace the socket with their own: it must belong to root or to us, and be writable by
+/// nobody else unless sticky (as `/tmp` is).
+fn prepare_directory(dir: &Path) -> Result<(), ControlError> {
+    if !dir.exists() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(dir)
+            .map_err(ControlError::io("cannot create the directory", dir))?;
+    }
+    let meta = fs::metadata(dir).map_err(ControlError::io("cannot read the directory", dir))?;
+    let unsafe_dir = |why: String| ControlError::UnsafeDirectory {
+        dir: dir.to_path_buf(),
+        why,
+    };
+    if !meta.is_dir() {
+        return Err(unsafe_dir("it is not a directory".to_owned()));
+    }
+    let euid = nix::unistd::geteuid().as_raw();
+    if meta.uid() != 0 && meta.uid() != euid {
+        return Err(unsafe_dir(format!(
+            "it belongs to uid {}, not to root or uid {euid}",
+            meta.uid()
+        )));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 && mode & 0o1000 == 0 {
+        return Err(unsafe_dir(format!(
+            "others can write to it (mode {:04o}) and it is not sticky",
+            mode & 0o7777
+        )));
+    }
+    Ok(())
+}
+
+/// The longest socket path the platform takes, without its terminating NUL.
+fn max_socket_path() -> usize {
+    // SAFETY: `sockaddr_un` is plain old data, for which all zeroes is a valid value.
+    let addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_path.len() - 1
+}
+
+/// A socket bound in a private directory next to its final path, with its final mode and
+/// group already set. Dropping it removes what is left of the directory.
+struct Staged {
+    dir: PathBuf,
+    socket: PathBuf,
+    listener: Option<std::os::unix::net::UnixListener>,
+}
+
+impl Staged {
+    fn create(
+        parent: &Path,
+        path: &Path,
+        mode: u32,
+        admin: Option<&AdminGroup>,
+    ) -> Result<Staged, ControlError> {
+        // Short names, since a socket path is limited to about a hundred bytes.
+        let dir = (0..16)
+            .find_map(|_| {
+                let name = format!(".lg{}", fastrand::u32(..));
+                let dir = parent.join(name);
+                match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                    Ok(()) => Some(Ok(dir)),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+                    Err(e) => Some(Err(e)),
+                }
+            })
+            .unwrap_or_else(|| Err(io::Error::from(io::ErrorKind::AlreadyExists)))
+            .map_err(ControlError::io(
+                "cannot create a private directory to bind the control socket in",
+                parent,
+            ))?;
+        let mut staged = Staged {
+            socket: dir.join("s"),
+            dir,
+            listener: None,
+        };
+        let needed = staged.socket.as_os_str().len().max(path.as_os_str().len());
+        if needed > max_socket_path() {
+            return Err(ControlError::PathTooLong {
+                path: path.to_path_buf(),
+                max: max_socket_path(),
+                needed,
+            });
+        }
+        let listener = std::os::unix::net::UnixListener::bind(&staged.socket)
+            .map_err(ControlError::io("cannot bind the control socket", path))?;
+        // Registered with the runtime only in `serve`, which needs it non-blocking.
+        listener.set_nonblocking(true).map_err(ControlError::io(
+            "cannot configure the control socket",
+            path,
+        ))?;
+        staged.listener = Some(listener);
+        if let Some(group) = admin {
+            std::os::unix::fs::chown(&staged.socket, None, Some(group.gid)).map_err(
+                ControlError::io("cannot give the admin group the control socket", path),
+            )?;
+        }
+        fs::set_permissions(&staged.socket, fs::Permissions::from_mode(mode)).map_err(
+            ControlError::io("cannot set the mode of the control socket", path),
+        )?;
+        Ok(staged)
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        // After a successful rename only the empty directory is left.
+        let _ = fs::remove_file(&self.socket);
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
+
+/// The socket file the server created: removed on drop, if it is still ours.
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl Drop for SocketFile {
+    fn drop(&mut self) {
+        // Another daemon may have replaced a socket it found stale; its file is not ours.
+        match fs::symlink_metadata(&self.path) {
+            Ok(meta) if meta.dev() == self.dev && meta.ino() == self.ino => {
+                if let Err(error) = fs::remove_file(&self.path) {
+                    warn!(path = %self.path.display(), %error, "cannot remove the control socket");
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// What is at the socket's path now.
+enum Found {
+    Nothing,
+    /// A socket nobody listens on.
+    Stale,
+    Live,
+    NotASocket,
+}
+
+/// Moves the staged socket to `path`, replacing a stale socket but nothing else.
+fn place(staged: &Staged, path: &Path) -> Result<SocketFile, ControlError> {
+    let meta = fs::symlink_metadata(&staged.socket)
+        .map_err(ControlError::io("cannot read the control socket", path))?;
+    // A few rounds, in case another daemon starting at the same moment takes the path
+    // between the look and the rename; then the next look finds it live.
+    for _ in 0..3 {
+        match look(path)? {
+            Found::Live => {
+                return Err(ControlError::AlreadyRunning {
+                    path: path.to_path_buf(),
+                });
+            }
+            Found::NotASocket => {
+                return Err(ControlError::NotASocket {
+                    path: path.to_path_buf(),
+                });
+            }
+            Found::Stale => match fs::remove_file(path) {
+                Ok(()) => debug!(path = %path.display(), "removed a stale control socket"),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(ControlError::io("cannot remove the stale socket", path)(e)),
+            },
+            Found::Nothing => {}
+        }
+        match rename_noreplace(&staged.socket, path) {
+            Ok(()) => {
+                // The rename kept the inode, so this identifies the file we placed.
+                return Ok(SocketFile {
+                    path: path.to_path_buf(),
+                    dev: meta.dev(),
+                    ino: meta.ino(),
+                });
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => {
+                return Err(ControlError::io("cannot move the control socket to", path)(
+                    e,
+                ));
+            }
+        }
+    }
+    Err(ControlError::AlreadyRunning {
+        path: path.to_path_buf(),
+    })
+}
+
+/// Looks at the path without following a symbolic link, and asks a socket whether anyone
+/// listens on it.
+fn look(path: &Path) -> Result<Found, ControlError> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Nothing),
+        Err(e) => return Err(ControlError::io("cannot look at", path)(e)),
+    };
+    if !meta.file_type().is_socket() {
+        return Ok(Found::NotASocket);
+    }
+    match probe(path) {
+        Ok(()) => Ok(Found::Live),
+        Err(e) => match e.raw_os_error() {
+            Some(libc::ECONNREFUSED) => Ok(Found::Stale),
+            // A full backlog: someone listens, but is slow to accept.
+            Some(libc::EAGAIN) | Some(libc::EINPROGRESS) => Ok(Found::Live),
+            Some(libc::ENOENT) => Ok(Found::Nothing),
+            _ => Err(ControlError::io(
+                "cannot tell whether a daemon listens on",
+                path,
+            )(e)),
+        },
+    }
+}
+
+/// Connects without blocking: a blocking connect to a live daemon whose backlog is full would
+/// wait for it, possibly forever.
+fn probe(path: &Path) -> io::Result<()> {
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: `sockaddr_un` is plain old data, for which all zeroes is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::from(io::ErrorKind::InvalidInput));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = libc::c_char::from_ne_bytes([*src]);
+    }
+    // SAFETY: plain system call; the descriptor is owned right after.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: plain system calls on a descriptor we own.
+    let r = unsafe {
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK)
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `addr` is a valid `sockaddr_un` of the given length.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&raw const addr).cast::<libc::sockaddr>(),
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Renames `from` to `to` unless `to` exists (then `AlreadyExists`), in one step.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let c_from = CString::new(from.as_os_str().as_bytes())?;
+    let c_to = CString::new(to.as_os_str().as_bytes())?;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: both paths are NUL-terminated.
+    let r = unsafe {
+        libc::renameat2(
+            libc::AT_FDCWD,
+            c_from.as_ptr(),
+            libc::AT_FDCWD,
+            c_to.as_ptr(),
+            libc::RENAME_NOREPLACE as _,
+        )
+    };
+    #[cfg(target_vendor = "apple")]
+    // SAFETY: both paths are NUL-terminated.
+    let r = unsafe { libc::renamex_np(c_from.as_ptr(), c_to.as_ptr(), libc::RENAME_EXCL) };
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+    // Elsewhere, a look then a rename: `place` has just seen nothing at `to`.
+    let r = {
+        if to.symlink_metadata().is_ok() {
+            return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+        }
+        // SAFETY: both paths are NUL-terminated.
+        unsafe { libc::rename(c_from.as_ptr(), c_to.as_ptr()) }
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
