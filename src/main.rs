@@ -8,9 +8,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use launchgraph::compile::compile_dir;
+use launchgraph::control::protocol::Request;
 use launchgraph::exit;
 use launchgraph::paths::default_units_dir;
-use launchgraph::control::protocol::Request;
 use launchgraph::plan::Plan;
 
 mod cli;
@@ -239,9 +239,7 @@ fn run(cli: Cli) -> u8 {
         }
         Command::Start { unit, socket } => cli::act(&socket.client(), Request::Start { unit }),
         Command::Stop { unit, socket } => cli::act(&socket.client(), Request::Stop { unit }),
-        Command::Restart { unit, socket } => {
-            cli::act(&socket.client(), Request::Restart { unit })
-        }
+        Command::Restart { unit, socket } => cli::act(&socket.client(), Request::Restart { unit }),
         Command::Reload { dry_run, socket } => cli::reload(&socket.client(), dry_run),
         Command::Events {
             follow,
@@ -289,7 +287,10 @@ fn init_logging(json: bool) {
             .with_ansi(color);
         (Some(layer), None)
     };
-    let registry = tracing_subscriber::registry().with(filter).with(text).with(json);
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(text)
+        .with(json);
     #[cfg(target_os = "macos")]
     let registry = registry.with(tracing_oslog::OsLogger::new(
         "com.launchgraph.daemon",

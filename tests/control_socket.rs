@@ -427,7 +427,7 @@ async fn connections_beyond_the_limit_are_refused_until_one_closes() {
     let refused = within("the refusal", client::request(&h.path, Request::Metrics))
         .await
         .unwrap();
-    assert_eq!(error_code(&refused), ErrorCode::ShuttingDown);
+    assert_eq!(error_code(&refused), ErrorCode::Busy);
     assert!(error_message(&refused).contains("busy"), "{refused:?}");
 
     drop(holder);

@@ -160,11 +160,20 @@ pub fn reload_report(r: &ReloadReport) -> String {
             v.join(", ")
         }
     };
-    let _ = writeln!(out, "added ({verb} start):            {}", list(&r.added));
-    let _ = writeln!(out, "removed ({verb} stop):           {}", list(&r.removed));
-    let _ = writeln!(out, "changed ({verb} restart):        {}", list(&r.changed));
-    let _ = writeln!(out, "cycled with a changed unit:   {}", list(&r.cycled));
-    let _ = writeln!(out, "unchanged (not touched):      {}", list(&r.unchanged));
+    let rows = [
+        (format!("added ({verb} start)"), &r.added),
+        (format!("removed ({verb} stop)"), &r.removed),
+        (format!("changed ({verb} restart)"), &r.changed),
+        (
+            format!("cycled ({verb} restart with a changed unit)"),
+            &r.cycled,
+        ),
+        ("unchanged (not touched)".to_string(), &r.unchanged),
+    ];
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    for (key, units) in rows {
+        let _ = writeln!(out, "{:<width$} {}", format!("{key}:"), list(units));
+    }
     out
 }
 

@@ -305,10 +305,8 @@ impl ControlServer {
 /// of a new socket, so a non-blocking write either succeeds or the client is gone.
 fn reject_busy(stream: &UnixStream, max: usize) {
     warn!(max, "control socket: too many connections, refusing one");
-    // There is no "busy" code in the protocol; `shutting-down` is the one a client treats as
-    // "the daemon cannot answer now", and the message says why.
     let line = response_line(&fault(
-        ErrorCode::ShuttingDown,
+        ErrorCode::Busy,
         format!("launchgraph is busy: {max} control connections are open; try again"),
     ));
     if let Ok(line) = line {

@@ -60,7 +60,10 @@ async fn answer(
         r
     };
     if req.method() != Method::GET || req.uri().path() != "/metrics" {
-        return Ok(respond(StatusCode::NOT_FOUND, "only GET /metrics is served here\n".into()));
+        return Ok(respond(
+            StatusCode::NOT_FOUND,
+            "only GET /metrics is served here\n".into(),
+        ));
     }
     let (reply, mut rx) = mpsc::channel(1);
     let sent = control

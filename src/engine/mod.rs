@@ -65,7 +65,9 @@ pub async fn up(dir: PathBuf, config: UpConfig) -> u8 {
     if let Some(addr) = config.metrics_listen
         && !addr.ip().is_loopback()
     {
-        tracing::error!("--metrics-listen {addr}: only a loopback address is allowed (127.0.0.1 or [::1])");
+        tracing::error!(
+            "--metrics-listen {addr}: only a loopback address is allowed (127.0.0.1 or [::1])"
+        );
         return exit::USAGE;
     }
     let mut server_config = ServerConfig::new(&config.socket);
@@ -86,7 +88,11 @@ pub async fn up(dir: PathBuf, config: UpConfig) -> u8 {
         match compile_dir(&dir) {
             Ok(c) => break Some(c),
             Err(diags) => {
-                let text = diags.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
+                let text = diags
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n");
                 for d in &diags {
                     tracing::error!(reason = "CONFIG_INVALID", "{d}");
                 }
@@ -160,19 +166,30 @@ pub async fn up(dir: PathBuf, config: UpConfig) -> u8 {
 }
 
 /// Hands each request from the socket to the supervisor, and its answer back.
-async fn bridge(mut incoming: mpsc::Receiver<Incoming>, control: mpsc::Sender<runtime::ControlRequest>) {
+async fn bridge(
+    mut incoming: mpsc::Receiver<Incoming>,
+    control: mpsc::Sender<runtime::ControlRequest>,
+) {
     while let Some(inc) = incoming.recv().await {
         let request = inc.request;
         if let Request::Events { .. } = request {
             // The ring is replayed first, so the stream holds at least all of it.
             let reply = inc.reply.stream(runtime::EVENT_RING + 64);
-            if control.send(runtime::ControlRequest { request, reply }).await.is_err() {
+            if control
+                .send(runtime::ControlRequest { request, reply })
+                .await
+                .is_err()
+            {
                 return;
             }
             continue;
         }
         let (reply, mut answer) = mpsc::channel(1);
-        if control.send(runtime::ControlRequest { request, reply }).await.is_err() {
+        if control
+            .send(runtime::ControlRequest { request, reply })
+            .await
+            .is_err()
+        {
             return;
         }
         let replier = inc.reply;
