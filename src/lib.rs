@@ -20,4 +20,5 @@ pub mod preflight;
 pub mod probe;
 pub mod process;
 pub mod reason;
+pub mod snapshot;
 pub mod unit;
