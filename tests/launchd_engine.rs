@@ -55,6 +55,8 @@ impl Daemon {
             .arg(launchctl)
             .arg("--state-dir")
             .arg(units.parent().unwrap().join("state"))
+            .arg("--socket")
+            .arg(units.parent().unwrap().join("ctl.sock"))
             .env("NO_COLOR", "1")
             .env("LAUNCHGRAPH_LOG", "info")
             .stdin(Stdio::null())

@@ -624,6 +624,8 @@ fn the_daemon_argv_runs_up_and_sigterm_stops_it_with_exit_0() {
         .args(&argv[1..])
         .env_clear()
         .envs(environment(&d))
+        // The host's default control socket may be in use by another daemon.
+        .env("LAUNCHGRAPH_SOCKET", root.path().join("launchgraph.sock"))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -402,6 +402,8 @@ impl Daemon {
             .arg(units)
             .arg("--state-dir")
             .arg(&state_dir)
+            .arg("--socket")
+            .arg(units.parent().unwrap_or(units).join("ctl.sock"))
             .env_remove("LAUNCHGRAPH_UNITS")
             .env("NO_COLOR", "1")
             .env("LAUNCHGRAPH_LOG", "info")
