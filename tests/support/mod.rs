@@ -403,7 +403,7 @@ impl Daemon {
             .arg("--state-dir")
             .arg(&state_dir)
             .arg("--socket")
-            .arg(units.parent().unwrap_or(units).join("ctl.sock"))
+            .arg(units.parent().unwrap_or(units).join("control/ctl.sock"))
             .env_remove("LAUNCHGRAPH_UNITS")
             .env("NO_COLOR", "1")
             .env("LAUNCHGRAPH_LOG", "info")
