@@ -134,3 +134,45 @@ pub fn events(socket: &Path, follow: bool, json: bool) -> u8 {
         exit::OK
     })
 }
+
+pub fn snapshot(opts: &launchgraph::snapshot::SnapshotOptions) -> u8 {
+    let Some(rt) = runtime() else {
+        return exit::SOFTWARE;
+    };
+    match rt.block_on(launchgraph::snapshot::take(opts)) {
+        Ok(snap) => {
+            for w in &snap.warnings {
+                eprintln!("launchgraph: snapshot: {w}");
+            }
+            print(&format!(
+                "{} ({} entries)\n",
+                snap.path.display(),
+                snap.entries.len()
+            ))
+        }
+        Err(e) => {
+            eprintln!("launchgraph: snapshot: {e}");
+            exit::IO
+        }
+    }
+}
+
+pub fn snapshot_list(state_dir: &Path) -> u8 {
+    match launchgraph::snapshot::list(state_dir) {
+        Ok(all) => {
+            let mut out = String::new();
+            for (path, size, _) in all {
+                out.push_str(&format!("{}  {size} bytes\n", path.display()));
+            }
+            print(&out)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => exit::OK,
+        Err(e) => {
+            eprintln!(
+                "launchgraph: cannot list snapshots in {}: {e}",
+                state_dir.display()
+            );
+            exit::IO
+        }
+    }
+}

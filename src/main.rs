@@ -129,6 +129,20 @@ enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Write the artifact for a change window: a tarball in the state directory with the unit
+    /// files, the plists they use, their environments (secrets redacted), the last
+    /// fingerprints, the live status, and Ollama's and OpenClaw's own reports when reachable.
+    Snapshot {
+        /// List the existing snapshots instead.
+        #[arg(long)]
+        list: bool,
+        #[command(flatten)]
+        units: UnitsDir,
+        #[command(flatten)]
+        state: StateDir,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// Show the start waves with each unit's readiness gate, the stop order, and what a
     /// restart of each unit cascades to.
     Plan {
@@ -247,6 +261,22 @@ fn run(cli: Cli) -> u8 {
             socket,
         } => cli::events(&socket.client(), follow, json),
         Command::Metrics { socket } => cli::metrics(&socket.client()),
+        Command::Snapshot {
+            list,
+            units,
+            state,
+            socket,
+        } => {
+            let state_dir = state.resolve();
+            if list {
+                cli::snapshot_list(&state_dir)
+            } else {
+                let mut opts =
+                    launchgraph::snapshot::SnapshotOptions::new(units.resolve(), state_dir);
+                opts.socket = Some(socket.client());
+                cli::snapshot(&opts)
+            }
+        }
     }
 }
 
