@@ -1,0 +1,554 @@
+//! Helpers for the tests of the CLI against a running daemon: each verb run as a separate
+//! process with a deadline ([`cli`]), a live `events --follow` read line by line
+//! ([`Follower`]), a daemon started with arguments of the test's choosing ([`RawDaemon`]),
+//! the `status` table and `status --json` read back, and the processes running a given
+//! command line, found in `/proc`.
+//!
+//! Use it from a test crate that also declares `mod support;`.
+#![allow(dead_code)] // Not every test crate uses every part.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Instant;
+
+use launchgraph::control::protocol::{EventRecord, UnitStatus};
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+
+use crate::support::{DEADLINE, Transition, group_gone};
+
+/// The launchgraph binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_launchgraph");
+
+/// What one run of the CLI printed, and how it exited.
+#[derive(Debug)]
+pub struct Out {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Asserts the exit code, showing everything printed when it differs.
+    #[track_caller]
+    pub fn expect(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "unexpected exit code: {self:#?}");
+        self
+    }
+
+    /// Asserts success and returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        self.expect(0);
+        &self.stdout
+    }
+}
+
+/// The CLI with `args`, then `--socket SOCKET`, with `NO_COLOR=1` and none of launchgraph's
+/// variables from the test's environment.
+pub fn cli_command(socket: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .arg("--socket")
+        .arg(socket)
+        .env_remove("LAUNCHGRAPH_SOCKET")
+        .env_remove("LAUNCHGRAPH_UNITS")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs the CLI (see [`cli_command`]) to its end.
+pub fn cli(socket: &Path, args: &[&str]) -> Out {
+    run(cli_command(socket, args))
+}
+
+/// Runs `cmd` to its end with stdout and stderr captured; killed, and the test failed, if it
+/// has not exited within [`DEADLINE`].
+pub fn run(mut cmd: Command) -> Out {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("run the CLI");
+    let pid = Pid::from_raw(child.id() as i32);
+    let read = |r: Option<Box<dyn Read + Send>>| {
+        let mut r = r.expect("piped");
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = r.read_to_string(&mut s);
+            s
+        })
+    };
+    let stdout = read(child.stdout.take().map(|s| Box::new(s) as _));
+    let stderr = read(child.stderr.take().map(|s| Box::new(s) as _));
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(DEADLINE) {
+        Ok(status) => status.expect("wait for the CLI"),
+        Err(_) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            panic!("{cmd:?} did not exit within {DEADLINE:?}");
+        }
+    };
+    Out {
+        code: status.code(),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    }
+}
+
+/// Runs `cmd` with its stdout on a new pseudo-terminal (stderr discarded); returns the exit
+/// code and what it wrote to the terminal.
+pub fn on_tty(mut cmd: Command) -> (Option<i32>, String) {
+    let pty = nix::pty::openpty(None, None).expect("open a pseudo-terminal");
+    cmd.stdout(Stdio::from(pty.slave)).stderr(Stdio::null());
+    let mut child = cmd.spawn().expect("run the CLI");
+    // The child holds the terminal now; ours must close for reads to end when it exits.
+    drop(cmd);
+    let pid = Pid::from_raw(child.id() as i32);
+    let mut master = std::fs::File::from(pty.master);
+    let reader = std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        // Ends with EIO once the child's end is closed.
+        let _ = master.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(DEADLINE) {
+        Ok(status) => status.expect("wait for the CLI"),
+        Err(_) => {
+            let _ = kill(pid, Signal::SIGKILL);
+            panic!("the CLI on a terminal did not exit within {DEADLINE:?}");
+        }
+    };
+    (status.code(), reader.join().unwrap())
+}
+
+/// Runs `cmd` as `uid`/`gid` with no supplementary groups.
+pub fn as_user(mut cmd: Command, uid: u32, gid: u32) -> Out {
+    cmd.uid(uid).gid(gid);
+    run(cmd)
+}
+
+/// `status --json`, parsed as the protocol's `UnitStatus` list.
+pub fn status_json(socket: &Path) -> Vec<UnitStatus> {
+    let out = cli(socket, &["status", "--json"]);
+    parse_status(out.ok())
+}
+
+/// The `{"units": [...]}` object of `status --json`.
+pub fn parse_status(text: &str) -> Vec<UnitStatus> {
+    #[derive(serde::Deserialize)]
+    struct Status {
+        units: Vec<UnitStatus>,
+    }
+    serde_json::from_str::<Status>(text)
+        .unwrap_or_else(|e| panic!("status --json is not a status ({e}):\n{text}"))
+        .units
+}
+
+/// One unit's status from a list.
+#[track_caller]
+pub fn unit<'a>(units: &'a [UnitStatus], name: &str) -> &'a UnitStatus {
+    units
+        .iter()
+        .find(|u| u.name == name)
+        .unwrap_or_else(|| panic!("no unit {name} in {units:#?}"))
+}
+
+/// Each unit's pid, from `status --json`.
+pub fn pids(socket: &Path) -> BTreeMap<String, Option<u32>> {
+    status_json(socket)
+        .into_iter()
+        .map(|u| (u.name, u.pid))
+        .collect()
+}
+
+/// `events --json`, parsed.
+pub fn events_json(socket: &Path) -> Vec<EventRecord> {
+    cli(socket, &["events", "--json"])
+        .ok()
+        .lines()
+        .map(parse_event)
+        .collect()
+}
+
+#[track_caller]
+pub fn parse_event(line: &str) -> EventRecord {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("not an event ({e}): {line:?}"))
+}
+
+/// The `status` table: its rows (column header -> cell) and the notes under it.
+pub struct Table {
+    pub headers: Vec<String>,
+    pub rows: Vec<BTreeMap<String, String>>,
+    pub notes: String,
+}
+
+impl Table {
+    pub const COLUMNS: [&str; 9] = [
+        "UNIT",
+        "STATE",
+        "FOR",
+        "PID",
+        "LAST EXIT",
+        "RESTARTS",
+        "BACKOFF",
+        "PROBE",
+        "REASON",
+    ];
+
+    /// Reads the table: each cell runs from its header's first column to the next header's.
+    pub fn parse(text: &str) -> Table {
+        let (table, notes) = text.split_once("\n\n").unwrap_or((text, ""));
+        let mut lines = table.lines();
+        let header = lines.next().expect("a header line");
+        let mut starts = Vec::new();
+        let mut headers = Vec::new();
+        let mut at = 0;
+        for name in Self::COLUMNS {
+            let i = header[at..]
+                .find(name)
+                .unwrap_or_else(|| panic!("no column {name} in {header:?}"))
+                + at;
+            starts.push(i);
+            headers.push(name.to_owned());
+            at = i + name.len();
+        }
+        assert_eq!(
+            header.split("  ").filter(|h| !h.trim().is_empty()).count(),
+            Self::COLUMNS.len(),
+            "exactly the documented columns: {header:?}"
+        );
+        let rows = lines
+            .map(|line| {
+                headers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, h)| {
+                        let end = starts.get(i + 1).copied().unwrap_or(line.len());
+                        let cell = line.get(starts[i]..end.min(line.len())).unwrap_or("");
+                        (h.clone(), cell.trim().to_owned())
+                    })
+                    .collect()
+            })
+            .collect();
+        Table {
+            headers,
+            rows,
+            notes: notes.to_owned(),
+        }
+    }
+
+    #[track_caller]
+    pub fn row(&self, unit: &str) -> &BTreeMap<String, String> {
+        self.rows
+            .iter()
+            .find(|r| r["UNIT"] == unit)
+            .unwrap_or_else(|| panic!("no row for {unit} in {:#?}", self.rows))
+    }
+
+    /// The indented note lines under `unit:`.
+    pub fn notes_of(&self, unit: &str) -> Vec<String> {
+        let head = format!("{unit}:");
+        self.notes
+            .lines()
+            .skip_while(|l| *l != head)
+            .skip(1)
+            .take_while(|l| l.starts_with("  "))
+            .map(|l| l.trim().to_owned())
+            .collect()
+    }
+}
+
+/// `events --follow --json` running, its lines read by a thread; killed on drop.
+pub struct Follower {
+    child: Child,
+    lines: Receiver<String>,
+    pub seen: Vec<EventRecord>,
+}
+
+impl Follower {
+    pub fn start(socket: &Path) -> Follower {
+        let mut cmd = cli_command(socket, &["events", "--follow", "--json"]);
+        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("run events --follow");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Follower {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Reads until an event satisfies `pred` (within [`DEADLINE`]); returns it.
+    pub fn wait(&mut self, what: &str, pred: impl Fn(&EventRecord) -> bool) -> EventRecord {
+        if let Some(e) = self.seen.iter().find(|e| pred(e)) {
+            return e.clone();
+        }
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let e = parse_event(&line);
+                    self.seen.push(e.clone());
+                    if pred(&e) {
+                        return e;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!(
+                        "no event {what} within {DEADLINE:?}; seen: {:#?}",
+                        self.seen
+                    )
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!(
+                        "events --follow ended before {what}; seen: {:#?}",
+                        self.seen
+                    )
+                }
+            }
+        }
+    }
+
+    /// Reads to the end of its output (within [`DEADLINE`]), then returns its exit code.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let until = Instant::now() + DEADLINE;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(parse_event(&line)),
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("events --follow did not end within {DEADLINE:?}")
+                }
+            }
+        }
+        // Its output has ended: it exits now, if it has not already.
+        let status = self.child.wait().expect("wait for events --follow");
+        status.code()
+    }
+
+    /// Kills the CLI and waits for it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether it has exited (without waiting).
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `launchgraph up` with the arguments a test chooses (`--metrics-listen`, ...), its stderr
+/// read by a thread. Dropping it sends SIGTERM, waits (SIGKILL past the deadline), then
+/// SIGKILLs what is left of the process groups of the units its log named.
+pub struct RawDaemon {
+    pid: Pid,
+    lines_rx: Receiver<String>,
+    pub lines: Vec<String>,
+    status_rx: Receiver<ExitStatus>,
+    status: Option<ExitStatus>,
+}
+
+impl RawDaemon {
+    pub fn start(args: &[&OsStr]) -> RawDaemon {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("up")
+            .args(args)
+            .env_remove("LAUNCHGRAPH_UNITS")
+            .env_remove("LAUNCHGRAPH_SOCKET")
+            .env("NO_COLOR", "1")
+            .env("LAUNCHGRAPH_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("start launchgraph up");
+        let pid = Pid::from_raw(child.id() as i32);
+        let stderr = child.stderr.take().unwrap();
+        let (lines_tx, lines_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let (status_tx, status_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            if let Ok(status) = child.wait() {
+                let _ = status_tx.send(status);
+            }
+        });
+        RawDaemon {
+            pid,
+            lines_rx,
+            lines: Vec::new(),
+            status_rx,
+            status: None,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.lines.join("\n")
+    }
+
+    /// How many lines have been read so far: a position to wait from.
+    pub fn mark(&self) -> usize {
+        self.lines.len()
+    }
+
+    /// Waits for the first line at index `from` or later satisfying `pred`; returns its index.
+    pub fn wait_line(&mut self, from: usize, what: &str, pred: impl Fn(&str) -> bool) -> usize {
+        let until = Instant::now() + DEADLINE;
+        let mut next = from;
+        loop {
+            while next < self.lines.len() {
+                if pred(&self.lines[next]) {
+                    return next;
+                }
+                next += 1;
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            match self.lines_rx.recv_timeout(left) {
+                Ok(line) => self.lines.push(line),
+                Err(_) => panic!("no line {what} in the daemon's log:\n{}", self.log()),
+            }
+        }
+    }
+
+    /// Waits for a transition at index `from` or later satisfying `pred`.
+    pub fn wait_for(
+        &mut self,
+        from: usize,
+        what: &str,
+        pred: impl Fn(&Transition) -> bool,
+    ) -> Transition {
+        let i = self.wait_line(from, what, |l| {
+            Transition::parse(0, l).is_some_and(|t| pred(&t))
+        });
+        Transition::parse(i, &self.lines[i]).unwrap()
+    }
+
+    fn wait_status(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            self.status = self.status_rx.recv_timeout(DEADLINE).ok();
+        }
+        self.status
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        if self.status.is_none() {
+            let _ = kill(self.pid, Signal::SIGTERM);
+        }
+        let status = self.wait_status();
+        status.unwrap_or_else(|| panic!("the daemon did not exit; its log:\n{}", self.log()))
+    }
+}
+
+impl Drop for RawDaemon {
+    fn drop(&mut self) {
+        if self.status.is_none() {
+            let _ = kill(self.pid, Signal::SIGTERM);
+            if self.wait_status().is_none() {
+                let _ = kill(self.pid, Signal::SIGKILL);
+                self.wait_status();
+            }
+        }
+        while let Ok(line) = self
+            .lines_rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+        {
+            self.lines.push(line);
+        }
+        for line in &self.lines {
+            let Some(pid) = Transition::parse(0, line)
+                .and_then(|t| t.figure("pid").and_then(|p| p.parse::<i32>().ok()))
+            else {
+                continue;
+            };
+            if !group_gone(pid) {
+                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// The live (not zombie) processes whose command line satisfies `pred`.
+pub fn processes_running(pred: impl Fn(&[String]) -> bool) -> Vec<i32> {
+    let mut found = Vec::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if cmdline(pid).is_some_and(|c| pred(&c)) && !crate::support::process_gone(pid) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// A process's argv, from `/proc` (empty for a zombie).
+pub fn cmdline(pid: i32) -> Option<Vec<String>> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|&b| b == 0)
+            .filter(|a| !a.is_empty())
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect(),
+    )
+}
+
+/// A group from the group database that is not root's and that `nobody` is not in.
+pub fn group_nobody_is_not_in() -> Option<(String, u32)> {
+    let nobody_gid = nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .map(|u| u.gid.as_raw());
+    let groups = std::fs::read_to_string("/etc/group").ok()?;
+    groups.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        let (name, gid, members) = (fields.first()?, fields.get(2)?, fields.get(3)?);
+        let gid: u32 = gid.parse().ok()?;
+        let eligible = gid != 0
+            && Some(gid) != nobody_gid
+            && !members.split(',').any(|m| m == "nobody")
+            && nix::unistd::Group::from_name(name).ok().flatten().is_some();
+        eligible.then(|| (name.to_string(), gid))
+    })
+}
