@@ -595,9 +595,6 @@ fn events_replay_the_transitions_and_follow_live_ones() {
 /// the last unit's `stopped`, before its stream ends. Tried a few times, as what goes wrong is
 /// a race.
 #[test]
-#[ignore = "the server ends `events --follow` streams as soon as shutdown is signalled, \
-            dropping the last transitions still queued for them (src/control/server.rs, \
-            `follow`; src/engine/mod.rs, `up`)"]
 fn a_follower_sees_every_transition_of_a_shutdown() {
     for _ in 0..10 {
         let d = UnitDir::new();
@@ -1302,8 +1299,6 @@ fn an_invalid_directory_is_reported_to_every_verb_until_fixed_and_reloaded() {
 
 /// After the directory is fixed, `launchgraph reload` should say that it worked.
 #[test]
-#[ignore = "reload on an invalid directory answers `reading DIR again` with exit 78 even when \
-            the directory is now valid (src/engine/mod.rs, the invalid-configuration loop)"]
 fn reload_after_fixing_an_invalid_directory_succeeds() {
     let d = UnitDir::new();
     let socket = socket_of(&d);
@@ -1320,8 +1315,6 @@ fn reload_after_fixing_an_invalid_directory_succeeds() {
 /// After the directory is fixed, `reload --dry-run` should read it again, not repeat the
 /// errors of the last read.
 #[test]
-#[ignore = "reload --dry-run on an invalid directory answers the errors of the last read \
-            without reading the directory again (src/engine/mod.rs, the invalid-configuration loop)"]
 fn a_dry_run_after_fixing_an_invalid_directory_reads_it_again() {
     let d = UnitDir::new();
     let socket = socket_of(&d);

@@ -499,7 +499,23 @@ async fn follow(
     let mut scratch = [0u8; 512];
     loop {
         tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = shutdown.cancelled() => {
+                // The daemon is on its way out: write what it already published (the last
+                // transitions of its shutdown), until the stream ends, within a bound.
+                let bound = tokio::time::sleep(Duration::from_secs(2));
+                tokio::pin!(bound);
+                loop {
+                    tokio::select! {
+                        () = &mut bound => return,
+                        next = rx.recv() => {
+                            let Some(response) = next else { return };
+                            if write_response(&mut writer, &response).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
             read = reader.read(&mut scratch) => match read {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}

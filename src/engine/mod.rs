@@ -84,15 +84,18 @@ pub async fn up(dir: PathBuf, config: UpConfig) -> u8 {
     let (incoming_tx, mut incoming) = mpsc::channel::<Incoming>(64);
     let server_task = tokio::spawn(server.serve(incoming_tx, server_stop.clone()));
 
+    // A non-dry `reload` sent while the directory is invalid is answered once it was read.
+    let mut answer_after: Option<crate::control::server::Replier> = None;
     let compiled = 'compile: loop {
         match compile_dir(&dir) {
-            Ok(c) => break Some(c),
+            Ok(c) => {
+                if let Some(r) = answer_after.take() {
+                    r.send(Response::Reload(all_added(&c, false)));
+                }
+                break Some(c);
+            }
             Err(diags) => {
-                let text = diags
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                let text = diagnostics_text(&diags);
                 for d in &diags {
                     tracing::error!(reason = "CONFIG_INVALID", "{d}");
                 }
@@ -102,24 +105,36 @@ pub async fn up(dir: PathBuf, config: UpConfig) -> u8 {
                     if diags.len() == 1 { "" } else { "s" },
                     dir.display()
                 );
+                if let Some(r) = answer_after.take() {
+                    r.send(Response::Error {
+                        code: ErrorCode::InvalidConfiguration,
+                        message: text.clone(),
+                    });
+                }
                 loop {
                     tokio::select! {
                         _ = hup.recv() => continue 'compile,
                         _ = term.recv() => break 'compile None,
                         _ = int.recv() => break 'compile None,
-                        Some(inc) = incoming.recv() => {
-                            let retry = matches!(inc.request, Request::Reload { dry_run: false });
-                            inc.reply.send(Response::Error {
-                                code: ErrorCode::InvalidConfiguration,
-                                message: if retry {
-                                    format!("reading {} again", dir.display())
-                                } else {
-                                    format!("nothing is running: the units directory is invalid\n{text}")
-                                },
-                            });
-                            if retry {
+                        Some(inc) = incoming.recv() => match inc.request {
+                            Request::Reload { dry_run: false } => {
+                                answer_after = Some(inc.reply);
                                 continue 'compile;
                             }
+                            // A dry run reads the directory as it is now, and changes nothing.
+                            Request::Reload { dry_run: true } => match compile_dir(&dir) {
+                                Ok(c) => inc.reply.send(Response::Reload(all_added(&c, true))),
+                                Err(d) => inc.reply.send(Response::Error {
+                                    code: ErrorCode::InvalidConfiguration,
+                                    message: diagnostics_text(&d),
+                                }),
+                            },
+                            _ => inc.reply.send(Response::Error {
+                                code: ErrorCode::InvalidConfiguration,
+                                message: format!(
+                                    "nothing is running: the units directory is invalid\n{text}"
+                                ),
+                            }),
                         }
                     }
                 }
@@ -225,4 +240,24 @@ fn reload_on_hup(control: &tokio::sync::mpsc::Sender<runtime::ControlRequest>) {
             );
         }
     });
+}
+
+fn diagnostics_text(diags: &[crate::diag::Diagnostic]) -> String {
+    diags
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The reload report of a first valid configuration: every unit is new.
+fn all_added(
+    c: &crate::compile::Compiled,
+    dry_run: bool,
+) -> crate::control::protocol::ReloadReport {
+    crate::control::protocol::ReloadReport {
+        dry_run,
+        added: c.units.iter().map(|u| u.name.to_string()).collect(),
+        ..Default::default()
+    }
 }

@@ -183,6 +183,18 @@ fn start_ticks(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether `pid` still runs. A zombie does not: the killed orphans of a previous daemon wait
+/// for their new parent (often init) to reap them, which can take a while.
+fn running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok(),
+    }
+}
+
 /// Records a freshly spawned `exec` unit (atomically, in `<state>/runs/<unit>.json`).
 pub fn record_run(state_dir: &Path, unit: &str, pid: u32) {
     let record = RunRecord {
@@ -237,12 +249,11 @@ pub async fn stop_leftovers(compiled: &crate::compile::Compiled, state_dir: &Pat
             let group = Pid::from_raw(record.pid as i32);
             let _ = killpg(group, spec.stop_signal.0);
             let deadline = std::time::Instant::now() + spec.stop_timeout;
-            while kill(group, None).is_ok() && std::time::Instant::now() < deadline {
+            while running(record.pid) && std::time::Instant::now() < deadline {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            if kill(group, None).is_ok() {
-                let _ = killpg(group, Signal::SIGKILL);
-            }
+            // Whatever is left of the group, the leader included if it ignored the signal.
+            let _ = killpg(group, Signal::SIGKILL);
         }
         let _ = std::fs::remove_file(&path);
     }

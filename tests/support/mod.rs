@@ -402,8 +402,6 @@ impl Daemon {
             .arg(units)
             .arg("--state-dir")
             .arg(&state_dir)
-            .arg("--socket")
-            .arg(units.parent().unwrap_or(units).join("control/ctl.sock"))
             .env_remove("LAUNCHGRAPH_UNITS")
             .env("NO_COLOR", "1")
             .env("LAUNCHGRAPH_LOG", "info")
@@ -411,6 +409,11 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        // A socket of its own, unless the test chose one.
+        if !env.iter().any(|(k, _)| *k == "LAUNCHGRAPH_SOCKET") {
+            cmd.arg("--socket")
+                .arg(units.parent().unwrap_or(units).join("control/ctl.sock"));
+        }
         let mut child = cmd.spawn().expect("start launchgraph up");
         let pid = Pid::from_raw(child.id() as i32);
         let stderr = child.stderr.take().unwrap();
