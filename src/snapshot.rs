@@ -777,7 +777,7 @@ fn launchd_environment(
     }
     let env_file = target.env_file.as_ref().map(|file| {
         let vars = match read_small(file) {
-            Ok(Some(bytes)) => parse_env_file(&String::from_utf8_lossy(&bytes)),
+            Ok(Some(bytes)) => crate::preflight::parse_env_file(&String::from_utf8_lossy(&bytes)),
             Ok(None) => {
                 c.warn(format!(
                     "unit {}: OpenClaw's env file {} is not a regular file",
@@ -863,29 +863,6 @@ fn safe_component(s: &str) -> String {
     } else {
         cleaned
     }
-}
-
-/// OpenClaw's env file (`KEY=value` lines, `export` allowed, one level of quotes), read the
-/// way preflight reads it.
-fn parse_env_file(text: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let line = line.trim();
-        let line = line.strip_prefix("export ").unwrap_or(line).trim_start();
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            continue;
-        }
-        let value = value.trim();
-        let value = ['"', '\'']
-            .into_iter()
-            .find(|q| value.len() >= 2 && value.starts_with(*q) && value.ends_with(*q))
-            .map_or(value, |_| &value[1..value.len() - 1]);
-        out.insert(key.to_owned(), value.to_owned());
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1634,7 +1611,7 @@ mod tests {
 
     #[test]
     fn env_files_parse_as_preflight_reads_them() {
-        let env = parse_env_file(
+        let env = crate::preflight::parse_env_file(
             "# comment\nexport OPENCLAW_STATE_DIR=\"/s\"\nOPENAI_API_KEY='sk-1'\nbad key=1\nPLAIN=x=y\n",
         );
         assert_eq!(env["OPENCLAW_STATE_DIR"], "/s");

@@ -648,42 +648,7 @@ fn is_member(uid: u32, admin: Option<&AdminGroup>) -> bool {
     let Ok(name) = CString::new(user.name) else {
         return false;
     };
-    group_list(&name, user.gid).is_ok_and(|groups| groups.contains(&admin.gid))
-}
-
-#[cfg(not(target_vendor = "apple"))]
-fn group_list(name: &std::ffi::CStr, gid: Gid) -> nix::Result<Vec<u32>> {
-    Ok(nix::unistd::getgrouplist(name, gid)?
-        .into_iter()
-        .map(Gid::as_raw)
-        .collect())
-}
-
-/// nix leaves `getgrouplist` out on Apple platforms, whose version takes `int` group ids.
-#[cfg(target_vendor = "apple")]
-fn group_list(name: &std::ffi::CStr, gid: Gid) -> nix::Result<Vec<u32>> {
-    let mut buf: Vec<libc::c_int> = vec![0; 64];
-    loop {
-        let mut n = buf.len() as libc::c_int;
-        // SAFETY: `name` is NUL-terminated and `buf` holds `n` ints.
-        let r = unsafe {
-            libc::getgrouplist(
-                name.as_ptr(),
-                gid.as_raw() as libc::c_int,
-                buf.as_mut_ptr(),
-                &mut n,
-            )
-        };
-        if r == 0 {
-            buf.truncate(usize::try_from(n).unwrap_or(0));
-            return Ok(buf.into_iter().map(|g| g as u32).collect());
-        }
-        if buf.len() >= 1 << 16 {
-            return Err(nix::errno::Errno::EINVAL);
-        }
-        let doubled = buf.len() * 2;
-        buf.resize(doubled, 0);
-    }
+    crate::process::group_list(&name, user.gid).is_ok_and(|groups| groups.contains(&admin.gid))
 }
 
 /// A group name, or a numeric gid (which needs no entry in the group database).

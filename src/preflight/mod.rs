@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 pub use analyze::Target;
 pub use context::{Accounts, LAUNCHD_DEFAULT_PATH, PreflightContext, SystemAccounts, UserEntry};
 pub use finding::{Finding, FindingCode, Severity, blocks_start};
-pub use node::PackageInfo;
+pub use node::{PackageInfo, parse_env_file};
 
 use crate::unit::{Runner, Unit};
 

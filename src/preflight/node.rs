@@ -587,10 +587,14 @@ fn expand_path(
 /// one OpenClaw's env wrapper sources (openclaw-ollama.md §1.5). Best effort: lines that are
 /// not plain assignments are skipped.
 pub(crate) fn read_env_file(path: &Path) -> BTreeMap<String, String> {
+    std::fs::read_to_string(path)
+        .map(|text| parse_env_file(&text))
+        .unwrap_or_default()
+}
+
+/// [`read_env_file`] on text already read.
+pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return out;
-    };
     for line in text.lines() {
         let line = line.trim();
         let line = line.strip_prefix("export ").unwrap_or(line).trim_start();

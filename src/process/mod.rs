@@ -27,6 +27,7 @@ mod running;
 mod spawn;
 mod track;
 
+pub(crate) use credentials::group_list;
 pub use credentials::{Account, Credentials, plan_credentials};
 pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscribe_reaped};
 pub use running::{ExitReport, StopOutcome, StopReport, UnitProcess, signal_group};
