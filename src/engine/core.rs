@@ -137,6 +137,23 @@ pub enum Event {
     Command(Command),
 }
 
+impl Event {
+    /// The unit the event is about (none for a command).
+    pub fn unit_mut(&mut self) -> Option<&mut UnitId> {
+        match self {
+            Event::Spawned { unit, .. }
+            | Event::SpawnFailed { unit, .. }
+            | Event::Exited { unit, .. }
+            | Event::ProbeReported { unit, .. }
+            | Event::TimerFired { unit, .. }
+            | Event::Relaunching { unit, .. }
+            | Event::StartDeferred { unit, .. }
+            | Event::Retry { unit } => Some(unit),
+            Event::Command(_) => None,
+        }
+    }
+}
+
 /// What the runtime must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {

@@ -265,90 +265,11 @@ impl Supervisor {
     }
 
     /// An event as the current core must see it; `None` for one about a unit that is gone.
-    fn current_event(&self, epoch: u64, e: Event) -> Option<Event> {
-        if epoch == self.epoch {
-            return Some(e);
+    fn current_event(&self, epoch: u64, mut e: Event) -> Option<Event> {
+        if let Some(unit) = e.unit_mut() {
+            *unit = self.remap(epoch, *unit)?;
         }
-        let map = |u: UnitId| self.remap(epoch, u);
-        Some(match e {
-            Event::Spawned {
-                unit,
-                generation,
-                pid,
-            } => Event::Spawned {
-                unit: map(unit)?,
-                generation,
-                pid,
-            },
-            Event::SpawnFailed {
-                unit,
-                generation,
-                error,
-            } => Event::SpawnFailed {
-                unit: map(unit)?,
-                generation,
-                error,
-            },
-            Event::Exited {
-                unit,
-                generation,
-                exit,
-                killed_after_timeout,
-            } => Event::Exited {
-                unit: map(unit)?,
-                generation,
-                exit,
-                killed_after_timeout,
-            },
-            Event::ProbeReported {
-                unit,
-                generation,
-                kind,
-                ok,
-                latency,
-                detail,
-            } => Event::ProbeReported {
-                unit: map(unit)?,
-                generation,
-                kind,
-                ok,
-                latency,
-                detail,
-            },
-            Event::TimerFired {
-                unit,
-                generation,
-                timer,
-            } => Event::TimerFired {
-                unit: map(unit)?,
-                generation,
-                timer,
-            },
-            Event::Relaunching {
-                unit,
-                generation,
-                exit,
-            } => Event::Relaunching {
-                unit: map(unit)?,
-                generation,
-                exit,
-            },
-            Event::StartDeferred {
-                unit,
-                generation,
-                reason,
-                detail,
-                retry_after,
-            } => Event::StartDeferred {
-                unit: map(unit)?,
-                generation,
-                reason,
-                detail,
-                retry_after,
-            },
-            Event::Retry { unit } => Event::Retry { unit: map(unit)? },
-            Event::Command(c) => Event::Command(c),
-        })
+        Some(e)
     }
 
     /// A file the unit depends on changed: say now what a start would meet, and let a unit
