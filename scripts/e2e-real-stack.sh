@@ -120,7 +120,7 @@ cleanup() {
     wait "$LG_PID" 2>/dev/null
   fi
   for pid in $(run_pids); do
-    say "cleanup: killing leftover process $pid: $(tr '\0' ' ' </proc/"$pid"/cmdline 2>/dev/null | cut -c1-160)"
+    say "cleanup: killing leftover process $pid: $(tr '\0' ' ' 2>/dev/null </proc/"$pid"/cmdline | cut -c1-160)"
     kill -KILL "$pid" 2>/dev/null
   done
   clean_tmp
@@ -284,7 +284,9 @@ else
   say "building launchgraph (cargo build --profile $PROFILE)"
   t0=$(date +%s%N)
   (cd "$ROOT" && cargo build --locked --profile "$PROFILE" --bin launchgraph </dev/null) || fail "cargo build failed"
-  LG="${CARGO_TARGET_DIR:-$ROOT/target}/$dir/launchgraph"
+  target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
+  case "$target_dir" in /*) ;; *) target_dir="$ROOT/$target_dir" ;; esac
+  LG="$target_dir/$dir/launchgraph"
   [ -x "$LG" ] || fail "cargo build did not produce $LG"
   note "build (cargo build --profile $PROFILE)" "$(ms_between "$t0" "$(date +%s%N)") ms"
 fi
@@ -620,7 +622,7 @@ if [ -n "$BROKER1" ]; then
 fi
 
 note "restart: SIGKILL -> gateway stopped" "$(ms_between "$T_KILL" "$G_STOPPED_NS") ms"
-note "restart: SIGKILL -> ollama exec again" "$(ms_between "$T_KILL" "$O_EXEC2") ms (backoff 1s)"
+note "restart: SIGKILL -> ollama exec again" "$(ms_between "$T_KILL" "$O_EXEC2") ms (backoff 1s ±10%)"
 note "restart: ollama exec -> /api/version answers" "$(ms_between "$O_EXEC2" "$API_FIRST2") ms"
 note "restart: ollama exec -> READY" "$(ms_between "$O_EXEC2" "$O_READY2_NS") ms"
 note "restart: ollama READY -> gateway exec" "$(ms_between "$O_READY2_NS" "$G_EXEC2") ms"
