@@ -489,7 +489,7 @@ POLL_PID=$!
 
 say "starting launchgraph up"
 T_UP=$(date +%s%N)
-"$LG" up --units "$RUN/units" --state-dir "$RUN/state" </dev/null 2>"$LG_LOG" >"$RUN/launchgraph.stdout" &
+"$LG" up --units "$RUN/units" --state-dir "$RUN/state" --socket "$RUN/control/ctl.sock" </dev/null 2>"$LG_LOG" >"$RUN/launchgraph.stdout" &
 LG_PID=$!
 
 wait_log '^[^ ]+ +INFO ollama: started -> ready READY' 1 120 "ollama to be ready"
