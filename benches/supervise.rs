@@ -12,6 +12,7 @@
 //! Run with `cargo bench --bench supervise`, or name parts: `cargo bench --bench supervise --
 //! gate crash`. `LAUNCHGRAPH_BENCH_REPS` sets the samples per row (default 30 for `gate`, 40
 //! for `crash`, 5 for `up200`); `LAUNCHGRAPH_BENCH_IDLE_SECS` the idle window (default 60);
+//! `LAUNCHGRAPH_BENCH_BIN` runs another build of the binary instead of this one's;
 //! `LAUNCHGRAPH_BENCH_QUIET=PCT` makes each sample wait until the machine is below PCT % busy
 //! (for a machine shared with other work; the background load is printed either way).
 //! The units are a small C program compiled with `cc` at start into the temp dir: it writes
@@ -29,6 +30,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const BIN: &str = env!("CARGO_BIN_EXE_launchgraph");
+
+/// The binary under test: this build's, or `LAUNCHGRAPH_BENCH_BIN` to compare another build
+/// with the same harness.
+fn bin() -> String {
+    std::env::var("LAUNCHGRAPH_BENCH_BIN").unwrap_or_else(|_| BIN.to_owned())
+}
+
 const SEED: u64 = 0x7375_7065_7276;
 
 /// The unit program. `stamp FILE`: append "pid ns" (the instant it started) to FILE, then wait
@@ -322,7 +330,7 @@ struct Daemon {
 impl Daemon {
     fn start(units: &Path, log: &Path) -> R<Daemon> {
         let file = fs::File::create(log).map_err(|e| format!("cannot create the log: {e}"))?;
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.args(["up", "--units"])
             .arg(units)
             .env("NO_COLOR", "1")
@@ -332,7 +340,9 @@ impl Daemon {
             .stdout(Stdio::null())
             .stderr(Stdio::from(file));
         let spawned_ns = now_ns();
-        let child = cmd.spawn().map_err(|e| format!("cannot run {BIN}: {e}"))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", bin()))?;
         Ok(Daemon {
             child: Some(child),
             log: log.to_owned(),
@@ -843,7 +853,7 @@ fn bench_crash(b: &mut Bench, reps: usize) -> R<()> {
     Ok(())
 }
 
-/// utime + stime of `pid` in clock ticks, and the ticks per second.
+/// utime + stime of `pid`, in clock ticks.
 fn cpu_ticks(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -1084,10 +1094,10 @@ fn bench_up200(b: &mut Bench, reps: usize) -> R<()> {
 }
 
 fn sanity() -> R<()> {
-    let out = Command::new(BIN)
+    let out = Command::new(bin())
         .args(["up", "--help"])
         .output()
-        .map_err(|e| format!("cannot run {BIN}: {e}"))?;
+        .map_err(|e| format!("cannot run {}: {e}", bin()))?;
     if !out.status.success() {
         return Err(format!(
             "`launchgraph up --help` failed ({}): this binary has no `up` yet",
@@ -1128,9 +1138,16 @@ fn main() -> ExitCode {
     } else {
         "release (bench profile)"
     };
-    println!("supervise: {BIN}");
+    println!("supervise: {}", bin());
+    let mem_gib = fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or_else(|| "?".into(), |kib| format!("{:.0}", kib / 1024.0 / 1024.0));
     println!(
-        "machine: {cores} cores, kernel {}, build {profile}; load {}",
+        "machine: {cores} cores, {mem_gib} GiB, kernel {}, build {profile}; load {}",
         fs::read_to_string("/proc/sys/kernel/osrelease")
             .unwrap_or_default()
             .trim(),
