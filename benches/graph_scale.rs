@@ -4,7 +4,9 @@
 //!
 //! Run with `cargo bench --bench graph_scale`. Pass `compile` or `process` to run one half.
 //! Generation is seeded, so every run measures the same directories. The targets these figures
-//! are held against are in docs/performance.md.
+//! are held against are in docs/performance.md. On a machine shared with other work,
+//! `LAUNCHGRAPH_BENCH_QUIET=PCT` makes each timed run of the binary wait until the machine is
+//! below PCT % busy; the background load is printed either way.
 
 use std::fmt;
 use std::fs;
@@ -222,8 +224,65 @@ fn bench_compile() {
     println!();
 }
 
+/// The `cpu` line of /proc/stat: (busy, steal, total) ticks over all cores.
+fn cpu_totals() -> Option<(u64, u64, u64)> {
+    let stat = fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4)?;
+    let steal = *v.get(7)?;
+    Some((total - idle - steal, steal, total))
+}
+
+/// How busy the machine is while this benchmark does nothing, over `window`, in % of all
+/// cores: other builds on a shared machine show up here.
+fn background(window: Duration) -> Option<f64> {
+    let (b0, _, t0) = cpu_totals()?;
+    std::thread::sleep(window);
+    let (b1, _, t1) = cpu_totals()?;
+    Some((b1 - b0) as f64 * 100.0 / (t1 - t0).max(1) as f64)
+}
+
+/// With `LAUNCHGRAPH_BENCH_QUIET=PCT`, waits until the machine was below PCT % busy over
+/// 200 ms (at most 60 s). Without it, returns at once.
+fn calm() {
+    let Some(threshold) = std::env::var("LAUNCHGRAPH_BENCH_QUIET")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    else {
+        return;
+    };
+    let end = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < end {
+        match background(Duration::from_millis(200)) {
+            Some(busy) if busy >= threshold => {}
+            _ => return,
+        }
+    }
+}
+
+fn conditions() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let profile = if cfg!(debug_assertions) {
+        "debug (figures are not representative)"
+    } else {
+        "release (bench profile)"
+    };
+    let load = fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into());
+    format!("machine: {cores} cores, build {profile}, load {load}")
+}
+
 /// Runs the binary once, its stdout discarded (as `> /dev/null`), and times it.
 fn run(args: &[&str]) -> Result<Duration, String> {
+    calm();
     let t = Instant::now();
     let out = Command::new(BIN)
         .args(args)
@@ -342,7 +401,10 @@ fn bench_process() -> Result<(), String> {
             let row = rows.last().expect("just pushed");
             if row.n == SIZES[0] {
                 println!();
-                println!("shape {shape} (timed runs after one warm-up)");
+                println!(
+                    "shape {shape} (timed runs after one warm-up); background {}% busy",
+                    background(Duration::from_secs(1)).map_or("?".into(), |b| format!("{b:.0}"))
+                );
                 if shape == Shape::Global {
                     println!(
                         "  note: restart cascades here can reach most of the graph, so plan's \
@@ -397,6 +459,7 @@ fn main() -> ExitCode {
         .collect();
     let wants = |part: &str| only.is_empty() || only.iter().any(|a| a == part);
     println!("graph_scale: seed {SEED:#x}");
+    println!("{}", conditions());
     println!();
     if wants("compile") {
         bench_compile();
