@@ -417,7 +417,8 @@ fn plan(dir: &std::path::Path, json: bool) -> u8 {
     match compile_dir(dir) {
         Ok(c) => {
             let plan = Plan::new(&c);
-            let mut out = std::io::stdout().lock();
+            // One write per buffer, not per line: a large plan is megabytes.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let written = if json {
                 serde_json::to_writer_pretty(&mut out, &plan)
                     .map_err(std::io::Error::from)
@@ -425,7 +426,7 @@ fn plan(dir: &std::path::Path, json: bool) -> u8 {
             } else {
                 out.write_all(plan.render().as_bytes())
             };
-            match written {
+            match written.and_then(|()| out.flush()) {
                 Ok(()) => exit::OK,
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
                 Err(e) => {

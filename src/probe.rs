@@ -326,22 +326,29 @@ impl Prober {
     }
 }
 
+/// How often readiness is tried in the first seconds of a start.
+pub const READY_POLL_FAST: Duration = Duration::from_millis(5);
+/// How long the fast polling lasts before backing off.
+pub const READY_POLL_FAST_FOR: Duration = Duration::from_secs(3);
+
 /// The delay before each successive readiness attempt while a unit is starting.
 ///
-/// The first attempt runs at once (0); then the delays start at 2 ms and grow by half each
-/// time (2, 3, 4.5, 6.75, 10.1, ... ms), capped at `interval`, which then repeats forever. With
-/// the default 1 s interval the cap is reached after 16 delays, about 2.6 s into the wait.
-///
-/// So a service that is ready at once is noticed at once, one ready within milliseconds is
-/// noticed within milliseconds, and one that takes long costs at most one attempt per
-/// `interval`. Until the cap, the time between readiness and its detection is at most about
-/// three quarters of the time already waited. The iterator never ends: the caller stops at its
-/// start timeout.
+/// The first attempt runs at once (0); then one attempt every 5 ms for the first 3 s of the
+/// wait (most services that start fast are ready by then, and each is noticed within 5 ms, so
+/// their dependents start within milliseconds); then the delays grow by half each time (7.5,
+/// 11.25, ... ms) up to `interval`, which then repeats forever. A slow starter (OpenClaw's
+/// gateway takes seconds) costs at most one attempt per `interval` once the fast phase is over.
+/// An `interval` below 5 ms is used from the start. The iterator never ends: the caller stops
+/// at its start timeout.
 pub fn ready_poll_delays(interval: Duration) -> impl Iterator<Item = Duration> {
-    let first = Duration::from_millis(2).min(interval);
-    std::iter::once(Duration::ZERO).chain(std::iter::successors(Some(first), move |d| {
-        Some(d.saturating_add(*d / 2).min(interval))
-    }))
+    let fast = READY_POLL_FAST.min(interval);
+    let fast_count = (READY_POLL_FAST_FOR.as_nanos() / fast.as_nanos().max(1)) as usize;
+    let first_slow = fast.saturating_add(fast / 2).min(interval);
+    std::iter::once(Duration::ZERO)
+        .chain(std::iter::repeat_n(fast, fast_count))
+        .chain(std::iter::successors(Some(first_slow), move |d| {
+            Some(d.saturating_add(*d / 2).min(interval))
+        }))
 }
 
 async fn tcp(addr: SocketAddr, timeout: Duration) -> Verdict {
@@ -923,11 +930,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn poll_delays_start_at_once_grow_and_cap() {
-        let delays: Vec<_> = ready_poll_delays(Duration::from_secs(1)).take(40).collect();
+    fn poll_delays_start_at_once_stay_fast_then_grow_and_cap() {
+        let delays: Vec<_> = ready_poll_delays(Duration::from_secs(1))
+            .take(700)
+            .collect();
         assert_eq!(delays[0], Duration::ZERO);
-        assert_eq!(delays[1], Duration::from_millis(2));
-        assert_eq!(delays[2], Duration::from_millis(3));
+        assert!(delays[1..=600].iter().all(|d| *d == READY_POLL_FAST));
+        assert_eq!(delays[601], Duration::from_micros(7500));
         assert!(delays.windows(2).all(|w| w[0] <= w[1]));
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));
         assert_eq!(*delays.last().unwrap(), Duration::from_secs(1));
@@ -935,13 +944,13 @@ mod tests {
 
     /// The numbers the documentation gives for the default interval.
     #[test]
-    fn poll_delays_reach_a_one_second_cap_as_documented() {
+    fn poll_delays_are_fast_for_three_seconds_as_documented() {
         let interval = Duration::from_secs(1);
-        let delays: Vec<_> = ready_poll_delays(interval).take(40).collect();
+        let delays: Vec<_> = ready_poll_delays(interval).take(700).collect();
+        let fast_phase: Duration = delays[..=600].iter().sum();
+        assert_eq!(fast_phase, READY_POLL_FAST_FOR);
         let first_capped = delays.iter().position(|d| *d == interval).unwrap();
-        assert_eq!(first_capped, 17);
-        let waited: Duration = delays[..first_capped].iter().sum();
-        assert!((2500..2700).contains(&waited.as_millis()), "{waited:?}");
+        assert_eq!(first_capped, 601 + 13, "7.5 ms x 1.5^12 < 1 s <= x 1.5^13");
     }
 
     #[test]

@@ -885,6 +885,9 @@ impl Shell {
                 // Fast at first, so that dependents start within milliseconds of readiness;
                 // then backing off to `interval`.
                 ProbeKind::Ready => {
+                    // Failures while starting are expected and frequent (every 5 ms at first):
+                    // the supervisor hears of one at most every 250 ms, for status; a pass at once.
+                    let mut last_failure_report: Option<Instant> = None;
                     for delay in ready_poll_delays(interval) {
                         tokio::select! {
                             () = token.cancelled() => return,
@@ -894,10 +897,15 @@ impl Shell {
                             () = token.cancelled() => return,
                             o = prober.run(probe, timeout) => o,
                         };
-                        let ok = outcome.ok;
-                        report(ok, outcome.latency, outcome.detail);
-                        if ok {
+                        if outcome.ok {
+                            report(true, outcome.latency, outcome.detail);
                             return;
+                        }
+                        if last_failure_report
+                            .is_none_or(|t| t.elapsed() >= Duration::from_millis(250))
+                        {
+                            last_failure_report = Some(Instant::now());
+                            report(false, outcome.latency, outcome.detail);
                         }
                     }
                 }

@@ -109,8 +109,12 @@ pub fn read_dir(dir: &Path) -> DirContents {
         if name.starts_with('.') || !name.ends_with(".toml") {
             continue;
         }
-        // Follow symlinks: a unit file may be a link into a shared tree. A dangling link is
-        // kept, so that reading it reports the problem.
+        // A regular file needs no second look; follow symlinks (a unit file may be a link
+        // into a shared tree; a dangling link is kept, so that reading it reports the problem).
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            files.push(path);
+            continue;
+        }
         match std::fs::metadata(&path) {
             Ok(m) if m.is_dir() => continue,
             Ok(m) if !m.is_file() => {
