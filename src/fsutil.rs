@@ -10,6 +10,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Writes `data` to `path` atomically: a temporary file in the same directory is written and
 /// synced, renamed over `path`, and the directory is synced. Creates the directory if needed.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    write_via_rename(path, data, mode, true)
+}
+
+/// Like [`write_atomic`] (readers see the old content or the new, never a torn file) but
+/// without syncing to disk: for records that lose their meaning with a power loss anyway.
+pub fn replace(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    write_via_rename(path, data, mode, false)
+}
+
+fn write_via_rename(path: &Path, data: &[u8], mode: u32, sync: bool) -> io::Result<()> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let dir = path
         .parent()
@@ -28,9 +38,14 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
             .mode(mode)
             .open(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
         fs::rename(&tmp, path)?;
-        File::open(dir)?.sync_all()
+        if sync {
+            File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if written.is_err() {
         let _ = fs::remove_file(&tmp);

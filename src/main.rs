@@ -282,8 +282,11 @@ fn run(cli: Cli) -> u8 {
 
 fn up(dir: &std::path::Path, config: launchgraph::engine::UpConfig, log_format: &str) -> u8 {
     init_logging(log_format == "json");
+    // One thread owns the supervisor; a few more do blocking lookups (users, log files) at
+    // starts. Each extra thread costs memory for as long as the daemon lives.
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(4)
         .build()
     {
         Ok(r) => r,

@@ -103,6 +103,11 @@ impl FileWatch {
             let by_file = by_file.clone();
             move |event: notify::Result<notify::Event>| {
                 let Ok(event) = event else { return };
+                // Opening or reading a file changes nothing a start depends on, and a
+                // directory like /usr/bin is opened all day long by every exec on the host.
+                if event.kind.is_access() || event.kind.is_other() {
+                    return;
+                }
                 let mut hit = HashSet::new();
                 for p in &event.paths {
                     if let Some(units) = by_file.get(p) {
@@ -202,9 +207,11 @@ pub fn record_run(state_dir: &Path, unit: &str, pid: u32) {
         pid,
         start_ticks: start_ticks(pid),
     };
+    // Atomic, but not synced: after a power loss there is no leftover process to find
+    // either, and a start should not wait for the disk.
     let written = serde_json::to_vec(&record)
         .map_err(std::io::Error::other)
-        .and_then(|json| crate::fsutil::write_atomic(&run_file(state_dir, unit), &json, 0o600));
+        .and_then(|json| crate::fsutil::replace(&run_file(state_dir, unit), &json, 0o600));
     if let Err(e) = written {
         tracing::warn!(
             "{unit}: cannot record its pid in {}: {e}",
