@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/bash
 # Installer for the end-to-end run against the real stack (scripts/e2e-real-stack.sh): Node 24
 # and OpenClaw from the npm registry, and the Ollama-API server ollama-proxy-plus from PyPI, each
 # in its own prefix under a cache directory outside the checkout. Idempotent: a component whose

@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/bash
 # End-to-end run of `launchgraph up` against the real stack on Linux: the OpenClaw gateway
 # (openclaw@2026.9.6 from npm, on Node 24 from npm) and an Ollama-API server (ollama-proxy-plus
 # from PyPI on 127.0.0.1:11434), as two `exec` units. It checks that the gateway starts only once
