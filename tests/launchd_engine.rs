@@ -3,18 +3,14 @@
 //! dependent cycled in order; a start racing a draining bootout; a missing GUI domain; a
 //! disabled job enabled before bootstrap.
 
+mod support;
 #[path = "support_launchd/mod.rs"]
 mod support_launchd;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
 
+use support::Daemon;
 use support_launchd::{DoubleLaunchd, JobPlist};
-
-const DEADLINE: Duration = Duration::from_secs(60);
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -39,45 +35,16 @@ fn server_argv(port: u16, delay: f64, name: &str) -> Vec<String> {
     vec!["/usr/bin/env".into(), "python3".into(), "-c".into(), code]
 }
 
-/// The running daemon and its log, line by line.
-struct Daemon {
-    child: Child,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
+/// `launchgraph up` on `units`, driving launchd through the double's wrapper, with the shared
+/// harness (its own state directory and control socket, cleaned up on drop).
+struct Up(Daemon);
 
-impl Daemon {
+impl Up {
     fn start(units: &Path, launchctl: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_launchgraph"))
-            .args(["up", "--units"])
-            .arg(units)
-            .arg("--launchctl")
-            .arg(launchctl)
-            .arg("--state-dir")
-            .arg(units.parent().unwrap().join("state"))
-            .arg("--socket")
-            .arg(units.parent().unwrap().join("ctl.sock"))
-            .env("NO_COLOR", "1")
-            .env("LAUNCHGRAPH_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start launchgraph up");
-        let stderr = child.stderr.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Daemon {
-            child,
-            lines,
-            seen: Vec::new(),
-        }
+        Up(Daemon::start_with_env(
+            units,
+            &[("LAUNCHGRAPH_LAUNCHCTL", launchctl.to_str().unwrap())],
+        ))
     }
 
     /// Waits for a log line containing every one of `needles`; returns its index in the log.
@@ -87,64 +54,26 @@ impl Daemon {
 
     /// Waits for such a line after line `after` (or anywhere).
     fn wait_after(&mut self, after: Option<usize>, needles: &[&str]) -> usize {
-        let start = after.map_or(0, |a| a + 1);
-        let matches = |l: &String| needles.iter().all(|n| l.contains(n));
-        if let Some(i) = self.seen.iter().skip(start).position(matches) {
-            return start + i;
-        }
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line);
-                    if matches(self.seen.last().unwrap()) && self.seen.len() > start {
-                        return self.seen.len() - 1;
-                    }
-                }
-                Err(_) => panic!(
-                    "no line with {needles:?} within {DEADLINE:?}; log so far:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
+        let from = after.map_or(0, |a| a + 1);
+        let what = needles.join(" ");
+        self.0
+            .wait_line(from, &what, |l| needles.iter().all(|n| l.contains(n)))
     }
 
     fn find(&self, needles: &[&str]) -> Option<usize> {
-        self.seen
+        self.0
+            .lines()
             .iter()
             .position(|l| needles.iter().all(|n| l.contains(n)))
     }
 
-    /// SIGTERM, then the exit code.
-    fn stop(&mut self) -> Option<i32> {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
-                    self.seen.push(line);
-                }
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "launchgraph did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    fn log(&self) -> String {
+        self.0.log()
     }
-}
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+    /// SIGTERM, then the exit code once the log has ended.
+    fn stop(&mut self) -> Option<i32> {
+        self.0.terminate().code()
     }
 }
 
@@ -247,15 +176,15 @@ fn get(port: u16) -> bool {
 async fn launchd_jobs_start_in_order_and_a_relaunch_cycles_the_dependent() {
     let double = DoubleLaunchd::start(300).await;
     let s = stack("system");
-    let mut d = Daemon::start(&s.units, &double.wrapper_path);
+    let mut d = Up::start(&s.units, &double.wrapper_path);
 
     let model_ready = d.wait_for(&["model: started -> ready READY"]);
     let gateway_start = d.wait_for(&["gateway: waiting -> starting"]);
     let gateway_ready = d.wait_for(&["gateway: started -> ready READY"]);
     assert!(
         model_ready < gateway_start && gateway_start < gateway_ready,
-        "{:#?}",
-        d.seen
+        "{}",
+        d.log()
     );
     assert!(
         get(s.model_port) && get(s.gateway_port),
@@ -297,13 +226,13 @@ async fn launchd_jobs_start_in_order_and_a_relaunch_cycles_the_dependent() {
     let gw_ready_again = d.wait_after(Some(gw_again), &["gateway: started -> ready READY"]);
     assert!(
         gw_stop < model_again,
-        "the dependent went down first: {:#?}",
-        d.seen
+        "the dependent went down first: {}",
+        d.log()
     );
     assert!(
         model_again < gw_again && gw_again < gw_ready_again,
-        "{:#?}",
-        d.seen
+        "{}",
+        d.log()
     );
     assert_eq!(
         calls_for(&double, "kickstart", "test.model"),
@@ -314,14 +243,14 @@ async fn launchd_jobs_start_in_order_and_a_relaunch_cycles_the_dependent() {
 
     // Shutdown: the gateway first, then the KeepAlive model is booted out (not killed, which
     // launchd would undo).
-    assert_eq!(d.stop(), Some(0), "{:#?}", d.seen);
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
     let gw_stopped = d
         .find(&["gateway: stopping -> stopped SHUTDOWN"])
         .expect("gateway stopped");
     let model_stopping = d
         .find(&["model: ready -> stopping SHUTDOWN"])
         .expect("model stopped");
-    assert!(gw_stopped < model_stopping, "{:#?}", d.seen);
+    assert!(gw_stopped < model_stopping, "{}", d.log());
     assert_eq!(calls_for(&double, "bootout", "test.model"), 1);
     let out = double.run(&["print", "system/test.model"]).await;
     assert_eq!(out.code, 113, "the model is unloaded: {}", out.stdout);
@@ -339,7 +268,7 @@ async fn a_start_during_a_draining_bootout_is_retried_and_succeeds() {
     let out = double.run(&["bootout", "system/test.model"]).await;
     assert_eq!(out.code, 0, "{}", out.stderr);
 
-    let mut d = Daemon::start(&s.units, &double.wrapper_path);
+    let mut d = Up::start(&s.units, &double.wrapper_path);
     d.wait_for(&["gateway: started -> ready READY"]);
     assert!(get(s.model_port));
     let bootstraps: Vec<i32> = double
@@ -355,8 +284,8 @@ async fn a_start_during_a_draining_bootout_is_retried_and_succeeds() {
     );
     assert!(
         d.find(&["model", "-> backoff"]).is_none(),
-        "retried inside the start, not as a failure: {:#?}",
-        d.seen
+        "retried inside the start, not as a failure: {}",
+        d.log()
     );
     assert_eq!(d.stop(), Some(0));
 }
@@ -365,12 +294,12 @@ async fn a_start_during_a_draining_bootout_is_retried_and_succeeds() {
 async fn a_missing_gui_domain_waits_instead_of_crash_looping() {
     let double = DoubleLaunchd::start(300).await;
     let s = stack("gui/501");
-    let mut d = Daemon::start(&s.units, &double.wrapper_path);
+    let mut d = Up::start(&s.units, &double.wrapper_path);
     d.wait_for(&["model: starting -> waiting NO_GUI_SESSION"]);
     d.wait_for(&["gateway", "waiting", "on=model"]);
     assert_eq!(calls_for(&double, "bootstrap", "test.model"), 0);
-    assert!(d.find(&["backoff"]).is_none(), "{:#?}", d.seen);
-    assert_eq!(d.stop(), Some(0), "{:#?}", d.seen);
+    assert!(d.find(&["backoff"]).is_none(), "{}", d.log());
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,7 +308,7 @@ async fn a_disabled_job_is_enabled_before_bootstrap() {
     let s = stack("system");
     let out = double.run(&["disable", "system/test.gateway"]).await;
     assert_eq!(out.code, 0);
-    let mut d = Daemon::start(&s.units, &double.wrapper_path);
+    let mut d = Up::start(&s.units, &double.wrapper_path);
     d.wait_for(&["gateway: started -> ready READY"]);
     let calls = double.calls();
     let enable = calls

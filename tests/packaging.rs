@@ -659,20 +659,20 @@ fn the_daemon_argv_runs_up_and_sigterm_stops_it_with_exit_0() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
+    // Its log ends when it exits (units never inherit its stderr): await that, then reap it.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(l) => seen.push(l),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("up did not stop after SIGTERM: {seen:#?}");
+            }
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("up did not stop after SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    while let Ok(l) = rx.recv_timeout(Duration::from_secs(2)) {
-        seen.push(l);
     }
+    let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0), "{seen:#?}");
     assert!(
         seen.iter().any(|l| l.contains("all units stopped")),
