@@ -18,7 +18,6 @@ mod support;
 mod support_control;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::ffi::OsStr;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -33,7 +32,7 @@ use support::{
     Daemon, Transition, UnitDir, array, free_port, is_root, process_gone, q, wait_until,
 };
 use support_control::{
-    BIN, Follower, RawDaemon, Table, cli, cli_command, events_json, on_tty, parse_status, pids,
+    BIN, Follower, Table, cli, cli_command, events_json, on_tty, parse_status, pids,
     processes_running, status_json, unit,
 };
 
@@ -721,26 +720,25 @@ fn metrics_over_the_socket_and_http_count_states_and_restarts() {
     let socket = socket_of(&d);
     d.unit("a", &format!("{SLEEP}{READY_PROBE}{FAST_RESTART}"));
     d.unit("b", &format!("{}{SLEEP}", requires(&["a"])));
-    let (units, state) = (d.units(), d.path("state"));
-    let args: Vec<&OsStr> = vec![
-        "--units".as_ref(),
-        units.as_os_str(),
-        "--state-dir".as_ref(),
-        state.as_os_str(),
-        "--socket".as_ref(),
-        socket.as_os_str(),
-        "--metrics-listen".as_ref(),
-        "127.0.0.1:0".as_ref(),
-    ];
-    let mut daemon = RawDaemon::start(&args);
+    let units = d.units();
+    let mut daemon = Daemon::start_with(
+        &units,
+        &[],
+        &[
+            "--socket",
+            socket.to_str().unwrap(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
     let line = daemon.wait_line(0, "the metrics address", |l| {
         l.contains("metrics on http://")
     });
-    let addr = daemon.lines[line]
+    let addr = daemon.lines()[line]
         .split("metrics on http://")
         .nth(1)
         .and_then(|rest| rest.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("no address in {:?}", daemon.lines[line]))
+        .unwrap_or_else(|| panic!("no address in {:?}", daemon.lines()[line]))
         .to_owned();
     assert!(
         addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),

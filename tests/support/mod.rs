@@ -394,6 +394,11 @@ impl Daemon {
 
     /// Starts it with extra variables in its own environment.
     pub fn start_with_env(units: &Path, env: &[(&str, &str)]) -> Self {
+        Self::start_with(units, env, &[])
+    }
+
+    /// Starts it with extra variables and extra arguments to `up` (`--metrics-listen`, ...).
+    pub fn start_with(units: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_launchgraph"));
         // Fingerprints go next to the units, never into the host's state directory.
         let state_dir = units.parent().unwrap_or(units).join("state");
@@ -409,8 +414,9 @@ impl Daemon {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        cmd.args(args);
         // A socket of its own, unless the test chose one.
-        if !env.iter().any(|(k, _)| *k == "LAUNCHGRAPH_SOCKET") {
+        if !env.iter().any(|(k, _)| *k == "LAUNCHGRAPH_SOCKET") && !args.contains(&"--socket") {
             cmd.arg("--socket")
                 .arg(units.parent().unwrap_or(units).join("control/ctl.sock"));
         }

@@ -8,7 +8,6 @@
 #![allow(dead_code)] // Not every test crate uses every part.
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -17,10 +16,10 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Instant;
 
 use launchgraph::control::protocol::{EventRecord, UnitStatus};
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::{DEADLINE, Transition, group_gone};
+use crate::support::DEADLINE;
 
 /// The launchgraph binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_launchgraph");
@@ -363,142 +362,6 @@ impl Follower {
 impl Drop for Follower {
     fn drop(&mut self) {
         self.kill();
-    }
-}
-
-/// `launchgraph up` with the arguments a test chooses (`--metrics-listen`, ...), its stderr
-/// read by a thread. Dropping it sends SIGTERM, waits (SIGKILL past the deadline), then
-/// SIGKILLs what is left of the process groups of the units its log named.
-pub struct RawDaemon {
-    pid: Pid,
-    lines_rx: Receiver<String>,
-    pub lines: Vec<String>,
-    status_rx: Receiver<ExitStatus>,
-    status: Option<ExitStatus>,
-}
-
-impl RawDaemon {
-    pub fn start(args: &[&OsStr]) -> RawDaemon {
-        let mut cmd = Command::new(BIN);
-        cmd.arg("up")
-            .args(args)
-            .env_remove("LAUNCHGRAPH_UNITS")
-            .env_remove("LAUNCHGRAPH_SOCKET")
-            .env("NO_COLOR", "1")
-            .env("LAUNCHGRAPH_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("start launchgraph up");
-        let pid = Pid::from_raw(child.id() as i32);
-        let stderr = child.stderr.take().unwrap();
-        let (lines_tx, lines_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (status_tx, status_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            if let Ok(status) = child.wait() {
-                let _ = status_tx.send(status);
-            }
-        });
-        RawDaemon {
-            pid,
-            lines_rx,
-            lines: Vec::new(),
-            status_rx,
-            status: None,
-        }
-    }
-
-    pub fn log(&self) -> String {
-        self.lines.join("\n")
-    }
-
-    /// How many lines have been read so far: a position to wait from.
-    pub fn mark(&self) -> usize {
-        self.lines.len()
-    }
-
-    /// Waits for the first line at index `from` or later satisfying `pred`; returns its index.
-    pub fn wait_line(&mut self, from: usize, what: &str, pred: impl Fn(&str) -> bool) -> usize {
-        let until = Instant::now() + DEADLINE;
-        let mut next = from;
-        loop {
-            while next < self.lines.len() {
-                if pred(&self.lines[next]) {
-                    return next;
-                }
-                next += 1;
-            }
-            let left = until.saturating_duration_since(Instant::now());
-            match self.lines_rx.recv_timeout(left) {
-                Ok(line) => self.lines.push(line),
-                Err(_) => panic!("no line {what} in the daemon's log:\n{}", self.log()),
-            }
-        }
-    }
-
-    /// Waits for a transition at index `from` or later satisfying `pred`.
-    pub fn wait_for(
-        &mut self,
-        from: usize,
-        what: &str,
-        pred: impl Fn(&Transition) -> bool,
-    ) -> Transition {
-        let i = self.wait_line(from, what, |l| {
-            Transition::parse(0, l).is_some_and(|t| pred(&t))
-        });
-        Transition::parse(i, &self.lines[i]).unwrap()
-    }
-
-    fn wait_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.status_rx.recv_timeout(DEADLINE).ok();
-        }
-        self.status
-    }
-
-    /// SIGTERM, then the exit status.
-    pub fn terminate(&mut self) -> ExitStatus {
-        if self.status.is_none() {
-            let _ = kill(self.pid, Signal::SIGTERM);
-        }
-        let status = self.wait_status();
-        status.unwrap_or_else(|| panic!("the daemon did not exit; its log:\n{}", self.log()))
-    }
-}
-
-impl Drop for RawDaemon {
-    fn drop(&mut self) {
-        if self.status.is_none() {
-            let _ = kill(self.pid, Signal::SIGTERM);
-            if self.wait_status().is_none() {
-                let _ = kill(self.pid, Signal::SIGKILL);
-                self.wait_status();
-            }
-        }
-        while let Ok(line) = self
-            .lines_rx
-            .recv_timeout(std::time::Duration::from_secs(5))
-        {
-            self.lines.push(line);
-        }
-        for line in &self.lines {
-            let Some(pid) = Transition::parse(0, line)
-                .and_then(|t| t.figure("pid").and_then(|p| p.parse::<i32>().ok()))
-            else {
-                continue;
-            };
-            if !group_gone(pid) {
-                let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-        }
     }
 }
 
