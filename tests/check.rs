@@ -517,3 +517,47 @@ fn valid_units_get_documented_defaults() {
     assert_eq!(b.restart, launchgraph::unit::RestartSpec::default());
     assert_eq!(c.graph.waves().len(), 2);
 }
+
+proptest::proptest! {
+    /// Whatever a unit file holds, reading it gives units or diagnostics, never a panic.
+    #[test]
+    fn any_text_is_read_without_panicking(text in "\\PC{0,400}") {
+        let dir = dir_with(&[("a.toml", &text), ("b.toml", OK_EXEC)]);
+        every_error_is_placed(dir.path());
+    }
+
+    /// The same for text built from the grammar's own keys and values, which gets deeper.
+    #[test]
+    fn unit_shaped_text_is_read_without_panicking(
+        lines in proptest::collection::vec(
+            proptest::prop_oneof![
+                proptest::strategy::Just("[exec]".to_string()),
+                proptest::strategy::Just("[launchd]".to_string()),
+                proptest::strategy::Just("[ready]".to_string()),
+                proptest::strategy::Just("[alive]".to_string()),
+                proptest::strategy::Just("[restart]".to_string()),
+                proptest::strategy::Just("[preflight]".to_string()),
+                "(command|env|requires|tcp|http|exec|status|interval|timeout|failures|policy|initial|max|factor|jitter|label|plist|domain|stop-signal|log-max-size|log-keep|no-restart-exit-codes) = (\"[a-z/:.0-9]{0,12}\"|[0-9.-]{1,6}|\\[\"/bin/[a-z]{1,4}\"\\]|\\{ A = \"b\" \\}|\\[\\]|true)",
+            ],
+            0..14,
+        )
+    ) {
+        let dir = dir_with(&[("a.toml", &lines.join("\n")), ("b.toml", OK_EXEC)]);
+        every_error_is_placed(dir.path());
+    }
+}
+
+/// Either both units are read, or every error names a file of the directory and a position.
+fn every_error_is_placed(dir: &Path) {
+    match compile_dir(dir) {
+        Ok(c) => assert_eq!(c.units.len(), 2),
+        Err(d) => {
+            assert!(!d.is_empty());
+            for x in &d {
+                assert!(x.file.starts_with(dir), "{x}");
+                assert!(x.line >= 1 && x.column >= 1, "{x}");
+                assert!(!x.message.is_empty(), "{x}");
+            }
+        }
+    }
+}

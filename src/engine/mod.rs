@@ -97,7 +97,7 @@ pub async fn up(dir: PathBuf, config: UpConfig) -> u8 {
             Err(diags) => {
                 let text = diagnostics_text(&diags);
                 for d in &diags {
-                    tracing::error!(reason = "CONFIG_INVALID", "{d}");
+                    tracing::error!("{d}");
                 }
                 tracing::error!(
                     "{} problem{} in {}; nothing started. Fix them, then send SIGHUP or run `launchgraph reload`",
