@@ -35,11 +35,14 @@ use launchgraph::preflight::{LAUNCHD_DEFAULT_PATH, PreflightContext};
 use plist::{Dictionary, Value};
 use sha2::{Digest, Sha256};
 
+mod support;
+use support::host::{FakeHost, chmod, relink, write};
+
 /// `check`'s exit code when a preflight error blocks a start.
 const EXIT_PREFLIGHT: i32 = launchgraph::exit::PREFLIGHT as i32;
 
 /// The node keg before and after `brew upgrade node`.
-const OLD_NODE: &str = "25.5.0";
+const OLD_NODE: &str = support::host::NODE;
 const NEW_NODE: &str = "26.0.0";
 
 /// The interpreter the `#!/usr/bin/env` fixtures name. OpenClaw's `openclaw.mjs` says
@@ -72,28 +75,6 @@ fn agent_domain() -> String {
 
 fn d(p: &Path) -> String {
     p.display().to_string()
-}
-
-fn chmod(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn write(path: &Path, text: &str, mode: u32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    chmod(path, mode);
-}
-
-/// A symlink at `link` to `target`, replacing what was there.
-fn relink(target: &str, link: &Path) {
-    let _ = std::fs::remove_file(link);
-    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-    std::os::unix::fs::symlink(target, link).unwrap();
-}
-
-/// A program that prints `output`, like `node --version`.
-fn fake_program(path: &Path, output: &str) {
-    write(path, &format!("#!/bin/sh\necho {output}\n"), 0o755);
 }
 
 fn chown_tree(path: &Path, uid: u32, gid: u32) {
@@ -214,7 +195,7 @@ fn strings(items: &[&str]) -> Vec<String> {
 /// A Mac as the breakages leave it, under one temporary directory: Homebrew at `opt/homebrew`,
 /// the OpenClaw user at `Users/oc`, LaunchDaemons at `Library/LaunchDaemons`.
 struct Host {
-    _tmp: tempfile::TempDir,
+    fake: FakeHost,
     root: PathBuf,
     brew: PathBuf,
     home: PathBuf,
@@ -224,92 +205,29 @@ struct Host {
 
 impl Host {
     fn new() -> Host {
-        let tmp = tempfile::tempdir().unwrap();
-        // The agent's user must reach its files, and run node for `--version`.
-        chmod(tmp.path(), 0o755);
-        let root = tmp.path().to_path_buf();
-        let brew = root.join("opt/homebrew");
-        let home = root.join("Users/oc");
-
-        // Homebrew's node, reached through its opt/ and bin/ links; npm's builtin npmrc as the
-        // formula writes it (openclaw-ollama.md §4.2).
-        fake_program(
-            &brew.join(format!("Cellar/node/{OLD_NODE}/bin/node")),
-            &format!("v{OLD_NODE}"),
-        );
-        relink(
-            &format!("../Cellar/node/{OLD_NODE}"),
-            &brew.join("opt/node"),
-        );
-        relink(
-            &format!("../Cellar/node/{OLD_NODE}/bin/node"),
-            &brew.join("bin/node"),
-        );
-        write(
-            &brew.join("lib/node_modules/npm/npmrc"),
-            &format!("prefix = {}\n", brew.display()),
-            0o644,
-        );
-        // OpenClaw installed by Homebrew's npm.
-        let oc = brew.join("lib/node_modules/openclaw");
-        write(
-            &oc.join("package.json"),
-            r#"{"name":"openclaw","version":"2026.9.6","bin":{"openclaw":"openclaw.mjs"}}"#,
-            0o644,
-        );
-        write(&oc.join("dist/index.js"), "// openclaw 2026.9.6\n", 0o644);
-        write(
-            &oc.join("openclaw.mjs"),
-            "#!/usr/bin/env node\nimport './dist/entry.js';\n",
-            0o755,
-        );
-        relink(
-            "../lib/node_modules/openclaw/openclaw.mjs",
-            &brew.join("bin/openclaw"),
-        );
+        // The fake host: Homebrew's node, npm's npmrc, OpenClaw by Homebrew's npm, Ollama, and
+        // the user's old nvm install with its own OpenClaw (openclaw#58111).
+        let fake = FakeHost::new("Users/oc");
+        let (root, brew, home) = (fake.root.clone(), fake.brew.clone(), fake.home.clone());
         // The interpreter of the `#!/usr/bin/env` fixtures, where npm would link it.
         write(
             &brew.join("bin").join(FIXTURE_INTERPRETER),
             "#!/bin/sh\nexit 0\n",
             0o755,
         );
-        // Ollama and llama.cpp kegs.
-        write(
-            &brew.join("Cellar/ollama/0.32.3/bin/ollama"),
-            "#!/bin/sh\nexit 0\n",
-            0o755,
-        );
-        relink("../Cellar/ollama/0.32.3", &brew.join("opt/ollama"));
+        // A llama.cpp keg.
         write(
             &brew.join("Cellar/llama.cpp/6500/bin/llama-server"),
             "#!/bin/sh\nexit 0\n",
             0o755,
         );
         relink("../Cellar/llama.cpp/6500", &brew.join("opt/llama.cpp"));
-        std::fs::create_dir_all(brew.join("var/log")).unwrap();
-
-        // The user's old nvm install, with its own OpenClaw (openclaw#58111).
-        let nvm = home.join(".nvm/versions/node/v22.22.0");
-        fake_program(&nvm.join("bin/node"), "v22.22.0");
-        write(
-            &nvm.join("lib/node_modules/openclaw/package.json"),
-            r#"{"name":"openclaw","version":"2026.6.6"}"#,
-            0o644,
-        );
-        write(
-            &nvm.join("lib/node_modules/openclaw/dist/index.js"),
-            "// openclaw 2026.6.6\n",
-            0o644,
-        );
-        std::fs::create_dir_all(home.join("Library/LaunchAgents")).unwrap();
-        std::fs::create_dir_all(home.join("Library/Logs/openclaw")).unwrap();
-        std::fs::create_dir_all(root.join("Library/LaunchDaemons")).unwrap();
         // HOME of the LaunchDaemons: set in their plists (launchd.md §3, openclaw-ollama.md
         // §4.3 rule 3), and so this machine's /root is never read.
         std::fs::create_dir_all(root.join("var/root")).unwrap();
 
         Host {
-            _tmp: tmp,
+            fake,
             root,
             brew,
             home,
@@ -566,19 +484,8 @@ impl Host {
         if self.node.get() == NEW_NODE {
             return;
         }
-        fake_program(
-            &self.brew.join(format!("Cellar/node/{NEW_NODE}/bin/node")),
-            &format!("v{NEW_NODE}"),
-        );
-        relink(
-            &format!("../Cellar/node/{NEW_NODE}"),
-            &self.brew.join("opt/node"),
-        );
-        relink(
-            &format!("../Cellar/node/{NEW_NODE}/bin/node"),
-            &self.brew.join("bin/node"),
-        );
-        std::fs::remove_dir_all(self.brew.join(format!("Cellar/node/{OLD_NODE}"))).unwrap();
+        self.fake.upgrade_node(NEW_NODE);
+        self.fake.cleanup_node(OLD_NODE);
         self.node.set(NEW_NODE);
     }
 

@@ -4,7 +4,6 @@
 //! and edits the plist. The drift sentences are asserted exactly.
 
 use std::collections::HashMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +15,9 @@ use launchgraph::unit::{
 };
 use plist::{Dictionary, Value};
 
+mod support;
+use support::host::{FakeHost, write};
+
 struct FakeAccounts(HashMap<u32, UserEntry>);
 
 impl Accounts for FakeAccounts {
@@ -25,26 +27,6 @@ impl Accounts for FakeAccounts {
     fn by_uid(&self, uid: u32) -> Option<UserEntry> {
         self.0.get(&uid).cloned()
     }
-}
-
-fn write(path: &Path, text: &str, mode: u32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn relink(target: &str, link: &Path) {
-    let _ = std::fs::remove_file(link);
-    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-    std::os::unix::fs::symlink(target, link).unwrap();
-}
-
-fn fake_node(brew: &Path, version: &str) {
-    write(
-        &brew.join(format!("Cellar/node/{}/bin/node", &version[1..])),
-        &format!("#!/bin/sh\necho {version}\n"),
-        0o755,
-    );
 }
 
 fn s(p: impl AsRef<Path>) -> Value {
@@ -62,7 +44,7 @@ fn uid() -> u32 {
 }
 
 struct Fx {
-    _tmp: tempfile::TempDir,
+    host: FakeHost,
     root: PathBuf,
     brew: PathBuf,
     ctx: PreflightContext,
@@ -70,18 +52,8 @@ struct Fx {
 
 impl Fx {
     fn new() -> Fx {
-        let tmp = tempfile::tempdir().unwrap();
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let root = tmp.path().to_path_buf();
-        let brew = root.join("opt/homebrew");
-        fake_node(&brew, "v25.5.0");
-        relink("../Cellar/node/25.5.0", &brew.join("opt/node"));
-        relink("../Cellar/node/25.5.0/bin/node", &brew.join("bin/node"));
-        write(
-            &brew.join("lib/node_modules/npm/npmrc"),
-            &format!("prefix = {}\n", brew.display()),
-            0o644,
-        );
+        let host = FakeHost::new("home/u");
+        let (root, brew) = (host.root.clone(), host.brew.clone());
         let oc = brew.join("lib/node_modules/openclaw");
         write(
             &oc.join("package.json"),
@@ -111,7 +83,7 @@ impl Fx {
             accounts: Arc::new(FakeAccounts(users)),
         };
         Fx {
-            _tmp: tmp,
+            host,
             root,
             brew,
             ctx,
@@ -164,13 +136,8 @@ impl Fx {
 
     /// `brew upgrade node` to 26.0.0 (the 25.5.0 keg removed), `npm i -g openclaw@2026.10.1`.
     fn upgrade(&self) {
-        fake_node(&self.brew, "v26.0.0");
-        relink("../Cellar/node/26.0.0", &self.brew.join("opt/node"));
-        relink(
-            "../Cellar/node/26.0.0/bin/node",
-            &self.brew.join("bin/node"),
-        );
-        std::fs::remove_dir_all(self.brew.join("Cellar/node/25.5.0")).unwrap();
+        self.host.upgrade_node("26.0.0");
+        self.host.cleanup_node("25.5.0");
         let oc = self.brew.join("lib/node_modules/openclaw");
         write(
             &oc.join("package.json"),

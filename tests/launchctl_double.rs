@@ -6,8 +6,7 @@
 //! Tests wait for events (a port file, a log line, a state in `print`) with generous deadlines
 //! and never assert speed.
 
-#[path = "support_launchd/mod.rs"]
-mod support_launchd;
+mod support;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -24,7 +23,8 @@ use launchgraph::unit::Domain;
 use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
-use support_launchd::{DEADLINE, DoubleLaunchd, JobPlist};
+use support::DEADLINE;
+use support::launchd::{DoubleLaunchd, JobPlist};
 
 /// A loopback TCP server: writes its port to `argv[1]` (atomically) and a greeting with its
 /// environment and working directory to stdout, then answers every connection with its pid.

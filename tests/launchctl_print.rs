@@ -2,8 +2,7 @@
 //! (`tests/fixtures/launchctl`, from launchd.md §1.5 and §2), against variants built to trip
 //! depth-blind parsers, and against what the launchctl double prints for jobs in each state.
 
-#[path = "support_launchd/mod.rs"]
-mod support_launchd;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +12,8 @@ use launchgraph::launchd::{
     JobState, LastExit, Launchctl, PrintOutcome, ServiceInfo, parse_print, parse_print_disabled,
 };
 use proptest::prelude::*;
-use support_launchd::{DEADLINE, DoubleLaunchd, JobPlist};
+use support::DEADLINE;
+use support::launchd::{DoubleLaunchd, JobPlist};
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -4,21 +4,11 @@
 //! disabled job enabled before bootstrap.
 
 mod support;
-#[path = "support_launchd/mod.rs"]
-mod support_launchd;
 
 use std::path::{Path, PathBuf};
 
-use support::Daemon;
-use support_launchd::{DoubleLaunchd, JobPlist};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::launchd::{DoubleLaunchd, JobPlist};
+use support::{Daemon, Transition, free_port};
 
 /// A python server on `port` answering GET /health 200; `delay` seconds before it listens.
 fn server_argv(port: u16, delay: f64, name: &str) -> Vec<String> {
@@ -47,24 +37,29 @@ impl Up {
         ))
     }
 
-    /// Waits for a log line containing every one of `needles`; returns its index in the log.
-    fn wait_for(&mut self, needles: &[&str]) -> usize {
-        self.wait_after(None, needles)
+    /// Waits for the first transition at position `from` or later of `unit` from `from_state`
+    /// to `to` for `reason` (`""` matches any); returns its position.
+    fn wait_move(
+        &mut self,
+        from: usize,
+        unit: &str,
+        from_state: &str,
+        to: &str,
+        reason: &str,
+    ) -> usize {
+        let what = format!("{unit}: {from_state} -> {to} {reason}");
+        self.0
+            .wait_for(from, &what, |t| matches(t, unit, from_state, to, reason))
+            .index
     }
 
-    /// Waits for such a line after line `after` (or anywhere).
-    fn wait_after(&mut self, after: Option<usize>, needles: &[&str]) -> usize {
-        let from = after.map_or(0, |a| a + 1);
-        let what = needles.join(" ");
+    /// Such a transition, among those received so far.
+    fn find_move(&mut self, unit: &str, from_state: &str, to: &str, reason: &str) -> Option<usize> {
         self.0
-            .wait_line(from, &what, |l| needles.iter().all(|n| l.contains(n)))
-    }
-
-    fn find(&self, needles: &[&str]) -> Option<usize> {
-        self.0
-            .lines()
-            .iter()
-            .position(|l| needles.iter().all(|n| l.contains(n)))
+            .transitions()
+            .into_iter()
+            .find(|t| matches(t, unit, from_state, to, reason))
+            .map(|t| t.index)
     }
 
     fn log(&self) -> String {
@@ -75,6 +70,12 @@ impl Up {
     fn stop(&mut self) -> Option<i32> {
         self.0.terminate().code()
     }
+}
+
+/// `t` is `unit`'s move from `from` to `to` for `reason`; `""` matches anything.
+fn matches(t: &Transition, unit: &str, from: &str, to: &str, reason: &str) -> bool {
+    let field = |want: &str, got: &str| want.is_empty() || want == got;
+    field(unit, &t.unit) && field(from, &t.from) && field(to, &t.to) && field(reason, &t.reason)
 }
 
 fn write_unit(dir: &Path, name: &str, text: &str) {
@@ -178,9 +179,9 @@ async fn launchd_jobs_start_in_order_and_a_relaunch_cycles_the_dependent() {
     let s = stack("system");
     let mut d = Up::start(&s.units, &double.wrapper_path);
 
-    let model_ready = d.wait_for(&["model: started -> ready READY"]);
-    let gateway_start = d.wait_for(&["gateway: waiting -> starting"]);
-    let gateway_ready = d.wait_for(&["gateway: started -> ready READY"]);
+    let model_ready = d.wait_move(0, "model", "started", "ready", "READY");
+    let gateway_start = d.wait_move(0, "gateway", "waiting", "starting", "");
+    let gateway_ready = d.wait_move(0, "gateway", "started", "ready", "READY");
     assert!(
         model_ready < gateway_start && gateway_start < gateway_ready,
         "{}",
@@ -216,14 +217,17 @@ async fn launchd_jobs_start_in_order_and_a_relaunch_cycles_the_dependent() {
 
     // The model crashes; launchd relaunches it after its ThrottleInterval.
     double.crash("test.model", "SIGKILL").await;
-    let relaunch = d.wait_for(&["model: ready -> started RELAUNCHED_BY_LAUNCHD"]);
-    let gw_stop = d.wait_after(
-        Some(relaunch),
-        &["gateway: ready -> stopping DEPENDENCY_RESTARTING"],
+    let relaunch = d.wait_move(0, "model", "ready", "started", "RELAUNCHED_BY_LAUNCHD");
+    let gw_stop = d.wait_move(
+        relaunch,
+        "gateway",
+        "ready",
+        "stopping",
+        "DEPENDENCY_RESTARTING",
     );
-    let model_again = d.wait_after(Some(relaunch), &["model: started -> ready READY"]);
-    let gw_again = d.wait_after(Some(relaunch), &["gateway: waiting -> starting"]);
-    let gw_ready_again = d.wait_after(Some(gw_again), &["gateway: started -> ready READY"]);
+    let model_again = d.wait_move(relaunch, "model", "started", "ready", "READY");
+    let gw_again = d.wait_move(relaunch, "gateway", "waiting", "starting", "");
+    let gw_ready_again = d.wait_move(gw_again, "gateway", "started", "ready", "READY");
     assert!(
         gw_stop < model_again,
         "the dependent went down first: {}",
@@ -245,10 +249,10 @@ async fn launchd_jobs_start_in_order_and_a_relaunch_cycles_the_dependent() {
     // launchd would undo).
     assert_eq!(d.stop(), Some(0), "{}", d.log());
     let gw_stopped = d
-        .find(&["gateway: stopping -> stopped SHUTDOWN"])
+        .find_move("gateway", "stopping", "stopped", "SHUTDOWN")
         .expect("gateway stopped");
     let model_stopping = d
-        .find(&["model: ready -> stopping SHUTDOWN"])
+        .find_move("model", "ready", "stopping", "SHUTDOWN")
         .expect("model stopped");
     assert!(gw_stopped < model_stopping, "{}", d.log());
     assert_eq!(calls_for(&double, "bootout", "test.model"), 1);
@@ -269,7 +273,7 @@ async fn a_start_during_a_draining_bootout_is_retried_and_succeeds() {
     assert_eq!(out.code, 0, "{}", out.stderr);
 
     let mut d = Up::start(&s.units, &double.wrapper_path);
-    d.wait_for(&["gateway: started -> ready READY"]);
+    d.wait_move(0, "gateway", "started", "ready", "READY");
     assert!(get(s.model_port));
     let bootstraps: Vec<i32> = double
         .calls()
@@ -283,7 +287,7 @@ async fn a_start_during_a_draining_bootout_is_retried_and_succeeds() {
         double.calls()
     );
     assert!(
-        d.find(&["model", "-> backoff"]).is_none(),
+        d.find_move("model", "", "backoff", "").is_none(),
         "retried inside the start, not as a failure: {}",
         d.log()
     );
@@ -295,10 +299,16 @@ async fn a_missing_gui_domain_waits_instead_of_crash_looping() {
     let double = DoubleLaunchd::start(300).await;
     let s = stack("gui/501");
     let mut d = Up::start(&s.units, &double.wrapper_path);
-    d.wait_for(&["model: starting -> waiting NO_GUI_SESSION"]);
-    d.wait_for(&["gateway", "waiting", "on=model"]);
+    d.wait_move(0, "model", "starting", "waiting", "NO_GUI_SESSION");
+    let waits = d.wait_move(0, "gateway", "", "waiting", "");
+    assert_eq!(
+        d.0.transitions()[waits].on.as_deref(),
+        Some("model"),
+        "{}",
+        d.log()
+    );
     assert_eq!(calls_for(&double, "bootstrap", "test.model"), 0);
-    assert!(d.find(&["backoff"]).is_none(), "{}", d.log());
+    assert!(d.find_move("", "", "backoff", "").is_none(), "{}", d.log());
     assert_eq!(d.stop(), Some(0), "{}", d.log());
 }
 
@@ -309,7 +319,7 @@ async fn a_disabled_job_is_enabled_before_bootstrap() {
     let out = double.run(&["disable", "system/test.gateway"]).await;
     assert_eq!(out.code, 0);
     let mut d = Up::start(&s.units, &double.wrapper_path);
-    d.wait_for(&["gateway: started -> ready READY"]);
+    d.wait_move(0, "gateway", "started", "ready", "READY");
     let calls = double.calls();
     let enable = calls
         .iter()

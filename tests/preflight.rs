@@ -4,7 +4,6 @@
 //! For every finding code, one test produces it and then applies the fix and sees it cleared.
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +17,9 @@ use launchgraph::unit::{
     UnitName,
 };
 use plist::{Dictionary, Value};
+
+mod support;
+use support::host::{FakeHost, chmod, fake_program as fake_node, relink as symlink, write};
 
 // ---------------------------------------------------------------------------------------
 // Fixture
@@ -52,25 +54,6 @@ impl Accounts for FakeAccounts {
     }
 }
 
-fn write(path: &Path, text: &str, mode: u32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    chmod(path, mode);
-}
-
-fn chmod(path: &Path, mode: u32) {
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn symlink(target: &str, link: &Path) {
-    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
-    std::os::unix::fs::symlink(target, link).unwrap();
-}
-
-fn fake_node(path: &Path, version: &str) {
-    write(path, &format!("#!/bin/sh\necho {version}\n"), 0o755);
-}
-
 fn s(p: impl AsRef<Path>) -> Value {
     Value::String(p.as_ref().to_string_lossy().into_owned())
 }
@@ -96,64 +79,8 @@ struct Fx {
 
 impl Fx {
     fn new() -> Fx {
-        let tmp = tempfile::tempdir().unwrap();
-        chmod(tmp.path(), 0o755);
-        let root = tmp.path().to_path_buf();
-        let brew = root.join("opt/homebrew");
-        let home = root.join("home/u");
-
-        // Homebrew: node 25.5.0 in the Cellar, reached through opt/ and bin/ links.
-        fake_node(&brew.join("Cellar/node/25.5.0/bin/node"), "v25.5.0");
-        symlink("../Cellar/node/25.5.0", &brew.join("opt/node"));
-        symlink("../Cellar/node/25.5.0/bin/node", &brew.join("bin/node"));
-        // npm's builtin npmrc, as the node formula writes it.
-        write(
-            &brew.join("lib/node_modules/npm/npmrc"),
-            &format!("prefix = {}\n", brew.display()),
-            0o644,
-        );
-        let oc = brew.join("lib/node_modules/openclaw");
-        write(
-            &oc.join("package.json"),
-            r#"{"name":"openclaw","version":"2026.9.6","bin":{"openclaw":"openclaw.mjs"}}"#,
-            0o644,
-        );
-        write(
-            &oc.join("dist/index.js"),
-            "console.log('gateway');\n",
-            0o644,
-        );
-        write(
-            &oc.join("openclaw.mjs"),
-            "#!/usr/bin/env node\nimport './dist/entry.js';\n",
-            0o755,
-        );
-        symlink(
-            "../lib/node_modules/openclaw/openclaw.mjs",
-            &brew.join("bin/openclaw"),
-        );
-        // Homebrew's Ollama.
-        write(
-            &brew.join("Cellar/ollama/0.32.3/bin/ollama"),
-            "#!/bin/sh\nexit 0\n",
-            0o755,
-        );
-        symlink("../Cellar/ollama/0.32.3", &brew.join("opt/ollama"));
-        std::fs::create_dir_all(brew.join("var/log")).unwrap();
-
-        // nvm, with its own OpenClaw.
-        let nvm = home.join(".nvm/versions/node/v22.22.0");
-        fake_node(&nvm.join("bin/node"), "v22.22.0");
-        write(
-            &nvm.join("lib/node_modules/openclaw/package.json"),
-            r#"{"name":"openclaw","version":"2026.6.6"}"#,
-            0o644,
-        );
-        write(
-            &nvm.join("lib/node_modules/openclaw/dist/index.js"),
-            "console.log('old gateway');\n",
-            0o644,
-        );
+        let host = FakeHost::new("home/u");
+        let (root, brew, home) = (host.root.clone(), host.brew.clone(), host.home.clone());
 
         // OpenClaw's generated service files.
         let se = home.join(".openclaw/service-env");
@@ -222,7 +149,7 @@ impl Fx {
             accounts: Arc::new(FakeAccounts(users)),
         };
         Fx {
-            _tmp: tmp,
+            _tmp: host.tmp,
             root,
             brew,
             home,

@@ -31,10 +31,10 @@ const SECRETS: [&str; 3] = [EXEC_TOKEN, GATEWAY_TOKEN, ENV_FILE_KEY];
 const OLLAMA_VERSION: &str = r#"{"version":"0.5.1"}"#;
 const OLLAMA_TAGS: &str = r#"{"models":[{"name":"qwen3:8b","model":"qwen3:8b","modified_at":"2026-11-01T10:00:00Z","size":5225388164,"digest":"500a1f067a9f","details":{"format":"gguf","family":"qwen3","parameter_size":"8.2B","quantization_level":"Q4_K_M"}}]}"#;
 
+mod support;
+
 fn write_exec(path: &Path, text: &str) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    support::host::write(path, text, 0o755);
 }
 
 /// A host as the tests describe it: units, a state directory, an OpenClaw install laid out

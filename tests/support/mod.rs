@@ -1,30 +1,43 @@
-//! Helpers for the end-to-end tests of `launchgraph up`: a daemon under test whose stderr is
-//! read line by line, the transitions parsed from its log, unit directories in a tempdir, a
-//! small python program the units run (servers that record when they were exec'd and when they
-//! started listening), free loopback ports, and process-group checks.
+//! The one harness of the integration tests, after pueue's `tests/helper` (Nukesor/pueue:
+//! pueue/tests/helper/{daemon,fixtures,wait,asserts}.rs):
 //!
-//! Waiting is done on events: a line of the daemon's log, the daemon's exit. Only where no
-//! event exists (a process group being gone) is `/proc` polled, with a short interval and a
-//! generous deadline.
+//! - [`daemon`]: `launchgraph up` under test, with its own units, state directory and control
+//!   socket; its transitions read from `events --follow --json`, never from its log text.
+//! - [`control`]: the CLI verbs run against a daemon, `status --json` and `events --json` read
+//!   back, and waits on them (a unit's state, an event).
+//! - [`launchd`]: the launchctl test double.
+//! - [`host`]: a fake Mac host (Homebrew prefix, node, npm prefix, nvm, OpenClaw, plists).
+//! - here: unit directories in a tempdir, a small python program the units run (servers that
+//!   record when they were exec'd and when they started listening), free loopback ports,
+//!   process-group checks, and [`needs_root`].
+//!
+//! Waiting is done on what the daemon reports over its socket, or on a process's exit. Only
+//! where nothing reports (a process group being gone) is `/proc` polled, with a short interval
+//! and a generous deadline.
 #![allow(dead_code)] // Each test crate uses a different part of it.
+
+pub mod control;
+pub mod daemon;
+pub mod host;
+pub mod launchd;
+
+#[allow(unused_imports)] // Not every test crate starts a daemon.
+pub use daemon::{Daemon, Transition};
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::path::PathBuf;
 use std::sync::Mutex;
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{kill, killpg};
 use nix::unistd::Pid;
 
 /// Far beyond anything these processes need, so a slow shared machine never fails a test.
-pub const DEADLINE: Duration = Duration::from_secs(30);
+pub const DEADLINE: Duration = Duration::from_secs(60);
 
 /// The program the units run (`python3 serve.py NAME EVENTS MODE ARGS...`). The first thing it
 /// does is take the time; it appends `NAME WHAT NANOSECONDS` lines (CLOCK_REALTIME) to EVENTS:
@@ -286,331 +299,6 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// One `<unit>: <from> -> <to> <REASON> [on=<unit>] <figures>` line of the daemon's log.
-#[derive(Debug, Clone)]
-pub struct Transition {
-    /// The line's index in the log.
-    pub index: usize,
-    pub unit: String,
-    pub from: String,
-    pub to: String,
-    pub reason: String,
-    pub on: Option<String>,
-    /// What follows the reason (and `on=`).
-    pub figures: String,
-    pub line: String,
-}
-
-impl Transition {
-    /// Parses `<timestamp> <LEVEL> <message>`; `None` for lines that are not transitions.
-    pub fn parse(index: usize, line: &str) -> Option<Self> {
-        let (_timestamp, rest) = line.split_once(' ')?;
-        let (_level, message) = rest.trim_start().split_once(' ')?;
-        let (unit, rest) = message.split_once(": ")?;
-        if unit.is_empty()
-            || !unit
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
-        {
-            return None;
-        }
-        let mut words = rest.splitn(5, ' ');
-        let from = words.next()?;
-        if words.next()? != "->" {
-            return None;
-        }
-        let to = words.next()?;
-        let reason = words.next()?;
-        let mut figures = words.next().unwrap_or("").to_owned();
-        let mut on = None;
-        if let Some(r) = figures.strip_prefix("on=") {
-            let (name, tail) = r.split_once(' ').unwrap_or((r, ""));
-            on = Some(name.to_owned());
-            figures = tail.to_owned();
-        }
-        Some(Self {
-            index,
-            unit: unit.to_owned(),
-            from: from.to_owned(),
-            to: to.to_owned(),
-            reason: reason.to_owned(),
-            on,
-            figures,
-            line: line.to_owned(),
-        })
-    }
-
-    /// `unit` entered state `to`.
-    pub fn is(&self, unit: &str, to: &str) -> bool {
-        self.unit == unit && self.to == to
-    }
-
-    /// `unit` went from `from` to `to`.
-    pub fn moved(&self, unit: &str, from: &str, to: &str) -> bool {
-        self.unit == unit && self.from == from && self.to == to
-    }
-
-    /// The value of figure `key=value`.
-    pub fn figure(&self, key: &str) -> Option<&str> {
-        self.figures
-            .split(' ')
-            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.figure("pid")
-            .unwrap_or_else(|| panic!("no pid= in {:?}", self.line))
-            .parse()
-            .unwrap()
-    }
-
-    /// A figure in milliseconds, `delay=100ms` or `ran=1.5ms`.
-    pub fn ms(&self, key: &str) -> f64 {
-        self.figure(key)
-            .and_then(|v| v.strip_suffix("ms"))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {key}=…ms in {:?}", self.line))
-    }
-}
-
-/// `launchgraph up` running as a child of the test, its stderr read by a thread of its own.
-///
-/// Dropping it (also while a failed test unwinds) sends SIGTERM, waits for the exit (SIGKILL
-/// past the deadline), then SIGKILLs whatever is left in the process groups of the units it
-/// started.
-pub struct Daemon {
-    pid: Pid,
-    lines_rx: Receiver<String>,
-    lines: Vec<String>,
-    eof: bool,
-    status_rx: Receiver<ExitStatus>,
-    status: Option<ExitStatus>,
-}
-
-impl Daemon {
-    pub fn start(units: &Path) -> Self {
-        Self::start_with_env(units, &[])
-    }
-
-    /// Starts it with extra variables in its own environment.
-    pub fn start_with_env(units: &Path, env: &[(&str, &str)]) -> Self {
-        Self::start_with(units, env, &[])
-    }
-
-    /// Starts it with extra variables and extra arguments to `up` (`--metrics-listen`, ...).
-    pub fn start_with(units: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_launchgraph"));
-        // Fingerprints go next to the units, never into the host's state directory.
-        let state_dir = units.parent().unwrap_or(units).join("state");
-        cmd.arg("up")
-            .arg("--units")
-            .arg(units)
-            .arg("--state-dir")
-            .arg(&state_dir)
-            .env_remove("LAUNCHGRAPH_UNITS")
-            .env("NO_COLOR", "1")
-            .env("LAUNCHGRAPH_LOG", "info")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        cmd.args(args);
-        // A socket of its own, unless the test chose one.
-        if !env.iter().any(|(k, _)| *k == "LAUNCHGRAPH_SOCKET") && !args.contains(&"--socket") {
-            cmd.arg("--socket")
-                .arg(units.parent().unwrap_or(units).join("control/ctl.sock"));
-        }
-        let mut child = cmd.spawn().expect("start launchgraph up");
-        let pid = Pid::from_raw(child.id() as i32);
-        let stderr = child.stderr.take().unwrap();
-        let (lines_tx, lines_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let (status_tx, status_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            if let Ok(status) = child.wait() {
-                let _ = status_tx.send(status);
-            }
-        });
-        Self {
-            pid,
-            lines_rx,
-            lines: Vec::new(),
-            eof: false,
-            status_rx,
-            status: None,
-        }
-    }
-
-    /// The log so far, for failure messages.
-    pub fn log(&self) -> String {
-        self.lines.join("\n")
-    }
-
-    pub fn lines(&self) -> &[String] {
-        &self.lines
-    }
-
-    /// How many lines have been read so far: a position to wait from.
-    pub fn mark(&self) -> usize {
-        self.lines.len()
-    }
-
-    /// Reads one more line, waiting until `until`; false at the deadline or the log's end.
-    fn read_line(&mut self, until: Instant) -> bool {
-        if self.eof {
-            return false;
-        }
-        let left = until.saturating_duration_since(Instant::now());
-        match self.lines_rx.recv_timeout(left) {
-            Ok(line) => {
-                self.lines.push(line);
-                true
-            }
-            Err(RecvTimeoutError::Timeout) => false,
-            Err(RecvTimeoutError::Disconnected) => {
-                self.eof = true;
-                false
-            }
-        }
-    }
-
-    /// Waits for the first log line at index `from` or later that satisfies `pred`; returns
-    /// its index.
-    pub fn wait_line(&mut self, from: usize, what: &str, pred: impl Fn(&str) -> bool) -> usize {
-        let until = Instant::now() + DEADLINE;
-        let mut next = from;
-        loop {
-            while next < self.lines.len() {
-                if pred(&self.lines[next]) {
-                    return next;
-                }
-                next += 1;
-            }
-            if !self.read_line(until) {
-                let why = if self.eof {
-                    "the daemon's log ended"
-                } else {
-                    "deadline passed"
-                };
-                panic!("{why} while waiting for {what}; the log:\n{}", self.log());
-            }
-        }
-    }
-
-    /// Waits for the first transition at index `from` or later that satisfies `pred`.
-    pub fn wait_for(
-        &mut self,
-        from: usize,
-        what: &str,
-        pred: impl Fn(&Transition) -> bool,
-    ) -> Transition {
-        let i = self.wait_line(from, what, |line| {
-            Transition::parse(0, line).is_some_and(|t| pred(&t))
-        });
-        Transition::parse(i, &self.lines[i]).unwrap()
-    }
-
-    /// Every transition logged so far.
-    pub fn transitions(&self) -> Vec<Transition> {
-        self.lines
-            .iter()
-            .enumerate()
-            .filter_map(|(i, l)| Transition::parse(i, l))
-            .collect()
-    }
-
-    /// The first transition at or after `from` satisfying `pred`, among those read so far.
-    pub fn find(&self, from: usize, what: &str, pred: impl Fn(&Transition) -> bool) -> Transition {
-        self.transitions()
-            .into_iter()
-            .find(|t| t.index >= from && pred(t))
-            .unwrap_or_else(|| panic!("no transition {what} in the log:\n{}", self.log()))
-    }
-
-    /// Its exit status, if it has exited; does not wait.
-    pub fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.status_rx.try_recv().ok();
-        }
-        self.status
-    }
-
-    fn wait_status(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            self.status = self.status_rx.recv_timeout(timeout).ok();
-        }
-        self.status
-    }
-
-    /// Sends `signal` to the daemon (not to its units).
-    pub fn signal(&mut self, signal: Signal) {
-        if self.try_status().is_none() {
-            let _ = kill(self.pid, signal);
-        }
-    }
-
-    /// SIGTERM, then waits for the exit and the end of the log.
-    pub fn terminate(&mut self) -> ExitStatus {
-        self.stop_with(Signal::SIGTERM)
-    }
-
-    /// Sends `signal`, then waits for the exit and the end of the log.
-    pub fn stop_with(&mut self, signal: Signal) -> ExitStatus {
-        self.signal(signal);
-        let Some(status) = self.wait_status(DEADLINE) else {
-            panic!(
-                "the daemon did not exit after {signal}; the log:\n{}",
-                self.log()
-            );
-        };
-        self.read_to_end();
-        status
-    }
-
-    fn read_to_end(&mut self) {
-        let until = Instant::now() + DEADLINE;
-        while self.read_line(until) {}
-    }
-
-    /// The pid of every process the daemon started for a unit (each leads its own process
-    /// group), from the log read so far.
-    pub fn unit_pids(&self) -> Vec<i32> {
-        let pids: BTreeSet<i32> = self
-            .transitions()
-            .iter()
-            .filter_map(|t| t.figure("pid")?.parse().ok())
-            .collect();
-        pids.into_iter().collect()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if self.try_status().is_none() {
-            let _ = kill(self.pid, Signal::SIGTERM);
-            if self.wait_status(DEADLINE).is_none() {
-                let _ = kill(self.pid, Signal::SIGKILL);
-                self.wait_status(DEADLINE);
-            }
-        }
-        // The log ends with the daemon (its units do not inherit its stderr).
-        let until = Instant::now() + Duration::from_secs(5);
-        while self.read_line(until) {}
-        for pgid in self.unit_pids() {
-            if !group_gone(pgid) {
-                let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
-            }
-        }
-    }
-}
-
 /// `(pid, state)` of every process whose process group is `pgid`, from `/proc`.
 pub fn group_members(pgid: i32) -> Vec<(i32, char)> {
     let mut out = Vec::new();
@@ -676,7 +364,18 @@ pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// Whether the tests run as root (needed to switch users).
+/// Whether the tests run as root (needed to switch users, chown, root-owned plists).
 pub fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+/// Fails the test unless it runs as root. Tests that call it are `#[ignore = "needs root"]`
+/// and named `root_*`; `scripts/test.sh` runs them (`cargo test -- --ignored root_`) when it
+/// runs as root, as CI does.
+#[track_caller]
+pub fn needs_root(what: &str) {
+    assert!(
+        is_root(),
+        "{what} needs root: run `sudo scripts/test.sh`, or `cargo test -- --ignored root_` as root"
+    );
 }

@@ -2,11 +2,8 @@
 //! [`DoubleLaunchd`] starts a fake launchd in a fresh state directory and gives a wrapper
 //! script usable as "the launchctl path"; [`JobPlist`] writes the plists it loads.
 //!
-//! Use it from a test crate with `#[path = "support_launchd/mod.rs"] mod support_launchd;`.
 //! The double is spawned through `launchgraph::process::spawn_tracked`, so tests that start
 //! the orphan reaper can use it too.
-#![allow(dead_code)] // Each test crate uses a different part of it.
-
 use std::fs;
 use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
@@ -19,8 +16,7 @@ use launchgraph::process::{TrackedChild, spawn_tracked};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{ChildStdin, ChildStdout};
 
-/// Far beyond what the double needs to start or stop, so a loaded machine never fails a test.
-pub const DEADLINE: Duration = Duration::from_secs(60);
+use super::DEADLINE;
 
 /// A running `launchctl-double serve`, stopped (with every job it runs) on drop.
 pub struct DoubleLaunchd {

@@ -1,12 +1,8 @@
-//! Helpers for the tests of the CLI against a running daemon: each verb run as a separate
-//! process with a deadline ([`cli`]), a live `events --follow` read line by line
-//! ([`Follower`]), a daemon started with arguments of the test's choosing ([`RawDaemon`]),
-//! the `status` table and `status --json` read back, and the processes running a given
-//! command line, found in `/proc`.
-//!
-//! Use it from a test crate that also declares `mod support;`.
-#![allow(dead_code)] // Not every test crate uses every part.
-
+//! The CLI against a running daemon: each verb run as a separate process with a deadline
+//! ([`cli`]), `status --json` and `events --json` read back as the protocol's types, waits
+//! that poll them ([`wait_state`], [`wait_event`]), a live `events --follow` read line by line
+//! ([`Follower`]), the `status` table, and the processes running a given command line, found
+//! in `/proc`.
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
@@ -19,7 +15,7 @@ use launchgraph::control::protocol::{EventRecord, UnitStatus};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::DEADLINE;
+use super::DEADLINE;
 
 /// The launchgraph binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_launchgraph");
@@ -183,6 +179,60 @@ pub fn events_json(socket: &Path) -> Vec<EventRecord> {
 #[track_caller]
 pub fn parse_event(line: &str) -> EventRecord {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("not an event ({e}): {line:?}"))
+}
+
+/// Polls `status --json` until `unit` is in `state`, within [`DEADLINE`]; returns its status.
+/// Like pueue's `wait_for_task_condition` (Nukesor/pueue:pueue/tests/helper/wait.rs).
+#[track_caller]
+pub fn wait_state(socket: &Path, unit_name: &str, state: &str) -> UnitStatus {
+    let mut last = Vec::new();
+    poll(&format!("{unit_name} {state}"), || {
+        last = status_json(socket);
+        let u = last.iter().find(|u| u.name == unit_name)?;
+        (u.state == state).then(|| u.clone())
+    })
+    .unwrap_or_else(|| panic!("{unit_name} is not {state} within {DEADLINE:?}: {last:#?}"))
+}
+
+/// Polls `status --json` until `pred` holds of it, within [`DEADLINE`]; returns it.
+#[track_caller]
+pub fn wait_status(
+    socket: &Path,
+    what: &str,
+    pred: impl Fn(&[UnitStatus]) -> bool,
+) -> Vec<UnitStatus> {
+    let mut last = Vec::new();
+    poll(what, || {
+        last = status_json(socket);
+        pred(&last).then(|| last.clone())
+    })
+    .unwrap_or_else(|| panic!("not {what} within {DEADLINE:?}: {last:#?}"))
+}
+
+/// Polls `events --json` until an event satisfies `pred`, within [`DEADLINE`]; returns it.
+#[track_caller]
+pub fn wait_event(socket: &Path, what: &str, pred: impl Fn(&EventRecord) -> bool) -> EventRecord {
+    let mut last = Vec::new();
+    poll(what, || {
+        last = events_json(socket);
+        last.iter().find(|e| pred(e)).cloned()
+    })
+    .unwrap_or_else(|| panic!("no event {what} within {DEADLINE:?}: {last:#?}"))
+}
+
+/// Calls `f` every 50 ms until it gives a value or [`DEADLINE`] passes: state fetched over
+/// the protocol has no event of its own to wait on.
+fn poll<T>(_what: &str, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let until = Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
 
 /// The `status` table: its rows (column header -> cell) and the notes under it.
@@ -379,7 +429,7 @@ pub fn processes_running(pred: impl Fn(&[String]) -> bool) -> Vec<i32> {
         else {
             continue;
         };
-        if cmdline(pid).is_some_and(|c| pred(&c)) && !crate::support::process_gone(pid) {
+        if cmdline(pid).is_some_and(|c| pred(&c)) && !super::process_gone(pid) {
             found.push(pid);
         }
     }
