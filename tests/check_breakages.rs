@@ -20,8 +20,9 @@
 //! has. Only the test of `#!/usr/bin/env node` itself depends on this machine: it asks whether
 //! a node is on that PATH and asserts what follows either way.
 //!
-//! Without root, the LaunchDaemon cases are skipped (a LaunchDaemon plist must be root's, and
-//! chown needs root) and Homebrew's Ollama is its LaunchAgent. The last section holds an
+//! The LaunchDaemon cases need root (a LaunchDaemon plist must be root's, and chown needs
+//! root): they are the ignored `root_*` tests, which `scripts/test.sh` runs as root, and
+//! without root the one-host test leaves them out and Homebrew's Ollama is its LaunchAgent. The last section holds an
 //! ignored test showing a wrong explanation in a finding's message.
 
 use std::cell::Cell;
@@ -1363,13 +1364,6 @@ fn run(make: Make) {
     assert_eq!(r.code, Some(0), "{r}");
 }
 
-fn root_only(what: &str) -> bool {
-    if !is_root() {
-        eprintln!("skipped: {what} needs root (chown, root-owned LaunchDaemons)");
-    }
-    is_root()
-}
-
 #[test]
 fn versioned_cellar_node_is_a_warning_until_the_opt_link_is_used() {
     run(cellar_pinned);
@@ -1406,17 +1400,17 @@ fn bare_node_as_program_is_not_absolute() {
 }
 
 #[test]
-fn world_writable_launch_daemon_plist_is_refused() {
-    if root_only("a root-owned LaunchDaemon plist") {
-        run(daemon_writable);
-    }
+#[ignore = "needs root"]
+fn root_world_writable_launch_daemon_plist_is_refused() {
+    support::needs_root("a root-owned LaunchDaemon plist");
+    run(daemon_writable);
 }
 
 #[test]
-fn launch_daemon_plist_owned_by_nobody_is_refused() {
-    if root_only("chown to 65534") {
-        run(daemon_owner);
-    }
+#[ignore = "needs root"]
+fn root_launch_daemon_plist_owned_by_nobody_is_refused() {
+    support::needs_root("chown to 65534");
+    run(daemon_owner);
 }
 
 #[test]

@@ -5,6 +5,8 @@
 //! The daemon's side is a small handler task answering from the test. Every wait has a
 //! generous deadline; nothing asserts speed.
 
+mod support;
+
 use std::io::Write as _;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -30,10 +32,6 @@ async fn within<F: std::future::Future>(what: &str, future: F) -> F::Output {
     tokio::time::timeout(DEADLINE, future)
         .await
         .unwrap_or_else(|_| panic!("{what}: no result within {DEADLINE:?}"))
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
 }
 
 /// A server in a temporary directory, its handler, and what the handler was asked.
@@ -251,7 +249,7 @@ async fn a_request_round_trips() {
     assert_eq!(peer.uid, nix::unistd::geteuid().as_raw());
     assert_eq!(peer.gid, nix::unistd::getegid().as_raw());
     assert_eq!(peer.pid, Some(std::process::id() as i32));
-    assert_eq!(peer.may_act, is_root());
+    assert_eq!(peer.may_act, support::is_root());
 
     let response = h.request(Request::Metrics).await;
     assert_eq!(
@@ -587,33 +585,11 @@ async fn the_socket_is_0600_by_default_and_nothing_else_is_left() {
     h.stop().await;
 }
 
-/// A group from the group database that is not root's and that `nobody` is not in.
-fn other_group() -> Option<(String, u32)> {
-    let nobody_gid = nix::unistd::User::from_name("nobody")
-        .ok()
-        .flatten()
-        .map(|u| u.gid.as_raw());
-    let groups = std::fs::read_to_string("/etc/group").ok()?;
-    groups.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        let (name, gid, members) = (fields.first()?, fields.get(2)?, fields.get(3)?);
-        let gid: u32 = gid.parse().ok()?;
-        let eligible = gid != 0
-            && Some(gid) != nobody_gid
-            && !members.split(',').any(|m| m == "nobody")
-            // Resolvable by name the way the server resolves it.
-            && nix::unistd::Group::from_name(name).ok().flatten().is_some();
-        eligible.then(|| (name.to_string(), gid))
-    })
-}
-
 #[tokio::test]
-async fn with_an_admin_group_the_socket_is_0660_and_the_groups() {
-    if !is_root() {
-        eprintln!("skipped: only root can give the socket to any group");
-        return;
-    }
-    let (name, gid) = other_group().expect("a group in /etc/group");
+#[ignore = "needs root"]
+async fn root_with_an_admin_group_the_socket_is_0660_and_the_groups() {
+    support::needs_root("giving the socket to any group");
+    let (name, gid) = support::control::group_nobody_is_not_in().expect("a group in /etc/group");
     for given in [name.clone(), gid.to_string()] {
         let h = Harness::start_with(|cfg| cfg.admin_group = Some(given));
         let meta = std::fs::symlink_metadata(&h.path).unwrap();
@@ -917,17 +893,15 @@ fn answered(outcome: &Outcome) -> &Response {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn only_root_and_the_admin_group_may_act() {
-    if !is_root() {
-        eprintln!("skipped: running clients as other users needs root");
-        return;
-    }
-    let Ok(Some(nobody)) = nix::unistd::User::from_name("nobody") else {
-        eprintln!("skipped: no user nobody");
-        return;
-    };
+#[ignore = "needs root"]
+async fn root_only_root_and_the_admin_group_may_act() {
+    support::needs_root("running clients as other users");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("this test runs clients as the user nobody, which this host lacks");
     let (uid, own_gid) = (nobody.uid.as_raw(), nobody.gid.as_raw());
-    let (group, admin_gid) = other_group().expect("a group in /etc/group");
+    let (group, admin_gid) =
+        support::control::group_nobody_is_not_in().expect("a group in /etc/group");
     let mut h = Harness::start_with(|cfg| cfg.admin_group = Some(group.clone()));
     // Let other users reach the socket's directory (the socket's own mode still decides).
     std::fs::set_permissions(h.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -935,10 +909,9 @@ async fn only_root_and_the_admin_group_may_act() {
     let start = Request::Start { unit: "web".into() };
 
     // Outside the group, the 0660 socket cannot even be opened.
-    let Some(outcomes) = as_user(&h.path, uid, own_gid, std::slice::from_ref(&status)).await else {
-        eprintln!("skipped: this test binary cannot be run as nobody");
-        return;
-    };
+    let outcomes = as_user(&h.path, uid, own_gid, std::slice::from_ref(&status))
+        .await
+        .expect("this test binary cannot be run as nobody: build it where every user may run it");
     assert!(
         matches!(&outcomes[..], [Outcome::Failed(why)] if why == "connect: permission denied"),
         "{outcomes:?}"

@@ -516,11 +516,9 @@ fn plist_bad_mode_then_cleared() {
 }
 
 #[test]
-fn launch_daemon_plist_owned_by_nobody_then_cleared() {
-    if !is_root() {
-        eprintln!("skipped: chown needs root");
-        return;
-    }
+#[ignore = "needs root"]
+fn root_launch_daemon_plist_owned_by_nobody_then_cleared() {
+    support::needs_root("chown");
     let fx = Fx::new();
     write_plist(&fx.ollama_plist(), &fx.ollama(), false);
     let u = launchd(
@@ -541,11 +539,9 @@ fn launch_daemon_plist_owned_by_nobody_then_cleared() {
 }
 
 #[test]
-fn launch_agent_plist_owned_by_its_user_is_fine_by_another_is_not() {
-    if !is_root() {
-        eprintln!("skipped: chown needs root");
-        return;
-    }
+#[ignore = "needs root"]
+fn root_launch_agent_plist_owned_by_its_user_is_fine_by_another_is_not() {
+    support::needs_root("chown");
     let fx = Fx::new();
     write_plist(
         &fx.gateway_plist(),

@@ -25,13 +25,12 @@ fn v6(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv6Addr::LOCALHOST, port))
 }
 
-fn has_ipv6_loopback() -> bool {
-    match std::net::TcpListener::bind(v6(0)) {
-        Ok(_) => true,
-        Err(e) => {
-            eprintln!("note: no IPv6 loopback here ({e}); skipping the family test");
-            false
-        }
+/// Fails the test unless this host has an IPv6 loopback (`::1`): the address-family tests
+/// need both families.
+#[track_caller]
+fn needs_ipv6_loopback() {
+    if let Err(e) = std::net::TcpListener::bind(v6(0)) {
+        panic!("this test needs an IPv6 loopback (::1), which this host lacks: {e}");
     }
 }
 
@@ -93,6 +92,7 @@ async fn tcp_accepted() {
 
 #[tokio::test]
 async fn tcp_refused_on_a_closed_port_names_both_families() {
+    needs_ipv6_loopback();
     let port = closed_port().await;
     let outcome = Prober::new()
         .run(&Probe::Tcp { addr: v4(port) }, GENEROUS)
@@ -103,16 +103,14 @@ async fn tcp_refused_on_a_closed_port_names_both_families() {
         d.starts_with(&format!("connect 127.0.0.1:{port}: connection refused")),
         "{d}"
     );
-    if has_ipv6_loopback() {
-        assert!(
-            d.contains(&format!("[::1]:{port}: connection refused too")),
-            "{d}"
-        );
-        assert!(
-            d.contains(&format!("nothing listens on port {port}")),
-            "{d}"
-        );
-    }
+    assert!(
+        d.contains(&format!("[::1]:{port}: connection refused too")),
+        "{d}"
+    );
+    assert!(
+        d.contains(&format!("nothing listens on port {port}")),
+        "{d}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,9 +363,7 @@ async fn http_no_answer_times_out() {
 
 #[tokio::test]
 async fn server_on_ipv6_only_probed_on_ipv4() {
-    if !has_ipv6_loopback() {
-        return;
-    }
+    needs_ipv6_loopback();
     let listener = listener_on_one_family(true).await;
     let port = listener.local_addr().unwrap().port();
     let outcome = Prober::new()
@@ -385,9 +381,7 @@ async fn server_on_ipv6_only_probed_on_ipv4() {
 
 #[tokio::test]
 async fn server_on_ipv4_only_probed_on_ipv6() {
-    if !has_ipv6_loopback() {
-        return;
-    }
+    needs_ipv6_loopback();
     let listener = listener_on_one_family(false).await;
     let port = listener.local_addr().unwrap().port();
     let outcome = Prober::new()
@@ -405,9 +399,7 @@ async fn server_on_ipv4_only_probed_on_ipv6() {
 
 #[tokio::test]
 async fn http_server_on_ipv6_only_probed_on_ipv4() {
-    if !has_ipv6_loopback() {
-        return;
-    }
+    needs_ipv6_loopback();
     let listener = listener_on_one_family(true).await;
     let port = listener.local_addr().unwrap().port();
     let _requests = http_server(listener, response("200 OK", "", "ok")).await;

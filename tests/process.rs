@@ -7,6 +7,8 @@
 //! (exits, reaped orphans, a FIFO written by the unit) with generous deadlines and never
 //! assert speed.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -70,17 +72,6 @@ async fn run_to_logs(spec: &ExecSpec) -> process::ExitReport {
         .await
         .expect("the logs close");
     exit
-}
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
-fn skip_unless_root(test: &str) -> bool {
-    if !is_root() {
-        eprintln!("note: {test} skipped: switching users needs root");
-    }
-    !is_root()
 }
 
 /// A FIFO a unit writes one message into; reading it is the event "the unit got this far".
@@ -323,10 +314,9 @@ fn nobody() -> (u32, u32) {
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn dropping_to_a_user_by_name_sets_every_id_and_the_login_variables() {
-    if skip_unless_root("dropping_to_a_user_by_name") {
-        return;
-    }
+#[ignore = "needs root"]
+async fn root_dropping_to_a_user_by_name_sets_every_id_and_the_login_variables() {
+    support::needs_root("switching users");
     setup();
     let (uid, gid) = nobody();
     let dir = tempfile::tempdir().unwrap();
@@ -363,10 +353,9 @@ async fn dropping_to_a_user_by_name_sets_every_id_and_the_login_variables() {
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn dropping_to_a_numeric_user_with_another_group() {
-    if skip_unless_root("dropping_to_a_numeric_user") {
-        return;
-    }
+#[ignore = "needs root"]
+async fn root_dropping_to_a_numeric_user_with_another_group() {
+    support::needs_root("switching users");
     setup();
     let (uid, primary) = nobody();
     let group = nix::unistd::Group::from_name("daemon")
@@ -397,10 +386,9 @@ async fn dropping_to_a_numeric_user_with_another_group() {
 }
 
 #[tokio::test]
-async fn unknown_users_and_groups_are_named() {
-    if skip_unless_root("unknown_users_and_groups") {
-        return;
-    }
+#[ignore = "needs root"]
+async fn root_unknown_users_and_groups_are_named() {
+    support::needs_root("switching users");
     let mut s = spec(&["/bin/true"]);
     s.user = Some("no-such-user-lg".into());
     let msg = spawn_unit(&s, "web").await.unwrap_err().to_string();

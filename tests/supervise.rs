@@ -7,10 +7,11 @@
 //! (including a unit that ignores SIGTERM), grandchildren, privilege drop, the exact
 //! environment of a unit, and an invalid units directory.
 //!
-//! Every test waits for events (lines of the daemon's log, files its units write) with
-//! generous deadlines; none asserts speed. Order is proven twice where it matters: by the
-//! order of the daemon's log lines, and by the CLOCK_REALTIME times the processes record
-//! themselves (when each was exec'd, when each started listening or answering).
+//! Every test waits for what the daemon reports over its socket (its transitions, from
+//! `events`) or for files its units write, with generous deadlines; none asserts speed. Order
+//! is proven twice where it matters: by the order of the daemon's transitions, and by the
+//! CLOCK_REALTIME times the processes record themselves (when each was exec'd, when each
+//! started listening or answering).
 
 mod support;
 
@@ -22,8 +23,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use support::{
-    Daemon, Transition, UnitDir, array, free_port, group_gone, is_root, pgid_of, process_gone, q,
-    wait_until,
+    Daemon, Transition, UnitDir, array, free_port, group_gone, pgid_of, process_gone, q, wait_until,
 };
 
 /// Quick restarts without jitter, so tests spend little time in backoff.
@@ -783,13 +783,11 @@ fn account(user: &str) -> (u32, u32, String, BTreeSet<u32>) {
 }
 
 /// `user = "nobody"`: the process runs with nobody's uid, primary gid and groups, as
-/// /etc/passwd and /etc/group say. Needs root; skipped otherwise.
+/// /etc/passwd and /etc/group say. Needs root.
 #[test]
-fn a_unit_with_a_user_runs_with_that_users_ids() {
-    if !is_root() {
-        eprintln!("note: privilege drop test skipped: switching users needs root");
-        return;
-    }
+#[ignore = "needs root"]
+fn root_a_unit_with_a_user_runs_with_that_users_ids() {
+    support::needs_root("switching users");
     let d = UnitDir::new();
     let ids = d.path("ids");
     let ids = ids.to_str().unwrap();
