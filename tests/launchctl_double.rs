@@ -404,34 +404,56 @@ async fn the_drain_window_outlasts_a_job_that_exits_at_once() {
     );
 }
 
+/// Bootout sends SIGTERM; a job that ignores it is sent SIGKILL once its ExitTimeOut has
+/// passed, not before (launchd.md §4; launchd.plist(5) ExitTimeOut).
 #[tokio::test]
 async fn a_job_that_ignores_sigterm_is_killed_after_its_exit_timeout() {
-    let double = DoubleLaunchd::start(100).await;
+    // A drain window far beyond the exit timeout: the booted-out job can still be printed
+    // after its process died, with how it ended.
+    let double = DoubleLaunchd::start(60_000).await;
     let lc = double.launchctl();
     let dir = &double.state_dir;
+    let up = dir.join("up");
+    let termed = dir.join("termed");
     let mut job = JobPlist::new(
         "test.stubborn",
         &[
             "/bin/sh",
             "-c",
-            "trap '' TERM; echo up > \"$1\"; while :; do sleep 1; done",
+            "trap 'echo term > \"$2\"' TERM; echo up > \"$1\"; while :; do sleep 0.1; done",
             "sh",
-            &dir.join("up").to_string_lossy(),
+            &up.to_string_lossy(),
+            &termed.to_string_lossy(),
         ],
     );
     job.run_at_load = true;
     job.exit_timeout = Some(1);
     lc.bootstrap("system", &job.write(dir)).await.unwrap();
-    read_file_when_present(&dir.join("up")).await;
+    read_file_when_present(&up).await;
     let target = "system/test.stubborn";
     let pid = info(&lc, target).await.pid.unwrap();
+
+    let asked = Instant::now();
     lc.bootout(target).await.unwrap();
-    eventually(
-        "unloaded",
-        async || lc.print(target).await.unwrap(),
-        |o| *o == PrintOutcome::NotLoaded,
-    )
+    let ended = print_until(&lc, target, "the process ended", |i| {
+        i.pid.is_none() && i.last_exit != LastExit::Never
+    })
     .await;
+    let took = asked.elapsed();
+    assert_eq!(
+        read_file_when_present(&termed).await.trim(),
+        "term",
+        "SIGTERM came first"
+    );
+    assert!(
+        took >= Duration::from_secs(1),
+        "killed only once its exit timeout of 1 s had passed, not after {took:?}"
+    );
+    assert_eq!(
+        ended.last_exit,
+        LastExit::Signal(9),
+        "it died of SIGKILL: {ended:?}"
+    );
     await_gone(pid).await;
 }
 
