@@ -32,6 +32,8 @@ pub struct Transition {
     /// Its position among the daemon's transitions: a mark to wait from ([`Daemon::mark`]).
     pub index: usize,
     pub seq: u64,
+    /// RFC 3339, UTC, to the microsecond.
+    pub time: String,
     pub unit: String,
     pub from: String,
     pub to: String,
@@ -49,6 +51,7 @@ impl Transition {
         Self {
             index,
             seq: e.seq,
+            time: e.time,
             unit: e.unit,
             from: e.from,
             to: e.to,
@@ -57,6 +60,15 @@ impl Transition {
             detail: e.detail,
             line,
         }
+    }
+
+    /// When it happened, in nanoseconds since the Unix epoch.
+    pub fn ns(&self) -> u128 {
+        humantime::parse_rfc3339(&self.time)
+            .unwrap_or_else(|e| panic!("{:?} has no RFC 3339 time: {e}", self.line))
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after the epoch")
+            .as_nanos()
     }
 
     /// `unit` entered state `to`.
@@ -212,6 +224,11 @@ impl Daemon {
         }
     }
 
+    /// Its pid.
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
     /// Its control socket.
     pub fn socket(&self) -> &Path {
         &self.socket
@@ -310,7 +327,18 @@ impl Daemon {
         what: &str,
         pred: impl Fn(&Transition) -> bool,
     ) -> Transition {
-        let until = Instant::now() + DEADLINE;
+        self.wait_for_within(DEADLINE, from, what, pred)
+    }
+
+    /// [`Daemon::wait_for`] with a deadline of the test's choosing (a real program's start).
+    pub fn wait_for_within(
+        &mut self,
+        within: Duration,
+        from: usize,
+        what: &str,
+        pred: impl Fn(&Transition) -> bool,
+    ) -> Transition {
+        let until = Instant::now() + within;
         let mut next = from;
         loop {
             while next < self.events.len() {
@@ -440,10 +468,15 @@ impl Daemon {
 
     /// Sends `signal`, then waits for the exit and the end of its log and events.
     pub fn stop_with(&mut self, signal: Signal) -> ExitStatus {
+        self.stop_within(signal, DEADLINE)
+    }
+
+    /// [`Daemon::stop_with`], waiting up to `within` for the exit.
+    pub fn stop_within(&mut self, signal: Signal, within: Duration) -> ExitStatus {
         self.signal(signal);
-        let Some(status) = self.wait_status(DEADLINE) else {
+        let Some(status) = self.wait_status(within) else {
             panic!(
-                "the daemon did not exit after {signal}; the log:\n{}",
+                "the daemon did not exit within {within:?} of {signal}; the log:\n{}",
                 self.log()
             );
         };
