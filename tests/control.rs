@@ -19,7 +19,6 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -696,18 +695,12 @@ fn assert_states(s: &Scrape, expected: &[(&str, &str)]) {
 }
 
 /// A plain HTTP/1.1 GET of `http://ADDR/metrics`: the status line, headers and body.
+/// GET /metrics from `addr`: the head and the body.
 fn http_get(addr: &str) -> (String, String) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the metrics address");
-    stream.set_read_timeout(Some(support::DEADLINE)).unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    let (head, body) = answer.split_once("\r\n\r\n").expect("an HTTP answer");
-    (head.to_owned(), body.to_owned())
+    let addr = addr.parse().expect("a socket address");
+    let a = support::http_get(addr, "/metrics", support::DEADLINE)
+        .unwrap_or_else(|| panic!("no answer from http://{addr}/metrics"));
+    (a.head, a.body)
 }
 
 #[test]
@@ -759,7 +752,7 @@ fn metrics_over_the_socket_and_http_count_states_and_restarts() {
     assert_eq!(restarts(&s, "a", "KILLED_BY_SIGNAL"), 0.0);
 
     let (head, body) = http_get(&addr);
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.starts_with("HTTP/1.0 200"), "{head}");
     assert!(
         head.to_ascii_lowercase()
             .contains("content-type: text/plain"),

@@ -162,15 +162,10 @@ fn stack(domain: &str) -> Stack {
     }
 }
 
+/// Whether the server on `port` answers GET /health with 200.
 fn get(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.write_all(b"GET /health HTTP/1.0\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200")
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    support::http_get(addr, "/health", support::DEADLINE).is_some_and(|a| a.code == 200)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

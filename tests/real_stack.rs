@@ -272,21 +272,11 @@ impl Drop for Up<'_> {
 // ---------------------------------------------------------------------------------------------
 // HTTP, and our own view of the Ollama API
 
-/// GET `path` on the loopback `port` (HTTP/1.0, so the body is neither chunked nor kept
-/// alive); the status and body, or `None` when nothing answered within 3 s.
+/// GET `path` on the loopback `port`: the status and body, or `None` when nothing answered
+/// within 3 s.
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    let limit = Duration::from_secs(3);
-    let mut s = TcpStream::connect_timeout(&addr, limit).ok()?;
-    s.set_read_timeout(Some(limit)).ok()?;
-    s.set_write_timeout(Some(limit)).ok()?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n").ok()?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    Some((code, body.to_owned()))
+    support::http_get(addr, path, Duration::from_secs(3)).map(|a| (a.code, a.body))
 }
 
 /// Whether `body` is JSON holding `key: want` at any depth.

@@ -26,7 +26,8 @@ pub use daemon::{Daemon, Transition};
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -283,6 +284,34 @@ impl Events {
             .last()
             .unwrap_or_else(|| panic!("no `{name} {what}` event in {self:#?}"))
     }
+}
+
+/// What an HTTP server answered: the status code, the head (status line and headers) and the
+/// body.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    pub code: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// `GET path` from `addr` as HTTP/1.0, so that the body is neither chunked nor kept alive;
+/// `None` when nothing answered within `within`.
+pub fn http_get(addr: SocketAddr, path: &str, within: Duration) -> Option<HttpAnswer> {
+    let mut s = TcpStream::connect_timeout(&addr, within).ok()?;
+    s.set_read_timeout(Some(within)).ok()?;
+    s.set_write_timeout(Some(within)).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some(HttpAnswer {
+        code,
+        head: head.to_owned(),
+        body: body.to_owned(),
+    })
 }
 
 /// A loopback port nobody listens on now, and that no other test of this binary was given.
