@@ -505,7 +505,7 @@ impl Daemon {
 
 /// Runs `events --follow --json` against `socket` and sends each event on, until the daemon
 /// has exited. The stream replays the daemon's ring first, so nothing is missed while the
-/// socket is being bound; it is reconnected (events already sent skipped by `seq`) while the
+/// socket is being bound; it is reconnected (events already sent passed over by `seq`) while the
 /// daemon lives, since a connection refused means the socket is not listening yet.
 fn follow(socket: &Path, exited: &AtomicBool, tx: &Sender<EventRecord>) {
     let mut last: Option<u64> = None;
