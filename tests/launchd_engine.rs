@@ -303,6 +303,9 @@ async fn a_missing_gui_domain_waits_instead_of_crash_looping() {
         d.log()
     );
     assert_eq!(calls_for(&double, "bootstrap", "test.model"), 0);
+    // `status` tells the same: waiting for a session, not failing.
+    let model = d.0.wait_state("model", "waiting");
+    assert_eq!(model.reason, "NO_GUI_SESSION", "{model:?}");
     assert!(d.find_move("", "", "backoff", "").is_none(), "{}", d.log());
     assert_eq!(d.stop(), Some(0), "{}", d.log());
 }

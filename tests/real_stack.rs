@@ -109,28 +109,7 @@ impl Deadline {
 /// (the units set it, children inherit it), which finds them even after they left their
 /// process group.
 fn run_pids(run: &Path) -> Vec<i32> {
-    let marker = format!("LAUNCHGRAPH_E2E_RUN={}", run.display());
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if pid == me {
-            continue;
-        }
-        if let Ok(env) = fs::read(format!("/proc/{pid}/environ"))
-            && env.split(|&b| b == 0).any(|v| v == marker.as_bytes())
-            && !process_gone(pid)
-        {
-            out.push(pid);
-        }
-    }
-    out
+    support::processes_with_env(&format!("LAUNCHGRAPH_E2E_RUN={}", run.display()))
 }
 
 /// `/tmp/openclaw*` entries: OpenClaw writes its default rolling log and state locks there
@@ -1068,6 +1047,15 @@ fn the_gateway_waits_for_the_model_server_restarts_with_it_and_stops_before_it()
         |b| json_has(b, "status", &"live".into()),
     );
     let t_health2 = now_ns();
+    // What `status` says agrees: both ready, with the new processes.
+    for (unit, pid) in [("ollama", o_pid2), (gw, g_pid2)] {
+        let st = d.wait_state(unit, "ready");
+        assert_eq!(
+            st.pid,
+            Some(pid as u32),
+            "{unit}'s status names its new process: {st:?}"
+        );
+    }
 
     // The first gateway's spawn-broker ran in its own session: a process-group stop does not
     // reach it. It must still go away with its gateway.
@@ -1173,7 +1161,7 @@ fn the_gateway_waits_for_the_model_server_restarts_with_it_and_stops_before_it()
             .copied()
             .filter(|&p| !process_gone(p))
             .collect();
-        left.extend(in_groups_or_sessions(&unit_pids));
+        left.extend(support::in_groups_or_sessions(&unit_pids));
         left.extend(run_pids(&run.path));
         left
     };
@@ -1223,38 +1211,4 @@ fn the_gateway_waits_for_the_model_server_restarts_with_it_and_stops_before_it()
         "   total                                        {} ms",
         t0.elapsed().as_millis()
     );
-}
-
-/// Live processes whose process group or session is one of `leaders`.
-fn in_groups_or_sessions(leaders: &[i32]) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid pgrp session ...`; comm may hold spaces and parentheses.
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        let f: Vec<&str> = after.split_whitespace().collect();
-        let (state, pgrp, session) = (f.first(), f.get(2), f.get(3));
-        if state == Some(&"Z") {
-            continue;
-        }
-        let member = |v: Option<&&str>| {
-            v.and_then(|v| v.parse::<i32>().ok())
-                .is_some_and(|g| leaders.contains(&g))
-        };
-        if member(pgrp) || member(session) {
-            out.push(pid);
-        }
-    }
-    out
 }

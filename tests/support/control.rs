@@ -417,23 +417,10 @@ impl Drop for Follower {
 
 /// The live (not zombie) processes whose command line satisfies `pred`.
 pub fn processes_running(pred: impl Fn(&[String]) -> bool) -> Vec<i32> {
-    let mut found = Vec::new();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return found;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if cmdline(pid).is_some_and(|c| pred(&c)) && !super::process_gone(pid) {
-            found.push(pid);
-        }
-    }
-    found
+    super::pids()
+        .into_iter()
+        .filter(|&pid| cmdline(pid).is_some_and(|c| pred(&c)) && !super::process_gone(pid))
+        .collect()
 }
 
 /// A process's argv, from `/proc` (empty for a zombie).

@@ -328,39 +328,76 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// `(pid, state)` of every process whose process group is `pgid`, from `/proc`.
-pub fn group_members(pgid: i32) -> Vec<(i32, char)> {
-    let mut out = Vec::new();
-    let Ok(dir) = fs::read_dir("/proc") else {
-        return out;
-    };
-    for entry in dir.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Some((state, group)) = stat(pid)
-            && group == pgid
-        {
-            out.push((pid, state));
-        }
-    }
-    out
+/// Every pid in `/proc`.
+pub fn pids() -> Vec<i32> {
+    fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect()
 }
 
-/// State and process group of `pid`, from `/proc/<pid>/stat`.
-fn stat(pid: i32) -> Option<(char, i32)> {
+/// `(pid, state)` of every process whose process group is `pgid`, from `/proc`.
+pub fn group_members(pgid: i32) -> Vec<(i32, char)> {
+    pids()
+        .into_iter()
+        .filter_map(|pid| {
+            let st = stat(pid)?;
+            (st.pgrp == pgid).then_some((pid, st.state))
+        })
+        .collect()
+}
+
+/// The live processes whose process group or session is one of `leaders`: what a unit left
+/// behind, including what moved to a session of its own.
+pub fn in_groups_or_sessions(leaders: &[i32]) -> Vec<i32> {
+    pids()
+        .into_iter()
+        .filter(|&pid| {
+            stat(pid).is_some_and(|st| {
+                st.state != 'Z' && (leaders.contains(&st.pgrp) || leaders.contains(&st.session))
+            })
+        })
+        .collect()
+}
+
+/// The live processes (other than this one) with `entry` (`NAME=value`) in their environment,
+/// which children inherit whatever group or session they move to.
+pub fn processes_with_env(entry: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    pids()
+        .into_iter()
+        .filter(|&pid| {
+            pid != me
+                && fs::read(format!("/proc/{pid}/environ"))
+                    .is_ok_and(|env| env.split(|&b| b == 0).any(|v| v == entry.as_bytes()))
+                && !process_gone(pid)
+        })
+        .collect()
+}
+
+/// A process's state, process group and session, from `/proc/<pid>/stat`.
+struct Stat {
+    state: char,
+    pgrp: i32,
+    session: i32,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
     let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // `pid (comm) state ppid pgrp ...`; comm may hold spaces and parentheses.
+    // `pid (comm) state ppid pgrp session ...`; comm may hold spaces and parentheses.
     let after = &text[text.rfind(')')? + 1..];
     let mut fields = after.split_whitespace();
     let state = fields.next()?.chars().next()?;
     let _ppid = fields.next()?;
     let pgrp = fields.next()?.parse().ok()?;
-    Some((state, pgrp))
+    let session = fields.next()?.parse().ok()?;
+    Some(Stat {
+        state,
+        pgrp,
+        session,
+    })
 }
 
 /// No live process is left in process group `pgid` (zombies count as gone).
@@ -375,13 +412,13 @@ pub fn group_gone(pgid: i32) -> bool {
 pub fn process_gone(pid: i32) -> bool {
     match kill(Pid::from_raw(pid), None) {
         Err(Errno::ESRCH) => true,
-        _ => stat(pid).is_none_or(|(state, _)| state == 'Z'),
+        _ => stat(pid).is_none_or(|st| st.state == 'Z'),
     }
 }
 
 /// The process group of `pid`, while it lives.
 pub fn pgid_of(pid: i32) -> Option<i32> {
-    stat(pid).map(|(_, group)| group)
+    stat(pid).map(|st| st.pgrp)
 }
 
 /// Polls `done` every 20 ms until it holds; for conditions no event announces.
