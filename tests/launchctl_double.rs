@@ -23,8 +23,8 @@ use launchgraph::unit::Domain;
 use nix::errno::Errno;
 use nix::sys::signal::kill;
 use nix::unistd::Pid;
-use support::DEADLINE;
 use support::launchd::{DoubleLaunchd, JobPlist};
+use support::{DEADLINE, is_root};
 
 /// A loopback TCP server: writes its port to `argv[1]` (atomically) and a greeting with its
 /// environment and working directory to stdout, then answers every connection with its pid.
@@ -43,10 +43,6 @@ while True:
     c.sendall(str(os.getpid()).encode())
     c.close()
 "#;
-
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
 
 async fn info(lc: &Launchctl, target: &str) -> ServiceInfo {
     match lc.print(target).await.unwrap_or_else(|e| panic!("{e}")) {
