@@ -11,11 +11,8 @@
 //!   is not a socket;
 //! - is removed when the server stops, unless another server has replaced it meanwhile.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -247,76 +244,29 @@ fn look(path: &Path) -> Result<Found, ControlError> {
 /// Connects without blocking: a blocking connect to a live daemon whose backlog is full would
 /// wait for it, possibly forever.
 fn probe(path: &Path) -> io::Result<()> {
-    let bytes = path.as_os_str().as_bytes();
-    // SAFETY: `sockaddr_un` is plain old data, for which all zeroes is a valid value.
-    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
-    if bytes.len() >= addr.sun_path.len() {
-        return Err(io::Error::from(io::ErrorKind::InvalidInput));
-    }
-    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
-    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
-        *dst = libc::c_char::from_ne_bytes([*src]);
-    }
-    // SAFETY: plain system call; the descriptor is owned right after.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` is a fresh descriptor nobody else owns.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: plain system calls on a descriptor we own.
-    let r = unsafe {
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC);
-        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK)
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `addr` is a valid `sockaddr_un` of the given length.
-    let r = unsafe {
-        libc::connect(
-            fd.as_raw_fd(),
-            (&raw const addr).cast::<libc::sockaddr>(),
-            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    use rustix::net::{AddressFamily, SocketAddrUnix, SocketType, connect, socket};
+    let addr = SocketAddrUnix::new(path)?;
+    let fd = socket(AddressFamily::UNIX, SocketType::STREAM, None)?;
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
+    rustix::fs::fcntl_setfl(&fd, rustix::fs::OFlags::NONBLOCK)?;
+    connect(&fd, &addr)?;
+    Ok(())
 }
 
 /// Renames `from` to `to` unless `to` exists (then `AlreadyExists`), in one step.
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    let c_from = CString::new(from.as_os_str().as_bytes())?;
-    let c_to = CString::new(to.as_os_str().as_bytes())?;
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    // SAFETY: both paths are NUL-terminated.
-    let r = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            c_from.as_ptr(),
-            libc::AT_FDCWD,
-            c_to.as_ptr(),
-            libc::RENAME_NOREPLACE as _,
-        )
-    };
-    #[cfg(target_vendor = "apple")]
-    // SAFETY: both paths are NUL-terminated.
-    let r = unsafe { libc::renamex_np(c_from.as_ptr(), c_to.as_ptr(), libc::RENAME_EXCL) };
-    #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+    // renameat2(RENAME_NOREPLACE) on Linux, renameatx_np(RENAME_EXCL) on macOS.
+    #[cfg(any(target_os = "linux", target_os = "android", target_vendor = "apple"))]
+    {
+        use rustix::fs::{CWD, RenameFlags, renameat_with};
+        renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(io::Error::from)
+    }
     // Elsewhere, a look then a rename: `place` has just seen nothing at `to`.
-    let r = {
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_vendor = "apple")))]
+    {
         if to.symlink_metadata().is_ok() {
             return Err(io::Error::from(io::ErrorKind::AlreadyExists));
         }
-        // SAFETY: both paths are NUL-terminated.
-        unsafe { libc::rename(c_from.as_ptr(), c_to.as_ptr()) }
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+        fs::rename(from, to)
     }
 }
