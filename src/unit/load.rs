@@ -3,9 +3,13 @@
 //! This module owns the unit file grammar: which keys exist, their types, their defaults, and
 //! the messages and hints for each mistake. It walks the spanned TOML tree by hand rather than
 //! through serde so that one pass reports *every* error in a file (serde stops at the first)
-//! and each error points at the exact line and column of the offending key or value. Checks
-//! that need more than one file (unknown or self dependencies, duplicate labels, cycles) are in
-//! [`crate::compile`]; this module only reads and checks one file at a time.
+//! and each error points at the exact line and column of the offending key or value.
+//!
+//! Files are read one at a time, but each `requires` entry is checked here against the names
+//! of every unit file in the directory (broken ones included), so that a requirement on no
+//! unit, or on the unit itself, is reported at its place along with the file's other errors.
+//! The checks that need every unit read first, two units driving one launchd label and
+//! dependency cycles, are in [`crate::compile`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -60,7 +64,7 @@ pub struct DirContents {
 }
 
 /// Reads and validates every unit file of `dir`, returning only units if all of them are valid.
-/// Cross-file checks are not done here; see [`crate::compile::compile_dir`].
+/// Duplicate labels and cycles are not checked here; see [`crate::compile::compile_dir`].
 pub fn load_dir(dir: &Path) -> Result<Vec<Unit>, LoadError> {
     let contents = read_dir(dir);
     if contents.diagnostics.is_empty() {
