@@ -7,7 +7,7 @@
 //! away. Nothing a client sends can panic the server or stop it from serving the others: each
 //! connection is its own task, bounded in bytes, time and number.
 //!
-//! How the socket file is created safely, and removed, is [`super::socket_file`]'s.
+//! How the socket file is created safely, and removed, is the `socket_file` module's.
 
 use std::ffi::CString;
 use std::io;

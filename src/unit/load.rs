@@ -454,11 +454,11 @@ fn launchd_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<LaunchdSpec> {
         "the launchd job's Label, e.g. \"homebrew.mxcl.ollama\"",
     );
     let label = label.and_then(|v| {
-        let s = cx.string(v, "launchd.label")?;
+        let s = cx.string(v, &t.key("label"))?;
         if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '/') {
             cx.err(
                 v,
-                "launchd.label",
+                &t.key("label"),
                 format!(
                     "{s:?} is not a launchd label: expected a non-empty name without spaces or '/'"
                 ),
@@ -470,12 +470,12 @@ fn launchd_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<LaunchdSpec> {
     });
     let plist = t
         .required(cx, "plist", "the absolute path of the job's plist")
-        .and_then(|v| cx.abs_path(v, "launchd.plist"));
+        .and_then(|v| cx.abs_path(v, &t.key("plist")));
     let domain = match t.get("domain") {
-        Some(v) => cx.string(v, "launchd.domain").and_then(|s| match Domain::parse(&s) {
+        Some(v) => cx.string(v, &t.key("domain")).and_then(|s| match Domain::parse(&s) {
             Ok(d) => Some(d),
             Err(e) => {
-                cx.err(v, "launchd.domain", e, Some("LaunchDaemons live in \"system\"; a user's LaunchAgents in \"gui/<uid>\" or \"gui/console\""));
+                cx.err(v, &t.key("domain"), e, Some("LaunchDaemons live in \"system\"; a user's LaunchAgents in \"gui/<uid>\" or \"gui/console\""));
                 None
             }
         }),
@@ -496,34 +496,34 @@ fn exec_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ExecSpec> {
             "command",
             "the argv to run, e.g. [\"/usr/bin/python3\", \"-m\", \"http.server\"]",
         )
-        .and_then(|v| cx.argv(v, "exec.command"));
+        .and_then(|v| cx.argv(v, &t.key("command")));
     let env = match t.get("env") {
-        Some(v) => cx.env(v, "exec.env"),
+        Some(v) => cx.env(v, &t.key("env")),
         None => Some(BTreeMap::new()),
     };
     let working_directory = match t.get("working-directory") {
-        Some(v) => cx.abs_path(v, "exec.working-directory"),
+        Some(v) => cx.abs_path(v, &t.key("working-directory")),
         None => Some(PathBuf::from("/")),
     };
     let user = t.nonempty_string(cx, "user");
     let group = t.nonempty_string(cx, "group");
     let stop_signal = match t.get("stop-signal") {
         Some(v) => cx
-            .string(v, "exec.stop-signal")
+            .string(v, &t.key("stop-signal"))
             .and_then(|s| match Signal::parse(&s) {
                 Ok(sig) => Some(sig),
                 Err(e) => {
-                    cx.err(v, "exec.stop-signal", e, None);
+                    cx.err(v, &t.key("stop-signal"), e, None);
                     None
                 }
             }),
         None => Some(Signal(nix::sys::signal::Signal::SIGTERM)),
     };
     let stop_timeout = t.duration(cx, "stop-timeout", Duration::from_secs(10));
-    let stdout = t.get("stdout").map(|v| cx.abs_path(v, "exec.stdout"));
-    let stderr = t.get("stderr").map(|v| cx.abs_path(v, "exec.stderr"));
+    let stdout = t.get("stdout").map(|v| cx.abs_path(v, &t.key("stdout")));
+    let stderr = t.get("stderr").map(|v| cx.abs_path(v, &t.key("stderr")));
     let log_max_bytes = match t.get("log-max-size") {
-        Some(v) => cx.byte_size(v, "exec.log-max-size"),
+        Some(v) => cx.byte_size(v, &t.key("log-max-size")),
         None => Some(10 * 1024 * 1024),
     };
     let log_keep = t.integer(cx, "log-keep", 3, 0, 100);
@@ -679,12 +679,12 @@ fn alive_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<AliveSpec> {
 fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
     let d = RestartSpec::default();
     let policy = match t.get("policy") {
-        Some(v) => cx.string(v, "restart.policy").and_then(|s| match s.as_str() {
+        Some(v) => cx.string(v, &t.key("policy")).and_then(|s| match s.as_str() {
             "on-failure" => Some(RestartPolicy::OnFailure),
             "always" => Some(RestartPolicy::Always),
             "never" => Some(RestartPolicy::Never),
             other => {
-                cx.err(v, "restart.policy", format!("{other:?} is not a restart policy: expected \"on-failure\", \"always\" or \"never\""), None);
+                cx.err(v, &t.key("policy"), format!("{other:?} is not a restart policy: expected \"on-failure\", \"always\" or \"never\""), None);
                 None
             }
         }),
@@ -705,7 +705,7 @@ fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
     );
     let period = t.positive_duration(cx, "start-limit-period", d.start_limit_period);
     let codes = match t.get("no-restart-exit-codes") {
-        Some(v) => cx.exit_codes(v, "restart.no-restart-exit-codes"),
+        Some(v) => cx.exit_codes(v, &t.key("no-restart-exit-codes")),
         None => Some(Vec::new()),
     };
     if let (Some(i), Some(m), Some(v)) = (initial, max, max_v)
@@ -713,7 +713,7 @@ fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
     {
         cx.err(
             v,
-            "restart.max",
+            &t.key("max"),
             format!(
                 "`max` ({}) is less than `initial` ({})",
                 humantime::format_duration(m),
@@ -1145,10 +1145,15 @@ impl<'t, 'i> Table<'t, 'i> {
         }
     }
 
+    /// Whether `key` is declared in the section: every lookup must be.
+    fn declares(&self, key: &str) -> bool {
+        self.section.keys().any(|k| k == key)
+    }
+
     /// The value of `key`, which must be one of the section's declared keys.
     fn get(&self, key: &str) -> Option<&'t Spanned<DeValue<'i>>> {
         debug_assert!(
-            self.section.keys().any(|k| k == key),
+            self.declares(key),
             "`{key}` is not declared in the [{}] section table",
             self.section.path
         );
@@ -1158,7 +1163,18 @@ impl<'t, 'i> Table<'t, 'i> {
             .map(|(_, v)| v)
     }
 
+    /// The dotted key diagnostics name, e.g. `exec.stop-signal`, of a declared key.
     fn key(&self, key: &str) -> String {
+        debug_assert!(
+            self.declares(key),
+            "`{key}` is not declared in the [{}] section table",
+            self.section.path
+        );
+        self.dotted(key)
+    }
+
+    /// The dotted name of any key written in the table, declared or not.
+    fn dotted(&self, key: &str) -> String {
         if self.section.path.is_empty() {
             key.to_string()
         } else {
@@ -1281,7 +1297,7 @@ impl<'t, 'i> Table<'t, 'i> {
             if known.contains(&name.as_ref()) {
                 continue;
             }
-            let full = self.key(name);
+            let full = self.dotted(name);
             let place = if self.section.path.is_empty() {
                 "at the top level of a unit".to_string()
             } else {
