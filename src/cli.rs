@@ -1,178 +1,197 @@
-//! The CLI verbs that talk to a running daemon over its control socket: `status`, `start`,
-//! `stop`, `restart`, `reload`, `events`, `metrics`. Each prints what it got and returns a
-//! documented exit code; when no daemon runs, each says so in one line (exit 69).
+//! The command line: clap's types, and the defaults each option falls back to. What a
+//! command does is in [`crate::cmd`]; nothing here acts.
 
-use std::io::Write;
-use std::path::Path;
+use std::path::PathBuf;
 
-use launchgraph::control::client::{self, ClientError};
-use launchgraph::control::protocol::{ErrorCode, Request, Response};
-use launchgraph::control::render;
+use clap::{Args, Parser, Subcommand};
+
 use launchgraph::exit;
+use launchgraph::paths::default_units_dir;
 
-fn runtime() -> Option<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()
+/// launchgraph: start services in dependency order, each only once what it requires is ready;
+/// restart them in order, with backoff.
+#[derive(Parser)]
+#[command(
+    name = "launchgraph",
+    version,
+    about,
+    after_help = exit::help()
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
 }
 
-/// One request, one response.
-fn ask(socket: &Path, request: Request) -> Result<Response, u8> {
-    let Some(rt) = runtime() else {
-        eprintln!("launchgraph: cannot start the runtime");
-        return Err(exit::SOFTWARE);
-    };
-    rt.block_on(client::request(socket, request))
-        .map_err(|e| client_error(&e))
+#[derive(Subcommand)]
+pub enum Command {
+    /// Validate the units directory (every error with file, line and column), then run the
+    /// preflight checks of what each unit would execute, and say what drifted since the last
+    /// good run.
+    Check {
+        #[command(flatten)]
+        units: UnitsDir,
+        #[command(flatten)]
+        state: StateDir,
+        /// Only validate the unit files; skip the checks of this host's files (preflight and
+        /// drift), e.g. to check units meant for another machine.
+        #[arg(long)]
+        config_only: bool,
+    },
+    /// Run the supervisor in the foreground: start every unit in dependency order, each once
+    /// what it requires is ready; restart in order with backoff; on SIGTERM or SIGINT stop
+    /// everything in reverse order and exit 0. Logs to stderr.
+    Up {
+        #[command(flatten)]
+        units: UnitsDir,
+        /// The launchctl program that drives `launchd` units.
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "/bin/launchctl",
+            env = "LAUNCHGRAPH_LAUNCHCTL"
+        )]
+        launchctl: PathBuf,
+        #[command(flatten)]
+        state: StateDir,
+        #[command(flatten)]
+        socket: SocketArg,
+        /// A group whose members may act through the control socket (start, stop, restart,
+        /// reload); the socket is then mode 0660 with that group, else 0600 (root only).
+        #[arg(long, value_name = "GROUP", env = "LAUNCHGRAPH_ADMIN_GROUP")]
+        admin_group: Option<String>,
+        /// Also serve GET /metrics (Prometheus text) on this loopback address, e.g.
+        /// 127.0.0.1:9464. Non-loopback addresses are refused.
+        #[arg(long, value_name = "ADDR")]
+        metrics_listen: Option<std::net::SocketAddr>,
+        /// Log format on stderr: `text` (for people) or `json` (one object per line). On
+        /// macOS the unified log (subsystem com.launchgraph.daemon) gets every line as well.
+        #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+        log_format: String,
+    },
+    /// The daemon's view of every unit (or one): state and for how long, pid, last exit,
+    /// restarts, backoff remaining, last probe, reason code, preflight findings.
+    Status {
+        unit: Option<String>,
+        /// One JSON object (the protocol's `status` response).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Bring a unit up, its requirements first.
+    Start {
+        unit: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Take a unit down, its dependents first.
+    Stop {
+        unit: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Cycle a unit, and its dependents in order.
+    Restart {
+        unit: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Re-read the units directory and apply the difference: new units start, removed ones
+    /// stop, changed ones restart with their dependents; unchanged units are not touched. An
+    /// invalid directory changes nothing.
+    Reload {
+        /// Only say what would happen.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Recent transitions, then (with --follow) live ones.
+    Events {
+        #[arg(long, short)]
+        follow: bool,
+        /// JSON lines: time, seq, unit, from, to, reason, on, detail.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// The daemon's metrics, as Prometheus text.
+    Metrics {
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Write the artifact for a change window: a tarball in the state directory with the unit
+    /// files, the plists they use, their environments (secrets redacted), the last
+    /// fingerprints, the live status, and Ollama's and OpenClaw's own reports when reachable.
+    Snapshot {
+        /// List the existing snapshots instead.
+        #[arg(long)]
+        list: bool,
+        #[command(flatten)]
+        units: UnitsDir,
+        #[command(flatten)]
+        state: StateDir,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Show the start waves with each unit's readiness gate, the stop order, and what a
+    /// restart of each unit cascades to.
+    Plan {
+        #[command(flatten)]
+        units: UnitsDir,
+        /// Print the plan as JSON (schema launchgraph.plan/1, see docs/plan-schema.md).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
-fn client_error(e: &ClientError) -> u8 {
-    eprintln!("launchgraph: {e}");
-    match e {
-        ClientError::NotRunning { .. } => exit::UNAVAILABLE,
-        ClientError::PermissionDenied { .. } => exit::NOPERM,
-        _ => exit::IO,
+#[derive(Args)]
+pub struct SocketArg {
+    /// The daemon's control socket. Default: $LAUNCHGRAPH_SOCKET, else /var/run/launchgraph.sock
+    /// on macOS, /run/launchgraph/launchgraph.sock on Linux (root's daemon), or
+    /// $XDG_RUNTIME_DIR/launchgraph.sock for a daemon of one's own.
+    #[arg(long, value_name = "PATH", env = "LAUNCHGRAPH_SOCKET")]
+    pub socket: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct StateDir {
+    /// Where fingerprints (and other state) are kept. Default: $LAUNCHGRAPH_STATE_DIR, else
+    /// /var/lib/launchgraph on Linux, /usr/local/var/launchgraph on macOS
+    /// ($(brew --prefix)/var/launchgraph for a Homebrew install).
+    #[arg(long, value_name = "DIR", env = "LAUNCHGRAPH_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl SocketArg {
+    /// Where the CLI looks for the daemon.
+    pub fn client(&self) -> PathBuf {
+        self.socket
+            .clone()
+            .unwrap_or_else(launchgraph::paths::default_client_socket_path)
     }
 }
 
-/// An error the daemon answered: printed, mapped to an exit code.
-fn daemon_error(code: ErrorCode, message: &str) -> u8 {
-    eprintln!("launchgraph: {message}");
-    match code {
-        ErrorCode::PermissionDenied => exit::NOPERM,
-        ErrorCode::UnknownUnit => exit::USAGE,
-        ErrorCode::InvalidConfiguration => exit::CONFIG,
-        ErrorCode::ShuttingDown | ErrorCode::Busy => exit::UNAVAILABLE,
-        _ => exit::SOFTWARE,
+impl StateDir {
+    pub fn resolve(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(launchgraph::fingerprint::default_state_dir)
     }
 }
 
-fn unexpected(r: &Response) -> u8 {
-    eprintln!("launchgraph: unexpected answer from the daemon: {r:?}");
-    exit::SOFTWARE
+#[derive(Args)]
+pub struct UnitsDir {
+    /// The units directory (one TOML file per unit). Default: $LAUNCHGRAPH_UNITS, else
+    /// /etc/launchgraph/units on Linux, /usr/local/etc/launchgraph/units on macOS
+    /// ($(brew --prefix)/etc/launchgraph/units for a Homebrew install).
+    #[arg(long, value_name = "DIR", env = "LAUNCHGRAPH_UNITS")]
+    pub units: Option<PathBuf>,
 }
 
-fn print(text: &str) -> u8 {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()) {
-        Ok(()) => exit::OK,
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
-        Err(_) => exit::IO,
-    }
-}
-
-pub fn status(socket: &Path, unit: Option<String>, json: bool) -> u8 {
-    match ask(socket, Request::Status { unit }) {
-        Ok(Response::Status { units }) => {
-            if json {
-                let v = serde_json::json!({ "units": units });
-                print(&format!("{v:#}\n"))
-            } else {
-                print(&render::status_table(&units, render::use_color()))
-            }
-        }
-        Ok(Response::Error { code, message }) => daemon_error(code, &message),
-        Ok(other) => unexpected(&other),
-        Err(code) => code,
-    }
-}
-
-pub fn act(socket: &Path, request: Request) -> u8 {
-    match ask(socket, request) {
-        Ok(Response::Done { message }) => print(&format!("{message}\n")),
-        Ok(Response::Error { code, message }) => daemon_error(code, &message),
-        Ok(other) => unexpected(&other),
-        Err(code) => code,
-    }
-}
-
-pub fn reload(socket: &Path, dry_run: bool) -> u8 {
-    match ask(socket, Request::Reload { dry_run }) {
-        Ok(Response::Reload(report)) => print(&render::reload_report(&report)),
-        Ok(Response::Error { code, message }) => daemon_error(code, &message),
-        Ok(other) => unexpected(&other),
-        Err(code) => code,
-    }
-}
-
-pub fn metrics(socket: &Path) -> u8 {
-    match ask(socket, Request::Metrics) {
-        Ok(Response::Metrics { text }) => print(&text),
-        Ok(Response::Error { code, message }) => daemon_error(code, &message),
-        Ok(other) => unexpected(&other),
-        Err(code) => code,
-    }
-}
-
-pub fn events(socket: &Path, follow: bool, json: bool) -> u8 {
-    let Some(rt) = runtime() else {
-        return exit::SOFTWARE;
-    };
-    rt.block_on(async {
-        let mut rx = match client::stream(socket, Request::Events { follow }).await {
-            Ok(rx) => rx,
-            Err(e) => return client_error(&e),
-        };
-        while let Some(item) = rx.recv().await {
-            let line = match item {
-                Ok(Response::Event(e)) => {
-                    if json {
-                        serde_json::to_string(&e).unwrap_or_default()
-                    } else {
-                        render::event_line(&e)
-                    }
-                }
-                Ok(Response::Error { code, message }) => return daemon_error(code, &message),
-                Ok(other) => return unexpected(&other),
-                Err(e) => return client_error(&e),
-            };
-            if print(&format!("{line}\n")) != exit::OK {
-                return exit::IO;
-            }
-        }
-        exit::OK
-    })
-}
-
-pub fn snapshot(opts: &launchgraph::snapshot::SnapshotOptions) -> u8 {
-    let Some(rt) = runtime() else {
-        return exit::SOFTWARE;
-    };
-    match rt.block_on(launchgraph::snapshot::take(opts)) {
-        Ok(snap) => {
-            for w in &snap.warnings {
-                eprintln!("launchgraph: snapshot: {w}");
-            }
-            print(&format!(
-                "{} ({} entries)\n",
-                snap.path.display(),
-                snap.entries.len()
-            ))
-        }
-        Err(e) => {
-            eprintln!("launchgraph: snapshot: {e}");
-            exit::IO
-        }
-    }
-}
-
-pub fn snapshot_list(state_dir: &Path) -> u8 {
-    match launchgraph::snapshot::list(state_dir) {
-        Ok(all) => {
-            let mut out = String::new();
-            for (path, size, _) in all {
-                out.push_str(&format!("{}  {size} bytes\n", path.display()));
-            }
-            print(&out)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => exit::OK,
-        Err(e) => {
-            eprintln!(
-                "launchgraph: cannot list snapshots in {}: {e}",
-                state_dir.display()
-            );
-            exit::IO
-        }
+impl UnitsDir {
+    pub fn resolve(&self) -> PathBuf {
+        self.units.clone().unwrap_or_else(default_units_dir)
     }
 }

@@ -1,9 +1,10 @@
 //! Compiling a units directory: every file read and checked, then checked together, then the
 //! dependency graph built. Only a [`Compiled`] configuration is ever run.
 //!
-//! This module owns the checks that need more than one file: requirements that name no unit,
-//! two units driving the same launchd label, and dependency cycles (every one, as a path). The
-//! one-file grammar is in [`crate::unit::load`]; graph algorithms are in [`crate::graph`].
+//! This module owns the checks that need every unit read first: two units driving the same
+//! launchd label, and dependency cycles (every one, as a path). The unit file grammar, and the
+//! check that each requirement names another unit file of the directory, are in
+//! [`crate::unit::load`]; graph algorithms are in [`crate::graph`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

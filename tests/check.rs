@@ -343,6 +343,25 @@ fn probe_addresses_and_urls() {
     find(&d, p, "d.toml", 3, "[ready] needs one probe");
 }
 
+/// A URL the HTTP client would refuse at every probe is refused when the unit is read, at its
+/// line and column: here an IPv6 zone, which a socket address takes but a URL does not.
+#[test]
+fn a_probe_url_the_http_client_refuses_is_a_load_error() {
+    let (dir, d) = errors(&[(
+        "a.toml",
+        &format!("{OK_EXEC}[ready]\nhttp = \"http://[fe80::1%2]:8080/health\"\n"),
+    )]);
+    let e = find(
+        &d,
+        dir.path(),
+        "a.toml",
+        4,
+        "`ready.http`: \"http://[fe80::1%2]:8080/health\" is not a probe URL: invalid IPv6 address",
+    );
+    assert_eq!((e.column, e.key.as_deref()), (8, Some("ready.http")), "{e}");
+    assert_eq!(d.len(), 1, "{d:#?}");
+}
+
 #[test]
 fn duplicate_launchd_labels() {
     let (dir, d) = errors(&[

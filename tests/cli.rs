@@ -178,6 +178,23 @@ fn usage_errors_exit_64_and_help_exits_0() {
 }
 
 #[test]
+fn help_lists_every_exit_code_of_the_table() {
+    let out = launchgraph(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    // clap wraps long lines: compare with the whitespace folded.
+    let help = text(&out.stdout)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for (code, _, meaning) in launchgraph::exit::TABLE {
+        assert!(
+            help.contains(&format!("{code} {meaning}")),
+            "--help does not list exit code {code} ({meaning}): {help}"
+        );
+    }
+}
+
+#[test]
 fn check_runs_preflight_on_this_host_and_names_each_finding() {
     let state = tempfile::tempdir().unwrap();
     // The quickstart needs nothing but /usr/bin/env and python3: its preflight passes.

@@ -592,7 +592,7 @@ pub(crate) fn read_env_file(path: &Path) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// [`read_env_file`] on text already read.
+/// `read_env_file` on text already read.
 pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for line in text.lines() {

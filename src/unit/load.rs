@@ -3,9 +3,13 @@
 //! This module owns the unit file grammar: which keys exist, their types, their defaults, and
 //! the messages and hints for each mistake. It walks the spanned TOML tree by hand rather than
 //! through serde so that one pass reports *every* error in a file (serde stops at the first)
-//! and each error points at the exact line and column of the offending key or value. Checks
-//! that need more than one file (unknown or self dependencies, duplicate labels, cycles) are in
-//! [`crate::compile`]; this module only reads and checks one file at a time.
+//! and each error points at the exact line and column of the offending key or value.
+//!
+//! Files are read one at a time, but each `requires` entry is checked here against the names
+//! of every unit file in the directory (broken ones included), so that a requirement on no
+//! unit, or on the unit itself, is reported at its place along with the file's other errors.
+//! The checks that need every unit read first, two units driving one launchd label and
+//! dependency cycles, are in [`crate::compile`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
@@ -60,7 +64,7 @@ pub struct DirContents {
 }
 
 /// Reads and validates every unit file of `dir`, returning only units if all of them are valid.
-/// Cross-file checks are not done here; see [`crate::compile::compile_dir`].
+/// Duplicate labels and cycles are not checked here; see [`crate::compile::compile_dir`].
 pub fn load_dir(dir: &Path) -> Result<Vec<Unit>, LoadError> {
     let contents = read_dir(dir);
     if contents.diagnostics.is_empty() {
@@ -227,7 +231,7 @@ pub fn parse_unit(
         diags,
     };
     let root_span = root.span();
-    let top = Table::new("", root.get_ref(), root_span);
+    let top = Table::new(&TOP, root.get_ref(), root_span);
 
     let description = top.string(&mut cx, "description");
     let (requires, requires_at) = match top.get("requires") {
@@ -280,8 +284,8 @@ pub fn parse_unit(
                 .with_hint("keep [launchd] to drive an existing launchd job, or [exec] to have launchgraph spawn the process itself");
             cx.diags.push(d);
             // Still check both tables so every other mistake is reported too.
-            let _ = cx.table(l, "launchd").map(|t| launchd_spec(&mut cx, t));
-            let _ = cx.table(e, "exec").map(|t| exec_spec(&mut cx, t));
+            let _ = cx.table(l, &LAUNCHD).map(|t| launchd_spec(&mut cx, t));
+            let _ = cx.table(e, &EXEC).map(|t| exec_spec(&mut cx, t));
             None
         }
         (None, None) => {
@@ -291,7 +295,7 @@ pub fn parse_unit(
             cx.diags.push(d);
             None
         }
-        (Some(l), None) => cx.table(l, "launchd").and_then(|t| {
+        (Some(l), None) => cx.table(l, &LAUNCHD).and_then(|t| {
             let spec = launchd_spec(&mut cx, t);
             if spec.is_some() {
                 label_at = t_label_at(&cx, l);
@@ -299,42 +303,28 @@ pub fn parse_unit(
             spec.map(Runner::Launchd)
         }),
         (None, Some(e)) => cx
-            .table(e, "exec")
+            .table(e, &EXEC)
             .and_then(|t| exec_spec(&mut cx, t).map(Runner::Exec)),
     };
 
     let ready = top
         .get("ready")
-        .and_then(|v| cx.table(v, "ready"))
+        .and_then(|v| cx.table(v, &READY))
         .and_then(|t| ready_spec(&mut cx, t));
     let alive = top
         .get("alive")
-        .and_then(|v| cx.table(v, "alive"))
+        .and_then(|v| cx.table(v, &ALIVE))
         .and_then(|t| alive_spec(&mut cx, t));
     let restart = match top.get("restart") {
-        Some(v) => cx
-            .table(v, "restart")
-            .and_then(|t| restart_spec(&mut cx, t)),
+        Some(v) => cx.table(v, &RESTART).and_then(|t| restart_spec(&mut cx, t)),
         None => Some(RestartSpec::default()),
     };
     if let Some(v) = top.get("preflight")
-        && let Some(t) = cx.table(v, "preflight")
+        && let Some(t) = cx.table(v, &PREFLIGHT)
     {
-        t.finish(&mut cx, &[]);
+        t.finish(&mut cx);
     }
-    top.finish(
-        &mut cx,
-        &[
-            "description",
-            "requires",
-            "launchd",
-            "exec",
-            "ready",
-            "alive",
-            "restart",
-            "preflight",
-        ],
-    );
+    top.finish(&mut cx);
 
     if cx.diags.len() != before {
         return None;
@@ -356,6 +346,98 @@ pub fn parse_unit(
     })
 }
 
+// ---------------------------------------------------------------------------------------------
+// The keys of each section: the one list that both the lookups and the unknown-key check use.
+
+/// A table of a unit file and the keys it takes, in the order the "expected one of" hint
+/// lists them.
+struct Section {
+    /// `""` for the top level, else the table's name (`exec`).
+    path: &'static str,
+    /// Groups of keys; probe keys are one group shared by `[ready]` and `[alive]`.
+    groups: &'static [&'static [&'static str]],
+}
+
+impl Section {
+    fn keys(&self) -> impl Iterator<Item = &'static str> {
+        self.groups.iter().flat_map(|g| g.iter().copied())
+    }
+}
+
+/// The probe kinds; a `[ready]` or `[alive]` table has exactly one of them.
+const PROBE_KINDS: &[&str] = &["tcp", "http", "exec"];
+/// The options of an `http` probe.
+const HTTP_PROBE_OPTIONS: &[&str] = &["status", "body-contains"];
+
+const TOP: Section = Section {
+    path: "",
+    groups: &[&[
+        "description",
+        "requires",
+        "launchd",
+        "exec",
+        "ready",
+        "alive",
+        "restart",
+        "preflight",
+    ]],
+};
+const LAUNCHD: Section = Section {
+    path: "launchd",
+    groups: &[&["label", "plist", "domain"]],
+};
+const EXEC: Section = Section {
+    path: "exec",
+    groups: &[&[
+        "command",
+        "env",
+        "working-directory",
+        "user",
+        "group",
+        "stop-signal",
+        "stop-timeout",
+        "stdout",
+        "stderr",
+        "log-max-size",
+        "log-keep",
+    ]],
+};
+const READY: Section = Section {
+    path: "ready",
+    groups: &[
+        PROBE_KINDS,
+        HTTP_PROBE_OPTIONS,
+        &["interval", "timeout", "start-timeout"],
+    ],
+};
+const ALIVE: Section = Section {
+    path: "alive",
+    groups: &[
+        PROBE_KINDS,
+        HTTP_PROBE_OPTIONS,
+        &["interval", "timeout", "failures"],
+    ],
+};
+const RESTART: Section = Section {
+    path: "restart",
+    groups: &[&[
+        "policy",
+        "initial",
+        "max",
+        "factor",
+        "jitter",
+        "reset-after",
+        "start-limit-count",
+        "start-limit-period",
+        "no-restart-exit-codes",
+    ]],
+};
+/// Reserved: it takes no keys yet.
+const PREFLIGHT: Section = Section {
+    path: "preflight",
+    groups: &[],
+};
+
 fn t_label_at(cx: &Cx<'_>, launchd: &Spanned<DeValue<'_>>) -> Option<(usize, usize)> {
     let t = launchd.get_ref().as_table()?;
     let (k, _) = t.iter().find(|(k, _)| k.get_ref() == "label")?;
@@ -372,11 +454,11 @@ fn launchd_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<LaunchdSpec> {
         "the launchd job's Label, e.g. \"homebrew.mxcl.ollama\"",
     );
     let label = label.and_then(|v| {
-        let s = cx.string(v, "launchd.label")?;
+        let s = cx.string(v, &t.key("label"))?;
         if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '/') {
             cx.err(
                 v,
-                "launchd.label",
+                &t.key("label"),
                 format!(
                     "{s:?} is not a launchd label: expected a non-empty name without spaces or '/'"
                 ),
@@ -388,18 +470,18 @@ fn launchd_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<LaunchdSpec> {
     });
     let plist = t
         .required(cx, "plist", "the absolute path of the job's plist")
-        .and_then(|v| cx.abs_path(v, "launchd.plist"));
+        .and_then(|v| cx.abs_path(v, &t.key("plist")));
     let domain = match t.get("domain") {
-        Some(v) => cx.string(v, "launchd.domain").and_then(|s| match Domain::parse(&s) {
+        Some(v) => cx.string(v, &t.key("domain")).and_then(|s| match Domain::parse(&s) {
             Ok(d) => Some(d),
             Err(e) => {
-                cx.err(v, "launchd.domain", e, Some("LaunchDaemons live in \"system\"; a user's LaunchAgents in \"gui/<uid>\" or \"gui/console\""));
+                cx.err(v, &t.key("domain"), e, Some("LaunchDaemons live in \"system\"; a user's LaunchAgents in \"gui/<uid>\" or \"gui/console\""));
                 None
             }
         }),
         None => Some(Domain::System),
     };
-    t.finish(cx, &["label", "plist", "domain"]);
+    t.finish(cx);
     Some(LaunchdSpec {
         label: label?,
         plist: plist?,
@@ -414,53 +496,38 @@ fn exec_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ExecSpec> {
             "command",
             "the argv to run, e.g. [\"/usr/bin/python3\", \"-m\", \"http.server\"]",
         )
-        .and_then(|v| cx.argv(v, "exec.command"));
+        .and_then(|v| cx.argv(v, &t.key("command")));
     let env = match t.get("env") {
-        Some(v) => cx.env(v, "exec.env"),
+        Some(v) => cx.env(v, &t.key("env")),
         None => Some(BTreeMap::new()),
     };
     let working_directory = match t.get("working-directory") {
-        Some(v) => cx.abs_path(v, "exec.working-directory"),
+        Some(v) => cx.abs_path(v, &t.key("working-directory")),
         None => Some(PathBuf::from("/")),
     };
     let user = t.nonempty_string(cx, "user");
     let group = t.nonempty_string(cx, "group");
     let stop_signal = match t.get("stop-signal") {
         Some(v) => cx
-            .string(v, "exec.stop-signal")
+            .string(v, &t.key("stop-signal"))
             .and_then(|s| match Signal::parse(&s) {
                 Ok(sig) => Some(sig),
                 Err(e) => {
-                    cx.err(v, "exec.stop-signal", e, None);
+                    cx.err(v, &t.key("stop-signal"), e, None);
                     None
                 }
             }),
         None => Some(Signal(nix::sys::signal::Signal::SIGTERM)),
     };
     let stop_timeout = t.duration(cx, "stop-timeout", Duration::from_secs(10));
-    let stdout = t.get("stdout").map(|v| cx.abs_path(v, "exec.stdout"));
-    let stderr = t.get("stderr").map(|v| cx.abs_path(v, "exec.stderr"));
+    let stdout = t.get("stdout").map(|v| cx.abs_path(v, &t.key("stdout")));
+    let stderr = t.get("stderr").map(|v| cx.abs_path(v, &t.key("stderr")));
     let log_max_bytes = match t.get("log-max-size") {
-        Some(v) => cx.byte_size(v, "exec.log-max-size"),
+        Some(v) => cx.byte_size(v, &t.key("log-max-size")),
         None => Some(10 * 1024 * 1024),
     };
     let log_keep = t.integer(cx, "log-keep", 3, 0, 100);
-    t.finish(
-        cx,
-        &[
-            "command",
-            "env",
-            "working-directory",
-            "user",
-            "group",
-            "stop-signal",
-            "stop-timeout",
-            "stdout",
-            "stderr",
-            "log-max-size",
-            "log-keep",
-        ],
-    );
+    t.finish(cx);
     Some(ExecSpec {
         command: command?,
         env: env?,
@@ -476,12 +543,10 @@ fn exec_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ExecSpec> {
     })
 }
 
-const PROBE_KEYS: [&str; 3] = ["tcp", "http", "exec"];
-
 /// Reads the probe keys shared by `[ready]` and `[alive]`.
 fn probe(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Probe> {
-    let section = t.path;
-    let given: Vec<&str> = PROBE_KEYS
+    let section = t.section.path;
+    let given: Vec<&str> = PROBE_KINDS
         .iter()
         .copied()
         .filter(|k| t.table.iter().any(|(key, _)| key.get_ref() == k))
@@ -588,19 +653,7 @@ fn ready_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ReadySpec> {
     let interval = t.positive_duration(cx, "interval", Duration::from_secs(1));
     let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(1));
     let start_timeout = t.positive_duration(cx, "start-timeout", Duration::from_secs(60));
-    t.finish(
-        cx,
-        &[
-            "tcp",
-            "http",
-            "exec",
-            "status",
-            "body-contains",
-            "interval",
-            "timeout",
-            "start-timeout",
-        ],
-    );
+    t.finish(cx);
     Some(ReadySpec {
         probe: probe?,
         interval: interval?,
@@ -614,19 +667,7 @@ fn alive_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<AliveSpec> {
     let interval = t.positive_duration(cx, "interval", Duration::from_secs(5));
     let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(2));
     let failures = t.integer(cx, "failures", 3, 1, 1000);
-    t.finish(
-        cx,
-        &[
-            "tcp",
-            "http",
-            "exec",
-            "status",
-            "body-contains",
-            "interval",
-            "timeout",
-            "failures",
-        ],
-    );
+    t.finish(cx);
     Some(AliveSpec {
         probe: probe?,
         interval: interval?,
@@ -638,12 +679,12 @@ fn alive_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<AliveSpec> {
 fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
     let d = RestartSpec::default();
     let policy = match t.get("policy") {
-        Some(v) => cx.string(v, "restart.policy").and_then(|s| match s.as_str() {
+        Some(v) => cx.string(v, &t.key("policy")).and_then(|s| match s.as_str() {
             "on-failure" => Some(RestartPolicy::OnFailure),
             "always" => Some(RestartPolicy::Always),
             "never" => Some(RestartPolicy::Never),
             other => {
-                cx.err(v, "restart.policy", format!("{other:?} is not a restart policy: expected \"on-failure\", \"always\" or \"never\""), None);
+                cx.err(v, &t.key("policy"), format!("{other:?} is not a restart policy: expected \"on-failure\", \"always\" or \"never\""), None);
                 None
             }
         }),
@@ -664,7 +705,7 @@ fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
     );
     let period = t.positive_duration(cx, "start-limit-period", d.start_limit_period);
     let codes = match t.get("no-restart-exit-codes") {
-        Some(v) => cx.exit_codes(v, "restart.no-restart-exit-codes"),
+        Some(v) => cx.exit_codes(v, &t.key("no-restart-exit-codes")),
         None => Some(Vec::new()),
     };
     if let (Some(i), Some(m), Some(v)) = (initial, max, max_v)
@@ -672,7 +713,7 @@ fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
     {
         cx.err(
             v,
-            "restart.max",
+            &t.key("max"),
             format!(
                 "`max` ({}) is less than `initial` ({})",
                 humantime::format_duration(m),
@@ -681,20 +722,7 @@ fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
             Some("the cap must be at least the first delay"),
         );
     }
-    t.finish(
-        cx,
-        &[
-            "policy",
-            "initial",
-            "max",
-            "factor",
-            "jitter",
-            "reset-after",
-            "start-limit-count",
-            "start-limit-period",
-            "no-restart-exit-codes",
-        ],
-    );
+    t.finish(cx);
     Some(RestartSpec {
         policy: policy?,
         initial: initial?,
@@ -765,10 +793,12 @@ pub fn parse_http_url(s: &str) -> Result<(String, SocketAddr), (String, &'static
     } else {
         format!("{authority}:80")
     };
-    match parse_socket_addr(&with_port) {
-        Ok(addr) => Ok((s.to_string(), addr)),
-        Err(e) => Err((format!("{s:?} is not a probe URL: {e}"), hint)),
-    }
+    let addr = parse_socket_addr(&with_port)
+        .map_err(|e| (format!("{s:?} is not a probe URL: {e}"), hint))?;
+    // The checks above give the precise messages; the HTTP client's own parser has the last
+    // word, so that a URL it would refuse at every probe is refused here, at its line.
+    url::Url::parse(s).map_err(|e| (format!("{s:?} is not a probe URL: {e}"), hint))?;
+    Ok((s.to_string(), addr))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -804,11 +834,12 @@ impl Cx<'_> {
     fn table<'t, 'i>(
         &mut self,
         v: &'t Spanned<DeValue<'i>>,
-        key: &'static str,
+        section: &'static Section,
     ) -> Option<Table<'t, 'i>> {
         match v.get_ref() {
-            DeValue::Table(t) => Some(Table::new(key, t, v.span())),
+            DeValue::Table(t) => Some(Table::new(section, t, v.span())),
             _ => {
+                let key = section.path;
                 self.wrong_type(v, key, &format!("a table [{key}]"));
                 None
             }
@@ -1098,30 +1129,56 @@ fn parse_byte_size(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
-/// One table being read: records which keys were used so `finish` can report the rest.
+/// One table of a unit file being read, with the section that says which keys it takes.
 struct Table<'t, 'i> {
-    path: &'static str,
+    section: &'static Section,
     table: &'t DeTable<'i>,
     span: Range<usize>,
 }
 
 impl<'t, 'i> Table<'t, 'i> {
-    fn new(path: &'static str, table: &'t DeTable<'i>, span: Range<usize>) -> Self {
-        Self { path, table, span }
+    fn new(section: &'static Section, table: &'t DeTable<'i>, span: Range<usize>) -> Self {
+        Self {
+            section,
+            table,
+            span,
+        }
     }
 
+    /// Whether `key` is declared in the section: every lookup must be.
+    fn declares(&self, key: &str) -> bool {
+        self.section.keys().any(|k| k == key)
+    }
+
+    /// The value of `key`, which must be one of the section's declared keys.
     fn get(&self, key: &str) -> Option<&'t Spanned<DeValue<'i>>> {
+        debug_assert!(
+            self.declares(key),
+            "`{key}` is not declared in the [{}] section table",
+            self.section.path
+        );
         self.table
             .iter()
             .find(|(k, _)| k.get_ref() == key)
             .map(|(_, v)| v)
     }
 
+    /// The dotted key diagnostics name, e.g. `exec.stop-signal`, of a declared key.
     fn key(&self, key: &str) -> String {
-        if self.path.is_empty() {
+        debug_assert!(
+            self.declares(key),
+            "`{key}` is not declared in the [{}] section table",
+            self.section.path
+        );
+        self.dotted(key)
+    }
+
+    /// The dotted name of any key written in the table, declared or not.
+    fn dotted(&self, key: &str) -> String {
+        if self.section.path.is_empty() {
             key.to_string()
         } else {
-            format!("{}.{key}", self.path)
+            format!("{}.{key}", self.section.path)
         }
     }
 
@@ -1133,7 +1190,7 @@ impl<'t, 'i> Table<'t, 'i> {
                 .at(
                     self.span.start,
                     Some(&full),
-                    format!("[{}] is missing `{key}`", self.path),
+                    format!("[{}] is missing `{key}`", self.section.path),
                 )
                 .with_hint(format!("add `{key} = ...`: {what}"));
             cx.diags.push(d);
@@ -1231,18 +1288,20 @@ impl<'t, 'i> Table<'t, 'i> {
         }
     }
 
-    /// Reports every key not in `known`, with a "did you mean" hint for near misses.
-    fn finish(self, cx: &mut Cx<'_>, known: &[&str]) {
+    /// Reports every key the section does not declare, with a "did you mean" hint for near
+    /// misses.
+    fn finish(self, cx: &mut Cx<'_>) {
+        let known: Vec<&str> = self.section.keys().collect();
         for (k, _) in self.table.iter() {
             let name = k.get_ref();
             if known.contains(&name.as_ref()) {
                 continue;
             }
-            let full = self.key(name);
-            let place = if self.path.is_empty() {
+            let full = self.dotted(name);
+            let place = if self.section.path.is_empty() {
                 "at the top level of a unit".to_string()
             } else {
-                format!("in [{}]", self.path)
+                format!("in [{}]", self.section.path)
             };
             let mut d = cx.map.diagnostic(
                 cx.file,
@@ -1250,9 +1309,9 @@ impl<'t, 'i> Table<'t, 'i> {
                 Some(&full),
                 format!("unknown key `{name}` {place}"),
             );
-            d.hint = Some(match closest(name, known) {
+            d.hint = Some(match closest(name, &known) {
                 Some(c) => format!("did you mean `{c}`?"),
-                None if known.is_empty() => format!("[{}] takes no keys", self.path),
+                None if known.is_empty() => format!("[{}] takes no keys", self.section.path),
                 None => format!("expected one of: {}", known.join(", ")),
             });
             cx.diags.push(d);

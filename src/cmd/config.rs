@@ -1,0 +1,136 @@
+//! The commands that read a units directory without a daemon: `check` (the configuration,
+//! then each unit's preflight findings and drift) and `plan`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use launchgraph::compile::compile_dir;
+use launchgraph::plan::Plan;
+
+use super::Failure;
+
+/// `check`: the configuration, then (unless `state_dir` is `None`) each unit's preflight
+/// findings and drift since its last good run.
+pub fn check(dir: &Path, state_dir: Option<PathBuf>) -> Result<(), Failure> {
+    match compile_dir(dir) {
+        Ok(c) => {
+            let mut out = std::io::stdout().lock();
+            for note in c.notes() {
+                let _ = writeln!(out, "note: {note}");
+            }
+            let kinds = c.units.iter().fold((0, 0), |(e, l), u| match u.runner {
+                launchgraph::unit::Runner::Exec(_) => (e + 1, l),
+                launchgraph::unit::Runner::Launchd(_) => (e, l + 1),
+            });
+            let _ = writeln!(
+                out,
+                "ok: {} units ({} exec, {} launchd) in {}, {} start waves, no cycles",
+                c.units.len(),
+                kinds.0,
+                kinds.1,
+                dir.display(),
+                c.graph.waves().len()
+            );
+            let mut blocking = 0;
+            if let Some(state_dir) = &state_dir {
+                let ctx = launchgraph::preflight::PreflightContext::host();
+                for u in &c.units {
+                    for f in launchgraph::preflight::preflight(u, &ctx) {
+                        if f.blocks_start() {
+                            blocking += 1;
+                        }
+                        let _ = writeln!(out, "{}: {} {}", u.name, f.severity, f.code);
+                        if let Some(p) = &f.path {
+                            let _ = writeln!(out, "  path: {}", p.display());
+                        }
+                        let _ = writeln!(out, "  {}", f.message);
+                        if !f.fix.is_empty() {
+                            let _ = writeln!(out, "  fix: {}", f.fix);
+                        }
+                    }
+                    for line in drift_of(u, state_dir, &ctx) {
+                        let _ = writeln!(out, "{}: drift since the last good run: {line}", u.name);
+                    }
+                }
+            }
+            if blocking > 0 {
+                let _ = writeln!(
+                    out,
+                    "error: {blocking} preflight error{} block a start (see the fixes above)",
+                    if blocking == 1 { "" } else { "s" }
+                );
+                return Err(Failure::Preflight);
+            }
+            Ok(())
+        }
+        Err(diags) => Err(report(dir, &diags)),
+    }
+}
+
+/// What changed since the unit's last good run, if one was recorded.
+fn drift_of(
+    unit: &launchgraph::unit::Unit,
+    state_dir: &Path,
+    ctx: &launchgraph::preflight::PreflightContext,
+) -> Vec<String> {
+    let old = match launchgraph::fingerprint::load(state_dir, unit.name.as_str()) {
+        Ok(Some(old)) => old,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            return vec![format!(
+                "unknown: its last fingerprint in {} cannot be read ({e})",
+                state_dir.display()
+            )];
+        }
+    };
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return Vec::new();
+    };
+    let now = rt.block_on(launchgraph::fingerprint::take(unit, ctx));
+    launchgraph::fingerprint::drift(&old, &now)
+}
+
+pub fn plan(dir: &Path, json: bool) -> Result<(), Failure> {
+    match compile_dir(dir) {
+        Ok(c) => {
+            let plan = Plan::new(&c);
+            // One write per buffer, not per line: a large plan is megabytes.
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            let written = if json {
+                serde_json::to_writer_pretty(&mut out, &plan)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| writeln!(out))
+            } else {
+                out.write_all(plan.render().as_bytes())
+            };
+            match written.and_then(|()| out.flush()) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                Err(e) => Err(Failure::Io(Some(format!("cannot write the plan: {e}")))),
+            }
+        }
+        Err(diags) => Err(report(dir, &diags)),
+    }
+}
+
+/// Prints every problem and a summary line to stderr.
+fn report(dir: &Path, diags: &[launchgraph::diag::Diagnostic]) -> Failure {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "{d}");
+    }
+    let files: std::collections::BTreeSet<_> = diags.iter().map(|d| &d.file).collect();
+    let _ = writeln!(
+        err,
+        "error: {} problem{} in {} file{} under {}; nothing was started",
+        diags.len(),
+        if diags.len() == 1 { "" } else { "s" },
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        dir.display()
+    );
+    Failure::Config(None)
+}

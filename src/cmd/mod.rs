@@ -1,0 +1,117 @@
+//! What each subcommand does, one file per group: the units directory ([`config`]: `check`,
+//! `plan`), the daemon itself ([`daemon`]: `up`), the verbs that talk to it over its control
+//! socket ([`control`]), and [`snapshot`].
+//!
+//! A command returns `Ok` or a [`Failure`] saying what kind of failure it was; `main` alone
+//! turns that into an exit code. Nothing here exits the process.
+
+mod config;
+mod control;
+mod daemon;
+mod snapshot;
+
+use std::io::Write;
+
+use launchgraph::control::protocol::Request;
+
+use crate::cli::Command;
+
+/// Why a command failed. The message, when there is one, is printed by `main` as
+/// `launchgraph: <message>`; `Config` and `Preflight` have printed their report already.
+#[derive(Debug)]
+pub enum Failure {
+    /// The command line names something that does not exist (an unknown unit).
+    Usage(String),
+    /// A preflight check found an error in what a unit would execute.
+    Preflight,
+    /// No daemon answers, or it is shutting down or busy.
+    Unavailable(String),
+    /// Something that should not happen (a runtime that cannot start, an unexpected answer).
+    Software(String),
+    /// An output could not be written; `None` when there is nothing more to say.
+    Io(Option<String>),
+    /// The caller may not do this.
+    NoPermission(String),
+    /// The units directory is invalid.
+    Config(Option<String>),
+    /// The daemon ended with this exit code; it has logged why.
+    Daemon(u8),
+}
+
+/// Runs one subcommand.
+pub fn run(command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Check {
+            units,
+            state,
+            config_only,
+        } => config::check(&units.resolve(), (!config_only).then(|| state.resolve())),
+        Command::Plan { units, json } => config::plan(&units.resolve(), json),
+        Command::Up {
+            units,
+            launchctl,
+            state,
+            socket,
+            admin_group,
+            metrics_listen,
+            log_format,
+        } => {
+            let mut config = launchgraph::engine::UpConfig::default();
+            config.supervisor.launchd.launchctl = launchgraph::launchd::Launchctl::new(launchctl);
+            config.supervisor.state_dir = state.resolve();
+            config.socket = socket
+                .socket
+                .unwrap_or_else(launchgraph::paths::default_socket_path);
+            config.admin_group = admin_group;
+            config.metrics_listen = metrics_listen;
+            daemon::up(&units.resolve(), config, &log_format)
+        }
+        Command::Status { unit, json, socket } => control::status(&socket.client(), unit, json),
+        Command::Start { unit, socket } => control::act(&socket.client(), Request::Start { unit }),
+        Command::Stop { unit, socket } => control::act(&socket.client(), Request::Stop { unit }),
+        Command::Restart { unit, socket } => {
+            control::act(&socket.client(), Request::Restart { unit })
+        }
+        Command::Reload { dry_run, socket } => control::reload(&socket.client(), dry_run),
+        Command::Events {
+            follow,
+            json,
+            socket,
+        } => control::events(&socket.client(), follow, json),
+        Command::Metrics { socket } => control::metrics(&socket.client()),
+        Command::Snapshot {
+            list,
+            units,
+            state,
+            socket,
+        } => {
+            let state_dir = state.resolve();
+            if list {
+                snapshot::list(&state_dir)
+            } else {
+                let mut opts =
+                    launchgraph::snapshot::SnapshotOptions::new(units.resolve(), state_dir);
+                opts.socket = Some(socket.client());
+                snapshot::take(&opts)
+            }
+        }
+    }
+}
+
+/// A current-thread runtime for a command that talks to sockets or runs probes.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::Software(format!("cannot start the runtime: {e}")))
+}
+
+/// Writes `text` to stdout. A reader that went away (`| head`) is not a failure.
+fn print(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(_) => Err(Failure::Io(None)),
+    }
+}
