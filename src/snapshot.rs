@@ -21,17 +21,17 @@ use std::io::{self, Cursor, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value as Json, json};
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::compile::compile_dir;
 use crate::control::client::{self, ClientError};
 use crate::control::protocol::{Request, Response};
 use crate::preflight::{self, PreflightContext};
-use crate::process::{plan_credentials, spawn_tracked, unit_environment};
+use crate::process::{
+    BoundedCommand, BoundedError, Capture, job_credentials, plan_credentials, unit_environment,
+};
 use crate::unit::{CANONICAL_PATH, ExecSpec, LaunchdSpec, Runner, Unit};
 
 /// Where Ollama listens unless told otherwise: its own default bind address.
@@ -70,11 +70,8 @@ const MAX_OLLAMA_BYTES: usize = 8 * 1024 * 1024;
 /// The most of `openclaw doctor --json`'s output that is kept.
 const MAX_DOCTOR_BYTES: usize = 16 * 1024 * 1024;
 
-/// How much of the doctor's stderr is kept for a warning.
+/// How much of the doctor's stderr (its end) is kept for a warning.
 const MAX_STDERR_BYTES: usize = 16 * 1024;
-
-/// How long to wait for the doctor to be reaped once its group was killed.
-const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What to snapshot and where.
 #[derive(Debug, Clone)]
@@ -1350,74 +1347,57 @@ async fn run_doctor(cmd: DoctorCommand, timeout: Duration) -> Collected {
         .join(" ");
     let what = format!("openclaw doctor --json ({shown} doctor --json)");
 
-    let mut command = tokio::process::Command::new(&cmd.argv[0]);
-    command
+    let mut command = BoundedCommand::new(&cmd.argv[0], timeout)
         .args(&cmd.argv[1..])
         .args(["doctor", "--json"])
-        .env_clear()
         .envs(&cmd.env)
         .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
+        .stdout(Capture::Head(MAX_DOCTOR_BYTES))
+        .stderr(Capture::Tail(MAX_STDERR_BYTES));
     if nix::unistd::geteuid().is_root()
         && let Some(uid) = cmd.uid.filter(|u| *u != 0)
     {
-        command.uid(uid);
-        if let Some(gid) = cmd.gid {
-            command.gid(gid);
+        match job_credentials(uid, cmd.gid) {
+            Ok(creds) => command = command.credentials(Some(creds)),
+            Err(e) => {
+                c.warn(format!("{what} not run: cannot run it as uid {uid}: {e}"));
+                return c;
+            }
         }
     }
-    let mut child = match spawn_tracked(&mut command) {
-        Ok(child) => child,
-        Err(e) => {
-            c.warn(format!("{what} could not be started: {e}"));
-            return c;
-        }
-    };
-    let pid = child.pid();
-    let stdout = child.child.stdout.take();
-    let stderr = child.child.stderr.take();
-    let ran = tokio::time::timeout(timeout, async {
-        tokio::join!(
-            read_capped(stdout, MAX_DOCTOR_BYTES),
-            read_capped(stderr, MAX_STDERR_BYTES),
-            child.wait()
-        )
-    })
-    .await;
-    let ((out, out_truncated), (err, _), status) = match ran {
-        Ok(r) => r,
-        Err(_) => {
-            // Everything it started goes too, not only the process itself.
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            let _ = tokio::time::timeout(REAP_TIMEOUT, child.wait()).await;
+    let out = match command.run().await {
+        Ok(out) => out,
+        Err(BoundedError::NotReaped { .. }) => {
             c.warn(format!(
                 "{what} gave no answer within {}; its process group was killed",
                 humantime::format_duration(timeout)
             ));
             return c;
         }
-    };
-    let status = match status {
-        Ok(s) => s,
-        Err(e) => {
-            c.warn(format!("{what}: cannot collect its exit: {e}"));
+        Err(BoundedError::Spawn { source, .. }) => {
+            c.warn(format!("{what} could not be started: {source}"));
+            return c;
+        }
+        Err(BoundedError::Wait { source, .. }) => {
+            c.warn(format!("{what}: cannot collect its exit: {source}"));
             return c;
         }
     };
-    if out_truncated {
+    if out.timed_out {
+        c.warn(format!(
+            "{what} gave no answer within {}; its process group was killed",
+            humantime::format_duration(timeout)
+        ));
+        return c;
+    }
+    let (status, err) = (out.status, out.stderr);
+    if out.stdout_truncated {
         c.warn(format!(
             "{what} printed more than {MAX_DOCTOR_BYTES} bytes; not kept"
         ));
         return c;
     }
-    match serde_json::from_slice::<Json>(&out) {
+    match serde_json::from_slice::<Json>(&out.stdout) {
         Ok(mut report) => {
             redact_json_keys(&mut report, false);
             c.add("openclaw/doctor.json", Content::Json(report));
@@ -1440,29 +1420,6 @@ async fn run_doctor(cmd: DoctorCommand, timeout: Duration) -> Collected {
         }
     }
     c
-}
-
-/// Reads at most `limit` bytes, then drains the rest so the writer never blocks on a full
-/// pipe; `true` when there was more.
-async fn read_capped(pipe: Option<impl AsyncRead + Unpin>, limit: usize) -> (Vec<u8>, bool) {
-    let mut buf = Vec::new();
-    let Some(mut pipe) = pipe else {
-        return (buf, false);
-    };
-    let mut chunk = [0u8; 8192];
-    let mut truncated = false;
-    loop {
-        match pipe.read(&mut chunk).await {
-            Ok(0) | Err(_) => return (buf, truncated),
-            Ok(n) => {
-                let room = limit.saturating_sub(buf.len());
-                if n > room {
-                    truncated = true;
-                }
-                buf.extend_from_slice(&chunk[..n.min(room)]);
-            }
-        }
-    }
 }
 
 /// The end of a stream of text as one short line: errors come last.

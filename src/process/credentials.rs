@@ -88,19 +88,7 @@ fn plan(spec: &ExecSpec, running_as_root: bool) -> Result<Option<Credentials>, S
     };
     let mut groups = vec![gid];
     if let Some(entry) = &entry {
-        let name = CString::new(entry.name.as_str()).map_err(|_| SpawnCause::UnknownUser {
-            user: entry.name.clone(),
-        })?;
-        let member_of =
-            group_list(&name, Gid::from_raw(gid)).map_err(|error| SpawnCause::Lookup {
-                what: format!("the groups of user {:?}", entry.name),
-                error,
-            })?;
-        for g in member_of {
-            if !groups.contains(&g) {
-                groups.push(g);
-            }
-        }
+        supplementary_groups(entry, gid, &mut groups)?;
     }
     groups.truncate(ngroups_max());
     Ok(Some(Credentials {
@@ -112,6 +100,53 @@ fn plan(spec: &ExecSpec, running_as_root: bool) -> Result<Option<Credentials>, S
             home: e.dir,
         }),
     }))
+}
+
+/// The identity of a job known by its ids (a plist's `UserName`, as preflight resolved it),
+/// the way launchd sets it up: `uid`, `gid` (by default the user's primary group), and the
+/// user's supplementary groups, as `initgroups` gives them. A uid without a user entry gets
+/// `gid` alone, and needs it.
+pub fn job_credentials(uid: u32, gid: Option<u32>) -> Result<Credentials, SpawnCause> {
+    let entry = User::from_uid(Uid::from_raw(uid)).map_err(|error| SpawnCause::Lookup {
+        what: format!("uid {uid}"),
+        error,
+    })?;
+    let gid = match (gid, &entry) {
+        (Some(g), _) => g,
+        (None, Some(entry)) => entry.gid.as_raw(),
+        (None, None) => return Err(SpawnCause::NoPrimaryGroup { uid }),
+    };
+    let mut groups = vec![gid];
+    if let Some(entry) = &entry {
+        supplementary_groups(entry, gid, &mut groups)?;
+    }
+    groups.truncate(ngroups_max());
+    Ok(Credentials {
+        uid,
+        gid,
+        groups,
+        account: entry.map(|e| Account {
+            name: e.name,
+            home: e.dir,
+        }),
+    })
+}
+
+/// Adds the groups `entry` belongs to, after those already in `groups`.
+fn supplementary_groups(entry: &User, gid: u32, groups: &mut Vec<u32>) -> Result<(), SpawnCause> {
+    let name = CString::new(entry.name.as_str()).map_err(|_| SpawnCause::UnknownUser {
+        user: entry.name.clone(),
+    })?;
+    let member_of = group_list(&name, Gid::from_raw(gid)).map_err(|error| SpawnCause::Lookup {
+        what: format!("the groups of user {:?}", entry.name),
+        error,
+    })?;
+    for g in member_of {
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    Ok(())
 }
 
 /// A name, or a numeric uid that need not have a user entry.

@@ -10,6 +10,9 @@
 //! - `track`: [`spawn_tracked`], the one way any child is spawned, and the registry of children
 //!   someone will wait for.
 //! - `reaper`: [`start_reaper`], which collects the children nobody waits for.
+//! - `bounded`: [`BoundedCommand`], the one way to run a short-lived helper (a probe command,
+//!   `launchctl`, a version query) with an exact environment, a deadline, capped output and
+//!   its whole process group killed at the end.
 //! - `credentials`: `user` and `group`, resolved before the fork and applied in the child.
 //! - `spawn`: [`spawn_unit`], the unit's environment, and why a start failed.
 //! - `running`: [`UnitProcess`]: exit reports, stopping, signalling the group.
@@ -20,6 +23,7 @@
 //! `tokio::process::Command::output`, ...) may be collected by the reaper as soon as it exits,
 //! and its own wait then fails with ECHILD.
 
+mod bounded;
 mod credentials;
 mod logs;
 mod reaper;
@@ -27,8 +31,11 @@ mod running;
 mod spawn;
 mod track;
 
+pub use bounded::{
+    BoundedCommand, BoundedError, BoundedOutput, Capture, DEFAULT_OUTPUT_GRACE, DEFAULT_REAP_BOUND,
+};
 pub(crate) use credentials::group_list;
-pub use credentials::{Account, Credentials, plan_credentials};
+pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
 pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscribe_reaped};
 pub use running::{ExitReport, StopOutcome, StopReport, UnitProcess, signal_group};
 pub use spawn::{SpawnCause, SpawnError, spawn_unit, unit_environment};
