@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-use super::spawn::{SpawnCause, SpawnError};
+use super::error::{SpawnCause, SpawnError};
 use crate::unit::ExecSpec;
 
 /// The identity a unit's process switches to.
@@ -246,4 +246,61 @@ pub(crate) fn switch_in_child(creds: &Credentials) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::Signal;
+    use std::time::Duration;
+
+    fn spec(env: &[(&str, &str)]) -> ExecSpec {
+        ExecSpec {
+            command: vec!["/bin/true".into()],
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            working_directory: "/".into(),
+            user: None,
+            group: None,
+            stop_signal: Signal(nix::sys::signal::Signal::SIGTERM),
+            stop_timeout: Duration::from_secs(10),
+            stdout: None,
+            stderr: None,
+            log_max_bytes: 10 << 20,
+            log_keep: 3,
+        }
+    }
+
+    #[test]
+    fn user_or_group_is_refused_unless_root() {
+        let mut s = spec(&[]);
+        s.group = Some("staff".into());
+        let e = plan_credentials(&s, "web", false).unwrap_err();
+        assert!(
+            matches!(e.cause, SpawnCause::NeedsRoot { key: "group", .. }),
+            "{e}"
+        );
+        assert!(
+            plan_credentials(&spec(&[]), "web", false)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_job_known_by_uid_gets_the_users_primary_group_and_entry() {
+        let creds = job_credentials(0, None).unwrap();
+        assert_eq!((creds.uid, creds.gid), (0, 0));
+        assert_eq!(creds.groups.first(), Some(&0));
+        assert_eq!(creds.account.map(|a| a.name).as_deref(), Some("root"));
+        let creds = job_credentials(0, Some(12345)).unwrap();
+        assert_eq!((creds.gid, creds.groups.first()), (12345, Some(&12345)));
+        // A uid nobody has an entry for has no primary group to fall back on.
+        assert!(matches!(
+            job_credentials(3_999_999_999, None),
+            Err(SpawnCause::NoPrimaryGroup { uid: 3_999_999_999 })
+        ));
+    }
 }

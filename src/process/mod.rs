@@ -14,7 +14,8 @@
 //!   `launchctl`, a version query) with an exact environment, a deadline, capped output and
 //!   its whole process group killed at the end.
 //! - `credentials`: `user` and `group`, resolved before the fork and applied in the child.
-//! - `spawn`: [`spawn_unit`], the unit's environment, and why a start failed.
+//! - `error`: [`SpawnError`] and [`SpawnCause`], why a start failed; imports nothing above it.
+//! - `spawn`: [`spawn_unit`] and the unit's environment.
 //! - `running`: [`UnitProcess`]: exit reports, stopping, signalling the group.
 //! - `logs`: log files and their rotation.
 //!
@@ -25,6 +26,7 @@
 
 mod bounded;
 mod credentials;
+mod error;
 mod logs;
 mod reaper;
 mod running;
@@ -36,7 +38,8 @@ pub use bounded::{
 };
 pub(crate) use credentials::group_list;
 pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
+pub use error::{SpawnCause, SpawnError};
 pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscribe_reaped};
 pub use running::{ExitReport, StopOutcome, StopReport, UnitProcess, signal_group};
-pub use spawn::{SpawnCause, SpawnError, spawn_unit, unit_environment};
+pub use spawn::{spawn_unit, unit_environment};
 pub use track::{TrackedChild, is_tracked, spawn_tracked};
