@@ -151,91 +151,65 @@ pub(super) fn redact_json_keys(v: &mut Json, under_secret: bool) {
 }
 
 /// A unit file with the values of secret keys (at any depth: `env.API_TOKEN`, an inline
-/// table) replaced, keeping the file as written otherwise; and the values it replaced.
+/// table, an array under such a key) replaced, keeping the file as written otherwise: its
+/// comments, layout and every other value; and the values it replaced. A secret value long
+/// enough to be searched for is also replaced where the file repeats it (`--token <value>` in
+/// `command`). An empty value hides nothing and is left as it is.
 ///
 /// A file that is not valid TOML cannot be read key by key: from the first secret-looking
 /// key on a line, the rest of the line after its `=` is replaced.
 pub(super) fn redact_toml(text: &str) -> (String, Vec<String>) {
-    let Ok(table) = text.parse::<toml::Table>() else {
+    let Ok(mut doc) = text.parse::<toml_edit::DocumentMut>() else {
         return redact_toml_lines(text);
     };
     let mut found = Vec::new();
-    collect_toml_secrets(&toml::Value::Table(table.clone()), false, &mut found);
+    redact_toml_table(doc.as_table_mut(), false, &mut found);
     if found.is_empty() {
         return (text.to_owned(), found);
     }
-    // Replacing the values in the text keeps comments and layout. A short value is only
-    // replaced where it is written as a whole quoted string: "1" would match too much else.
-    let mut values: Vec<&String> = found.iter().filter(|s| !s.is_empty()).collect();
-    values.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    let mut redacted = text.to_owned();
-    for v in &values {
-        for q in ['"', '\''] {
-            redacted = redacted.replace(&format!("{q}{v}{q}"), &format!("\"{REDACTED}\""));
-        }
-    }
     let mut long = Secrets::default();
-    for v in values {
+    for v in &found {
         long.add(v);
     }
-    let redacted = long.scrub(&redacted).into_owned();
-    if redacted
-        .parse::<toml::Table>()
-        .is_ok_and(|t| toml_is_redacted(&toml::Value::Table(t), false))
-    {
-        return (redacted, found);
-    }
-    // A value written with escapes the text search does not know (or an empty one): the file
-    // is written again from its parsed form, without comments.
-    let mut value = toml::Value::Table(table);
-    redact_toml_value(&mut value, false);
-    let rewritten = toml::to_string(&value).unwrap_or_default();
-    (
-        format!(
-            "# launchgraph snapshot: rewritten with its secrets redacted; comments and layout \
-             are not kept\n{rewritten}"
-        ),
-        found,
-    )
+    (long.scrub(&doc.to_string()).into_owned(), found)
 }
 
-fn collect_toml_secrets(v: &toml::Value, under_secret: bool, out: &mut Vec<String>) {
-    match v {
-        toml::Value::String(s) if under_secret => out.push(s.clone()),
-        toml::Value::Array(a) => a
-            .iter()
-            .for_each(|v| collect_toml_secrets(v, under_secret, out)),
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                collect_toml_secrets(v, under_secret || is_secret_key(k), out);
-            }
-        }
-        _ => {}
+fn redact_toml_table(t: &mut toml_edit::Table, under_secret: bool, found: &mut Vec<String>) {
+    for (key, item) in t.iter_mut() {
+        redact_toml_item(item, under_secret || is_secret_key(key.get()), found);
     }
 }
 
-fn toml_is_redacted(v: &toml::Value, under_secret: bool) -> bool {
-    match v {
-        // An empty value hides nothing.
-        toml::Value::String(s) if under_secret => s == REDACTED || s.is_empty(),
-        toml::Value::Array(a) => a.iter().all(|v| toml_is_redacted(v, under_secret)),
-        toml::Value::Table(t) => t
-            .iter()
-            .all(|(k, v)| toml_is_redacted(v, under_secret || is_secret_key(k))),
-        _ => true,
-    }
-}
-
-fn redact_toml_value(v: &mut toml::Value, under_secret: bool) {
-    match v {
-        toml::Value::String(s) if under_secret => *s = REDACTED.to_owned(),
-        toml::Value::Array(a) => a
+fn redact_toml_item(item: &mut toml_edit::Item, under_secret: bool, found: &mut Vec<String>) {
+    match item {
+        toml_edit::Item::Value(v) => redact_toml_value(v, under_secret, found),
+        toml_edit::Item::Table(t) => redact_toml_table(t, under_secret, found),
+        toml_edit::Item::ArrayOfTables(a) => a
             .iter_mut()
-            .for_each(|v| redact_toml_value(v, under_secret)),
-        toml::Value::Table(t) => {
-            for (k, v) in t.iter_mut() {
-                let secret = under_secret || is_secret_key(k);
-                redact_toml_value(v, secret);
+            .for_each(|t| redact_toml_table(t, under_secret, found)),
+        toml_edit::Item::None => {}
+    }
+}
+
+fn redact_toml_value(v: &mut toml_edit::Value, under_secret: bool, found: &mut Vec<String>) {
+    match v {
+        toml_edit::Value::String(s) if under_secret => {
+            let value = s.value();
+            if value.is_empty() || value == REDACTED {
+                return;
+            }
+            found.push(value.clone());
+            // The new value sits where the old one was: same spacing and comments around it.
+            let decor = s.decor().clone();
+            *v = toml_edit::Value::from(REDACTED);
+            *v.decor_mut() = decor;
+        }
+        toml_edit::Value::Array(a) => a
+            .iter_mut()
+            .for_each(|v| redact_toml_value(v, under_secret, found)),
+        toml_edit::Value::InlineTable(t) => {
+            for (key, v) in t.iter_mut() {
+                redact_toml_value(v, under_secret || is_secret_key(key.get()), found);
             }
         }
         _ => {}
@@ -330,21 +304,26 @@ mod tests {
     }
 
     #[test]
-    fn toml_values_with_escapes_are_rewritten() {
-        let text = "[exec]\ncommand = [\"/bin/x\"]\nenv = { API_KEY = \"a\\u0062c-def-ghi\" }\n";
-        let (out, _) = redact_toml(text);
-        assert!(
-            !out.contains("abc-def-ghi") && !out.contains("u0062c-def"),
-            "{out}"
+    fn toml_values_with_escapes_are_redacted_in_place() {
+        let text = "# keep me\n[exec]\ncommand = [\"/bin/x\"] # and me\nenv = { API_KEY = \"a\\u0062c-def-ghi\", HOST = \"h\\u0031\" }\n";
+        let (out, found) = redact_toml(text);
+        assert_eq!(found, vec!["abc-def-ghi".to_owned()]);
+        assert_eq!(
+            out,
+            "# keep me\n[exec]\ncommand = [\"/bin/x\"] # and me\nenv = { API_KEY = \"<redacted>\", HOST = \"h\\u0031\" }\n"
         );
-        let t: toml::Table = out
-            .lines()
-            .skip(1)
-            .collect::<Vec<_>>()
-            .join("\n")
-            .parse()
-            .unwrap();
-        assert_eq!(t["exec"]["env"]["API_KEY"].as_str(), Some(REDACTED));
+    }
+
+    #[test]
+    fn toml_secrets_in_tables_arrays_and_dotted_keys() {
+        let text = "[exec]\ncommand = [\"/bin/x\"]\nenv.DB_PASSWORD = \"pw-1\"\n\n[[extra]]\napi_keys = [\"k-1\", \"k-2\"] # two\nname = \"k-1\"\n";
+        let (out, found) = redact_toml(text);
+        assert_eq!(found, ["pw-1", "k-1", "k-2"].map(String::from).to_vec());
+        assert_eq!(
+            out,
+            "[exec]\ncommand = [\"/bin/x\"]\nenv.DB_PASSWORD = \"<redacted>\"\n\n[[extra]]\napi_keys = [\"<redacted>\", \"<redacted>\"] # two\nname = \"k-1\"\n",
+            "short values are replaced under their key only"
+        );
     }
 
     #[test]
