@@ -9,7 +9,7 @@
 //! the caller's business. The one child it runs, `<node> --version`, is a
 //! [`BoundedCommand`](crate::process::BoundedCommand), run as the job's user.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -26,6 +26,9 @@ use crate::unit::Unit;
 pub const PKG_STATE_DIR: &str = "/usr/local/var/launchgraph";
 /// The state directory on Linux.
 pub const LINUX_STATE_DIR: &str = "/var/lib/launchgraph";
+
+/// A stored fingerprint is a few KiB; a file larger than this is not one.
+const MAX_STORED_BYTES: u64 = 1024 * 1024;
 
 /// Files up to this size are hashed; larger ones (node itself) are known by size and mtime.
 const HASH_LIMIT: u64 = 8 * 1024 * 1024;
@@ -176,7 +179,7 @@ fn facts(role: Role, path: &Path) -> FileFacts {
     let sha256 = meta
         .as_ref()
         .filter(|m| m.is_file() && m.len() <= HASH_LIMIT)
-        .and_then(|_| sha256_file(path).ok());
+        .and_then(|_| sha256_file(path).ok().flatten());
     FileFacts {
         role,
         path: path.to_path_buf(),
@@ -188,22 +191,37 @@ fn facts(role: Role, path: &Path) -> FileFacts {
     }
 }
 
-fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut f = File::open(path)?;
+/// The hash of a regular file of at most [`HASH_LIMIT`] bytes; `None` when it is not one
+/// (anymore: it was checked before, and may have changed since).
+fn sha256_file(path: &Path) -> io::Result<Option<String>> {
+    let Some((file, meta)) = crate::fsutil::open_regular(path)? else {
+        return Ok(None);
+    };
+    if meta.len() > HASH_LIMIT {
+        return Ok(None);
+    }
+    let mut f = file.take(HASH_LIMIT + 1);
     let mut hasher = Sha256::new();
+    let mut read = 0u64;
     let mut buf = [0u8; 64 * 1024];
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }
+        read += n as u64;
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    if read > HASH_LIMIT {
+        return Ok(None);
+    }
+    Ok(Some(
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    ))
 }
 
 /// `<node> --version`, run as the job would run it: the job's PATH and HOME, and, when
@@ -277,11 +295,28 @@ pub fn store(state_dir: &Path, fp: &Fingerprint) -> io::Result<()> {
 /// The stored fingerprint of `unit`, `None` if there is none.
 pub fn load(state_dir: &Path, unit: &str) -> io::Result<Option<Fingerprint>> {
     let path = file_for(state_dir, unit)?;
-    let text = match fs::read(&path) {
-        Ok(t) => t,
+    let file = match crate::fsutil::open_regular(&path) {
+        Ok(Some((file, _))) => file,
+        Ok(None) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a regular file", path.display()),
+            ));
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    let mut text = Vec::new();
+    file.take(MAX_STORED_BYTES + 1).read_to_end(&mut text)?;
+    if text.len() as u64 > MAX_STORED_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: more than {MAX_STORED_BYTES} bytes, not a fingerprint",
+                path.display()
+            ),
+        ));
+    }
     serde_json::from_slice(&text).map(Some).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,

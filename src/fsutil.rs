@@ -1,5 +1,6 @@
 //! Files the daemon writes: always atomically, so a crash leaves the old content or the new,
-//! never a torn file.
+//! never a torn file. And opening a file to read it without blocking on what it turns out
+//! to be.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -51,4 +52,16 @@ fn write_via_rename(path: &Path, data: &[u8], mode: u32, sync: bool) -> io::Resu
         let _ = fs::remove_file(&tmp);
     }
     written
+}
+
+/// Opens `path` for reading without blocking on it (a FIFO put where a file was expected
+/// never stalls the caller) and checks what was opened with `fstat`: `Ok(None)` unless it
+/// is a regular file. Read it with a bound (`Read::take`): it may grow after the check.
+pub fn open_regular(path: &Path) -> io::Result<Option<(File, fs::Metadata)>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    Ok(meta.is_file().then_some((file, meta)))
 }

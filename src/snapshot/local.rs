@@ -3,7 +3,7 @@
 //! fingerprints. Every file is read with a bound ([`MAX_FILE_BYTES`]).
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Cursor, Read};
 use std::path::{Path, PathBuf};
 
@@ -142,21 +142,25 @@ fn unit_files(units_dir: &Path, c: &mut Collected) {
 }
 
 /// A regular file's bytes, at most [`MAX_FILE_BYTES`]; `None` for anything but a regular file.
+/// Opened without blocking and checked on the open file, so a FIFO never stalls a snapshot.
 fn read_small(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let meta = fs::metadata(path)?;
-    if !meta.is_file() {
+    let Some((file, meta)) = crate::fsutil::open_regular(path)? else {
         return Ok(None);
-    }
+    };
+    let too_large = |len: u64| {
+        io::Error::other(format!(
+            "{len} bytes, more than the {MAX_FILE_BYTES} a snapshot copies"
+        ))
+    };
     if meta.len() > MAX_FILE_BYTES {
-        return Err(io::Error::other(format!(
-            "{} bytes, more than the {MAX_FILE_BYTES} a snapshot copies",
-            meta.len()
-        )));
+        return Err(too_large(meta.len()));
     }
     let mut bytes = Vec::new();
-    File::open(path)?
-        .take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)?;
+    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
+    // It grew after the check.
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
     Ok(Some(bytes))
 }
 
