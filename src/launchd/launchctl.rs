@@ -401,5 +401,12 @@ mod tests {
         );
         let t = error(None, Failure::TimedOut(Duration::from_secs(10)));
         assert!(t.to_string().contains("did not finish within 10s"), "{t}");
+        let big = error(None, Failure::OutputTooLarge(MAX_STDOUT));
+        assert!(
+            big.to_string()
+                .starts_with("`/bin/launchctl bootstrap system` printed more than 16777216 bytes"),
+            "{big}"
+        );
+        assert!(!big.is_timeout() && !big.is_transient());
     }
 }
