@@ -759,7 +759,7 @@ async fn a_bounded_helper_reports_exit_code_and_output() {
         (&out.stdout[..], &out.stderr[..]),
         (&b"out\n"[..], &b"err\n"[..])
     );
-    assert!(!out.stdout_truncated && !out.stderr_truncated);
+    assert!(!out.stdout_truncated && !out.stderr_truncated && !out.output_cut_short);
 }
 
 #[tokio::test]
@@ -849,6 +849,40 @@ async fn what_a_helper_leaves_behind_is_killed_when_it_exits() {
     let out = out.unwrap();
     assert_eq!((out.code(), out.timed_out), (Some(0), false));
     group_gone(&mut reaped, pgid.trim().parse().unwrap()).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn output_held_open_outside_the_group_is_cut_short_after_the_grace() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("escaped.pid");
+    let mut reaped = process::subscribe_reaped();
+    // setsid(1) in a background job calls setsid() without forking: the sleep leaves the
+    // group (the kill at the exit misses it) and keeps stdout open. The helper exits only
+    // once it has left, so the kill cannot catch it before.
+    let helper = bounded_sh(
+        "/usr/bin/setsid /bin/sh -c 'echo $$ > \"$1.tmp\"; mv \"$1.tmp\" \"$1\"; exec /bin/sleep 1000' sh \"$1\" &
+         while [ ! -s \"$1\" ]; do /bin/sleep 0.01; done; echo done",
+        DEADLINE,
+    )
+    .arg(&pid_file)
+    .stdout(Capture::Head(1024))
+    .output_grace(Duration::from_millis(500));
+    let out = timeout(DEADLINE, helper.run())
+        .await
+        .expect("the grace bounds the wait for output")
+        .unwrap();
+    let escaped: u32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nixsig::kill(Pid::from_raw(escaped as i32), Sig::SIGKILL).unwrap();
+    assert_eq!((out.code(), out.timed_out), (Some(0), false));
+    assert_eq!(&out.stdout[..], b"done\n");
+    assert!(out.output_cut_short && !out.stdout_truncated);
+    reaped_pid(&mut reaped, escaped).await;
 }
 
 #[tokio::test]

@@ -302,9 +302,8 @@ impl Launchctl {
         if out.timed_out {
             return Err(fail(Failure::TimedOut(self.timeout), &out.stderr));
         }
-        // Past the cap (not merely a stray holding the pipe open past the grace): a cut
-        // `print` would parse as a service without the fields it lost.
-        if out.stdout_truncated && out.stdout.len() >= MAX_STDOUT {
+        // A cut `print` would parse as a service without the fields it lost.
+        if out.stdout_truncated {
             return Err(fail(Failure::OutputTooLarge(MAX_STDOUT), &out.stderr));
         }
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();

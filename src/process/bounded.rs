@@ -71,12 +71,14 @@ pub struct BoundedOutput {
     /// The deadline passed before the helper exited, and its group was killed.
     pub timed_out: bool,
     pub stdout: Vec<u8>,
-    /// Not everything the helper wrote to stdout is in `stdout`: it wrote more than the cap,
-    /// or the pipe was still open when the output grace ran out.
+    /// The helper wrote more to stdout than its cap: the excess was read and discarded.
     pub stdout_truncated: bool,
     pub stderr: Vec<u8>,
     /// As `stdout_truncated`, for stderr.
     pub stderr_truncated: bool,
+    /// A pipe was still open when the output grace ran out: a process that left the group
+    /// holds it, and what it writes later is not here.
+    pub output_cut_short: bool,
     /// From the spawn to the exit, or to the deadline when it timed out.
     pub elapsed: Duration,
 }
@@ -307,8 +309,8 @@ impl BoundedCommand {
         .await
         .is_ok();
         if !drained {
-            stdout.cut_short();
-            stderr.cut_short();
+            stdout.close();
+            stderr.close();
         }
         group.disarm();
 
@@ -319,6 +321,7 @@ impl BoundedCommand {
             stdout: stdout.into_bytes(),
             stderr_truncated: stderr.truncated,
             stderr: stderr.into_bytes(),
+            output_cut_short: !drained,
             elapsed,
         })
     }
@@ -419,10 +422,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
     }
 
     /// Stops reading a pipe that someone outside the group still holds open.
-    fn cut_short(&mut self) {
-        if self.pipe.take().is_some() {
-            self.truncated = true;
-        }
+    fn close(&mut self) {
+        self.pipe = None;
     }
 
     fn into_bytes(self) -> Vec<u8> {

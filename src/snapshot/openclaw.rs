@@ -239,7 +239,12 @@ async fn run_doctor(cmd: DoctorCommand, timeout: Duration) -> Collected {
         Err(e) => {
             let tail = excerpt_tail(&err);
             c.warn(format!(
-                "{what} printed no JSON report ({e}); it exited with {status}{}",
+                "{what} printed no JSON report ({e}); it exited with {status}{}{}",
+                if out.output_cut_short {
+                    "; something it started outside its process group kept its output open"
+                } else {
+                    ""
+                },
                 if tail.is_empty() {
                     String::new()
                 } else {
