@@ -2,7 +2,8 @@
 //! child, down to orphaned grandchildren, is reaped.
 //!
 //! It owns spawning (exact environment, own session and process group, privilege drop), log
-//! files and their rotation, stopping a process group, and reaping. It does not decide when to
+//! files and their rotation, stopping a process group, reaping, and running short-lived
+//! helpers within bounds. It does not decide when to
 //! start, stop or restart anything: the supervisor's engine does, through [`spawn_unit`],
 //! [`UnitProcess`] and [`signal_group`], and turns a [`SpawnError`] or an [`ExitReport`] into
 //! an event.
@@ -13,7 +14,8 @@
 //! - `bounded`: [`BoundedCommand`], the one way to run a short-lived helper (a probe command,
 //!   `launchctl`, a version query) with an exact environment, a deadline, capped output and
 //!   its whole process group killed at the end.
-//! - `credentials`: `user` and `group`, resolved before the fork and applied in the child.
+//! - `credentials`: `user` and `group` (or a job's uid and gid: [`job_credentials`]), resolved
+//!   before the fork and applied in the child.
 //! - `error`: [`SpawnError`] and [`SpawnCause`], why a start failed; imports nothing above it.
 //! - `spawn`: [`spawn_unit`] and the unit's environment.
 //! - `running`: [`UnitProcess`]: exit reports, stopping, signalling the group.
