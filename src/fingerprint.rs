@@ -6,21 +6,20 @@
 //! ([`drift`]) fingerprints, and where they live ([`default_state_dir`]). What to fingerprint
 //! comes from preflight's [`Target`](crate::preflight::Target); when to take one (after a
 //! unit becomes ready) and when to show drift (`check`, the daemon after a failed start) is
-//! the caller's business. The one child it runs, `<node> --version`, goes through
-//! [`spawn_tracked`](crate::process::spawn_tracked), bounded by a timeout, as the job's user.
+//! the caller's business. The one child it runs, `<node> --version`, is a
+//! [`BoundedCommand`](crate::process::BoundedCommand), run as the job's user.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::preflight::{self, PreflightContext};
-use crate::process::spawn_tracked;
+use crate::process::{BoundedCommand, Capture, job_credentials};
 use crate::unit::Unit;
 
 /// The state directory of the `.pkg` install on macOS.
@@ -28,11 +27,17 @@ pub const PKG_STATE_DIR: &str = "/usr/local/var/launchgraph";
 /// The state directory on Linux.
 pub const LINUX_STATE_DIR: &str = "/var/lib/launchgraph";
 
+/// A stored fingerprint is a few KiB; a file larger than this is not one.
+const MAX_STORED_BYTES: u64 = 1024 * 1024;
+
 /// Files up to this size are hashed; larger ones (node itself) are known by size and mtime.
 const HASH_LIMIT: u64 = 8 * 1024 * 1024;
 
 /// The bound on `<node> --version`.
 const NODE_VERSION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most of `<node> --version`'s output read: one short line (`v22.11.0`) is expected.
+const NODE_VERSION_BYTES: usize = 4096;
 
 /// What a file is to the unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -174,7 +179,7 @@ fn facts(role: Role, path: &Path) -> FileFacts {
     let sha256 = meta
         .as_ref()
         .filter(|m| m.is_file() && m.len() <= HASH_LIMIT)
-        .and_then(|_| sha256_file(path).ok());
+        .and_then(|_| sha256_file(path).ok().flatten());
     FileFacts {
         role,
         path: path.to_path_buf(),
@@ -186,76 +191,81 @@ fn facts(role: Role, path: &Path) -> FileFacts {
     }
 }
 
-fn sha256_file(path: &Path) -> io::Result<String> {
-    let mut f = File::open(path)?;
+/// The hash of a regular file of at most [`HASH_LIMIT`] bytes; `None` when it is not one
+/// (anymore: it was checked before, and may have changed since).
+fn sha256_file(path: &Path) -> io::Result<Option<String>> {
+    let Some((file, meta)) = crate::fsutil::open_regular(path)? else {
+        return Ok(None);
+    };
+    if meta.len() > HASH_LIMIT {
+        return Ok(None);
+    }
+    let mut f = file.take(HASH_LIMIT + 1);
     let mut hasher = Sha256::new();
+    let mut read = 0u64;
     let mut buf = [0u8; 64 * 1024];
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
             break;
         }
+        read += n as u64;
         hasher.update(&buf[..n]);
     }
-    Ok(hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    if read > HASH_LIMIT {
+        return Ok(None);
+    }
+    Ok(Some(
+        hasher
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+    ))
 }
 
 /// `<node> --version`, run as the job would run it: the job's PATH and HOME, and, when
-/// launchgraph is root, the job's user, so a plist a user can edit never makes root run a
-/// program the job itself would not. Bounded by [`NODE_VERSION_TIMEOUT`]; its process group
-/// is killed when the bound passes.
+/// launchgraph is root, the job's user and groups, so a plist a user can edit never makes root
+/// run a program the job itself would not. Bounded by [`NODE_VERSION_TIMEOUT`]; its process
+/// group is killed when the bound passes.
 async fn node_version(
     node: &Path,
     target: &preflight::Target,
     ctx: &PreflightContext,
 ) -> Option<String> {
-    let mut cmd = tokio::process::Command::new(node);
-    cmd.arg("--version")
-        .env_clear()
+    let mut cmd = BoundedCommand::new(node, NODE_VERSION_TIMEOUT)
+        .arg("--version")
         .env("PATH", &target.path_var)
         .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .kill_on_drop(true);
+        .stdout(Capture::Head(NODE_VERSION_BYTES));
     if let Some(home) = &target.home {
-        cmd.env("HOME", home);
+        cmd = cmd.env("HOME", home);
     }
     if ctx.running_as_root()
         && let Some(uid) = target.uid.filter(|u| *u != 0)
     {
-        cmd.uid(uid);
-        if let Some(gid) = target.gid {
-            cmd.gid(gid);
+        match job_credentials(uid, target.gid) {
+            Ok(creds) => cmd = cmd.credentials(Some(creds)),
+            Err(e) => {
+                // Never as root instead.
+                tracing::debug!(node = %node.display(), uid, error = %e, "cannot run node --version as the job's user");
+                return None;
+            }
         }
     }
-    let child = match spawn_tracked(&mut cmd) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::debug!(node = %node.display(), error = %e, "cannot run node --version");
-            return None;
+    match cmd.run().await {
+        Ok(out) if out.timed_out => {
+            tracing::debug!(node = %node.display(), "node --version gave no answer in time");
+            None
         }
-    };
-    let pid = child.pid();
-    match tokio::time::timeout(NODE_VERSION_TIMEOUT, child.wait_with_output()).await {
-        Ok(Ok(out)) if out.status.success() => {
+        Ok(out) if out.status.success() => {
             let text = String::from_utf8_lossy(&out.stdout);
             let line = text.lines().next()?.trim();
             (!line.is_empty() && line.len() <= 64).then(|| line.to_owned())
         }
         Ok(_) => None,
-        Err(_) => {
-            // Anything it started goes too; dropping the child kills and reaps node itself.
-            let _ = nix::sys::signal::killpg(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            tracing::debug!(node = %node.display(), "node --version gave no answer in time");
+        Err(e) => {
+            tracing::debug!(node = %node.display(), error = %e, "cannot run node --version");
             None
         }
     }
@@ -285,11 +295,28 @@ pub fn store(state_dir: &Path, fp: &Fingerprint) -> io::Result<()> {
 /// The stored fingerprint of `unit`, `None` if there is none.
 pub fn load(state_dir: &Path, unit: &str) -> io::Result<Option<Fingerprint>> {
     let path = file_for(state_dir, unit)?;
-    let text = match fs::read(&path) {
-        Ok(t) => t,
+    let file = match crate::fsutil::open_regular(&path) {
+        Ok(Some((file, _))) => file,
+        Ok(None) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a regular file", path.display()),
+            ));
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    let mut text = Vec::new();
+    file.take(MAX_STORED_BYTES + 1).read_to_end(&mut text)?;
+    if text.len() as u64 > MAX_STORED_BYTES {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "{}: more than {MAX_STORED_BYTES} bytes, not a fingerprint",
+                path.display()
+            ),
+        ));
+    }
     serde_json::from_slice(&text).map(Some).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,

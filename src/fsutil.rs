@@ -1,5 +1,6 @@
 //! Files the daemon writes: always atomically, so a crash leaves the old content or the new,
-//! never a torn file.
+//! never a torn file. And opening a file to read it without blocking on what it turns out
+//! to be.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -78,4 +79,16 @@ mod tests {
             .collect();
         assert_eq!(names, ["taken"]);
     }
+}
+
+/// Opens `path` for reading without blocking on it (a FIFO put where a file was expected
+/// never stalls the caller) and checks what was opened with `fstat`: `Ok(None)` unless it
+/// is a regular file. Read it with a bound (`Read::take`): it may grow after the check.
+pub fn open_regular(path: &Path) -> io::Result<Option<(File, fs::Metadata)>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    Ok(meta.is_file().then_some((file, meta)))
 }

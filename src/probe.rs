@@ -16,16 +16,13 @@ use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant, SystemTime};
 
-use nix::sys::signal::{Signal as NixSignal, killpg};
-use nix::unistd::Pid;
-use tokio::io::AsyncReadExt;
+use nix::sys::signal::Signal as NixSignal;
 use tokio::net::TcpStream;
-use tokio::process::ChildStderr;
 
-use crate::process::{TrackedChild, spawn_tracked};
+use crate::process::{BoundedCommand, BoundedError, Capture};
 use crate::unit::{CANONICAL_PATH, Probe};
 
 /// The most of an HTTP body read to look for `body_contains`; a health answer is small, and a
@@ -44,13 +41,6 @@ const STDERR_KEEP: usize = 4 * 1024;
 
 /// How much text an excerpt in a detail line shows.
 const EXCERPT_CHARS: usize = 160;
-
-/// After an exec probe's command exits (and its group is killed), how long to wait for the rest
-/// of its stderr; a writer that left the group could hold the pipe open forever.
-const STDERR_GRACE: Duration = Duration::from_millis(200);
-
-/// Bound on reaping a child after SIGKILL; only an uninterruptible sleep makes it matter.
-const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Backstop for the HTTP client's connects; each attempt's own timeout is normally shorter.
 const HTTP_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -667,59 +657,6 @@ fn status_text(status: reqwest::StatusCode) -> String {
     }
 }
 
-/// Kills a process group with SIGKILL when dropped, so an exec probe's processes never outlive
-/// it, also when the probe's future is dropped half way.
-struct GroupKiller(Option<Pid>);
-
-impl GroupKiller {
-    fn new(pid: u32) -> Self {
-        // pid 0 would name our own process group.
-        match i32::try_from(pid) {
-            Ok(p) if p > 0 => Self(Some(Pid::from_raw(p))),
-            _ => Self(None),
-        }
-    }
-
-    fn kill(&self) {
-        if let Some(pgid) = self.0 {
-            // ESRCH: the group is already gone, which is the point.
-            let _ = killpg(pgid, NixSignal::SIGKILL);
-        }
-    }
-}
-
-impl Drop for GroupKiller {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// The tail of a stream, bounded.
-#[derive(Default)]
-struct Tail(Vec<u8>);
-
-impl Tail {
-    fn push(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
-        if self.0.len() > STDERR_KEEP {
-            let cut = self.0.len() - STDERR_KEEP;
-            self.0.drain(..cut);
-        }
-    }
-}
-
-/// Reads one chunk of `stderr` into `tail`; clears `stderr` at its end.
-async fn read_stderr(stderr: &mut Option<ChildStderr>, tail: &mut Tail) {
-    let Some(pipe) = stderr else {
-        return std::future::pending().await;
-    };
-    let mut buf = [0u8; 1024];
-    match pipe.read(&mut buf).await {
-        Ok(0) | Err(_) => *stderr = None,
-        Ok(n) => tail.push(&buf[..n]),
-    }
-}
-
 async fn exec(argv: &[String], timeout: Duration) -> Verdict {
     let what = format!("exec {}", shell_words(argv));
     let Some((program, args)) = argv.split_first() else {
@@ -730,90 +667,49 @@ async fn exec(argv: &[String], timeout: Duration) -> Verdict {
         );
     };
 
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args)
+    let ran = BoundedCommand::new(program, timeout)
+        .args(args)
         // Exactly the environment a unit gets by default, whoever runs launchgraph, so a probe
         // passes or fails the same from a shell and from launchd.
-        .env_clear()
         .env("PATH", CANONICAL_PATH)
         .current_dir("/")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        // Its own group, so a timeout kills everything it started.
-        .process_group(0)
-        .kill_on_drop(true);
-
-    let start = Instant::now();
-    let mut child: TrackedChild = match spawn_tracked(&mut cmd) {
-        Ok(child) => child,
-        Err(e) => {
-            return Verdict::failed(
-                start.elapsed(),
-                ProbeFailure::SpawnFailed,
-                format!("{what}: cannot start: {}", describe_io(&e)),
+        .stderr(Capture::Tail(STDERR_KEEP))
+        .run()
+        .await;
+    match ran {
+        Ok(out) if out.timed_out => {
+            let mut detail = format!(
+                "{what}: no exit within {}; killed its process group",
+                fmt_timeout(timeout)
             );
+            push_stderr(&mut detail, &out.stderr);
+            Verdict::failed(out.elapsed, ProbeFailure::TimedOut, detail)
         }
-    };
-    let group = GroupKiller::new(child.pid());
-    let mut stderr = child.child.stderr.take();
-    let mut tail = Tail::default();
-
-    let deadline = tokio::time::Instant::now() + timeout;
-    let exited = loop {
-        tokio::select! {
-            status = child.wait() => break Some(status),
-            () = read_stderr(&mut stderr, &mut tail) => {}
-            () = tokio::time::sleep_until(deadline) => break None,
-        }
-    };
-    let latency = start.elapsed();
-
-    // Whatever the command left running goes now; this also closes their ends of the pipe.
-    group.kill();
-    let status = match exited {
-        Some(status) => status,
-        None => match tokio::time::timeout(REAP_TIMEOUT, child.wait()).await {
-            Ok(_) => {
-                let mut detail = format!(
-                    "{what}: no exit within {}; killed its process group",
-                    fmt_timeout(timeout)
-                );
-                push_stderr(&mut detail, &tail);
-                return Verdict::failed(latency, ProbeFailure::TimedOut, detail);
-            }
-            Err(_) => {
-                return Verdict::failed(
-                    latency,
-                    ProbeFailure::TimedOut,
-                    format!(
-                        "{what}: no exit within {}; killed its process group, but it was not \
-                         gone {} later",
-                        fmt_timeout(timeout),
-                        fmt_timeout(REAP_TIMEOUT)
-                    ),
-                );
-            }
-        },
-    };
-    let _ = tokio::time::timeout(STDERR_GRACE, async {
-        while stderr.is_some() {
-            read_stderr(&mut stderr, &mut tail).await;
-        }
-    })
-    .await;
-
-    match status {
-        Ok(status) => exit_verdict(&what, status, latency, &tail),
-        Err(e) => Verdict::failed(
-            latency,
+        Ok(out) => exit_verdict(&what, out.status, out.elapsed, &out.stderr),
+        Err(BoundedError::Spawn { source, .. }) => Verdict::failed(
+            Duration::ZERO,
+            ProbeFailure::SpawnFailed,
+            format!("{what}: cannot start: {}", describe_io(&source)),
+        ),
+        Err(BoundedError::NotReaped { waited, .. }) => Verdict::failed(
+            timeout,
+            ProbeFailure::TimedOut,
+            format!(
+                "{what}: no exit within {}; killed its process group, but it was not gone {} \
+                 later",
+                fmt_timeout(timeout),
+                fmt_timeout(waited)
+            ),
+        ),
+        Err(BoundedError::Wait { source, .. }) => Verdict::failed(
+            Duration::ZERO,
             ProbeFailure::Io,
-            format!("{what}: cannot wait for it: {}", describe_io(&e)),
+            format!("{what}: cannot wait for it: {}", describe_io(&source)),
         ),
     }
 }
 
-fn exit_verdict(what: &str, status: ExitStatus, latency: Duration, tail: &Tail) -> Verdict {
+fn exit_verdict(what: &str, status: ExitStatus, latency: Duration, stderr: &[u8]) -> Verdict {
     use std::os::unix::process::ExitStatusExt;
     if status.success() {
         return Verdict::ok(
@@ -835,12 +731,12 @@ fn exit_verdict(what: &str, status: ExitStatus, latency: Duration, tail: &Tail) 
         }
         (None, None) => (ProbeFailure::Io, format!("{what}: ended with {status}")),
     };
-    push_stderr(&mut detail, tail);
+    push_stderr(&mut detail, stderr);
     Verdict::failed(latency, reason, detail)
 }
 
-fn push_stderr(detail: &mut String, tail: &Tail) {
-    let text = one_line(&tail.0);
+fn push_stderr(detail: &mut String, stderr: &[u8]) {
+    let text = one_line(stderr);
     if text.is_empty() {
         return;
     }
@@ -1034,14 +930,11 @@ mod tests {
     }
 
     #[test]
-    fn stderr_keeps_the_tail() {
-        let mut tail = Tail::default();
-        tail.push(&vec![b'a'; STDERR_KEEP]);
-        tail.push(b"last words");
-        assert_eq!(tail.0.len(), STDERR_KEEP);
-        assert!(tail.0.ends_with(b"last words"));
+    fn stderr_shows_its_last_words() {
+        let mut stderr = vec![b'a'; STDERR_KEEP];
+        stderr.extend_from_slice(b"last words");
         let mut detail = String::from("exec x: exit 1");
-        push_stderr(&mut detail, &tail);
+        push_stderr(&mut detail, &stderr);
         assert!(detail.starts_with("exec x: exit 1; stderr: …"));
         assert!(detail.ends_with("last words"));
     }

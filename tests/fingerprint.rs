@@ -317,6 +317,33 @@ fn load_of_nothing_and_of_garbage() {
     assert!(load(state.path(), "../gateway").is_err());
 }
 
+#[test]
+fn load_never_blocks_on_a_fifo_nor_reads_a_huge_file() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().join("fingerprints");
+    std::fs::create_dir_all(&dir).unwrap();
+    nix::unistd::mkfifo(
+        &dir.join("fifo.json"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    std::fs::write(dir.join("huge.json"), vec![b' '; 2 << 20]).unwrap();
+    // On a thread, so a load that blocks on the FIFO fails the test instead of hanging it.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = state.path().to_path_buf();
+    std::thread::spawn(move || {
+        let _ = tx.send((load(&path, "fifo"), load(&path, "huge")));
+    });
+    let (fifo, huge) = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("load returns without a writer on the FIFO");
+    let (fifo, huge) = (fifo.unwrap_err(), huge.unwrap_err());
+    assert_eq!(fifo.kind(), std::io::ErrorKind::InvalidData, "{fifo}");
+    assert!(fifo.to_string().contains("not a regular file"), "{fifo}");
+    assert_eq!(huge.kind(), std::io::ErrorKind::InvalidData, "{huge}");
+    assert!(huge.to_string().contains("more than"), "{huge}");
+}
+
 #[tokio::test]
 async fn node_version_is_bounded() {
     let fx = Fx::new();

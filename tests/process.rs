@@ -703,27 +703,6 @@ async fn tracked_children_keep_their_exit_status_while_the_reaper_runs() {
     }
 }
 
-#[tokio::test]
-async fn wait_with_output_collects_output_and_status() {
-    setup();
-    let mut cmd = tokio::process::Command::new("/bin/sh");
-    cmd.args(["-c", "echo out; echo err >&2; exit 4"]);
-    cmd.stdout(std::process::Stdio::piped());
-    cmd.stderr(std::process::Stdio::piped());
-    let child = spawn_tracked(&mut cmd).unwrap();
-    let pid = child.pid();
-    let out = timeout(DEADLINE, child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(4));
-    assert_eq!(
-        (&out.stdout[..], &out.stderr[..]),
-        (&b"out\n"[..], &b"err\n"[..])
-    );
-    assert!(!process::is_tracked(pid));
-}
-
 #[cfg(target_os = "linux")]
 #[tokio::test]
 async fn a_dropped_tracked_child_with_kill_on_drop_is_killed_and_reaped() {
@@ -739,4 +718,235 @@ async fn a_dropped_tracked_child_with_kill_on_drop_is_killed_and_reaped() {
     })
     .await
     .expect("the dropped child is killed and reaped");
+}
+
+// ----- bounded helpers ------------------------------------------------------------------------
+
+use launchgraph::process::{BoundedCommand, BoundedError, Capture};
+
+fn bounded_sh(script: &str, deadline: Duration) -> BoundedCommand {
+    BoundedCommand::new("/bin/sh", deadline)
+        .args(["-c", script, "sh"])
+        .env("PATH", CANONICAL_PATH)
+}
+
+#[tokio::test]
+async fn a_bounded_helper_reports_exit_code_and_output() {
+    setup();
+    let out = bounded_sh("echo out; echo err >&2; exit 4", DEADLINE)
+        .stdout(Capture::Head(1024))
+        .stderr(Capture::Head(1024))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        (out.code(), out.signal(), out.timed_out),
+        (Some(4), None, false)
+    );
+    assert_eq!(
+        (&out.stdout[..], &out.stderr[..]),
+        (&b"out\n"[..], &b"err\n"[..])
+    );
+    assert!(!out.stdout_truncated && !out.stderr_truncated && !out.output_cut_short);
+}
+
+#[tokio::test]
+async fn a_bounded_helper_gets_exactly_the_given_environment() {
+    setup();
+    assert!(
+        std::env::vars_os().any(|(k, _)| k != "A"),
+        "this test process has variables of its own that must not be inherited"
+    );
+    let out = BoundedCommand::new("/usr/bin/env", DEADLINE)
+        .env("A", "1")
+        .env("PATH", "/nowhere")
+        .current_dir("/")
+        .stdout(Capture::Head(64 * 1024))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(out.code(), Some(0));
+    assert_eq!(
+        env_lines(&String::from_utf8_lossy(&out.stdout)),
+        BTreeSet::from(["A=1".to_owned(), "PATH=/nowhere".to_owned()])
+    );
+}
+
+#[tokio::test]
+async fn bounded_output_is_capped_without_blocking_the_helper() {
+    setup();
+    // 4 MiB on each stream: far more than a pipe buffer, so the helper only exits (with 0)
+    // if both pipes are read to the end while it runs.
+    let out = bounded_sh(
+        "/usr/bin/head -c 4194304 /dev/zero; /usr/bin/head -c 4194304 /dev/zero >&2; printf end >&2",
+        DEADLINE,
+    )
+    .stdout(Capture::Head(1000))
+    .stderr(Capture::Tail(10))
+    .run()
+    .await
+    .unwrap();
+    assert_eq!(out.code(), Some(0));
+    assert_eq!(out.stdout, vec![0u8; 1000]);
+    assert!(out.stdout_truncated);
+    assert_eq!(&out.stderr[..], b"\0\0\0\0\0\0\0end");
+    assert!(out.stderr_truncated);
+}
+
+#[tokio::test]
+async fn a_deadline_kills_the_whole_group_grandchildren_too() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = Fifo::new(dir.path());
+    let mut reaped = process::subscribe_reaped();
+    let helper = bounded_sh(
+        "/bin/sleep 1000 & echo $$ $! > \"$1\"; echo partial >&2; wait",
+        Duration::from_secs(2),
+    )
+    .arg(fifo.arg())
+    .stderr(Capture::Head(1024));
+    let (out, ids) = tokio::join!(timeout(DEADLINE, helper.run()), fifo.read());
+    let out = out.expect("the deadline ends the run").unwrap();
+    assert!(out.timed_out);
+    assert_eq!(out.signal(), Some(Sig::SIGKILL as i32));
+    assert_eq!(&out.stderr[..], b"partial\n");
+    let (pgid, grandchild) = ids.trim().split_once(' ').unwrap();
+    let grandchild: u32 = grandchild.parse().unwrap();
+    #[cfg(target_os = "linux")]
+    assert_eq!(
+        reaped_pid(&mut reaped, grandchild).await.signal,
+        Some(Sig::SIGKILL as i32)
+    );
+    #[cfg(not(target_os = "linux"))]
+    let _ = grandchild;
+    group_gone(&mut reaped, pgid.parse().unwrap()).await;
+}
+
+#[tokio::test]
+async fn what_a_helper_leaves_behind_is_killed_when_it_exits() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = Fifo::new(dir.path());
+    let mut reaped = process::subscribe_reaped();
+    let helper = bounded_sh(
+        "/bin/sleep 1000 >/dev/null 2>&1 & echo $$ > \"$1\"; exit 0",
+        DEADLINE,
+    )
+    .arg(fifo.arg());
+    let (out, pgid) = tokio::join!(helper.run(), fifo.read());
+    let out = out.unwrap();
+    assert_eq!((out.code(), out.timed_out), (Some(0), false));
+    group_gone(&mut reaped, pgid.trim().parse().unwrap()).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn output_held_open_outside_the_group_is_cut_short_after_the_grace() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("escaped.pid");
+    let mut reaped = process::subscribe_reaped();
+    // setsid(1) in a background job calls setsid() without forking: the sleep leaves the
+    // group (the kill at the exit misses it) and keeps stdout open. The helper exits only
+    // once it has left, so the kill cannot catch it before.
+    let helper = bounded_sh(
+        "/usr/bin/setsid /bin/sh -c 'echo $$ > \"$1.tmp\"; mv \"$1.tmp\" \"$1\"; exec /bin/sleep 1000' sh \"$1\" &
+         while [ ! -s \"$1\" ]; do /bin/sleep 0.01; done; echo done",
+        DEADLINE,
+    )
+    .arg(&pid_file)
+    .stdout(Capture::Head(1024))
+    .output_grace(Duration::from_millis(500));
+    let out = timeout(DEADLINE, helper.run())
+        .await
+        .expect("the grace bounds the wait for output")
+        .unwrap();
+    let escaped: u32 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nixsig::kill(Pid::from_raw(escaped as i32), Sig::SIGKILL).unwrap();
+    assert_eq!((out.code(), out.timed_out), (Some(0), false));
+    assert_eq!(&out.stdout[..], b"done\n");
+    assert!(out.output_cut_short && !out.stdout_truncated);
+    reaped_pid(&mut reaped, escaped).await;
+}
+
+#[tokio::test]
+async fn dropping_a_bounded_run_kills_its_group() {
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = Fifo::new(dir.path());
+    let mut reaped = process::subscribe_reaped();
+    let helper = bounded_sh("/bin/sleep 1000 & echo $$ > \"$1\"; wait", DEADLINE).arg(fifo.arg());
+    let pgid: u32 = tokio::select! {
+        _ = helper.run() => panic!("the helper runs until the run is dropped"),
+        pgid = fifo.read() => pgid.trim().parse().unwrap(),
+    };
+    // The run's future is dropped here, half way.
+    group_gone(&mut reaped, pgid).await;
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn waiting_for_a_helper_that_survives_the_kill_is_bounded() {
+    setup();
+    // The helper moves itself into this test's process group, so the kill of its own group
+    // at the deadline misses it, as it misses a process stuck in uninterruptible sleep.
+    let helper = BoundedCommand::new("/usr/bin/perl", Duration::from_secs(1))
+        .args(["-e", "setpgrp(0, getpgrp(getppid())) or die $!; sleep 1000"])
+        .reap_bound(Duration::from_secs(1));
+    let err = timeout(DEADLINE, helper.run())
+        .await
+        .expect("the wait after the kill is bounded")
+        .unwrap_err();
+    let BoundedError::NotReaped { pid, waited, .. } = err else {
+        panic!("{err}");
+    };
+    assert_eq!(waited, Duration::from_secs(1));
+    // Given up on, the helper itself is still killed (tokio's kill on drop) and reaped.
+    timeout(DEADLINE, async {
+        while proc_state(pid).is_some() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the helper given up on is killed and reaped");
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn a_bounded_helper_runs_as_the_given_user() {
+    setup();
+    if skip_unless_root("a_bounded_helper_runs_as_the_given_user") {
+        return;
+    }
+    let (uid, gid) = nobody();
+    let creds = process::job_credentials(uid, Some(gid)).unwrap();
+    let out = bounded_sh("/usr/bin/id -u; /usr/bin/id -g", DEADLINE)
+        .credentials(Some(creds))
+        .stdout(Capture::Head(1024))
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{uid}\n{gid}\n")
+    );
+}
+
+#[tokio::test]
+async fn a_helper_that_cannot_start_is_an_error_naming_the_program() {
+    setup();
+    let err = BoundedCommand::new("/nonexistent/helper", DEADLINE)
+        .run()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BoundedError::Spawn { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot start /nonexistent/helper"),
+        "{err}"
+    );
 }

@@ -1,8 +1,8 @@
 //! [`Launchctl`]: running `launchctl` subcommands and mapping their exit statuses.
 //!
-//! Each call is one short-lived child, spawned through `crate::process::spawn_tracked` (so the
-//! orphan reaper leaves it alone), with a minimal environment, no stdin, and a deadline after
-//! which its whole process group is killed. Exit statuses carry the meaning (launchd.md §1.4,
+//! Each call is one short-lived child, run as a `crate::process::BoundedCommand`: a minimal
+//! environment, no stdin, capped output, and a deadline after which its whole process group
+//! is killed. Exit statuses carry the meaning (launchd.md §1.4,
 //! §2.5 rule 1); stdout is parsed by `print` where there is something to parse. Deciding what
 //! to do about a failure (retry, wait, give up) is the caller's business: errors only say what
 //! happened, with the argv, the exit code and stderr.
@@ -11,13 +11,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt};
-
 use super::print::{ServiceInfo, parse_print, parse_print_disabled};
-use crate::process::spawn_tracked;
+use crate::process::{BoundedCommand, BoundedError, Capture};
 
 /// The PATH launchd gives its jobs (launchd.md §3); launchctl needs nothing else.
 const MINIMAL_PATH: &str = "/usr/bin:/bin:/usr/sbin:/sbin";
@@ -30,6 +27,13 @@ const DOUBLE_ENV_PREFIX: &str = "LAUNCHCTL_DOUBLE_";
 /// How long stdout and stderr may stay open once the process is gone or killed: only a
 /// stray descendant could hold them, and it is not worth waiting for.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
+
+/// The most of launchctl's stdout that is read: `print` of one service is a few KiB, and
+/// `print-disabled` of a domain one line per label.
+const MAX_STDOUT: usize = 16 * 1024 * 1024;
+
+/// The most of launchctl's stderr that is kept: its messages are one or two lines.
+const MAX_STDERR: usize = 64 * 1024;
 
 // Exit codes with a meaning of their own (launchd.md §1.4; names from PROC `xpc_private.h`).
 const ESRCH: i32 = 3;
@@ -85,6 +89,8 @@ pub enum Failure {
     Signalled(i32),
     /// It could not be started or waited for.
     Io(io::Error),
+    /// It printed more than this many bytes, more than any answer launchgraph parses.
+    OutputTooLarge(usize),
 }
 
 /// A launchctl call that failed. Names the argv, the exit code and stderr.
@@ -111,6 +117,7 @@ impl fmt::Display for LaunchctlError {
             )?,
             Failure::Signalled(s) => write!(f, "`{argv}` was ended by signal {s}")?,
             Failure::Io(e) => write!(f, "cannot run `{argv}`: {e}")?,
+            Failure::OutputTooLarge(n) => write!(f, "`{argv}` printed more than {n} bytes")?,
         }
         match self.stderr.is_empty() {
             true => Ok(()),
@@ -262,56 +269,54 @@ impl Launchctl {
     }
 
     /// Runs `launchctl <args>` and returns its output whatever the exit code. Errs only when
-    /// it could not run, timed out, or was ended by a signal.
+    /// it could not run, timed out, was ended by a signal, or printed more than launchgraph
+    /// reads.
     pub async fn call(&self, args: &[&str]) -> Result<CallOutput, LaunchctlError> {
-        let fail = |failure, stderr: String| LaunchctlError {
+        let fail = |failure, stderr: &[u8]| LaunchctlError {
             argv: self.argv(args),
             code: None,
-            stderr: stderr.trim().to_owned(),
+            stderr: String::from_utf8_lossy(stderr).trim().to_owned(),
             failure,
         };
-        let mut cmd = tokio::process::Command::new(&self.path);
-        cmd.args(args)
-            .env_clear()
+        let ran = BoundedCommand::new(&self.path, self.timeout)
+            .args(args)
             .env("PATH", MINIMAL_PATH)
             .envs(
                 std::env::vars_os()
                     .filter(|(k, _)| k.to_str().is_some_and(|k| k.starts_with(DOUBLE_ENV_PREFIX))),
             )
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own group, so a timeout kills whatever it started too. A cancelled call
-            // kills launchctl itself on drop; the real one starts no children.
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = spawn_tracked(&mut cmd).map_err(|e| fail(Failure::Io(e), String::new()))?;
-        let stdout = tokio::spawn(read_all(child.child.stdout.take()));
-        let stderr = tokio::spawn(read_all(child.child.stderr.take()));
-
-        let status = match tokio::time::timeout(self.timeout, child.wait()).await {
-            Ok(status) => status.map_err(|e| fail(Failure::Io(e), String::new()))?,
-            Err(_) => {
-                // The child is not reaped yet, so its pid still names its group.
-                let group = nix::unistd::Pid::from_raw(child.pid() as i32);
-                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-                let _ = child.wait().await;
-                let stderr = collect(stderr).await;
-                return Err(fail(Failure::TimedOut(self.timeout), stderr));
+            .stdout(Capture::Head(MAX_STDOUT))
+            .stderr(Capture::Head(MAX_STDERR))
+            .output_grace(DRAIN_GRACE)
+            .run()
+            .await;
+        let out = match ran {
+            Ok(out) => out,
+            Err(BoundedError::Spawn { source, .. } | BoundedError::Wait { source, .. }) => {
+                return Err(fail(Failure::Io(source), b""));
+            }
+            Err(BoundedError::NotReaped { .. }) => {
+                return Err(fail(Failure::TimedOut(self.timeout), b""));
             }
         };
-        let (stdout, stderr) = (collect(stdout).await, collect(stderr).await);
-        match status.code() {
-            Some(code) => Ok(CallOutput {
+        if out.timed_out {
+            return Err(fail(Failure::TimedOut(self.timeout), &out.stderr));
+        }
+        // A cut `print` would parse as a service without the fields it lost.
+        if out.stdout_truncated {
+            return Err(fail(Failure::OutputTooLarge(MAX_STDOUT), &out.stderr));
+        }
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        match (out.code(), out.signal()) {
+            (Some(code), _) => Ok(CallOutput {
                 code,
-                stdout,
-                stderr,
+                stdout: text(&out.stdout),
+                stderr: text(&out.stderr),
             }),
-            None => {
-                use std::os::unix::process::ExitStatusExt;
-                let signal = status.signal().unwrap_or_default();
-                Err(fail(Failure::Signalled(signal), stderr))
-            }
+            (None, signal) => Err(fail(
+                Failure::Signalled(signal.unwrap_or_default()),
+                &out.stderr,
+            )),
         }
     }
 
@@ -336,28 +341,6 @@ impl Launchctl {
         std::iter::once(self.path.to_string_lossy().into_owned())
             .chain(args.iter().map(|a| a.to_string()))
             .collect()
-    }
-}
-
-async fn read_all<R: AsyncRead + Unpin>(stream: Option<R>) -> Vec<u8> {
-    let mut buf = Vec::new();
-    if let Some(mut stream) = stream {
-        // A read error only shortens what we report.
-        let _ = stream.read_to_end(&mut buf).await;
-    }
-    buf
-}
-
-/// The output of a reader task, unless a descendant keeps the pipe open past the grace.
-async fn collect(reader: tokio::task::JoinHandle<Vec<u8>>) -> String {
-    let abort = reader.abort_handle();
-    match tokio::time::timeout(DRAIN_GRACE, reader).await {
-        Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-        Ok(Err(_)) => String::new(),
-        Err(_) => {
-            abort.abort();
-            String::new()
-        }
     }
 }
 
@@ -417,5 +400,12 @@ mod tests {
         );
         let t = error(None, Failure::TimedOut(Duration::from_secs(10)));
         assert!(t.to_string().contains("did not finish within 10s"), "{t}");
+        let big = error(None, Failure::OutputTooLarge(MAX_STDOUT));
+        assert!(
+            big.to_string()
+                .starts_with("`/bin/launchctl bootstrap system` printed more than 16777216 bytes"),
+            "{big}"
+        );
+        assert!(!big.is_timeout() && !big.is_transient());
     }
 }

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use nix::unistd::{Gid, Group, Uid, User};
 
-use super::spawn::{SpawnCause, SpawnError};
+use super::error::{SpawnCause, SpawnError};
 use crate::unit::ExecSpec;
 
 /// The identity a unit's process switches to.
@@ -88,19 +88,7 @@ fn plan(spec: &ExecSpec, running_as_root: bool) -> Result<Option<Credentials>, S
     };
     let mut groups = vec![gid];
     if let Some(entry) = &entry {
-        let name = CString::new(entry.name.as_str()).map_err(|_| SpawnCause::UnknownUser {
-            user: entry.name.clone(),
-        })?;
-        let member_of =
-            group_list(&name, Gid::from_raw(gid)).map_err(|error| SpawnCause::Lookup {
-                what: format!("the groups of user {:?}", entry.name),
-                error,
-            })?;
-        for g in member_of {
-            if !groups.contains(&g) {
-                groups.push(g);
-            }
-        }
+        supplementary_groups(entry, gid, &mut groups)?;
     }
     groups.truncate(ngroups_max());
     Ok(Some(Credentials {
@@ -112,6 +100,53 @@ fn plan(spec: &ExecSpec, running_as_root: bool) -> Result<Option<Credentials>, S
             home: e.dir,
         }),
     }))
+}
+
+/// The identity of a job known by its ids (a plist's `UserName`, as preflight resolved it),
+/// the way launchd sets it up: `uid`, `gid` (by default the user's primary group), and the
+/// user's supplementary groups, as `initgroups` gives them. A uid without a user entry gets
+/// `gid` alone, and needs it.
+pub fn job_credentials(uid: u32, gid: Option<u32>) -> Result<Credentials, SpawnCause> {
+    let entry = User::from_uid(Uid::from_raw(uid)).map_err(|error| SpawnCause::Lookup {
+        what: format!("uid {uid}"),
+        error,
+    })?;
+    let gid = match (gid, &entry) {
+        (Some(g), _) => g,
+        (None, Some(entry)) => entry.gid.as_raw(),
+        (None, None) => return Err(SpawnCause::NoPrimaryGroup { uid }),
+    };
+    let mut groups = vec![gid];
+    if let Some(entry) = &entry {
+        supplementary_groups(entry, gid, &mut groups)?;
+    }
+    groups.truncate(ngroups_max());
+    Ok(Credentials {
+        uid,
+        gid,
+        groups,
+        account: entry.map(|e| Account {
+            name: e.name,
+            home: e.dir,
+        }),
+    })
+}
+
+/// Adds the groups `entry` belongs to, after those already in `groups`.
+fn supplementary_groups(entry: &User, gid: u32, groups: &mut Vec<u32>) -> Result<(), SpawnCause> {
+    let name = CString::new(entry.name.as_str()).map_err(|_| SpawnCause::UnknownUser {
+        user: entry.name.clone(),
+    })?;
+    let member_of = group_list(&name, Gid::from_raw(gid)).map_err(|error| SpawnCause::Lookup {
+        what: format!("the groups of user {:?}", entry.name),
+        error,
+    })?;
+    for g in member_of {
+        if !groups.contains(&g) {
+            groups.push(g);
+        }
+    }
+    Ok(())
 }
 
 /// A name, or a numeric uid that need not have a user entry.
@@ -211,4 +246,61 @@ pub(crate) fn switch_in_child(creds: &Credentials) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::Signal;
+    use std::time::Duration;
+
+    fn spec(env: &[(&str, &str)]) -> ExecSpec {
+        ExecSpec {
+            command: vec!["/bin/true".into()],
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            working_directory: "/".into(),
+            user: None,
+            group: None,
+            stop_signal: Signal(nix::sys::signal::Signal::SIGTERM),
+            stop_timeout: Duration::from_secs(10),
+            stdout: None,
+            stderr: None,
+            log_max_bytes: 10 << 20,
+            log_keep: 3,
+        }
+    }
+
+    #[test]
+    fn user_or_group_is_refused_unless_root() {
+        let mut s = spec(&[]);
+        s.group = Some("staff".into());
+        let e = plan_credentials(&s, "web", false).unwrap_err();
+        assert!(
+            matches!(e.cause, SpawnCause::NeedsRoot { key: "group", .. }),
+            "{e}"
+        );
+        assert!(
+            plan_credentials(&spec(&[]), "web", false)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_job_known_by_uid_gets_the_users_primary_group_and_entry() {
+        let creds = job_credentials(0, None).unwrap();
+        assert_eq!((creds.uid, creds.gid), (0, 0));
+        assert_eq!(creds.groups.first(), Some(&0));
+        assert_eq!(creds.account.map(|a| a.name).as_deref(), Some("root"));
+        let creds = job_credentials(0, Some(12345)).unwrap();
+        assert_eq!((creds.gid, creds.groups.first()), (12345, Some(&12345)));
+        // A uid nobody has an entry for has no primary group to fall back on.
+        assert!(matches!(
+            job_credentials(3_999_999_999, None),
+            Err(SpawnCause::NoPrimaryGroup { uid: 3_999_999_999 })
+        ));
+    }
 }

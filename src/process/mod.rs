@@ -2,7 +2,8 @@
 //! child, down to orphaned grandchildren, is reaped.
 //!
 //! It owns spawning (exact environment, own session and process group, privilege drop), log
-//! files and their rotation, stopping a process group, and reaping. It does not decide when to
+//! files and their rotation, stopping a process group, reaping, and running short-lived
+//! helpers within bounds. It does not decide when to
 //! start, stop or restart anything: the supervisor's engine does, through [`spawn_unit`],
 //! [`UnitProcess`] and [`signal_group`], and turns a [`SpawnError`] or an [`ExitReport`] into
 //! an event.
@@ -10,8 +11,13 @@
 //! - `track`: [`spawn_tracked`], the one way any child is spawned, and the registry of children
 //!   someone will wait for.
 //! - `reaper`: [`start_reaper`], which collects the children nobody waits for.
-//! - `credentials`: `user` and `group`, resolved before the fork and applied in the child.
-//! - `spawn`: [`spawn_unit`], the unit's environment, and why a start failed.
+//! - `bounded`: [`BoundedCommand`], the one way to run a short-lived helper (a probe command,
+//!   `launchctl`, a version query) with an exact environment, a deadline, capped output and
+//!   its whole process group killed at the end.
+//! - `credentials`: `user` and `group` (or a job's uid and gid: [`job_credentials`]), resolved
+//!   before the fork and applied in the child.
+//! - `error`: [`SpawnError`] and [`SpawnCause`], why a start failed; imports nothing above it.
+//! - `spawn`: [`spawn_unit`] and the unit's environment.
 //! - `running`: [`UnitProcess`]: exit reports, stopping, signalling the group.
 //! - `logs`: log files and their rotation.
 //!
@@ -20,16 +26,22 @@
 //! `tokio::process::Command::output`, ...) may be collected by the reaper as soon as it exits,
 //! and its own wait then fails with ECHILD.
 
+mod bounded;
 mod credentials;
+mod error;
 mod logs;
 mod reaper;
 mod running;
 mod spawn;
 mod track;
 
+pub use bounded::{
+    BoundedCommand, BoundedError, BoundedOutput, Capture, DEFAULT_OUTPUT_GRACE, DEFAULT_REAP_BOUND,
+};
 pub(crate) use credentials::group_list;
-pub use credentials::{Account, Credentials, plan_credentials};
+pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
+pub use error::{SpawnCause, SpawnError};
 pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscribe_reaped};
 pub use running::{ExitReport, StopOutcome, StopReport, UnitProcess, signal_group};
-pub use spawn::{SpawnCause, SpawnError, spawn_unit, unit_environment};
+pub use spawn::{spawn_unit, unit_environment};
 pub use track::{TrackedChild, is_tracked, spawn_tracked};

@@ -1,5 +1,5 @@
 //! Starting an `exec` unit: its exact environment, working directory, identity, standard
-//! streams and its own session, and the errors that say why a start failed.
+//! streams and its own session. Why a start failed is `error`'s.
 //!
 //! Everything that can fail with a useful message is checked before the fork (program,
 //! working directory, user and group, log files), so a failed start names the unit, the
@@ -13,80 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use super::credentials::{Credentials, plan_credentials, switch_in_child};
+use super::error::{SpawnCause, SpawnError};
 use super::logs::{LogFile, Sink, cloexec_pipe, pump};
 use super::running::UnitProcess;
 use super::track::spawn_tracked;
 use crate::unit::{CANONICAL_PATH, ExecSpec};
-
-/// A unit could not be started. The engine reports it as a failed start (`SPAWN_FAILED`).
-#[derive(Debug, thiserror::Error)]
-#[error("unit {unit}: cannot start {}: {cause}", program.display())]
-pub struct SpawnError {
-    pub unit: String,
-    /// `command[0]`.
-    pub program: PathBuf,
-    pub cause: SpawnCause,
-}
-
-impl SpawnError {
-    pub(crate) fn new(unit: &str, spec: &ExecSpec, cause: SpawnCause) -> Self {
-        Self {
-            unit: unit.to_owned(),
-            program: spec.command.first().map(PathBuf::from).unwrap_or_default(),
-            cause,
-        }
-    }
-}
-
-/// Why a start failed.
-#[derive(Debug, thiserror::Error)]
-pub enum SpawnCause {
-    #[error("the command is empty")]
-    EmptyCommand,
-    #[error("no such file")]
-    ProgramNotFound,
-    /// The program exists, yet exec reported a missing file: a `#!` interpreter that does not
-    /// exist (e.g. `#!/usr/bin/env node` with no node on the unit's PATH) or a missing loader.
-    #[error(
-        "exec reported a missing file although the program exists: its #! interpreter (or, \
-         for `#!/usr/bin/env`, the program it runs, looked up on the unit's PATH) was not found"
-    )]
-    InterpreterNotFound,
-    #[error("not executable: {0}")]
-    NotExecutable(&'static str),
-    #[error("permission denied{}", as_user(.uid))]
-    PermissionDenied { uid: Option<u32> },
-    #[error("working directory {} does not exist", .0.display())]
-    WorkingDirectoryMissing(PathBuf),
-    #[error("working directory {} is not a directory", .0.display())]
-    WorkingDirectoryNotADirectory(PathBuf),
-    #[error(
-        "`{key} = {value:?}` needs launchgraph to run as root to switch identity, and it runs \
-         as uid {euid}"
-    )]
-    NeedsRoot {
-        key: &'static str,
-        value: String,
-        euid: u32,
-    },
-    #[error("user {user:?} does not exist")]
-    UnknownUser { user: String },
-    #[error("group {group:?} does not exist")]
-    UnknownGroup { group: String },
-    #[error("uid {uid} has no user entry, so it has no primary group: set `group`")]
-    NoPrimaryGroup { uid: u32 },
-    #[error("cannot look up {what}: {error}")]
-    Lookup { what: String, error: nix::Error },
-    #[error("cannot open log file {}: {error}", path.display())]
-    Log { path: PathBuf, error: io::Error },
-    #[error("{0}")]
-    Io(io::Error),
-}
-
-fn as_user(uid: &Option<u32>) -> String {
-    uid.map(|u| format!(" (running as uid {u})"))
-        .unwrap_or_default()
-}
 
 /// The environment a unit's process gets, exactly: the unit's `env`, plus
 /// `PATH = CANONICAL_PATH` when `env` has no `PATH`, plus `HOME`, `USER` and `LOGNAME` from
@@ -329,30 +260,5 @@ mod tests {
         assert_eq!(env["HOME"], "/srv/app");
         assert_eq!(env["USER"], "ann");
         assert_eq!(env["LOGNAME"], "ann");
-    }
-
-    #[test]
-    fn errors_name_unit_program_and_cause() {
-        let e = SpawnError::new("gateway", &spec(&[]), SpawnCause::ProgramNotFound);
-        assert_eq!(
-            e.to_string(),
-            "unit gateway: cannot start /bin/true: no such file"
-        );
-    }
-
-    #[test]
-    fn user_or_group_is_refused_unless_root() {
-        let mut s = spec(&[]);
-        s.group = Some("staff".into());
-        let e = plan_credentials(&s, "web", false).unwrap_err();
-        assert!(
-            matches!(e.cause, SpawnCause::NeedsRoot { key: "group", .. }),
-            "{e}"
-        );
-        assert!(
-            plan_credentials(&spec(&[]), "web", false)
-                .unwrap()
-                .is_none()
-        );
     }
 }

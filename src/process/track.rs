@@ -10,10 +10,8 @@
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::io;
-use std::process::{ExitStatus, Output};
+use std::process::ExitStatus;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-
-use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// What the registry knows about one live child.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,28 +136,6 @@ impl TrackedChild {
             self.collected();
         }
         Ok(status)
-    }
-
-    /// Like `tokio::process::Child::wait_with_output`: closes stdin, reads stdout and stderr
-    /// (when piped) to the end while waiting for the exit.
-    pub async fn wait_with_output(mut self) -> io::Result<Output> {
-        async fn read_all<R: AsyncRead + Unpin>(r: Option<R>) -> io::Result<Vec<u8>> {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                r.read_to_end(&mut buf).await?;
-            }
-            Ok(buf)
-        }
-        drop(self.child.stdin.take());
-        let stdout = self.child.stdout.take();
-        let stderr = self.child.stderr.take();
-        let (status, stdout, stderr) =
-            tokio::try_join!(self.wait(), read_all(stdout), read_all(stderr))?;
-        Ok(Output {
-            status,
-            stdout,
-            stderr,
-        })
     }
 
     fn collected(&mut self) {
