@@ -2,9 +2,9 @@
 //! never a torn file. And opening a file to read it without blocking on what it turns out
 //! to be.
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Writes `data` to `path` atomically: a temporary file in the same directory is written and

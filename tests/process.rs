@@ -917,11 +917,10 @@ async fn waiting_for_a_helper_that_survives_the_kill_is_bounded() {
 
 #[cfg(target_os = "linux")]
 #[tokio::test]
-async fn a_bounded_helper_runs_as_the_given_user() {
+#[ignore = "needs root"]
+async fn root_a_bounded_helper_runs_as_the_given_user() {
     setup();
-    if skip_unless_root("a_bounded_helper_runs_as_the_given_user") {
-        return;
-    }
+    support::needs_root("switching users");
     let (uid, gid) = nobody();
     let creds = process::job_credentials(uid, Some(gid)).unwrap();
     let out = bounded_sh("/usr/bin/id -u; /usr/bin/id -g", DEADLINE)
