@@ -42,6 +42,18 @@ fn write_via_rename(path: &Path, data: &[u8], mode: u32, sync: bool) -> io::Resu
     Ok(())
 }
 
+/// Opens `path` for reading without blocking on it (a FIFO put where a file was expected
+/// never stalls the caller) and checks what was opened with `fstat`: `Ok(None)` unless it
+/// is a regular file. Read it with a bound (`Read::take`): it may grow after the check.
+pub fn open_regular(path: &Path) -> io::Result<Option<(File, fs::Metadata)>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)?;
+    let meta = file.metadata()?;
+    Ok(meta.is_file().then_some((file, meta)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -79,16 +91,4 @@ mod tests {
             .collect();
         assert_eq!(names, ["taken"]);
     }
-}
-
-/// Opens `path` for reading without blocking on it (a FIFO put where a file was expected
-/// never stalls the caller) and checks what was opened with `fstat`: `Ok(None)` unless it
-/// is a regular file. Read it with a bound (`Read::take`): it may grow after the check.
-pub fn open_regular(path: &Path) -> io::Result<Option<(File, fs::Metadata)>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
-    let meta = file.metadata()?;
-    Ok(meta.is_file().then_some((file, meta)))
 }
