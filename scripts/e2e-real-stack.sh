@@ -177,7 +177,24 @@ count_lines() { grep -cE -- "$1" "$LG_LOG" 2>/dev/null || true; }
 # line_ns "LINENO:LINE": the line's timestamp in ns since the epoch.
 line_ns() { local l=${1#*:}; date -d "${l%% *}" +%s%N; }
 line_no() { echo "${1%%:*}"; }
-line_field() { local l=${1#*:}; sed -nE "s/.* $2=([^ ]+).*/\1/p" <<<"$l"; }
+# event_field UNIT FROM TO N FIELD: FIELD of the Nth transition of UNIT from FROM to TO ('*'
+# for any state), read typed from `launchgraph events --json` (docs/events-schema.md); empty
+# when there is none. The log lines are only waited on, never read for figures.
+event_field() {
+  "$LG" events --json --socket "$RUN/control/ctl.sock" 2>/dev/null | python3 -c '
+import json, sys
+unit, frm, to, n, field = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
+hits = [e for e in map(json.loads, sys.stdin)
+        if e["unit"] == unit and frm in ("*", e["from"]) and to in ("*", e["to"])]
+v = hits[n - 1].get(field) if len(hits) >= n else None
+print("" if v is None else v)' "$@"
+}
+# event_pids: every pid launchgraph reported for a unit, from its events.
+event_pids() {
+  "$LG" events --json --socket "$RUN/control/ctl.sock" 2>/dev/null | python3 -c '
+import json, sys
+print(" ".join(sorted({str(e["pid"]) for e in map(json.loads, sys.stdin) if e.get("pid")}, key=int)))'
+}
 
 # wait_log REGEX N SECONDS WHAT: wait for the Nth matching line; fail fast if launchgraph exits
 # or a unit fails.
@@ -502,8 +519,10 @@ G_WAIT1=$(nth_line 'openclaw-gateway: [a-z]+ -> waiting WAITING_FOR_DEPENDENCY o
 G_START1=$(nth_line 'openclaw-gateway: waiting -> starting' 1)
 G_SPAWN1=$(nth_line 'openclaw-gateway: starting -> started SPAWNED' 1)
 G_READY1=$(nth_line 'openclaw-gateway: started -> ready READY' 1)
-O_PID1=$(line_field "$O_SPAWN1" pid)
-G_PID1=$(line_field "$G_SPAWN1" pid)
+O_PID1=$(event_field ollama starting started 1 pid)
+G_PID1=$(event_field openclaw-gateway starting started 1 pid)
+{ [ -n "$O_SPAWN1" ] && [ -n "$O_PID1" ]; } || fail "no pid in ollama's first spawn event"
+{ [ -n "$G_SPAWN1" ] && [ -n "$G_PID1" ]; } || fail "no pid in the gateway's first spawn event"
 say "ollama pid $O_PID1, gateway pid $G_PID1"
 
 [ -n "$G_WAIT1" ] || fail "the gateway never waited for ollama (no WAITING_FOR_DEPENDENCY on=ollama line)"
@@ -572,7 +591,8 @@ kill -KILL "$O_PID1"
 
 wait_log '^[^ ]+ +INFO openclaw-gateway: started -> ready READY' 2 $(( GATEWAY_START_TIMEOUT + 90 )) "the gateway to be ready again"
 
-O_DOWN=$(nth_line 'ollama: ready -> [a-z]+ .*pid='"$O_PID1"'( |$)' 1)
+O_DOWN=$(nth_line 'ollama: ready -> [a-z]+ ' 1)
+O_DOWN_PID=$(event_field ollama ready '*' 1 pid)
 G_STOP=$(nth_line 'openclaw-gateway: ready -> stopping DEPENDENCY_RESTARTING' 1)
 G_STOPPED=$(nth_line 'openclaw-gateway: stopping -> [a-z]+ DEPENDENCY_RESTARTING' 1)
 O_START2=$(nth_line 'ollama: [a-z]+ -> starting' 2)
@@ -581,10 +601,13 @@ O_READY2=$(nth_line 'ollama: started -> ready READY' 2)
 G_START2=$(nth_line 'openclaw-gateway: waiting -> starting' 2)
 G_SPAWN2=$(nth_line 'openclaw-gateway: starting -> started SPAWNED' 2)
 G_READY2=$(nth_line 'openclaw-gateway: started -> ready READY' 2)
-O_PID2=$(line_field "$O_SPAWN2" pid)
-G_PID2=$(line_field "$G_SPAWN2" pid)
+O_PID2=$(event_field ollama starting started 2 pid)
+G_PID2=$(event_field openclaw-gateway starting started 2 pid)
 
-[ -n "$O_DOWN" ] || fail "no log line for ollama pid $O_PID1 leaving ready after the SIGKILL"
+[ -n "$O_DOWN" ] || fail "no log line for ollama leaving ready after the SIGKILL"
+[ "$O_DOWN_PID" = "$O_PID1" ] || fail "ollama left ready with pid '$O_DOWN_PID', not the killed $O_PID1"
+{ [ -n "$O_SPAWN2" ] && [ -n "$O_PID2" ]; } || fail "no pid in ollama's second spawn event"
+{ [ -n "$G_SPAWN2" ] && [ -n "$G_PID2" ]; } || fail "no pid in the gateway's second spawn event"
 assert_before "$O_DOWN" "$G_STOP" "log: ollama died, then the gateway was stopped (DEPENDENCY_RESTARTING)"
 assert_before "$G_STOPPED" "$O_START2" "log: the gateway was down before ollama was started again"
 assert_before "$O_READY2" "$G_START2" "log: ollama ready again before the gateway starts again"
@@ -634,7 +657,7 @@ note "restart cycle: SIGKILL -> /healthz 200 again" "$(ms_between "$T_KILL" "$T_
 # 5. SIGTERM launchgraph: exit 0, the gateway stopped before ollama, nothing left behind
 # ---------------------------------------------------------------------------------------------
 BROKER2=$(sed -nE 's/.*spawn broker ready pid=([0-9]+).*/\1/p' "$RUN/gateway/stdout.log" "$RUN/gateway/stderr.log" 2>/dev/null | sed -n 2p)
-UNIT_PIDS=$(grep -oE ' pid=[0-9]+' "$LG_LOG" | cut -d= -f2 | sort -un | tr '\n' ' ')
+UNIT_PIDS=$(event_pids)
 BEFORE_PIDS=$(run_pids | tr '\n' ' ')
 say "processes of the run before the stop: $BEFORE_PIDS"
 ps -o pid,ppid,pgid,sid,rss,args -p "$(tr ' ' ',' <<<"$BEFORE_PIDS" | sed 's/,$//')" 2>/dev/null | cut -c1-200 | sed 's/^/  /' || true

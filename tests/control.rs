@@ -17,6 +17,8 @@
 mod support;
 mod support_control;
 
+use launchgraph::control::protocol::ExitRecord;
+use launchgraph::control::render::transition_line;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{Read, Write};
@@ -32,7 +34,7 @@ use support::{
     Daemon, Transition, UnitDir, array, free_port, is_root, process_gone, q, wait_until,
 };
 use support_control::{
-    BIN, Follower, Table, cli, cli_command, events_json, on_tty, parse_status, pids,
+    BIN, Follower, Table, cli, cli_command, events_json, on_tty, parse_status, pid_of, pids,
     processes_running, status_json, unit,
 };
 
@@ -151,8 +153,8 @@ fn status_shows_each_units_state_pid_exit_backoff_probe_reason_and_findings() {
 
     // b is killed and waits out a long backoff; r is killed and comes straight back.
     let mark = daemon.mark();
-    sigkill(ready["b"].pid() as u32);
-    sigkill(ready["r"].pid() as u32);
+    sigkill(pid_of(&socket, &daemon, &ready["b"]) as u32);
+    sigkill(pid_of(&socket, &daemon, &ready["r"]) as u32);
     daemon.wait_for(mark, "b in backoff", |t| {
         t.is("b", "backoff") && t.reason == "KILLED_BY_SIGNAL"
     });
@@ -180,6 +182,7 @@ fn status_shows_each_units_state_pid_exit_backoff_probe_reason_and_findings() {
         "since_secs",
         "reason",
         "detail",
+        "last_transition",
         "waiting_on",
         "pid",
         "generation",
@@ -205,7 +208,7 @@ fn status_shows_each_units_state_pid_exit_backoff_probe_reason_and_findings() {
 
     let a = unit(&units, "a");
     assert_eq!((a.state.as_str(), a.reason.as_str()), ("ready", "READY"));
-    assert_eq!(a.pid, Some(ready["a"].pid() as u32));
+    assert_eq!(a.pid, Some(pid_of(&socket, &daemon, &ready["a"]) as u32));
     assert_eq!(
         support_control::cmdline(a.pid.unwrap() as i32).unwrap(),
         ["/bin/sleep", "1000"],
@@ -230,8 +233,8 @@ fn status_shows_each_units_state_pid_exit_backoff_probe_reason_and_findings() {
 
     let r = unit(&units, "r");
     assert_eq!(r.state, "ready");
-    assert_eq!(r.pid, Some(r_again.pid() as u32));
-    assert_ne!(r.pid, Some(ready["r"].pid() as u32));
+    assert_eq!(r.pid, Some(pid_of(&socket, &daemon, &r_again) as u32));
+    assert_ne!(r.pid, Some(pid_of(&socket, &daemon, &ready["r"]) as u32));
     assert_eq!(r.restarts, 1, "{r:?}");
     assert_eq!(r.last_exit.as_deref(), Some("signal=9 (SIGKILL)"));
     assert!(r.generation >= 2, "{r:?}");
@@ -242,7 +245,18 @@ fn status_shows_each_units_state_pid_exit_backoff_probe_reason_and_findings() {
         ("failed", "NO_RESTART_EXIT_CODE")
     );
     assert_eq!(broken.last_exit.as_deref(), Some("exit=3"));
-    assert!(broken.detail.contains("exit=3"), "{broken:?}");
+    let last = broken
+        .last_transition
+        .as_ref()
+        .expect("broken's last transition");
+    assert_eq!(
+        last.exit,
+        Some(ExitRecord {
+            code: Some(3),
+            signal: None
+        }),
+        "{broken:?}"
+    );
 
     let w = unit(&units, "w");
     assert_eq!(
@@ -409,7 +423,10 @@ fn start_stop_and_restart_follow_the_dependency_order() {
     let b_stopped = daemon.wait_for(mark, "b stopped", |t| t.is("b", "stopped"));
     assert_eq!(b_stopping.reason, "STOP_REQUESTED");
     assert_before(&daemon, &c_stopped, &b_stopping);
-    assert!(process_gone(first["b"].pid()) && process_gone(first["c"].pid()));
+    assert!(
+        process_gone(pid_of(&socket, &daemon, &first["b"]))
+            && process_gone(pid_of(&socket, &daemon, &first["c"]))
+    );
     let units = status_json(&socket);
     for (u, state) in [
         ("a", "ready"),
@@ -432,7 +449,10 @@ fn start_stop_and_restart_follow_the_dependency_order() {
     let c_ready = daemon.wait_for(mark, "c ready", |t| t.is("c", "ready"));
     assert_before(&daemon, &b_ready, &c_starting);
     let units = status_json(&socket);
-    assert_eq!(unit(&units, "c").pid, Some(c_ready.pid() as u32));
+    assert_eq!(
+        unit(&units, "c").pid,
+        Some(pid_of(&socket, &daemon, &c_ready) as u32)
+    );
     assert_eq!(unit(&units, "a").pid, pids0["a"]);
 
     // restart a: c and b stop (dependents first), a cycles, then b and c come back in order.
@@ -470,7 +490,11 @@ fn start_stop_and_restart_follow_the_dependency_order() {
     }
     let units = status_json(&socket);
     for (u, t) in [("a", &a_ready), ("b", &b_ready), ("c", &c_ready)] {
-        assert_eq!(unit(&units, u).pid, Some(t.pid() as u32), "{u}");
+        assert_eq!(
+            unit(&units, u).pid,
+            Some(pid_of(&socket, &daemon, t) as u32),
+            "{u}"
+        );
         assert_ne!(unit(&units, u).pid, pids0[u], "{u} has a new process");
     }
     assert_eq!(unit(&units, "d").pid, pids0["d"], "d is not touched");
@@ -506,11 +530,23 @@ fn events_replay_the_transitions_and_follow_live_ones() {
     for (i, (e, t)) in ring.iter().zip(&logged).enumerate() {
         assert_eq!(e.seq, i as u64 + 1, "{e:?}");
         assert_eq!(
-            (&e.unit, &e.from, &e.to, &e.reason, &e.on, &e.detail),
-            (&t.unit, &t.from, &t.to, &t.reason, &t.on, &t.figures),
+            (&e.unit, &e.from, &e.to, &e.reason, &e.on),
+            (&t.unit, &t.from, &t.to, &t.reason, &t.on),
             "{e:?} is not {:?}",
             t.line
         );
+        // The log line is rendered from the same typed record.
+        assert!(
+            t.line.ends_with(&format!(" {}", transition_line(e))),
+            "{e:?} is not {:?}",
+            t.line
+        );
+        if e.to == "started" || e.to == "ready" {
+            assert!(e.facts.pid.is_some(), "{e:?}");
+        }
+        if e.to == "ready" {
+            assert!(e.facts.time_to_ready_ms.is_some(), "{e:?}");
+        }
         humantime::parse_rfc3339(&e.time).unwrap_or_else(|err| panic!("{e:?}: {err}"));
     }
     assert!(ring.windows(2).all(|w| w[0].time <= w[1].time), "{ring:#?}");
@@ -528,7 +564,23 @@ fn events_replay_the_transitions_and_follow_live_ones() {
     .cloned()
     .collect();
     let expected: BTreeSet<String> = [
-        "time", "seq", "unit", "from", "to", "reason", "on", "detail",
+        "time",
+        "seq",
+        "unit",
+        "from",
+        "to",
+        "reason",
+        "on",
+        "generation",
+        "pid",
+        "exit",
+        "ran_ms",
+        "failures",
+        "delay_ms",
+        "latency_ms",
+        "time_to_ready_ms",
+        "note",
+        "cause",
     ]
     .map(String::from)
     .into();
@@ -539,15 +591,7 @@ fn events_replay_the_transitions_and_follow_live_ones() {
     let human: Vec<&str> = out.ok().lines().collect();
     assert_eq!(human.len(), ring.len(), "{}", out.stdout);
     for (line, e) in human.iter().zip(&ring) {
-        let mut expected = format!("{} {}: {} -> {} {}", e.time, e.unit, e.from, e.to, e.reason);
-        if let Some(on) = &e.on {
-            expected.push_str(&format!(" on={on}"));
-        }
-        if !e.detail.is_empty() {
-            expected.push(' ');
-            expected.push_str(&e.detail);
-        }
-        assert_eq!(*line, expected);
+        assert_eq!(*line, format!("{} {}", e.time, transition_line(e)));
     }
     assert!(
         human
@@ -772,7 +816,7 @@ fn metrics_over_the_socket_and_http_count_states_and_restarts() {
 
     // A kill is a restart, of a and (for its requirement's sake) of b.
     let mark = daemon.mark();
-    sigkill(a_ready.pid() as u32);
+    sigkill(pid_of(&socket, &daemon, &a_ready) as u32);
     daemon.wait_for(mark, "a ready again", |t| t.is("a", "ready"));
     daemon.wait_for(mark, "b ready again", |t| t.is("b", "ready"));
     let s = scrape(cli(&socket, &["metrics"]).ok());
@@ -889,11 +933,20 @@ fn reload_applies_only_the_difference_and_never_touches_unchanged_units() {
     let pids1 = pids(&socket);
     untouched(&pids1);
     assert!(!pids1.contains_key("old"), "{pids1:?}");
-    assert_eq!(pids1["db"], Some(db_ready.pid() as u32));
-    assert_eq!(pids1["app"], Some(app_ready.pid() as u32));
-    assert_eq!(pids1["new"], Some(new_ready.pid() as u32));
     assert_eq!(
-        support_control::cmdline(db_ready.pid()).unwrap(),
+        pids1["db"],
+        Some(pid_of(&socket, &daemon, &db_ready) as u32)
+    );
+    assert_eq!(
+        pids1["app"],
+        Some(pid_of(&socket, &daemon, &app_ready) as u32)
+    );
+    assert_eq!(
+        pids1["new"],
+        Some(pid_of(&socket, &daemon, &new_ready) as u32)
+    );
+    assert_eq!(
+        support_control::cmdline(pid_of(&socket, &daemon, &db_ready)).unwrap(),
         ["/bin/sleep", "1001"],
         "db runs its new command"
     );
@@ -969,7 +1022,10 @@ fn reload_applies_only_the_difference_and_never_touches_unchanged_units() {
     for u in ["db", "app", "new"] {
         assert_eq!(pids2[u], pids1[u], "{u} keeps its process");
     }
-    assert_eq!(pids2["extra"], Some(extra_ready.pid() as u32));
+    assert_eq!(
+        pids2["extra"],
+        Some(pid_of(&socket, &daemon, &extra_ready) as u32)
+    );
     assert_eq!(
         transitions_of(&daemon, mark, &["keep", "note", "db", "app", "new"]),
         Vec::<String>::new()
@@ -1183,7 +1239,10 @@ fn a_new_daemon_stops_what_the_killed_one_left_and_starts_it_again_in_order() {
     // inherited it reaps it, and the new daemon waits for its process group meanwhile.
     let mut first = start_daemon(&d, &socket);
     let ready = wait_ready(&mut first, 0, &names);
-    let old: BTreeMap<&str, i32> = names.iter().map(|n| (*n, ready[*n].pid())).collect();
+    let old: BTreeMap<&str, i32> = names
+        .iter()
+        .map(|n| (*n, pid_of(&socket, &first, &ready[*n])))
+        .collect();
 
     // The daemon dies at once; its units run on, orphaned; its socket file stays, unanswered.
     first.stop_with(Signal::SIGKILL);
@@ -1229,10 +1288,13 @@ fn a_new_daemon_stops_what_the_killed_one_left_and_starts_it_again_in_order() {
         let running = processes_running(|argv| runs_unit(&d, name, argv));
         assert_eq!(
             running,
-            [new[name].pid()],
+            [pid_of(&socket, &second, &new[name])],
             "exactly one process runs {name}"
         );
-        assert_eq!(unit(&units, name).pid, Some(new[name].pid() as u32));
+        assert_eq!(
+            unit(&units, name).pid,
+            Some(pid_of(&socket, &second, &new[name]) as u32)
+        );
         assert_eq!(unit(&units, name).state, "ready");
         // Started twice in all, once by each daemon, and it could listen each time.
         assert_eq!(
@@ -1291,7 +1353,10 @@ fn an_invalid_directory_is_reported_to_every_verb_until_fixed_and_reloaded() {
     let ready = wait_ready(&mut daemon, 0, &["a", "b"]);
     assert_before(&daemon, &ready["a"], &ready["b"]);
     let units = status_json(&socket);
-    assert_eq!(unit(&units, "a").pid, Some(ready["a"].pid() as u32));
+    assert_eq!(
+        unit(&units, "a").pid,
+        Some(pid_of(&socket, &daemon, &ready["a"]) as u32)
+    );
     assert_eq!(unit(&units, "b").state, "ready");
 }
 

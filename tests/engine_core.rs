@@ -519,10 +519,10 @@ fn restart_policies() {
         s.start_all();
         s.spawned(0);
         let fx = s.exited(0, exit);
-        assert_eq!(s.state(0), expect, "{policy_kind:?} {exit}");
+        assert_eq!(s.state(0), expect, "{policy_kind:?} {exit:?}");
         assert!(
             transitions(&fx).iter().any(|t| t.2 == reason),
-            "{policy_kind:?} {exit}: {fx:?}"
+            "{policy_kind:?} {exit:?}: {fx:?}"
         );
     }
 }

@@ -13,6 +13,7 @@
 //! themselves (when each was exec'd, when each started listening or answering).
 
 mod support;
+mod support_control;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -21,10 +22,36 @@ use std::net::TcpStream;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use launchgraph::control::protocol::{EventRecord, NoteRecord};
 use support::{
     Daemon, Transition, UnitDir, array, free_port, group_gone, is_root, pgid_of, process_gone, q,
     wait_until,
 };
+
+/// The control socket the harness gives a daemon of `d`'s units.
+fn socket(d: &UnitDir) -> std::path::PathBuf {
+    d.units().parent().unwrap().join("control/ctl.sock")
+}
+
+/// The typed event the logged transition `t` was rendered from.
+#[track_caller]
+fn event(d: &UnitDir, daemon: &Daemon, t: &Transition) -> EventRecord {
+    support_control::event_of(&socket(d), daemon, t)
+}
+
+/// The pid of the run the logged transition `t` is about.
+#[track_caller]
+fn pid(d: &UnitDir, daemon: &Daemon, t: &Transition) -> i32 {
+    support_control::pid_of(&socket(d), daemon, t)
+}
+
+/// Every event of `unit` into state `to`, typed, in order (the daemon still runs).
+fn events_into(d: &UnitDir, unit: &str, to: &str) -> Vec<EventRecord> {
+    support_control::events_json(&socket(d))
+        .into_iter()
+        .filter(|e| e.unit == unit && e.to == to)
+        .collect()
+}
 
 /// Quick restarts without jitter, so tests spend little time in backoff.
 const FAST_RESTART: &str = r#"
@@ -241,18 +268,17 @@ start-limit-count = 1
             t.moved("slow", "stopping", "backoff")
         });
         assert_eq!(backoff.reason, "READY_TIMEOUT", "{}", backoff.line);
+        let e = event(&d, &daemon, &backoff);
         assert_eq!(
-            backoff.figure("signal"),
-            Some("15"),
-            "run {run} was stopped with SIGTERM: {}",
-            backoff.line
+            e.facts.exit.and_then(|x| x.signal),
+            Some(15),
+            "run {run} was stopped with SIGTERM: {e:?}"
         );
         assert!(
-            backoff.ms("ran") >= 300.0,
-            "run {run} was stopped before its start timeout: {}",
-            backoff.line
+            e.facts.ran_ms.is_some_and(|ms| ms >= 300.0),
+            "run {run} was stopped before its start timeout: {e:?}"
         );
-        let pid = spawned.pid();
+        let pid = pid(&d, &daemon, &spawned);
         wait_until(&format!("run {run}'s process group is gone"), || {
             group_gone(pid)
         });
@@ -301,9 +327,11 @@ fn a_crashed_requirement_restarts_its_dependents_in_order() {
     }
     let mut daemon = Daemon::start(&d.units());
     daemon.wait_for(0, "c ready", |t| t.is("c", "ready"));
-    let a_pid = daemon
-        .find(0, "a spawned", |t| t.moved("a", "starting", "started"))
-        .pid();
+    let a_pid = pid(
+        &d,
+        &daemon,
+        &daemon.find(0, "a spawned", |t| t.moved("a", "starting", "started")),
+    );
 
     let k = daemon.mark();
     kill(Pid::from_raw(a_pid), Signal::SIGKILL).unwrap();
@@ -311,7 +339,8 @@ fn a_crashed_requirement_restarts_its_dependents_in_order() {
 
     let a_died = daemon.find(k, "a died", |t| t.is("a", "backoff"));
     assert_eq!(a_died.reason, "KILLED_BY_SIGNAL", "{}", a_died.line);
-    assert_eq!(a_died.figure("signal"), Some("9"), "{}", a_died.line);
+    let e = event(&d, &daemon, &a_died);
+    assert_eq!(e.facts.exit.and_then(|x| x.signal), Some(9), "{e:?}");
     let c_stop = daemon.find(k, "c stopping", |t| t.is("c", "stopping"));
     let c_down = daemon.find(k, "c stopped", |t| t.unit == "c" && t.from == "stopping");
     let b_stop = daemon.find(k, "b stopping", |t| t.is("b", "stopping"));
@@ -378,9 +407,11 @@ fn a_stop_caused_by_a_requirement_names_it() {
     );
     let mut daemon = Daemon::start(&d.units());
     daemon.wait_for(0, "b ready", |t| t.is("b", "ready"));
-    let a_pid = daemon
-        .find(0, "a spawned", |t| t.moved("a", "starting", "started"))
-        .pid();
+    let a_pid = pid(
+        &d,
+        &daemon,
+        &daemon.find(0, "a spawned", |t| t.moved("a", "starting", "started")),
+    );
     let k = daemon.mark();
     kill(Pid::from_raw(a_pid), Signal::SIGKILL).unwrap();
     let stopping = daemon.wait_for(k, "b stopping", |t| t.is("b", "stopping"));
@@ -441,15 +472,21 @@ fn a_failed_liveness_probe_restarts_the_unit_after_stopping_its_dependent() {
     });
     let live_stop = daemon.find(k, "live stopping", |t| t.is("live", "stopping"));
     assert_eq!(live_stop.reason, "LIVENESS_FAILED", "{}", live_stop.line);
+    // What the failed probe said is the cause of the stop.
+    let e = event(&d, &daemon, &live_stop);
+    assert!(
+        e.facts.cause.as_deref().is_some_and(|c| !c.is_empty()),
+        "{e:?}"
+    );
     let live_down = daemon.find(k, "live in backoff", |t| {
         t.moved("live", "stopping", "backoff")
     });
     assert_eq!(live_down.reason, "LIVENESS_FAILED", "{}", live_down.line);
+    let e = event(&d, &daemon, &live_down);
     assert_eq!(
-        live_down.figure("signal"),
-        Some("15"),
-        "the process was alive until stopped: {}",
-        live_down.line
+        e.facts.exit.and_then(|x| x.signal),
+        Some(15),
+        "the process was alive until stopped: {e:?}"
     );
     let live_respawn = daemon.find(k, "live respawned", |t| {
         t.moved("live", "backoff", "starting")
@@ -530,34 +567,44 @@ fn backoff_grows_by_its_factor_stops_at_its_cap_and_resets_after_a_stable_run() 
             })
             .collect()
     };
-    let crash = backoffs(&mut daemon, "crash");
-    let steady = backoffs(&mut daemon, "steady");
+    backoffs(&mut daemon, "crash");
+    backoffs(&mut daemon, "steady");
+    // The first four of each, typed, from the events (the log may hold some lines back).
+    let crash: Vec<EventRecord> = events_into(&d, "crash", "backoff")
+        .into_iter()
+        .take(4)
+        .collect();
+    let steady: Vec<EventRecord> = events_into(&d, "steady", "backoff")
+        .into_iter()
+        .take(4)
+        .collect();
     assert_exit_ok(&mut daemon);
 
-    let delays = |ts: &[Transition]| ts.iter().map(|t| t.ms("delay")).collect::<Vec<_>>();
-    assert_eq!(
-        delays(&crash),
-        [100.0, 200.0, 400.0, 400.0],
-        "the log:\n{}",
-        daemon.log()
-    );
-    for t in &crash {
-        assert_eq!(t.reason, "EXITED", "{}", t.line);
-        assert_eq!(t.figure("exit"), Some("1"), "{}", t.line);
+    let delays = |es: &[EventRecord]| {
+        es.iter()
+            .map(|e| e.facts.delay_ms.expect("a delay"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(delays(&crash), [100.0, 200.0, 400.0, 400.0], "{crash:#?}");
+    for e in &crash {
+        assert_eq!(e.reason, "EXITED", "{e:?}");
+        assert_eq!(e.facts.exit.and_then(|x| x.code), Some(1), "{e:?}");
     }
     assert_eq!(
         delays(&steady),
         [100.0, 200.0, 100.0, 200.0],
-        "the third run outlasted reset-after; the log:\n{}",
-        daemon.log()
+        "the third run outlasted reset-after: {steady:#?}"
     );
-    assert!(steady[2].ms("ran") >= 300.0, "{}", steady[2].line);
-    let failures: Vec<_> = steady.iter().map(|t| t.figure("failures")).collect();
+    assert!(
+        steady[2].facts.ran_ms.is_some_and(|ms| ms >= 300.0),
+        "{:?}",
+        steady[2]
+    );
+    let failures: Vec<_> = steady.iter().map(|e| e.facts.failures).collect();
     assert_eq!(
         failures,
-        [Some("1"), Some("2"), Some("1"), Some("2")],
-        "the log:\n{}",
-        daemon.log()
+        [Some(1), Some(2), Some(1), Some(2)],
+        "{steady:#?}"
     );
 }
 
@@ -603,7 +650,8 @@ fn the_start_limit_and_no_restart_exit_codes_end_in_failed() {
     let mut daemon = Daemon::start(&d.units());
     let n_failed = daemon.wait_for(0, "n failed", |t| t.is("n", "failed"));
     assert_eq!(n_failed.reason, "NO_RESTART_EXIT_CODE", "{}", n_failed.line);
-    assert_eq!(n_failed.figure("exit"), Some("78"), "{}", n_failed.line);
+    let e = event(&d, &daemon, &n_failed);
+    assert_eq!(e.facts.exit.and_then(|x| x.code), Some(78), "{e:?}");
     let f_failed = daemon.wait_for(0, "f failed", |t| t.is("f", "failed"));
     assert_eq!(f_failed.reason, "START_LIMIT_REACHED", "{}", f_failed.line);
     let g_waits = daemon.wait_for(0, "g waiting on failed f", |t| {
@@ -668,8 +716,27 @@ fn sigterm_stops_everything_in_reverse_order_kills_the_stubborn_and_exits_0() {
     for unit in ["c", "stubborn"] {
         daemon.wait_for(0, "ready", |t| t.is(unit, "ready"));
     }
+    let pids: BTreeSet<i32> = ["a", "b", "c", "stubborn"]
+        .iter()
+        .filter_map(|u| events_into(&d, u, "started").first()?.facts.pid)
+        .map(|p| p as i32)
+        .collect();
+    // The shutdown's events, typed, as they happen.
+    let mut follower = support_control::Follower::start(&socket(&d));
+    follower.wait("the ring replayed", |e| {
+        e.unit == "stubborn" && e.to == "ready"
+    });
     let k = daemon.mark();
     assert_exit_ok(&mut daemon);
+    follower.wait_exit();
+    let stopped = |unit: &str| {
+        follower
+            .seen
+            .iter()
+            .find(|e| e.unit == unit && e.from == "stopping")
+            .unwrap_or_else(|| panic!("no {unit} stopped in {:#?}", follower.seen))
+            .clone()
+    };
 
     let stop = |unit: &str| {
         let stopping = daemon.find(k, "stopping", |t| t.is(unit, "stopping"));
@@ -702,11 +769,23 @@ fn sigterm_stops_everything_in_reverse_order_kills_the_stubborn_and_exits_0() {
             ("a stopped", &a_down),
         ],
     );
-    assert!(s_down.figures.contains("STOP_TIMEOUT"), "{}", s_down.line);
-    assert_eq!(s_down.figure("signal"), Some("9"), "{}", s_down.line);
-    assert_eq!(c_down.figure("signal"), Some("15"), "{}", c_down.line);
+    let (s_event, c_event) = (stopped("stubborn"), stopped("c"));
+    assert_eq!(
+        s_event.facts.note,
+        Some(NoteRecord::KilledAfterStopTimeout),
+        "{s_event:?}"
+    );
+    assert_eq!(
+        s_event.facts.exit.and_then(|x| x.signal),
+        Some(9),
+        "{s_event:?}"
+    );
+    assert_eq!(
+        c_event.facts.exit.and_then(|x| x.signal),
+        Some(15),
+        "{c_event:?}"
+    );
 
-    let pids = daemon.unit_pids();
     assert_eq!(pids.len(), 4, "one process per unit: {pids:?}");
     for pgid in pids {
         wait_until(&format!("process group {pgid} is gone"), || {
@@ -740,7 +819,7 @@ fn stopping_a_unit_kills_its_grandchildren_too() {
     );
     let mut daemon = Daemon::start(&d.units());
     let ready = daemon.wait_for(0, "parent ready", |t| t.is("parent", "ready"));
-    let parent = ready.pid();
+    let parent = pid(&d, &daemon, &ready);
     let grandchildren: Vec<i32> = fs::read_to_string(pids_file)
         .unwrap()
         .split_whitespace()
@@ -831,9 +910,8 @@ fn a_unit_with_a_user_runs_with_that_users_ids() {
     assert_eq!(seen, groups, "supplementary groups: {text}");
 
     // HOME, USER and LOGNAME come from the account.
-    let pid = daemon
-        .wait_for(0, "env spawned", |t| t.moved("env", "starting", "started"))
-        .pid();
+    let spawned = daemon.wait_for(0, "env spawned", |t| t.moved("env", "starting", "started"));
+    let pid = pid(&d, &daemon, &spawned);
     let want = BTreeMap::from([
         ("HOME".to_owned(), home),
         ("USER".to_owned(), "nobody".to_owned()),
@@ -902,9 +980,8 @@ fn a_unit_sees_exactly_its_declared_environment() {
     ];
     for (unit, want) in expected {
         // The spawn is reported once the program was exec'd.
-        let pid = daemon
-            .wait_for(0, "spawned", |t| t.moved(unit, "starting", "started"))
-            .pid();
+        let spawned = daemon.wait_for(0, "spawned", |t| t.moved(unit, "starting", "started"));
+        let pid = pid(&d, &daemon, &spawned);
         let env = environ(pid);
         assert!(
             !env.contains_key("LAUNCHGRAPH_TEST_MARKER"),

@@ -34,21 +34,6 @@ pub struct ExitInfo {
     pub signal: Option<i32>,
 }
 
-impl std::fmt::Display for ExitInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.code, self.signal) {
-            (_, Some(s)) => {
-                let name = nix::sys::signal::Signal::try_from(s)
-                    .map(|s| s.as_str())
-                    .unwrap_or("?");
-                write!(f, "signal={s} ({name})")
-            }
-            (Some(c), None) => write!(f, "exit={c}"),
-            (None, None) => f.write_str("exit=unknown"),
-        }
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ProbeKind {
@@ -188,17 +173,100 @@ pub enum Effect {
     Exit,
 }
 
-/// One state change, with its reason and figures: one log line, one event.
+/// One state change, with its reason and the facts behind it, as typed values: one log line,
+/// one event, one status row and the metrics are all rendered from it, at the edge. The core
+/// never composes text; `cause` only carries text that came from outside (what a probe said,
+/// a spawn error, a preflight finding).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub unit: UnitId,
     pub from: StateName,
     pub to: StateName,
     pub reason: Reason,
-    /// The figures: `pid=… exit=… latency=… delay=…`, and what a probe said.
-    pub detail: String,
+    /// The unit's run counter when this happened.
+    pub generation: Generation,
     /// The requirement this is about (waiting on it, or stopped because of it).
     pub related: Option<UnitId>,
+    /// The process of the run this is about.
+    pub pid: Option<u32>,
+    /// How the run ended.
+    pub exit: Option<ExitInfo>,
+    /// How long the run lasted.
+    pub ran: Option<Duration>,
+    /// Consecutive failures so far (into `backoff`).
+    pub failures: Option<u32>,
+    /// The backoff before the next start (into `backoff`).
+    pub delay: Option<Duration>,
+    /// The latency of the probe that passed (into `ready`).
+    pub latency: Option<Duration>,
+    /// From spawn (or launchd's relaunch) to ready (into `ready`).
+    pub time_to_ready: Option<Duration>,
+    /// A fact the reason code alone does not say.
+    pub note: Option<Note>,
+    /// Text from outside the core: what a probe said, a spawn error, a preflight finding.
+    pub cause: Option<String>,
+}
+
+impl Transition {
+    /// A transition with no facts beyond its unit, states, reason and generation.
+    pub fn new(
+        unit: UnitId,
+        from: StateName,
+        to: StateName,
+        reason: Reason,
+        generation: Generation,
+    ) -> Self {
+        Self {
+            unit,
+            from,
+            to,
+            reason,
+            generation,
+            related: None,
+            pid: None,
+            exit: None,
+            ran: None,
+            failures: None,
+            delay: None,
+            latency: None,
+            time_to_ready: None,
+            note: None,
+            cause: None,
+        }
+    }
+}
+
+/// Facts of a transition that are not figures of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Note {
+    /// Into `ready` without a `[ready]` probe: ready when started.
+    NoReadyProbe,
+    /// Into `ready` without a `[ready]` probe after launchd relaunched the job.
+    RelaunchedNoReadyProbe,
+    /// Into `started`: launchd relaunches the job itself (KeepAlive).
+    LaunchdRelaunches,
+    /// The stop signal was not enough: killed after its stop timeout (`STOP_TIMEOUT`).
+    KilledAfterStopTimeout,
+    /// A clean exit under `on-failure`: not restarted (`RESTART_POLICY`).
+    CleanExitNotRestarted,
+    /// An exit under policy `never` (`RESTART_POLICY`).
+    PolicyNever,
+    /// Into `failed`: `starts` restarts after failures within `period`.
+    StartLimit { starts: u32, period: Duration },
+}
+
+/// The facts of a transition besides its unit, states, reason and generation.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Facts {
+    pid: Option<u32>,
+    exit: Option<ExitInfo>,
+    ran: Option<Duration>,
+    failures: Option<u32>,
+    delay: Option<Duration>,
+    latency: Option<Duration>,
+    time_to_ready: Option<Duration>,
+    note: Option<Note>,
+    cause: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -277,7 +345,7 @@ pub enum State {
         reason: Reason,
     },
     /// Given up on, until an admin acts.
-    Failed { reason: Reason, detail: String },
+    Failed { reason: Reason },
     /// Down and not wanted, or exited cleanly under a policy that does not restart it.
     Stopped { reason: Reason },
 }
@@ -363,6 +431,8 @@ pub struct Slot {
     pub down_reason: Reason,
     /// It must go down and come back (liveness failed, start timeout, restart requested).
     pub cycle: Option<Reason>,
+    /// What the failed probe said, for a liveness cycle: the cause of its stop.
+    pub cycle_cause: Option<String>,
     /// Consecutive failures, for the backoff.
     pub failures: u32,
     /// The next start is a restart after this unit's own failure (it counts toward the start
@@ -375,6 +445,8 @@ pub struct Slot {
     pub last_exit: Option<ExitInfo>,
     pub last_probe: Option<LastProbe>,
     pub started_at: Option<Instant>,
+    /// The unit's latest transition, for status: it outlives the event ring.
+    pub last_transition: Option<Transition>,
 }
 
 pub struct Core {
@@ -417,6 +489,7 @@ impl Core {
                 wanted: false,
                 down_reason: Reason::StopRequested,
                 cycle: None,
+                cycle_cause: None,
                 failures: 0,
                 restart_after_failure: false,
                 restart_starts: VecDeque::new(),
@@ -424,6 +497,7 @@ impl Core {
                 last_exit: None,
                 last_probe: None,
                 started_at: None,
+                last_transition: None,
             })
             .collect();
         let topo = topological_order(&policies);
@@ -511,7 +585,11 @@ impl Core {
                 if self.current(unit, generation)
                     && matches!(self.slots[unit].state, State::Starting { .. })
                 {
-                    self.failure(unit, Reason::SpawnFailed, error, now, &mut fx);
+                    let facts = Facts {
+                        cause: Some(error),
+                        ..Facts::default()
+                    };
+                    self.failure(unit, Reason::SpawnFailed, facts, now, &mut fx);
                 }
             }
             Event::Exited {
@@ -569,7 +647,11 @@ impl Core {
                         detail: detail.clone(),
                         retry_at,
                     };
-                    self.set(unit, state, reason, detail, now, &mut fx);
+                    let facts = Facts {
+                        cause: Some(detail),
+                        ..Facts::default()
+                    };
+                    self.set(unit, state, reason, facts, now, &mut fx);
                 }
             }
             Event::Retry { unit } => {
@@ -667,7 +749,7 @@ impl Core {
                     reason: Reason::StartRequested,
                 },
                 Reason::StartRequested,
-                String::new(),
+                Facts::default(),
                 now,
                 fx,
             );
@@ -708,10 +790,12 @@ impl Core {
         {
             *known = pid;
             if !self.policies[u].has_ready_probe {
-                let text = pid.map(|p| format!("pid={p} ")).unwrap_or_default();
-                let detail =
-                    format!("{text}relaunched by launchd; no [ready] probe: ready when started");
-                self.become_ready(u, generation, pid, detail, now, fx);
+                let facts = Facts {
+                    pid,
+                    note: Some(Note::RelaunchedNoReadyProbe),
+                    ..Facts::default()
+                };
+                self.become_ready(u, generation, pid, facts, now, fx);
             }
             return;
         }
@@ -719,7 +803,10 @@ impl Core {
             return;
         }
         self.slots[u].started_at = Some(now);
-        let pid_text = pid.map(|p| format!("pid={p}")).unwrap_or_default();
+        let facts = Facts {
+            pid,
+            ..Facts::default()
+        };
         let policy = &self.policies[u];
         if policy.has_ready_probe {
             let deadline = policy.start_timeout.map(|t| now + t);
@@ -731,7 +818,7 @@ impl Core {
                     deadline,
                 },
                 Reason::Spawned,
-                pid_text,
+                facts,
                 now,
                 fx,
             );
@@ -757,18 +844,15 @@ impl Core {
                     deadline: None,
                 },
                 Reason::Spawned,
-                pid_text.clone(),
+                facts.clone(),
                 now,
                 fx,
             );
-            self.become_ready(
-                u,
-                generation,
-                pid,
-                format!("{pid_text} no [ready] probe: ready when started"),
-                now,
-                fx,
-            );
+            let facts = Facts {
+                note: Some(Note::NoReadyProbe),
+                ..facts
+            };
+            self.become_ready(u, generation, pid, facts, now, fx);
         }
     }
 
@@ -777,10 +861,16 @@ impl Core {
         u: UnitId,
         generation: Generation,
         pid: Option<u32>,
-        detail: String,
+        facts: Facts,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
+        let facts = Facts {
+            time_to_ready: self.slots[u]
+                .started_at
+                .map(|s| now.saturating_duration_since(s)),
+            ..facts
+        };
         self.set(
             u,
             State::Ready {
@@ -789,7 +879,7 @@ impl Core {
                 alive_failures: 0,
             },
             Reason::Ready,
-            detail,
+            facts,
             now,
             fx,
         );
@@ -828,29 +918,25 @@ impl Core {
                 },
             ) if ok => {
                 let (generation, pid) = (*generation, *pid);
-                let since = self.slots[u]
-                    .started_at
-                    .map(|s| now.saturating_duration_since(s));
-                let mut text = format!(
-                    "{}probe latency={}",
-                    pid.map(|p| format!("pid={p} ")).unwrap_or_default(),
-                    fmt_ms(latency)
-                );
-                if let Some(s) = since {
-                    text.push_str(&format!(" time-to-ready={}", fmt_ms(s)));
-                }
-                self.become_ready(u, generation, pid, text, now, fx);
+                let facts = Facts {
+                    pid,
+                    latency: Some(latency),
+                    ..Facts::default()
+                };
+                self.become_ready(u, generation, pid, facts, now, fx);
             }
             (ProbeKind::Alive, State::Ready { .. }) => {
                 let threshold = self.policies[u].alive_failures;
-                if let State::Ready { alive_failures, .. } = &mut self.slots[u].state {
+                let slot = &mut self.slots[u];
+                if let State::Ready { alive_failures, .. } = &mut slot.state {
                     if ok {
                         *alive_failures = 0;
                     } else {
                         *alive_failures += 1;
-                        if *alive_failures >= threshold && self.slots[u].cycle.is_none() {
-                            self.slots[u].cycle = Some(Reason::LivenessFailed);
-                            let _ = detail;
+                        if *alive_failures >= threshold && slot.cycle.is_none() {
+                            // What the last failed probe said becomes the cause of the stop.
+                            slot.cycle = Some(Reason::LivenessFailed);
+                            slot.cycle_cause = Some(detail);
                         }
                     }
                 }
@@ -879,19 +965,13 @@ impl Core {
         let slot = &mut self.slots[u];
         slot.last_exit = Some(exit);
         slot.restarts += 1;
-        let mut detail = format!(
-            "{}{exit} launchd relaunches it (KeepAlive)",
-            slot.state
-                .pid()
-                .map(|p| format!("pid={p} "))
-                .unwrap_or_default()
-        );
-        if let Some(started) = slot.started_at {
-            detail.push_str(&format!(
-                " ran={}",
-                fmt_ms(now.saturating_duration_since(started))
-            ));
-        }
+        let facts = Facts {
+            pid: slot.state.pid(),
+            exit: Some(exit),
+            ran: slot.started_at.map(|s| now.saturating_duration_since(s)),
+            note: Some(Note::LaunchdRelaunches),
+            ..Facts::default()
+        };
         slot.started_at = Some(now);
         if let Some(code) = exit.code
             && self.policies[u]
@@ -911,7 +991,7 @@ impl Core {
                 deadline,
             },
             Reason::RelaunchedByLaunchd,
-            detail,
+            facts,
             now,
             fx,
         );
@@ -943,33 +1023,22 @@ impl Core {
         fx.push(Effect::StopProbes { unit: u });
         let slot = &mut self.slots[u];
         slot.last_exit = Some(exit);
-        let mut detail = format!(
-            "{}{exit}",
-            slot.state
-                .pid()
-                .map(|p| format!("pid={p} "))
-                .unwrap_or_default()
-        );
-        if let Some(started) = slot.started_at {
-            detail.push_str(&format!(
-                " ran={}",
-                fmt_ms(now.saturating_duration_since(started))
-            ));
-        }
-        if killed {
-            detail.push_str(&format!(
-                " {}: killed after its stop timeout",
-                Reason::StopTimeout
-            ));
-        }
+        let facts = Facts {
+            pid: slot.state.pid(),
+            exit: Some(exit),
+            ran: slot.started_at.map(|s| now.saturating_duration_since(s)),
+            note: killed.then_some(Note::KilledAfterStopTimeout),
+            ..Facts::default()
+        };
         let cycle = slot.cycle.take();
+        slot.cycle_cause = None;
         if let State::Stopping {
             reason, because_of, ..
         } = slot.state
         {
             match reason {
                 Reason::ReadyTimeout | Reason::LivenessFailed => {
-                    self.failure(u, reason, detail, now, fx);
+                    self.failure(u, reason, facts, now, fx);
                 }
                 Reason::DependencyRestarting => {
                     self.slots[u].restarts += 1;
@@ -980,30 +1049,20 @@ impl Core {
                             on: because_of,
                         },
                         reason,
-                        detail,
+                        facts,
                         now,
                         fx,
                     );
                 }
                 Reason::NoRestartExitCode => {
                     self.slots[u].wanted = false;
-                    self.set(
-                        u,
-                        State::Failed {
-                            reason,
-                            detail: detail.clone(),
-                        },
-                        reason,
-                        detail,
-                        now,
-                        fx,
-                    );
+                    self.set(u, State::Failed { reason }, reason, facts, now, fx);
                 }
                 Reason::RestartRequested => {
                     self.slots[u].restarts += 1;
-                    self.set(u, State::Stopped { reason }, reason, detail, now, fx);
+                    self.set(u, State::Stopped { reason }, reason, facts, now, fx);
                 }
-                _ => self.set(u, State::Stopped { reason }, reason, detail, now, fx),
+                _ => self.set(u, State::Stopped { reason }, reason, facts, now, fx),
             }
             return;
         }
@@ -1014,17 +1073,8 @@ impl Core {
             && restart.no_restart_exit_codes.contains(&code)
         {
             self.slots[u].wanted = false;
-            self.set(
-                u,
-                State::Failed {
-                    reason: Reason::NoRestartExitCode,
-                    detail: detail.clone(),
-                },
-                Reason::NoRestartExitCode,
-                detail,
-                now,
-                fx,
-            );
+            let reason = Reason::NoRestartExitCode;
+            self.set(u, State::Failed { reason }, reason, facts, now, fx);
             return;
         }
         let reason = match (exit.code, exit.signal) {
@@ -1035,35 +1085,23 @@ impl Core {
         match (restart.policy, reason) {
             (RestartPolicy::Always, _)
             | (RestartPolicy::OnFailure, Reason::Exited | Reason::KilledBySignal) => {
-                self.failure(u, reason, detail, now, fx);
+                self.failure(u, reason, facts, now, fx);
             }
             (_, Reason::ExitedCleanly) => {
                 self.slots[u].wanted = false;
-                self.set(
-                    u,
-                    State::Stopped { reason },
-                    reason,
-                    format!(
-                        "{detail} {}: not restarted after a clean exit",
-                        Reason::RestartPolicy
-                    ),
-                    now,
-                    fx,
-                );
+                let facts = Facts {
+                    note: Some(Note::CleanExitNotRestarted),
+                    ..facts
+                };
+                self.set(u, State::Stopped { reason }, reason, facts, now, fx);
             }
             _ => {
                 self.slots[u].wanted = false;
-                self.set(
-                    u,
-                    State::Failed {
-                        reason,
-                        detail: detail.clone(),
-                    },
-                    reason,
-                    format!("{detail} {}: policy \"never\"", Reason::RestartPolicy),
-                    now,
-                    fx,
-                );
+                let facts = Facts {
+                    note: Some(Note::PolicyNever),
+                    ..facts
+                };
+                self.set(u, State::Failed { reason }, reason, facts, now, fx);
             }
         }
     }
@@ -1074,7 +1112,7 @@ impl Core {
         &mut self,
         u: UnitId,
         reason: Reason,
-        detail: String,
+        facts: Facts,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
@@ -1089,8 +1127,13 @@ impl Core {
         slot.failures = slot.failures.saturating_add(1);
         slot.restart_after_failure = true;
         let delay = backoff_delay(&spec, slot.failures, self.rng.f64());
-        let until = now + delay;
+        let until = now.checked_add(delay).unwrap_or(now);
         let generation = self.slots[u].generation;
+        let facts = Facts {
+            failures: Some(self.slots[u].failures),
+            delay: Some(delay),
+            ..facts
+        };
         self.set(
             u,
             State::Backoff {
@@ -1099,11 +1142,7 @@ impl Core {
                 reason,
             },
             reason,
-            format!(
-                "{detail} failures={} delay={}",
-                self.slots[u].failures,
-                fmt_ms(delay)
-            ),
+            facts,
             now,
             fx,
         );
@@ -1210,7 +1249,15 @@ impl Core {
                     generation,
                     reason,
                 });
-                let detail = pid.map(|p| format!("pid={p}")).unwrap_or_default();
+                let cause = match reason {
+                    Reason::LivenessFailed => self.slots[u].cycle_cause.take(),
+                    _ => None,
+                };
+                let facts = Facts {
+                    pid,
+                    cause,
+                    ..Facts::default()
+                };
                 self.set(
                     u,
                     State::Stopping {
@@ -1220,7 +1267,7 @@ impl Core {
                         because_of,
                     },
                     reason,
-                    detail,
+                    facts,
                     now,
                     fx,
                 );
@@ -1239,7 +1286,14 @@ impl Core {
                         State::Waiting { .. } | State::Deferred { .. } | State::Backoff { .. }
                     ) {
                         let reason = slot.down_reason;
-                        self.set(u, State::Stopped { reason }, reason, String::new(), now, fx);
+                        self.set(
+                            u,
+                            State::Stopped { reason },
+                            reason,
+                            Facts::default(),
+                            now,
+                            fx,
+                        );
                         return true;
                     }
                     return false;
@@ -1281,7 +1335,7 @@ impl Core {
                         u,
                         State::Waiting { reason, on },
                         reason,
-                        String::new(),
+                        Facts::default(),
                         now,
                         fx,
                     );
@@ -1328,22 +1382,15 @@ impl Core {
             }
             if slot.restart_starts.len() >= count as usize {
                 slot.wanted = false;
-                let detail = format!(
-                    "{} restarts within {} after failures",
-                    slot.restart_starts.len(),
-                    humantime::format_duration(period)
-                );
-                self.set(
-                    u,
-                    State::Failed {
-                        reason: Reason::StartLimitReached,
-                        detail: detail.clone(),
-                    },
-                    Reason::StartLimitReached,
-                    detail,
-                    now,
-                    fx,
-                );
+                let facts = Facts {
+                    note: Some(Note::StartLimit {
+                        starts: u32::try_from(slot.restart_starts.len()).unwrap_or(u32::MAX),
+                        period,
+                    }),
+                    ..Facts::default()
+                };
+                let reason = Reason::StartLimitReached;
+                self.set(u, State::Failed { reason }, reason, facts, now, fx);
                 return;
             }
             slot.restart_starts.push_back(now);
@@ -1368,7 +1415,7 @@ impl Core {
             u,
             State::Starting { generation },
             reason,
-            format!("generation={generation}"),
+            Facts::default(),
             now,
             fx,
         );
@@ -1383,7 +1430,7 @@ impl Core {
         u: UnitId,
         state: State,
         reason: Reason,
-        detail: String,
+        facts: Facts,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
@@ -1396,14 +1443,36 @@ impl Core {
         let from = slot.state.name();
         slot.state = state;
         slot.since = now;
-        fx.push(Effect::Transition(Transition {
+        let Facts {
+            pid,
+            exit,
+            ran,
+            failures,
+            delay,
+            latency,
+            time_to_ready,
+            note,
+            cause,
+        } = facts;
+        let t = Transition {
             unit: u,
             from,
             to: slot.state.name(),
             reason,
-            detail: detail.trim().to_string(),
+            generation: slot.generation,
             related,
-        }));
+            pid,
+            exit,
+            ran,
+            failures,
+            delay,
+            latency,
+            time_to_ready,
+            note,
+            cause,
+        };
+        slot.last_transition = Some(t.clone());
+        fx.push(Effect::Transition(t));
     }
 }
 
@@ -1416,16 +1485,6 @@ pub fn backoff_delay(spec: &RestartSpec, failures: u32, random: f64) -> Duration
     let spread = capped * spec.jitter * (2.0 * random - 1.0);
     let secs = (capped + spread).clamp(0.0, spec.max.as_secs_f64());
     Duration::from_secs_f64(secs)
-}
-
-/// Milliseconds with up to one decimal: `1.3ms`, `250ms`, `12034ms`.
-pub fn fmt_ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.1}ms")
-    } else {
-        format!("{}ms", ms.round() as u64)
-    }
 }
 
 /// Kahn's order over `requires`; the graph was checked acyclic when compiled.

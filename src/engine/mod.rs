@@ -2,6 +2,7 @@
 //! and [`up`], what `launchgraph up` runs.
 
 pub mod core;
+pub mod journal;
 pub mod launchd_run;
 pub mod metrics_http;
 pub mod runtime;

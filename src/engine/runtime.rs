@@ -14,24 +14,25 @@ use tokio_util::sync::CancellationToken;
 
 use super::core::{
     Command, Core, Effect, Event, ExitInfo, Generation, ProbeKind, State, StateName, Transition,
-    UnitId, fmt_ms,
+    UnitId,
 };
+use super::journal::{EventLog, LogLimiter};
 use super::launchd_run::{LaunchdContext, run_launchd};
 use super::upkeep::{
     FileWatch, PREFLIGHT_RETRY, forget_run, gate, record_fingerprint, record_run, stop_leftovers,
 };
 use crate::compile::{Compiled, compile_dir};
 use crate::control::protocol::{
-    ErrorCode, EventRecord, FindingStatus, ProbeStatus, ReloadReport, Request, Response, UnitStatus,
+    ErrorCode, FindingStatus, ProbeStatus, ReloadReport, Request, Response, UnitStatus,
 };
+use crate::control::render::fmt_ms;
 use crate::launchd::{ConsoleUser, Launchctl};
-use crate::metrics::{Figures, Metrics};
+use crate::metrics::Metrics;
 use crate::preflight::PreflightContext;
 use crate::probe::{Prober, ready_poll_delays};
 use crate::process::{StopOutcome, spawn_unit};
 use crate::reason::Reason;
 use crate::unit::{Runner, Unit, UnitName};
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use tokio::sync::broadcast;
 
@@ -84,8 +85,7 @@ impl Default for SupervisorConfig {
     }
 }
 
-/// How many transitions `events` can replay.
-pub const EVENT_RING: usize = 1000;
+pub use super::journal::EVENT_RING;
 
 /// Runs the supervisor until everything is down after a [`Command::Shutdown`] (a cancelled
 /// `shutdown`). Control requests (status, start, stop, restart, reload, events, metrics) come
@@ -137,6 +137,10 @@ pub async fn supervise(
                     continue;
                 }
             },
+            () = limiter_close(sup.log.next_close()) => {
+                sup.log.close_expired(Instant::now());
+                continue;
+            }
             () = shutdown.cancelled(), if !shutting_down => {
                 shutting_down = true;
                 tracing::info!("stopping every unit in reverse dependency order");
@@ -148,7 +152,7 @@ pub async fn supervise(
             break;
         }
     }
-    sup.shell.log.flush_all();
+    sup.log.flush_all();
     tracing::info!("all units stopped");
 }
 
@@ -169,6 +173,7 @@ struct Supervisor {
     /// For each older epoch still sending: old index -> current index.
     remaps: HashMap<u64, Vec<Option<UnitId>>>,
     events: EventLog,
+    log: LogLimiter,
     /// The latest preflight findings of each unit, for status.
     findings: Vec<Vec<FindingStatus>>,
     pending: Option<PendingReload>,
@@ -202,7 +207,6 @@ impl Supervisor {
             prober: Arc::new(Prober::new()),
             runs: (0..n).map(|_| None).collect(),
             probes: (0..n).map(|_| None).collect(),
-            log: LogLimiter::default(),
             events: Vec::new(),
         };
         let mut metrics = Metrics::new(compiled.units.iter().map(|u| u.name.as_str()));
@@ -219,6 +223,7 @@ impl Supervisor {
             epoch: 0,
             remaps: HashMap::new(),
             events: EventLog::new(EVENT_RING),
+            log: LogLimiter::default(),
             findings,
             pending: None,
             changed_tx,
@@ -248,10 +253,9 @@ impl Supervisor {
         let exit = self.shell.apply(fx);
         let now = Instant::now();
         for t in std::mem::take(&mut self.shell.events) {
-            self.events.push(&self.shell.units, &t);
-            let figures = Figures::of(&t, self.core.slot(t.unit), now);
-            let name = self.shell.units[t.unit].name.as_str();
-            self.metrics.on_transition(name, t.to, t.reason, figures);
+            let r = self.events.push(&self.shell.units, &t);
+            self.log.transition(&t, r, now);
+            self.metrics.on_transition(&r.unit, &t);
         }
         exit
     }
@@ -349,19 +353,19 @@ impl Supervisor {
                 None
             }
             Request::Events { follow } => {
-                for r in self.events.ring.iter().cloned() {
-                    if req.reply.try_send(Response::Event(r)).is_err() {
+                for r in self.events.ring().cloned() {
+                    if req.reply.try_send(Response::Event(Box::new(r))).is_err() {
                         return None;
                     }
                 }
                 if follow {
-                    let mut live = self.events.live.subscribe();
+                    let mut live = self.events.subscribe();
                     let out = req.reply;
                     tokio::spawn(async move {
                         loop {
                             match live.recv().await {
                                 Ok(r) => {
-                                    if out.send(Response::Event(r)).await.is_err() {
+                                    if out.send(Response::Event(Box::new(r))).await.is_err() {
                                         return;
                                     }
                                 }
@@ -415,14 +419,21 @@ impl Supervisor {
             .enumerate()
             .map(|(i, u)| {
                 let slot = self.core.slot(i);
-                let last = self.events.last_of(u.name.as_str());
+                let last = slot.last_transition.as_ref();
+                let facts = last.map(super::journal::facts);
                 UnitStatus {
                     name: u.name.to_string(),
                     kind: u.runner.kind().to_string(),
                     state: slot.state.name().to_string(),
                     since_secs: now.saturating_duration_since(slot.since).as_secs_f64(),
-                    reason: last.map(|e| e.reason.clone()).unwrap_or_default(),
-                    detail: last.map(|e| e.detail.clone()).unwrap_or_default(),
+                    reason: last
+                        .map(|t| t.reason.code().to_string())
+                        .unwrap_or_default(),
+                    detail: last
+                        .zip(facts.as_ref())
+                        .map(|(t, f)| crate::control::render::facts_text(t.to.as_str(), f))
+                        .unwrap_or_default(),
+                    last_transition: facts,
                     waiting_on: match &slot.state {
                         State::Waiting { on: Some(r), .. } => {
                             Some(self.compiled.units[*r].name.to_string())
@@ -431,7 +442,12 @@ impl Supervisor {
                     },
                     pid: slot.state.pid(),
                     generation: slot.generation,
-                    last_exit: slot.last_exit.map(|e| e.to_string()),
+                    last_exit: slot.last_exit.map(|e| {
+                        crate::control::render::exit_text(&crate::control::protocol::ExitRecord {
+                            code: e.code,
+                            signal: e.signal,
+                        })
+                    }),
                     restarts: slot.restarts,
                     backoff_remaining_secs: match slot.state {
                         State::Backoff { until, .. } => {
@@ -692,49 +708,6 @@ fn diff(old: &Compiled, next: &Compiled) -> (ReloadReport, Vec<UnitId>) {
     (report, going)
 }
 
-/// The transitions `events` replays, and the live feed for `--follow`.
-struct EventLog {
-    ring: VecDeque<EventRecord>,
-    cap: usize,
-    seq: u64,
-    live: broadcast::Sender<EventRecord>,
-}
-
-impl EventLog {
-    fn new(cap: usize) -> Self {
-        let (live, _) = broadcast::channel(1024);
-        Self {
-            ring: VecDeque::with_capacity(cap),
-            cap,
-            seq: 0,
-            live,
-        }
-    }
-
-    fn push(&mut self, units: &[Unit], t: &Transition) {
-        self.seq += 1;
-        let r = EventRecord {
-            time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-            seq: self.seq,
-            unit: units[t.unit].name.to_string(),
-            from: t.from.to_string(),
-            to: t.to.to_string(),
-            reason: t.reason.code().to_string(),
-            on: t.related.map(|r| units[r].name.to_string()),
-            detail: t.detail.clone(),
-        };
-        if self.ring.len() == self.cap {
-            self.ring.pop_front();
-        }
-        self.ring.push_back(r.clone());
-        let _ = self.live.send(r);
-    }
-
-    fn last_of(&self, unit: &str) -> Option<&EventRecord> {
-        self.ring.iter().rev().find(|r| r.unit == unit)
-    }
-}
-
 struct Shell {
     units: Arc<Vec<Unit>>,
     config: SupervisorConfig,
@@ -742,7 +715,6 @@ struct Shell {
     prober: Arc<Prober>,
     runs: Vec<Option<Run>>,
     probes: Vec<Option<CancellationToken>>,
-    log: LogLimiter,
     /// Transitions applied since the supervisor last collected them.
     events: Vec<Transition>,
 }
@@ -793,14 +765,13 @@ impl Shell {
                     });
                 }
                 Effect::Transition(t) => {
-                    self.log.transition(&self.units, &t);
-                    self.events.push(t.clone());
                     if t.to == StateName::Ready {
                         let unit = Arc::new(self.units[t.unit].clone());
                         let ctx = self.config.preflight.clone();
                         let dir = self.config.state_dir.clone();
                         tokio::spawn(record_fingerprint(unit, ctx, dir));
                     }
+                    self.events.push(t);
                 }
                 Effect::Exit => exit = true,
             }
@@ -922,7 +893,7 @@ impl Shell {
                         tracing::warn!(
                             "{}: liveness probe failed in {}: {}",
                             u.name,
-                            fmt_ms(outcome.latency),
+                            fmt_ms(outcome.latency.as_secs_f64() * 1000.0),
                             outcome.detail
                         );
                     }
@@ -979,74 +950,10 @@ async fn run_exec(
     });
 }
 
-/// Writes one line per transition, and keeps a crash loop from flooding the log: past
-/// [`LogLimiter::BURST`] lines with the same unit, state and reason within
-/// [`LogLimiter::WINDOW`], further ones are counted, not written, and a summary line says how
-/// many were left out when the window closes.
-#[derive(Default)]
-struct LogLimiter {
-    windows: HashMap<(String, &'static str, Reason), (Instant, u32, u32)>,
-}
-
-impl LogLimiter {
-    const BURST: u32 = 5;
-    const WINDOW: Duration = Duration::from_secs(60);
-
-    fn transition(&mut self, units: &[Unit], t: &Transition) {
-        let unit = &units[t.unit];
-        let key = (unit.name.as_str().to_owned(), t.to.as_str(), t.reason);
-        let now = Instant::now();
-        let entry = self.windows.entry(key).or_insert((now, 0, 0));
-        if now.duration_since(entry.0) >= Self::WINDOW {
-            if entry.2 > 0 {
-                summarize(unit.name.as_str(), t.to.as_str(), t.reason, entry.2);
-            }
-            *entry = (now, 0, 0);
-        }
-        entry.1 += 1;
-        if entry.1 > Self::BURST {
-            entry.2 += 1;
-            return;
-        }
-        let mut line = format!("{}: {} -> {} {}", unit.name, t.from, t.to, t.reason);
-        if let Some(r) = t.related {
-            line.push_str(&format!(" on={}", units[r].name));
-        }
-        if !t.detail.is_empty() {
-            line.push(' ');
-            line.push_str(&t.detail);
-        }
-        // Trouble is a warning: a failure about to be retried or given up on.
-        let warn = matches!(
-            t.to,
-            super::core::StateName::Backoff | super::core::StateName::Failed
-        ) || (t.to == super::core::StateName::Stopping
-            && matches!(t.reason, Reason::ReadyTimeout | Reason::LivenessFailed));
-        if warn {
-            tracing::warn!("{line}");
-        } else {
-            tracing::info!("{line}");
-        }
-        if entry.1 == Self::BURST {
-            tracing::warn!(
-                "{}: looping; more `{} {}` lines within {} are counted, not shown",
-                unit.name,
-                t.to,
-                t.reason,
-                humantime::format_duration(Self::WINDOW)
-            );
-        }
+/// Resolves when the log limiter's next window closes (never, if none is open).
+async fn limiter_close(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
-
-    fn flush_all(&mut self) {
-        for ((unit, to, reason), (_, _, suppressed)) in self.windows.drain() {
-            if suppressed > 0 {
-                summarize(&unit, to, reason, suppressed);
-            }
-        }
-    }
-}
-
-fn summarize(unit: &str, to: &str, reason: Reason, n: u32) {
-    tracing::warn!("{unit}: {n} more `{to} {reason}` lines were not shown");
 }

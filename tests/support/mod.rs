@@ -286,7 +286,9 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// One `<unit>: <from> -> <to> <REASON> [on=<unit>] <figures>` line of the daemon's log.
+/// One `<unit>: <from> -> <to> <REASON> [on=<unit>] ...` line of the daemon's log. The facts
+/// after those words are text for people and are not read here: a test reads them typed, from
+/// the event the line was rendered from (`support_control::event_of`).
 #[derive(Debug, Clone)]
 pub struct Transition {
     /// The line's index in the log.
@@ -296,8 +298,6 @@ pub struct Transition {
     pub to: String,
     pub reason: String,
     pub on: Option<String>,
-    /// What follows the reason (and `on=`).
-    pub figures: String,
     pub line: String,
 }
 
@@ -321,13 +321,10 @@ impl Transition {
         }
         let to = words.next()?;
         let reason = words.next()?;
-        let mut figures = words.next().unwrap_or("").to_owned();
-        let mut on = None;
-        if let Some(r) = figures.strip_prefix("on=") {
-            let (name, tail) = r.split_once(' ').unwrap_or((r, ""));
-            on = Some(name.to_owned());
-            figures = tail.to_owned();
-        }
+        let on = words
+            .next()
+            .and_then(|rest| rest.strip_prefix("on="))
+            .map(|r| r.split_once(' ').map_or(r, |(name, _)| name).to_owned());
         Some(Self {
             index,
             unit: unit.to_owned(),
@@ -335,7 +332,6 @@ impl Transition {
             to: to.to_owned(),
             reason: reason.to_owned(),
             on,
-            figures,
             line: line.to_owned(),
         })
     }
@@ -349,28 +345,6 @@ impl Transition {
     pub fn moved(&self, unit: &str, from: &str, to: &str) -> bool {
         self.unit == unit && self.from == from && self.to == to
     }
-
-    /// The value of figure `key=value`.
-    pub fn figure(&self, key: &str) -> Option<&str> {
-        self.figures
-            .split(' ')
-            .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.figure("pid")
-            .unwrap_or_else(|| panic!("no pid= in {:?}", self.line))
-            .parse()
-            .unwrap()
-    }
-
-    /// A figure in milliseconds, `delay=100ms` or `ran=1.5ms`.
-    pub fn ms(&self, key: &str) -> f64 {
-        self.figure(key)
-            .and_then(|v| v.strip_suffix("ms"))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {key}=…ms in {:?}", self.line))
-    }
 }
 
 /// `launchgraph up` running as a child of the test, its stderr read by a thread of its own.
@@ -380,6 +354,7 @@ impl Transition {
 /// started.
 pub struct Daemon {
     pid: Pid,
+    state_dir: PathBuf,
     lines_rx: Receiver<String>,
     lines: Vec<String>,
     eof: bool,
@@ -402,6 +377,7 @@ impl Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_launchgraph"));
         // Fingerprints go next to the units, never into the host's state directory.
         let state_dir = units.parent().unwrap_or(units).join("state");
+        let runs_in = state_dir.clone();
         cmd.arg("up")
             .arg("--units")
             .arg(units)
@@ -440,6 +416,7 @@ impl Daemon {
         });
         Self {
             pid,
+            state_dir: runs_in,
             lines_rx,
             lines: Vec::new(),
             eof: false,
@@ -579,13 +556,17 @@ impl Daemon {
         while self.read_line(until) {}
     }
 
-    /// The pid of every process the daemon started for a unit (each leads its own process
-    /// group), from the log read so far.
+    /// The pid of every `exec` unit the daemon has running (each leads its own process
+    /// group), from its run records (`<state>/runs/<unit>.json`, removed when a unit exits):
+    /// after the daemon was killed, what it left behind.
     pub fn unit_pids(&self) -> Vec<i32> {
-        let pids: BTreeSet<i32> = self
-            .transitions()
-            .iter()
-            .filter_map(|t| t.figure("pid")?.parse().ok())
+        let Ok(dir) = std::fs::read_dir(self.state_dir.join("runs")) else {
+            return Vec::new();
+        };
+        let pids: BTreeSet<i32> = dir
+            .filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+            .filter_map(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .filter_map(|v| i32::try_from(v.get("pid")?.as_u64()?).ok())
             .collect();
         pids.into_iter().collect()
     }

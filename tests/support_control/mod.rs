@@ -19,7 +19,7 @@ use launchgraph::control::protocol::{EventRecord, UnitStatus};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::support::DEADLINE;
+use crate::support::{DEADLINE, Daemon, Transition};
 
 /// The launchgraph binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_launchgraph");
@@ -169,6 +169,38 @@ pub fn pids(socket: &Path) -> BTreeMap<String, Option<u32>> {
         .into_iter()
         .map(|u| (u.name, u.pid))
         .collect()
+}
+
+/// The typed event a logged transition was rendered from: the `k`-th transition in the
+/// daemon's log is event `seq = k` (true while nothing was held back by the crash-loop limiter
+/// and the ring has not wrapped; checked). Asked while the daemon runs.
+#[track_caller]
+pub fn event_of(socket: &Path, daemon: &Daemon, t: &Transition) -> EventRecord {
+    let k = daemon
+        .transitions()
+        .iter()
+        .position(|x| x.index == t.index)
+        .expect("a transition of this daemon's log");
+    let e = events_json(socket)
+        .into_iter()
+        .find(|e| e.seq == k as u64 + 1)
+        .unwrap_or_else(|| panic!("no event {} for {:?}", k + 1, t.line));
+    assert_eq!(
+        (&e.unit, &e.from, &e.to, &e.reason),
+        (&t.unit, &t.from, &t.to, &t.reason),
+        "event {} is not {:?}",
+        e.seq,
+        t.line
+    );
+    e
+}
+
+/// The pid of the run a logged transition is about, from its typed event.
+#[track_caller]
+pub fn pid_of(socket: &Path, daemon: &Daemon, t: &Transition) -> i32 {
+    let e = event_of(socket, daemon, t);
+    let pid = e.facts.pid.unwrap_or_else(|| panic!("no pid in {e:?}"));
+    i32::try_from(pid).expect("a pid")
 }
 
 /// `events --json`, parsed.
