@@ -284,6 +284,9 @@ pub enum StateName {
 }
 
 impl StateName {
+    /// How many states there are.
+    pub const COUNT: usize = 9;
+
     pub fn as_str(self) -> &'static str {
         match self {
             StateName::Inactive => "inactive",
@@ -304,6 +307,88 @@ impl std::fmt::Display for StateName {
         f.write_str(self.as_str())
     }
 }
+
+/// Every `(from, to)` state change the core may emit, and no other: [`Core`] checks each
+/// transition against it as it makes it (an illegal one is logged as `ILLEGAL_TRANSITION`, and
+/// fails debug builds), and tests/engine_core.rs drives event sequences to show that every
+/// entry is reached. Kept as a table, like Horust's
+/// (FedericoPonzi/Horust:src/horust/supervisor/service_handler.rs), so the life of a unit can
+/// be read in one place.
+pub const LEGAL_TRANSITIONS: &[(StateName, StateName)] = {
+    use StateName::*;
+    &[
+        // First wanted: start, or wait for a requirement.
+        (Inactive, Starting),
+        (Inactive, Waiting),
+        // Waiting: its requirements are ready; a requirement's state changed the reason; not
+        // wanted any more; or the start limit is reached at the start after a failure.
+        (Waiting, Starting),
+        (Waiting, Waiting),
+        (Waiting, Stopped),
+        (Waiting, Failed),
+        // Starting: the pid came; the spawn failed (or it exited before its pid was reported,
+        // restarted or not); the start was deferred (no GUI session, a failed preflight).
+        (Starting, Started),
+        (Starting, Backoff),
+        (Starting, Stopped),
+        (Starting, Failed),
+        (Starting, Waiting),
+        // Started: ready; stopped (start timeout, a requirement down, not wanted); exited on its
+        // own (restarted, not restarted, failed); launchd relaunched it again.
+        (Started, Ready),
+        (Started, Stopping),
+        (Started, Backoff),
+        (Started, Stopped),
+        (Started, Failed),
+        (Started, Started),
+        // Ready: stopped (liveness, a requirement down, not wanted); exited on its own;
+        // launchd relaunched it (KeepAlive).
+        (Ready, Stopping),
+        (Ready, Backoff),
+        (Ready, Stopped),
+        (Ready, Failed),
+        (Ready, Started),
+        // Stopping, once it is down: a failure's backoff (timeout, liveness); waiting for the
+        // requirement it went down for; stopped; failed (a launchd job's no-restart code).
+        (Stopping, Backoff),
+        (Stopping, Waiting),
+        (Stopping, Stopped),
+        (Stopping, Failed),
+        // Backoff over: start, or wait for a requirement; the start limit; an admin's stop or
+        // start (which clears the backoff).
+        (Backoff, Starting),
+        (Backoff, Waiting),
+        (Backoff, Failed),
+        (Backoff, Stopped),
+        // Stopped and wanted again: start, or wait; the start limit, when it was stopped in
+        // the backoff of a failure.
+        (Stopped, Starting),
+        (Stopped, Waiting),
+        (Stopped, Failed),
+        // An admin's start clears a failed state.
+        (Failed, Stopped),
+    ]
+};
+
+/// Whether the core may change a unit's state from `from` to `to` ([`LEGAL_TRANSITIONS`]).
+pub fn is_legal(from: StateName, to: StateName) -> bool {
+    LEGAL[from as usize][to as usize]
+}
+
+// The matrix is indexed by the states' discriminants: `Stopped` is the last of them.
+const _: () = assert!(StateName::Stopped as usize + 1 == StateName::COUNT);
+
+/// [`LEGAL_TRANSITIONS`] as a matrix, for a check without a scan.
+const LEGAL: [[bool; StateName::COUNT]; StateName::COUNT] = {
+    let mut m = [[false; StateName::COUNT]; StateName::COUNT];
+    let mut i = 0;
+    while i < LEGAL_TRANSITIONS.len() {
+        let (from, to) = LEGAL_TRANSITIONS[i];
+        m[from as usize][to as usize] = true;
+        i += 1;
+    }
+    m
+};
 
 /// A unit's state; each variant holds what only that state has.
 #[derive(Debug, Clone, PartialEq)]
@@ -1441,6 +1526,20 @@ impl Core {
         };
         let slot = &mut self.slots[u];
         let from = slot.state.name();
+        let to = state.name();
+        if !is_legal(from, to) {
+            // A bug here, not a fault of the unit: say so where it happened, keep going in
+            // production, stop a debug build and the tests.
+            tracing::error!(
+                unit = u,
+                %from,
+                %to,
+                %reason,
+                code = Reason::IllegalTransition.code(),
+                "a state change outside the table of legal transitions"
+            );
+            debug_assert!(false, "illegal transition {from} -> {to} ({reason})");
+        }
         slot.state = state;
         slot.since = now;
         let Facts {
