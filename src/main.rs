@@ -237,7 +237,7 @@ fn run(cli: Cli) -> u8 {
             metrics_listen,
             log_format,
         } => {
-            let mut config = launchgraph::engine::UpConfig::default();
+            let mut config = launchgraph::daemon::UpConfig::default();
             config.supervisor.launchd.launchctl = launchgraph::launchd::Launchctl::new(launchctl);
             config.supervisor.state_dir = state.resolve();
             config.socket = socket
@@ -280,7 +280,7 @@ fn run(cli: Cli) -> u8 {
     }
 }
 
-fn up(dir: &std::path::Path, config: launchgraph::engine::UpConfig, log_format: &str) -> u8 {
+fn up(dir: &std::path::Path, config: launchgraph::daemon::UpConfig, log_format: &str) -> u8 {
     init_logging(log_format == "json");
     // One thread owns the supervisor; a few more do blocking lookups (users, log files) at
     // starts. Each extra thread costs memory for as long as the daemon lives.
@@ -295,7 +295,7 @@ fn up(dir: &std::path::Path, config: launchgraph::engine::UpConfig, log_format: 
             return exit::SOFTWARE;
         }
     };
-    runtime.block_on(launchgraph::engine::up(dir.to_path_buf(), config))
+    runtime.block_on(launchgraph::daemon::up(dir.to_path_buf(), config))
 }
 
 /// Logs to stderr (text for people, or JSON lines), and on macOS to the unified log too.
