@@ -112,6 +112,23 @@ impl EventLog {
     }
 }
 
+/// A line of the log, with its level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line {
+    Info(String),
+    Warn(String),
+}
+
+/// Writes `lines` to the log.
+pub fn write(lines: Vec<Line>) {
+    for l in lines {
+        match l {
+            Line::Info(s) => tracing::info!("{s}"),
+            Line::Warn(s) => tracing::warn!("{s}"),
+        }
+    }
+}
+
 /// One unit, state and reason: the lines the limiter counts together.
 type Key = (String, StateName, Reason);
 
@@ -126,7 +143,8 @@ struct Window {
     shown_delay: Option<Duration>,
 }
 
-/// Writes one line per transition, and keeps a crash loop from flooding the log: past
+/// Decides the log lines of transitions (one each, written by [`write`]), and keeps a crash
+/// loop from flooding the log: past
 /// [`LogLimiter::BURST`] lines with the same unit, state and reason within
 /// [`LogLimiter::WINDOW`], further ones are counted, not written, and a summary line says how
 /// many were held back as soon as the window closes (the owner calls
@@ -145,13 +163,14 @@ impl LogLimiter {
     pub const BURST: u32 = 5;
     pub const WINDOW: Duration = Duration::from_secs(60);
 
-    /// Logs `t`, whose event is `r`, unless the limiter holds it back.
-    pub fn transition(&mut self, t: &Transition, r: &EventRecord, now: Instant) {
+    /// The lines to log for `t`, whose event is `r`: none when the limiter holds it back.
+    pub fn transition(&mut self, t: &Transition, r: &EventRecord, now: Instant) -> Vec<Line> {
+        let mut out = Vec::new();
         let key = (r.unit.clone(), t.to, t.reason);
         if let Some(w) = self.windows.get(&key)
             && now.saturating_duration_since(w.opened) >= Self::WINDOW
         {
-            self.close(&key);
+            out.extend(self.close(&key));
         }
         let closing = &mut self.closing;
         let w = self.windows.entry(key).or_insert_with_key(|k| {
@@ -167,7 +186,7 @@ impl LogLimiter {
         let longer_delay = t.delay.is_some_and(|d| w.shown_delay.is_none_or(|s| d > s));
         if w.lines > Self::BURST && !longer_delay {
             w.held += 1;
-            return;
+            return out;
         }
         if let Some(d) = t.delay {
             w.shown_delay = Some(w.shown_delay.map_or(d, |s| s.max(d)));
@@ -177,20 +196,21 @@ impl LogLimiter {
         let warn = matches!(t.to, StateName::Backoff | StateName::Failed)
             || (t.to == StateName::Stopping
                 && matches!(t.reason, Reason::ReadyTimeout | Reason::LivenessFailed));
-        if warn {
-            tracing::warn!("{line}");
+        out.push(if warn {
+            Line::Warn(line)
         } else {
-            tracing::info!("{line}");
-        }
+            Line::Info(line)
+        });
         if w.lines == Self::BURST {
-            tracing::warn!(
+            out.push(Line::Warn(format!(
                 "{}: looping; more `{} {}` lines within {} are counted, not shown",
                 r.unit,
                 t.to,
                 t.reason,
                 humantime::format_duration(Self::WINDOW)
-            );
+            )));
         }
+        out
     }
 
     /// When the next window closes, if any is open.
@@ -199,36 +219,116 @@ impl LogLimiter {
         Some(opened.checked_add(Self::WINDOW).unwrap_or(*opened))
     }
 
-    /// Closes the windows that are over, writing their summaries.
-    pub fn close_expired(&mut self, now: Instant) {
+    /// Closes the windows that are over; returns their summaries.
+    pub fn close_expired(&mut self, now: Instant) -> Vec<Line> {
+        let mut out = Vec::new();
         while let Some((opened, _)) = self.closing.front()
             && now.saturating_duration_since(*opened) >= Self::WINDOW
         {
             let (opened, key) = self.closing.pop_front().expect("just looked");
             if self.windows.get(&key).is_some_and(|w| w.opened == opened) {
-                self.close(&key);
+                out.extend(self.close(&key));
             }
         }
+        out
     }
 
-    /// Closes every window (at exit), writing their summaries.
-    pub fn flush_all(&mut self) {
+    /// Closes every window (at exit); returns their summaries.
+    pub fn flush_all(&mut self) -> Vec<Line> {
         self.closing.clear();
         let keys: Vec<Key> = self.windows.keys().cloned().collect();
-        for k in keys {
-            self.close(&k);
-        }
+        keys.iter().filter_map(|k| self.close(k)).collect()
     }
 
-    fn close(&mut self, key: &Key) {
-        if let Some(w) = self.windows.remove(key)
-            && w.held > 0
-        {
-            let (unit, to, reason) = key;
-            tracing::warn!(
+    fn close(&mut self, key: &Key) -> Option<Line> {
+        let w = self.windows.remove(key)?;
+        let (unit, to, reason) = key;
+        (w.held > 0).then(|| {
+            Line::Warn(format!(
                 "{unit}: {} more `{to} {reason}` lines were not shown",
                 w.held
-            );
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backoff(delay_ms: u64) -> (Transition, EventRecord) {
+        let mut t = Transition::new(0, StateName::Started, StateName::Backoff, Reason::Exited, 1);
+        t.delay = Some(Duration::from_millis(delay_ms));
+        let r = EventRecord {
+            time: String::new(),
+            seq: 0,
+            unit: "crash".into(),
+            from: t.from.to_string(),
+            to: t.to.to_string(),
+            reason: t.reason.code().into(),
+            on: None,
+            facts: facts(&t),
+        };
+        (t, r)
+    }
+
+    fn text(lines: &[Line]) -> Vec<&str> {
+        lines
+            .iter()
+            .map(|l| match l {
+                Line::Info(s) | Line::Warn(s) => s.as_str(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_loop_is_held_back_after_a_burst_and_summarized_when_its_window_closes() {
+        let mut l = LogLimiter::default();
+        let t0 = Instant::now();
+        let (t, r) = backoff(400);
+        let mut shown = Vec::new();
+        for i in 0..12 {
+            shown.extend(l.transition(&t, &r, t0 + Duration::from_secs(i)));
         }
+        let shown = text(&shown);
+        assert_eq!(shown.len(), LogLimiter::BURST as usize + 1, "{shown:#?}");
+        assert!(
+            shown[LogLimiter::BURST as usize].contains("looping"),
+            "{shown:#?}"
+        );
+        assert_eq!(l.next_close(), Some(t0 + LogLimiter::WINDOW));
+        // Not yet over: nothing to say.
+        assert!(l.close_expired(t0 + Duration::from_secs(59)).is_empty());
+        // Over: the summary, at once, without waiting for another line.
+        let summary = l.close_expired(t0 + LogLimiter::WINDOW);
+        assert_eq!(
+            text(&summary),
+            ["crash: 7 more `backoff EXITED` lines were not shown"]
+        );
+        assert_eq!(l.next_close(), None);
+    }
+
+    #[test]
+    fn a_new_longer_delay_is_always_shown() {
+        let mut l = LogLimiter::default();
+        let now = Instant::now();
+        for _ in 0..LogLimiter::BURST {
+            let (t, r) = backoff(100);
+            assert!(!l.transition(&t, &r, now).is_empty());
+        }
+        let (t, r) = backoff(100);
+        assert!(l.transition(&t, &r, now).is_empty(), "held back");
+        let (t, r) = backoff(800);
+        let shown = l.transition(&t, &r, now);
+        assert!(
+            text(&shown).iter().any(|s| s.contains("delay=800ms")),
+            "{shown:?}"
+        );
+        // The same delay again is not news.
+        assert!(l.transition(&t, &r, now).is_empty());
+        assert_eq!(
+            text(&l.flush_all()),
+            ["crash: 2 more `backoff EXITED` lines were not shown"]
+        );
     }
 }

@@ -134,7 +134,7 @@ pub async fn supervise(
                 }
             },
             () = limiter_close(sup.log.next_close()) => {
-                sup.log.close_expired(Instant::now());
+                journal::write(sup.log.close_expired(Instant::now()));
                 continue;
             }
             () = shutdown.cancelled(), if !shutting_down => {
@@ -148,7 +148,7 @@ pub async fn supervise(
         let fx = sup.core.handle(event, Instant::now());
         done = sup.apply(fx) || sup.finish_reload().await;
     }
-    sup.log.flush_all();
+    journal::write(sup.log.flush_all());
     if !sup.loaded {
         return Ended::NeverLoaded;
     }
@@ -258,7 +258,7 @@ impl Supervisor {
         let now = Instant::now();
         for t in std::mem::take(&mut self.shell.events) {
             let r = self.events.push(&self.shell.units, &t);
-            self.log.transition(&t, r, now);
+            journal::write(self.log.transition(&t, r, now));
             self.metrics.on_transition(&r.unit, &t);
         }
         exit
