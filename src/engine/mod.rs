@@ -23,4 +23,5 @@ pub mod probing;
 pub mod reload;
 pub mod runs;
 pub mod runtime;
+pub mod status;
 pub mod watch;

@@ -20,9 +20,7 @@ use tokio_util::time::{DelayQueue, delay_queue};
 
 use super::backend::launchd::LaunchdContext;
 use super::backend::{Backend, BackendConfig, Run};
-use super::core::{
-    Command, Core, Effect, Event, Generation, ProbeKind, State, StateName, Timer, Transition,
-};
+use super::core::{Command, Core, Effect, Event, Generation, StateName, Timer, Transition};
 use super::events::{self, Epoch, EpochTx, EventTx, UnitId};
 use super::gate::{PREFLIGHT_RETRY, gate, record_fingerprint};
 use super::journal::{self, EventLog, LogLimiter};
@@ -30,10 +28,7 @@ use super::reload::{self, Plan};
 use super::runs::stop_leftovers;
 use super::watch::FileWatch;
 use crate::compile::{Compiled, compile_dir};
-use crate::control::protocol::{
-    ErrorCode, ExitRecord, FindingStatus, ProbeStatus, Request, Response, UnitStatus,
-};
-use crate::control::render;
+use crate::control::protocol::{ErrorCode, FindingStatus, Request, Response, UnitStatus};
 use crate::diag::Diagnostic;
 use crate::launchd::{ConsoleUser, Launchctl};
 use crate::metrics::Metrics;
@@ -436,63 +431,7 @@ impl Supervisor {
     }
 
     fn status(&self) -> Vec<UnitStatus> {
-        let now = Instant::now();
-        self.compiled
-            .units
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                let slot = self.core.slot(i);
-                let last = slot.last_transition.as_ref();
-                let facts = last.map(journal::facts);
-                UnitStatus {
-                    name: u.name.to_string(),
-                    kind: u.runner.kind().to_string(),
-                    state: slot.state.name().to_string(),
-                    since_secs: now.saturating_duration_since(slot.since).as_secs_f64(),
-                    reason: last
-                        .map(|t| t.reason.code().to_string())
-                        .unwrap_or_default(),
-                    detail: last
-                        .zip(facts.as_ref())
-                        .map(|(t, f)| render::facts_text(t.to.as_str(), f))
-                        .unwrap_or_default(),
-                    last_transition: facts,
-                    waiting_on: match &slot.state {
-                        State::Waiting { on: Some(r), .. } => {
-                            Some(self.compiled.units[*r].name.to_string())
-                        }
-                        _ => None,
-                    },
-                    pid: slot.state.pid(),
-                    generation: slot.generation,
-                    last_exit: slot.last_exit.map(|e| {
-                        render::exit_text(&ExitRecord {
-                            code: e.code,
-                            signal: e.signal,
-                        })
-                    }),
-                    restarts: slot.restarts,
-                    backoff_remaining_secs: match slot.state {
-                        State::Backoff { until, .. } => {
-                            Some(until.saturating_duration_since(now).as_secs_f64())
-                        }
-                        _ => None,
-                    },
-                    last_probe: slot.last_probe.as_ref().map(|p| ProbeStatus {
-                        kind: match p.kind {
-                            ProbeKind::Ready => "ready".into(),
-                            ProbeKind::Alive => "alive".into(),
-                        },
-                        ok: p.ok,
-                        latency_ms: p.latency.as_secs_f64() * 1000.0,
-                        age_secs: now.saturating_duration_since(p.at).as_secs_f64(),
-                        detail: p.detail.clone(),
-                    }),
-                    preflight: self.findings[i].clone(),
-                }
-            })
-            .collect()
+        super::status::of(&self.compiled, &self.core, &self.findings, Instant::now())
     }
 
     /// Reads the units directory and plans the difference from the running configuration
