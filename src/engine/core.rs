@@ -427,6 +427,10 @@ pub struct Core {
     slots: Vec<Slot>,
     shutting_down: bool,
     exited: bool,
+    /// Something the rules look at changed while handling the current event (a state, an
+    /// intent, a cycle, a retry, the passing of a backoff): the rules must be applied. Most
+    /// probe reports change nothing of the kind, and skip the pass over every unit.
+    moved: bool,
     rng: fastrand::Rng,
 }
 
@@ -478,6 +482,7 @@ impl Core {
             slots,
             shutting_down: false,
             exited: false,
+            moved: false,
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -541,6 +546,7 @@ impl Core {
     /// Applies one event; returns what must be done, in order.
     pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
+        self.moved = false;
         match event {
             Event::Command(c) => self.command(c, now, &mut fx),
             Event::Spawned {
@@ -630,6 +636,7 @@ impl Core {
                     self.slots.get_mut(unit).map(|s| &mut s.state)
                 {
                     *retry_at = Some(now);
+                    self.moved = true;
                 }
             }
             Event::TimerFired {
@@ -645,13 +652,24 @@ impl Core {
                         && now >= d
                     {
                         self.slots[unit].cycle = Some(Reason::ReadyTimeout);
+                        self.moved = true;
                     }
                 }
                 // Backoff timers carry no generation worth checking: reconcile looks at
                 // `until` itself, so an early or duplicate timer is harmless.
-                Timer::BackoffOver | Timer::RetryStart => {}
+                Timer::BackoffOver | Timer::RetryStart => self.moved = true,
             },
         }
+        if self.moved {
+            self.reconcile(now, &mut fx);
+        }
+        fx
+    }
+
+    /// Applies the rules until nothing changes; returns what must be done. After
+    /// [`Core::handle`] there is never anything left to do: this is for tests to check that.
+    pub fn settle(&mut self, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
         self.reconcile(now, &mut fx);
         fx
     }
@@ -663,6 +681,7 @@ impl Core {
     }
 
     fn command(&mut self, c: Command, now: Instant, fx: &mut Vec<Effect>) {
+        self.moved = true;
         match c {
             Command::Start(u) => {
                 for r in self.closure(u, |p| &p.requires) {
@@ -908,6 +927,7 @@ impl Core {
                             // What the last failed probe said becomes the cause of the stop.
                             slot.cycle = Some(Reason::LivenessFailed);
                             slot.cycle_cause = Some(detail);
+                            self.moved = true;
                         }
                     }
                 }
@@ -1410,6 +1430,7 @@ impl Core {
             State::Stopping { because_of, .. } => *because_of,
             _ => None,
         };
+        self.moved = true;
         let slot = &mut self.slots[u];
         let from = slot.state.name();
         let to = state.name();
