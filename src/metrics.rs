@@ -43,7 +43,7 @@
 //! Counting when the new run begins, not when the old one fails, means the counter says how
 //! often a unit really came back: a failure that ends in `failed` (the start limit) or whose
 //! backoff an admin ends (`stopped`, then a fresh `START_REQUESTED` start) is no restart. The
-//! first start of a unit is none either. The core's own count ([`Slot::restarts`], shown in
+//! first start of a unit is none either. The core's own count ([`Slot::restarts`](crate::engine::core::Slot::restarts), shown in
 //! status) is kept by its own rules and may differ from this counter.
 //!
 //! # Probes

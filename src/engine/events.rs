@@ -52,7 +52,7 @@ pub enum Command {
     Unload(UnitId),
     /// Cycle the unit, and its dependents in order. Clears a failed state and the backoff.
     Restart(UnitId),
-    /// Stop everything in reverse order, then [`Effect::Exit`].
+    /// Stop everything in reverse order, then [`Effect::Exit`](super::core::Effect::Exit).
     Shutdown,
 }
 

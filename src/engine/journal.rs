@@ -143,7 +143,7 @@ struct Window {
     shown_delay: Option<Duration>,
 }
 
-/// Decides the log lines of transitions (one each, written by [`write`]), and keeps a crash
+/// Decides the log lines of transitions (one each, written by [`write()`]), and keeps a crash
 /// loop from flooding the log: past
 /// [`LogLimiter::BURST`] lines with the same unit, state and reason within
 /// [`LogLimiter::WINDOW`], further ones are counted, not written, and a summary line says how

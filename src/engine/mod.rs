@@ -12,7 +12,9 @@
 //! - [`runtime`]: the one task that owns the state and carries out the core's effects.
 //!
 //! What `launchgraph up` wraps around it (signals, the control socket, metrics over HTTP) is
-//! [`crate::daemon`].
+//! [`crate::daemon`]. The metrics themselves stay in [`crate::metrics`]: a pure module that
+//! reads the core's typed transitions and knows nothing else of the engine, so it sits beside
+//! it rather than in it.
 
 pub mod backend;
 pub mod core;

@@ -2,11 +2,11 @@
 //! core's effects.
 //!
 //! [`supervise`] owns the [`Core`], the current configuration, the runs of the units, their
-//! timers (one [`DelayQueue`]), the [`journal`](super::journal) and the metrics. It feeds the
+//! timers (one [`DelayQueue`]), the [`journal`] and the metrics. It feeds the
 //! core the events its runs report ([`backend`](super::backend), [`probing`](super::probing)),
 //! the timers that fire and the commands that come over the control socket, and turns the
 //! effects the core returns into work. It starts with the empty configuration: loading the
-//! units directory, at start and on every reload, is one path ([`reload`](super::reload)'s plan,
+//! units directory, at start and on every reload, is one path ([`reload`]'s plan,
 //! then the swap once the units it replaces are down).
 
 use std::collections::HashMap;
