@@ -1389,3 +1389,43 @@ fn a_dry_run_after_fixing_an_invalid_directory_reads_it_again() {
     assert!(!out.stderr.contains("bogus"), "stale errors: {out:#?}");
     out.expect(0);
 }
+
+/// While the units directory has never been valid, a scrape says why, with a 503, instead of
+/// serving metrics of nothing; once it is fixed and reloaded, the metrics are served.
+#[test]
+fn metrics_over_http_say_why_while_the_directory_is_invalid() {
+    let d = UnitDir::new();
+    let socket = socket_of(&d);
+    d.unit("a", INVALID);
+    let units = d.units();
+    let mut daemon = Daemon::start_with(
+        &units,
+        &[],
+        &[
+            "--socket",
+            socket.to_str().unwrap(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let line = daemon.wait_line(0, "the metrics address", |l| {
+        l.contains("metrics on http://")
+    });
+    let addr = daemon.lines()[line]
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no address in {:?}", daemon.lines()[line]))
+        .to_owned();
+    daemon.wait_line(0, "nothing started", |l| l.contains("nothing started"));
+    let (head, body) = http_get(&addr);
+    assert!(head.starts_with("HTTP/1.1 503"), "{head}\n{body}");
+    assert!(body.contains("unknown key `bogus`"), "{body}");
+
+    d.unit("a", SLEEP);
+    cli(&socket, &["reload"]).expect(0);
+    daemon.wait_for(0, "a ready", |t| t.is("a", "ready"));
+    let (head, body) = http_get(&addr);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}\n{body}");
+    assert_states(&scrape(&body), &[("a", "ready")]);
+}
