@@ -668,7 +668,8 @@ fn a_follower_sees_every_transition_of_a_shutdown() {
 }
 
 /// A unit that exits at once with no backoff makes transitions quickly; once more than the
-/// ring holds were made, `events` gives the last 1000, with consecutive seq.
+/// ring holds were made, `events` gives the last 1000, with consecutive seq, and `status`
+/// still gives the reason of a unit whose last transition left the ring.
 #[test]
 fn events_returns_at_most_the_last_1000() {
     let d = UnitDir::new();
@@ -686,7 +687,19 @@ fn events_returns_at_most_the_last_1000() {
     cli(&socket, &["stop", "flap"]).ok();
     let stopped = follower.wait("flap stopped", |e| e.unit == "flap" && e.to == "stopped");
     follower.kill();
-    assert_eq!(unit(&status_json(&socket), "flap").state, "stopped");
+    let units = status_json(&socket);
+    assert_eq!(unit(&units, "flap").state, "stopped");
+    // steady's last transition left the ring long ago; status still says why it is ready.
+    let steady = unit(&units, "steady");
+    assert_eq!(
+        (steady.state.as_str(), steady.reason.as_str()),
+        ("ready", "READY")
+    );
+    let last = steady
+        .last_transition
+        .as_ref()
+        .expect("steady's last transition");
+    assert_eq!(last.pid, steady.pid, "{steady:?}");
 
     let ring = events_json(&socket);
     assert_eq!(ring.len(), 1000);
