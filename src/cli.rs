@@ -110,7 +110,7 @@ pub enum Command {
     Events {
         #[arg(long, short)]
         follow: bool,
-        /// JSON lines: time, seq, unit, from, to, reason, on, detail.
+        /// JSON lines, one per transition: docs/events-schema.md.
         #[arg(long)]
         json: bool,
         #[command(flatten)]

@@ -23,6 +23,16 @@ pub struct Compiled {
 }
 
 impl Compiled {
+    /// The configuration with no units: what the supervisor runs before it has loaded `dir`.
+    pub fn empty(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            units: Vec::new(),
+            graph: Graph::compile(Vec::new()).expect("no units, no cycle"),
+            index: HashMap::new(),
+        }
+    }
+
     pub fn index_of(&self, name: &UnitName) -> Option<usize> {
         self.index.get(name).copied()
     }

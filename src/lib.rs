@@ -6,6 +6,7 @@
 
 pub mod compile;
 pub mod control;
+pub mod daemon;
 pub mod diag;
 pub mod engine;
 pub mod exit;

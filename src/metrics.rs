@@ -43,7 +43,7 @@
 //! Counting when the new run begins, not when the old one fails, means the counter says how
 //! often a unit really came back: a failure that ends in `failed` (the start limit) or whose
 //! backoff an admin ends (`stopped`, then a fresh `START_REQUESTED` start) is no restart. The
-//! first start of a unit is none either. The core's own count ([`Slot::restarts`], shown in
+//! first start of a unit is none either. The core's own count ([`Slot::restarts`](crate::engine::core::Slot::restarts), shown in
 //! status) is kept by its own rules and may differ from this counter.
 //!
 //! # Probes
@@ -85,7 +85,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -95,7 +95,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::engine::core::{ProbeKind, Slot, State, StateName, Transition};
+use crate::engine::core::{ProbeKind, StateName, Transition};
 use crate::preflight::Finding;
 use crate::reason::Reason;
 
@@ -204,39 +204,6 @@ struct FindingLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VersionLabels {
     version: &'static str,
-}
-
-/// What a transition carries that metrics record besides its new state and reason. The caller
-/// passes these figures; they are never read back from a transition's text.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Figures {
-    /// Into `ready`: the time since the process was spawned (or relaunched by launchd).
-    pub time_to_ready: Option<Duration>,
-    /// Into `backoff`: the delay before the next start.
-    pub backoff_delay: Option<Duration>,
-}
-
-impl Figures {
-    /// The figures of `t`, taken from its unit's slot and the time of the event that produced
-    /// it, both read just after the core handled that event.
-    ///
-    /// The slot may already be past `t` (a zero backoff starts the unit again within the same
-    /// event); the backoff delay is then 0, which is what it was.
-    pub fn of(t: &Transition, slot: &Slot, now: Instant) -> Self {
-        let time_to_ready = match t.to {
-            StateName::Ready => slot.started_at.map(|s| now.saturating_duration_since(s)),
-            _ => None,
-        };
-        let backoff_delay = match (t.to, &slot.state) {
-            (StateName::Backoff, State::Backoff { delay, .. }) => Some(*delay),
-            (StateName::Backoff, _) => Some(Duration::ZERO),
-            _ => None,
-        };
-        Self {
-            time_to_ready,
-            backoff_delay,
-        }
-    }
 }
 
 /// The label sets one unit has in the families whose labels are open-ended, so that they can be
@@ -404,8 +371,10 @@ impl Metrics {
     }
 
     /// Records one state change of `unit`: its state, the transition and restart counters,
-    /// the backoff delay and, into `ready`, the time to ready.
-    pub fn on_transition(&mut self, unit: &str, to: StateName, reason: Reason, figures: Figures) {
+    /// the backoff delay and, into `ready`, the time to ready, all read from the typed
+    /// transition.
+    pub fn on_transition(&mut self, unit: &str, t: &Transition) {
+        let (to, reason) = (t.to, t.reason);
         let Some(series) = self.units.get_mut(unit) else {
             return;
         };
@@ -446,7 +415,7 @@ impl Metrics {
             .inc();
         self.set_state(unit, to);
         let delay = match to {
-            StateName::Backoff => figures.backoff_delay.unwrap_or_default(),
+            StateName::Backoff => t.delay.unwrap_or_default(),
             _ => Duration::ZERO,
         };
         self.backoff
@@ -455,7 +424,7 @@ impl Metrics {
             })
             .set(delay.as_secs_f64());
         if to == StateName::Ready
-            && let Some(d) = figures.time_to_ready
+            && let Some(d) = t.time_to_ready
         {
             self.unit_time_to_ready
                 .get_or_create(&UnitLabels {
@@ -638,6 +607,11 @@ mod tests {
         found.first().map(|s| s.value.clone())
     }
 
+    /// A transition of unit 0 into `to` for `reason`, with no facts.
+    fn tr(to: StateName, reason: Reason) -> Transition {
+        Transition::new(0, StateName::Inactive, to, reason, 1)
+    }
+
     fn restarts(m: &Metrics, unit: &str, reason: Reason) -> Option<Value> {
         value(
             &scrape(m),
@@ -767,7 +741,7 @@ mod tests {
         {
             let mut m = Metrics::new(["u"]);
             for &(to, reason) in steps {
-                m.on_transition("u", to, reason, Figures::default());
+                m.on_transition("u", &tr(to, reason));
             }
             for &(reason, n) in expected {
                 let got = restarts(&m, "u", reason);
@@ -793,20 +767,20 @@ mod tests {
         let gauge =
             |m: &Metrics| value(&scrape(m), "launchgraph_backoff_seconds", &[("unit", "u")]);
         assert_eq!(gauge(&m), Some(Value::Gauge(0.0)));
-        let figures = Figures {
-            backoff_delay: Some(Duration::from_millis(1500)),
-            ..Figures::default()
+        let backoff = Transition {
+            delay: Some(Duration::from_millis(1500)),
+            ..tr(StateName::Backoff, Reason::Exited)
         };
-        m.on_transition("u", StateName::Backoff, Reason::Exited, figures);
+        m.on_transition("u", &backoff);
         assert_eq!(gauge(&m), Some(Value::Gauge(1.5)));
-        m.on_transition("u", StateName::Starting, Reason::Exited, Figures::default());
+        m.on_transition("u", &tr(StateName::Starting, Reason::Exited));
         assert_eq!(gauge(&m), Some(Value::Gauge(0.0)));
     }
 
     #[test]
     fn reports_about_unknown_units_are_ignored() {
         let mut m = Metrics::new(["u"]);
-        m.on_transition("x", StateName::Ready, Reason::Ready, Figures::default());
+        m.on_transition("x", &tr(StateName::Ready, Reason::Ready));
         m.on_probe("x", ProbeKind::Alive, false, Duration::from_millis(1));
         m.set_preflight(
             "x",
@@ -865,58 +839,20 @@ mod tests {
     }
 
     #[test]
-    fn figures_are_read_from_the_slot() {
-        let t0 = Instant::now();
-        let slot = |state: State| Slot {
-            state,
-            since: t0,
-            generation: 1,
-            wanted: true,
-            down_reason: Reason::StopRequested,
-            cycle: None,
-            failures: 0,
-            restart_after_failure: false,
-            restart_starts: Default::default(),
-            restarts: 0,
-            last_exit: None,
-            last_probe: None,
-            started_at: Some(t0),
+    fn time_to_ready_is_read_from_the_transition() {
+        let mut m = Metrics::new(["u"]);
+        let ready = Transition {
+            time_to_ready: Some(Duration::from_millis(250)),
+            ..tr(StateName::Ready, Reason::Ready)
         };
-        let transition = |to: StateName| Transition {
-            unit: 0,
-            from: StateName::Started,
-            to,
-            reason: Reason::Ready,
-            detail: String::new(),
-            related: None,
-        };
-        let ready = slot(State::Ready {
-            generation: 1,
-            pid: None,
-            alive_failures: 0,
-        });
-        let now = t0 + Duration::from_millis(250);
+        m.on_transition("u", &ready);
         assert_eq!(
-            Figures::of(&transition(StateName::Ready), &ready, now),
-            Figures {
-                time_to_ready: Some(Duration::from_millis(250)),
-                backoff_delay: None,
-            }
-        );
-        let backoff = slot(State::Backoff {
-            until: now + Duration::from_secs(2),
-            delay: Duration::from_secs(2),
-            reason: Reason::Exited,
-        });
-        assert_eq!(
-            Figures::of(&transition(StateName::Backoff), &backoff, now).backoff_delay,
-            Some(Duration::from_secs(2))
-        );
-        // A zero backoff: the unit is starting again by the time the figures are read.
-        let starting = slot(State::Starting { generation: 2 });
-        assert_eq!(
-            Figures::of(&transition(StateName::Backoff), &starting, now).backoff_delay,
-            Some(Duration::ZERO)
+            value(
+                &scrape(&m),
+                "launchgraph_unit_time_to_ready_seconds",
+                &[("unit", "u")]
+            ),
+            Some(Value::Gauge(0.25))
         );
     }
 

@@ -59,6 +59,7 @@ reasons! {
     RelaunchedByLaunchd => "RELAUNCHED_BY_LAUNCHD", "launchd relaunched the job itself (KeepAlive); launchgraph waits for it to be ready again and cycles its dependents.";
     NoGuiSession => "NO_GUI_SESSION", "The job's GUI domain does not exist (nobody is logged in at the console); the unit waits and retries slowly.";
     PreflightFailed => "PREFLIGHT_FAILED", "A preflight check found an error in what would be executed; the unit waits until its files change.";
+    IllegalTransition => "ILLEGAL_TRANSITION", "The supervisor made a state change its table of legal transitions does not list: a bug in launchgraph, logged where it happened.";
 }
 
 impl fmt::Display for Reason {

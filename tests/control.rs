@@ -23,6 +23,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
+use launchgraph::control::protocol::ExitRecord;
+use launchgraph::control::render::transition_line;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use prometheus_parse::{Scrape, Value};
@@ -175,6 +177,7 @@ fn status_shows_each_units_state_pid_exit_backoff_probe_reason_and_findings() {
         "since_secs",
         "reason",
         "detail",
+        "last_transition",
         "waiting_on",
         "pid",
         "generation",
@@ -237,7 +240,18 @@ fn status_shows_each_units_state_pid_exit_backoff_probe_reason_and_findings() {
         ("failed", "NO_RESTART_EXIT_CODE")
     );
     assert_eq!(broken.last_exit.as_deref(), Some("exit=3"));
-    assert!(broken.detail.contains("exit=3"), "{broken:?}");
+    let last = broken
+        .last_transition
+        .as_ref()
+        .expect("broken's last transition");
+    assert_eq!(
+        last.exit,
+        Some(ExitRecord {
+            code: Some(3),
+            signal: None
+        }),
+        "{broken:?}"
+    );
 
     let w = unit(&units, "w");
     assert_eq!(
@@ -501,11 +515,17 @@ fn events_replay_the_transitions_and_follow_live_ones() {
     for (i, (e, t)) in ring.iter().zip(&logged).enumerate() {
         assert_eq!(e.seq, i as u64 + 1, "{e:?}");
         assert_eq!(
-            (&e.unit, &e.from, &e.to, &e.reason, &e.on, &e.detail),
-            (&t.unit, &t.from, &t.to, &t.reason, &t.on, &t.detail),
+            (&e.unit, &e.from, &e.to, &e.reason, &e.on, &e.facts),
+            (&t.unit, &t.from, &t.to, &t.reason, &t.on, &t.facts),
             "{e:?} is not {:?}",
             t.line
         );
+        if e.to == "started" || e.to == "ready" {
+            assert!(e.facts.pid.is_some(), "{e:?}");
+        }
+        if e.to == "ready" {
+            assert!(e.facts.time_to_ready_ms.is_some(), "{e:?}");
+        }
         humantime::parse_rfc3339(&e.time).unwrap_or_else(|err| panic!("{e:?}: {err}"));
     }
     assert!(ring.windows(2).all(|w| w[0].time <= w[1].time), "{ring:#?}");
@@ -523,7 +543,23 @@ fn events_replay_the_transitions_and_follow_live_ones() {
     .cloned()
     .collect();
     let expected: BTreeSet<String> = [
-        "time", "seq", "unit", "from", "to", "reason", "on", "detail",
+        "time",
+        "seq",
+        "unit",
+        "from",
+        "to",
+        "reason",
+        "on",
+        "generation",
+        "pid",
+        "exit",
+        "ran_ms",
+        "failures",
+        "delay_ms",
+        "latency_ms",
+        "time_to_ready_ms",
+        "note",
+        "cause",
     ]
     .map(String::from)
     .into();
@@ -534,15 +570,7 @@ fn events_replay_the_transitions_and_follow_live_ones() {
     let human: Vec<&str> = out.ok().lines().collect();
     assert_eq!(human.len(), ring.len(), "{}", out.stdout);
     for (line, e) in human.iter().zip(&ring) {
-        let mut expected = format!("{} {}: {} -> {} {}", e.time, e.unit, e.from, e.to, e.reason);
-        if let Some(on) = &e.on {
-            expected.push_str(&format!(" on={on}"));
-        }
-        if !e.detail.is_empty() {
-            expected.push(' ');
-            expected.push_str(&e.detail);
-        }
-        assert_eq!(*line, expected);
+        assert_eq!(*line, format!("{} {}", e.time, transition_line(e)));
     }
     assert!(
         human
@@ -637,7 +665,19 @@ fn events_returns_at_most_the_last_1000() {
     cli(&socket, &["stop", "flap"]).ok();
     let stopped = follower.wait("flap stopped", |e| e.unit == "flap" && e.to == "stopped");
     follower.kill();
-    assert_eq!(unit(&status_json(&socket), "flap").state, "stopped");
+    let units = status_json(&socket);
+    assert_eq!(unit(&units, "flap").state, "stopped");
+    // steady's last transition left the ring long ago; status still says why it is ready.
+    let steady = unit(&units, "steady");
+    assert_eq!(
+        (steady.state.as_str(), steady.reason.as_str()),
+        ("ready", "READY")
+    );
+    let last = steady
+        .last_transition
+        .as_ref()
+        .expect("steady's last transition");
+    assert_eq!(last.pid, steady.pid, "{steady:?}");
 
     let ring = events_json(&socket);
     assert_eq!(ring.len(), 1000);
@@ -1314,4 +1354,45 @@ fn a_dry_run_after_fixing_an_invalid_directory_reads_it_again() {
     let out = cli(&socket, &["reload", "--dry-run"]);
     assert!(!out.stderr.contains("bogus"), "stale errors: {out:#?}");
     out.expect(0);
+}
+
+/// While the units directory has never been valid, a scrape says why, with a 503, instead of
+/// serving metrics of nothing; once it is fixed and reloaded, the metrics are served.
+#[test]
+fn metrics_over_http_say_why_while_the_directory_is_invalid() {
+    let d = UnitDir::new();
+    let socket = socket_of(&d);
+    d.unit("a", INVALID);
+    let units = d.units();
+    let mut daemon = Daemon::start_with(
+        &units,
+        &[],
+        &[
+            "--socket",
+            socket.to_str().unwrap(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    // Port 0: the address bound is told in the log alone.
+    let line = daemon.wait_log(0, "the metrics address", |l| {
+        l.contains("metrics on http://")
+    });
+    let addr = daemon.lines()[line]
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no address in {:?}", daemon.lines()[line]))
+        .to_owned();
+    daemon.wait_log(0, "nothing started", |l| l.contains("nothing started"));
+    let (head, body) = http_get(&addr);
+    assert!(head.contains(" 503 "), "{head}\n{body}");
+    assert!(body.contains("unknown key `bogus`"), "{body}");
+
+    d.unit("a", SLEEP);
+    cli(&socket, &["reload"]).expect(0);
+    daemon.wait_for(0, "a ready", |t| t.is("a", "ready"));
+    let (head, body) = http_get(&addr);
+    assert!(head.contains(" 200 "), "{head}\n{body}");
+    assert_states(&scrape(&body), &[("a", "ready")]);
 }

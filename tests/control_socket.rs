@@ -99,6 +99,7 @@ fn sample_unit() -> UnitStatus {
         since_secs: 12.5,
         reason: "PROBE_OK".into(),
         detail: "http 200 in 3 ms".into(),
+        last_transition: None,
         waiting_on: None,
         pid: Some(4242),
         generation: 3,
@@ -119,7 +120,7 @@ fn sample_event(seq: u64) -> EventRecord {
         to: "ready".into(),
         reason: "PROBE_OK".into(),
         on: None,
-        detail: String::new(),
+        facts: Default::default(),
     }
 }
 
@@ -153,11 +154,15 @@ async fn handler(
                 changed: vec!["web".into()],
                 ..ReloadReport::default()
             })),
-            Request::Events { follow: false } => reply.send(Response::Event(sample_event(1))),
+            Request::Events { follow: false } => {
+                reply.send(Response::Event(Box::new(sample_event(1))))
+            }
             Request::Events { follow: true } => {
                 let events = reply.stream(8);
                 for seq in 1..=3 {
-                    let _ = events.send(Response::Event(sample_event(seq))).await;
+                    let _ = events
+                        .send(Response::Event(Box::new(sample_event(seq))))
+                        .await;
                 }
                 let _ = followers.send(events);
             }
@@ -457,11 +462,11 @@ async fn events_follow_streams_until_the_client_goes() {
     .unwrap();
     for seq in 1..=3 {
         let next = within("an event", events.recv()).await.unwrap().unwrap();
-        assert_eq!(next, Response::Event(sample_event(seq)));
+        assert_eq!(next, Response::Event(Box::new(sample_event(seq))));
     }
     let follower = within("the follower", h.followers.recv()).await.unwrap();
     follower
-        .send(Response::Event(sample_event(4)))
+        .send(Response::Event(Box::new(sample_event(4))))
         .await
         .unwrap();
     assert_eq!(
@@ -469,7 +474,7 @@ async fn events_follow_streams_until_the_client_goes() {
             .await
             .unwrap()
             .unwrap(),
-        Response::Event(sample_event(4))
+        Response::Event(Box::new(sample_event(4)))
     );
 
     // The client goes away: the daemon's sender closes.
@@ -477,7 +482,7 @@ async fn events_follow_streams_until_the_client_goes() {
     within("the server to notice", follower.closed()).await;
     assert!(
         follower
-            .send(Response::Event(sample_event(5)))
+            .send(Response::Event(Box::new(sample_event(5))))
             .await
             .is_err()
     );

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use launchgraph::engine::core::{
-    Core, Effect, Event, ExitInfo, ProbeKind, StateName, Timer, UnitId, UnitPolicy,
+    Core, Effect, Event, ExitInfo, ProbeKind, StateName, Timer, Transition, UnitId, UnitPolicy,
 };
-use launchgraph::metrics::{Figures, Metrics, STATES};
+use launchgraph::metrics::{Metrics, STATES};
 use launchgraph::preflight::{Finding, FindingCode};
 use launchgraph::reason::Reason;
 use launchgraph::unit::RestartSpec;
@@ -73,9 +73,7 @@ impl Supervisor {
     fn record(&mut self, effects: Vec<Effect>) {
         for e in effects {
             if let Effect::Transition(t) = e {
-                let figures = Figures::of(&t, self.core.slot(t.unit), self.now);
-                self.metrics
-                    .on_transition(NAMES[t.unit], t.to, t.reason, figures);
+                self.metrics.on_transition(NAMES[t.unit], &t);
             }
         }
     }
@@ -523,9 +521,13 @@ fn a_supervised_run_as_a_scraper_sees_it() {
     // A late report about the removed unit brings nothing back.
     s.metrics.on_transition(
         "worker",
-        StateName::Stopped,
-        Reason::StopRequested,
-        Figures::default(),
+        &Transition::new(
+            0,
+            StateName::Ready,
+            StateName::Stopped,
+            Reason::StopRequested,
+            1,
+        ),
     );
     assert!(
         s.scrape()
@@ -550,9 +552,13 @@ fn both_text_formats() {
     let mut m = Metrics::new(["db"]);
     m.on_transition(
         "db",
-        StateName::Starting,
-        Reason::StartRequested,
-        Figures::default(),
+        &Transition::new(
+            0,
+            StateName::Inactive,
+            StateName::Starting,
+            Reason::StartRequested,
+            1,
+        ),
     );
     let text = m.render();
     assert!(text.contains("# TYPE launchgraph_unit_transitions_total counter\n"));

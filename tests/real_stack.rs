@@ -960,9 +960,8 @@ fn the_gateway_waits_for_the_model_server_restarts_with_it_and_stops_before_it()
         |t| is(t, gw, "started", "ready", "READY"),
     );
 
-    let o_pid1_s = o_pid1.to_string();
     let o_down = nth(d, 1, |t| {
-        is(t, "ollama", "ready", "", "") && t.figure("pid") == Some(o_pid1_s.as_str())
+        is(t, "ollama", "ready", "", "") && t.facts.pid == Some(o_pid1 as u32)
     });
     let g_stop = nth(d, 1, |t| {
         is(t, gw, "ready", "stopping", "DEPENDENCY_RESTARTING")

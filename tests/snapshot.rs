@@ -243,6 +243,7 @@ fn unit_status() -> UnitStatus {
         since_secs: 42.0,
         reason: "PROBE_OK".into(),
         detail: "http 200 in 4 ms".into(),
+        last_transition: None,
         waiting_on: None,
         pid: Some(4242),
         generation: 2,

@@ -22,6 +22,8 @@ use std::net::TcpStream;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
+use launchgraph::control::protocol::NoteRecord;
+
 use support::{
     Daemon, Transition, UnitDir, array, free_port, group_gone, pgid_of, process_gone, q, wait_until,
 };
@@ -242,13 +244,13 @@ start-limit-count = 1
         });
         assert_eq!(backoff.reason, "READY_TIMEOUT", "{}", backoff.line);
         assert_eq!(
-            backoff.figure("signal"),
-            Some("15"),
+            backoff.signal(),
+            Some(15),
             "run {run} was stopped with SIGTERM: {}",
             backoff.line
         );
         assert!(
-            backoff.ms("ran") >= 300.0,
+            backoff.facts.ran_ms.is_some_and(|ms| ms >= 300.0),
             "run {run} was stopped before its start timeout: {}",
             backoff.line
         );
@@ -311,7 +313,7 @@ fn a_crashed_requirement_restarts_its_dependents_in_order() {
 
     let a_died = daemon.find(k, "a died", |t| t.is("a", "backoff"));
     assert_eq!(a_died.reason, "KILLED_BY_SIGNAL", "{}", a_died.line);
-    assert_eq!(a_died.figure("signal"), Some("9"), "{}", a_died.line);
+    assert_eq!(a_died.signal(), Some(9), "{}", a_died.line);
     let c_stop = daemon.find(k, "c stopping", |t| t.is("c", "stopping"));
     let c_down = daemon.find(k, "c stopped", |t| t.unit == "c" && t.from == "stopping");
     let b_stop = daemon.find(k, "b stopping", |t| t.is("b", "stopping"));
@@ -441,13 +443,23 @@ fn a_failed_liveness_probe_restarts_the_unit_after_stopping_its_dependent() {
     });
     let live_stop = daemon.find(k, "live stopping", |t| t.is("live", "stopping"));
     assert_eq!(live_stop.reason, "LIVENESS_FAILED", "{}", live_stop.line);
+    // What the failed probe said is the cause of the stop.
+    assert!(
+        live_stop
+            .facts
+            .cause
+            .as_deref()
+            .is_some_and(|c| !c.is_empty()),
+        "{}",
+        live_stop.line
+    );
     let live_down = daemon.find(k, "live in backoff", |t| {
         t.moved("live", "stopping", "backoff")
     });
     assert_eq!(live_down.reason, "LIVENESS_FAILED", "{}", live_down.line);
     assert_eq!(
-        live_down.figure("signal"),
-        Some("15"),
+        live_down.signal(),
+        Some(15),
         "the process was alive until stopped: {}",
         live_down.line
     );
@@ -530,7 +542,11 @@ fn backoff_grows_by_its_factor_stops_at_its_cap_and_resets_after_a_stable_run() 
     let steady = backoffs(&mut daemon, "steady");
     assert_exit_ok(&mut daemon);
 
-    let delays = |ts: &[Transition]| ts.iter().map(|t| t.ms("delay")).collect::<Vec<_>>();
+    let delays = |ts: &[Transition]| {
+        ts.iter()
+            .map(|t| t.facts.delay_ms.expect("a delay"))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(
         delays(&crash),
         [100.0, 200.0, 400.0, 400.0],
@@ -539,7 +555,7 @@ fn backoff_grows_by_its_factor_stops_at_its_cap_and_resets_after_a_stable_run() 
     );
     for t in &crash {
         assert_eq!(t.reason, "EXITED", "{}", t.line);
-        assert_eq!(t.figure("exit"), Some("1"), "{}", t.line);
+        assert_eq!(t.facts.exit.and_then(|x| x.code), Some(1), "{}", t.line);
     }
     assert_eq!(
         delays(&steady),
@@ -547,11 +563,15 @@ fn backoff_grows_by_its_factor_stops_at_its_cap_and_resets_after_a_stable_run() 
         "the third run outlasted reset-after; the log:\n{}",
         daemon.log()
     );
-    assert!(steady[2].ms("ran") >= 300.0, "{}", steady[2].line);
-    let failures: Vec<_> = steady.iter().map(|t| t.figure("failures")).collect();
+    assert!(
+        steady[2].facts.ran_ms.is_some_and(|ms| ms >= 300.0),
+        "{}",
+        steady[2].line
+    );
+    let failures: Vec<_> = steady.iter().map(|t| t.facts.failures).collect();
     assert_eq!(
         failures,
-        [Some("1"), Some("2"), Some("1"), Some("2")],
+        [Some(1), Some(2), Some(1), Some(2)],
         "the log:\n{}",
         daemon.log()
     );
@@ -599,7 +619,12 @@ fn the_start_limit_and_no_restart_exit_codes_end_in_failed() {
     let mut daemon = Daemon::start(&d.units());
     let n_failed = daemon.wait_for(0, "n failed", |t| t.is("n", "failed"));
     assert_eq!(n_failed.reason, "NO_RESTART_EXIT_CODE", "{}", n_failed.line);
-    assert_eq!(n_failed.figure("exit"), Some("78"), "{}", n_failed.line);
+    assert_eq!(
+        n_failed.facts.exit.and_then(|x| x.code),
+        Some(78),
+        "{}",
+        n_failed.line
+    );
     let f_failed = daemon.wait_for(0, "f failed", |t| t.is("f", "failed"));
     assert_eq!(f_failed.reason, "START_LIMIT_REACHED", "{}", f_failed.line);
     let g_waits = daemon.wait_for(0, "g waiting on failed f", |t| {
@@ -698,9 +723,14 @@ fn sigterm_stops_everything_in_reverse_order_kills_the_stubborn_and_exits_0() {
             ("a stopped", &a_down),
         ],
     );
-    assert!(s_down.figure("STOP_TIMEOUT").is_some(), "{}", s_down.line);
-    assert_eq!(s_down.figure("signal"), Some("9"), "{}", s_down.line);
-    assert_eq!(c_down.figure("signal"), Some("15"), "{}", c_down.line);
+    assert_eq!(
+        s_down.facts.note,
+        Some(NoteRecord::KilledAfterStopTimeout),
+        "{}",
+        s_down.line
+    );
+    assert_eq!(s_down.signal(), Some(9), "{}", s_down.line);
+    assert_eq!(c_down.signal(), Some(15), "{}", c_down.line);
 
     let pids = daemon.unit_pids();
     assert_eq!(pids.len(), 4, "one process per unit: {pids:?}");

@@ -33,7 +33,11 @@ fn a_missing_program_waits_without_failing_and_starts_when_it_appears() {
         t.is("app", "waiting") && t.reason == "PREFLIGHT_FAILED"
     });
     assert!(
-        waiting.figure("COMMAND_PATH_MISSING").is_some(),
+        waiting
+            .facts
+            .cause
+            .as_deref()
+            .is_some_and(|c| c.contains("COMMAND_PATH_MISSING")),
         "the reason names the finding: {}",
         waiting.line
     );

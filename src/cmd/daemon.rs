@@ -9,7 +9,7 @@ use super::Failure;
 
 pub fn up(
     dir: &Path,
-    config: launchgraph::engine::UpConfig,
+    config: launchgraph::daemon::UpConfig,
     log_format: &str,
 ) -> Result<(), Failure> {
     init_logging(log_format == "json");
@@ -23,7 +23,7 @@ pub fn up(
         Ok(r) => r,
         Err(e) => return Err(Failure::Software(format!("cannot start the runtime: {e}"))),
     };
-    match runtime.block_on(launchgraph::engine::up(dir.to_path_buf(), config)) {
+    match runtime.block_on(launchgraph::daemon::up(dir.to_path_buf(), config)) {
         exit::OK => Ok(()),
         code => Err(Failure::Daemon(code)),
     }

@@ -56,7 +56,7 @@ pub fn run(command: Command) -> Result<(), Failure> {
             metrics_listen,
             log_format,
         } => {
-            let mut config = launchgraph::engine::UpConfig::default();
+            let mut config = launchgraph::daemon::UpConfig::default();
             config.supervisor.launchd.launchctl = launchgraph::launchd::Launchctl::new(launchctl);
             config.supervisor.state_dir = state.resolve();
             config.socket = socket

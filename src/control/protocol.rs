@@ -67,7 +67,8 @@ pub enum Response {
         message: String,
     },
     Reload(ReloadReport),
-    Event(EventRecord),
+    /// Boxed: an event is much larger than every other answer.
+    Event(Box<EventRecord>),
     Metrics {
         text: String,
     },
@@ -113,8 +114,10 @@ pub struct UnitStatus {
     pub since_secs: f64,
     /// The reason code of the last transition (docs/reason-codes.md).
     pub reason: String,
-    /// The figures and words of the last transition.
+    /// The last transition's facts, as text for people (rendered from `last_transition`).
     pub detail: String,
+    /// The last transition's facts, typed.
+    pub last_transition: Option<TransitionFacts>,
     /// The requirement it waits on, when waiting.
     pub waiting_on: Option<String>,
     pub pid: Option<u32>,
@@ -146,7 +149,7 @@ pub struct FindingStatus {
     pub message: String,
 }
 
-/// One transition, as `events` shows it (a JSON line each).
+/// One transition, as `events` shows it (a JSON line each): docs/events-schema.md.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventRecord {
     /// RFC 3339, UTC.
@@ -157,9 +160,64 @@ pub struct EventRecord {
     pub from: String,
     pub to: String,
     pub reason: String,
+    /// The requirement it waits on, or stopped because of.
     pub on: Option<String>,
-    /// The figures: pid, exit, latency, delay, ...
-    pub detail: String,
+    #[serde(flatten)]
+    pub facts: TransitionFacts,
+}
+
+/// The typed facts of a transition: what `events --json` and `status --json` carry, and what
+/// every text about a transition (log line, event line, status note) is rendered from.
+/// Durations are milliseconds, as numbers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransitionFacts {
+    /// The unit's run counter when it happened.
+    pub generation: u64,
+    /// The process of the run it is about.
+    pub pid: Option<u32>,
+    /// How the run ended.
+    pub exit: Option<ExitRecord>,
+    /// How long the run lasted.
+    pub ran_ms: Option<f64>,
+    /// Consecutive failures so far (into `backoff`).
+    pub failures: Option<u32>,
+    /// The backoff before the next start (into `backoff`).
+    pub delay_ms: Option<f64>,
+    /// The latency of the probe that passed (into `ready`).
+    pub latency_ms: Option<f64>,
+    /// From spawn (or launchd's relaunch) to ready (into `ready`).
+    pub time_to_ready_ms: Option<f64>,
+    /// A fact the reason code alone does not say.
+    pub note: Option<NoteRecord>,
+    /// Text from outside the supervisor: what a probe said, a spawn error, a preflight finding.
+    pub cause: Option<String>,
+}
+
+/// How a process ended: an exit code, or the signal that killed it; both null when unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// A fact of a transition that is not a figure of the run; `kind` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum NoteRecord {
+    /// Into `ready` without a `[ready]` probe: ready when started.
+    NoReadyProbe,
+    /// The same, after launchd relaunched the job.
+    RelaunchedNoReadyProbe,
+    /// Into `started`: launchd relaunches the job itself (KeepAlive).
+    LaunchdRelaunches,
+    /// Killed after its stop timeout (`STOP_TIMEOUT`).
+    KilledAfterStopTimeout,
+    /// A clean exit under `on-failure`: not restarted (`RESTART_POLICY`).
+    CleanExitNotRestarted,
+    /// An exit under policy `never` (`RESTART_POLICY`).
+    PolicyNever,
+    /// Into `failed`: `starts` restarts after failures within `period_ms`.
+    StartLimit { starts: u32, period_ms: f64 },
 }
 
 /// What a reload did, or would do.

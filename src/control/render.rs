@@ -1,9 +1,14 @@
-//! How the CLI shows what the daemon answers: the `status` table a person reads at a glance,
-//! event lines, reload reports. Colour only on a terminal, and never with `NO_COLOR`.
+//! How launchgraph shows what happened, as text for people: the `status` table a person reads
+//! at a glance, event lines, reload reports, and the words of a transition's typed facts
+//! (`pid=… exit=… ran=… delay=…`), which the daemon's log lines, `events` and `status` all
+//! render here, from the same [`TransitionFacts`]. Colour only on a terminal, and never with
+//! `NO_COLOR`.
 
 use std::fmt::Write as _;
 
-use super::protocol::{EventRecord, ReloadReport, UnitStatus};
+use super::protocol::{
+    EventRecord, ExitRecord, NoteRecord, ReloadReport, TransitionFacts, UnitStatus,
+};
 
 /// Whether to colour output written to stdout.
 pub fn use_color() -> bool {
@@ -137,16 +142,106 @@ pub fn status_table(units: &[UnitStatus], color: bool) -> String {
     out
 }
 
-/// One event as a line a person reads.
+/// One event as a line a person reads: its time, then [`transition_line`].
 pub fn event_line(e: &EventRecord) -> String {
-    let mut s = format!("{} {}: {} -> {} {}", e.time, e.unit, e.from, e.to, e.reason);
+    format!("{} {}", e.time, transition_line(e))
+}
+
+/// `unit: from -> to REASON [on=REQ] facts`: the daemon's log line of a transition.
+pub fn transition_line(e: &EventRecord) -> String {
+    let mut s = format!("{}: {} -> {} {}", e.unit, e.from, e.to, e.reason);
     if let Some(on) = &e.on {
         let _ = write!(s, " on={on}");
     }
-    if !e.detail.is_empty() {
-        let _ = write!(s, " {}", e.detail);
+    let facts = facts_text(&e.to, &e.facts);
+    if !facts.is_empty() {
+        s.push(' ');
+        s.push_str(&facts);
     }
     s
+}
+
+/// The words of a transition's facts into state `to`, in a fixed order:
+/// `generation=… pid=… exit=… ran=… probe latency=… time-to-ready=… (note) failures=… delay=…
+/// (cause)`. Each appears only when the transition has it.
+pub fn facts_text(to: &str, f: &TransitionFacts) -> String {
+    let mut words: Vec<String> = Vec::new();
+    if to == "starting" {
+        words.push(format!("generation={}", f.generation));
+    }
+    if let Some(pid) = f.pid {
+        words.push(format!("pid={pid}"));
+    }
+    if let Some(e) = &f.exit {
+        words.push(exit_text(e));
+    }
+    if let Some(ms) = f.ran_ms {
+        words.push(format!("ran={}", fmt_ms(ms)));
+    }
+    if let Some(ms) = f.latency_ms {
+        words.push(format!("probe latency={}", fmt_ms(ms)));
+    }
+    if let Some(ms) = f.time_to_ready_ms {
+        words.push(format!("time-to-ready={}", fmt_ms(ms)));
+    }
+    if let Some(n) = &f.note {
+        words.push(note_text(n));
+    }
+    if let Some(n) = f.failures {
+        words.push(format!("failures={n}"));
+    }
+    if let Some(ms) = f.delay_ms {
+        words.push(format!("delay={}", fmt_ms(ms)));
+    }
+    if let Some(c) = f.cause.as_deref().filter(|c| !c.is_empty()) {
+        words.push(c.to_string());
+    }
+    words.join(" ")
+}
+
+fn note_text(n: &NoteRecord) -> String {
+    match n {
+        NoteRecord::NoReadyProbe => "no [ready] probe: ready when started".into(),
+        NoteRecord::RelaunchedNoReadyProbe => {
+            "relaunched by launchd; no [ready] probe: ready when started".into()
+        }
+        NoteRecord::LaunchdRelaunches => "launchd relaunches it (KeepAlive)".into(),
+        NoteRecord::KilledAfterStopTimeout => "STOP_TIMEOUT: killed after its stop timeout".into(),
+        NoteRecord::CleanExitNotRestarted => {
+            "RESTART_POLICY: not restarted after a clean exit".into()
+        }
+        NoteRecord::PolicyNever => "RESTART_POLICY: policy \"never\"".into(),
+        NoteRecord::StartLimit { starts, period_ms } => {
+            let period = std::time::Duration::from_secs_f64((period_ms / 1000.0).max(0.0));
+            format!(
+                "{starts} restarts within {} after failures",
+                humantime::format_duration(period)
+            )
+        }
+    }
+}
+
+/// `exit=N`, `signal=N (NAME)` or `exit=unknown`.
+pub fn exit_text(e: &ExitRecord) -> String {
+    match (e.code, e.signal) {
+        (_, Some(s)) => {
+            let name = nix::sys::signal::Signal::try_from(s)
+                .map(|s| s.as_str())
+                .unwrap_or("?");
+            format!("signal={s} ({name})")
+        }
+        (Some(c), None) => format!("exit={c}"),
+        (None, None) => "exit=unknown".into(),
+    }
+}
+
+/// Milliseconds with up to one decimal: `1.3ms`, `250ms`, `12034ms`.
+pub fn fmt_ms(ms: f64) -> String {
+    if ms < 10.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{}ms", ms.round() as u64)
+    }
 }
 
 /// What a reload did or would do.
@@ -182,6 +277,64 @@ mod tests {
     use super::*;
 
     #[test]
+    fn facts_render_in_their_fixed_order() {
+        let backoff = TransitionFacts {
+            generation: 3,
+            pid: Some(20470),
+            exit: Some(ExitRecord {
+                code: None,
+                signal: Some(9),
+            }),
+            ran_ms: Some(2218.4),
+            failures: Some(1),
+            delay_ms: Some(496.0),
+            ..TransitionFacts::default()
+        };
+        assert_eq!(
+            facts_text("backoff", &backoff),
+            "pid=20470 signal=9 (SIGKILL) ran=2218ms failures=1 delay=496ms"
+        );
+        let ready = TransitionFacts {
+            generation: 1,
+            pid: Some(7),
+            latency_ms: Some(2.46),
+            time_to_ready_ms: Some(1793.2),
+            ..TransitionFacts::default()
+        };
+        assert_eq!(
+            facts_text("ready", &ready),
+            "pid=7 probe latency=2.5ms time-to-ready=1793ms"
+        );
+        let starting = TransitionFacts {
+            generation: 4,
+            ..TransitionFacts::default()
+        };
+        assert_eq!(facts_text("starting", &starting), "generation=4");
+        let limit = TransitionFacts {
+            generation: 6,
+            note: Some(NoteRecord::StartLimit {
+                starts: 5,
+                period_ms: 300_000.0,
+            }),
+            ..TransitionFacts::default()
+        };
+        assert_eq!(
+            facts_text("failed", &limit),
+            "5 restarts within 5m after failures"
+        );
+        let spawn = TransitionFacts {
+            failures: Some(1),
+            delay_ms: Some(100.0),
+            cause: Some("No such file or directory".into()),
+            ..TransitionFacts::default()
+        };
+        assert_eq!(
+            facts_text("backoff", &spawn),
+            "failures=1 delay=100ms No such file or directory"
+        );
+    }
+
+    #[test]
     fn ages_read_short() {
         assert_eq!(fmt_age(5.4), "5s");
         assert_eq!(fmt_age(184.0), "3m04s");
@@ -198,6 +351,7 @@ mod tests {
             since_secs: 3.0,
             reason: "START_LIMIT_REACHED".into(),
             detail: "5 restarts within 5m after failures".into(),
+            last_transition: None,
             waiting_on: None,
             pid: None,
             generation: 6,

@@ -23,136 +23,7 @@ use crate::compile::Compiled;
 use crate::reason::Reason;
 use crate::unit::{RestartPolicy, RestartSpec};
 
-pub type UnitId = usize;
-/// Counts the runs of one unit; starts at 1 for the first spawn.
-pub type Generation = u64;
-
-/// How a process ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct ExitInfo {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-}
-
-impl std::fmt::Display for ExitInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.code, self.signal) {
-            (_, Some(s)) => {
-                let name = nix::sys::signal::Signal::try_from(s)
-                    .map(|s| s.as_str())
-                    .unwrap_or("?");
-                write!(f, "signal={s} ({name})")
-            }
-            (Some(c), None) => write!(f, "exit={c}"),
-            (None, None) => f.write_str("exit=unknown"),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ProbeKind {
-    Ready,
-    Alive,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Timer {
-    StartTimeout,
-    BackoffOver,
-    /// The end of a deferred start's wait.
-    RetryStart,
-}
-
-/// What admins (and the supervisor's own lifecycle) ask for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Command {
-    /// Bring the unit up, with its requirements first. Clears a failed state.
-    Start(UnitId),
-    /// Take the unit down, with its dependents first.
-    Stop(UnitId),
-    /// Take the unit down, with its dependents first, for a reload (reason `RELOAD`).
-    Unload(UnitId),
-    /// Cycle the unit, and its dependents in order. Clears a failed state and the backoff.
-    Restart(UnitId),
-    /// Stop everything in reverse order, then [`Effect::Exit`].
-    Shutdown,
-}
-
-/// Facts reported to the core.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Event {
-    Spawned {
-        unit: UnitId,
-        generation: Generation,
-        pid: Option<u32>,
-    },
-    SpawnFailed {
-        unit: UnitId,
-        generation: Generation,
-        error: String,
-    },
-    Exited {
-        unit: UnitId,
-        generation: Generation,
-        exit: ExitInfo,
-        /// The stop signal was not enough; it was killed after its stop timeout.
-        killed_after_timeout: bool,
-    },
-    ProbeReported {
-        unit: UnitId,
-        generation: Generation,
-        kind: ProbeKind,
-        ok: bool,
-        latency: Duration,
-        detail: String,
-    },
-    TimerFired {
-        unit: UnitId,
-        generation: Generation,
-        timer: Timer,
-    },
-    /// The job's process ended and launchd itself is relaunching it (KeepAlive). The run goes
-    /// on: the unit is no longer ready, its dependents cycle, and it is ready again once its
-    /// probe passes (or, without a probe, once [`Event::Spawned`] reports the new pid).
-    Relaunching {
-        unit: UnitId,
-        generation: Generation,
-        exit: ExitInfo,
-    },
-    /// The start cannot happen now for a reason that is not the unit's failure (no GUI
-    /// session, a failed preflight): the unit waits, with that reason, and is tried again
-    /// after `retry_after` or on [`Event::Retry`].
-    StartDeferred {
-        unit: UnitId,
-        generation: Generation,
-        reason: Reason,
-        detail: String,
-        retry_after: Option<Duration>,
-    },
-    /// Something a deferred unit waits for may have changed (its files): try it again now.
-    Retry {
-        unit: UnitId,
-    },
-    Command(Command),
-}
-
-impl Event {
-    /// The unit the event is about (none for a command).
-    pub fn unit_mut(&mut self) -> Option<&mut UnitId> {
-        match self {
-            Event::Spawned { unit, .. }
-            | Event::SpawnFailed { unit, .. }
-            | Event::Exited { unit, .. }
-            | Event::ProbeReported { unit, .. }
-            | Event::TimerFired { unit, .. }
-            | Event::Relaunching { unit, .. }
-            | Event::StartDeferred { unit, .. }
-            | Event::Retry { unit } => Some(unit),
-            Event::Command(_) => None,
-        }
-    }
-}
+pub use super::events::{Command, Event, ExitInfo, Generation, ProbeKind, Timer, UnitId};
 
 /// What the runtime must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,17 +59,100 @@ pub enum Effect {
     Exit,
 }
 
-/// One state change, with its reason and figures: one log line, one event.
+/// One state change, with its reason and the facts behind it, as typed values: one log line,
+/// one event, one status row and the metrics are all rendered from it, at the edge. The core
+/// never composes text; `cause` only carries text that came from outside (what a probe said,
+/// a spawn error, a preflight finding).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
     pub unit: UnitId,
     pub from: StateName,
     pub to: StateName,
     pub reason: Reason,
-    /// The figures: `pid=… exit=… latency=… delay=…`, and what a probe said.
-    pub detail: String,
+    /// The unit's run counter when this happened.
+    pub generation: Generation,
     /// The requirement this is about (waiting on it, or stopped because of it).
     pub related: Option<UnitId>,
+    /// The process of the run this is about.
+    pub pid: Option<u32>,
+    /// How the run ended.
+    pub exit: Option<ExitInfo>,
+    /// How long the run lasted.
+    pub ran: Option<Duration>,
+    /// Consecutive failures so far (into `backoff`).
+    pub failures: Option<u32>,
+    /// The backoff before the next start (into `backoff`).
+    pub delay: Option<Duration>,
+    /// The latency of the probe that passed (into `ready`).
+    pub latency: Option<Duration>,
+    /// From spawn (or launchd's relaunch) to ready (into `ready`).
+    pub time_to_ready: Option<Duration>,
+    /// A fact the reason code alone does not say.
+    pub note: Option<Note>,
+    /// Text from outside the core: what a probe said, a spawn error, a preflight finding.
+    pub cause: Option<String>,
+}
+
+impl Transition {
+    /// A transition with no facts beyond its unit, states, reason and generation.
+    pub fn new(
+        unit: UnitId,
+        from: StateName,
+        to: StateName,
+        reason: Reason,
+        generation: Generation,
+    ) -> Self {
+        Self {
+            unit,
+            from,
+            to,
+            reason,
+            generation,
+            related: None,
+            pid: None,
+            exit: None,
+            ran: None,
+            failures: None,
+            delay: None,
+            latency: None,
+            time_to_ready: None,
+            note: None,
+            cause: None,
+        }
+    }
+}
+
+/// Facts of a transition that are not figures of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Note {
+    /// Into `ready` without a `[ready]` probe: ready when started.
+    NoReadyProbe,
+    /// Into `ready` without a `[ready]` probe after launchd relaunched the job.
+    RelaunchedNoReadyProbe,
+    /// Into `started`: launchd relaunches the job itself (KeepAlive).
+    LaunchdRelaunches,
+    /// The stop signal was not enough: killed after its stop timeout (`STOP_TIMEOUT`).
+    KilledAfterStopTimeout,
+    /// A clean exit under `on-failure`: not restarted (`RESTART_POLICY`).
+    CleanExitNotRestarted,
+    /// An exit under policy `never` (`RESTART_POLICY`).
+    PolicyNever,
+    /// Into `failed`: `starts` restarts after failures within `period`.
+    StartLimit { starts: u32, period: Duration },
+}
+
+/// The facts of a transition besides its unit, states, reason and generation.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Facts {
+    pid: Option<u32>,
+    exit: Option<ExitInfo>,
+    ran: Option<Duration>,
+    failures: Option<u32>,
+    delay: Option<Duration>,
+    latency: Option<Duration>,
+    time_to_ready: Option<Duration>,
+    note: Option<Note>,
+    cause: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -216,6 +170,9 @@ pub enum StateName {
 }
 
 impl StateName {
+    /// How many states there are.
+    pub const COUNT: usize = 9;
+
     pub fn as_str(self) -> &'static str {
         match self {
             StateName::Inactive => "inactive",
@@ -236,6 +193,88 @@ impl std::fmt::Display for StateName {
         f.write_str(self.as_str())
     }
 }
+
+/// Every `(from, to)` state change the core may emit, and no other: [`Core`] checks each
+/// transition against it as it makes it (an illegal one is logged as `ILLEGAL_TRANSITION`, and
+/// fails debug builds), and tests/engine_core.rs drives event sequences to show that every
+/// entry is reached. Kept as a table, like Horust's
+/// (FedericoPonzi/Horust:src/horust/supervisor/service_handler.rs), so the life of a unit can
+/// be read in one place.
+pub const LEGAL_TRANSITIONS: &[(StateName, StateName)] = {
+    use StateName::*;
+    &[
+        // First wanted: start, or wait for a requirement.
+        (Inactive, Starting),
+        (Inactive, Waiting),
+        // Waiting: its requirements are ready; a requirement's state changed the reason; not
+        // wanted any more; or the start limit is reached at the start after a failure.
+        (Waiting, Starting),
+        (Waiting, Waiting),
+        (Waiting, Stopped),
+        (Waiting, Failed),
+        // Starting: the pid came; the spawn failed (or it exited before its pid was reported,
+        // restarted or not); the start was deferred (no GUI session, a failed preflight).
+        (Starting, Started),
+        (Starting, Backoff),
+        (Starting, Stopped),
+        (Starting, Failed),
+        (Starting, Waiting),
+        // Started: ready; stopped (start timeout, a requirement down, not wanted); exited on its
+        // own (restarted, not restarted, failed); launchd relaunched it again.
+        (Started, Ready),
+        (Started, Stopping),
+        (Started, Backoff),
+        (Started, Stopped),
+        (Started, Failed),
+        (Started, Started),
+        // Ready: stopped (liveness, a requirement down, not wanted); exited on its own;
+        // launchd relaunched it (KeepAlive).
+        (Ready, Stopping),
+        (Ready, Backoff),
+        (Ready, Stopped),
+        (Ready, Failed),
+        (Ready, Started),
+        // Stopping, once it is down: a failure's backoff (timeout, liveness); waiting for the
+        // requirement it went down for; stopped; failed (a launchd job's no-restart code).
+        (Stopping, Backoff),
+        (Stopping, Waiting),
+        (Stopping, Stopped),
+        (Stopping, Failed),
+        // Backoff over: start, or wait for a requirement; the start limit; an admin's stop or
+        // start (which clears the backoff).
+        (Backoff, Starting),
+        (Backoff, Waiting),
+        (Backoff, Failed),
+        (Backoff, Stopped),
+        // Stopped and wanted again: start, or wait; the start limit, when it was stopped in
+        // the backoff of a failure.
+        (Stopped, Starting),
+        (Stopped, Waiting),
+        (Stopped, Failed),
+        // An admin's start clears a failed state.
+        (Failed, Stopped),
+    ]
+};
+
+/// Whether the core may change a unit's state from `from` to `to` ([`LEGAL_TRANSITIONS`]).
+pub fn is_legal(from: StateName, to: StateName) -> bool {
+    LEGAL[from as usize][to as usize]
+}
+
+// The matrix is indexed by the states' discriminants: `Stopped` is the last of them.
+const _: () = assert!(StateName::Stopped as usize + 1 == StateName::COUNT);
+
+/// [`LEGAL_TRANSITIONS`] as a matrix, for a check without a scan.
+const LEGAL: [[bool; StateName::COUNT]; StateName::COUNT] = {
+    let mut m = [[false; StateName::COUNT]; StateName::COUNT];
+    let mut i = 0;
+    while i < LEGAL_TRANSITIONS.len() {
+        let (from, to) = LEGAL_TRANSITIONS[i];
+        m[from as usize][to as usize] = true;
+        i += 1;
+    }
+    m
+};
 
 /// A unit's state; each variant holds what only that state has.
 #[derive(Debug, Clone, PartialEq)]
@@ -277,7 +316,7 @@ pub enum State {
         reason: Reason,
     },
     /// Given up on, until an admin acts.
-    Failed { reason: Reason, detail: String },
+    Failed { reason: Reason },
     /// Down and not wanted, or exited cleanly under a policy that does not restart it.
     Stopped { reason: Reason },
 }
@@ -363,6 +402,8 @@ pub struct Slot {
     pub down_reason: Reason,
     /// It must go down and come back (liveness failed, start timeout, restart requested).
     pub cycle: Option<Reason>,
+    /// What the failed probe said, for a liveness cycle: the cause of its stop.
+    pub cycle_cause: Option<String>,
     /// Consecutive failures, for the backoff.
     pub failures: u32,
     /// The next start is a restart after this unit's own failure (it counts toward the start
@@ -375,6 +416,8 @@ pub struct Slot {
     pub last_exit: Option<ExitInfo>,
     pub last_probe: Option<LastProbe>,
     pub started_at: Option<Instant>,
+    /// The unit's latest transition, for status: it outlives the event ring.
+    pub last_transition: Option<Transition>,
 }
 
 pub struct Core {
@@ -384,6 +427,10 @@ pub struct Core {
     slots: Vec<Slot>,
     shutting_down: bool,
     exited: bool,
+    /// Something the rules look at changed while handling the current event (a state, an
+    /// intent, a cycle, a retry, the passing of a backoff): the rules must be applied. Most
+    /// probe reports change nothing of the kind, and skip the pass over every unit.
+    moved: bool,
     rng: fastrand::Rng,
 }
 
@@ -417,6 +464,7 @@ impl Core {
                 wanted: false,
                 down_reason: Reason::StopRequested,
                 cycle: None,
+                cycle_cause: None,
                 failures: 0,
                 restart_after_failure: false,
                 restart_starts: VecDeque::new(),
@@ -424,6 +472,7 @@ impl Core {
                 last_exit: None,
                 last_probe: None,
                 started_at: None,
+                last_transition: None,
             })
             .collect();
         let topo = topological_order(&policies);
@@ -433,6 +482,7 @@ impl Core {
             slots,
             shutting_down: false,
             exited: false,
+            moved: false,
             rng: fastrand::Rng::with_seed(seed),
         }
     }
@@ -496,6 +546,7 @@ impl Core {
     /// Applies one event; returns what must be done, in order.
     pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
+        self.moved = false;
         match event {
             Event::Command(c) => self.command(c, now, &mut fx),
             Event::Spawned {
@@ -511,7 +562,11 @@ impl Core {
                 if self.current(unit, generation)
                     && matches!(self.slots[unit].state, State::Starting { .. })
                 {
-                    self.failure(unit, Reason::SpawnFailed, error, now, &mut fx);
+                    let facts = Facts {
+                        cause: Some(error),
+                        ..Facts::default()
+                    };
+                    self.failure(unit, Reason::SpawnFailed, facts, now, &mut fx);
                 }
             }
             Event::Exited {
@@ -569,7 +624,11 @@ impl Core {
                         detail: detail.clone(),
                         retry_at,
                     };
-                    self.set(unit, state, reason, detail, now, &mut fx);
+                    let facts = Facts {
+                        cause: Some(detail),
+                        ..Facts::default()
+                    };
+                    self.set(unit, state, reason, facts, now, &mut fx);
                 }
             }
             Event::Retry { unit } => {
@@ -577,6 +636,7 @@ impl Core {
                     self.slots.get_mut(unit).map(|s| &mut s.state)
                 {
                     *retry_at = Some(now);
+                    self.moved = true;
                 }
             }
             Event::TimerFired {
@@ -592,13 +652,24 @@ impl Core {
                         && now >= d
                     {
                         self.slots[unit].cycle = Some(Reason::ReadyTimeout);
+                        self.moved = true;
                     }
                 }
                 // Backoff timers carry no generation worth checking: reconcile looks at
                 // `until` itself, so an early or duplicate timer is harmless.
-                Timer::BackoffOver | Timer::RetryStart => {}
+                Timer::BackoffOver | Timer::RetryStart => self.moved = true,
             },
         }
+        if self.moved {
+            self.reconcile(now, &mut fx);
+        }
+        fx
+    }
+
+    /// Applies the rules until nothing changes; returns what must be done. After
+    /// [`Core::handle`] there is never anything left to do: this is for tests to check that.
+    pub fn settle(&mut self, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
         self.reconcile(now, &mut fx);
         fx
     }
@@ -610,6 +681,7 @@ impl Core {
     }
 
     fn command(&mut self, c: Command, now: Instant, fx: &mut Vec<Effect>) {
+        self.moved = true;
         match c {
             Command::Start(u) => {
                 for r in self.closure(u, |p| &p.requires) {
@@ -667,7 +739,7 @@ impl Core {
                     reason: Reason::StartRequested,
                 },
                 Reason::StartRequested,
-                String::new(),
+                Facts::default(),
                 now,
                 fx,
             );
@@ -708,10 +780,12 @@ impl Core {
         {
             *known = pid;
             if !self.policies[u].has_ready_probe {
-                let text = pid.map(|p| format!("pid={p} ")).unwrap_or_default();
-                let detail =
-                    format!("{text}relaunched by launchd; no [ready] probe: ready when started");
-                self.become_ready(u, generation, pid, detail, now, fx);
+                let facts = Facts {
+                    pid,
+                    note: Some(Note::RelaunchedNoReadyProbe),
+                    ..Facts::default()
+                };
+                self.become_ready(u, generation, pid, facts, now, fx);
             }
             return;
         }
@@ -719,7 +793,10 @@ impl Core {
             return;
         }
         self.slots[u].started_at = Some(now);
-        let pid_text = pid.map(|p| format!("pid={p}")).unwrap_or_default();
+        let facts = Facts {
+            pid,
+            ..Facts::default()
+        };
         let policy = &self.policies[u];
         if policy.has_ready_probe {
             let deadline = policy.start_timeout.map(|t| now + t);
@@ -731,7 +808,7 @@ impl Core {
                     deadline,
                 },
                 Reason::Spawned,
-                pid_text,
+                facts,
                 now,
                 fx,
             );
@@ -757,18 +834,15 @@ impl Core {
                     deadline: None,
                 },
                 Reason::Spawned,
-                pid_text.clone(),
+                facts.clone(),
                 now,
                 fx,
             );
-            self.become_ready(
-                u,
-                generation,
-                pid,
-                format!("{pid_text} no [ready] probe: ready when started"),
-                now,
-                fx,
-            );
+            let facts = Facts {
+                note: Some(Note::NoReadyProbe),
+                ..facts
+            };
+            self.become_ready(u, generation, pid, facts, now, fx);
         }
     }
 
@@ -777,10 +851,16 @@ impl Core {
         u: UnitId,
         generation: Generation,
         pid: Option<u32>,
-        detail: String,
+        facts: Facts,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
+        let facts = Facts {
+            time_to_ready: self.slots[u]
+                .started_at
+                .map(|s| now.saturating_duration_since(s)),
+            ..facts
+        };
         self.set(
             u,
             State::Ready {
@@ -789,7 +869,7 @@ impl Core {
                 alive_failures: 0,
             },
             Reason::Ready,
-            detail,
+            facts,
             now,
             fx,
         );
@@ -828,29 +908,26 @@ impl Core {
                 },
             ) if ok => {
                 let (generation, pid) = (*generation, *pid);
-                let since = self.slots[u]
-                    .started_at
-                    .map(|s| now.saturating_duration_since(s));
-                let mut text = format!(
-                    "{}probe latency={}",
-                    pid.map(|p| format!("pid={p} ")).unwrap_or_default(),
-                    fmt_ms(latency)
-                );
-                if let Some(s) = since {
-                    text.push_str(&format!(" time-to-ready={}", fmt_ms(s)));
-                }
-                self.become_ready(u, generation, pid, text, now, fx);
+                let facts = Facts {
+                    pid,
+                    latency: Some(latency),
+                    ..Facts::default()
+                };
+                self.become_ready(u, generation, pid, facts, now, fx);
             }
             (ProbeKind::Alive, State::Ready { .. }) => {
                 let threshold = self.policies[u].alive_failures;
-                if let State::Ready { alive_failures, .. } = &mut self.slots[u].state {
+                let slot = &mut self.slots[u];
+                if let State::Ready { alive_failures, .. } = &mut slot.state {
                     if ok {
                         *alive_failures = 0;
                     } else {
                         *alive_failures += 1;
-                        if *alive_failures >= threshold && self.slots[u].cycle.is_none() {
-                            self.slots[u].cycle = Some(Reason::LivenessFailed);
-                            let _ = detail;
+                        if *alive_failures >= threshold && slot.cycle.is_none() {
+                            // What the last failed probe said becomes the cause of the stop.
+                            slot.cycle = Some(Reason::LivenessFailed);
+                            slot.cycle_cause = Some(detail);
+                            self.moved = true;
                         }
                     }
                 }
@@ -879,19 +956,13 @@ impl Core {
         let slot = &mut self.slots[u];
         slot.last_exit = Some(exit);
         slot.restarts += 1;
-        let mut detail = format!(
-            "{}{exit} launchd relaunches it (KeepAlive)",
-            slot.state
-                .pid()
-                .map(|p| format!("pid={p} "))
-                .unwrap_or_default()
-        );
-        if let Some(started) = slot.started_at {
-            detail.push_str(&format!(
-                " ran={}",
-                fmt_ms(now.saturating_duration_since(started))
-            ));
-        }
+        let facts = Facts {
+            pid: slot.state.pid(),
+            exit: Some(exit),
+            ran: slot.started_at.map(|s| now.saturating_duration_since(s)),
+            note: Some(Note::LaunchdRelaunches),
+            ..Facts::default()
+        };
         slot.started_at = Some(now);
         if let Some(code) = exit.code
             && self.policies[u]
@@ -911,7 +982,7 @@ impl Core {
                 deadline,
             },
             Reason::RelaunchedByLaunchd,
-            detail,
+            facts,
             now,
             fx,
         );
@@ -943,33 +1014,22 @@ impl Core {
         fx.push(Effect::StopProbes { unit: u });
         let slot = &mut self.slots[u];
         slot.last_exit = Some(exit);
-        let mut detail = format!(
-            "{}{exit}",
-            slot.state
-                .pid()
-                .map(|p| format!("pid={p} "))
-                .unwrap_or_default()
-        );
-        if let Some(started) = slot.started_at {
-            detail.push_str(&format!(
-                " ran={}",
-                fmt_ms(now.saturating_duration_since(started))
-            ));
-        }
-        if killed {
-            detail.push_str(&format!(
-                " {}: killed after its stop timeout",
-                Reason::StopTimeout
-            ));
-        }
+        let facts = Facts {
+            pid: slot.state.pid(),
+            exit: Some(exit),
+            ran: slot.started_at.map(|s| now.saturating_duration_since(s)),
+            note: killed.then_some(Note::KilledAfterStopTimeout),
+            ..Facts::default()
+        };
         let cycle = slot.cycle.take();
+        slot.cycle_cause = None;
         if let State::Stopping {
             reason, because_of, ..
         } = slot.state
         {
             match reason {
                 Reason::ReadyTimeout | Reason::LivenessFailed => {
-                    self.failure(u, reason, detail, now, fx);
+                    self.failure(u, reason, facts, now, fx);
                 }
                 Reason::DependencyRestarting => {
                     self.slots[u].restarts += 1;
@@ -980,30 +1040,20 @@ impl Core {
                             on: because_of,
                         },
                         reason,
-                        detail,
+                        facts,
                         now,
                         fx,
                     );
                 }
                 Reason::NoRestartExitCode => {
                     self.slots[u].wanted = false;
-                    self.set(
-                        u,
-                        State::Failed {
-                            reason,
-                            detail: detail.clone(),
-                        },
-                        reason,
-                        detail,
-                        now,
-                        fx,
-                    );
+                    self.set(u, State::Failed { reason }, reason, facts, now, fx);
                 }
                 Reason::RestartRequested => {
                     self.slots[u].restarts += 1;
-                    self.set(u, State::Stopped { reason }, reason, detail, now, fx);
+                    self.set(u, State::Stopped { reason }, reason, facts, now, fx);
                 }
-                _ => self.set(u, State::Stopped { reason }, reason, detail, now, fx),
+                _ => self.set(u, State::Stopped { reason }, reason, facts, now, fx),
             }
             return;
         }
@@ -1014,17 +1064,8 @@ impl Core {
             && restart.no_restart_exit_codes.contains(&code)
         {
             self.slots[u].wanted = false;
-            self.set(
-                u,
-                State::Failed {
-                    reason: Reason::NoRestartExitCode,
-                    detail: detail.clone(),
-                },
-                Reason::NoRestartExitCode,
-                detail,
-                now,
-                fx,
-            );
+            let reason = Reason::NoRestartExitCode;
+            self.set(u, State::Failed { reason }, reason, facts, now, fx);
             return;
         }
         let reason = match (exit.code, exit.signal) {
@@ -1035,35 +1076,23 @@ impl Core {
         match (restart.policy, reason) {
             (RestartPolicy::Always, _)
             | (RestartPolicy::OnFailure, Reason::Exited | Reason::KilledBySignal) => {
-                self.failure(u, reason, detail, now, fx);
+                self.failure(u, reason, facts, now, fx);
             }
             (_, Reason::ExitedCleanly) => {
                 self.slots[u].wanted = false;
-                self.set(
-                    u,
-                    State::Stopped { reason },
-                    reason,
-                    format!(
-                        "{detail} {}: not restarted after a clean exit",
-                        Reason::RestartPolicy
-                    ),
-                    now,
-                    fx,
-                );
+                let facts = Facts {
+                    note: Some(Note::CleanExitNotRestarted),
+                    ..facts
+                };
+                self.set(u, State::Stopped { reason }, reason, facts, now, fx);
             }
             _ => {
                 self.slots[u].wanted = false;
-                self.set(
-                    u,
-                    State::Failed {
-                        reason,
-                        detail: detail.clone(),
-                    },
-                    reason,
-                    format!("{detail} {}: policy \"never\"", Reason::RestartPolicy),
-                    now,
-                    fx,
-                );
+                let facts = Facts {
+                    note: Some(Note::PolicyNever),
+                    ..facts
+                };
+                self.set(u, State::Failed { reason }, reason, facts, now, fx);
             }
         }
     }
@@ -1074,7 +1103,7 @@ impl Core {
         &mut self,
         u: UnitId,
         reason: Reason,
-        detail: String,
+        facts: Facts,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
@@ -1089,8 +1118,13 @@ impl Core {
         slot.failures = slot.failures.saturating_add(1);
         slot.restart_after_failure = true;
         let delay = backoff_delay(&spec, slot.failures, self.rng.f64());
-        let until = now + delay;
+        let until = now.checked_add(delay).unwrap_or(now);
         let generation = self.slots[u].generation;
+        let facts = Facts {
+            failures: Some(self.slots[u].failures),
+            delay: Some(delay),
+            ..facts
+        };
         self.set(
             u,
             State::Backoff {
@@ -1099,11 +1133,7 @@ impl Core {
                 reason,
             },
             reason,
-            format!(
-                "{detail} failures={} delay={}",
-                self.slots[u].failures,
-                fmt_ms(delay)
-            ),
+            facts,
             now,
             fx,
         );
@@ -1210,7 +1240,15 @@ impl Core {
                     generation,
                     reason,
                 });
-                let detail = pid.map(|p| format!("pid={p}")).unwrap_or_default();
+                let cause = match reason {
+                    Reason::LivenessFailed => self.slots[u].cycle_cause.take(),
+                    _ => None,
+                };
+                let facts = Facts {
+                    pid,
+                    cause,
+                    ..Facts::default()
+                };
                 self.set(
                     u,
                     State::Stopping {
@@ -1220,7 +1258,7 @@ impl Core {
                         because_of,
                     },
                     reason,
-                    detail,
+                    facts,
                     now,
                     fx,
                 );
@@ -1239,7 +1277,14 @@ impl Core {
                         State::Waiting { .. } | State::Deferred { .. } | State::Backoff { .. }
                     ) {
                         let reason = slot.down_reason;
-                        self.set(u, State::Stopped { reason }, reason, String::new(), now, fx);
+                        self.set(
+                            u,
+                            State::Stopped { reason },
+                            reason,
+                            Facts::default(),
+                            now,
+                            fx,
+                        );
                         return true;
                     }
                     return false;
@@ -1281,7 +1326,7 @@ impl Core {
                         u,
                         State::Waiting { reason, on },
                         reason,
-                        String::new(),
+                        Facts::default(),
                         now,
                         fx,
                     );
@@ -1328,22 +1373,15 @@ impl Core {
             }
             if slot.restart_starts.len() >= count as usize {
                 slot.wanted = false;
-                let detail = format!(
-                    "{} restarts within {} after failures",
-                    slot.restart_starts.len(),
-                    humantime::format_duration(period)
-                );
-                self.set(
-                    u,
-                    State::Failed {
-                        reason: Reason::StartLimitReached,
-                        detail: detail.clone(),
-                    },
-                    Reason::StartLimitReached,
-                    detail,
-                    now,
-                    fx,
-                );
+                let facts = Facts {
+                    note: Some(Note::StartLimit {
+                        starts: u32::try_from(slot.restart_starts.len()).unwrap_or(u32::MAX),
+                        period,
+                    }),
+                    ..Facts::default()
+                };
+                let reason = Reason::StartLimitReached;
+                self.set(u, State::Failed { reason }, reason, facts, now, fx);
                 return;
             }
             slot.restart_starts.push_back(now);
@@ -1368,7 +1406,7 @@ impl Core {
             u,
             State::Starting { generation },
             reason,
-            format!("generation={generation}"),
+            Facts::default(),
             now,
             fx,
         );
@@ -1383,7 +1421,7 @@ impl Core {
         u: UnitId,
         state: State,
         reason: Reason,
-        detail: String,
+        facts: Facts,
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
@@ -1392,18 +1430,55 @@ impl Core {
             State::Stopping { because_of, .. } => *because_of,
             _ => None,
         };
+        self.moved = true;
         let slot = &mut self.slots[u];
         let from = slot.state.name();
+        let to = state.name();
+        if !is_legal(from, to) {
+            // A bug here, not a fault of the unit: say so where it happened, keep going in
+            // production, stop a debug build and the tests.
+            tracing::error!(
+                unit = u,
+                %from,
+                %to,
+                %reason,
+                code = Reason::IllegalTransition.code(),
+                "a state change outside the table of legal transitions"
+            );
+            debug_assert!(false, "illegal transition {from} -> {to} ({reason})");
+        }
         slot.state = state;
         slot.since = now;
-        fx.push(Effect::Transition(Transition {
+        let Facts {
+            pid,
+            exit,
+            ran,
+            failures,
+            delay,
+            latency,
+            time_to_ready,
+            note,
+            cause,
+        } = facts;
+        let t = Transition {
             unit: u,
             from,
             to: slot.state.name(),
             reason,
-            detail: detail.trim().to_string(),
+            generation: slot.generation,
             related,
-        }));
+            pid,
+            exit,
+            ran,
+            failures,
+            delay,
+            latency,
+            time_to_ready,
+            note,
+            cause,
+        };
+        slot.last_transition = Some(t.clone());
+        fx.push(Effect::Transition(t));
     }
 }
 
@@ -1416,16 +1491,6 @@ pub fn backoff_delay(spec: &RestartSpec, failures: u32, random: f64) -> Duration
     let spread = capped * spec.jitter * (2.0 * random - 1.0);
     let secs = (capped + spread).clamp(0.0, spec.max.as_secs_f64());
     Duration::from_secs_f64(secs)
-}
-
-/// Milliseconds with up to one decimal: `1.3ms`, `250ms`, `12034ms`.
-pub fn fmt_ms(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms < 10.0 {
-        format!("{ms:.1}ms")
-    } else {
-        format!("{}ms", ms.round() as u64)
-    }
 }
 
 /// Kahn's order over `requires`; the graph was checked acyclic when compiled.

@@ -1,39 +1,43 @@
-//! The runtime: the imperative shell around the decision core.
+//! The runtime: the one task that owns the supervisor's state and carries out the decision
+//! core's effects.
 //!
-//! One task owns the [`Core`] and all state. It turns the core's effects into work (spawning a
-//! unit, stopping it, running its probes, arming timers) done in tasks of their own, which
-//! report back as [`Event`]s carrying the run's generation number. It also owns the log of
-//! transitions, one line each, with repeated lines of a crash loop summarized.
+//! [`supervise`] owns the [`Core`], the current configuration, the runs of the units, their
+//! timers (one [`DelayQueue`]), the [`journal`] and the metrics. It feeds the
+//! core the events its runs report ([`backend`](super::backend), [`probing`](super::probing)),
+//! the timers that fire and the commands that come over the control socket, and turns the
+//! effects the core returns into work. It starts with the empty configuration: loading the
+//! units directory, at start and on every reload, is one path ([`reload`]'s plan,
+//! then the swap once the units it replaces are down).
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
-
-use super::core::{
-    Command, Core, Effect, Event, ExitInfo, Generation, ProbeKind, State, StateName, Transition,
-    UnitId, fmt_ms,
-};
-use super::launchd_run::{LaunchdContext, run_launchd};
-use super::upkeep::{
-    FileWatch, PREFLIGHT_RETRY, forget_run, gate, record_fingerprint, record_run, stop_leftovers,
-};
-use crate::compile::{Compiled, compile_dir};
-use crate::control::protocol::{
-    ErrorCode, EventRecord, FindingStatus, ProbeStatus, ReloadReport, Request, Response, UnitStatus,
-};
-use crate::launchd::{ConsoleUser, Launchctl};
-use crate::metrics::{Figures, Metrics};
-use crate::preflight::PreflightContext;
-use crate::probe::{Prober, ready_poll_delays};
-use crate::process::{StopOutcome, spawn_unit};
-use crate::reason::Reason;
-use crate::unit::{Runner, Unit, UnitName};
-use std::collections::VecDeque;
 use std::path::PathBuf;
-use tokio::sync::broadcast;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::{DelayQueue, delay_queue};
+
+use super::backend::launchd::LaunchdContext;
+use super::backend::{Backend, BackendConfig, Run};
+use super::core::{Command, Core, Effect, Event, Generation, StateName, Timer, Transition};
+use super::events::{self, Epoch, EpochTx, EventTx, UnitId};
+use super::gate::{PREFLIGHT_RETRY, gate, record_fingerprint};
+use super::journal::{self, EventLog, LogLimiter};
+use super::reload::{self, Plan};
+use super::runs::stop_leftovers;
+use super::watch::FileWatch;
+use crate::compile::{Compiled, compile_dir};
+use crate::control::protocol::{ErrorCode, FindingStatus, Request, Response, UnitStatus};
+use crate::diag::Diagnostic;
+use crate::launchd::{ConsoleUser, Launchctl};
+use crate::metrics::Metrics;
+use crate::preflight::PreflightContext;
+use crate::probe::Prober;
+use crate::reason::Reason;
+use crate::unit::{Unit, UnitName};
+
+pub use super::journal::EVENT_RING;
 
 /// A request from the control socket, with where to send the answer (one response, or for
 /// `events --follow` one per event until the receiver is dropped).
@@ -42,32 +46,13 @@ pub struct ControlRequest {
     pub reply: mpsc::Sender<Response>,
 }
 
-/// Events from the tasks of one configuration: each carries the epoch it was sent under, so
-/// that after a reload (which renumbers units) it can be mapped to the unit it was about.
-#[derive(Clone)]
-pub struct EventTx {
-    epoch: u64,
-    inner: mpsc::UnboundedSender<(u64, Event)>,
-}
-
-impl EventTx {
-    pub fn send(&self, e: Event) -> Result<(), Event> {
-        self.inner.send((self.epoch, e)).map_err(|e| e.0.1)
-    }
-}
-
-/// A unit's current run: how to ask it to stop.
-struct Run {
-    generation: Generation,
-    stop: Option<oneshot::Sender<Reason>>,
-}
 /// How the supervisor reaches the outside world.
 #[derive(Clone)]
 pub struct SupervisorConfig {
     pub launchd: LaunchdContext,
     /// How preflight sees this host.
     pub preflight: PreflightContext,
-    /// Where fingerprints are kept.
+    /// Where fingerprints and run records are kept.
     pub state_dir: PathBuf,
 }
 
@@ -84,37 +69,38 @@ impl Default for SupervisorConfig {
     }
 }
 
-/// How many transitions `events` can replay.
-pub const EVENT_RING: usize = 1000;
+/// How supervision ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// Every unit stopped after the shutdown.
+    AllStopped,
+    /// The units directory was never valid: nothing ran.
+    NeverLoaded,
+}
 
-/// Runs the supervisor until everything is down after a [`Command::Shutdown`] (a cancelled
-/// `shutdown`). Control requests (status, start, stop, restart, reload, events, metrics) come
-/// in on `control`. Returns when every unit has stopped.
+/// Supervises the units of `dir` until `shutdown` is cancelled and everything is down.
+/// Control requests (status, start, stop, restart, reload, events, metrics) come in on
+/// `control`.
+///
+/// An invalid directory does not end it: every error is logged and given to whoever asks, and
+/// the directory is read again on `reload` (SIGHUP).
 pub async fn supervise(
-    compiled: Compiled,
+    dir: PathBuf,
     config: SupervisorConfig,
     mut control: mpsc::Receiver<ControlRequest>,
     shutdown: CancellationToken,
-) {
+) -> Ended {
     if let Err(e) = crate::process::start_reaper() {
         tracing::warn!(error = %e, "cannot reap orphaned grandchildren; they will be reaped by init instead");
     }
-    stop_leftovers(&compiled, &config.state_dir).await;
-    let (tx, mut rx) = mpsc::unbounded_channel::<(u64, Event)>();
-    let (changed_tx, mut changed_rx) = mpsc::unbounded_channel::<(u64, UnitId)>();
-    let mut sup = Supervisor::new(compiled, config, tx, changed_tx);
-    tracing::info!(
-        units = sup.compiled.units.len(),
-        dir = %sup.compiled.dir.display(),
-        "starting {} units in dependency order",
-        sup.compiled.units.len()
-    );
-    let fx = sup.core.start_all(Instant::now());
-    if sup.apply(fx) {
-        return;
-    }
+    let (tx, mut rx) = events::channel::<Event>(0);
+    let (changed_tx, mut changed_rx) = events::channel::<UnitId>(0);
+    let mut sup = Supervisor::new(dir, config, tx, changed_tx);
+    // The first load is a reload from the empty configuration.
+    let _ = sup.reload(false);
+    let mut done = sup.finish_reload().await;
     let mut shutting_down = false;
-    loop {
+    while !done {
         let event = tokio::select! {
             biased;
             Some((epoch, e)) = rx.recv() => match sup.current_event(epoch, e) {
@@ -124,6 +110,13 @@ pub async fn supervise(
                 }
                 None => continue,
             },
+            Some(expired) = std::future::poll_fn(|cx| sup.shell.timers.poll_expired(cx)) => {
+                let key = expired.key();
+                match sup.timer_fired(key, expired.into_inner()) {
+                    Some(e) => e,
+                    None => continue,
+                }
+            }
             Some((epoch, unit)) = changed_rx.recv() => {
                 let Some(unit) = sup.remap(epoch, unit) else { continue };
                 sup.files_changed(unit)
@@ -131,99 +124,110 @@ pub async fn supervise(
             Some(req) = control.recv() => match sup.control(req) {
                 Some(e) => e,
                 None => {
-                    if sup.finish_reload() {
-                        break;
-                    }
+                    done = sup.finish_reload().await;
                     continue;
                 }
             },
+            () = limiter_close(sup.log.next_close()) => {
+                journal::write(sup.log.close_expired(Instant::now()));
+                continue;
+            }
             () = shutdown.cancelled(), if !shutting_down => {
                 shutting_down = true;
-                tracing::info!("stopping every unit in reverse dependency order");
+                if sup.loaded {
+                    tracing::info!("stopping every unit in reverse dependency order");
+                }
                 Event::Command(Command::Shutdown)
             }
         };
         let fx = sup.core.handle(event, Instant::now());
-        if sup.apply(fx) || sup.finish_reload() {
-            break;
-        }
+        done = sup.apply(fx) || sup.finish_reload().await;
     }
-    sup.shell.log.flush_all();
+    journal::write(sup.log.flush_all());
+    if !sup.loaded {
+        return Ended::NeverLoaded;
+    }
     tracing::info!("all units stopped");
+    Ended::AllStopped
+}
+
+/// Resolves when the log limiter's next window closes (never, if none is open).
+async fn limiter_close(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A reload waiting for the units it replaces to be down.
 struct PendingReload {
     next: Compiled,
-    report: ReloadReport,
-    /// Old indices that must be down before the swap.
-    going: Vec<UnitId>,
+    plan: Plan,
+}
+
+/// What the timer queue holds: a unit's timer, with the epoch it was set under.
+struct TimerEntry {
+    epoch: Epoch,
+    unit: UnitId,
+    generation: Generation,
+    timer: Timer,
 }
 
 /// Everything the supervising task owns.
 struct Supervisor {
     compiled: Compiled,
+    /// A valid configuration was loaded at least once.
+    loaded: bool,
+    /// While none was: the errors of the last read, for whoever asks.
+    invalid: Option<String>,
     core: Core,
     shell: Shell,
-    epoch: u64,
     /// For each older epoch still sending: old index -> current index.
-    remaps: HashMap<u64, Vec<Option<UnitId>>>,
+    remaps: HashMap<Epoch, Vec<Option<UnitId>>>,
     events: EventLog,
+    log: LogLimiter,
     /// The latest preflight findings of each unit, for status.
     findings: Vec<Vec<FindingStatus>>,
     pending: Option<PendingReload>,
-    changed_tx: mpsc::UnboundedSender<(u64, UnitId)>,
-    _watch: FileWatch,
+    changed_tx: EpochTx<UnitId>,
+    _watch: Option<FileWatch>,
     metrics: Metrics,
 }
 
 impl Supervisor {
+    /// A supervisor of the empty configuration of `dir`.
     fn new(
-        compiled: Compiled,
+        dir: PathBuf,
         config: SupervisorConfig,
-        tx: mpsc::UnboundedSender<(u64, Event)>,
-        changed_tx: mpsc::UnboundedSender<(u64, UnitId)>,
+        tx: EventTx,
+        changed_tx: EpochTx<UnitId>,
     ) -> Self {
-        let units = Arc::new(compiled.units.clone());
-        let watch = FileWatch::start(
-            &units,
-            &config.preflight,
-            epoch_sender(0, changed_tx.clone()),
-        );
+        let compiled = Compiled::empty(dir);
         let core = Core::new(&compiled, Instant::now(), fastrand::u64(..));
-        let n = units.len();
-        let shell = Shell {
-            units,
-            config,
-            tx: EventTx {
-                epoch: 0,
-                inner: tx,
-            },
-            prober: Arc::new(Prober::new()),
-            runs: (0..n).map(|_| None).collect(),
-            probes: (0..n).map(|_| None).collect(),
-            log: LogLimiter::default(),
-            events: Vec::new(),
-        };
-        let mut metrics = Metrics::new(compiled.units.iter().map(|u| u.name.as_str()));
-        let mut findings = Vec::with_capacity(n);
-        for u in &compiled.units {
-            let found = crate::preflight::preflight(u, &shell.config.preflight);
-            metrics.set_preflight(u.name.as_str(), &found);
-            findings.push(finding_statuses(found));
-        }
         Self {
             compiled,
+            loaded: false,
+            invalid: None,
             core,
-            shell,
-            epoch: 0,
+            shell: Shell {
+                units: Arc::new(Vec::new()),
+                config,
+                tx,
+                prober: Arc::new(Prober::new()),
+                runs: Vec::new(),
+                probes: Vec::new(),
+                timers: DelayQueue::new(),
+                timer_keys: Vec::new(),
+                events: Vec::new(),
+            },
             remaps: HashMap::new(),
             events: EventLog::new(EVENT_RING),
-            findings,
+            log: LogLimiter::default(),
+            findings: Vec::new(),
             pending: None,
             changed_tx,
-            _watch: watch,
-            metrics,
+            _watch: None,
+            metrics: Metrics::new(std::iter::empty::<&str>()),
         }
     }
 
@@ -242,34 +246,45 @@ impl Supervisor {
         }
     }
 
-    /// Carries out effects; records transitions for `events`. True once everything is down
-    /// after a shutdown.
+    /// Carries out effects; records, logs and counts transitions. True once everything is
+    /// down after a shutdown.
     fn apply(&mut self, fx: Vec<Effect>) -> bool {
         let exit = self.shell.apply(fx);
         let now = Instant::now();
         for t in std::mem::take(&mut self.shell.events) {
-            self.events.push(&self.shell.units, &t);
-            let figures = Figures::of(&t, self.core.slot(t.unit), now);
-            let name = self.shell.units[t.unit].name.as_str();
-            self.metrics.on_transition(name, t.to, t.reason, figures);
+            let r = self.events.push(&self.shell.units, &t);
+            journal::write(self.log.transition(&t, r, now));
+            self.metrics.on_transition(&r.unit, &t);
         }
         exit
     }
 
     /// The unit an index of `epoch` is now, if it is still there.
-    fn remap(&self, epoch: u64, unit: UnitId) -> Option<UnitId> {
-        if epoch == self.epoch {
+    fn remap(&self, epoch: Epoch, unit: UnitId) -> Option<UnitId> {
+        if epoch == self.shell.tx_epoch() {
             return Some(unit);
         }
         self.remaps.get(&epoch)?.get(unit).copied().flatten()
     }
 
     /// An event as the current core must see it; `None` for one about a unit that is gone.
-    fn current_event(&self, epoch: u64, mut e: Event) -> Option<Event> {
+    fn current_event(&self, epoch: Epoch, mut e: Event) -> Option<Event> {
         if let Some(unit) = e.unit_mut() {
             *unit = self.remap(epoch, *unit)?;
         }
         Some(e)
+    }
+
+    /// A timer that fired, as the event the core must see (none if its unit is gone).
+    fn timer_fired(&mut self, key: delay_queue::Key, t: TimerEntry) -> Option<Event> {
+        let unit = self.remap(t.epoch, t.unit)?;
+        // Its key is no longer in the queue, and may be given to a later timer.
+        self.shell.timer_keys[unit].retain(|(_, k)| *k != key);
+        Some(Event::TimerFired {
+            unit,
+            generation: t.generation,
+            timer: t.timer,
+        })
     }
 
     /// A file the unit depends on changed: say now what a start would meet, and let a unit
@@ -301,10 +316,6 @@ impl Supervisor {
         let reply = |r: Response| {
             let _ = req.reply.try_send(r);
         };
-        let unknown = |name: &str| Response::Error {
-            code: ErrorCode::UnknownUnit,
-            message: format!("no unit named {name:?}"),
-        };
         if self.core.is_shutting_down() && req.request.is_acting() {
             reply(Response::Error {
                 code: ErrorCode::ShuttingDown,
@@ -312,6 +323,19 @@ impl Supervisor {
             });
             return None;
         }
+        if let Some(text) = &self.invalid
+            && !matches!(req.request, Request::Reload { .. })
+        {
+            reply(Response::Error {
+                code: ErrorCode::InvalidConfiguration,
+                message: format!("nothing is running: the units directory is invalid\n{text}"),
+            });
+            return None;
+        }
+        let unknown = |name: &str| Response::Error {
+            code: ErrorCode::UnknownUnit,
+            message: format!("no unit named {name:?}"),
+        };
         match req.request {
             Request::Status { unit } => {
                 let all = self.status();
@@ -324,10 +348,9 @@ impl Supervisor {
                 }
                 None
             }
-            Request::Start { unit } | Request::Stop { unit } | Request::Restart { unit }
+            Request::Start { .. } | Request::Stop { .. } | Request::Restart { .. }
                 if self.pending.is_some() =>
             {
-                let _ = unit;
                 reply(Response::Error {
                     code: ErrorCode::Busy,
                     message: "a reload is being applied; try again in a moment".into(),
@@ -349,19 +372,19 @@ impl Supervisor {
                 None
             }
             Request::Events { follow } => {
-                for r in self.events.ring.iter().cloned() {
-                    if req.reply.try_send(Response::Event(r)).is_err() {
+                for r in self.events.ring().cloned() {
+                    if req.reply.try_send(Response::Event(Box::new(r))).is_err() {
                         return None;
                     }
                 }
                 if follow {
-                    let mut live = self.events.live.subscribe();
+                    let mut live = self.events.subscribe();
                     let out = req.reply;
                     tokio::spawn(async move {
                         loop {
                             match live.recv().await {
                                 Ok(r) => {
-                                    if out.send(Response::Event(r)).await.is_err() {
+                                    if out.send(Response::Event(Box::new(r))).await.is_err() {
                                         return;
                                     }
                                 }
@@ -408,57 +431,17 @@ impl Supervisor {
     }
 
     fn status(&self) -> Vec<UnitStatus> {
-        let now = Instant::now();
-        self.compiled
-            .units
-            .iter()
-            .enumerate()
-            .map(|(i, u)| {
-                let slot = self.core.slot(i);
-                let last = self.events.last_of(u.name.as_str());
-                UnitStatus {
-                    name: u.name.to_string(),
-                    kind: u.runner.kind().to_string(),
-                    state: slot.state.name().to_string(),
-                    since_secs: now.saturating_duration_since(slot.since).as_secs_f64(),
-                    reason: last.map(|e| e.reason.clone()).unwrap_or_default(),
-                    detail: last.map(|e| e.detail.clone()).unwrap_or_default(),
-                    waiting_on: match &slot.state {
-                        State::Waiting { on: Some(r), .. } => {
-                            Some(self.compiled.units[*r].name.to_string())
-                        }
-                        _ => None,
-                    },
-                    pid: slot.state.pid(),
-                    generation: slot.generation,
-                    last_exit: slot.last_exit.map(|e| e.to_string()),
-                    restarts: slot.restarts,
-                    backoff_remaining_secs: match slot.state {
-                        State::Backoff { until, .. } => {
-                            Some(until.saturating_duration_since(now).as_secs_f64())
-                        }
-                        _ => None,
-                    },
-                    last_probe: slot.last_probe.as_ref().map(|p| ProbeStatus {
-                        kind: match p.kind {
-                            ProbeKind::Ready => "ready".into(),
-                            ProbeKind::Alive => "alive".into(),
-                        },
-                        ok: p.ok,
-                        latency_ms: p.latency.as_secs_f64() * 1000.0,
-                        age_secs: now.saturating_duration_since(p.at).as_secs_f64(),
-                        detail: p.detail.clone(),
-                    }),
-                    preflight: self.findings[i].clone(),
-                }
-            })
-            .collect()
+        super::status::of(&self.compiled, &self.core, &self.findings, Instant::now())
     }
 
-    /// Re-reads the units directory. Invalid: nothing changes, every error is returned. Valid:
-    /// the difference is applied (unless `dry_run`): removed and changed units (and what
-    /// depends on them) stop in order; then the new configuration takes over, keeping every
-    /// unchanged unit exactly as it is, and the new and changed units start in order.
+    /// Reads the units directory and plans the difference from the running configuration
+    /// (the first time, from the empty one: every unit is added). Invalid: nothing changes,
+    /// every error is logged and returned. Valid: unless `dry_run`, the removed and changed
+    /// units (and what depends on them) start stopping in order here; [`finish_reload`] then
+    /// swaps the new configuration in, keeping every unchanged unit exactly as it is, and
+    /// starts the new and changed units in order.
+    ///
+    /// [`finish_reload`]: Supervisor::finish_reload
     fn reload(&mut self, dry_run: bool) -> Response {
         if self.pending.is_some() {
             return Response::Error {
@@ -468,89 +451,83 @@ impl Supervisor {
         }
         let next = match compile_dir(&self.compiled.dir) {
             Ok(c) => c,
-            Err(diags) => {
-                let message = diags
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                tracing::error!(
-                    "reload refused: {} problem(s); nothing was changed\n{message}",
-                    diags.len()
-                );
-                return Response::Error {
-                    code: ErrorCode::InvalidConfiguration,
-                    message,
-                };
-            }
+            Err(diags) => return self.refuse(&diags, dry_run),
         };
-        let (report, going) = diff(&self.compiled, &next);
-        let mut report = report;
-        report.dry_run = dry_run;
+        let mut plan = reload::plan(&self.compiled, &next);
+        plan.report.dry_run = dry_run;
         if dry_run {
-            return Response::Reload(report);
+            return Response::Reload(plan.report);
         }
-        tracing::info!(
-            added = ?report.added, removed = ?report.removed, changed = ?report.changed, cycled = ?report.cycled,
-            "reloading {}", self.compiled.dir.display()
-        );
+        self.invalid = None;
+        if self.loaded {
+            let r = &plan.report;
+            tracing::info!(
+                added = ?r.added, removed = ?r.removed, changed = ?r.changed, cycled = ?r.cycled,
+                "reloading {}", self.compiled.dir.display()
+            );
+        }
         let now = Instant::now();
         let mut fx = Vec::new();
-        for &u in &going {
+        for &u in &plan.going {
             fx.extend(self.core.handle(Event::Command(Command::Unload(u)), now));
         }
-        self.pending = Some(PendingReload {
-            next,
-            report: report.clone(),
-            going,
-        });
-        // Effects of the stops are applied by the caller's loop through `finish_reload`.
+        let report = plan.report.clone();
+        self.pending = Some(PendingReload { next, plan });
+        // The stops start now; the swap waits for them in `finish_reload`.
         let _ = self.apply(fx);
         Response::Reload(report)
     }
 
-    /// Swaps in a pending configuration once the units it replaces are down. True if the
-    /// supervisor is done (a shutdown finished meanwhile).
-    fn finish_reload(&mut self) -> bool {
+    /// An invalid units directory: every error logged (unless only a dry run asked), and
+    /// returned.
+    fn refuse(&mut self, diags: &[Diagnostic], dry_run: bool) -> Response {
+        let message = diags
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n");
+        let n = diags.len();
+        let problems = if n == 1 { "problem" } else { "problems" };
+        if self.loaded {
+            tracing::error!("reload refused: {n} {problems}; nothing was changed\n{message}");
+        } else if !dry_run {
+            for d in diags {
+                tracing::error!("{d}");
+            }
+            tracing::error!(
+                "{n} {problems} in {}; nothing started. Fix them, then send SIGHUP or run `launchgraph reload`",
+                self.compiled.dir.display()
+            );
+            self.invalid = Some(message.clone());
+        }
+        Response::Error {
+            code: ErrorCode::InvalidConfiguration,
+            message,
+        }
+    }
+
+    /// Swaps in a pending configuration once the units it replaces are down, and starts its
+    /// new units. True if the supervisor is done (a shutdown finished meanwhile).
+    async fn finish_reload(&mut self) -> bool {
         let Some(p) = &self.pending else { return false };
-        if p.going
+        if p.plan
+            .going
             .iter()
             .any(|&u| self.core.slot(u).state.is_running())
         {
             return false;
         }
-        let p = self.pending.take().expect("checked");
-        let old_index: HashMap<&str, UnitId> = self
-            .compiled
-            .units
-            .iter()
-            .enumerate()
-            .map(|(i, u)| (u.name.as_str(), i))
-            .collect();
-        let fresh: std::collections::HashSet<&str> = p
-            .report
-            .added
-            .iter()
-            .chain(&p.report.changed)
-            .chain(&p.report.cycled)
-            .map(String::as_str)
-            .collect();
-        // new index -> old index, for units carried over untouched.
-        let carried: Vec<Option<UnitId>> = p
-            .next
-            .units
-            .iter()
-            .map(|u| {
-                (!fresh.contains(u.name.as_str()))
-                    .then(|| old_index.get(u.name.as_str()).copied())
-                    .flatten()
-            })
-            .collect();
+        let PendingReload { next, plan } = self.pending.take().expect("checked");
+        if !self.loaded {
+            // What a previous daemon left running goes first, so that it starts again in order
+            // and once.
+            stop_leftovers(&next, &self.shell.config.state_dir).await;
+        }
         let now = Instant::now();
-        let core = Core::reloaded(&p.next, &self.core, &carried, now, fastrand::u64(..));
+        let core = Core::reloaded(&next, &self.core, &plan.carried, now, fastrand::u64(..));
         // old index -> new index, for events still in flight from the old epoch.
         let mut back = vec![None; self.compiled.units.len()];
-        for (new, old) in carried.iter().enumerate() {
+        for (new, old) in plan.carried.iter().enumerate() {
             if let Some(o) = old {
                 back[*o] = Some(new);
             }
@@ -560,70 +537,48 @@ impl Supervisor {
                 *m = m.and_then(|o| back[o]);
             }
         }
-        self.remaps.insert(self.epoch, back);
-        self.epoch += 1;
-        let n = p.next.units.len();
-        let mut runs: Vec<Option<Run>> = (0..n).map(|_| None).collect();
-        let mut probes: Vec<Option<CancellationToken>> = (0..n).map(|_| None).collect();
-        let mut findings = vec![Vec::new(); n];
-        for (new, old) in carried.iter().enumerate() {
+        let epoch = self.shell.tx_epoch();
+        self.remaps.insert(epoch, back);
+        let epoch = epoch + 1;
+        let mut findings = vec![Vec::new(); next.units.len()];
+        for (new, old) in plan.carried.iter().enumerate() {
             if let Some(o) = old {
-                runs[new] = self.shell.runs[*o].take();
-                probes[new] = self.shell.probes[*o].take();
                 findings[new] = std::mem::take(&mut self.findings[*o]);
             }
         }
-        self.shell.runs = runs;
-        self.shell.probes = probes;
         self.findings = findings;
-        self.shell.units = Arc::new(p.next.units.clone());
-        self.shell.tx = EventTx {
-            epoch: self.epoch,
-            inner: self.shell.tx.inner.clone(),
-        };
-        self._watch = FileWatch::start(
+        self.shell
+            .swap(Arc::new(next.units.clone()), &plan.carried, epoch);
+        self._watch = Some(FileWatch::start(
             &self.shell.units,
             &self.shell.config.preflight,
-            epoch_sender(self.epoch, self.changed_tx.clone()),
-        );
+            self.changed_tx.for_epoch(epoch),
+        ));
         self.metrics
-            .set_units(p.next.units.iter().map(|u| u.name.as_str()));
-        for (new, old) in carried.iter().enumerate() {
-            if old.is_none() {
-                let u = &p.next.units[new];
-                let found = crate::preflight::preflight(u, &self.shell.config.preflight);
-                self.metrics.set_preflight(u.name.as_str(), &found);
-                self.findings[new] = finding_statuses(found);
-            }
+            .set_units(next.units.iter().map(|u| u.name.as_str()));
+        let fresh = plan.fresh();
+        for &new in &fresh {
+            let u = &next.units[new];
+            let found = crate::preflight::preflight(u, &self.shell.config.preflight);
+            self.metrics.set_preflight(u.name.as_str(), &found);
+            self.findings[new] = finding_statuses(found);
         }
-        self.compiled = p.next;
+        if self.loaded {
+            tracing::info!("reload applied: {} unit(s) to start", fresh.len());
+        } else {
+            tracing::info!(
+                units = next.units.len(),
+                dir = %next.dir.display(),
+                "starting {} units in dependency order",
+                next.units.len()
+            );
+        }
+        self.loaded = true;
+        self.compiled = next;
         self.core = core;
-        let fresh_ids: Vec<UnitId> = carried
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.is_none())
-            .map(|(i, _)| i)
-            .collect();
-        tracing::info!("reload applied: {} unit(s) to start", fresh_ids.len());
-        let fx = self.core.want_up(&fresh_ids, now);
+        let fx = self.core.want_up(&fresh, now);
         self.apply(fx)
     }
-}
-
-/// A sender of `(epoch, unit)` for the file watcher of one configuration.
-fn epoch_sender(
-    epoch: u64,
-    out: mpsc::UnboundedSender<(u64, UnitId)>,
-) -> mpsc::UnboundedSender<UnitId> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<UnitId>();
-    tokio::spawn(async move {
-        while let Some(u) = rx.recv().await {
-            if out.send((epoch, u)).is_err() {
-                return;
-            }
-        }
-    });
-    tx
 }
 
 /// Preflight findings as status shows them.
@@ -638,122 +593,42 @@ fn finding_statuses(found: Vec<crate::preflight::Finding>) -> Vec<FindingStatus>
         .collect()
 }
 
-/// What a reload changes, and which old units must go down first: the removed and changed
-/// ones and everything that depends on them.
-fn diff(old: &Compiled, next: &Compiled) -> (ReloadReport, Vec<UnitId>) {
-    let mut report = ReloadReport::default();
-    let old_by_name: HashMap<&str, &Unit> =
-        old.units.iter().map(|u| (u.name.as_str(), u)).collect();
-    let next_by_name: HashMap<&str, &Unit> =
-        next.units.iter().map(|u| (u.name.as_str(), u)).collect();
-    for u in &next.units {
-        match old_by_name.get(u.name.as_str()) {
-            None => report.added.push(u.name.to_string()),
-            Some(o) if *o != u => report.changed.push(u.name.to_string()),
-            Some(_) => {}
-        }
-    }
-    for u in &old.units {
-        if !next_by_name.contains_key(u.name.as_str()) {
-            report.removed.push(u.name.to_string());
-        }
-    }
-    // Unchanged units that (transitively) require a changed unit cycle with it.
-    let mut cycled = std::collections::BTreeSet::new();
-    for name in &report.changed {
-        let i = next
-            .index_of(&UnitName::parse(name).expect("a unit's name"))
-            .expect("in next");
-        for d in next.graph.transitive_dependents(i) {
-            let n = next.units[d].name.as_str();
-            if !report.changed.iter().any(|c| c == n) && !report.added.iter().any(|a| a == n) {
-                cycled.insert(n.to_string());
-            }
-        }
-    }
-    report.cycled = cycled.into_iter().collect();
-    for u in &next.units {
-        let n = u.name.to_string();
-        if !report.added.contains(&n) && !report.changed.contains(&n) && !report.cycled.contains(&n)
-        {
-            report.unchanged.push(n);
-        }
-    }
-    let going: Vec<UnitId> = old
-        .units
-        .iter()
-        .enumerate()
-        .filter(|(_, u)| {
-            let n = u.name.to_string();
-            report.removed.contains(&n) || report.changed.contains(&n) || report.cycled.contains(&n)
-        })
-        .map(|(i, _)| i)
-        .collect();
-    (report, going)
+/// A unit's current run: how to ask it to stop.
+struct RunHandle {
+    generation: Generation,
+    stop: Option<oneshot::Sender<Reason>>,
 }
 
-/// The transitions `events` replays, and the live feed for `--follow`.
-struct EventLog {
-    ring: VecDeque<EventRecord>,
-    cap: usize,
-    seq: u64,
-    live: broadcast::Sender<EventRecord>,
-}
-
-impl EventLog {
-    fn new(cap: usize) -> Self {
-        let (live, _) = broadcast::channel(1024);
-        Self {
-            ring: VecDeque::with_capacity(cap),
-            cap,
-            seq: 0,
-            live,
-        }
-    }
-
-    fn push(&mut self, units: &[Unit], t: &Transition) {
-        self.seq += 1;
-        let r = EventRecord {
-            time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-            seq: self.seq,
-            unit: units[t.unit].name.to_string(),
-            from: t.from.to_string(),
-            to: t.to.to_string(),
-            reason: t.reason.code().to_string(),
-            on: t.related.map(|r| units[r].name.to_string()),
-            detail: t.detail.clone(),
-        };
-        if self.ring.len() == self.cap {
-            self.ring.pop_front();
-        }
-        self.ring.push_back(r.clone());
-        let _ = self.live.send(r);
-    }
-
-    fn last_of(&self, unit: &str) -> Option<&EventRecord> {
-        self.ring.iter().rev().find(|r| r.unit == unit)
-    }
-}
-
+/// The imperative side: carries out the core's effects for the current configuration.
 struct Shell {
     units: Arc<Vec<Unit>>,
     config: SupervisorConfig,
     tx: EventTx,
     prober: Arc<Prober>,
-    runs: Vec<Option<Run>>,
+    runs: Vec<Option<RunHandle>>,
     probes: Vec<Option<CancellationToken>>,
-    log: LogLimiter,
+    /// Every unit's timers, in one queue.
+    timers: DelayQueue<TimerEntry>,
+    /// The keys of each unit's pending timers, to cancel them when its generation moves on.
+    timer_keys: Vec<Vec<(Generation, delay_queue::Key)>>,
     /// Transitions applied since the supervisor last collected them.
     events: Vec<Transition>,
 }
 
 impl Shell {
+    fn tx_epoch(&self) -> Epoch {
+        self.tx.epoch()
+    }
+
     /// Carries out effects in order; true once the core says everything is down.
     fn apply(&mut self, fx: Vec<Effect>) -> bool {
         let mut exit = false;
         for e in fx {
             match e {
-                Effect::Spawn { unit, generation } => self.spawn(unit, generation),
+                Effect::Spawn { unit, generation } => {
+                    self.cancel_timers_before(unit, generation);
+                    self.spawn(unit, generation);
+                }
                 Effect::Stop {
                     unit,
                     generation,
@@ -770,7 +645,20 @@ impl Shell {
                     unit,
                     generation,
                     kind,
-                } => self.start_probe(unit, generation, kind),
+                } => {
+                    let token = self.probes[unit]
+                        .get_or_insert_with(CancellationToken::new)
+                        .clone();
+                    super::probing::start(
+                        self.prober.clone(),
+                        Arc::new(self.units[unit].clone()),
+                        unit,
+                        generation,
+                        kind,
+                        token,
+                        self.tx.clone(),
+                    );
+                }
                 Effect::StopProbes { unit } => {
                     if let Some(token) = self.probes[unit].take() {
                         token.cancel();
@@ -782,25 +670,23 @@ impl Shell {
                     timer,
                     at,
                 } => {
-                    let tx = self.tx.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep_until(at.into()).await;
-                        let _ = tx.send(Event::TimerFired {
-                            unit,
-                            generation,
-                            timer,
-                        });
-                    });
+                    let entry = TimerEntry {
+                        epoch: self.tx_epoch(),
+                        unit,
+                        generation,
+                        timer,
+                    };
+                    let key = self.timers.insert_at(entry, at.into());
+                    self.timer_keys[unit].push((generation, key));
                 }
                 Effect::Transition(t) => {
-                    self.log.transition(&self.units, &t);
-                    self.events.push(t.clone());
                     if t.to == StateName::Ready {
                         let unit = Arc::new(self.units[t.unit].clone());
                         let ctx = self.config.preflight.clone();
                         let dir = self.config.state_dir.clone();
                         tokio::spawn(record_fingerprint(unit, ctx, dir));
                     }
+                    self.events.push(t);
                 }
                 Effect::Exit => exit = true,
             }
@@ -808,17 +694,32 @@ impl Shell {
         exit
     }
 
+    /// Cancels `unit`'s timers of runs before `generation`: they can no longer matter.
+    fn cancel_timers_before(&mut self, unit: UnitId, generation: Generation) {
+        let timers = &mut self.timers;
+        self.timer_keys[unit].retain(|(g, key)| {
+            if *g < generation {
+                timers.try_remove(key);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
     fn spawn(&mut self, unit: UnitId, generation: Generation) {
         let (stop_tx, stop_rx) = oneshot::channel();
-        self.runs[unit] = Some(Run {
+        self.runs[unit] = Some(RunHandle {
             generation,
             stop: Some(stop_tx),
         });
         let tx = self.tx.clone();
         let units = self.units.clone();
-        let launchd = self.config.launchd.clone();
         let preflight = self.config.preflight.clone();
-        let state_dir = self.config.state_dir.clone();
+        let backend = BackendConfig {
+            launchd: self.config.launchd.clone(),
+            state_dir: self.config.state_dir.clone(),
+        };
         tokio::spawn(async move {
             let u = &units[unit];
             // Never start what preflight says is broken: wait, with the reason, instead.
@@ -832,221 +733,40 @@ impl Shell {
                 });
                 return;
             }
-            match &u.runner {
-                Runner::Exec(spec) => {
-                    run_exec(
-                        u.name.as_str(),
-                        spec,
-                        unit,
-                        generation,
-                        stop_rx,
-                        tx,
-                        &state_dir,
-                    )
-                    .await;
-                }
-                Runner::Launchd(spec) => {
-                    run_launchd(launchd, spec.clone(), unit, generation, stop_rx, tx).await;
-                }
-            }
-        });
-    }
-
-    fn start_probe(&mut self, unit: UnitId, generation: Generation, kind: ProbeKind) {
-        let token = self.probes[unit]
-            .get_or_insert_with(CancellationToken::new)
-            .clone();
-        let tx = self.tx.clone();
-        let prober = self.prober.clone();
-        let units = self.units.clone();
-        tokio::spawn(async move {
-            let u = &units[unit];
-            let (probe, interval, timeout) = match kind {
-                ProbeKind::Ready => match &u.ready {
-                    Some(r) => (&r.probe, r.interval, r.timeout),
-                    None => return,
-                },
-                ProbeKind::Alive => match &u.alive {
-                    Some(a) => (&a.probe, a.interval, a.timeout),
-                    None => return,
-                },
-            };
-            let report = |ok: bool, latency: Duration, detail: String| {
-                let _ = tx.send(Event::ProbeReported {
-                    unit,
-                    generation,
-                    kind,
-                    ok,
-                    latency,
-                    detail,
-                });
-            };
-            match kind {
-                // Fast at first, so that dependents start within milliseconds of readiness;
-                // then backing off to `interval`.
-                ProbeKind::Ready => {
-                    // Failures while starting are expected and frequent (every 5 ms at first):
-                    // the supervisor hears of one at most every 250 ms, for status; a pass at once.
-                    let mut last_failure_report: Option<Instant> = None;
-                    for delay in ready_poll_delays(interval) {
-                        tokio::select! {
-                            () = token.cancelled() => return,
-                            () = tokio::time::sleep(delay) => {}
-                        }
-                        let outcome = tokio::select! {
-                            () = token.cancelled() => return,
-                            o = prober.run(probe, timeout) => o,
-                        };
-                        if outcome.ok {
-                            report(true, outcome.latency, outcome.detail);
-                            return;
-                        }
-                        if last_failure_report
-                            .is_none_or(|t| t.elapsed() >= Duration::from_millis(250))
-                        {
-                            last_failure_report = Some(Instant::now());
-                            report(false, outcome.latency, outcome.detail);
-                        }
-                    }
-                }
-                ProbeKind::Alive => loop {
-                    tokio::select! {
-                        () = token.cancelled() => return,
-                        () = tokio::time::sleep(interval) => {}
-                    }
-                    let outcome = tokio::select! {
-                        () = token.cancelled() => return,
-                        o = prober.run(probe, timeout) => o,
-                    };
-                    if !outcome.ok {
-                        tracing::warn!(
-                            "{}: liveness probe failed in {}: {}",
-                            u.name,
-                            fmt_ms(outcome.latency),
-                            outcome.detail
-                        );
-                    }
-                    report(outcome.ok, outcome.latency, outcome.detail);
-                },
-            }
-        });
-    }
-}
-
-async fn run_exec(
-    name: &str,
-    spec: &crate::unit::ExecSpec,
-    unit: UnitId,
-    generation: Generation,
-    stop_rx: oneshot::Receiver<Reason>,
-    tx: EventTx,
-    state_dir: &std::path::Path,
-) {
-    let mut process = match spawn_unit(spec, name).await {
-        Ok(p) => p,
-        Err(e) => {
-            let _ = tx.send(Event::SpawnFailed {
+            let run = Run {
                 unit,
                 generation,
-                error: e.to_string(),
-            });
-            return;
-        }
-    };
-    record_run(state_dir, name, process.pid());
-    let _ = tx.send(Event::Spawned {
-        unit,
-        generation,
-        pid: Some(process.pid()),
-    });
-    let exited = process.exited();
-    let (report, killed) = tokio::select! {
-        report = exited => (report, false),
-        Ok(_) = stop_rx => {
-            let r = process.stop_as_declared().await;
-            (r.exit, r.outcome == StopOutcome::Killed)
-        }
-    };
-    forget_run(state_dir, name);
-    let _ = tx.send(Event::Exited {
-        unit,
-        generation,
-        exit: ExitInfo {
-            code: report.code,
-            signal: report.signal,
-        },
-        killed_after_timeout: killed,
-    });
-}
-
-/// Writes one line per transition, and keeps a crash loop from flooding the log: past
-/// [`LogLimiter::BURST`] lines with the same unit, state and reason within
-/// [`LogLimiter::WINDOW`], further ones are counted, not written, and a summary line says how
-/// many were left out when the window closes.
-#[derive(Default)]
-struct LogLimiter {
-    windows: HashMap<(String, &'static str, Reason), (Instant, u32, u32)>,
-}
-
-impl LogLimiter {
-    const BURST: u32 = 5;
-    const WINDOW: Duration = Duration::from_secs(60);
-
-    fn transition(&mut self, units: &[Unit], t: &Transition) {
-        let unit = &units[t.unit];
-        let key = (unit.name.as_str().to_owned(), t.to.as_str(), t.reason);
-        let now = Instant::now();
-        let entry = self.windows.entry(key).or_insert((now, 0, 0));
-        if now.duration_since(entry.0) >= Self::WINDOW {
-            if entry.2 > 0 {
-                summarize(unit.name.as_str(), t.to.as_str(), t.reason, entry.2);
-            }
-            *entry = (now, 0, 0);
-        }
-        entry.1 += 1;
-        if entry.1 > Self::BURST {
-            entry.2 += 1;
-            return;
-        }
-        let mut line = format!("{}: {} -> {} {}", unit.name, t.from, t.to, t.reason);
-        if let Some(r) = t.related {
-            line.push_str(&format!(" on={}", units[r].name));
-        }
-        if !t.detail.is_empty() {
-            line.push(' ');
-            line.push_str(&t.detail);
-        }
-        // Trouble is a warning: a failure about to be retried or given up on.
-        let warn = matches!(
-            t.to,
-            super::core::StateName::Backoff | super::core::StateName::Failed
-        ) || (t.to == super::core::StateName::Stopping
-            && matches!(t.reason, Reason::ReadyTimeout | Reason::LivenessFailed));
-        if warn {
-            tracing::warn!("{line}");
-        } else {
-            tracing::info!("{line}");
-        }
-        if entry.1 == Self::BURST {
-            tracing::warn!(
-                "{}: looping; more `{} {}` lines within {} are counted, not shown",
-                unit.name,
-                t.to,
-                t.reason,
-                humantime::format_duration(Self::WINDOW)
-            );
-        }
+                stop: stop_rx,
+                tx,
+            };
+            Backend::of(u, &backend).run(run).await;
+        });
     }
 
-    fn flush_all(&mut self) {
-        for ((unit, to, reason), (_, _, suppressed)) in self.windows.drain() {
-            if suppressed > 0 {
-                summarize(&unit, to, reason, suppressed);
+    /// Takes over `units` (a new configuration, epoch `epoch`): the runs, probes and timers
+    /// of carried units move to their new index (`carried[new] = Some(old)`); those of units
+    /// not carried are down by now, and their timers are cancelled.
+    fn swap(&mut self, units: Arc<Vec<Unit>>, carried: &[Option<UnitId>], epoch: Epoch) {
+        let n = units.len();
+        let mut runs: Vec<Option<RunHandle>> = (0..n).map(|_| None).collect();
+        let mut probes: Vec<Option<CancellationToken>> = (0..n).map(|_| None).collect();
+        let mut timer_keys: Vec<Vec<(Generation, delay_queue::Key)>> = vec![Vec::new(); n];
+        for (new, old) in carried.iter().enumerate() {
+            if let Some(o) = old {
+                runs[new] = self.runs[*o].take();
+                probes[new] = self.probes[*o].take();
+                timer_keys[new] = std::mem::take(&mut self.timer_keys[*o]);
             }
         }
+        for keys in &self.timer_keys {
+            for (_, key) in keys {
+                self.timers.try_remove(key);
+            }
+        }
+        self.runs = runs;
+        self.probes = probes;
+        self.timer_keys = timer_keys;
+        self.units = units;
+        self.tx = self.tx.for_epoch(epoch);
     }
-}
-
-fn summarize(unit: &str, to: &str, reason: Reason, n: u32) {
-    tracing::warn!("{unit}: {n} more `{to} {reason}` lines were not shown");
 }

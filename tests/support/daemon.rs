@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use launchgraph::control::protocol::{EventRecord, UnitStatus};
+use launchgraph::control::protocol::{EventRecord, TransitionFacts, UnitStatus};
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
@@ -39,8 +39,8 @@ pub struct Transition {
     pub to: String,
     pub reason: String,
     pub on: Option<String>,
-    /// The figures (pid, exit, delay, ...), as the protocol carries them.
-    pub detail: String,
+    /// The typed facts (pid, exit, delay, ...), as the protocol carries them.
+    pub facts: TransitionFacts,
     /// The transition as one line, for failure messages.
     pub line: String,
 }
@@ -57,7 +57,7 @@ impl Transition {
             to: e.to,
             reason: e.reason,
             on: e.on,
-            detail: e.detail,
+            facts: e.facts,
             line,
         }
     }
@@ -81,32 +81,19 @@ impl Transition {
         self.unit == unit && self.from == from && self.to == to
     }
 
-    /// The value of figure `key` (`pid`, `exit`, `signal`, `delay`, ...), or, for a bare
-    /// word (`STOP_TIMEOUT`), the word itself when present. The one place that reads the
-    /// event's `detail`.
-    pub fn figure(&self, key: &str) -> Option<&str> {
-        self.detail.split(' ').find_map(|w| {
-            let bare = w.trim_end_matches(':');
-            if bare == key {
-                return Some(bare);
-            }
-            w.strip_prefix(key)?.strip_prefix('=')
-        })
-    }
-
+    /// The pid of the run it is about.
+    #[track_caller]
     pub fn pid(&self) -> i32 {
-        self.figure("pid")
-            .unwrap_or_else(|| panic!("no pid in {:?}", self.line))
-            .parse()
-            .unwrap()
+        let pid = self
+            .facts
+            .pid
+            .unwrap_or_else(|| panic!("no pid in {:?}", self.line));
+        i32::try_from(pid).expect("a pid")
     }
 
-    /// A figure in milliseconds, `delay=100ms` or `ran=1.5ms`.
-    pub fn ms(&self, key: &str) -> f64 {
-        self.figure(key)
-            .and_then(|v| v.strip_suffix("ms"))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in milliseconds in {:?}", self.line))
+    /// The signal that ended the run, if one did.
+    pub fn signal(&self) -> Option<i32> {
+        self.facts.exit.and_then(|e| e.signal)
     }
 }
 
@@ -497,7 +484,7 @@ impl Daemon {
         let pids: BTreeSet<i32> = self
             .transitions()
             .iter()
-            .filter_map(|t| t.figure("pid")?.parse().ok())
+            .filter_map(|t| i32::try_from(t.facts.pid?).ok())
             .collect();
         pids.into_iter().collect()
     }

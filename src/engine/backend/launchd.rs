@@ -1,4 +1,5 @@
-//! One run of a `launchd` unit: start the job, observe it, stop it, all through `launchctl`.
+//! The `launchd` backend: one run of a unit is a job started, observed and stopped, all
+//! through `launchctl`.
 //!
 //! This module owns the launchd sequences (launchd.md §4): `enable` before every `bootstrap`
 //! (a persisted disable makes bootstrap fail, openclaw#80384), retrying bootstrap on the
@@ -13,11 +14,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
-
-use super::runtime::EventTx;
-
-use super::core::{Event, ExitInfo, Generation, UnitId};
+use super::Run;
+use crate::engine::events::{Event, ExitInfo};
 use crate::launchd::{
     ConsoleUser, LastExit, Launchctl, LaunchctlError, PrintOutcome, ServiceInfo, domain_target,
     service_target,
@@ -90,7 +88,7 @@ fn exit_info(last: LastExit) -> ExitInfo {
 }
 
 struct Reporter {
-    tx: EventTx,
+    tx: crate::engine::events::EventTx,
 }
 
 impl Reporter {
@@ -99,14 +97,32 @@ impl Reporter {
     }
 }
 
-/// Drives one run of a launchd unit until it is stopped or its job exits for good.
-pub async fn run_launchd(
+/// How to run one `launchd` unit.
+pub struct LaunchdBackend {
+    pub ctx: LaunchdContext,
+    pub spec: LaunchdSpec,
+}
+
+impl LaunchdBackend {
+    /// Drives one run until it is stopped or its job exits for good.
+    pub async fn run(self, run: Run) {
+        let Run {
+            unit,
+            generation,
+            stop,
+            tx,
+        } = run;
+        run_launchd(self.ctx, self.spec, unit, generation, stop, tx).await;
+    }
+}
+
+async fn run_launchd(
     ctx: LaunchdContext,
     spec: LaunchdSpec,
-    unit: UnitId,
-    generation: Generation,
-    mut stop_rx: oneshot::Receiver<Reason>,
-    tx: EventTx,
+    unit: crate::engine::events::UnitId,
+    generation: crate::engine::events::Generation,
+    mut stop_rx: tokio::sync::oneshot::Receiver<Reason>,
+    tx: crate::engine::events::EventTx,
 ) {
     let r = Reporter { tx };
     let domain = match domain_target(&spec.domain, &ctx.console) {

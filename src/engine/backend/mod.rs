@@ -1,0 +1,76 @@
+//! The backends: how one run of a unit is carried out. [`exec`] spawns a process and watches
+//! it; [`launchd`] drives a job through `launchctl`. Both are reached through [`Backend`],
+//! take a [`Run`], and report to the decision core alike: [`Event::Spawned`] (with the pid),
+//! then [`Event::Exited`], or [`Event::SpawnFailed`], [`Event::StartDeferred`],
+//! [`Event::Relaunching`]; and both stop when the run's `stop` channel says so. The engine
+//! gives every unit the same guarantees whatever runs it.
+//!
+//! Backends import nothing of the runtime: they get what they need in their [`Run`] and
+//! [`BackendConfig`], and speak only in events.
+//!
+//! [`Event::Spawned`]: super::events::Event::Spawned
+//! [`Event::Exited`]: super::events::Event::Exited
+//! [`Event::SpawnFailed`]: super::events::Event::SpawnFailed
+//! [`Event::StartDeferred`]: super::events::Event::StartDeferred
+//! [`Event::Relaunching`]: super::events::Event::Relaunching
+
+pub mod exec;
+pub mod launchd;
+
+use std::path::PathBuf;
+
+use tokio::sync::oneshot;
+
+use super::events::{EventTx, Generation, UnitId};
+use crate::reason::Reason;
+use crate::unit::{Runner, Unit};
+
+/// One run of a unit, as the runtime hands it to a backend.
+pub struct Run {
+    pub unit: UnitId,
+    pub generation: Generation,
+    /// Resolves when the run must stop, with why (a backend may stop a hung job differently
+    /// from one being shut down).
+    pub stop: oneshot::Receiver<Reason>,
+    /// Where the run reports.
+    pub tx: EventTx,
+}
+
+/// What the backends need of the host.
+#[derive(Clone)]
+pub struct BackendConfig {
+    pub launchd: launchd::LaunchdContext,
+    /// Where run records are kept.
+    pub state_dir: PathBuf,
+}
+
+/// The backend of one unit.
+pub enum Backend {
+    Exec(exec::ExecBackend),
+    Launchd(launchd::LaunchdBackend),
+}
+
+impl Backend {
+    /// The backend that runs `unit`.
+    pub fn of(unit: &Unit, config: &BackendConfig) -> Self {
+        match &unit.runner {
+            Runner::Exec(spec) => Backend::Exec(exec::ExecBackend {
+                name: unit.name.to_string(),
+                spec: spec.clone(),
+                state_dir: config.state_dir.clone(),
+            }),
+            Runner::Launchd(spec) => Backend::Launchd(launchd::LaunchdBackend {
+                ctx: config.launchd.clone(),
+                spec: spec.clone(),
+            }),
+        }
+    }
+
+    /// Carries out `run` until it is over, reporting as it goes.
+    pub async fn run(self, run: Run) {
+        match self {
+            Backend::Exec(b) => b.run(run).await,
+            Backend::Launchd(b) => b.run(run).await,
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The events that drive the supervisor, and the channel they travel on.
+//!
+//! [`Event`]s are facts reported to the decision core (a spawn, an exit, a probe's word, a
+//! timer) and the [`Command`]s admins give it. Tasks report them on an [`EpochTx`]: each
+//! message carries the epoch (the configuration) it was sent under, so that after a reload,
+//! which renumbers units, the runtime maps it to the unit it was about, or drops it when that
+//! unit is gone. This module holds no state and decides nothing.
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::reason::Reason;
+use std::time::Duration;
+
+/// A unit's index in the current configuration.
+pub type UnitId = usize;
+/// Counts the runs of one unit; starts at 1 for the first spawn.
+pub type Generation = u64;
+/// Counts configurations: one more per reload applied.
+pub type Epoch = u64;
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeKind {
+    Ready,
+    Alive,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timer {
+    StartTimeout,
+    BackoffOver,
+    /// The end of a deferred start's wait.
+    RetryStart,
+}
+
+/// What admins (and the supervisor's own lifecycle) ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// Bring the unit up, with its requirements first. Clears a failed state.
+    Start(UnitId),
+    /// Take the unit down, with its dependents first.
+    Stop(UnitId),
+    /// Take the unit down, with its dependents first, for a reload (reason `RELOAD`).
+    Unload(UnitId),
+    /// Cycle the unit, and its dependents in order. Clears a failed state and the backoff.
+    Restart(UnitId),
+    /// Stop everything in reverse order, then [`Effect::Exit`](super::core::Effect::Exit).
+    Shutdown,
+}
+
+/// Facts reported to the core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Spawned {
+        unit: UnitId,
+        generation: Generation,
+        pid: Option<u32>,
+    },
+    SpawnFailed {
+        unit: UnitId,
+        generation: Generation,
+        error: String,
+    },
+    Exited {
+        unit: UnitId,
+        generation: Generation,
+        exit: ExitInfo,
+        /// The stop signal was not enough; it was killed after its stop timeout.
+        killed_after_timeout: bool,
+    },
+    ProbeReported {
+        unit: UnitId,
+        generation: Generation,
+        kind: ProbeKind,
+        ok: bool,
+        latency: Duration,
+        detail: String,
+    },
+    TimerFired {
+        unit: UnitId,
+        generation: Generation,
+        timer: Timer,
+    },
+    /// The job's process ended and launchd itself is relaunching it (KeepAlive). The run goes
+    /// on: the unit is no longer ready, its dependents cycle, and it is ready again once its
+    /// probe passes (or, without a probe, once [`Event::Spawned`] reports the new pid).
+    Relaunching {
+        unit: UnitId,
+        generation: Generation,
+        exit: ExitInfo,
+    },
+    /// The start cannot happen now for a reason that is not the unit's failure (no GUI
+    /// session, a failed preflight): the unit waits, with that reason, and is tried again
+    /// after `retry_after` or on [`Event::Retry`].
+    StartDeferred {
+        unit: UnitId,
+        generation: Generation,
+        reason: Reason,
+        detail: String,
+        retry_after: Option<Duration>,
+    },
+    /// Something a deferred unit waits for may have changed (its files): try it again now.
+    Retry {
+        unit: UnitId,
+    },
+    Command(Command),
+}
+
+impl Event {
+    /// The unit the event is about (none for a command).
+    pub fn unit_mut(&mut self) -> Option<&mut UnitId> {
+        match self {
+            Event::Spawned { unit, .. }
+            | Event::SpawnFailed { unit, .. }
+            | Event::Exited { unit, .. }
+            | Event::ProbeReported { unit, .. }
+            | Event::TimerFired { unit, .. }
+            | Event::Relaunching { unit, .. }
+            | Event::StartDeferred { unit, .. }
+            | Event::Retry { unit } => Some(unit),
+            Event::Command(_) => None,
+        }
+    }
+}
+
+/// A sender of messages stamped with the epoch they were sent under.
+pub struct EpochTx<T> {
+    epoch: Epoch,
+    inner: mpsc::UnboundedSender<(Epoch, T)>,
+}
+
+// Derived Clone would ask `T: Clone`; a sender clones whatever it carries.
+impl<T> Clone for EpochTx<T> {
+    fn clone(&self) -> Self {
+        Self {
+            epoch: self.epoch,
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> EpochTx<T> {
+    /// Sends `m` stamped with this sender's epoch; gives it back if the receiver is gone.
+    pub fn send(&self, m: T) -> Result<(), T> {
+        self.inner.send((self.epoch, m)).map_err(|e| e.0.1)
+    }
+
+    /// The epoch it stamps.
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// A sender on the same channel for another epoch.
+    pub fn for_epoch(&self, epoch: Epoch) -> Self {
+        Self {
+            epoch,
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+/// A channel of epoch-stamped messages, its sender stamping `epoch`.
+pub fn channel<T>(epoch: Epoch) -> (EpochTx<T>, mpsc::UnboundedReceiver<(Epoch, T)>) {
+    let (inner, rx) = mpsc::unbounded_channel();
+    (EpochTx { epoch, inner }, rx)
+}
+
+/// Where the tasks of a run report their [`Event`]s.
+pub type EventTx = EpochTx<Event>;

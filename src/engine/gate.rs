@@ -1,0 +1,64 @@
+//! What is checked around a start: preflight before every start, and the fingerprint of what
+//! ran once a unit is ready.
+//!
+//! A failed preflight is not a crash: the start is deferred with `PREFLIGHT_FAILED` and tried
+//! again when a file the unit depends on changes (see [`super::watch`]) or after
+//! [`PREFLIGHT_RETRY`] in case a change was missed. When a unit becomes ready, its fingerprint
+//! is taken, compared with the last good one (each difference logged, e.g.
+//! `openclaw 2026.9.6 -> 2026.10.1`), and stored atomically.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::fingerprint;
+use crate::preflight::{self, Finding, PreflightContext};
+use crate::unit::Unit;
+
+/// How long a unit blocked by preflight waits before it is checked again without a file event.
+pub const PREFLIGHT_RETRY: Duration = Duration::from_secs(60);
+
+/// The findings that block a start, as one line for the log and status; `None` when the
+/// start may go ahead. Warnings are logged here, once per start.
+pub fn gate(unit: &Unit, ctx: &PreflightContext) -> Option<String> {
+    let findings = preflight::preflight(unit, ctx);
+    for f in findings.iter().filter(|f| !f.blocks_start()) {
+        tracing::warn!("{}: preflight {}", unit.name, one_line(f));
+    }
+    let blocking: Vec<String> = findings
+        .iter()
+        .filter(|f| f.blocks_start())
+        .map(one_line)
+        .collect();
+    (!blocking.is_empty()).then(|| blocking.join("; "))
+}
+
+fn one_line(f: &Finding) -> String {
+    let mut s = format!("{} {}", f.code, f.message);
+    if !f.fix.is_empty() {
+        s.push_str(&format!(" (fix: {})", f.fix));
+    }
+    s
+}
+
+/// Takes the fingerprint of a unit that just became ready, logs what drifted since the last
+/// good run, and stores it.
+pub async fn record_fingerprint(unit: Arc<Unit>, ctx: PreflightContext, state_dir: PathBuf) {
+    let now = fingerprint::take(&unit, &ctx).await;
+    match fingerprint::load(&state_dir, unit.name.as_str()) {
+        Ok(Some(old)) => {
+            for line in fingerprint::drift(&old, &now) {
+                tracing::info!("{}: changed since the last good run: {line}", unit.name);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("{}: cannot read its last fingerprint: {e}", unit.name),
+    }
+    if let Err(e) = fingerprint::store(&state_dir, &now) {
+        tracing::warn!(
+            "{}: cannot store its fingerprint in {}: {e}",
+            unit.name,
+            state_dir.display()
+        );
+    }
+}
