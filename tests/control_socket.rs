@@ -283,7 +283,7 @@ async fn bad_requests_are_refused_and_the_server_keeps_serving() {
 
     let message = expect_refusal(
         &path,
-        &line(r#"{"version":1,"request":"explode"}"#),
+        &line(r#"{"version":2,"request":"explode"}"#),
         false,
         ErrorCode::Malformed,
     )
@@ -293,7 +293,7 @@ async fn bad_requests_are_refused_and_the_server_keeps_serving() {
 
     expect_refusal(
         &path,
-        &line(r#"{"version":1,"request":"start","unit":5}"#),
+        &line(r#"{"version":2,"request":"start","unit":5}"#),
         false,
         ErrorCode::Malformed,
     )
@@ -308,7 +308,7 @@ async fn bad_requests_are_refused_and_the_server_keeps_serving() {
     // An unknown field is refused, not ignored.
     expect_refusal(
         &path,
-        &line(r#"{"version":1,"request":"status","unit":null,"colour":"red"}"#),
+        &line(r#"{"version":2,"request":"status","unit":null,"colour":"red"}"#),
         false,
         ErrorCode::Malformed,
     )
@@ -318,7 +318,7 @@ async fn bad_requests_are_refused_and_the_server_keeps_serving() {
     good().await;
 
     // A request exactly as long as allowed is served: spaces pad the JSON to the limit.
-    let mut exact = br#"{"version":1,"request":"metrics"}"#.to_vec();
+    let mut exact = br#"{"version":2,"request":"metrics"}"#.to_vec();
     exact.resize(MAX_REQUEST_BYTES, b' ');
     exact.push(b'\n');
     let raw = within("the longest request", send_raw(&path, &exact, false)).await;
@@ -329,7 +329,7 @@ async fn bad_requests_are_refused_and_the_server_keeps_serving() {
     expect_refusal(&path, &too_long, false, ErrorCode::TooLarge).await;
     good().await;
     // A whole line, longer than allowed.
-    let mut long_line = br#"{"version":1,"request":"metrics"}"#.to_vec();
+    let mut long_line = br#"{"version":2,"request":"metrics"}"#.to_vec();
     long_line.resize(MAX_REQUEST_BYTES + 100, b' ');
     long_line.push(b'\n');
     expect_refusal(&path, &long_line, false, ErrorCode::TooLarge).await;
@@ -337,7 +337,7 @@ async fn bad_requests_are_refused_and_the_server_keeps_serving() {
 
     let message = expect_refusal(
         &path,
-        br#"{"version":1,"request":"metrics"}"#,
+        br#"{"version":2,"request":"metrics"}"#,
         true,
         ErrorCode::Truncated,
     )
@@ -378,7 +378,7 @@ async fn a_silent_client_blocks_nobody_and_is_dropped_at_the_deadline() {
     let h = Harness::start_with(|cfg| cfg.request_timeout = Duration::from_millis(300));
     let mut silent = UnixStream::connect(&h.path).await.unwrap();
     let mut partial = UnixStream::connect(&h.path).await.unwrap();
-    partial.write_all(br#"{"version":1"#).await.unwrap();
+    partial.write_all(br#"{"version":2"#).await.unwrap();
     assert!(matches!(
         h.request(Request::Status { unit: None }).await,
         Response::Status { .. }

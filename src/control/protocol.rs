@@ -10,8 +10,9 @@
 use serde::{Deserialize, Serialize};
 
 /// Bumped when a request or response changes meaning; a mismatch is refused with
-/// [`ErrorCode::Version`].
-pub const PROTOCOL_VERSION: u32 = 1;
+/// [`ErrorCode::Version`]. Version 2: events carry typed facts instead of a `detail` string,
+/// and a unit's status carries its last transition.
+pub const PROTOCOL_VERSION: u32 = 2;
 /// The longest request line the daemon reads (a request is small; this bounds a hostile one).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// The longest response line the CLI accepts.
