@@ -359,7 +359,7 @@ async fn bad_requests_are_refused_and_the_server_keeps_serving() {
     // The version is checked first: a newer client's unknown request is a version mismatch.
     expect_refusal(
         &path,
-        &line(r#"{"version":2,"request":"something-new"}"#),
+        &line(r#"{"version":3,"request":"something-new"}"#),
         false,
         ErrorCode::Version,
     )
