@@ -26,6 +26,7 @@ use tracing::{debug, warn};
 use super::protocol::{
     Envelope, ErrorCode, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Request, Response,
 };
+pub use super::socket_file::ControlError;
 use super::socket_file::{SocketFile, Staged, place, prepare_directory};
 
 /// How long a client may take to send its request line.
@@ -60,39 +61,6 @@ impl ServerConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
         }
-    }
-}
-
-/// Why the control socket could not be created.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("launchgraph is already running: a daemon answers on {}", path.display())]
-    AlreadyRunning { path: PathBuf },
-    #[error("{} exists and is not a socket; it was left alone (remove it or choose another --socket)", path.display())]
-    NotASocket { path: PathBuf },
-    #[error("refusing to create the control socket in {}: {why}", dir.display())]
-    UnsafeDirectory { dir: PathBuf, why: String },
-    #[error("the admin group {group:?} does not exist")]
-    UnknownGroup { group: String },
-    #[error("the control socket path {} is too long: a unix socket path has at most {max} bytes, and binding needs {needed}", path.display())]
-    PathTooLong {
-        path: PathBuf,
-        max: usize,
-        needed: usize,
-    },
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        what: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
-}
-
-impl ControlError {
-    pub(super) fn io(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ControlError {
-        let path = path.to_path_buf();
-        move |source| ControlError::Io { what, path, source }
     }
 }
 

@@ -18,7 +18,38 @@ use std::path::{Path, PathBuf};
 
 use tracing::{debug, warn};
 
-use super::server::ControlError;
+/// Why the control socket could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    #[error("launchgraph is already running: a daemon answers on {}", path.display())]
+    AlreadyRunning { path: PathBuf },
+    #[error("{} exists and is not a socket; it was left alone (remove it or choose another --socket)", path.display())]
+    NotASocket { path: PathBuf },
+    #[error("refusing to create the control socket in {}: {why}", dir.display())]
+    UnsafeDirectory { dir: PathBuf, why: String },
+    #[error("the admin group {group:?} does not exist")]
+    UnknownGroup { group: String },
+    #[error("the control socket path {} is too long: a unix socket path has at most {max} bytes, and binding needs {needed}", path.display())]
+    PathTooLong {
+        path: PathBuf,
+        max: usize,
+        needed: usize,
+    },
+    #[error("{what} {}: {source}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl ControlError {
+    pub(super) fn io(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> ControlError {
+        let path = path.to_path_buf();
+        move |source| ControlError::Io { what, path, source }
+    }
+}
 
 /// Creates the socket's directory if missing, and refuses one where another user could
 /// replace the socket with their own: it must belong to root or to us, and be writable by

@@ -3,6 +3,7 @@
 //! [`Collector`], the interface of every source beyond the local files (the daemon, the
 //! services the units run), so that taking a snapshot names none of them.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -10,8 +11,18 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
-use super::local::ResolvedUnit;
+use crate::preflight;
+use crate::unit::Unit;
+
 use super::redact::{Secrets, redact_plist};
+
+/// A unit as it would run: its environment, and preflight's view of what it runs.
+pub(super) struct ResolvedUnit {
+    pub unit: Unit,
+    /// Unredacted.
+    pub env: BTreeMap<String, String>,
+    pub target: preflight::Target,
+}
 
 /// A source of entries beyond the local files. Every collector is asked at the same time,
 /// each bounded by the snapshot's timeout.

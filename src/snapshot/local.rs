@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-use super::collect::{Collected, Content};
+use super::collect::{Collected, Content, ResolvedUnit};
 use super::redact::{redact_env, redact_toml};
 use crate::compile::compile_dir;
 use crate::preflight::{self, PreflightContext};
@@ -19,14 +19,6 @@ use crate::unit::{ExecSpec, LaunchdSpec, Runner, Unit};
 /// Unit files, plists and env files larger than this are not what launchgraph reads; they are
 /// left out with a warning rather than filling the archive.
 const MAX_FILE_BYTES: u64 = 1024 * 1024;
-
-/// A unit as it would run: its environment, and preflight's view of what it runs.
-pub(super) struct ResolvedUnit {
-    pub unit: Unit,
-    /// Unredacted.
-    pub env: BTreeMap<String, String>,
-    pub target: preflight::Target,
-}
 
 /// Reads the units and the state directory: the entries and warnings, and the units that
 /// could be resolved.

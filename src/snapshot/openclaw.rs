@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use serde_json::Value as Json;
 
+use super::collect::ResolvedUnit;
 use super::collect::{CollectFuture, Collected, Collector, Content};
-use super::local::ResolvedUnit;
 use super::redact::redact_json_keys;
 use crate::process::{BoundedCommand, BoundedError, Capture, job_credentials};
 use crate::unit::{CANONICAL_PATH, Runner};
