@@ -7,11 +7,12 @@
 //! - `crash`: from a SIGKILL of a unit's process to its new instance's exec, with a zero
 //!   backoff; detection alone from the daemon's `backoff` log line.
 //! - `idle`: the daemon's RSS and CPU time while 10 ready units are probed every 5 s.
-//! - `up200`: 200 units brought up, then stopped on SIGTERM.
+//! - `up200`: 200 units brought up, then stopped on SIGTERM; `upscale`: the same for 200,
+//!   1,000 and 3,000 units (the stamp program only), to see how start-up grows.
 //!
 //! Run with `cargo bench --bench supervise`, or name parts: `cargo bench --bench supervise --
 //! gate crash`. `LAUNCHGRAPH_BENCH_REPS` sets the samples per row (default 30 for `gate`, 40
-//! for `crash`, 5 for `up200`); `LAUNCHGRAPH_BENCH_IDLE_SECS` the idle window (default 60);
+//! for `crash`, 5 for `up200`, 3 for `upscale`); `LAUNCHGRAPH_BENCH_IDLE_SECS` the idle window (default 60);
 //! `LAUNCHGRAPH_BENCH_BIN` runs another build of the binary instead of this one's;
 //! `LAUNCHGRAPH_BENCH_QUIET=PCT` makes each sample wait until the machine is below PCT % busy
 //! (for a machine shared with other work; the background load is printed either way).
@@ -995,9 +996,9 @@ fn bench_idle(b: &mut Bench, secs: u64) -> R<()> {
     Ok(())
 }
 
-fn bench_up200(b: &mut Bench, reps: usize) -> R<()> {
-    const UNITS: usize = 200;
-    println!("(d) {UNITS} exec units brought up (no probes, no dependencies), then SIGTERM");
+/// `units` exec units brought up, then stopped; `variants` says which programs they run.
+fn bench_up(b: &mut Bench, reps: usize, n: usize, variants: &[&str]) -> R<()> {
+    println!("(d) {n} exec units brought up (no probes, no dependencies), then SIGTERM");
     quiet("before");
     println!(
         "    {:<24} {:>3}  {:>20}  {:>20}  {:>20}  {:>20}",
@@ -1012,20 +1013,20 @@ fn bench_up200(b: &mut Bench, reps: usize) -> R<()> {
         "    {:<24} {:>3}  {:>20}  {:>20}  {:>20}  {:>20}",
         "", "", "min / med / max", "min / med / max", "min / med / max", "min / med / max"
     );
-    for variant in ["/bin/sleep 1000", "stamp program"] {
+    for &variant in variants {
         let stamp = variant == "stamp program";
-        let dir = b.dir(if stamp { "up200-stamp" } else { "up200-sleep" })?;
+        let dir = b.dir(&format!("up{n}-{}", if stamp { "stamp" } else { "sleep" }))?;
         let units = dir.join("units");
         fs::create_dir_all(&units).map_err(|e| e.to_string())?;
         let stamp_file = dir.join("all.stamps");
-        for i in 0..UNITS {
+        for i in 0..n {
             let cmd = if stamp {
                 argv(&[&b.helper, "stamp", &stamp_file.to_string_lossy()])
             } else {
                 argv(&["/bin/sleep", "1000"])
             };
             write(
-                &units.join(format!("s{i:03}.toml")),
+                &units.join(format!("s{i:05}.toml")),
                 &format!("[exec]\ncommand = {cmd}\n"),
             )?;
         }
@@ -1033,18 +1034,19 @@ fn bench_up200(b: &mut Bench, reps: usize) -> R<()> {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for rep in 0..reps {
             let _ = fs::remove_file(&stamp_file);
-            // Let the previous run's 200 processes be gone from the kernel's books.
-            std::thread::sleep(Duration::from_millis(300));
+            // Let the previous run's processes be gone from the kernel's books.
+            std::thread::sleep(Duration::from_millis(300 + n as u64 / 2));
             calm();
             let mut d = Daemon::start(&units, &dir.join(format!("log{rep}")))?;
             let t0 = d.spawned_ns;
-            let log = d.wait_log("started -> ready", UNITS, Duration::from_secs(30))?;
+            let limit = Duration::from_secs(30) + Duration::from_millis(20 * n as u64);
+            let log = d.wait_log("started -> ready", n, limit)?;
             if stamp {
-                let all = wait_for(Duration::from_secs(10), Duration::from_millis(5), || {
+                let all = wait_for(limit, Duration::from_millis(5), || {
                     let s = stamps(&stamp_file);
-                    (s.len() >= UNITS).then_some(s)
+                    (s.len() >= n).then_some(s)
                 })
-                .ok_or("up200: not every unit wrote its stamp")?;
+                .ok_or(format!("up{n}: not every unit wrote its stamp"))?;
                 if let Some(last) = all.iter().map(|s| s.1).max() {
                     exec.push(ms(last - t0));
                 }
@@ -1063,7 +1065,7 @@ fn bench_up200(b: &mut Bench, reps: usize) -> R<()> {
             std::thread::sleep(Duration::from_millis(300));
             let (took, status) = d.stop(Duration::from_secs(30))?;
             if !status.success() {
-                return Err(format!("up200: the daemon exited with {status} on SIGTERM"));
+                return Err(format!("up{n}: the daemon exited with {status} on SIGTERM"));
             }
             stop.push(took.as_secs_f64() * 1e3);
             if stamp {
@@ -1072,7 +1074,7 @@ fn bench_up200(b: &mut Bench, reps: usize) -> R<()> {
                     .filter(|s| Path::new(&format!("/proc/{}", s.0)).exists())
                     .count();
                 if left > 0 {
-                    return Err(format!("up200: {left} units outlived the daemon"));
+                    return Err(format!("up{n}: {left} units outlived the daemon"));
                 }
             }
         }
@@ -1087,7 +1089,7 @@ fn bench_up200(b: &mut Bench, reps: usize) -> R<()> {
         );
     }
     println!("    all from the daemon's spawn by this benchmark; the exec stamp is each unit's");
-    println!("    first clock read, so the last one is when all {UNITS} processes exist");
+    println!("    first clock read, so the last one is when all {n} processes exist");
     quiet("after");
     println!();
     Ok(())
@@ -1183,7 +1185,20 @@ fn main() -> ExitCode {
         result = bench_idle(&mut b, idle_secs);
     }
     if result.is_ok() && wants("up200") {
-        result = bench_up200(&mut b, reps.unwrap_or(5).max(1));
+        result = bench_up(
+            &mut b,
+            reps.unwrap_or(5).max(1),
+            200,
+            &["/bin/sleep 1000", "stamp program"],
+        );
+    }
+    // How start-up grows with the number of units: linear is the aim.
+    if result.is_ok() && wants("upscale") {
+        for n in [200, 1000, 3000] {
+            if result.is_ok() {
+                result = bench_up(&mut b, reps.unwrap_or(3).max(1), n, &["stamp program"]);
+            }
+        }
     }
     let _ = std::io::stdout().flush();
     match result {
