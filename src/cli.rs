@@ -17,7 +17,7 @@ use launchgraph::paths::default_units_dir;
     about,
     after_help = exit::help()
 )]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
@@ -147,7 +147,7 @@ pub enum Command {
 }
 
 #[derive(Args)]
-pub struct SocketArg {
+pub(crate) struct SocketArg {
     /// The daemon's control socket. Default: $LAUNCHGRAPH_SOCKET, else /var/run/launchgraph.sock
     /// on macOS, /run/launchgraph/launchgraph.sock on Linux (root's daemon), or
     /// $XDG_RUNTIME_DIR/launchgraph.sock for a daemon of one's own.
@@ -156,7 +156,7 @@ pub struct SocketArg {
 }
 
 #[derive(Args)]
-pub struct StateDir {
+pub(crate) struct StateDir {
     /// Where fingerprints (and other state) are kept. Default: $LAUNCHGRAPH_STATE_DIR, else
     /// /var/lib/launchgraph on Linux, /usr/local/var/launchgraph on macOS
     /// ($(brew --prefix)/var/launchgraph for a Homebrew install).
@@ -166,7 +166,7 @@ pub struct StateDir {
 
 impl SocketArg {
     /// Where the CLI looks for the daemon.
-    pub fn client(&self) -> PathBuf {
+    pub(crate) fn client(&self) -> PathBuf {
         self.socket
             .clone()
             .unwrap_or_else(launchgraph::paths::default_client_socket_path)
@@ -174,7 +174,7 @@ impl SocketArg {
 }
 
 impl StateDir {
-    pub fn resolve(&self) -> PathBuf {
+    pub(crate) fn resolve(&self) -> PathBuf {
         self.state_dir
             .clone()
             .unwrap_or_else(launchgraph::fingerprint::default_state_dir)
@@ -182,7 +182,7 @@ impl StateDir {
 }
 
 #[derive(Args)]
-pub struct UnitsDir {
+pub(crate) struct UnitsDir {
     /// The units directory (one TOML file per unit). Default: $LAUNCHGRAPH_UNITS, else
     /// /etc/launchgraph/units on Linux, /usr/local/etc/launchgraph/units on macOS
     /// ($(brew --prefix)/etc/launchgraph/units for a Homebrew install).
@@ -191,7 +191,7 @@ pub struct UnitsDir {
 }
 
 impl UnitsDir {
-    pub fn resolve(&self) -> PathBuf {
+    pub(crate) fn resolve(&self) -> PathBuf {
         self.units.clone().unwrap_or_else(default_units_dir)
     }
 }

@@ -24,7 +24,7 @@ pub struct Compiled {
 
 impl Compiled {
     /// The configuration with no units: what the supervisor runs before it has loaded `dir`.
-    pub fn empty(dir: PathBuf) -> Self {
+    pub(crate) fn empty(dir: PathBuf) -> Self {
         Self {
             dir,
             units: Vec::new(),
@@ -35,10 +35,6 @@ impl Compiled {
 
     pub fn index_of(&self, name: &UnitName) -> Option<usize> {
         self.index.get(name).copied()
-    }
-
-    pub fn name(&self, i: usize) -> &UnitName {
-        &self.units[i].name
     }
 
     /// Remarks that are not errors but that an admin should know (shown by `check`).

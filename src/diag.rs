@@ -26,7 +26,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// A problem with a whole file or directory rather than a place in it.
-    pub fn whole_file(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+    pub(crate) fn whole_file(file: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Self {
             file: file.into(),
             line: 1,
@@ -37,13 +37,8 @@ impl Diagnostic {
         }
     }
 
-    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+    pub(crate) fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
-        self
-    }
-
-    pub fn with_key(mut self, key: impl Into<String>) -> Self {
-        self.key = Some(key.into());
         self
     }
 }
@@ -66,20 +61,20 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Maps byte offsets of one source text to 1-based line and column numbers.
-pub struct SourceMap<'a> {
+pub(crate) struct SourceMap<'a> {
     text: &'a str,
     line_starts: Vec<usize>,
 }
 
 impl<'a> SourceMap<'a> {
-    pub fn new(text: &'a str) -> Self {
+    pub(crate) fn new(text: &'a str) -> Self {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
         Self { text, line_starts }
     }
 
     /// (line, column), both 1-based; the column counts characters, not bytes.
-    pub fn position(&self, offset: usize) -> (usize, usize) {
+    pub(crate) fn position(&self, offset: usize) -> (usize, usize) {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset) - 1;
         let start = self.line_starts[line];
@@ -90,7 +85,7 @@ impl<'a> SourceMap<'a> {
         (line + 1, column + 1)
     }
 
-    pub fn diagnostic(
+    pub(crate) fn diagnostic(
         &self,
         file: &Path,
         span: Range<usize>,
@@ -111,7 +106,7 @@ impl<'a> SourceMap<'a> {
 
 /// The closest candidate within a small edit distance, for "did you mean" hints: at most 2
 /// edits, or a third of the candidate's length for long names; the first of equals wins.
-pub fn closest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
+pub(crate) fn closest<'c>(word: &str, candidates: &[&'c str]) -> Option<&'c str> {
     candidates
         .iter()
         .map(|c| (strsim::levenshtein(word, c), *c))

@@ -15,7 +15,7 @@ pub const UNAVAILABLE: u8 = 69;
 pub const SOFTWARE: u8 = 70;
 /// EX_CANTCREAT: the control socket cannot be created (another daemon answers on it, or its
 /// path is unsafe).
-pub const CANTCREAT: u8 = 73;
+pub(crate) const CANTCREAT: u8 = 73;
 /// EX_IOERR: a file or stream could not be written.
 pub const IO: u8 = 74;
 /// EX_NOPERM: the caller may not do this (e.g. an acting verb without admin rights).

@@ -25,7 +25,7 @@ use crate::unit::Unit;
 /// The state directory of the `.pkg` install on macOS.
 pub const PKG_STATE_DIR: &str = "/usr/local/var/launchgraph";
 /// The state directory on Linux.
-pub const LINUX_STATE_DIR: &str = "/var/lib/launchgraph";
+pub(crate) const LINUX_STATE_DIR: &str = "/var/lib/launchgraph";
 
 /// A stored fingerprint is a few KiB; a file larger than this is not one.
 const MAX_STORED_BYTES: u64 = 1024 * 1024;
@@ -58,7 +58,7 @@ pub enum Role {
 
 impl Role {
     /// The order of files in a fingerprint and of sentences in a drift.
-    pub const ALL: [Role; 6] = [
+    pub(crate) const ALL: [Role; 6] = [
         Role::Plist,
         Role::Program,
         Role::Interpreter,
@@ -67,7 +67,7 @@ impl Role {
         Role::PackageJson,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Role::Plist => "plist",
             Role::Program => "program",

@@ -9,13 +9,13 @@ use std::path::Path;
 
 /// Writes `data` to `path` atomically: a temporary file in the same directory is written and
 /// synced, renamed over `path`, and the directory is synced. Creates the directory if needed.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     write_via_rename(path, data, mode, true)
 }
 
 /// Like [`write_atomic`] (readers see the old content or the new, never a torn file) but
 /// without syncing to disk: for records that lose their meaning with a power loss anyway.
-pub fn replace(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+pub(crate) fn replace(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     write_via_rename(path, data, mode, false)
 }
 
@@ -45,7 +45,7 @@ fn write_via_rename(path: &Path, data: &[u8], mode: u32, sync: bool) -> io::Resu
 /// Opens `path` for reading without blocking on it (a FIFO put where a file was expected
 /// never stalls the caller) and checks what was opened with `fstat`: `Ok(None)` unless it
 /// is a regular file. Read it with a bound (`Read::take`): it may grow after the check.
-pub fn open_regular(path: &Path) -> io::Result<Option<(File, fs::Metadata)>> {
+pub(crate) fn open_regular(path: &Path) -> io::Result<Option<(File, fs::Metadata)>> {
     let file = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)

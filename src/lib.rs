@@ -11,7 +11,7 @@ pub mod diag;
 pub mod engine;
 pub mod exit;
 pub mod fingerprint;
-pub mod fsutil;
+pub(crate) mod fsutil;
 pub mod graph;
 pub mod launchd;
 pub mod metrics;

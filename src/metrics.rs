@@ -74,12 +74,11 @@
 //!
 //! The encoder writes OpenMetrics: counter families are named without `_total` in their
 //! `# HELP` and `# TYPE` lines, metrics with a unit have a `# UNIT` line, and the text ends
-//! with `# EOF`. [`Metrics::render_openmetrics`] returns that text, for a scraper that asks for
-//! it ([`OPENMETRICS_CONTENT_TYPE`]). [`Metrics::render`] returns the Prometheus text format
-//! 0.0.4 ([`CONTENT_TYPE`]), which every scraper reads: the same samples, with counters'
+//! with `# EOF`. [`Metrics::render`] turns that into the Prometheus text format 0.0.4
+//! ([`CONTENT_TYPE`]), which every scraper reads: the same samples, with counters'
 //! `# HELP` and `# TYPE` lines naming the `_total` series (a 0.0.4 parser looks a sample's type
 //! up by the sample's name, and would take counters for untyped) and without the `# UNIT` and
-//! `# EOF` lines, which 0.0.4 does not have. In both, a family with no series yet (no restart so
+//! `# EOF` lines, which 0.0.4 does not have. A family with no series yet (no restart so
 //! far, no preflight finding) is left out altogether, `# HELP` and `# TYPE` included.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -100,11 +99,7 @@ use crate::preflight::Finding;
 use crate::reason::Reason;
 
 /// The content type of [`Metrics::render`]'s text.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// The content type of [`Metrics::render_openmetrics`]'s text.
-pub const OPENMETRICS_CONTENT_TYPE: &str =
-    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub(crate) const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Every state, in the order of a unit's life.
 pub const STATES: [StateName; 9] = [
@@ -484,9 +479,8 @@ impl Metrics {
         openmetrics_to_prometheus(&self.render_openmetrics())
     }
 
-    /// The OpenMetrics text, as the encoder writes it, served as
-    /// [`OPENMETRICS_CONTENT_TYPE`].
-    pub fn render_openmetrics(&self) -> String {
+    /// The OpenMetrics text, as the encoder writes it.
+    fn render_openmetrics(&self) -> String {
         let mut text = String::new();
         // Writing to a String cannot fail; an error would come from a metric the encoder
         // refuses (a native-only histogram), which this module does not create.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 /// The units directory of the `.pkg` install on macOS.
 pub const PKG_UNITS_DIR: &str = "/usr/local/etc/launchgraph/units";
 /// The units directory on Linux.
-pub const LINUX_UNITS_DIR: &str = "/etc/launchgraph/units";
+pub(crate) const LINUX_UNITS_DIR: &str = "/etc/launchgraph/units";
 
 /// The platform default units directory.
 ///
@@ -32,7 +32,7 @@ pub fn default_units_dir() -> PathBuf {
 }
 
 /// The Homebrew prefix a binary was installed under, if any.
-pub fn homebrew_prefix(exe: &Path) -> Option<PathBuf> {
+pub(crate) fn homebrew_prefix(exe: &Path) -> Option<PathBuf> {
     let bin = exe.parent()?;
     let mut candidate = bin.parent()?;
     // <prefix>/Cellar/<formula>/<version>/bin/launchgraph
@@ -48,9 +48,9 @@ pub fn homebrew_prefix(exe: &Path) -> Option<PathBuf> {
 }
 
 /// The control socket on macOS, where the daemon runs as root under launchd.
-pub const MACOS_SOCKET: &str = "/var/run/launchgraph.sock";
+pub(crate) const MACOS_SOCKET: &str = "/var/run/launchgraph.sock";
 /// The control socket of a Linux daemon running as root.
-pub const LINUX_SYSTEM_SOCKET: &str = "/run/launchgraph/launchgraph.sock";
+pub(crate) const LINUX_SYSTEM_SOCKET: &str = "/run/launchgraph/launchgraph.sock";
 /// The socket's file name inside a per-user directory.
 const SOCKET_FILE_NAME: &str = "launchgraph.sock";
 

@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::compile::Compiled;
 use crate::unit::{Probe, Runner, Unit};
 
-pub const SCHEMA: &str = "launchgraph.plan/1";
+pub(crate) const SCHEMA: &str = "launchgraph.plan/1";
 
 #[derive(Debug, Serialize)]
 pub struct Plan<'a> {

@@ -27,7 +27,7 @@ use crate::unit::{CANONICAL_PATH, Probe};
 
 /// The most of an HTTP body read to look for `body_contains`; a health answer is small, and a
 /// probe must not buffer whatever a confused server streams.
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub(crate) const BODY_LIMIT: usize = 64 * 1024;
 
 /// The most of an unexpected answer's body read for the detail's excerpt.
 const ERROR_BODY_LIMIT: usize = 1024;
@@ -69,22 +69,7 @@ pub enum ProbeFailure {
     Io,
 }
 
-impl ProbeFailure {
-    /// The stable reason code used in events, logs, status and metrics.
-    pub fn code(&self) -> &'static str {
-        match self {
-            ProbeFailure::Refused => "PROBE_REFUSED",
-            ProbeFailure::TimedOut => "PROBE_TIMED_OUT",
-            ProbeFailure::WrongStatus(_) => "PROBE_WRONG_STATUS",
-            ProbeFailure::BodyMismatch => "PROBE_BODY_MISMATCH",
-            ProbeFailure::ExitStatus(_) => "PROBE_EXIT_STATUS",
-            ProbeFailure::Signal(_) => "PROBE_SIGNAL",
-            ProbeFailure::SpawnFailed => "PROBE_SPAWN_FAILED",
-            ProbeFailure::OtherFamilyOnly => "PROBE_OTHER_FAMILY_ONLY",
-            ProbeFailure::Io => "PROBE_IO",
-        }
-    }
-}
+impl ProbeFailure {}
 
 /// The result of one probe attempt.
 #[derive(Debug, Clone, PartialEq)]
@@ -317,9 +302,9 @@ impl Prober {
 }
 
 /// How often readiness is tried in the first seconds of a start.
-pub const READY_POLL_FAST: Duration = Duration::from_millis(5);
+pub(crate) const READY_POLL_FAST: Duration = Duration::from_millis(5);
 /// How long the fast polling lasts before backing off.
-pub const READY_POLL_FAST_FOR: Duration = Duration::from_secs(3);
+pub(crate) const READY_POLL_FAST_FOR: Duration = Duration::from_secs(3);
 
 /// The delay before each successive readiness attempt while a unit is starting.
 ///
@@ -955,24 +940,5 @@ mod tests {
         assert_eq!(fmt_latency(Duration::from_micros(12_340)), "12.3ms");
         assert_eq!(fmt_latency(Duration::from_millis(1250)), "1.25s");
         assert_eq!(fmt_timeout(Duration::from_millis(200)), "200ms");
-    }
-
-    #[test]
-    fn reason_codes_are_distinct() {
-        let all = [
-            ProbeFailure::Refused,
-            ProbeFailure::TimedOut,
-            ProbeFailure::WrongStatus(503),
-            ProbeFailure::BodyMismatch,
-            ProbeFailure::ExitStatus(1),
-            ProbeFailure::Signal(9),
-            ProbeFailure::SpawnFailed,
-            ProbeFailure::OtherFamilyOnly,
-            ProbeFailure::Io,
-        ];
-        let mut codes: Vec<_> = all.iter().map(ProbeFailure::code).collect();
-        codes.sort_unstable();
-        codes.dedup();
-        assert_eq!(codes.len(), all.len());
     }
 }

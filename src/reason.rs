@@ -18,15 +18,17 @@ macro_rules! reasons {
         }
 
         impl Reason {
-            pub const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
+            #[cfg(test)]
+            pub(crate) const ALL: &'static [Reason] = &[$(Reason::$variant,)*];
 
             /// The stable identifier, e.g. `READY_TIMEOUT`.
-            pub fn code(self) -> &'static str {
+            pub(crate) fn code(self) -> &'static str {
                 match self { $(Reason::$variant => $code,)* }
             }
 
             /// One sentence saying what it means.
-            pub fn meaning(self) -> &'static str {
+            #[cfg(test)]
+            pub(crate) fn meaning(self) -> &'static str {
                 match self { $(Reason::$variant => $doc,)* }
             }
         }

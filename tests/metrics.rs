@@ -571,9 +571,4 @@ fn both_text_formats() {
         series(&samples, "launchgraph_unit_transitions_total", "db"),
         counters(&[("reason=START_REQUESTED,to=starting", 1.0)])
     );
-
-    let open = m.render_openmetrics();
-    assert!(open.ends_with("# EOF\n"));
-    assert!(open.contains("# TYPE launchgraph_unit_transitions counter\n"));
-    assert!(open.contains("# UNIT launchgraph_backoff_seconds seconds\n"));
 }

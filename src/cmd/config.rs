@@ -11,7 +11,7 @@ use super::Failure;
 
 /// `check`: the configuration, then (unless `state_dir` is `None`) each unit's preflight
 /// findings and drift since its last good run.
-pub fn check(dir: &Path, state_dir: Option<PathBuf>) -> Result<(), Failure> {
+pub(crate) fn check(dir: &Path, state_dir: Option<PathBuf>) -> Result<(), Failure> {
     match compile_dir(dir) {
         Ok(c) => {
             let mut out = std::io::stdout().lock();
@@ -93,7 +93,7 @@ fn drift_of(
     launchgraph::fingerprint::drift(&old, &now)
 }
 
-pub fn plan(dir: &Path, json: bool) -> Result<(), Failure> {
+pub(crate) fn plan(dir: &Path, json: bool) -> Result<(), Failure> {
     match compile_dir(dir) {
         Ok(c) => {
             let plan = Plan::new(&c);

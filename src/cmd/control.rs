@@ -41,7 +41,7 @@ fn unexpected(r: &Response) -> Failure {
     Failure::Software(format!("unexpected answer from the daemon: {r:?}"))
 }
 
-pub fn status(socket: &Path, unit: Option<String>, json: bool) -> Result<(), Failure> {
+pub(crate) fn status(socket: &Path, unit: Option<String>, json: bool) -> Result<(), Failure> {
     match ask(socket, Request::Status { unit })? {
         Response::Status { units } => {
             if json {
@@ -56,7 +56,7 @@ pub fn status(socket: &Path, unit: Option<String>, json: bool) -> Result<(), Fai
     }
 }
 
-pub fn act(socket: &Path, request: Request) -> Result<(), Failure> {
+pub(crate) fn act(socket: &Path, request: Request) -> Result<(), Failure> {
     match ask(socket, request)? {
         Response::Done { message } => print(&format!("{message}\n")),
         Response::Error { code, message } => Err(daemon_error(code, message)),
@@ -64,7 +64,7 @@ pub fn act(socket: &Path, request: Request) -> Result<(), Failure> {
     }
 }
 
-pub fn reload(socket: &Path, dry_run: bool) -> Result<(), Failure> {
+pub(crate) fn reload(socket: &Path, dry_run: bool) -> Result<(), Failure> {
     match ask(socket, Request::Reload { dry_run })? {
         Response::Reload(report) => print(&render::reload_report(&report)),
         Response::Error { code, message } => Err(daemon_error(code, message)),
@@ -72,7 +72,7 @@ pub fn reload(socket: &Path, dry_run: bool) -> Result<(), Failure> {
     }
 }
 
-pub fn metrics(socket: &Path) -> Result<(), Failure> {
+pub(crate) fn metrics(socket: &Path) -> Result<(), Failure> {
     match ask(socket, Request::Metrics)? {
         Response::Metrics { text } => print(&text),
         Response::Error { code, message } => Err(daemon_error(code, message)),
@@ -80,7 +80,7 @@ pub fn metrics(socket: &Path) -> Result<(), Failure> {
     }
 }
 
-pub fn events(socket: &Path, follow: bool, json: bool) -> Result<(), Failure> {
+pub(crate) fn events(socket: &Path, follow: bool, json: bool) -> Result<(), Failure> {
     runtime()?.block_on(async {
         let mut rx = client::stream(socket, Request::Events { follow })
             .await

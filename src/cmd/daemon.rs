@@ -7,7 +7,7 @@ use launchgraph::exit;
 
 use super::Failure;
 
-pub fn up(
+pub(crate) fn up(
     dir: &Path,
     config: launchgraph::daemon::UpConfig,
     log_format: &str,

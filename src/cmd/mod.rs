@@ -39,7 +39,7 @@ pub enum Failure {
 }
 
 /// Runs one subcommand.
-pub fn run(command: Command) -> Result<(), Failure> {
+pub(crate) fn run(command: Command) -> Result<(), Failure> {
     match command {
         Command::Check {
             units,

@@ -6,7 +6,7 @@ use launchgraph::snapshot::SnapshotOptions;
 
 use super::{Failure, print, runtime};
 
-pub fn take(opts: &SnapshotOptions) -> Result<(), Failure> {
+pub(crate) fn take(opts: &SnapshotOptions) -> Result<(), Failure> {
     match runtime()?.block_on(launchgraph::snapshot::take(opts)) {
         Ok(snap) => {
             for w in &snap.warnings {

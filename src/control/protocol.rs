@@ -16,10 +16,10 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// The longest request line the daemon reads (a request is small; this bounds a hostile one).
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// The longest response line the CLI accepts.
-pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Envelope {
+pub(crate) struct Envelope {
     pub version: u32,
     #[serde(flatten)]
     pub request: Request,
@@ -46,7 +46,7 @@ pub enum Request {
 
 impl Request {
     /// Whether the request changes anything (and so needs an admin).
-    pub fn is_acting(&self) -> bool {
+    pub(crate) fn is_acting(&self) -> bool {
         matches!(
             self,
             Request::Start { .. }

@@ -31,7 +31,7 @@ fn paint(s: &str, state: &str, color: bool) -> String {
 }
 
 /// `12s`, `3m04s`, `2h05m`, `3d04h`: short and exact enough to read at 3 a.m.
-pub fn fmt_age(secs: f64) -> String {
+pub(crate) fn fmt_age(secs: f64) -> String {
     let s = secs.max(0.0) as u64;
     match s {
         0..60 => format!("{s}s"),
@@ -164,7 +164,7 @@ pub fn transition_line(e: &EventRecord) -> String {
 /// The words of a transition's facts into state `to`, in a fixed order:
 /// `generation=… pid=… exit=… ran=… probe latency=… time-to-ready=… (note) failures=… delay=…
 /// (cause)`. Each appears only when the transition has it.
-pub fn facts_text(to: &str, f: &TransitionFacts) -> String {
+pub(crate) fn facts_text(to: &str, f: &TransitionFacts) -> String {
     let mut words: Vec<String> = Vec::new();
     if to == "starting" {
         words.push(format!("generation={}", f.generation));
@@ -222,7 +222,7 @@ fn note_text(n: &NoteRecord) -> String {
 }
 
 /// `exit=N`, `signal=N (NAME)` or `exit=unknown`.
-pub fn exit_text(e: &ExitRecord) -> String {
+pub(crate) fn exit_text(e: &ExitRecord) -> String {
     match (e.code, e.signal) {
         (_, Some(s)) => {
             let name = nix::sys::signal::Signal::try_from(s)
@@ -236,7 +236,7 @@ pub fn exit_text(e: &ExitRecord) -> String {
 }
 
 /// Milliseconds with up to one decimal: `1.3ms`, `250ms`, `12034ms`.
-pub fn fmt_ms(ms: f64) -> String {
+pub(crate) fn fmt_ms(ms: f64) -> String {
     if ms < 10.0 {
         format!("{ms:.1}ms")
     } else {

@@ -30,9 +30,9 @@ pub use super::socket_file::ControlError;
 use super::socket_file::{SocketFile, Staged, place, prepare_directory};
 
 /// How long a client may take to send its request line.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many connections are served at once; more are answered with an error and closed.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 64;
+pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 64;
 /// How long one response line may take to be written, so that a client that stops reading
 /// cannot hold its connection (and, on shutdown, the server) forever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,12 +115,6 @@ impl Replier {
         let _ = self.tx.send(Reply::Stream(rx));
         tx
     }
-
-    /// Whether the connection has stopped waiting for the answer (the daemon is shutting down
-    /// its control socket).
-    pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
 }
 
 /// The admin group, resolved once when the socket is bound.
@@ -191,11 +185,6 @@ impl ControlServer {
             },
             max_connections: cfg.max_connections.max(1),
         })
-    }
-
-    /// The socket's path.
-    pub fn path(&self) -> &Path {
-        &self.file.path
     }
 
     /// Serves connections until `shutdown` is cancelled, handing each valid request to `tx`.

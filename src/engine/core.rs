@@ -171,7 +171,7 @@ pub enum StateName {
 
 impl StateName {
     /// How many states there are.
-    pub const COUNT: usize = 9;
+    pub(crate) const COUNT: usize = 9;
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -337,7 +337,7 @@ impl State {
     }
 
     /// A process exists (or is being created) for this unit.
-    pub fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         matches!(
             self,
             State::Starting { .. }
@@ -347,7 +347,7 @@ impl State {
         )
     }
 
-    pub fn generation(&self) -> Option<Generation> {
+    pub(crate) fn generation(&self) -> Option<Generation> {
         match self {
             State::Starting { generation }
             | State::Started { generation, .. }
@@ -436,7 +436,7 @@ pub struct Core {
 
 impl Core {
     /// A core for a compiled configuration, every unit inactive and not yet wanted.
-    pub fn new(compiled: &Compiled, now: Instant, seed: u64) -> Self {
+    pub(crate) fn new(compiled: &Compiled, now: Instant, seed: u64) -> Self {
         let policies = compiled
             .units
             .iter()
@@ -495,7 +495,7 @@ impl Core {
         &self.slots[unit]
     }
 
-    pub fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.shutting_down
     }
 
@@ -504,7 +504,7 @@ impl Core {
     /// reload does not touch them; the others start inactive and not wanted (see [`want_up`]).
     ///
     /// [`want_up`]: Core::want_up
-    pub fn reloaded(
+    pub(crate) fn reloaded(
         compiled: &Compiled,
         old: &Core,
         carried: &[Option<UnitId>],
@@ -522,7 +522,7 @@ impl Core {
     }
 
     /// Wants these units up (the new and changed units of a reload).
-    pub fn want_up(&mut self, units: &[UnitId], now: Instant) -> Vec<Effect> {
+    pub(crate) fn want_up(&mut self, units: &[UnitId], now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         if !self.shutting_down {
             for &u in units {

@@ -17,7 +17,7 @@ pub type UnitId = usize;
 /// Counts the runs of one unit; starts at 1 for the first spawn.
 pub type Generation = u64;
 /// Counts configurations: one more per reload applied.
-pub type Epoch = u64;
+pub(crate) type Epoch = u64;
 
 /// How a process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -116,7 +116,7 @@ pub enum Event {
 
 impl Event {
     /// The unit the event is about (none for a command).
-    pub fn unit_mut(&mut self) -> Option<&mut UnitId> {
+    pub(crate) fn unit_mut(&mut self) -> Option<&mut UnitId> {
         match self {
             Event::Spawned { unit, .. }
             | Event::SpawnFailed { unit, .. }
@@ -132,7 +132,7 @@ impl Event {
 }
 
 /// A sender of messages stamped with the epoch they were sent under.
-pub struct EpochTx<T> {
+pub(crate) struct EpochTx<T> {
     epoch: Epoch,
     inner: mpsc::UnboundedSender<(Epoch, T)>,
 }
@@ -149,17 +149,17 @@ impl<T> Clone for EpochTx<T> {
 
 impl<T> EpochTx<T> {
     /// Sends `m` stamped with this sender's epoch; gives it back if the receiver is gone.
-    pub fn send(&self, m: T) -> Result<(), T> {
+    pub(crate) fn send(&self, m: T) -> Result<(), T> {
         self.inner.send((self.epoch, m)).map_err(|e| e.0.1)
     }
 
     /// The epoch it stamps.
-    pub fn epoch(&self) -> Epoch {
+    pub(crate) fn epoch(&self) -> Epoch {
         self.epoch
     }
 
     /// A sender on the same channel for another epoch.
-    pub fn for_epoch(&self, epoch: Epoch) -> Self {
+    pub(crate) fn for_epoch(&self, epoch: Epoch) -> Self {
         Self {
             epoch,
             inner: self.inner.clone(),
@@ -168,10 +168,10 @@ impl<T> EpochTx<T> {
 }
 
 /// A channel of epoch-stamped messages, its sender stamping `epoch`.
-pub fn channel<T>(epoch: Epoch) -> (EpochTx<T>, mpsc::UnboundedReceiver<(Epoch, T)>) {
+pub(crate) fn channel<T>(epoch: Epoch) -> (EpochTx<T>, mpsc::UnboundedReceiver<(Epoch, T)>) {
     let (inner, rx) = mpsc::unbounded_channel();
     (EpochTx { epoch, inner }, rx)
 }
 
 /// Where the tasks of a run report their [`Event`]s.
-pub type EventTx = EpochTx<Event>;
+pub(crate) type EventTx = EpochTx<Event>;

@@ -16,11 +16,11 @@ use crate::preflight::{self, Finding, PreflightContext};
 use crate::unit::Unit;
 
 /// How long a unit blocked by preflight waits before it is checked again without a file event.
-pub const PREFLIGHT_RETRY: Duration = Duration::from_secs(60);
+pub(crate) const PREFLIGHT_RETRY: Duration = Duration::from_secs(60);
 
 /// The findings that block a start, as one line for the log and status; `None` when the
 /// start may go ahead. Warnings are logged here, once per start.
-pub fn gate(unit: &Unit, ctx: &PreflightContext) -> Option<String> {
+pub(crate) fn gate(unit: &Unit, ctx: &PreflightContext) -> Option<String> {
     let findings = preflight::preflight(unit, ctx);
     for f in findings.iter().filter(|f| !f.blocks_start()) {
         tracing::warn!("{}: preflight {}", unit.name, one_line(f));
@@ -43,7 +43,7 @@ fn one_line(f: &Finding) -> String {
 
 /// Takes the fingerprint of a unit that just became ready, logs what drifted since the last
 /// good run, and stores it.
-pub async fn record_fingerprint(unit: Arc<Unit>, ctx: PreflightContext, state_dir: PathBuf) {
+pub(crate) async fn record_fingerprint(unit: Arc<Unit>, ctx: PreflightContext, state_dir: PathBuf) {
     let now = fingerprint::take(&unit, &ctx).await;
     match fingerprint::load(&state_dir, unit.name.as_str()) {
         Ok(Some(old)) => {

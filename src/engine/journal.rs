@@ -19,14 +19,14 @@ use crate::reason::Reason;
 use crate::unit::Unit;
 
 /// How many transitions `events` can replay.
-pub const EVENT_RING: usize = 1000;
+pub(crate) const EVENT_RING: usize = 1000;
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
 /// The typed facts of `t`, as `events --json` and `status --json` carry them.
-pub fn facts(t: &Transition) -> TransitionFacts {
+pub(crate) fn facts(t: &Transition) -> TransitionFacts {
     TransitionFacts {
         generation: t.generation,
         pid: t.pid,
@@ -56,7 +56,7 @@ pub fn facts(t: &Transition) -> TransitionFacts {
 }
 
 /// `t` as one event: its unit names resolved against `units`, the configuration it was made in.
-pub fn record(units: &[Unit], t: &Transition, seq: u64) -> EventRecord {
+pub(crate) fn record(units: &[Unit], t: &Transition, seq: u64) -> EventRecord {
     EventRecord {
         time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
         seq,
@@ -70,7 +70,7 @@ pub fn record(units: &[Unit], t: &Transition, seq: u64) -> EventRecord {
 }
 
 /// The transitions `events` replays, and the live feed for `--follow`.
-pub struct EventLog {
+pub(crate) struct EventLog {
     ring: VecDeque<EventRecord>,
     cap: usize,
     seq: u64,
@@ -78,7 +78,7 @@ pub struct EventLog {
 }
 
 impl EventLog {
-    pub fn new(cap: usize) -> Self {
+    pub(crate) fn new(cap: usize) -> Self {
         let (live, _) = broadcast::channel(1024);
         Self {
             ring: VecDeque::with_capacity(cap),
@@ -89,7 +89,7 @@ impl EventLog {
     }
 
     /// Records `t` (made in the configuration of `units`); returns the record.
-    pub fn push(&mut self, units: &[Unit], t: &Transition) -> &EventRecord {
+    pub(crate) fn push(&mut self, units: &[Unit], t: &Transition) -> &EventRecord {
         self.seq += 1;
         let r = record(units, t, self.seq);
         if self.ring.len() == self.cap {
@@ -102,25 +102,25 @@ impl EventLog {
     }
 
     /// The events still in the ring, oldest first.
-    pub fn ring(&self) -> impl Iterator<Item = &EventRecord> {
+    pub(crate) fn ring(&self) -> impl Iterator<Item = &EventRecord> {
         self.ring.iter()
     }
 
     /// A feed of the events recorded from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
         self.live.subscribe()
     }
 }
 
 /// A line of the log, with its level.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Line {
+pub(crate) enum Line {
     Info(String),
     Warn(String),
 }
 
 /// Writes `lines` to the log.
-pub fn write(lines: Vec<Line>) {
+pub(crate) fn write(lines: Vec<Line>) {
     for l in lines {
         match l {
             Line::Info(s) => tracing::info!("{s}"),
@@ -151,7 +151,7 @@ struct Window {
 /// [`LogLimiter::close_expired`] at [`LogLimiter::next_close`]). A line that reports a new,
 /// longer backoff delay is always written: the summary never hides what changed.
 #[derive(Default)]
-pub struct LogLimiter {
+pub(crate) struct LogLimiter {
     windows: HashMap<Key, Window>,
     /// Windows in the order they opened (so the order they close): the next to close is at
     /// the front, found without a scan. An entry whose window was closed and reopened since
@@ -160,11 +160,16 @@ pub struct LogLimiter {
 }
 
 impl LogLimiter {
-    pub const BURST: u32 = 5;
-    pub const WINDOW: Duration = Duration::from_secs(60);
+    pub(crate) const BURST: u32 = 5;
+    pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
     /// The lines to log for `t`, whose event is `r`: none when the limiter holds it back.
-    pub fn transition(&mut self, t: &Transition, r: &EventRecord, now: Instant) -> Vec<Line> {
+    pub(crate) fn transition(
+        &mut self,
+        t: &Transition,
+        r: &EventRecord,
+        now: Instant,
+    ) -> Vec<Line> {
         let mut out = Vec::new();
         let key = (r.unit.clone(), t.to, t.reason);
         if let Some(w) = self.windows.get(&key)
@@ -214,13 +219,13 @@ impl LogLimiter {
     }
 
     /// When the next window closes, if any is open.
-    pub fn next_close(&self) -> Option<Instant> {
+    pub(crate) fn next_close(&self) -> Option<Instant> {
         let (opened, _) = self.closing.front()?;
         Some(opened.checked_add(Self::WINDOW).unwrap_or(*opened))
     }
 
     /// Closes the windows that are over; returns their summaries.
-    pub fn close_expired(&mut self, now: Instant) -> Vec<Line> {
+    pub(crate) fn close_expired(&mut self, now: Instant) -> Vec<Line> {
         let mut out = Vec::new();
         while let Some((opened, _)) = self.closing.front()
             && now.saturating_duration_since(*opened) >= Self::WINDOW
@@ -234,7 +239,7 @@ impl LogLimiter {
     }
 
     /// Closes every window (at exit); returns their summaries.
-    pub fn flush_all(&mut self) -> Vec<Line> {
+    pub(crate) fn flush_all(&mut self) -> Vec<Line> {
         self.closing.clear();
         let keys: Vec<Key> = self.windows.keys().cloned().collect();
         keys.iter().filter_map(|k| self.close(k)).collect()

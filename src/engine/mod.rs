@@ -16,14 +16,14 @@
 //! reads the core's typed transitions and knows nothing else of the engine, so it sits beside
 //! it rather than in it.
 
-pub mod backend;
+pub(crate) mod backend;
 pub mod core;
-pub mod events;
-pub mod gate;
-pub mod journal;
-pub mod probing;
-pub mod reload;
-pub mod runs;
-pub mod runtime;
-pub mod status;
-pub mod watch;
+pub(crate) mod events;
+pub(crate) mod gate;
+pub(crate) mod journal;
+pub(crate) mod probing;
+pub(crate) mod reload;
+pub(crate) mod runs;
+pub(crate) mod runtime;
+pub(crate) mod status;
+pub(crate) mod watch;

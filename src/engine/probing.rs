@@ -20,7 +20,7 @@ const READY_FAILURE_REPORT_EVERY: Duration = Duration::from_millis(250);
 
 /// Starts the `kind` probe loop of run `generation` of `unit` (index `id`), until `token` is
 /// cancelled or, for readiness, the probe passes.
-pub fn start(
+pub(crate) fn start(
     prober: Arc<Prober>,
     unit: Arc<Unit>,
     id: UnitId,

@@ -13,7 +13,7 @@ use crate::control::protocol::ReloadReport;
 
 /// What a reload changes.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Names of the added, removed, changed, cycled and unchanged units (`dry_run` false).
     pub report: ReloadReport,
     /// Old units that must be down before the swap: the removed, changed and cycled ones.
@@ -25,7 +25,7 @@ pub struct Plan {
 
 impl Plan {
     /// The units of the next configuration that start afresh: added, changed and cycled.
-    pub fn fresh(&self) -> Vec<UnitId> {
+    pub(crate) fn fresh(&self) -> Vec<UnitId> {
         self.carried
             .iter()
             .enumerate()
@@ -38,7 +38,7 @@ impl Plan {
 /// The plan from `old` to `next`. A unit is changed when anything of it differs (any key; not
 /// comments or layout); an unchanged unit that transitively requires a changed one is cycled
 /// with it, so it never runs against a requirement it was not started with.
-pub fn plan(old: &Compiled, next: &Compiled) -> Plan {
+pub(crate) fn plan(old: &Compiled, next: &Compiled) -> Plan {
     let old_index: HashMap<&str, UnitId> = old
         .units
         .iter()

@@ -9,7 +9,7 @@ use std::time::Duration;
 /// What the daemon records of a running `exec` unit, so that the next daemon (after a crash,
 /// an upgrade or `launchctl kickstart -k`) does not start it a second time.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct RunRecord {
+pub(crate) struct RunRecord {
     pub unit: String,
     pub pid: u32,
     /// The process's start time in clock ticks since boot (Linux), so a recycled pid is never
@@ -42,7 +42,7 @@ fn running(pid: u32) -> bool {
 }
 
 /// Records a freshly spawned `exec` unit (atomically, in `<state>/runs/<unit>.json`).
-pub fn record_run(state_dir: &Path, unit: &str, pid: u32) {
+pub(crate) fn record_run(state_dir: &Path, unit: &str, pid: u32) {
     let record = RunRecord {
         unit: unit.to_owned(),
         pid,
@@ -62,7 +62,7 @@ pub fn record_run(state_dir: &Path, unit: &str, pid: u32) {
 }
 
 /// Forgets a unit's run once it has exited.
-pub fn forget_run(state_dir: &Path, unit: &str) {
+pub(crate) fn forget_run(state_dir: &Path, unit: &str) {
     let _ = std::fs::remove_file(run_file(state_dir, unit));
 }
 
@@ -71,7 +71,7 @@ pub fn forget_run(state_dir: &Path, unit: &str) {
 /// that the new daemon starts them again in order instead of twice. (They cannot be adopted:
 /// their output pipes went with the old daemon.) `launchd` units need nothing here: launchd
 /// keeps them, and a start adopts a running job.
-pub async fn stop_leftovers(compiled: &crate::compile::Compiled, state_dir: &Path) {
+pub(crate) async fn stop_leftovers(compiled: &crate::compile::Compiled, state_dir: &Path) {
     use nix::sys::signal::{Signal, kill, killpg};
     use nix::unistd::Pid;
     for i in compiled.graph.stop_order() {

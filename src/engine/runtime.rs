@@ -37,11 +37,11 @@ use crate::probe::Prober;
 use crate::reason::Reason;
 use crate::unit::{Unit, UnitName};
 
-pub use super::journal::EVENT_RING;
+pub(crate) use super::journal::EVENT_RING;
 
 /// A request from the control socket, with where to send the answer (one response, or for
 /// `events --follow` one per event until the receiver is dropped).
-pub struct ControlRequest {
+pub(crate) struct ControlRequest {
     pub request: Request,
     pub reply: mpsc::Sender<Response>,
 }
@@ -71,7 +71,7 @@ impl Default for SupervisorConfig {
 
 /// How supervision ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ended {
+pub(crate) enum Ended {
     /// Every unit stopped after the shutdown.
     AllStopped,
     /// The units directory was never valid: nothing ran.
@@ -84,7 +84,7 @@ pub enum Ended {
 ///
 /// An invalid directory does not end it: every error is logged and given to whoever asks, and
 /// the directory is read again on `reload` (SIGHUP).
-pub async fn supervise(
+pub(crate) async fn supervise(
     dir: PathBuf,
     config: SupervisorConfig,
     mut control: mpsc::Receiver<ControlRequest>,

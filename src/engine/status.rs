@@ -10,7 +10,7 @@ use crate::control::protocol::{ExitRecord, FindingStatus, ProbeStatus, UnitStatu
 use crate::control::render;
 
 /// Every unit's status at `now`; `findings` are the latest preflight findings of each unit.
-pub fn of(
+pub(crate) fn of(
     compiled: &Compiled,
     core: &Core,
     findings: &[Vec<FindingStatus>],

@@ -16,18 +16,18 @@ use crate::preflight::{self, PreflightContext};
 use crate::unit::Unit;
 
 /// File events closer together than this are one change (editors write in several steps).
-pub const DEBOUNCE: Duration = Duration::from_millis(250);
+pub(crate) const DEBOUNCE: Duration = Duration::from_millis(250);
 
 /// Watches the directories holding each unit's files and reports, debounced, which units'
 /// files changed. Dropping it stops the watching.
-pub struct FileWatch {
+pub(crate) struct FileWatch {
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl FileWatch {
     /// Starts watching; changed units are sent on `changed`. A watcher that cannot start is
     /// logged and replaced by the periodic retry alone.
-    pub fn start(units: &[Unit], ctx: &PreflightContext, changed: EpochTx<UnitId>) -> Self {
+    pub(crate) fn start(units: &[Unit], ctx: &PreflightContext, changed: EpochTx<UnitId>) -> Self {
         // Watch directories, not files: an upgrade replaces files (rename over, relink), which
         // a watch on the old inode would miss.
         let mut by_dir: BTreeMap<PathBuf, HashSet<UnitId>> = BTreeMap::new();

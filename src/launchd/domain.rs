@@ -6,7 +6,7 @@
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::unit::Domain;
 
@@ -53,12 +53,8 @@ impl ConsoleUser {
         }
     }
 
-    pub fn device(&self) -> &Path {
-        &self.device
-    }
-
     /// The uid of the user at the console.
-    pub fn uid(&self) -> Result<u32, NoConsoleUser> {
+    pub(crate) fn uid(&self) -> Result<u32, NoConsoleUser> {
         let uid = std::fs::metadata(&self.device)
             .map_err(|error| NoConsoleUser::Unreadable {
                 device: self.device.clone(),

@@ -174,14 +174,6 @@ impl Launchctl {
         Self { timeout, ..self }
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// `print <service-target>`.
     pub async fn print(&self, service_target: &str) -> Result<PrintOutcome, LaunchctlError> {
         let args = ["print", service_target];

@@ -9,9 +9,9 @@
 //!
 //! It does not decide when to start, stop or retry a job; the engine does.
 
-pub mod domain;
-pub mod launchctl;
-pub mod print;
+pub(crate) mod domain;
+pub(crate) mod launchctl;
+pub(crate) mod print;
 
 pub use domain::{ConsoleUser, NoConsoleUser, domain_target, service_target};
 pub use launchctl::{CallOutput, Failure, Launchctl, LaunchctlError, PrintOutcome};

@@ -76,7 +76,7 @@ impl PreflightContext {
     }
 
     /// Whether launchgraph runs as root.
-    pub fn running_as_root(&self) -> bool {
+    pub(crate) fn running_as_root(&self) -> bool {
         self.euid == 0
     }
 

@@ -23,7 +23,7 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",
             Severity::Warning => "warning",
@@ -48,21 +48,23 @@ macro_rules! codes {
         }
 
         impl FindingCode {
-            pub const ALL: &'static [FindingCode] = &[$(FindingCode::$variant,)*];
+            #[cfg(test)]
+            pub(crate) const ALL: &'static [FindingCode] = &[$(FindingCode::$variant,)*];
 
             /// The stable identifier, e.g. `PLIST_PATH_MISSING`.
-            pub fn code(self) -> &'static str {
+            pub(crate) fn code(self) -> &'static str {
                 match self { $(FindingCode::$variant => $code,)* }
             }
 
             /// The severity findings with this code have, unless the table in
             /// docs/preflight.md names an exception.
-            pub fn severity(self) -> Severity {
+            pub(crate) fn severity(self) -> Severity {
                 match self { $(FindingCode::$variant => Severity::$severity,)* }
             }
 
             /// One sentence saying what it means.
-            pub fn meaning(self) -> &'static str {
+            #[cfg(test)]
+            pub(crate) fn meaning(self) -> &'static str {
                 match self { $(FindingCode::$variant => $doc,)* }
             }
         }
@@ -154,7 +156,7 @@ impl Finding {
         }
     }
 
-    pub fn with_severity(mut self, severity: Severity) -> Self {
+    pub(crate) fn with_severity(mut self, severity: Severity) -> Self {
         self.severity = severity;
         self
     }

@@ -90,16 +90,16 @@ pub(crate) struct Job {
 
 impl Job {
     /// The PATH the process gets.
-    pub fn path_var(&self) -> &str {
+    pub(crate) fn path_var(&self) -> &str {
         self.env.get("PATH").map(String::as_str).unwrap_or("")
     }
 
-    pub fn home(&self) -> Option<&Path> {
+    pub(crate) fn home(&self) -> Option<&Path> {
         self.env.get("HOME").map(Path::new)
     }
 
     /// How findings name argv[i]: `ProgramArguments[3]`, `Program`, `command[3]`.
-    pub fn arg_key(&self, i: usize) -> String {
+    pub(crate) fn arg_key(&self, i: usize) -> String {
         match &self.source {
             Source::Plist {
                 program_key: true, ..
@@ -110,14 +110,14 @@ impl Job {
     }
 
     /// Where the job is declared, for messages: `the plist /p` or `the unit file /u`.
-    pub fn declared_in(&self) -> String {
+    pub(crate) fn declared_in(&self) -> String {
         match &self.source {
             Source::Plist { path, .. } => format!("the plist {}", path.display()),
             Source::Command { unit_file } => format!("the unit file {}", unit_file.display()),
         }
     }
 
-    pub fn is_plist(&self) -> bool {
+    pub(crate) fn is_plist(&self) -> bool {
         matches!(self.source, Source::Plist { .. })
     }
 }

@@ -28,10 +28,10 @@ mod takeover;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-pub use analyze::Target;
+pub(crate) use analyze::Target;
 pub use context::{Accounts, LAUNCHD_DEFAULT_PATH, PreflightContext, SystemAccounts, UserEntry};
 pub use finding::{Finding, FindingCode, Severity, blocks_start};
-pub use node::{PackageInfo, parse_env_file};
+pub(crate) use node::{PackageInfo, parse_env_file};
 
 use crate::unit::{Runner, Unit};
 
@@ -61,17 +61,8 @@ pub fn takeover(unit: &Unit) -> Vec<Finding> {
 }
 
 /// The nearest `package.json` with a `name` above `script`.
-pub fn package_of(script: &Path) -> Option<PackageInfo> {
+pub(crate) fn package_of(script: &Path) -> Option<PackageInfo> {
     node::nearest_package(script)
-}
-
-/// The files a watcher should watch to re-run preflight for `unit`: the plist, program,
-/// interpreter, OpenClaw's wrapper and env file, node, the entry script and its package.json,
-/// and the npmrc files that decide npm's prefix; also where each symlink among them points,
-/// since `brew upgrade` changes the link, not the path. Missing files are listed too: their
-/// appearance matters. Uses this host's context.
-pub fn watched_paths(unit: &Unit) -> Vec<PathBuf> {
-    watched_paths_with(unit, &PreflightContext::host())
 }
 
 /// [`watched_paths`] with a given context.

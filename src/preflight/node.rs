@@ -110,7 +110,7 @@ pub(crate) struct CellarPath {
 
 impl CellarPath {
     /// The stable path Homebrew keeps across upgrades: `<prefix>/opt/<formula>/<rest>`.
-    pub fn opt_path(&self) -> PathBuf {
+    pub(crate) fn opt_path(&self) -> PathBuf {
         self.prefix.join("opt").join(&self.formula).join(&self.rest)
     }
 }
@@ -205,7 +205,7 @@ pub(crate) struct InstallRoot {
 
 impl InstallRoot {
     /// Whether node from `self` and a package from `other` belong together.
-    pub fn same_install(&self, other: &InstallRoot) -> bool {
+    pub(crate) fn same_install(&self, other: &InstallRoot) -> bool {
         self.kind == other.kind && (!self.exact || !other.exact || same_dir(&self.dir, &other.dir))
     }
 }
@@ -328,7 +328,7 @@ pub(crate) fn package_name(path: &Path) -> Option<String> {
 /// The npm package a script belongs to: the nearest `package.json` with a `name`, walking up
 /// from the script.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PackageInfo {
+pub(crate) struct PackageInfo {
     pub manifest: PathBuf,
     pub name: String,
     pub version: Option<String>,
@@ -394,12 +394,12 @@ pub(crate) struct NpmPrefix {
 
 impl NpmPrefix {
     /// `<prefix>/lib/node_modules`, where `npm i -g` puts packages (§4.1).
-    pub fn node_modules(&self) -> PathBuf {
+    pub(crate) fn node_modules(&self) -> PathBuf {
         self.prefix.join("lib/node_modules")
     }
 
     /// Whether `path` (as written, or resolved) is inside `<prefix>/lib/node_modules`.
-    pub fn contains(&self, path: &Path) -> bool {
+    pub(crate) fn contains(&self, path: &Path) -> bool {
         let nm = self.node_modules();
         let nm_real = nm.canonicalize().ok();
         let candidates = [Some(path.to_path_buf()), path.canonicalize().ok()];
@@ -593,7 +593,7 @@ pub(crate) fn read_env_file(path: &Path) -> BTreeMap<String, String> {
 }
 
 /// `read_env_file` on text already read.
-pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_env_file(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim();

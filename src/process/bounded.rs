@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::process::ExitStatusExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,11 +30,11 @@ use super::track::spawn_tracked;
 
 /// How long the pipes may stay open once the helper is gone and its group killed: only a
 /// process that left the group can still hold them, and it is not worth waiting for.
-pub const DEFAULT_OUTPUT_GRACE: Duration = Duration::from_millis(200);
+pub(crate) const DEFAULT_OUTPUT_GRACE: Duration = Duration::from_millis(200);
 
 /// How long to wait for the helper to be reaped once its group was killed. SIGKILL takes
 /// effect at once unless the process sleeps uninterruptibly (a hung disk or network mount).
-pub const DEFAULT_REAP_BOUND: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_REAP_BOUND: Duration = Duration::from_secs(5);
 
 /// What is kept of one output stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,7 +167,7 @@ impl BoundedCommand {
         self
     }
 
-    pub fn envs<I, K, V>(mut self, vars: I) -> Self
+    pub(crate) fn envs<I, K, V>(mut self, vars: I) -> Self
     where
         I: IntoIterator<Item = (K, V)>,
         K: AsRef<OsStr>,
@@ -213,14 +213,6 @@ impl BoundedCommand {
     pub fn reap_bound(mut self, bound: Duration) -> Self {
         self.reap_bound = bound;
         self
-    }
-
-    pub fn program(&self) -> &Path {
-        &self.program
-    }
-
-    pub fn deadline(&self) -> Duration {
-        self.deadline
     }
 
     /// Runs the helper (see the module documentation). Must be called inside a tokio runtime.

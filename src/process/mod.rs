@@ -35,10 +35,8 @@ mod running;
 mod spawn;
 mod track;
 
-pub use bounded::{
-    BoundedCommand, BoundedError, BoundedOutput, Capture, DEFAULT_OUTPUT_GRACE, DEFAULT_REAP_BOUND,
-};
-pub(crate) use credentials::group_list;
+pub use bounded::{BoundedCommand, BoundedError, BoundedOutput, Capture};
+pub use credentials::group_list;
 pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
 pub use error::{SpawnCause, SpawnError};
 pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscribe_reaped};

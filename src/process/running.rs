@@ -165,10 +165,6 @@ impl UnitProcess {
         }
     }
 
-    pub fn unit(&self) -> &str {
-        &self.unit
-    }
-
     pub fn pid(&self) -> u32 {
         self.pid
     }
@@ -192,14 +188,6 @@ impl UnitProcess {
     /// `select!`, or to hand to a task that reports the exit as an event.
     pub fn exited(&self) -> impl Future<Output = ExitReport> + Send + 'static {
         exit_of(self.exit.clone())
-    }
-
-    /// Sends `signal` to the whole process group, while the main process runs.
-    pub fn signal(&self, signal: Signal) -> nix::Result<()> {
-        if self.try_exit().is_some() {
-            return Err(Errno::ESRCH);
-        }
-        signal_group(self.pgid(), signal)
     }
 
     /// Sends `signal` to the process group, waits up to `timeout` for the main process to

@@ -81,7 +81,7 @@ impl Registry {
         }
     }
 
-    pub(crate) fn is_tracked(&self, pid: u32) -> bool {
+    pub fn is_tracked(&self, pid: u32) -> bool {
         self.entries.contains_key(&pid)
     }
 
@@ -126,15 +126,6 @@ impl TrackedChild {
     pub async fn wait(&mut self) -> io::Result<ExitStatus> {
         let status = self.child.wait().await?;
         self.collected();
-        Ok(status)
-    }
-
-    /// The exit status if the child has exited, without waiting.
-    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
-        let status = self.child.try_wait()?;
-        if status.is_some() {
-            self.collected();
-        }
         Ok(status)
     }
 

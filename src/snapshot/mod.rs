@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 pub use archive::{list, snapshots_dir};
-pub use ollama::DEFAULT_OLLAMA;
+pub(crate) use ollama::DEFAULT_OLLAMA;
 pub use redact::{REDACTED, is_secret_key};
 
 use archive::{MAX_NAMES_PER_SECOND, publish, stamp, write_archive};
@@ -46,7 +46,7 @@ use redact::SECRET_WORDS;
 
 /// The bound on each thing a snapshot asks of another process: the daemon's status, Ollama's
 /// two endpoints together, `openclaw doctor --json`.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What to snapshot and where.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use serde_json::Value as Json;
 use super::collect::{CollectFuture, Collected, Collector, Content};
 
 /// Where Ollama listens unless told otherwise: its own default bind address.
-pub const DEFAULT_OLLAMA: SocketAddr =
+pub(crate) const DEFAULT_OLLAMA: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 11434));
 
 /// The most of an Ollama answer that is kept (a model list is a few KiB per model).

@@ -26,26 +26,9 @@ use super::{
 };
 use crate::diag::{Diagnostic, SourceMap, closest};
 
-/// Every problem found while reading a units directory.
-#[derive(Debug)]
-pub struct LoadError {
-    pub diagnostics: Vec<Diagnostic>,
-}
-
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for d in &self.diagnostics {
-            writeln!(f, "{d}")?;
-        }
-        Ok(())
-    }
-}
-
-impl std::error::Error for LoadError {}
-
 /// A unit read from one file, with the source positions later cross-file checks point at.
 #[derive(Debug, Clone)]
-pub struct ParsedUnit {
+pub(crate) struct ParsedUnit {
     pub unit: Unit,
     /// For each entry of `requires`, where it is written (line, column).
     pub requires_at: Vec<(usize, usize)>,
@@ -57,28 +40,15 @@ pub struct ParsedUnit {
 /// (including broken ones, so that a unit requiring a broken unit is not also told its
 /// requirement does not exist), and the diagnostics.
 #[derive(Debug, Default)]
-pub struct DirContents {
+pub(crate) struct DirContents {
     pub units: Vec<ParsedUnit>,
     pub names: HashSet<UnitName>,
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Reads and validates every unit file of `dir`, returning only units if all of them are valid.
-/// Duplicate labels and cycles are not checked here; see [`crate::compile::compile_dir`].
-pub fn load_dir(dir: &Path) -> Result<Vec<Unit>, LoadError> {
-    let contents = read_dir(dir);
-    if contents.diagnostics.is_empty() {
-        Ok(contents.units.into_iter().map(|p| p.unit).collect())
-    } else {
-        Err(LoadError {
-            diagnostics: contents.diagnostics,
-        })
-    }
-}
-
 /// Reads every `*.toml` file of `dir` (hidden files and other names are ignored), sorted by
 /// name, collecting all diagnostics.
-pub fn read_dir(dir: &Path) -> DirContents {
+pub(crate) fn read_dir(dir: &Path) -> DirContents {
     let mut out = DirContents::default();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -200,7 +170,7 @@ pub fn read_dir(dir: &Path) -> DirContents {
 /// when the file had none.
 ///
 /// `known` is the set of unit names in the directory; a requirement outside it is an error.
-pub fn parse_unit(
+pub(crate) fn parse_unit(
     name: UnitName,
     file: &Path,
     text: &str,
@@ -740,7 +710,7 @@ fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
 // Value grammar shared by probes and the CLI.
 
 /// `IP:port` (`[v6]:port` for IPv6), port 1..=65535.
-pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
     match s.parse::<SocketAddr>() {
         Ok(a) if a.port() == 0 => Err(format!("{s:?}: port 0 is not a port a server listens on")),
         Ok(a) => Ok(a),
@@ -758,7 +728,7 @@ pub fn parse_socket_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// An `http://IP[:port]/path` URL; returns the URL and its socket address.
-pub fn parse_http_url(s: &str) -> Result<(String, SocketAddr), (String, &'static str)> {
+pub(crate) fn parse_http_url(s: &str) -> Result<(String, SocketAddr), (String, &'static str)> {
     let hint = "write e.g. \"http://127.0.0.1:11434/api/version\"; probes speak plain HTTP to an IP address";
     let rest = match s.split_once("://") {
         Some(("http", rest)) => rest,

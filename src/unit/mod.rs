@@ -6,7 +6,7 @@
 //! already valid: a `Unit` never holds a relative program path, an unknown signal or a
 //! zero-length probe interval.
 
-pub mod load;
+pub(crate) mod load;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,8 +15,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
-
-pub use load::{LoadError, load_dir};
 
 /// A unit's name: its file stem, `[a-z0-9][a-z0-9._-]*`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -94,7 +92,7 @@ pub enum Runner {
 }
 
 impl Runner {
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Runner::Launchd(_) => "launchd",
             Runner::Exec(_) => "exec",
@@ -122,7 +120,7 @@ pub enum Domain {
 }
 
 impl Domain {
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let expected = "expected \"system\", \"gui/<uid>\", \"gui/console\" or \"user/<uid>\"";
         if s == "system" {
             return Ok(Domain::System);
@@ -350,11 +348,11 @@ impl Default for RestartSpec {
 pub struct PreflightSpec {}
 
 /// Serializes durations as whole milliseconds (`"interval_ms": 1000`), the stable JSON form.
-pub mod duration_ms {
+pub(crate) mod duration_ms {
     use serde::Serializer;
     use std::time::Duration;
 
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_millis() as u64)
     }
 }

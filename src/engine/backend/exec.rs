@@ -11,7 +11,7 @@ use crate::process::{StopOutcome, spawn_unit};
 use crate::unit::ExecSpec;
 
 /// How to run one `exec` unit.
-pub struct ExecBackend {
+pub(crate) struct ExecBackend {
     pub name: String,
     pub spec: ExecSpec,
     /// Where run records are kept.
@@ -19,7 +19,7 @@ pub struct ExecBackend {
 }
 
 impl ExecBackend {
-    pub async fn run(self, run: Run) {
+    pub(crate) async fn run(self, run: Run) {
         let Run {
             unit,
             generation,

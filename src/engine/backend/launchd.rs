@@ -24,7 +24,7 @@ use crate::reason::Reason;
 use crate::unit::LaunchdSpec;
 
 /// How long to wait before trying a unit again whose GUI domain does not exist.
-pub const NO_GUI_SESSION_RETRY: Duration = Duration::from_secs(30);
+pub(crate) const NO_GUI_SESSION_RETRY: Duration = Duration::from_secs(30);
 /// The bound on bootstrap retries while launchd drains an earlier bootout.
 const BOOTSTRAP_RETRY_FOR: Duration = Duration::from_secs(15);
 /// How often `print` is asked while waiting for launchd to act (a relaunch, a drain).
@@ -98,14 +98,14 @@ impl Reporter {
 }
 
 /// How to run one `launchd` unit.
-pub struct LaunchdBackend {
+pub(crate) struct LaunchdBackend {
     pub ctx: LaunchdContext,
     pub spec: LaunchdSpec,
 }
 
 impl LaunchdBackend {
     /// Drives one run until it is stopped or its job exits for good.
-    pub async fn run(self, run: Run) {
+    pub(crate) async fn run(self, run: Run) {
         let Run {
             unit,
             generation,
@@ -268,7 +268,7 @@ async fn run_launchd(
 
 /// Why a job could not be started.
 #[derive(Debug)]
-pub enum StartFailure {
+pub(crate) enum StartFailure {
     /// Not the job's fault (no GUI session): wait and try again later.
     Deferred(Reason, String),
     Failed(String),
@@ -278,7 +278,7 @@ pub enum StartFailure {
 /// job, enables then bootstraps an unloaded one, kickstarts a loaded idle one. Transient
 /// failures (a bootout still draining: 5, 37) are retried from the top with backoff, for up
 /// to 15 s.
-pub async fn start_job(
+pub(crate) async fn start_job(
     lc: &Launchctl,
     domain: &str,
     target: &str,

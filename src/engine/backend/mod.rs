@@ -14,8 +14,8 @@
 //! [`Event::StartDeferred`]: super::events::Event::StartDeferred
 //! [`Event::Relaunching`]: super::events::Event::Relaunching
 
-pub mod exec;
-pub mod launchd;
+pub(crate) mod exec;
+pub(crate) mod launchd;
 
 use std::path::PathBuf;
 
@@ -26,7 +26,7 @@ use crate::reason::Reason;
 use crate::unit::{Runner, Unit};
 
 /// One run of a unit, as the runtime hands it to a backend.
-pub struct Run {
+pub(crate) struct Run {
     pub unit: UnitId,
     pub generation: Generation,
     /// Resolves when the run must stop, with why (a backend may stop a hung job differently
@@ -38,21 +38,21 @@ pub struct Run {
 
 /// What the backends need of the host.
 #[derive(Clone)]
-pub struct BackendConfig {
+pub(crate) struct BackendConfig {
     pub launchd: launchd::LaunchdContext,
     /// Where run records are kept.
     pub state_dir: PathBuf,
 }
 
 /// The backend of one unit.
-pub enum Backend {
+pub(crate) enum Backend {
     Exec(exec::ExecBackend),
     Launchd(launchd::LaunchdBackend),
 }
 
 impl Backend {
     /// The backend that runs `unit`.
-    pub fn of(unit: &Unit, config: &BackendConfig) -> Self {
+    pub(crate) fn of(unit: &Unit, config: &BackendConfig) -> Self {
         match &unit.runner {
             Runner::Exec(spec) => Backend::Exec(exec::ExecBackend {
                 name: unit.name.to_string(),
@@ -67,7 +67,7 @@ impl Backend {
     }
 
     /// Carries out `run` until it is over, reporting as it goes.
-    pub async fn run(self, run: Run) {
+    pub(crate) async fn run(self, run: Run) {
         match self {
             Backend::Exec(b) => b.run(run).await,
             Backend::Launchd(b) => b.run(run).await,
