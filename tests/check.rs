@@ -420,8 +420,14 @@ fn non_utf8_unreadable_and_odd_files() {
     let d = compile_dir(p).err().unwrap();
     let b = find(&d, p, "bin.toml", 1, "not valid UTF-8");
     assert_eq!(b.column, 19);
-    find(&d, p, "dangling.toml", 1, "cannot read the unit file");
-    find(&d, p, "fifo.toml", 1, "not a regular file");
+    find(&d, p, "dangling.toml", 1, "the unit file cannot be read");
+    find(
+        &d,
+        p,
+        "fifo.toml",
+        1,
+        "the unit file is a FIFO, expected a regular file",
+    );
     find(&d, p, "Upper.toml", 1, "bad unit name \"Upper\"");
     assert_eq!(d.len(), 4, "{d:#?}");
 }

@@ -232,3 +232,151 @@ fn check_runs_preflight_on_this_host_and_names_each_finding() {
         assert!(s.contains("preflight errors block a start"), "{s}");
     }
 }
+
+/// Runs `launchgraph check --state-dir <tmp> --units dir` (preflight included) and returns its
+/// exit code, stdout and stderr; the test fails, and the child is killed, if it has not
+/// exited within 30 s: a file that is not what it should be must be an error, not a hang.
+fn check_promptly(dir: &Path) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let state = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_launchgraph"))
+        .args(["check", "--state-dir"])
+        .arg(state.path())
+        .arg("--units")
+        .arg(dir)
+        .env_remove("LAUNCHGRAPH_UNITS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run launchgraph");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            String::from_utf8_lossy(&b).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let deadline = std::time::Duration::from_secs(30);
+    let status = match rx.recv_timeout(deadline) {
+        Ok(s) => s.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!(
+                "check on {} did not exit within {deadline:?}",
+                dir.display()
+            );
+        }
+    };
+    (
+        status.code(),
+        stdout.join().unwrap(),
+        stderr.join().unwrap(),
+    )
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+}
+
+fn launchd_unit(dir: &Path, plist: &Path) {
+    std::fs::write(
+        dir.join("job.toml"),
+        format!(
+            "[launchd]\nlabel = \"test.job\"\nplist = \"{}\"\ndomain = \"gui/{}\"\n",
+            plist.display(),
+            nix::unistd::geteuid()
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn check_answers_promptly_when_a_plist_is_a_fifo_a_device_or_huge() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("test.job.plist");
+    mkfifo(&fifo);
+    let huge = dir.path().join("huge.plist");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    for (plist, what) in [
+        (
+            fifo.as_path(),
+            "is a FIFO, expected a regular file".to_string(),
+        ),
+        (
+            Path::new("/dev/zero"),
+            "is a character device, expected a regular file".to_string(),
+        ),
+        (
+            huge.as_path(),
+            "is 4 GiB, larger than the 1 MiB a plist may be".to_string(),
+        ),
+    ] {
+        let units = tempfile::tempdir().unwrap();
+        launchd_unit(units.path(), plist);
+        let (code, out, err) = check_promptly(units.path());
+        assert_eq!(code, Some(65), "{out}{err}");
+        assert!(out.contains("job: error PLIST_UNREADABLE"), "{out}");
+        assert!(
+            out.contains(&format!("the plist {} {what}", plist.display())),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn check_answers_promptly_when_an_env_file_is_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let wrapper = p.join("gateway-env-wrapper.sh");
+    std::fs::write(&wrapper, "#!/bin/sh\n. \"$1\"\nshift\nexec \"$@\"\n").unwrap();
+    let env_file = p.join("gateway.env");
+    mkfifo(&env_file);
+    let units = tempfile::tempdir().unwrap();
+    std::fs::write(
+        units.path().join("gateway.toml"),
+        format!(
+            "[exec]\ncommand = [\"/bin/sh\", \"{}\", \"{}\", \"/bin/cat\", \"{}\"]\n",
+            wrapper.display(),
+            env_file.display(),
+            wrapper.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = check_promptly(units.path());
+    assert_eq!(code, Some(65), "{out}{err}");
+    assert!(out.contains("gateway: error ENTRY_NOT_READABLE"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "env file {} (command[2] in the unit file {}) is a FIFO, expected a regular file",
+            env_file.display(),
+            units.path().join("gateway.toml").display()
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_answers_promptly_when_a_unit_file_is_a_fifo() {
+    let units = tempfile::tempdir().unwrap();
+    mkfifo(&units.path().join("pipe.toml"));
+    let (code, _, err) = check_promptly(units.path());
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:1:1: the unit file is a FIFO, expected a regular file",
+            units.path().join("pipe.toml").display()
+        )),
+        "{err}"
+    );
+}

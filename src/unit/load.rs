@@ -25,6 +25,7 @@ use super::{
     RestartPolicy, RestartSpec, Runner, Signal, Unit, UnitName,
 };
 use crate::diag::{Diagnostic, SourceMap, closest};
+use crate::fsutil::ReadError;
 
 /// Every problem found while reading a units directory.
 #[derive(Debug)]
@@ -113,24 +114,15 @@ pub fn read_dir(dir: &Path) -> DirContents {
         if name.starts_with('.') || !name.ends_with(".toml") {
             continue;
         }
-        // A regular file needs no second look; follow symlinks (a unit file may be a link
-        // into a shared tree; a dangling link is kept, so that reading it reports the problem).
-        if entry.file_type().is_ok_and(|t| t.is_file()) {
-            files.push(path);
+        // Directories are skipped (following symlinks: a unit file may be a link into a
+        // shared tree). Anything else is read, and reading says what it is when it is not a
+        // regular file: checked on the opened file, since it may be swapped after listing.
+        if entry.file_type().is_ok_and(|t| t.is_dir())
+            || std::fs::metadata(&path).is_ok_and(|m| m.is_dir())
+        {
             continue;
         }
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => continue,
-            Ok(m) if !m.is_file() => {
-                // A FIFO or device would block or never end when read.
-                out.diagnostics.push(
-                    Diagnostic::whole_file(&path, "the unit file is not a regular file")
-                        .with_hint("a unit file must be a plain TOML file"),
-                );
-                continue;
-            }
-            _ => files.push(path),
-        }
+        files.push(path);
     }
     files.sort();
     if files.is_empty() && out.diagnostics.is_empty() {
@@ -158,15 +150,10 @@ pub fn read_dir(dir: &Path) -> DirContents {
         }
     }
     for (path, name) in named {
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_unit_file(&path) {
             Ok(b) => b,
-            Err(e) => {
-                out.diagnostics.push(
-                    Diagnostic::whole_file(&path, format!("cannot read the unit file: {e}"))
-                        .with_hint(
-                            "check the file's permissions: launchgraph must be able to read it",
-                        ),
-                );
+            Err(d) => {
+                out.diagnostics.push(d);
                 continue;
             }
         };
@@ -194,6 +181,22 @@ pub fn read_dir(dir: &Path) -> DirContents {
         }
     }
     out
+}
+
+/// The most a unit file may hold; real ones are a few hundred bytes.
+pub const MAX_UNIT_FILE_BYTES: u64 = 1 << 20;
+
+/// The bytes of one listed unit file, read without blocking and with a bound: it may have
+/// been replaced by a FIFO or a device since the directory was listed.
+fn read_unit_file(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+    crate::fsutil::read_regular(path, MAX_UNIT_FILE_BYTES).map_err(|e| {
+        let hint = match e {
+            ReadError::Io(_) => "check the file's permissions: launchgraph must be able to read it",
+            _ => "a unit file must be a plain TOML file",
+        };
+        Diagnostic::whole_file(path, format!("the unit file {}", e.describe("a unit file")))
+            .with_hint(hint)
+    })
 }
 
 /// Parses one unit file's text. Pushes every problem found to `diags`; returns the unit only
@@ -1331,5 +1334,49 @@ impl<T> TransposeOpt<T> for Option<Option<T>> {
             Some(None) => None,
             Some(Some(v)) => Some(Some(v)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A unit file listed as a regular file and replaced by a FIFO before it is read (the
+    /// race of a directory being rewritten while it is checked): reading it is an error at
+    /// once, not a wait for a writer that never comes.
+    #[test]
+    fn a_unit_file_swapped_for_a_fifo_after_listing_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("late.toml");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_unit_file(&p));
+        });
+        let d = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("reading a FIFO must not block")
+            .unwrap_err();
+        assert_eq!(d.file, path);
+        assert_eq!(
+            d.message,
+            "the unit file is a FIFO, expected a regular file"
+        );
+    }
+
+    #[test]
+    fn an_oversized_unit_file_is_an_error_naming_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.toml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_UNIT_FILE_BYTES + 1)
+            .unwrap();
+        let d = read_unit_file(&path).unwrap_err();
+        assert_eq!(
+            d.message,
+            "the unit file is 1.0 MiB, larger than the 1 MiB a unit file may be"
+        );
     }
 }
