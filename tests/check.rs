@@ -150,6 +150,54 @@ fn bad_durations() {
     );
 }
 
+/// Every duration key has a maximum (docs/units.md): a duration past it, such as the largest
+/// number of seconds humantime accepts, is an error at its place naming the key and the
+/// maximum, not a value that overflows the daemon's clock arithmetic later.
+#[test]
+fn every_duration_key_has_a_maximum() {
+    const HUGE: &str = "18446744073709551615s";
+    // (section, key, maximum, the section's other required lines)
+    let keys = [
+        ("exec", "stop-timeout", "24h", ""),
+        ("ready", "interval", "24h", "tcp = \"127.0.0.1:1\"\n"),
+        ("ready", "timeout", "24h", "tcp = \"127.0.0.1:1\"\n"),
+        ("ready", "start-timeout", "24h", "tcp = \"127.0.0.1:1\"\n"),
+        ("alive", "interval", "24h", "tcp = \"127.0.0.1:1\"\n"),
+        ("alive", "timeout", "24h", "tcp = \"127.0.0.1:1\"\n"),
+        ("restart", "initial", "7days", "max = \"7days\"\n"),
+        ("restart", "max", "7days", ""),
+        ("restart", "reset-after", "7days", ""),
+        ("restart", "start-limit-period", "7days", ""),
+    ];
+    for (section, key, max, others) in keys {
+        let table = |value: &str| {
+            let head = if section == "exec" {
+                OK_EXEC.to_string()
+            } else {
+                format!("{OK_EXEC}[{section}]\n{others}")
+            };
+            format!("{head}{key} = \"{value}\"\n")
+        };
+        let line = table(HUGE).lines().count();
+        for value in [HUGE, &format!("{max} 1ms")] {
+            let (dir, d) = errors(&[("a.toml", &table(value))]);
+            let e = find(
+                &d,
+                dir.path(),
+                "a.toml",
+                line,
+                &format!("`{section}.{key}`: {value:?} is longer than the maximum of {max}"),
+            );
+            assert_eq!(e.column, key.len() + 4, "{e}");
+            assert_eq!(d.len(), 1, "{d:#?}");
+        }
+        let dir = dir_with(&[("a.toml", &table(max))]);
+        if let Err(d) = compile_dir(dir.path()) {
+            panic!("{section}.{key} = {max:?} is allowed: {d:#?}");
+        }
+    }
+}
+
 #[test]
 fn relative_program_paths() {
     let (dir, d) = errors(&[

@@ -447,6 +447,25 @@ fn t_label_at(cx: &Cx<'_>, launchd: &Spanned<DeValue<'_>>) -> Option<(usize, usi
     Some(cx.map.position(k.span().start))
 }
 
+/// The longest a duration key may be, and how a person writes it.
+#[derive(Clone, Copy)]
+struct MaxDuration {
+    value: Duration,
+    text: &'static str,
+}
+
+/// The longest timeout or probe interval (`stop-timeout`, `[ready]` and `[alive]` durations):
+/// a day is far past any sensible wait, and far from any overflow of the clock arithmetic.
+const MAX_TIMEOUT: MaxDuration = MaxDuration {
+    value: Duration::from_secs(24 * 60 * 60),
+    text: "24h",
+};
+/// The longest restart delay or period (`[restart]` durations).
+const MAX_PERIOD: MaxDuration = MaxDuration {
+    value: Duration::from_secs(7 * 24 * 60 * 60),
+    text: "7days",
+};
+
 // ---------------------------------------------------------------------------------------------
 // Sections.
 
@@ -522,7 +541,7 @@ fn exec_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ExecSpec> {
             }),
         None => Some(Signal(nix::sys::signal::Signal::SIGTERM)),
     };
-    let stop_timeout = t.duration(cx, "stop-timeout", Duration::from_secs(10));
+    let stop_timeout = t.duration(cx, "stop-timeout", Duration::from_secs(10), MAX_TIMEOUT);
     let stdout = t.get("stdout").map(|v| cx.abs_path(v, &t.key("stdout")));
     let stderr = t.get("stderr").map(|v| cx.abs_path(v, &t.key("stderr")));
     let log_max_bytes = match t.get("log-max-size") {
@@ -653,9 +672,10 @@ fn probe(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Probe> {
 
 fn ready_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ReadySpec> {
     let probe = probe(cx, &t);
-    let interval = t.positive_duration(cx, "interval", Duration::from_secs(1));
-    let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(1));
-    let start_timeout = t.positive_duration(cx, "start-timeout", Duration::from_secs(60));
+    let interval = t.positive_duration(cx, "interval", Duration::from_secs(1), MAX_TIMEOUT);
+    let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(1), MAX_TIMEOUT);
+    let start_timeout =
+        t.positive_duration(cx, "start-timeout", Duration::from_secs(60), MAX_TIMEOUT);
     t.finish(cx);
     Some(ReadySpec {
         probe: probe?,
@@ -667,8 +687,8 @@ fn ready_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ReadySpec> {
 
 fn alive_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<AliveSpec> {
     let probe = probe(cx, &t);
-    let interval = t.positive_duration(cx, "interval", Duration::from_secs(5));
-    let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(2));
+    let interval = t.positive_duration(cx, "interval", Duration::from_secs(5), MAX_TIMEOUT);
+    let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(2), MAX_TIMEOUT);
     let failures = t.integer(cx, "failures", 3, 1, 1000);
     t.finish(cx);
     Some(AliveSpec {
@@ -693,12 +713,12 @@ fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
         }),
         None => Some(d.policy),
     };
-    let initial = t.duration(cx, "initial", d.initial);
+    let initial = t.duration(cx, "initial", d.initial, MAX_PERIOD);
     let max_v = t.get("max");
-    let max = t.duration(cx, "max", d.max);
+    let max = t.duration(cx, "max", d.max, MAX_PERIOD);
     let factor = t.float(cx, "factor", d.factor, 1.0, 100.0);
     let jitter = t.float(cx, "jitter", d.jitter, 0.0, 1.0);
-    let reset_after = t.positive_duration(cx, "reset-after", d.reset_after);
+    let reset_after = t.positive_duration(cx, "reset-after", d.reset_after, MAX_PERIOD);
     let count = t.integer(
         cx,
         "start-limit-count",
@@ -706,7 +726,7 @@ fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
         1,
         1_000_000,
     );
-    let period = t.positive_duration(cx, "start-limit-period", d.start_limit_period);
+    let period = t.positive_duration(cx, "start-limit-period", d.start_limit_period, MAX_PERIOD);
     let codes = match t.get("no-restart-exit-codes") {
         Some(v) => cx.exit_codes(v, &t.key("no-restart-exit-codes")),
         None => Some(Vec::new()),
@@ -890,10 +910,24 @@ impl Cx<'_> {
         }
     }
 
-    fn duration(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<Duration> {
+    fn duration(
+        &mut self,
+        v: &Spanned<DeValue<'_>>,
+        key: &str,
+        max: MaxDuration,
+    ) -> Option<Duration> {
         let hint = Some("write a duration as a string with a unit, e.g. \"250ms\", \"5s\", \"5m\"");
         match v.get_ref() {
             DeValue::String(s) => match humantime::parse_duration(s.trim()) {
+                Ok(d) if d > max.value => {
+                    self.err(
+                        v,
+                        key,
+                        format!("{s:?} is longer than the maximum of {}", max.text),
+                        Some(&format!("write at most \"{}\"", max.text)),
+                    );
+                    None
+                }
                 Ok(d) => Some(d),
                 Err(e) => {
                     self.err(v, key, format!("{s:?} is not a duration: {e}"), hint);
@@ -1221,19 +1255,31 @@ impl<'t, 'i> Table<'t, 'i> {
         }
     }
 
-    fn duration(&self, cx: &mut Cx<'_>, key: &str, default: Duration) -> Option<Duration> {
+    fn duration(
+        &self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        default: Duration,
+        max: MaxDuration,
+    ) -> Option<Duration> {
         match self.get(key) {
-            Some(v) => cx.duration(v, &self.key(key)),
+            Some(v) => cx.duration(v, &self.key(key), max),
             None => Some(default),
         }
     }
 
-    fn positive_duration(&self, cx: &mut Cx<'_>, key: &str, default: Duration) -> Option<Duration> {
+    fn positive_duration(
+        &self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        default: Duration,
+        max: MaxDuration,
+    ) -> Option<Duration> {
         let Some(v) = self.get(key) else {
             return Some(default);
         };
         let full = self.key(key);
-        let d = cx.duration(v, &full)?;
+        let d = cx.duration(v, &full, max)?;
         if d.is_zero() {
             cx.err(
                 v,
