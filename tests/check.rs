@@ -198,6 +198,46 @@ fn every_duration_key_has_a_maximum() {
     }
 }
 
+/// A NUL byte cannot cross into execve, open or getpwnam: in any string that becomes an argv
+/// element, a path, an environment entry or an account name it is an error at its place,
+/// rather than a unit that passes check and then fails every spawn.
+#[test]
+fn nul_bytes_are_refused_wherever_they_would_reach_the_system() {
+    let nul = "\\u0000";
+    let exec = format!(
+        "[exec]\ncommand = [\"/bin/sleep\", \"10{nul}0\"]\nworking-directory = \"/tmp{nul}x\"\nuser = \"no{nul}body\"\ngroup = \"no{nul}group\"\nstdout = \"/tmp/out{nul}\"\nstderr = \"/tmp/err{nul}\"\nenv = {{ A = \"x{nul}\" }}\n[ready]\nexec = [\"/bin/true\", \"{nul}\"]\n"
+    );
+    let first = format!("[exec]\ncommand = [\"/bin/sle{nul}ep\"]\n");
+    let launchd = format!(
+        "[launchd]\nlabel = \"a.b{nul}\"\nplist = \"/Library/LaunchDaemons/a{nul}.plist\"\n"
+    );
+    let (dir, d) = errors(&[("a.toml", &exec), ("b.toml", &first), ("c.toml", &launchd)]);
+    let p = dir.path();
+    for (file, line, column, key) in [
+        ("a.toml", 2, 26, "exec.command"),
+        ("a.toml", 3, 21, "exec.working-directory"),
+        ("a.toml", 4, 8, "exec.user"),
+        ("a.toml", 5, 9, "exec.group"),
+        ("a.toml", 6, 10, "exec.stdout"),
+        ("a.toml", 7, 10, "exec.stderr"),
+        ("a.toml", 8, 13, "exec.env.A"),
+        ("a.toml", 10, 22, "ready.exec"),
+        ("b.toml", 2, 12, "exec.command"),
+        ("c.toml", 2, 9, "launchd.label"),
+        ("c.toml", 3, 9, "launchd.plist"),
+    ] {
+        let hits: Vec<_> = d
+            .iter()
+            .filter(|x| x.file == p.join(file) && x.key.as_deref() == Some(key))
+            .collect();
+        assert_eq!(hits.len(), 1, "{file} {key}: {d:#?}");
+        let x = hits[0];
+        assert!(x.message.contains("NUL"), "{x}");
+        assert_eq!((x.line, x.column), (line, column), "{x}");
+    }
+    assert_eq!(d.len(), 11, "{d:#?}");
+}
+
 #[test]
 fn relative_program_paths() {
     let (dir, d) = errors(&[

@@ -477,6 +477,7 @@ fn launchd_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<LaunchdSpec> {
     );
     let label = label.and_then(|v| {
         let s = cx.string(v, &t.key("label"))?;
+        let s = cx.without_nul(v, &t.key("label"), s)?;
         if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '/') {
             cx.err(
                 v,
@@ -849,6 +850,21 @@ impl Cx<'_> {
         self.diags.push(d);
     }
 
+    /// `s`, the string value `v`, unless it has a NUL byte: no argv element, path, environment
+    /// entry or account name can carry one to the system, so it is an error here, at its place.
+    fn without_nul(&mut self, v: &Spanned<DeValue<'_>>, key: &str, s: String) -> Option<String> {
+        if s.contains('\0') {
+            self.err(
+                v,
+                key,
+                format!("{s:?} contains a NUL byte"),
+                Some("remove the \\u0000: the system cannot pass it on"),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
     fn wrong_type(&mut self, v: &Spanned<DeValue<'_>>, key: &str, expected: &str) {
         let got = v.get_ref().type_str();
         self.err(v, key, format!("expected {expected}, found {got}"), None);
@@ -949,6 +965,7 @@ impl Cx<'_> {
 
     fn abs_path(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<PathBuf> {
         let s = self.string(v, key)?;
+        let s = self.without_nul(v, key, s)?;
         if !s.starts_with('/') {
             self.err(
                 v,
@@ -972,7 +989,10 @@ impl Cx<'_> {
         let mut ok = true;
         for item in arr.iter() {
             match item.get_ref() {
-                DeValue::String(s) => out.push(s.to_string()),
+                DeValue::String(s) => match self.without_nul(item, key, s.to_string()) {
+                    Some(s) => out.push(s),
+                    None => ok = false,
+                },
                 _ => {
                     self.wrong_type(item, key, "a string");
                     ok = false;
@@ -1042,13 +1062,12 @@ impl Cx<'_> {
                 continue;
             }
             match val.get_ref() {
-                DeValue::String(s) if s.contains('\0') => {
-                    self.err(val, &item_key, "the value contains a NUL byte".into(), None);
-                    ok = false;
-                }
-                DeValue::String(s) => {
-                    out.insert(name, s.to_string());
-                }
+                DeValue::String(s) => match self.without_nul(val, &item_key, s.to_string()) {
+                    Some(s) => {
+                        out.insert(name, s);
+                    }
+                    None => ok = false,
+                },
                 _ => {
                     self.wrong_type(val, &item_key, "a string (quote numbers: \"1\")");
                     ok = false;
@@ -1250,7 +1269,7 @@ impl<'t, 'i> Table<'t, 'i> {
                 cx.err(v, &full, "must not be empty".into(), None);
                 Err(())
             }
-            Some(s) => Ok(Some(s)),
+            Some(s) => cx.without_nul(v, &full, s).map(Some).ok_or(()),
             None => Err(()),
         }
     }
