@@ -380,3 +380,48 @@ fn check_answers_promptly_when_a_unit_file_is_a_fifo() {
         "{err}"
     );
 }
+
+/// A file name or key with a newline or an escape character is shown escaped: each
+/// diagnostic stays on its own line, and nothing in a unit directory can drive the terminal.
+#[test]
+fn control_characters_in_names_and_keys_are_escaped_in_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("a\nb.toml"), "").unwrap();
+    std::fs::write(p.join("c\x1b[2Jd.toml"), "").unwrap();
+    std::fs::write(
+        p.join("ok.toml"),
+        "\"x\\u001b[31m\\ny\" = 1\n[exec]\ncommand = [\"/bin/true\"]\n",
+    )
+    .unwrap();
+    let out = launchgraph(&["check", "--units", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = text(&out.stderr);
+    assert!(!err.contains('\x1b'), "{err:?}");
+    let lines: Vec<&str> = err.lines().collect();
+    let dir = p.display();
+    for (start, message) in [
+        (format!("{dir}/a\\nb.toml:1:1: "), "bad unit name"),
+        (format!("{dir}/c\\u{{1b}}[2Jd.toml:1:1: "), "bad unit name"),
+        (
+            format!("{dir}/ok.toml:1:1: "),
+            "unknown key `x\\u{1b}[31m\\ny` at the top level",
+        ),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&start) && l.contains(message)),
+            "no line starting {start:?} with {message:?} in {err}"
+        );
+    }
+    // Every line is a diagnostic, a hint or the summary: none was split.
+    for l in &lines {
+        assert!(
+            l.starts_with(&format!("{dir}/"))
+                || l.starts_with("  hint: ")
+                || l.starts_with("error: "),
+            "a split line {l:?} in {err}"
+        );
+    }
+}

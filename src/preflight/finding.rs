@@ -167,9 +167,17 @@ impl Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.severity, self.code, self.message)?;
+        // Messages quote paths from unit files and plists: escaped, so they stay on one line.
+        let escape = crate::diag::escape;
+        write!(
+            f,
+            "{} {}: {}",
+            self.severity,
+            self.code,
+            escape(&self.message)
+        )?;
         if !self.fix.is_empty() {
-            write!(f, " Fix: {}", self.fix)?;
+            write!(f, " Fix: {}", escape(&self.fix))?;
         }
         Ok(())
     }
