@@ -32,6 +32,7 @@ pub use analyze::Target;
 pub use context::{Accounts, LAUNCHD_DEFAULT_PATH, PreflightContext, SystemAccounts, UserEntry};
 pub use finding::{Finding, FindingCode, Severity, blocks_start};
 pub use node::{PackageInfo, parse_env_file};
+pub use plist::MAX_PLIST_BYTES;
 
 use crate::unit::{Runner, Unit};
 
