@@ -237,14 +237,20 @@ fn check_runs_preflight_on_this_host_and_names_each_finding() {
 /// exit code, stdout and stderr; the test fails, and the child is killed, if it has not
 /// exited within 30 s: a file that is not what it should be must be an error, not a hang.
 fn check_promptly(dir: &Path) -> (Option<i32>, String, String) {
-    use std::io::Read;
-    use std::process::Stdio;
     let state = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_launchgraph"))
-        .args(["check", "--state-dir"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_launchgraph"));
+    cmd.args(["check", "--state-dir"])
         .arg(state.path())
         .arg("--units")
-        .arg(dir)
+        .arg(dir);
+    within_30s(cmd, dir)
+}
+
+/// Runs `cmd` (a `check` of `dir`) to its end, as [`check_promptly`] describes.
+fn within_30s(mut cmd: Command, dir: &Path) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
         .env_remove("LAUNCHGRAPH_UNITS")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -423,5 +429,45 @@ fn control_characters_in_names_and_keys_are_escaped_in_diagnostics() {
                 || l.starts_with("error: "),
             "a split line {l:?} in {err}"
         );
+    }
+}
+
+/// The last of 20,000 unit files swapped for a FIFO 30 ms after `check` started, so that
+/// it is most likely listed as a regular file and opened as a FIFO: `check` answers at
+/// once, with the FIFO named if it saw it (if the swap came after the read, all is valid).
+#[test]
+fn check_answers_promptly_when_a_unit_file_becomes_a_fifo_while_it_runs() {
+    let units = tempfile::tempdir().unwrap();
+    for i in 0..20_000 {
+        std::fs::write(
+            units.path().join(format!("u{i:05}.toml")),
+            "[exec]\ncommand = [\"/bin/true\"]\n",
+        )
+        .unwrap();
+    }
+    let last = units.path().join("u19999.toml");
+    let swap = {
+        let last = last.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            std::fs::remove_file(&last).unwrap();
+            mkfifo(&last);
+        })
+    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_launchgraph"));
+    cmd.args(["check", "--config-only", "--units"])
+        .arg(units.path());
+    let (code, out, err) = within_30s(cmd, units.path());
+    swap.join().unwrap();
+    match code {
+        Some(0) => assert!(out.contains("ok: 20000 units"), "{out}"),
+        Some(78) => assert!(
+            err.contains(&format!(
+                "{}:1:1: the unit file is a FIFO, expected a regular file",
+                last.display()
+            )),
+            "{err}"
+        ),
+        other => panic!("exit {other:?}: {out}{err}"),
     }
 }
