@@ -5,6 +5,7 @@
 //! says what was expected, and may carry a hint. Rendering is `path:line:col: message`, the
 //! form editors and terminals turn into links.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -44,20 +45,48 @@ impl Diagnostic {
 }
 
 impl fmt::Display for Diagnostic {
+    /// `path:line:col: message`, then the hint: every part [`escape`]d, since file names,
+    /// keys and values come from the user and may hold newlines or terminal escapes.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{}:{}:{}: {}",
-            self.file.display(),
+            escape(&self.file.to_string_lossy()),
             self.line,
             self.column,
-            self.message
+            escape(&self.message)
         )?;
         if let Some(hint) = &self.hint {
-            write!(f, "\n  hint: {hint}")?;
+            write!(f, "\n  hint: {}", escape(hint))?;
         }
         Ok(())
     }
+}
+
+/// `text` with every control character (newline, tab, ESC, ...) and every invisible
+/// direction override written as a Rust escape (`\n`, `\u{1b}`), so that text a user
+/// controls, embedded in a message, stays on its line and cannot drive the terminal.
+/// Everything else, backslashes and quotes included, is left as it is.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Control characters, and the bidirectional formatting characters that reorder what a
+/// terminal shows (https://www.unicode.org/reports/tr9/#Explicit_Directional_Formatting_Characters).
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// Maps byte offsets of one source text to 1-based line and column numbers.
@@ -127,6 +156,17 @@ mod tests {
         // 'é' is two bytes; the '=' after it is the 4th character of line 2.
         assert_eq!(map.position(10), (2, 4));
         assert_eq!(map.position(999), (3, 1));
+    }
+
+    #[test]
+    fn rendering_escapes_control_characters_everywhere() {
+        let d = Diagnostic::whole_file("/u/a\nb.toml", "key `x\u{1b}[31m` \"q\\\"")
+            .with_hint("tab\there, \u{202e}reversed");
+        assert_eq!(
+            d.to_string(),
+            "/u/a\\nb.toml:1:1: key `x\\u{1b}[31m` \"q\\\"\n  hint: tab\\there, \\u{202e}reversed"
+        );
+        assert!(matches!(escape("plain é"), Cow::Borrowed("plain é")));
     }
 
     #[test]

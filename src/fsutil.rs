@@ -1,10 +1,10 @@
 //! Files the daemon writes: always atomically, so a crash leaves the old content or the new,
-//! never a torn file. And opening a file to read it without blocking on what it turns out
-//! to be.
+//! never a torn file. And reading a file without blocking on what it turns out to be, and
+//! with a bound on how much of it is read.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 /// Writes `data` to `path` atomically: a temporary file in the same directory is written and
@@ -46,12 +46,109 @@ fn write_via_rename(path: &Path, data: &[u8], mode: u32, sync: bool) -> io::Resu
 /// never stalls the caller) and checks what was opened with `fstat`: `Ok(None)` unless it
 /// is a regular file. Read it with a bound (`Read::take`): it may grow after the check.
 pub(crate) fn open_regular(path: &Path) -> io::Result<Option<(File, fs::Metadata)>> {
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)?;
+    let file = open_nonblocking(path)?;
     let meta = file.metadata()?;
     Ok(meta.is_file().then_some((file, meta)))
+}
+
+/// Why [`read_regular`] gave no bytes.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// What was opened is not a regular file: a FIFO, a device, a directory, a socket.
+    #[error("is {kind}, expected a regular file")]
+    NotRegular { kind: &'static str },
+    /// The file is larger than the reader's cap (or grew past it while being read).
+    #[error("is {}, larger than the {} it may be", human_size(*.size), human_size(*.cap))]
+    TooLarge { size: u64, cap: u64 },
+    #[error("cannot be read: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl ReadError {
+    /// The error as the end of a sentence that begins with the file's name, saying what the
+    /// file is for: "is 4.0 GiB, larger than the 1 MiB a plist may be".
+    pub(crate) fn describe(&self, what: &str) -> String {
+        match self {
+            Self::TooLarge { size, cap } => format!(
+                "is {}, larger than the {} {what} may be",
+                human_size(*size),
+                human_size(*cap)
+            ),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The whole content of the regular file at `path`, at most `cap` bytes: opened without
+/// blocking ([`open_regular`]), so a FIFO or a device put where a file was expected is an
+/// error rather than a hang or an endless read, and read with a bound, so a file that grows
+/// after the check is an error too. Symbolic links are followed.
+pub(crate) fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
+    let file = open_nonblocking(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(ReadError::NotRegular {
+            kind: kind_of(&meta.file_type()),
+        });
+    }
+    if meta.len() > cap {
+        return Err(ReadError::TooLarge {
+            size: meta.len(),
+            cap,
+        });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(cap + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > cap {
+        return Err(ReadError::TooLarge {
+            size: bytes.len() as u64,
+            cap,
+        });
+    }
+    Ok(bytes)
+}
+
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+}
+
+/// "a FIFO", "a directory", ...: what a file that is not a regular file is.
+pub(crate) fn kind_of(t: &fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_file() {
+        "a regular file"
+    } else {
+        "an unknown kind of file"
+    }
+}
+
+/// A byte count for people: "512 bytes", "1 MiB", "4.0 GiB".
+pub(crate) fn human_size(n: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (size, name) in UNITS {
+        if n >= size {
+            return if n % size == 0 {
+                format!("{} {name}", n / size)
+            } else {
+                format!("{:.1} {name}", n as f64 / size as f64)
+            };
+        }
+    }
+    format!("{n} bytes")
 }
 
 #[cfg(test)]
@@ -90,5 +187,35 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["taken"]);
+    }
+
+    #[test]
+    fn read_regular_refuses_fifos_devices_directories_and_oversized_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let err = |p: &Path, cap| read_regular(p, cap).unwrap_err().to_string();
+        assert_eq!(err(&fifo, 10), "is a FIFO, expected a regular file");
+        assert_eq!(
+            err(Path::new("/dev/zero"), 10),
+            "is a character device, expected a regular file"
+        );
+        assert_eq!(
+            err(dir.path(), 10),
+            "is a directory, expected a regular file"
+        );
+        let big = dir.path().join("big");
+        fs::write(&big, [0u8; 2048]).unwrap();
+        assert_eq!(
+            read_regular(&big, 1024)
+                .unwrap_err()
+                .describe("a test file"),
+            "is 2 KiB, larger than the 1 KiB a test file may be"
+        );
+        assert_eq!(read_regular(&big, 2048).unwrap().len(), 2048);
+        assert!(matches!(
+            read_regular(&dir.path().join("none"), 10),
+            Err(ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound
+        ));
     }
 }

@@ -150,6 +150,94 @@ fn bad_durations() {
     );
 }
 
+/// Every duration key has a maximum (docs/units.md): a duration past it, such as the largest
+/// number of seconds humantime accepts, is an error at its place naming the key and the
+/// maximum, not a value that overflows the daemon's clock arithmetic later.
+#[test]
+fn every_duration_key_has_a_maximum() {
+    const HUGE: &str = "18446744073709551615s";
+    // (section, key, maximum, the section's other required lines)
+    let keys = [
+        ("exec", "stop-timeout", "24h", ""),
+        ("ready", "interval", "24h", "tcp = \"127.0.0.1:1\"\n"),
+        ("ready", "timeout", "24h", "tcp = \"127.0.0.1:1\"\n"),
+        ("ready", "start-timeout", "24h", "tcp = \"127.0.0.1:1\"\n"),
+        ("alive", "interval", "24h", "tcp = \"127.0.0.1:1\"\n"),
+        ("alive", "timeout", "24h", "tcp = \"127.0.0.1:1\"\n"),
+        ("restart", "initial", "7days", "max = \"7days\"\n"),
+        ("restart", "max", "7days", ""),
+        ("restart", "reset-after", "7days", ""),
+        ("restart", "start-limit-period", "7days", ""),
+    ];
+    for (section, key, max, others) in keys {
+        let table = |value: &str| {
+            let head = if section == "exec" {
+                OK_EXEC.to_string()
+            } else {
+                format!("{OK_EXEC}[{section}]\n{others}")
+            };
+            format!("{head}{key} = \"{value}\"\n")
+        };
+        let line = table(HUGE).lines().count();
+        for value in [HUGE, &format!("{max} 1ms")] {
+            let (dir, d) = errors(&[("a.toml", &table(value))]);
+            let e = find(
+                &d,
+                dir.path(),
+                "a.toml",
+                line,
+                &format!("`{section}.{key}`: {value:?} is longer than the maximum of {max}"),
+            );
+            assert_eq!(e.column, key.len() + 4, "{e}");
+            assert_eq!(d.len(), 1, "{d:#?}");
+        }
+        let dir = dir_with(&[("a.toml", &table(max))]);
+        if let Err(d) = compile_dir(dir.path()) {
+            panic!("{section}.{key} = {max:?} is allowed: {d:#?}");
+        }
+    }
+}
+
+/// A NUL byte cannot cross into execve, open or getpwnam: in any string that becomes an argv
+/// element, a path, an environment entry or an account name it is an error at its place,
+/// rather than a unit that passes check and then fails every spawn.
+#[test]
+fn nul_bytes_are_refused_wherever_they_would_reach_the_system() {
+    let nul = "\\u0000";
+    let exec = format!(
+        "[exec]\ncommand = [\"/bin/sleep\", \"10{nul}0\"]\nworking-directory = \"/tmp{nul}x\"\nuser = \"no{nul}body\"\ngroup = \"no{nul}group\"\nstdout = \"/tmp/out{nul}\"\nstderr = \"/tmp/err{nul}\"\nenv = {{ A = \"x{nul}\" }}\n[ready]\nexec = [\"/bin/true\", \"{nul}\"]\n"
+    );
+    let first = format!("[exec]\ncommand = [\"/bin/sle{nul}ep\"]\n");
+    let launchd = format!(
+        "[launchd]\nlabel = \"a.b{nul}\"\nplist = \"/Library/LaunchDaemons/a{nul}.plist\"\n"
+    );
+    let (dir, d) = errors(&[("a.toml", &exec), ("b.toml", &first), ("c.toml", &launchd)]);
+    let p = dir.path();
+    for (file, line, column, key) in [
+        ("a.toml", 2, 26, "exec.command"),
+        ("a.toml", 3, 21, "exec.working-directory"),
+        ("a.toml", 4, 8, "exec.user"),
+        ("a.toml", 5, 9, "exec.group"),
+        ("a.toml", 6, 10, "exec.stdout"),
+        ("a.toml", 7, 10, "exec.stderr"),
+        ("a.toml", 8, 13, "exec.env.A"),
+        ("a.toml", 10, 22, "ready.exec"),
+        ("b.toml", 2, 12, "exec.command"),
+        ("c.toml", 2, 9, "launchd.label"),
+        ("c.toml", 3, 9, "launchd.plist"),
+    ] {
+        let hits: Vec<_> = d
+            .iter()
+            .filter(|x| x.file == p.join(file) && x.key.as_deref() == Some(key))
+            .collect();
+        assert_eq!(hits.len(), 1, "{file} {key}: {d:#?}");
+        let x = hits[0];
+        assert!(x.message.contains("NUL"), "{x}");
+        assert_eq!((x.line, x.column), (line, column), "{x}");
+    }
+    assert_eq!(d.len(), 11, "{d:#?}");
+}
+
 #[test]
 fn relative_program_paths() {
     let (dir, d) = errors(&[
@@ -420,8 +508,14 @@ fn non_utf8_unreadable_and_odd_files() {
     let d = compile_dir(p).err().unwrap();
     let b = find(&d, p, "bin.toml", 1, "not valid UTF-8");
     assert_eq!(b.column, 19);
-    find(&d, p, "dangling.toml", 1, "cannot read the unit file");
-    find(&d, p, "fifo.toml", 1, "not a regular file");
+    find(&d, p, "dangling.toml", 1, "the unit file cannot be read");
+    find(
+        &d,
+        p,
+        "fifo.toml",
+        1,
+        "the unit file is a FIFO, expected a regular file",
+    );
     find(&d, p, "Upper.toml", 1, "bad unit name \"Upper\"");
     assert_eq!(d.len(), 4, "{d:#?}");
 }

@@ -232,3 +232,242 @@ fn check_runs_preflight_on_this_host_and_names_each_finding() {
         assert!(s.contains("preflight errors block a start"), "{s}");
     }
 }
+
+/// Runs `launchgraph check --state-dir <tmp> --units dir` (preflight included) and returns its
+/// exit code, stdout and stderr; the test fails, and the child is killed, if it has not
+/// exited within 30 s: a file that is not what it should be must be an error, not a hang.
+fn check_promptly(dir: &Path) -> (Option<i32>, String, String) {
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_launchgraph"));
+    cmd.args(["check", "--state-dir"])
+        .arg(state.path())
+        .arg("--units")
+        .arg(dir);
+    within_30s(cmd, dir)
+}
+
+/// Runs `cmd` (a `check` of `dir`) to its end, as [`check_promptly`] describes.
+fn within_30s(mut cmd: Command, dir: &Path) -> (Option<i32>, String, String) {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .env_remove("LAUNCHGRAPH_UNITS")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run launchgraph");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let drain = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = r.read_to_end(&mut b);
+            String::from_utf8_lossy(&b).into_owned()
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let deadline = std::time::Duration::from_secs(30);
+    let status = match rx.recv_timeout(deadline) {
+        Ok(s) => s.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!(
+                "check on {} did not exit within {deadline:?}",
+                dir.display()
+            );
+        }
+    };
+    (
+        status.code(),
+        stdout.join().unwrap(),
+        stderr.join().unwrap(),
+    )
+}
+
+fn mkfifo(path: &Path) {
+    nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+}
+
+fn launchd_unit(dir: &Path, plist: &Path) {
+    std::fs::write(
+        dir.join("job.toml"),
+        format!(
+            "[launchd]\nlabel = \"test.job\"\nplist = \"{}\"\ndomain = \"gui/{}\"\n",
+            plist.display(),
+            nix::unistd::geteuid()
+        ),
+    )
+    .unwrap();
+}
+
+#[test]
+fn check_answers_promptly_when_a_plist_is_a_fifo_a_device_or_huge() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("test.job.plist");
+    mkfifo(&fifo);
+    let huge = dir.path().join("huge.plist");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(4 << 30)
+        .unwrap();
+    for (plist, what) in [
+        (
+            fifo.as_path(),
+            "is a FIFO, expected a regular file".to_string(),
+        ),
+        (
+            Path::new("/dev/zero"),
+            "is a character device, expected a regular file".to_string(),
+        ),
+        (
+            huge.as_path(),
+            "is 4 GiB, larger than the 1 MiB a plist may be".to_string(),
+        ),
+    ] {
+        let units = tempfile::tempdir().unwrap();
+        launchd_unit(units.path(), plist);
+        let (code, out, err) = check_promptly(units.path());
+        assert_eq!(code, Some(65), "{out}{err}");
+        assert!(out.contains("job: error PLIST_UNREADABLE"), "{out}");
+        assert!(
+            out.contains(&format!("the plist {} {what}", plist.display())),
+            "{out}"
+        );
+    }
+}
+
+#[test]
+fn check_answers_promptly_when_an_env_file_is_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    let wrapper = p.join("gateway-env-wrapper.sh");
+    std::fs::write(&wrapper, "#!/bin/sh\n. \"$1\"\nshift\nexec \"$@\"\n").unwrap();
+    let env_file = p.join("gateway.env");
+    mkfifo(&env_file);
+    let units = tempfile::tempdir().unwrap();
+    std::fs::write(
+        units.path().join("gateway.toml"),
+        format!(
+            "[exec]\ncommand = [\"/bin/sh\", \"{}\", \"{}\", \"/bin/cat\", \"{}\"]\n",
+            wrapper.display(),
+            env_file.display(),
+            wrapper.display()
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = check_promptly(units.path());
+    assert_eq!(code, Some(65), "{out}{err}");
+    assert!(out.contains("gateway: error ENTRY_NOT_READABLE"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "env file {} (command[2] in the unit file {}) is a FIFO, expected a regular file",
+            env_file.display(),
+            units.path().join("gateway.toml").display()
+        )),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_answers_promptly_when_a_unit_file_is_a_fifo() {
+    let units = tempfile::tempdir().unwrap();
+    mkfifo(&units.path().join("pipe.toml"));
+    let (code, _, err) = check_promptly(units.path());
+    assert_eq!(code, Some(78), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:1:1: the unit file is a FIFO, expected a regular file",
+            units.path().join("pipe.toml").display()
+        )),
+        "{err}"
+    );
+}
+
+/// A file name or key with a newline or an escape character is shown escaped: each
+/// diagnostic stays on its own line, and nothing in a unit directory can drive the terminal.
+#[test]
+fn control_characters_in_names_and_keys_are_escaped_in_diagnostics() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path();
+    std::fs::write(p.join("a\nb.toml"), "").unwrap();
+    std::fs::write(p.join("c\x1b[2Jd.toml"), "").unwrap();
+    std::fs::write(
+        p.join("ok.toml"),
+        "\"x\\u001b[31m\\ny\" = 1\n[exec]\ncommand = [\"/bin/true\"]\n",
+    )
+    .unwrap();
+    let out = launchgraph(&["check", "--units", p.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    let err = text(&out.stderr);
+    assert!(!err.contains('\x1b'), "{err:?}");
+    let lines: Vec<&str> = err.lines().collect();
+    let dir = p.display();
+    for (start, message) in [
+        (format!("{dir}/a\\nb.toml:1:1: "), "bad unit name"),
+        (format!("{dir}/c\\u{{1b}}[2Jd.toml:1:1: "), "bad unit name"),
+        (
+            format!("{dir}/ok.toml:1:1: "),
+            "unknown key `x\\u{1b}[31m\\ny` at the top level",
+        ),
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&start) && l.contains(message)),
+            "no line starting {start:?} with {message:?} in {err}"
+        );
+    }
+    // Every line is a diagnostic, a hint or the summary: none was split.
+    for l in &lines {
+        assert!(
+            l.starts_with(&format!("{dir}/"))
+                || l.starts_with("  hint: ")
+                || l.starts_with("error: "),
+            "a split line {l:?} in {err}"
+        );
+    }
+}
+
+/// The last of 20,000 unit files swapped for a FIFO 30 ms after `check` started, so that
+/// it is most likely listed as a regular file and opened as a FIFO: `check` answers at
+/// once, with the FIFO named if it saw it (if the swap came after the read, all is valid).
+#[test]
+fn check_answers_promptly_when_a_unit_file_becomes_a_fifo_while_it_runs() {
+    let units = tempfile::tempdir().unwrap();
+    for i in 0..20_000 {
+        std::fs::write(
+            units.path().join(format!("u{i:05}.toml")),
+            "[exec]\ncommand = [\"/bin/true\"]\n",
+        )
+        .unwrap();
+    }
+    let last = units.path().join("u19999.toml");
+    let swap = {
+        let last = last.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            std::fs::remove_file(&last).unwrap();
+            mkfifo(&last);
+        })
+    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_launchgraph"));
+    cmd.args(["check", "--config-only", "--units"])
+        .arg(units.path());
+    let (code, out, err) = within_30s(cmd, units.path());
+    swap.join().unwrap();
+    match code {
+        Some(0) => assert!(out.contains("ok: 20000 units"), "{out}"),
+        Some(78) => assert!(
+            err.contains(&format!(
+                "{}:1:1: the unit file is a FIFO, expected a regular file",
+                last.display()
+            )),
+            "{err}"
+        ),
+        other => panic!("exit {other:?}: {out}{err}"),
+    }
+}

@@ -1222,3 +1222,48 @@ fn watched_paths_cover_what_an_upgrade_changes() {
         assert!(watched.contains(p), "{} not in {watched:#?}", p.display());
     }
 }
+
+/// `up` with a launchd unit whose plist is a FIFO or a device: the unit waits with the
+/// finding at once, instead of the supervisor hanging on the read (or reading /dev/zero
+/// without end) before it answers anything.
+#[test]
+fn up_refuses_a_plist_that_is_a_fifo_or_a_device_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("test.job.plist");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    for (plist, what) in [
+        (fifo.as_path(), "is a FIFO, expected a regular file"),
+        (
+            Path::new("/dev/zero"),
+            "is a character device, expected a regular file",
+        ),
+    ] {
+        let base = tempfile::tempdir().unwrap();
+        let units = base.path().join("units");
+        std::fs::create_dir(&units).unwrap();
+        std::fs::write(
+            units.join("job.toml"),
+            format!(
+                "[launchd]\nlabel = \"test.job\"\nplist = \"{}\"\ndomain = \"gui/{}\"\n",
+                plist.display(),
+                nix::unistd::geteuid()
+            ),
+        )
+        .unwrap();
+        let mut d = support::Daemon::start_with(&units, &[], &["--launchctl", "/bin/false"]);
+        d.wait_serving();
+        let s = d.wait_state("job", "waiting");
+        assert_eq!(s.reason, "PREFLIGHT_FAILED", "{s:?}");
+        let f = s
+            .preflight
+            .iter()
+            .find(|f| f.code == "PLIST_UNREADABLE")
+            .unwrap_or_else(|| panic!("{s:?}"));
+        assert!(
+            f.message
+                .contains(&format!("the plist {} {what}", plist.display())),
+            "{f:?}"
+        );
+        d.terminate();
+    }
+}

@@ -949,3 +949,51 @@ async fn a_helper_that_cannot_start_is_an_error_naming_the_program() {
         "{err}"
     );
 }
+
+/// A descriptor launchgraph inherited without close-on-exec (from the shell that started it,
+/// say, holding a file only root may read) never reaches a unit or a helper: they see 0, 1
+/// and 2 and nothing else, whoever they run as.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn units_and_helpers_inherit_no_descriptor_beyond_the_standard_three() {
+    use std::os::fd::AsRawFd;
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    fs::write(&secret, "root only").unwrap();
+    let file = fs::File::open(&secret).unwrap();
+    // dup2's copy has no close-on-exec, like a descriptor inherited across an exec.
+    const LEAKED: i32 = 93;
+    // SAFETY: dup2 onto a number this test alone uses; closed below.
+    assert_eq!(unsafe { libc::dup2(file.as_raw_fd(), LEAKED) }, LEAKED);
+
+    // The shell's own descriptors (`$$`, listed by a forked `ls`).
+    let script = "ls /proc/$$/fd; :";
+    let out = dir.path().join("fds");
+    let mut unit = sh(script, &[]);
+    unit.stdout = Some(out.clone());
+    let exit = run_to_logs(&unit).await;
+    let helper = process::BoundedCommand::new("/bin/sh", DEADLINE)
+        .args(["-c", script])
+        .stdout(process::Capture::Head(4096))
+        .run()
+        .await;
+    // SAFETY: the descriptor dup2 made above.
+    unsafe { libc::close(LEAKED) };
+
+    assert_eq!(exit.code, Some(0), "{exit:?}");
+    let seen = fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        ["0", "1", "2"],
+        "the unit's"
+    );
+    let helper = helper.unwrap();
+    assert!(helper.status.success(), "{helper:?}");
+    let seen = String::from_utf8(helper.stdout).unwrap();
+    assert_eq!(
+        seen.lines().collect::<Vec<_>>(),
+        ["0", "1", "2"],
+        "the helper's"
+    );
+}

@@ -1,10 +1,12 @@
 //! The commands that read a units directory without a daemon: `check` (the configuration,
-//! then each unit's preflight findings and drift) and `plan`.
+//! then each unit's preflight findings and drift) and `plan`. Text a user controls (paths,
+//! messages quoting them) is printed through [`escape`], one line per line.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use launchgraph::compile::compile_dir;
+use launchgraph::diag::escape;
 use launchgraph::plan::Plan;
 
 use super::Failure;
@@ -16,7 +18,7 @@ pub(crate) fn check(dir: &Path, state_dir: Option<PathBuf>) -> Result<(), Failur
         Ok(c) => {
             let mut out = std::io::stdout().lock();
             for note in c.notes() {
-                let _ = writeln!(out, "note: {note}");
+                let _ = writeln!(out, "note: {}", escape(&note));
             }
             let kinds = c.units.iter().fold((0, 0), |(e, l), u| match u.runner {
                 launchgraph::unit::Runner::Exec(_) => (e + 1, l),
@@ -28,7 +30,7 @@ pub(crate) fn check(dir: &Path, state_dir: Option<PathBuf>) -> Result<(), Failur
                 c.units.len(),
                 kinds.0,
                 kinds.1,
-                dir.display(),
+                escape(&dir.to_string_lossy()),
                 c.graph.waves().len()
             );
             let mut blocking = 0;
@@ -41,15 +43,20 @@ pub(crate) fn check(dir: &Path, state_dir: Option<PathBuf>) -> Result<(), Failur
                         }
                         let _ = writeln!(out, "{}: {} {}", u.name, f.severity, f.code);
                         if let Some(p) = &f.path {
-                            let _ = writeln!(out, "  path: {}", p.display());
+                            let _ = writeln!(out, "  path: {}", escape(&p.to_string_lossy()));
                         }
-                        let _ = writeln!(out, "  {}", f.message);
+                        let _ = writeln!(out, "  {}", escape(&f.message));
                         if !f.fix.is_empty() {
-                            let _ = writeln!(out, "  fix: {}", f.fix);
+                            let _ = writeln!(out, "  fix: {}", escape(&f.fix));
                         }
                     }
                     for line in drift_of(u, state_dir, &ctx) {
-                        let _ = writeln!(out, "{}: drift since the last good run: {line}", u.name);
+                        let _ = writeln!(
+                            out,
+                            "{}: drift since the last good run: {}",
+                            u.name,
+                            escape(&line)
+                        );
                     }
                 }
             }
@@ -130,7 +137,7 @@ fn report(dir: &Path, diags: &[launchgraph::diag::Diagnostic]) -> Failure {
         if diags.len() == 1 { "" } else { "s" },
         files.len(),
         if files.len() == 1 { "" } else { "s" },
-        dir.display()
+        escape(&dir.to_string_lossy())
     );
     Failure::Config(None)
 }

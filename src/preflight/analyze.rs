@@ -167,15 +167,34 @@ impl Analyzer {
                 );
             }
             self.target.env_file = absolute(&argv[e]);
-            if let Some(env_file) = self.existing(
+            let key = job.arg_key(e);
+            if let Some((env_file, meta)) = self.existing(
                 job,
                 Named {
                     role: "env file",
-                    key: job.arg_key(e),
+                    key: key.clone(),
                     raw: &argv[e],
                 },
             ) {
-                npm_env.extend(node::read_env_file(&env_file.0));
+                if meta.is_file() {
+                    npm_env.extend(node::read_env_file(&env_file));
+                } else {
+                    // The wrapper's `.` would wait on a FIFO, or read a device forever.
+                    self.findings.push(Finding::new(
+                        FindingCode::EntryNotReadable,
+                        Some(env_file.clone()),
+                        format!(
+                            "env file {} ({key} in {}) is {}, expected a regular file",
+                            env_file.display(),
+                            job.declared_in(),
+                            crate::fsutil::kind_of(&meta.file_type())
+                        ),
+                        format!(
+                            "put a regular file at {} (or fix {key})",
+                            env_file.display()
+                        ),
+                    ));
+                }
             }
         }
 
@@ -395,6 +414,11 @@ impl Analyzer {
         }
         let why = if meta.is_dir() {
             "is a directory, not a script".to_owned()
+        } else if !meta.is_file() {
+            format!(
+                "is {}, expected a regular file",
+                crate::fsutil::kind_of(&meta.file_type())
+            )
         } else {
             format!(
                 "is not readable by {} (mode {:04o})",
@@ -412,6 +436,8 @@ impl Analyzer {
             ),
             if meta.is_dir() {
                 format!("point {key} at the script file (e.g. …/dist/index.js)")
+            } else if !meta.is_file() {
+                format!("put a regular file at {} (or fix {key})", path.display())
             } else {
                 format!("chmod a+r {} (or fix {key})", path.display())
             },

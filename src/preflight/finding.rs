@@ -73,7 +73,7 @@ macro_rules! codes {
 
 codes! {
     PlistUnreadable => "PLIST_UNREADABLE", Error,
-        "The unit's plist does not exist, cannot be read, or is not a plist (XML or binary) with a dictionary at its root.";
+        "The unit's plist does not exist, cannot be read, is not a regular file (a FIFO, a device) or is larger than 1 MiB, or is not a plist (XML or binary) with a dictionary at its root.";
     PlistLabelMismatch => "PLIST_LABEL_MISMATCH", Error,
         "The plist's Label is missing or differs from the unit's label, so launchctl would drive another job.";
     PlistNoProgram => "PLIST_NO_PROGRAM", Error,
@@ -91,7 +91,7 @@ codes! {
     ProgramNotExecutable => "PROGRAM_NOT_EXECUTABLE", Error,
         "The program or node exists but is not a regular file the job's user may execute.";
     EntryNotReadable => "ENTRY_NOT_READABLE", Error,
-        "The script node runs, or OpenClaw's env wrapper, is not a regular file the job's user may read.";
+        "The script node runs, or OpenClaw's env wrapper, is not a regular file the job's user may read; or the env file the wrapper sources is not a regular file (a FIFO, a device).";
     ShebangInterpreterNotOnPath => "SHEBANG_INTERPRETER_NOT_ON_PATH", Error,
         "A script starts with #!/usr/bin/env NAME and NAME is not on the PATH the job really gets, so it dies with exit 127.";
     ShebangInterpreterMissing => "SHEBANG_INTERPRETER_MISSING", Error,
@@ -169,9 +169,17 @@ impl Finding {
 
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.severity, self.code, self.message)?;
+        // Messages quote paths from unit files and plists: escaped, so they stay on one line.
+        let escape = crate::diag::escape;
+        write!(
+            f,
+            "{} {}: {}",
+            self.severity,
+            self.code,
+            escape(&self.message)
+        )?;
         if !self.fix.is_empty() {
-            write!(f, " Fix: {}", self.fix)?;
+            write!(f, " Fix: {}", escape(&self.fix))?;
         }
         Ok(())
     }

@@ -338,7 +338,7 @@ pub(crate) fn nearest_package(script: &Path) -> Option<PackageInfo> {
     let mut dir = script.parent();
     while let Some(d) = dir {
         let manifest = d.join("package.json");
-        if let Ok(text) = std::fs::read_to_string(&manifest)
+        if let Some(text) = read_text(&manifest, MAX_MANIFEST_BYTES)
             && let Ok(json) = serde_json::from_str::<serde_json::Value>(&text)
             && let Some(name) = json.get("name").and_then(|n| n.as_str())
         {
@@ -517,7 +517,7 @@ fn npmrc_prefix(
     env: &BTreeMap<String, String>,
     home: Option<&Path>,
 ) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(file).ok()?;
+    let text = read_text(file, MAX_CONFIG_BYTES)?;
     let mut prefix = None;
     for line in text.lines() {
         let line = line.trim();
@@ -587,9 +587,22 @@ fn expand_path(
 /// one OpenClaw's env wrapper sources (openclaw-ollama.md §1.5). Best effort: lines that are
 /// not plain assignments are skipped.
 pub(crate) fn read_env_file(path: &Path) -> BTreeMap<String, String> {
-    std::fs::read_to_string(path)
+    read_text(path, MAX_CONFIG_BYTES)
         .map(|text| parse_env_file(&text))
         .unwrap_or_default()
+}
+
+/// The most a package.json may hold for its name and version to be read.
+const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+/// The most an npmrc or env file may hold.
+const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
+/// A regular file's text, read without blocking and with a bound (see
+/// [`crate::fsutil::read_regular`]); `None` when it cannot be: these reads are best effort, and
+/// the checks that depend on the file report what is wrong with it.
+fn read_text(path: &Path, cap: u64) -> Option<String> {
+    let bytes = crate::fsutil::read_regular(path, cap).ok()?;
+    String::from_utf8(bytes).ok()
 }
 
 /// `read_env_file` on text already read.

@@ -11,6 +11,9 @@ use plist::{Dictionary, Value};
 use super::finding::{Finding, FindingCode};
 use crate::unit::{Domain, LaunchdSpec};
 
+/// The most a plist may hold; launchd job plists are a few KiB.
+pub(crate) const MAX_PLIST_BYTES: u64 = 1 << 20;
+
 /// A plist that was found and read, whatever its contents turned out to be.
 pub(crate) struct PlistFile {
     pub meta: Metadata,
@@ -47,16 +50,17 @@ pub(crate) fn read(spec: &LaunchdSpec) -> Result<PlistFile, Finding> {
             ),
         )
     };
-    let dict = if meta.is_dir() {
-        Err(unreadable("is a directory".into()))
-    } else {
-        match Value::from_file(path) {
+    // Read from the file opened without blocking and bounded: a FIFO or a device put where
+    // the plist should be is a finding, not a hang or an endless read.
+    let dict = match crate::fsutil::read_regular(path, MAX_PLIST_BYTES) {
+        Err(e) => Err(unreadable(e.describe("a plist"))),
+        Ok(bytes) => match Value::from_reader(std::io::Cursor::new(bytes)) {
             Ok(Value::Dictionary(d)) => Ok(d),
             Ok(_) => Err(unreadable("has no dictionary at its root".into())),
             Err(e) => Err(unreadable(format!(
                 "is not a valid plist (XML or binary): {e}"
             ))),
-        }
+        },
     };
     Ok(PlistFile { meta, dict })
 }

@@ -29,7 +29,8 @@ pub(crate) enum Interpreter {
 pub(crate) fn read(path: &Path) -> Option<Interpreter> {
     let mut head = [0u8; 512];
     let n = {
-        let mut f = std::fs::File::open(path).ok()?;
+        // Without blocking, and only a regular file: a FIFO has no `#!` line to wait for.
+        let (mut f, _) = crate::fsutil::open_regular(path).ok()??;
         let mut n = 0;
         while n < head.len() {
             match f.read(&mut head[n..]) {

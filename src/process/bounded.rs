@@ -26,6 +26,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 use super::credentials::{Credentials, switch_in_child};
 use super::running::signal_group;
+use super::spawn::close_inherited_on_exec;
 use super::track::spawn_tracked;
 
 /// How long the pipes may stay open once the helper is gone and its group killed: only a
@@ -234,12 +235,18 @@ impl BoundedCommand {
         if let Some(dir) = &self.dir {
             cmd.current_dir(dir);
         }
-        if let Some(creds) = self.credentials.clone() {
-            // SAFETY: the closure runs in the forked child and only makes async-signal-safe
-            // system calls (setgroups, setgid, setuid) on memory prepared before the fork.
-            unsafe {
-                cmd.pre_exec(move || switch_in_child(&creds));
-            }
+        let creds = self.credentials.clone();
+        // SAFETY: the closure runs in the forked child and only makes async-signal-safe
+        // system calls (close_range or fcntl, setgroups, setgid, setuid) on memory prepared
+        // before the fork.
+        unsafe {
+            cmd.pre_exec(move || {
+                close_inherited_on_exec();
+                match &creds {
+                    Some(c) => switch_in_child(c),
+                    None => Ok(()),
+                }
+            });
         }
 
         let start = Instant::now();

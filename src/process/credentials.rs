@@ -194,7 +194,7 @@ fn ngroups_max() -> usize {
 }
 
 #[cfg(not(target_vendor = "apple"))]
-pub fn group_list(name: &std::ffi::CStr, gid: Gid) -> nix::Result<Vec<u32>> {
+pub(crate) fn group_list(name: &std::ffi::CStr, gid: Gid) -> nix::Result<Vec<u32>> {
     Ok(nix::unistd::getgrouplist(name, gid)?
         .into_iter()
         .map(Gid::as_raw)
@@ -203,7 +203,7 @@ pub fn group_list(name: &std::ffi::CStr, gid: Gid) -> nix::Result<Vec<u32>> {
 
 /// nix leaves `getgrouplist` out on Apple platforms, whose version takes `int` group ids.
 #[cfg(target_vendor = "apple")]
-pub fn group_list(name: &std::ffi::CStr, gid: Gid) -> nix::Result<Vec<u32>> {
+pub(crate) fn group_list(name: &std::ffi::CStr, gid: Gid) -> nix::Result<Vec<u32>> {
     let mut buf: Vec<libc::c_int> = vec![0; 64];
     loop {
         let mut n = buf.len() as libc::c_int;

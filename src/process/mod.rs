@@ -36,7 +36,7 @@ mod spawn;
 mod track;
 
 pub use bounded::{BoundedCommand, BoundedError, BoundedOutput, Capture};
-pub use credentials::group_list;
+pub(crate) use credentials::group_list;
 pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
 pub use error::{SpawnCause, SpawnError};
 pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscribe_reaped};

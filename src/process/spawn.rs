@@ -1,5 +1,5 @@
 //! Starting an `exec` unit: its exact environment, working directory, identity, standard
-//! streams and its own session. Why a start failed is `error`'s.
+//! streams (and no other descriptor) and its own session. Why a start failed is `error`'s.
 //!
 //! Everything that can fail with a useful message is checked before the fork (program,
 //! working directory, user and group, log files), so a failed start names the unit, the
@@ -99,9 +99,11 @@ pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, Spaw
 
     let creds = prepared.creds.clone();
     // SAFETY: the closure runs in the forked child and only makes async-signal-safe system
-    // calls (setsid, setgroups, setgid, setuid) on memory prepared before the fork.
+    // calls (close_range or fcntl, setsid, setgroups, setgid, setuid) on memory prepared
+    // before the fork.
     unsafe {
         cmd.pre_exec(move || {
+            close_inherited_on_exec();
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
             }
@@ -133,6 +135,58 @@ pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, Spaw
         })
     });
     Ok(UnitProcess::start(unit, spec, child, logs))
+}
+
+/// In a forked child: marks every descriptor above 2 close-on-exec, so that none that
+/// launchgraph inherited without the flag (a shell's redirection, a root-only file) reaches
+/// the program, whoever it runs as. Marked rather than closed, so that the standard library's
+/// own close-on-exec pipe, which reports a failed exec to the parent, works until the exec.
+///
+/// Async-signal-safe: close_range(2) with CLOSE_RANGE_CLOEXEC (Linux 5.11,
+/// https://man7.org/linux/man-pages/man2/close_range.2.html), else getrlimit(2) and fcntl(2)
+/// on every descriptor number below the soft limit (macOS, older kernels).
+pub(super) fn close_inherited_on_exec() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: a system call on descriptor numbers only.
+        let marked = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                3 as libc::c_uint,
+                libc::c_uint::MAX,
+                libc::CLOSE_RANGE_CLOEXEC,
+            )
+        };
+        if marked == 0 {
+            return;
+        }
+    }
+    mark_close_on_exec_below_the_limit();
+}
+
+/// The portable way of [`close_inherited_on_exec`]: fcntl(2) on every descriptor number
+/// from 3 to the soft RLIMIT_NOFILE.
+fn mark_close_on_exec_below_the_limit() {
+    // Bounded even with an unlimited soft limit: Linux's default nr_open, far above macOS's.
+    const MOST: u64 = 1 << 20;
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct it is given; fcntl takes descriptor numbers only.
+    unsafe {
+        let end = if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur.min(MOST)
+        } else {
+            MOST
+        };
+        for fd in 3..end as libc::c_int {
+            let flags = libc::fcntl(fd, libc::F_GETFD);
+            if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+                libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC);
+            }
+        }
+    }
 }
 
 /// Checks what can be checked before the fork and opens the logs. Blocking.
@@ -260,5 +314,22 @@ mod tests {
         assert_eq!(env["HOME"], "/srv/app");
         assert_eq!(env["USER"], "ann");
         assert_eq!(env["LOGNAME"], "ann");
+    }
+
+    /// The fallback for kernels without close_range (and macOS) marks a descriptor that
+    /// lacks close-on-exec. Run in this process: marking its own descriptors is harmless.
+    #[test]
+    fn the_portable_fallback_marks_descriptors_close_on_exec() {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::open("/dev/null").unwrap();
+        // SAFETY: dup of a descriptor this test owns; closed below.
+        let leaked = unsafe { libc::dup(file.as_raw_fd()) };
+        assert!(leaked > 2);
+        let cloexec = || unsafe { libc::fcntl(leaked, libc::F_GETFD) } & libc::FD_CLOEXEC;
+        assert_eq!(cloexec(), 0, "dup leaves close-on-exec unset");
+        mark_close_on_exec_below_the_limit();
+        assert_eq!(cloexec(), libc::FD_CLOEXEC);
+        // SAFETY: the descriptor dup made above.
+        unsafe { libc::close(leaked) };
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::{self, Cursor, Read};
+use std::io::{self, Cursor};
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
@@ -136,24 +136,15 @@ fn unit_files(units_dir: &Path, c: &mut Collected) {
 /// A regular file's bytes, at most [`MAX_FILE_BYTES`]; `None` for anything but a regular file.
 /// Opened without blocking and checked on the open file, so a FIFO never stalls a snapshot.
 fn read_small(path: &Path) -> io::Result<Option<Vec<u8>>> {
-    let Some((file, meta)) = crate::fsutil::open_regular(path)? else {
-        return Ok(None);
-    };
-    let too_large = |len: u64| {
-        io::Error::other(format!(
-            "{len} bytes, more than the {MAX_FILE_BYTES} a snapshot copies"
-        ))
-    };
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(too_large(meta.len()));
+    use crate::fsutil::{ReadError, read_regular};
+    match read_regular(path, MAX_FILE_BYTES) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(ReadError::NotRegular { .. }) => Ok(None),
+        Err(ReadError::Io(e)) => Err(e),
+        Err(e @ ReadError::TooLarge { .. }) => {
+            Err(io::Error::other(e.describe("a file a snapshot copies")))
+        }
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)?;
-    // It grew after the check.
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(Some(bytes))
 }
 
 /// An exec unit's environment: its `env` plus the PATH it gets, and, when it runs as another

@@ -25,6 +25,7 @@ use super::{
     RestartPolicy, RestartSpec, Runner, Signal, Unit, UnitName,
 };
 use crate::diag::{Diagnostic, SourceMap, closest};
+use crate::fsutil::ReadError;
 
 /// A unit read from one file, with the source positions later cross-file checks point at.
 #[derive(Debug, Clone)]
@@ -83,24 +84,15 @@ pub(crate) fn read_dir(dir: &Path) -> DirContents {
         if name.starts_with('.') || !name.ends_with(".toml") {
             continue;
         }
-        // A regular file needs no second look; follow symlinks (a unit file may be a link
-        // into a shared tree; a dangling link is kept, so that reading it reports the problem).
-        if entry.file_type().is_ok_and(|t| t.is_file()) {
-            files.push(path);
+        // Directories are skipped (following symlinks: a unit file may be a link into a
+        // shared tree). Anything else is read, and reading says what it is when it is not a
+        // regular file: checked on the opened file, since it may be swapped after listing.
+        if entry.file_type().is_ok_and(|t| t.is_dir())
+            || std::fs::metadata(&path).is_ok_and(|m| m.is_dir())
+        {
             continue;
         }
-        match std::fs::metadata(&path) {
-            Ok(m) if m.is_dir() => continue,
-            Ok(m) if !m.is_file() => {
-                // A FIFO or device would block or never end when read.
-                out.diagnostics.push(
-                    Diagnostic::whole_file(&path, "the unit file is not a regular file")
-                        .with_hint("a unit file must be a plain TOML file"),
-                );
-                continue;
-            }
-            _ => files.push(path),
-        }
+        files.push(path);
     }
     files.sort();
     if files.is_empty() && out.diagnostics.is_empty() {
@@ -128,15 +120,10 @@ pub(crate) fn read_dir(dir: &Path) -> DirContents {
         }
     }
     for (path, name) in named {
-        let bytes = match std::fs::read(&path) {
+        let bytes = match read_unit_file(&path) {
             Ok(b) => b,
-            Err(e) => {
-                out.diagnostics.push(
-                    Diagnostic::whole_file(&path, format!("cannot read the unit file: {e}"))
-                        .with_hint(
-                            "check the file's permissions: launchgraph must be able to read it",
-                        ),
-                );
+            Err(d) => {
+                out.diagnostics.push(d);
                 continue;
             }
         };
@@ -164,6 +151,22 @@ pub(crate) fn read_dir(dir: &Path) -> DirContents {
         }
     }
     out
+}
+
+/// The most a unit file may hold; real ones are a few hundred bytes.
+pub(crate) const MAX_UNIT_FILE_BYTES: u64 = 1 << 20;
+
+/// The bytes of one listed unit file, read without blocking and with a bound: it may have
+/// been replaced by a FIFO or a device since the directory was listed.
+fn read_unit_file(path: &Path) -> Result<Vec<u8>, Diagnostic> {
+    crate::fsutil::read_regular(path, MAX_UNIT_FILE_BYTES).map_err(|e| {
+        let hint = match e {
+            ReadError::Io(_) => "check the file's permissions: launchgraph must be able to read it",
+            _ => "a unit file must be a plain TOML file",
+        };
+        Diagnostic::whole_file(path, format!("the unit file {}", e.describe("a unit file")))
+            .with_hint(hint)
+    })
 }
 
 /// Parses one unit file's text. Pushes every problem found to `diags`; returns the unit only
@@ -414,6 +417,25 @@ fn t_label_at(cx: &Cx<'_>, launchd: &Spanned<DeValue<'_>>) -> Option<(usize, usi
     Some(cx.map.position(k.span().start))
 }
 
+/// The longest a duration key may be, and how a person writes it.
+#[derive(Clone, Copy)]
+struct MaxDuration {
+    value: Duration,
+    text: &'static str,
+}
+
+/// The longest timeout or probe interval (`stop-timeout`, `[ready]` and `[alive]` durations):
+/// a day is far past any sensible wait, and far from any overflow of the clock arithmetic.
+const MAX_TIMEOUT: MaxDuration = MaxDuration {
+    value: Duration::from_secs(24 * 60 * 60),
+    text: "24h",
+};
+/// The longest restart delay or period (`[restart]` durations).
+const MAX_PERIOD: MaxDuration = MaxDuration {
+    value: Duration::from_secs(7 * 24 * 60 * 60),
+    text: "7days",
+};
+
 // ---------------------------------------------------------------------------------------------
 // Sections.
 
@@ -425,6 +447,7 @@ fn launchd_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<LaunchdSpec> {
     );
     let label = label.and_then(|v| {
         let s = cx.string(v, &t.key("label"))?;
+        let s = cx.without_nul(v, &t.key("label"), s)?;
         if s.is_empty() || s.chars().any(|c| c.is_whitespace() || c == '/') {
             cx.err(
                 v,
@@ -489,7 +512,7 @@ fn exec_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ExecSpec> {
             }),
         None => Some(Signal(nix::sys::signal::Signal::SIGTERM)),
     };
-    let stop_timeout = t.duration(cx, "stop-timeout", Duration::from_secs(10));
+    let stop_timeout = t.duration(cx, "stop-timeout", Duration::from_secs(10), MAX_TIMEOUT);
     let stdout = t.get("stdout").map(|v| cx.abs_path(v, &t.key("stdout")));
     let stderr = t.get("stderr").map(|v| cx.abs_path(v, &t.key("stderr")));
     let log_max_bytes = match t.get("log-max-size") {
@@ -620,9 +643,10 @@ fn probe(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Probe> {
 
 fn ready_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ReadySpec> {
     let probe = probe(cx, &t);
-    let interval = t.positive_duration(cx, "interval", Duration::from_secs(1));
-    let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(1));
-    let start_timeout = t.positive_duration(cx, "start-timeout", Duration::from_secs(60));
+    let interval = t.positive_duration(cx, "interval", Duration::from_secs(1), MAX_TIMEOUT);
+    let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(1), MAX_TIMEOUT);
+    let start_timeout =
+        t.positive_duration(cx, "start-timeout", Duration::from_secs(60), MAX_TIMEOUT);
     t.finish(cx);
     Some(ReadySpec {
         probe: probe?,
@@ -634,8 +658,8 @@ fn ready_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ReadySpec> {
 
 fn alive_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<AliveSpec> {
     let probe = probe(cx, &t);
-    let interval = t.positive_duration(cx, "interval", Duration::from_secs(5));
-    let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(2));
+    let interval = t.positive_duration(cx, "interval", Duration::from_secs(5), MAX_TIMEOUT);
+    let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(2), MAX_TIMEOUT);
     let failures = t.integer(cx, "failures", 3, 1, 1000);
     t.finish(cx);
     Some(AliveSpec {
@@ -660,12 +684,12 @@ fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
         }),
         None => Some(d.policy),
     };
-    let initial = t.duration(cx, "initial", d.initial);
+    let initial = t.duration(cx, "initial", d.initial, MAX_PERIOD);
     let max_v = t.get("max");
-    let max = t.duration(cx, "max", d.max);
+    let max = t.duration(cx, "max", d.max, MAX_PERIOD);
     let factor = t.float(cx, "factor", d.factor, 1.0, 100.0);
     let jitter = t.float(cx, "jitter", d.jitter, 0.0, 1.0);
-    let reset_after = t.positive_duration(cx, "reset-after", d.reset_after);
+    let reset_after = t.positive_duration(cx, "reset-after", d.reset_after, MAX_PERIOD);
     let count = t.integer(
         cx,
         "start-limit-count",
@@ -673,7 +697,7 @@ fn restart_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<RestartSpec> {
         1,
         1_000_000,
     );
-    let period = t.positive_duration(cx, "start-limit-period", d.start_limit_period);
+    let period = t.positive_duration(cx, "start-limit-period", d.start_limit_period, MAX_PERIOD);
     let codes = match t.get("no-restart-exit-codes") {
         Some(v) => cx.exit_codes(v, &t.key("no-restart-exit-codes")),
         None => Some(Vec::new()),
@@ -796,6 +820,21 @@ impl Cx<'_> {
         self.diags.push(d);
     }
 
+    /// `s`, the string value `v`, unless it has a NUL byte: no argv element, path, environment
+    /// entry or account name can carry one to the system, so it is an error here, at its place.
+    fn without_nul(&mut self, v: &Spanned<DeValue<'_>>, key: &str, s: String) -> Option<String> {
+        if s.contains('\0') {
+            self.err(
+                v,
+                key,
+                format!("{s:?} contains a NUL byte"),
+                Some("remove the \\u0000: the system cannot pass it on"),
+            );
+            return None;
+        }
+        Some(s)
+    }
+
     fn wrong_type(&mut self, v: &Spanned<DeValue<'_>>, key: &str, expected: &str) {
         let got = v.get_ref().type_str();
         self.err(v, key, format!("expected {expected}, found {got}"), None);
@@ -857,10 +896,24 @@ impl Cx<'_> {
         }
     }
 
-    fn duration(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<Duration> {
+    fn duration(
+        &mut self,
+        v: &Spanned<DeValue<'_>>,
+        key: &str,
+        max: MaxDuration,
+    ) -> Option<Duration> {
         let hint = Some("write a duration as a string with a unit, e.g. \"250ms\", \"5s\", \"5m\"");
         match v.get_ref() {
             DeValue::String(s) => match humantime::parse_duration(s.trim()) {
+                Ok(d) if d > max.value => {
+                    self.err(
+                        v,
+                        key,
+                        format!("{s:?} is longer than the maximum of {}", max.text),
+                        Some(&format!("write at most \"{}\"", max.text)),
+                    );
+                    None
+                }
                 Ok(d) => Some(d),
                 Err(e) => {
                     self.err(v, key, format!("{s:?} is not a duration: {e}"), hint);
@@ -882,6 +935,7 @@ impl Cx<'_> {
 
     fn abs_path(&mut self, v: &Spanned<DeValue<'_>>, key: &str) -> Option<PathBuf> {
         let s = self.string(v, key)?;
+        let s = self.without_nul(v, key, s)?;
         if !s.starts_with('/') {
             self.err(
                 v,
@@ -905,7 +959,10 @@ impl Cx<'_> {
         let mut ok = true;
         for item in arr.iter() {
             match item.get_ref() {
-                DeValue::String(s) => out.push(s.to_string()),
+                DeValue::String(s) => match self.without_nul(item, key, s.to_string()) {
+                    Some(s) => out.push(s),
+                    None => ok = false,
+                },
                 _ => {
                     self.wrong_type(item, key, "a string");
                     ok = false;
@@ -975,13 +1032,12 @@ impl Cx<'_> {
                 continue;
             }
             match val.get_ref() {
-                DeValue::String(s) if s.contains('\0') => {
-                    self.err(val, &item_key, "the value contains a NUL byte".into(), None);
-                    ok = false;
-                }
-                DeValue::String(s) => {
-                    out.insert(name, s.to_string());
-                }
+                DeValue::String(s) => match self.without_nul(val, &item_key, s.to_string()) {
+                    Some(s) => {
+                        out.insert(name, s);
+                    }
+                    None => ok = false,
+                },
                 _ => {
                     self.wrong_type(val, &item_key, "a string (quote numbers: \"1\")");
                     ok = false;
@@ -1183,24 +1239,36 @@ impl<'t, 'i> Table<'t, 'i> {
                 cx.err(v, &full, "must not be empty".into(), None);
                 Err(())
             }
-            Some(s) => Ok(Some(s)),
+            Some(s) => cx.without_nul(v, &full, s).map(Some).ok_or(()),
             None => Err(()),
         }
     }
 
-    fn duration(&self, cx: &mut Cx<'_>, key: &str, default: Duration) -> Option<Duration> {
+    fn duration(
+        &self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        default: Duration,
+        max: MaxDuration,
+    ) -> Option<Duration> {
         match self.get(key) {
-            Some(v) => cx.duration(v, &self.key(key)),
+            Some(v) => cx.duration(v, &self.key(key), max),
             None => Some(default),
         }
     }
 
-    fn positive_duration(&self, cx: &mut Cx<'_>, key: &str, default: Duration) -> Option<Duration> {
+    fn positive_duration(
+        &self,
+        cx: &mut Cx<'_>,
+        key: &str,
+        default: Duration,
+        max: MaxDuration,
+    ) -> Option<Duration> {
         let Some(v) = self.get(key) else {
             return Some(default);
         };
         let full = self.key(key);
-        let d = cx.duration(v, &full)?;
+        let d = cx.duration(v, &full, max)?;
         if d.is_zero() {
             cx.err(
                 v,
@@ -1301,5 +1369,49 @@ impl<T> TransposeOpt<T> for Option<Option<T>> {
             Some(None) => None,
             Some(Some(v)) => Some(Some(v)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A unit file listed as a regular file and replaced by a FIFO before it is read (the
+    /// race of a directory being rewritten while it is checked): reading it is an error at
+    /// once, not a wait for a writer that never comes.
+    #[test]
+    fn a_unit_file_swapped_for_a_fifo_after_listing_is_an_error_not_a_hang() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("late.toml");
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let p = path.clone();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_unit_file(&p));
+        });
+        let d = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("reading a FIFO must not block")
+            .unwrap_err();
+        assert_eq!(d.file, path);
+        assert_eq!(
+            d.message,
+            "the unit file is a FIFO, expected a regular file"
+        );
+    }
+
+    #[test]
+    fn an_oversized_unit_file_is_an_error_naming_the_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.toml");
+        std::fs::File::create(&path)
+            .unwrap()
+            .set_len(MAX_UNIT_FILE_BYTES + 1)
+            .unwrap();
+        let d = read_unit_file(&path).unwrap_err();
+        assert_eq!(
+            d.message,
+            "the unit file is 1.0 MiB, larger than the 1 MiB a unit file may be"
+        );
     }
 }

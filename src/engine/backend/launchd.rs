@@ -29,6 +29,9 @@ pub(crate) const NO_GUI_SESSION_RETRY: Duration = Duration::from_secs(30);
 const BOOTSTRAP_RETRY_FOR: Duration = Duration::from_secs(15);
 /// How often `print` is asked while waiting for launchd to act (a relaunch, a drain).
 const PRINT_POLL: Duration = Duration::from_millis(200);
+/// The longest stop bound taken from a plist's ExitTimeOut: a day, like the longest
+/// `stop-timeout` a unit file may set; a larger value is read as this.
+const MAX_EXIT_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
 /// The stop bound when the plist sets no ExitTimeOut.
 const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -46,8 +49,11 @@ struct PlistFacts {
 }
 
 fn read_plist_facts(path: &Path) -> PlistFacts {
-    let dict = plist::Value::from_file(path)
+    // Read like every other file: a FIFO or a device swapped in after preflight must not hang
+    // the run, nor an endless file fill memory.
+    let dict = crate::fsutil::read_regular(path, crate::preflight::MAX_PLIST_BYTES)
         .ok()
+        .and_then(|bytes| plist::Value::from_reader(std::io::Cursor::new(bytes)).ok())
         .and_then(|v| v.into_dictionary());
     let keepalive = dict
         .as_ref()
@@ -63,7 +69,9 @@ fn read_plist_facts(path: &Path) -> PlistFacts {
         .and_then(|d| d.get("ExitTimeOut"))
         .and_then(|v| v.as_signed_integer())
         .filter(|s| *s > 0)
-        .map_or(DEFAULT_EXIT_TIMEOUT, |s| Duration::from_secs(s as u64));
+        .map_or(DEFAULT_EXIT_TIMEOUT, |s| {
+            Duration::from_secs(s as u64).min(MAX_EXIT_TIMEOUT)
+        });
     PlistFacts {
         keepalive,
         exit_timeout,
@@ -419,7 +427,7 @@ async fn stop(
         if let Err(e) = lc.bootout(target).await {
             tracing::warn!(target, error = %e, "bootout failed");
         }
-        let deadline = Instant::now() + facts.exit_timeout + Duration::from_secs(5);
+        let deadline = Instant::now() + (facts.exit_timeout + Duration::from_secs(5));
         let mut last = info.last_exit;
         while Instant::now() < deadline {
             match lc.print(target).await {
