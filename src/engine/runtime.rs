@@ -252,9 +252,9 @@ impl Supervisor {
         let exit = self.shell.apply(fx);
         let now = Instant::now();
         for t in std::mem::take(&mut self.shell.events) {
-            let r = self.events.push(&self.shell.units, &t);
-            journal::write(self.log.transition(&t, r, now));
-            self.metrics.on_transition(&r.unit, &t);
+            let e = self.events.push(&self.shell.units, t);
+            journal::write(self.log.transition(e, now));
+            self.metrics.on_transition(&e.unit, &e.transition);
         }
         exit
     }
@@ -372,8 +372,12 @@ impl Supervisor {
                 None
             }
             Request::Events { follow } => {
-                for r in self.events.ring().cloned() {
-                    if req.reply.try_send(Response::Event(Box::new(r))).is_err() {
+                for e in self.events.ring() {
+                    if req
+                        .reply
+                        .try_send(Response::Event(Box::new(e.record())))
+                        .is_err()
+                    {
                         return None;
                     }
                 }
@@ -384,7 +388,8 @@ impl Supervisor {
                         loop {
                             match live.recv().await {
                                 Ok(r) => {
-                                    if out.send(Response::Event(Box::new(r))).await.is_err() {
+                                    let r = Box::new(Arc::unwrap_or_clone(r));
+                                    if out.send(Response::Event(r)).await.is_err() {
                                         return;
                                     }
                                 }
