@@ -628,6 +628,9 @@ impl Shell {
     /// Carries out effects in order; true once the core says everything is down.
     fn apply(&mut self, fx: Vec<Effect>) -> bool {
         let mut exit = false;
+        // Fingerprints of units that became ready are taken after the spawns these effects
+        // ask for are under way: a dependent's start does not queue behind them.
+        let mut fingerprints = Vec::new();
         for e in fx {
             match e {
                 Effect::Spawn { unit, generation } => {
@@ -686,15 +689,18 @@ impl Shell {
                 }
                 Effect::Transition(t) => {
                     if t.to == StateName::Ready {
-                        let unit = Arc::new(self.units[t.unit].clone());
-                        let ctx = self.config.preflight.clone();
-                        let dir = self.config.state_dir.clone();
-                        tokio::spawn(record_fingerprint(unit, ctx, dir));
+                        fingerprints.push(t.unit);
                     }
                     self.events.push(t);
                 }
                 Effect::Exit => exit = true,
             }
+        }
+        for unit in fingerprints {
+            let unit = Arc::new(self.units[unit].clone());
+            let ctx = self.config.preflight.clone();
+            let dir = self.config.state_dir.clone();
+            tokio::spawn(record_fingerprint(unit, ctx, dir));
         }
         exit
     }
