@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitStatus;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal as NixSignal;
@@ -126,38 +127,44 @@ impl Verdict {
 }
 
 /// Runs probes. Holds one HTTP client for every HTTP probe, so a probe allocates no client;
-/// cheap to clone and share.
-#[derive(Debug, Clone)]
+/// it is built by the first HTTP probe, so a daemon without one never builds it. Cheap to
+/// clone and share.
+#[derive(Debug, Clone, Default)]
 pub struct Prober {
-    http: reqwest::Client,
-}
-
-impl Default for Prober {
-    fn default() -> Self {
-        Self::new()
-    }
+    http: OnceLock<reqwest::Client>,
 }
 
 impl Prober {
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            // A proxy from the environment would answer for the service: probe it directly.
-            .no_proxy()
-            // A redirect is an answer to report (the expected status says what is healthy).
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(HTTP_CONNECT_TIMEOUT)
-            // No pooled connections: each probe opens its own, so a listener that went away
-            // is noticed instead of being hidden behind a kept-alive connection.
-            .pool_max_idle_per_host(0)
-            .http1_only()
-            .user_agent(concat!("launchgraph/", env!("CARGO_PKG_VERSION"), " probe"))
-            .build()
-            // Building fails only when a TLS backend or a DNS resolver's system configuration
-            // cannot load; this client has neither.
-            .expect("an HTTP client without TLS or a custom resolver always builds");
-        Self { http }
+        Self::default()
     }
 
+    /// The HTTP client every HTTP probe shares.
+    fn client(&self) -> &reqwest::Client {
+        self.http.get_or_init(http_client)
+    }
+}
+
+/// The client of HTTP probes.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        // A proxy from the environment would answer for the service: probe it directly.
+        .no_proxy()
+        // A redirect is an answer to report (the expected status says what is healthy).
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(HTTP_CONNECT_TIMEOUT)
+        // No pooled connections: each probe opens its own, so a listener that went away
+        // is noticed instead of being hidden behind a kept-alive connection.
+        .pool_max_idle_per_host(0)
+        .http1_only()
+        .user_agent(concat!("launchgraph/", env!("CARGO_PKG_VERSION"), " probe"))
+        .build()
+        // Building fails only when a TLS backend or a DNS resolver's system configuration
+        // cannot load; this client has neither.
+        .expect("an HTTP client without TLS or a custom resolver always builds")
+}
+
+impl Prober {
     /// Runs one attempt of `probe`, bounded by `timeout`. When a loopback connect fails, a
     /// further check of the other family may take up to 500 ms more.
     pub async fn run(&self, probe: &Probe, timeout: Duration) -> ProbeOutcome {
@@ -207,7 +214,7 @@ impl Prober {
 
         let start = Instant::now();
         let attempt = async {
-            let mut request = self.http.get(target.url.clone());
+            let mut request = self.client().get(target.url.clone());
             if let Some(host) = &target.host {
                 request = request.header(reqwest::header::HOST, host.as_str());
             }
