@@ -559,6 +559,9 @@ impl Core {
         }
         core.shutting_down = old.shutting_down;
         core.running = core.slots.iter().filter(|s| s.state.is_running()).count();
+        for u in 0..core.slots.len() {
+            core.note_due(u);
+        }
         // Carried units come with their states: look at every unit once.
         core.mark_all();
         core
@@ -1273,6 +1276,17 @@ impl Core {
         }
     }
 
+    /// Remembers when `u`'s backoff or deferred start is over, if it is in one.
+    fn note_due(&mut self, u: UnitId) {
+        match &self.slots[u].state {
+            State::Backoff { until: at, .. }
+            | State::Deferred {
+                retry_at: Some(at), ..
+            } => self.due.push(Reverse((*at, u))),
+            _ => {}
+        }
+    }
+
     fn mark_all(&mut self) {
         for u in 0..self.slots.len() {
             self.mark(u);
@@ -1524,13 +1538,6 @@ impl Core {
             (true, false) => self.running -= 1,
             _ => {}
         }
-        match &state {
-            State::Backoff { until: at, .. }
-            | State::Deferred {
-                retry_at: Some(at), ..
-            } => self.due.push(Reverse((*at, u))),
-            _ => {}
-        }
         let slot = &mut self.slots[u];
         let from = slot.state.name();
         let to = state.name();
@@ -1549,6 +1556,8 @@ impl Core {
         }
         slot.state = state;
         slot.since = now;
+        self.note_due(u);
+        let slot = &mut self.slots[u];
         let Facts {
             pid,
             exit,
