@@ -9,10 +9,12 @@
 //! the caller's business. The one child it runs, `<node> --version`, is a
 //! [`BoundedCommand`](crate::process::BoundedCommand), run as the job's user.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -118,30 +120,69 @@ impl Fingerprint {
 
 /// Fingerprints what a start of `unit` executes, as preflight resolves it.
 pub async fn take(unit: &Unit, ctx: &PreflightContext) -> Fingerprint {
-    let target = {
-        let (unit, ctx) = (unit.clone(), ctx.clone());
+    let (mut fp, target) = {
+        let (u, c) = (unit.clone(), ctx.clone());
         // Reading and hashing files blocks.
-        tokio::task::spawn_blocking(move || preflight::target(&unit, &ctx))
-            .await
-            .unwrap_or_default()
+        match tokio::task::spawn_blocking(move || take_files(&u, &c)).await {
+            Ok(taken) => taken,
+            Err(_) => (empty(unit), preflight::Target::default()),
+        }
     };
-    let node_version = match &target.node {
-        Some(node) if node.exists() => node_version(node, &target, ctx).await,
-        _ => None,
-    };
-    let (files, package) = {
-        let target = target.clone();
-        tokio::task::spawn_blocking(move || file_facts(&target))
-            .await
-            .unwrap_or_default()
-    };
+    fp.node_version = take_node_version(&target, ctx).await;
+    fp
+}
+
+/// A fingerprint of `unit` with no facts, when they could not be taken.
+fn empty(unit: &Unit) -> Fingerprint {
     Fingerprint {
         unit: unit.name.to_string(),
         recorded_at: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        files: Vec::new(),
+        package: None,
+        node_version: None,
+    }
+}
+
+/// The part of [`take`] that reads files, and blocks: everything but node's version, and the
+/// target it was taken of. When [`asks_node`] says so, [`take_node_version`] completes it.
+pub(crate) fn take_files(unit: &Unit, ctx: &PreflightContext) -> (Fingerprint, preflight::Target) {
+    let target = preflight::target(unit, ctx);
+    let (files, package) = file_facts(&target);
+    let fp = Fingerprint {
+        files,
+        package,
+        ..empty(unit)
+    };
+    (fp, target)
+}
+
+/// Whether a fingerprint of `target` includes `<node> --version`.
+pub(crate) fn asks_node(target: &preflight::Target) -> bool {
+    target.node.as_ref().is_some_and(|node| node.exists())
+}
+
+/// `<node> --version` for `target`, if it has a node ([`asks_node`]).
+pub(crate) async fn take_node_version(
+    target: &preflight::Target,
+    ctx: &PreflightContext,
+) -> Option<String> {
+    match &target.node {
+        Some(node) if asks_node(target) => node_version(node, target, ctx).await,
+        _ => None,
+    }
+}
+
+/// Whether two fingerprints say the same of what ran: all but when they were recorded. A
+/// start that ran the same as last time has nothing new to store.
+pub(crate) fn same_apart_from_time(a: &Fingerprint, b: &Fingerprint) -> bool {
+    let Fingerprint {
+        unit,
+        recorded_at: _,
         files,
         package,
         node_version,
-    }
+    } = a;
+    *unit == b.unit && *files == b.files && *package == b.package && *node_version == b.node_version
 }
 
 type Package = Option<(String, String)>;
@@ -191,6 +232,23 @@ fn facts(role: Role, path: &Path) -> FileFacts {
     }
 }
 
+/// What identifies a file's content without reading it: device, inode, size, and the
+/// modification and change times to the nanosecond. Any write changes `ctime`.
+type FileKey = (u64, u64, u64, (i64, i64), (i64, i64));
+
+/// Hashes already computed, by [`FileKey`]: many units run the same program, and a unit
+/// becomes ready again and again with the same files.
+static HASHES: Mutex<Option<HashMap<FileKey, String>>> = Mutex::new(None);
+
+/// More files than any configuration runs; past it the cache starts over.
+const HASHES_KEPT: usize = 4096;
+
+/// A file changed more recently than this is hashed but not remembered: file times move in
+/// clock ticks, so a second write within the tick of the first may leave every time as it
+/// was. Git's index has the same problem and answer ("racy git",
+/// git/git:Documentation/technical/racy-git.txt).
+const HASH_SETTLED_AFTER: Duration = Duration::from_secs(2);
+
 /// The hash of a regular file of at most [`HASH_LIMIT`] bytes; `None` when it is not one
 /// (anymore: it was checked before, and may have changed since).
 fn sha256_file(path: &Path) -> io::Result<Option<String>> {
@@ -200,6 +258,39 @@ fn sha256_file(path: &Path) -> io::Result<Option<String>> {
     if meta.len() > HASH_LIMIT {
         return Ok(None);
     }
+    let key: FileKey = (
+        meta.dev(),
+        meta.ino(),
+        meta.len(),
+        (meta.mtime(), meta.mtime_nsec()),
+        (meta.ctime(), meta.ctime_nsec()),
+    );
+    let cached = |map: &Option<HashMap<FileKey, String>>| map.as_ref()?.get(&key).cloned();
+    if let Some(hash) = cached(&HASHES.lock().unwrap_or_else(PoisonError::into_inner)) {
+        return Ok(Some(hash));
+    }
+    let hash = sha256_read(file)?;
+    let changed = UNIX_EPOCH
+        + Duration::new(
+            u64::try_from(meta.ctime()).unwrap_or(0),
+            u32::try_from(meta.ctime_nsec()).unwrap_or(0),
+        );
+    let settled = SystemTime::now()
+        .duration_since(changed)
+        .is_ok_and(|age| age >= HASH_SETTLED_AFTER);
+    if let Some(hash) = hash.as_ref().filter(|_| settled) {
+        let mut map = HASHES.lock().unwrap_or_else(PoisonError::into_inner);
+        let map = map.get_or_insert_with(HashMap::new);
+        if map.len() >= HASHES_KEPT {
+            map.clear();
+        }
+        map.insert(key, hash.clone());
+    }
+    Ok(hash)
+}
+
+/// The hash of what `file` holds, if it is at most [`HASH_LIMIT`] bytes.
+fn sha256_read(file: fs::File) -> io::Result<Option<String>> {
     let mut f = file.take(HASH_LIMIT + 1);
     let mut hasher = Sha256::new();
     let mut read = 0u64;
@@ -531,6 +622,55 @@ mod tests {
         );
         b.files[0].size = Some(2);
         assert_eq!(drift(&a, &b), ["node /n changed (size 1 -> 2 bytes)"]);
+    }
+
+    #[test]
+    fn the_time_alone_is_no_difference() {
+        let a = fp(vec![file(Role::Program, "/x", Some("ab"))]);
+        let mut b = a.clone();
+        b.recorded_at = "2026-02-01T00:00:00Z".into();
+        assert!(same_apart_from_time(&a, &b));
+        b.files[0].sha256 = Some("cd".into());
+        assert!(!same_apart_from_time(&a, &b));
+        let mut c = a.clone();
+        c.node_version = Some("v24.1.0".into());
+        assert!(!same_apart_from_time(&a, &c));
+    }
+
+    fn sha256_of(bytes: &[u8]) -> String {
+        Sha256::digest(bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// A file rewritten at once, to the same size, within the same clock tick (so possibly
+    /// with the same times): its new hash, not a remembered one.
+    #[test]
+    fn a_file_rewritten_at_once_is_hashed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("program");
+        fs::write(&path, b"one").unwrap();
+        assert_eq!(sha256_file(&path).unwrap().unwrap(), sha256_of(b"one"));
+        fs::write(&path, b"two").unwrap();
+        assert_eq!(sha256_file(&path).unwrap().unwrap(), sha256_of(b"two"));
+    }
+
+    /// A file that has not changed for a while is hashed once and remembered.
+    #[test]
+    fn a_settled_file_is_remembered() {
+        let path = Path::new("/bin/sh");
+        let meta = fs::metadata(path).unwrap();
+        let first = sha256_file(path).unwrap().unwrap();
+        let key: FileKey = (
+            meta.dev(),
+            meta.ino(),
+            meta.len(),
+            (meta.mtime(), meta.mtime_nsec()),
+            (meta.ctime(), meta.ctime_nsec()),
+        );
+        let map = HASHES.lock().unwrap();
+        assert_eq!(map.as_ref().and_then(|m| m.get(&key)), Some(&first));
     }
 
     #[test]

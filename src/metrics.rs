@@ -201,15 +201,27 @@ struct VersionLabels {
     version: &'static str,
 }
 
-/// The label sets one unit has in the families whose labels are open-ended, so that they can be
-/// removed with the unit; and the restart a failure left pending.
-#[derive(Debug, Default)]
+/// One unit's series, held as handles: a metric handle shares its value with the series in
+/// its family, so a transition or a probe report sets values without building labels or
+/// looking the family up. The open-ended ones (restart reasons, transitions, probes) are
+/// created at their first use, as `get_or_create` would; all are known here, so that they
+/// can be removed with the unit. Also the restart a failure left pending.
+#[derive(Debug)]
 struct UnitSeries {
     /// Set on entering `backoff`, to the failure's reason: the next start is a restart for
     /// that reason, even when the unit waited for a requirement in between.
     pending_restart: Option<Reason>,
-    restart_reasons: BTreeSet<&'static str>,
-    transitions: BTreeSet<(&'static str, &'static str)>,
+    /// `launchgraph_unit_state`, one per state of [`STATES`].
+    states: [Gauge; StateName::COUNT],
+    /// Where in [`STATES`] the unit is: the one gauge at 1.
+    state: usize,
+    backoff: SecondsGauge,
+    time_to_ready: Option<SecondsGauge>,
+    restarts: BTreeMap<&'static str, Counter>,
+    transitions: BTreeMap<(&'static str, &'static str), Counter>,
+    /// Per probe kind (ready, alive): the failure counter, and the latency histogram once a
+    /// probe passed.
+    probes: [Option<(Counter, Option<Histogram>)>; 2],
     findings: BTreeSet<(&'static str, &'static str)>,
 }
 
@@ -354,11 +366,33 @@ impl Metrics {
         }
         for name in wanted {
             if !self.units.contains_key(&name) {
-                self.set_state(&name, StateName::Inactive);
-                self.backoff
+                let states = STATES.map(|s| {
+                    self.unit_state
+                        .get_or_create(&StateLabels {
+                            unit: name.clone(),
+                            state: s.as_str(),
+                        })
+                        .clone()
+                });
+                let state = state_index(StateName::Inactive);
+                states[state].set(1);
+                let backoff = self
+                    .backoff
                     .get_or_create(&UnitLabels { unit: name.clone() })
-                    .set(0.0);
-                self.units.insert(name, UnitSeries::default());
+                    .clone();
+                backoff.set(0.0);
+                let series = UnitSeries {
+                    pending_restart: None,
+                    states,
+                    state,
+                    backoff,
+                    time_to_ready: None,
+                    restarts: BTreeMap::new(),
+                    transitions: BTreeMap::new(),
+                    probes: [None, None],
+                    findings: BTreeSet::new(),
+                };
+                self.units.insert(name, series);
             }
         }
         self.unit_count
@@ -392,38 +426,57 @@ impl Metrics {
             _ => None,
         };
         if let Some(why) = restart {
-            series.restart_reasons.insert(why.code());
-            self.restarts
-                .get_or_create(&RestartLabels {
-                    unit: unit.to_owned(),
-                    reason: why.code(),
+            let restarts = &self.restarts;
+            series
+                .restarts
+                .entry(why.code())
+                .or_insert_with(|| {
+                    restarts
+                        .get_or_create(&RestartLabels {
+                            unit: unit.to_owned(),
+                            reason: why.code(),
+                        })
+                        .clone()
                 })
                 .inc();
         }
-        series.transitions.insert((to.as_str(), reason.code()));
-        self.transitions
-            .get_or_create(&TransitionLabels {
-                unit: unit.to_owned(),
-                to: to.as_str(),
-                reason: reason.code(),
+        let transitions = &self.transitions;
+        series
+            .transitions
+            .entry((to.as_str(), reason.code()))
+            .or_insert_with(|| {
+                transitions
+                    .get_or_create(&TransitionLabels {
+                        unit: unit.to_owned(),
+                        to: to.as_str(),
+                        reason: reason.code(),
+                    })
+                    .clone()
             })
             .inc();
-        self.set_state(unit, to);
+        let state = state_index(to);
+        if state != series.state {
+            series.states[series.state].set(0);
+            series.states[state].set(1);
+            series.state = state;
+        }
         let delay = match to {
             StateName::Backoff => t.delay.unwrap_or_default(),
             _ => Duration::ZERO,
         };
-        self.backoff
-            .get_or_create(&UnitLabels {
-                unit: unit.to_owned(),
-            })
-            .set(delay.as_secs_f64());
+        series.backoff.set(delay.as_secs_f64());
         if to == StateName::Ready
             && let Some(d) = t.time_to_ready
         {
-            self.unit_time_to_ready
-                .get_or_create(&UnitLabels {
-                    unit: unit.to_owned(),
+            let unit_time_to_ready = &self.unit_time_to_ready;
+            series
+                .time_to_ready
+                .get_or_insert_with(|| {
+                    unit_time_to_ready
+                        .get_or_create(&UnitLabels {
+                            unit: unit.to_owned(),
+                        })
+                        .clone()
                 })
                 .set(d.as_secs_f64());
             self.time_to_ready.observe(d.as_secs_f64());
@@ -432,17 +485,24 @@ impl Metrics {
 
     /// Records one probe attempt of `unit`.
     pub fn on_probe(&mut self, unit: &str, kind: ProbeKind, ok: bool, latency: Duration) {
-        if !self.units.contains_key(unit) {
+        let Some(series) = self.units.get_mut(unit) else {
             return;
-        }
-        let labels = ProbeLabels {
+        };
+        let labels = || ProbeLabels {
             unit: unit.to_owned(),
             kind: probe_kind(kind),
         };
-        let failures = self.probe_failures.get_or_create(&labels);
+        let probe_failures = &self.probe_failures;
+        let slot = match kind {
+            ProbeKind::Ready => 0,
+            ProbeKind::Alive => 1,
+        };
+        let (failures, histogram) = series.probes[slot]
+            .get_or_insert_with(|| (probe_failures.get_or_create(&labels()).clone(), None));
         if ok {
-            self.probe_latency
-                .get_or_create(&labels)
+            let probe_latency = &self.probe_latency;
+            histogram
+                .get_or_insert_with(|| probe_latency.get_or_create(&labels()).clone())
                 .observe(latency.as_secs_f64());
         } else {
             failures.inc();
@@ -488,18 +548,6 @@ impl Metrics {
         text
     }
 
-    fn set_state(&self, unit: &str, state: StateName) {
-        let current = state_index(state);
-        for (i, s) in STATES.iter().enumerate() {
-            self.unit_state
-                .get_or_create(&StateLabels {
-                    unit: unit.to_owned(),
-                    state: s.as_str(),
-                })
-                .set(i64::from(i == current));
-        }
-    }
-
     fn remove_unit(&mut self, unit: &str) {
         let Some(series) = self.units.remove(unit) else {
             return;
@@ -511,13 +559,13 @@ impl Metrics {
                 state: s.as_str(),
             });
         }
-        for reason in series.restart_reasons {
+        for reason in series.restarts.into_keys() {
             self.restarts.remove(&RestartLabels {
                 unit: unit.clone(),
                 reason,
             });
         }
-        for (to, reason) in series.transitions {
+        for (to, reason) in series.transitions.into_keys() {
             self.transitions.remove(&TransitionLabels {
                 unit: unit.clone(),
                 to,

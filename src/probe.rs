@@ -17,6 +17,7 @@ use std::fmt::Write as _;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitStatus;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::signal::Signal as NixSignal;
@@ -111,38 +112,44 @@ impl Verdict {
 }
 
 /// Runs probes. Holds one HTTP client for every HTTP probe, so a probe allocates no client;
-/// cheap to clone and share.
-#[derive(Debug, Clone)]
+/// it is built by the first HTTP probe, so a daemon without one never builds it. Cheap to
+/// clone and share.
+#[derive(Debug, Clone, Default)]
 pub struct Prober {
-    http: reqwest::Client,
-}
-
-impl Default for Prober {
-    fn default() -> Self {
-        Self::new()
-    }
+    http: OnceLock<reqwest::Client>,
 }
 
 impl Prober {
     pub fn new() -> Self {
-        let http = reqwest::Client::builder()
-            // A proxy from the environment would answer for the service: probe it directly.
-            .no_proxy()
-            // A redirect is an answer to report (the expected status says what is healthy).
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(HTTP_CONNECT_TIMEOUT)
-            // No pooled connections: each probe opens its own, so a listener that went away
-            // is noticed instead of being hidden behind a kept-alive connection.
-            .pool_max_idle_per_host(0)
-            .http1_only()
-            .user_agent(concat!("launchgraph/", env!("CARGO_PKG_VERSION"), " probe"))
-            .build()
-            // Building fails only when a TLS backend or a DNS resolver's system configuration
-            // cannot load; this client has neither.
-            .expect("an HTTP client without TLS or a custom resolver always builds");
-        Self { http }
+        Self::default()
     }
 
+    /// The HTTP client every HTTP probe shares.
+    fn client(&self) -> &reqwest::Client {
+        self.http.get_or_init(http_client)
+    }
+}
+
+/// The client of HTTP probes.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        // A proxy from the environment would answer for the service: probe it directly.
+        .no_proxy()
+        // A redirect is an answer to report (the expected status says what is healthy).
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(HTTP_CONNECT_TIMEOUT)
+        // No pooled connections: each probe opens its own, so a listener that went away
+        // is noticed instead of being hidden behind a kept-alive connection.
+        .pool_max_idle_per_host(0)
+        .http1_only()
+        .user_agent(concat!("launchgraph/", env!("CARGO_PKG_VERSION"), " probe"))
+        .build()
+        // Building fails only when a TLS backend or a DNS resolver's system configuration
+        // cannot load; this client has neither.
+        .expect("an HTTP client without TLS or a custom resolver always builds")
+}
+
+impl Prober {
     /// Runs one attempt of `probe`, bounded by `timeout`. When a loopback connect fails, a
     /// further check of the other family may take up to 500 ms more.
     pub async fn run(&self, probe: &Probe, timeout: Duration) -> ProbeOutcome {
@@ -192,7 +199,7 @@ impl Prober {
 
         let start = Instant::now();
         let attempt = async {
-            let mut request = self.http.get(target.url.clone());
+            let mut request = self.client().get(target.url.clone());
             if let Some(host) = &target.host {
                 request = request.header(reqwest::header::HOST, host.as_str());
             }
@@ -302,21 +309,33 @@ impl Prober {
 }
 
 /// How often readiness is tried in the first seconds of a start.
-pub(crate) const READY_POLL_FAST: Duration = Duration::from_millis(5);
+pub(crate) const READY_POLL_FAST: Duration = Duration::from_millis(1);
+/// How often, in those seconds, when many units are starting at once (see
+/// [`ready_poll_delays_every`]).
+pub(crate) const READY_POLL_CROWDED: Duration = Duration::from_millis(5);
 /// How long the fast polling lasts before backing off.
 pub(crate) const READY_POLL_FAST_FOR: Duration = Duration::from_secs(3);
 
 /// The delay before each successive readiness attempt while a unit is starting.
 ///
-/// The first attempt runs at once (0); then one attempt every 5 ms for the first 3 s of the
-/// wait (most services that start fast are ready by then, and each is noticed within 5 ms, so
-/// their dependents start within milliseconds); then the delays grow by half each time (7.5,
-/// 11.25, ... ms) up to `interval`, which then repeats forever. A slow starter (OpenClaw's
-/// gateway takes seconds) costs at most one attempt per `interval` once the fast phase is over.
-/// An `interval` below 5 ms is used from the start. The iterator never ends: the caller stops
-/// at its start timeout.
+/// The first attempt runs at once (0); then one attempt every 1 ms for the first 3 s of the
+/// wait (most services that start fast are ready by then, and each is noticed within a
+/// millisecond, so their dependents start within milliseconds); then the delays grow by half
+/// each time (1.5, 2.25, ... ms) up to `interval`, which then repeats forever. A slow starter
+/// (OpenClaw's gateway takes seconds) costs at most one attempt per `interval` once the fast
+/// phase is over. An `interval` below 1 ms is used from the start. The iterator never ends:
+/// the caller stops at its start timeout.
 pub fn ready_poll_delays(interval: Duration) -> impl Iterator<Item = Duration> {
-    let fast = READY_POLL_FAST.min(interval);
+    ready_poll_delays_every(READY_POLL_FAST, interval)
+}
+
+/// [`ready_poll_delays`] with attempts every `fast` in the fast phase (its length is still
+/// [`READY_POLL_FAST_FOR`]).
+pub(crate) fn ready_poll_delays_every(
+    fast: Duration,
+    interval: Duration,
+) -> impl Iterator<Item = Duration> {
+    let fast = fast.min(interval);
     let fast_count = (READY_POLL_FAST_FOR.as_nanos() / fast.as_nanos().max(1)) as usize;
     let first_slow = fast.saturating_add(fast / 2).min(interval);
     std::iter::once(Duration::ZERO)
@@ -813,11 +832,11 @@ mod tests {
     #[test]
     fn poll_delays_start_at_once_stay_fast_then_grow_and_cap() {
         let delays: Vec<_> = ready_poll_delays(Duration::from_secs(1))
-            .take(700)
+            .take(3100)
             .collect();
         assert_eq!(delays[0], Duration::ZERO);
-        assert!(delays[1..=600].iter().all(|d| *d == READY_POLL_FAST));
-        assert_eq!(delays[601], Duration::from_micros(7500));
+        assert!(delays[1..=3000].iter().all(|d| *d == READY_POLL_FAST));
+        assert_eq!(delays[3001], Duration::from_micros(1500));
         assert!(delays.windows(2).all(|w| w[0] <= w[1]));
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));
         assert_eq!(*delays.last().unwrap(), Duration::from_secs(1));
@@ -827,24 +846,42 @@ mod tests {
     #[test]
     fn poll_delays_are_fast_for_three_seconds_as_documented() {
         let interval = Duration::from_secs(1);
-        let delays: Vec<_> = ready_poll_delays(interval).take(700).collect();
+        let delays: Vec<_> = ready_poll_delays(interval).take(3100).collect();
+        let fast_phase: Duration = delays[..=3000].iter().sum();
+        assert_eq!(fast_phase, READY_POLL_FAST_FOR);
+        let first_capped = delays.iter().position(|d| *d == interval).unwrap();
+        assert_eq!(first_capped, 3001 + 17, "1.5 ms x 1.5^16 < 1 s <= x 1.5^17");
+    }
+
+    /// When many units start at once, the fast phase polls every 5 ms, as long.
+    #[test]
+    fn poll_delays_when_crowded() {
+        let interval = Duration::from_secs(1);
+        let delays: Vec<_> = ready_poll_delays_every(READY_POLL_CROWDED, interval)
+            .take(700)
+            .collect();
+        assert!(delays[1..=600].iter().all(|d| *d == READY_POLL_CROWDED));
         let fast_phase: Duration = delays[..=600].iter().sum();
         assert_eq!(fast_phase, READY_POLL_FAST_FOR);
+        assert_eq!(delays[601], Duration::from_micros(7500));
         let first_capped = delays.iter().position(|d| *d == interval).unwrap();
         assert_eq!(first_capped, 601 + 13, "7.5 ms x 1.5^12 < 1 s <= x 1.5^13");
     }
 
     #[test]
     fn poll_delays_with_a_tiny_interval() {
-        let delays: Vec<_> = ready_poll_delays(Duration::from_millis(1))
+        let delays: Vec<_> = ready_poll_delays(Duration::from_micros(500))
             .take(5)
             .collect();
-        assert_eq!(delays, [0, 1, 1, 1, 1].map(Duration::from_millis).to_vec());
+        assert_eq!(
+            delays,
+            [0, 500, 500, 500, 500].map(Duration::from_micros).to_vec()
+        );
     }
 
     #[test]
     fn poll_delays_never_overflow() {
-        let last = ready_poll_delays(Duration::MAX).nth(1000).unwrap();
+        let last = ready_poll_delays(Duration::MAX).nth(5000).unwrap();
         assert_eq!(last, Duration::MAX);
     }
 

@@ -1090,3 +1090,119 @@ fn random_event_sequences_emit_only_legal_transitions_and_every_legal_one() {
         "table entries no sequence emitted: {missing:?}"
     );
 }
+
+/// The rules look only at the neighbourhood of what changed: on a large graph (2,000 units in
+/// chains of 5) a unit's pid, readiness, probe or crash costs a number of looks bounded by its
+/// chain, never by the number of units.
+#[test]
+fn an_event_costs_its_neighbourhood_not_the_number_of_units() {
+    const CHAINS: usize = 400;
+    const LEN: usize = 5;
+    let units: Vec<UnitPolicy> = (0..CHAINS * LEN)
+        .map(|u| {
+            let requires: &[usize] = if u % LEN == 0 { &[] } else { &[u - 1] };
+            policy(requires, 0, true, true, zero_backoff())
+        })
+        .collect();
+    let mut s = Sim::new(units);
+    // A crash takes down at most the rest of its chain and brings it back: every unit the
+    // rules look at is in the chain or next to it, each a few times at most.
+    let bound = 4 * (LEN as u64 + 2);
+    let mut worst = 0;
+    let mut cost = |s: &mut Sim, e: Event| {
+        let before = s.core.visits();
+        let fx = s.ev(e);
+        let looked = s.core.visits() - before;
+        worst = worst.max(looked);
+        assert!(looked <= bound, "{looked} looks for one event");
+        fx
+    };
+    let fx = s.start_all();
+    assert_eq!(spawns(&fx).len(), CHAINS, "the head of every chain starts");
+    // Start-up, one event at a time, as the runtime delivers them.
+    let mut pending = spawns(&fx);
+    while let Some(u) = pending.pop() {
+        let generation = s.generation(u);
+        cost(
+            &mut s,
+            Event::Spawned {
+                unit: u,
+                generation,
+                pid: Some(1000 + u as u32),
+            },
+        );
+        let fx = cost(
+            &mut s,
+            Event::ProbeReported {
+                unit: u,
+                generation,
+                kind: ProbeKind::Ready,
+                ok: true,
+                latency: Duration::from_millis(1),
+                detail: "ok".into(),
+            },
+        );
+        pending.extend(spawns(&fx));
+    }
+    assert!((0..CHAINS * LEN).all(|u| s.state(u) == Ready));
+    // Idle liveness probes change nothing the rules read: no look at all.
+    let before = s.core.visits();
+    s.alive(CHAINS * LEN / 2, true);
+    assert_eq!(s.core.visits(), before);
+    // The head of a chain in the middle crashes: its chain stops in order and comes back.
+    let head = (CHAINS / 2) * LEN;
+    let generation = s.generation(head);
+    let mut fx = cost(
+        &mut s,
+        Event::Exited {
+            unit: head,
+            generation,
+            exit: KILL9,
+            killed_after_timeout: false,
+        },
+    );
+    loop {
+        if let Some(u) = stops(&fx).first().copied() {
+            let generation = s.generation(u);
+            fx = cost(
+                &mut s,
+                Event::Exited {
+                    unit: u,
+                    generation,
+                    exit: CODE0,
+                    killed_after_timeout: false,
+                },
+            );
+        } else if let Some(u) = spawns(&fx).first().copied() {
+            let generation = s.generation(u);
+            cost(
+                &mut s,
+                Event::Spawned {
+                    unit: u,
+                    generation,
+                    pid: Some(2000 + u as u32),
+                },
+            );
+            fx = cost(
+                &mut s,
+                Event::ProbeReported {
+                    unit: u,
+                    generation,
+                    kind: ProbeKind::Ready,
+                    ok: true,
+                    latency: Duration::from_millis(1),
+                    detail: "ok".into(),
+                },
+            );
+        } else {
+            break;
+        }
+    }
+    assert!((0..CHAINS * LEN).all(|u| s.state(u) == Ready));
+    assert!(
+        (head..head + LEN).all(|u| s.core.slot(u).generation == 2),
+        "the crashed chain ran again"
+    );
+    assert!(worst > 0);
+    assert!(s.core.settle(s.now).is_empty());
+}

@@ -13,8 +13,13 @@
 //! a running unit whose requirement is not ready (or that must cycle) is stopped as soon as
 //! none of its dependents is running; a down unit that is wanted starts as soon as all of its
 //! requirements are ready and none of its dependents is running.
+//!
+//! Because the rule is local, the fixpoint is reached on a worklist: a change to a unit marks
+//! the unit, its dependents and its requirements, and only marked units are looked at,
+//! requirements first. An event costs the size of its neighbourhood, not the number of units.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -424,13 +429,29 @@ pub struct Core {
     policies: Vec<UnitPolicy>,
     /// Requirements before dependents.
     topo: Vec<UnitId>,
+    /// Each unit's position in `topo`.
+    position: Vec<usize>,
     slots: Vec<Slot>,
     shutting_down: bool,
     exited: bool,
     /// Something the rules look at changed while handling the current event (a state, an
     /// intent, a cycle, a retry, the passing of a backoff): the rules must be applied. Most
-    /// probe reports change nothing of the kind, and skip the pass over every unit.
+    /// probe reports change nothing of the kind, and skip the rules altogether.
     moved: bool,
+    /// The units the rules must look at, by position in `topo`: lowest (requirements) first.
+    dirty: BinaryHeap<Reverse<usize>>,
+    /// Whether a unit is in `dirty`, by unit.
+    queued: Vec<bool>,
+    /// Running units that must go down (see [`Core::is_doomed`]); exact for every unit not in
+    /// `dirty`, recomputed for a unit as it is taken from it.
+    doomed: Vec<bool>,
+    /// When a backoff or a deferred start is over, by unit: due ones are marked at the next
+    /// application of the rules, as a pass over every unit would find them.
+    due: BinaryHeap<Reverse<(Instant, UnitId)>>,
+    /// How many units are running, for the end of a shutdown.
+    running: usize,
+    /// How many times the rules looked at a unit, since the core was made.
+    visits: u64,
     rng: fastrand::Rng,
 }
 
@@ -476,19 +497,38 @@ impl Core {
             })
             .collect();
         let topo = topological_order(&policies);
+        let mut position = vec![0; policies.len()];
+        for (k, &u) in topo.iter().enumerate() {
+            position[u] = k;
+        }
+        let n = policies.len();
         Self {
             policies,
             topo,
+            position,
             slots,
             shutting_down: false,
             exited: false,
             moved: false,
+            dirty: BinaryHeap::new(),
+            queued: vec![false; n],
+            doomed: vec![false; n],
+            due: BinaryHeap::new(),
+            running: 0,
+            visits: 0,
             rng: fastrand::Rng::with_seed(seed),
         }
     }
 
     pub fn slots(&self) -> &[Slot] {
         &self.slots
+    }
+
+    /// How many times the rules have looked at a unit since this core was made: what an
+    /// event costs, for tests and benchmarks to see that it does not grow with the number of
+    /// units.
+    pub fn visits(&self) -> u64 {
+        self.visits
     }
 
     pub fn slot(&self, unit: UnitId) -> &Slot {
@@ -518,6 +558,12 @@ impl Core {
             }
         }
         core.shutting_down = old.shutting_down;
+        core.running = core.slots.iter().filter(|s| s.state.is_running()).count();
+        for u in 0..core.slots.len() {
+            core.note_due(u);
+        }
+        // Carried units come with their states: look at every unit once.
+        core.mark_all();
         core
     }
 
@@ -527,6 +573,7 @@ impl Core {
         if !self.shutting_down {
             for &u in units {
                 self.slots[u].wanted = true;
+                self.touch(u);
             }
         }
         self.reconcile(now, &mut fx);
@@ -539,6 +586,7 @@ impl Core {
         for slot in &mut self.slots {
             slot.wanted = true;
         }
+        self.mark_all();
         self.reconcile(now, &mut fx);
         fx
     }
@@ -637,6 +685,7 @@ impl Core {
                 {
                     *retry_at = Some(now);
                     self.moved = true;
+                    self.mark(unit);
                 }
             }
             Event::TimerFired {
@@ -653,11 +702,17 @@ impl Core {
                     {
                         self.slots[unit].cycle = Some(Reason::ReadyTimeout);
                         self.moved = true;
+                        self.touch(unit);
                     }
                 }
                 // Backoff timers carry no generation worth checking: reconcile looks at
                 // `until` itself, so an early or duplicate timer is harmless.
-                Timer::BackoffOver | Timer::RetryStart => self.moved = true,
+                Timer::BackoffOver | Timer::RetryStart => {
+                    self.moved = true;
+                    if unit < self.slots.len() {
+                        self.mark(unit);
+                    }
+                }
             },
         }
         if self.moved {
@@ -666,10 +721,12 @@ impl Core {
         fx
     }
 
-    /// Applies the rules until nothing changes; returns what must be done. After
-    /// [`Core::handle`] there is never anything left to do: this is for tests to check that.
+    /// Applies the rules to every unit until nothing changes; returns what must be done. After
+    /// [`Core::handle`] there is never anything left to do: this is for tests to check that
+    /// the worklist missed nothing.
     pub fn settle(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
+        self.mark_all();
         self.reconcile(now, &mut fx);
         fx
     }
@@ -697,6 +754,7 @@ impl Core {
                 for d in self.closure(u, |p| &p.dependents).into_iter().chain([u]) {
                     self.slots[d].wanted = false;
                     self.slots[d].down_reason = why;
+                    self.touch(d);
                 }
             }
             Command::Restart(u) => {
@@ -705,6 +763,7 @@ impl Core {
                     self.slots[u].failures = 0;
                     self.slots[u].restart_after_failure = false;
                     self.slots[u].restart_starts.clear();
+                    self.touch(u);
                 }
                 for r in self.closure(u, |p| &p.requires) {
                     self.want(r, now, fx);
@@ -718,6 +777,7 @@ impl Core {
                     s.wanted = false;
                     s.down_reason = Reason::Shutdown;
                 }
+                self.mark_all();
             }
         }
     }
@@ -727,6 +787,7 @@ impl Core {
         if self.shutting_down {
             return;
         }
+        self.touch(u);
         let slot = &mut self.slots[u];
         slot.wanted = true;
         if matches!(slot.state, State::Failed { .. } | State::Backoff { .. }) {
@@ -928,6 +989,7 @@ impl Core {
                             slot.cycle = Some(Reason::LivenessFailed);
                             slot.cycle_cause = Some(detail);
                             self.moved = true;
+                            self.touch(u);
                         }
                     }
                 }
@@ -1147,60 +1209,99 @@ impl Core {
         }
     }
 
-    /// Brings states in line with the rules until nothing changes.
+    /// Brings states in line with the rules until nothing changes, looking only at marked
+    /// units, requirements first. A unit's rule reads only the unit, its requirements and its
+    /// dependents, so a change marks just those (see [`Core::touch`]); requirements come
+    /// before dependents, so each unit is looked at with its requirements' `doomed` exact.
     fn reconcile(&mut self, now: Instant, fx: &mut Vec<Effect>) {
-        loop {
-            let mut changed = false;
-            // One pass in requirement order; a change may enable more, so repeat until quiet.
-            let doomed = self.doomed();
-            for k in 0..self.topo.len() {
-                let u = self.topo[k];
-                changed |= self.reconcile_one(u, &doomed, now, fx);
-            }
-            if !changed {
+        while let Some(&Reverse((at, u))) = self.due.peek() {
+            if at > now {
                 break;
             }
+            self.due.pop();
+            self.mark(u);
         }
-        if self.shutting_down && !self.exited && self.slots.iter().all(|s| !s.state.is_running()) {
+        while let Some(Reverse(k)) = self.dirty.pop() {
+            let u = self.topo[k];
+            self.queued[u] = false;
+            self.visits += 1;
+            let doomed = self.is_doomed(u);
+            if doomed != self.doomed[u] {
+                self.doomed[u] = doomed;
+                for d in 0..self.policies[u].dependents.len() {
+                    let d = self.policies[u].dependents[d];
+                    self.mark(d);
+                }
+            }
+            self.reconcile_one(u, now, fx);
+        }
+        if self.shutting_down && !self.exited && self.running == 0 {
             self.exited = true;
             fx.push(Effect::Exit);
         }
     }
 
-    /// Running units that must go down: not wanted, asked to cycle, or with a requirement that
-    /// is not ready or itself must go down. Computed requirements first.
-    fn doomed(&self) -> Vec<bool> {
-        let mut doomed = vec![false; self.slots.len()];
-        for &u in &self.topo {
-            let s = &self.slots[u];
-            doomed[u] = s.state.is_running()
-                && (!s.wanted
-                    || s.cycle.is_some()
-                    || self.policies[u]
-                        .requires
-                        .iter()
-                        .any(|&r| doomed[r] || !self.is_ready(r, &doomed)));
+    /// Whether a running unit must go down: not wanted, asked to cycle, or with a requirement
+    /// that is not ready or itself must go down. Reads the requirements' `doomed`.
+    fn is_doomed(&self, u: UnitId) -> bool {
+        let s = &self.slots[u];
+        s.state.is_running()
+            && (!s.wanted
+                || s.cycle.is_some()
+                || self.policies[u]
+                    .requires
+                    .iter()
+                    .any(|&r| self.doomed[r] || !self.is_ready(r)))
+    }
+
+    /// Marks a unit for the rules.
+    fn mark(&mut self, u: UnitId) {
+        if !self.queued[u] {
+            self.queued[u] = true;
+            self.dirty.push(Reverse(self.position[u]));
         }
-        doomed
+    }
+
+    /// Marks a unit whose state, intent or cycle changed, and every unit whose rule reads it:
+    /// its dependents (their requirement) and its requirements (their dependent).
+    fn touch(&mut self, u: UnitId) {
+        self.mark(u);
+        for k in 0..self.policies[u].dependents.len() {
+            let d = self.policies[u].dependents[k];
+            self.mark(d);
+        }
+        for k in 0..self.policies[u].requires.len() {
+            let r = self.policies[u].requires[k];
+            self.mark(r);
+        }
+    }
+
+    /// Remembers when `u`'s backoff or deferred start is over, if it is in one.
+    fn note_due(&mut self, u: UnitId) {
+        match &self.slots[u].state {
+            State::Backoff { until: at, .. }
+            | State::Deferred {
+                retry_at: Some(at), ..
+            } => self.due.push(Reverse((*at, u))),
+            _ => {}
+        }
+    }
+
+    fn mark_all(&mut self) {
+        for u in 0..self.slots.len() {
+            self.mark(u);
+        }
     }
 
     /// Whether `r` counts as ready for its dependents.
-    fn is_ready(&self, r: UnitId, doomed: &[bool]) -> bool {
+    fn is_ready(&self, r: UnitId) -> bool {
         let s = &self.slots[r];
-        matches!(s.state, State::Ready { .. }) && s.cycle.is_none() && s.wanted && !doomed[r]
+        matches!(s.state, State::Ready { .. }) && s.cycle.is_none() && s.wanted && !self.doomed[r]
     }
 
-    fn reconcile_one(
-        &mut self,
-        u: UnitId,
-        doomed: &[bool],
-        now: Instant,
-        fx: &mut Vec<Effect>,
-    ) -> bool {
-        let reqs_ready = self.policies[u]
-            .requires
-            .iter()
-            .all(|&r| self.is_ready(r, doomed));
+    /// Applies the rule to one unit; whether it changed anything.
+    fn reconcile_one(&mut self, u: UnitId, now: Instant, fx: &mut Vec<Effect>) -> bool {
+        let reqs_ready = self.policies[u].requires.iter().all(|&r| self.is_ready(r));
         let dependents_down = self.policies[u]
             .dependents
             .iter()
@@ -1230,7 +1331,7 @@ impl Core {
                         .requires
                         .iter()
                         .copied()
-                        .find(|&r| !self.is_ready(r, doomed))
+                        .find(|&r| !self.is_ready(r))
                 } else {
                     None
                 };
@@ -1301,7 +1402,7 @@ impl Core {
                     return false;
                 }
                 if !reqs_ready {
-                    let (reason, on) = self.waiting_reason(u, doomed);
+                    let (reason, on) = self.waiting_reason(u);
                     if let State::Waiting { reason: r, on: o } = &self.slots[u].state
                         && (*r == reason
                             || *r == Reason::DependencyRestarting
@@ -1342,9 +1443,9 @@ impl Core {
     }
 
     /// The first requirement that is not ready, and why.
-    fn waiting_reason(&self, u: UnitId, doomed: &[bool]) -> (Reason, Option<UnitId>) {
+    fn waiting_reason(&self, u: UnitId) -> (Reason, Option<UnitId>) {
         for &r in &self.policies[u].requires {
-            if self.is_ready(r, doomed) {
+            if self.is_ready(r) {
                 continue;
             }
             let s = &self.slots[r];
@@ -1431,6 +1532,12 @@ impl Core {
             _ => None,
         };
         self.moved = true;
+        self.touch(u);
+        match (self.slots[u].state.is_running(), state.is_running()) {
+            (false, true) => self.running += 1,
+            (true, false) => self.running -= 1,
+            _ => {}
+        }
         let slot = &mut self.slots[u];
         let from = slot.state.name();
         let to = state.name();
@@ -1449,6 +1556,8 @@ impl Core {
         }
         slot.state = state;
         slot.since = now;
+        self.note_due(u);
+        let slot = &mut self.slots[u];
         let Facts {
             pid,
             exit,

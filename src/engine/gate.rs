@@ -7,11 +7,11 @@
 //! is taken, compared with the last good one (each difference logged, e.g.
 //! `openclaw 2026.9.6 -> 2026.10.1`), and stored atomically.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::fingerprint;
+use crate::fingerprint::{self, Fingerprint};
 use crate::preflight::{self, Finding, PreflightContext};
 use crate::unit::Unit;
 
@@ -42,19 +42,45 @@ fn one_line(f: &Finding) -> String {
 }
 
 /// Takes the fingerprint of a unit that just became ready, logs what drifted since the last
-/// good run, and stores it.
+/// good run, and stores it, off the owner's thread: reading, hashing and the synced write
+/// are one job on the blocking pool (two, with `<node> --version` between them, for a unit
+/// that runs node). A fingerprint the same as the stored one but for its time is not written
+/// again: the stored one keeps the time that content was first seen ready.
 pub(crate) async fn record_fingerprint(unit: Arc<Unit>, ctx: PreflightContext, state_dir: PathBuf) {
-    let now = fingerprint::take(&unit, &ctx).await;
-    match fingerprint::load(&state_dir, unit.name.as_str()) {
+    let job = {
+        let (unit, ctx, state_dir) = (Arc::clone(&unit), ctx.clone(), state_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            let (fp, target) = fingerprint::take_files(&unit, &ctx);
+            if fingerprint::asks_node(&target) {
+                return Some((fp, target));
+            }
+            compare_and_store(&unit, &state_dir, &fp);
+            None
+        })
+    };
+    let Ok(Some((mut fp, target))) = job.await else {
+        return;
+    };
+    fp.node_version = fingerprint::take_node_version(&target, &ctx).await;
+    let _ = tokio::task::spawn_blocking(move || compare_and_store(&unit, &state_dir, &fp)).await;
+}
+
+/// Logs the drift from the stored fingerprint to `now`, and stores `now` unless it says the
+/// same. Blocks.
+fn compare_and_store(unit: &Unit, state_dir: &Path, now: &Fingerprint) {
+    match fingerprint::load(state_dir, unit.name.as_str()) {
         Ok(Some(old)) => {
-            for line in fingerprint::drift(&old, &now) {
+            for line in fingerprint::drift(&old, now) {
                 tracing::info!("{}: changed since the last good run: {line}", unit.name);
+            }
+            if fingerprint::same_apart_from_time(&old, now) {
+                return;
             }
         }
         Ok(None) => {}
         Err(e) => tracing::warn!("{}: cannot read its last fingerprint: {e}", unit.name),
     }
-    if let Err(e) = fingerprint::store(&state_dir, &now) {
+    if let Err(e) = fingerprint::store(state_dir, now) {
         tracing::warn!(
             "{}: cannot store its fingerprint in {}: {e}",
             unit.name,

@@ -2,13 +2,16 @@
 //! `launchgraph events` replays (and its live feed for `--follow`), and the log, one line per
 //! transition, with a crash loop's repeated lines held back and summarized.
 //!
-//! Everything here starts from the core's typed [`Transition`]: it becomes one
-//! [`EventRecord`] (names resolved, durations in milliseconds), and the log line is rendered
-//! from that record by [`crate::control::render::transition_line`], the same words
-//! `launchgraph events` prints. Nothing here decides anything or parses text back.
+//! Everything here starts from the core's typed [`Transition`]: it is kept as an [`Entry`]
+//! (the transition, its time and its unit names), and rendered only when read: as an
+//! [`EventRecord`] (durations in milliseconds, the time in RFC 3339) for `events` and its live
+//! feed, and as the log line [`crate::control::render::transition_line`] makes of that record,
+//! the same words `launchgraph events` prints. Nothing here decides anything or parses text
+//! back.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::broadcast;
 
@@ -55,60 +58,115 @@ pub(crate) fn facts(t: &Transition) -> TransitionFacts {
     }
 }
 
-/// `t` as one event: its unit names resolved against `units`, the configuration it was made in.
-pub(crate) fn record(units: &[Unit], t: &Transition, seq: u64) -> EventRecord {
-    EventRecord {
-        time: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-        seq,
-        unit: units[t.unit].name.to_string(),
-        from: t.from.to_string(),
-        to: t.to.to_string(),
-        reason: t.reason.code().to_string(),
-        on: t.related.map(|r| units[r].name.to_string()),
-        facts: facts(t),
+/// One recorded transition: typed, with the names of its units as they were when it was made
+/// (a reload may renumber units since). Rendered when read, not when recorded.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub time: SystemTime,
+    pub seq: u64,
+    pub unit: Arc<str>,
+    /// The name of the requirement the transition is about.
+    pub on: Option<Arc<str>>,
+    pub transition: Transition,
+}
+
+impl Entry {
+    /// The event, as `events` carries it.
+    pub(crate) fn record(&self) -> EventRecord {
+        self.record_at(humantime::format_rfc3339_micros(self.time).to_string())
+    }
+
+    /// The log line: the words `events` prints. The time is the log's own, so none is
+    /// rendered for it.
+    pub(crate) fn line(&self) -> String {
+        transition_line(&self.record_at(String::new()))
+    }
+
+    fn record_at(&self, time: String) -> EventRecord {
+        let t = &self.transition;
+        EventRecord {
+            time,
+            seq: self.seq,
+            unit: self.unit.to_string(),
+            from: t.from.to_string(),
+            to: t.to.to_string(),
+            reason: t.reason.code().to_string(),
+            on: self.on.as_ref().map(|n| n.to_string()),
+            facts: facts(t),
+        }
     }
 }
 
+/// A configuration's units, and their names as entries share them.
+type Names = (Arc<Vec<Unit>>, Vec<Arc<str>>);
+
+/// How many events a `--follow` reader may fall behind before it misses some.
+const LIVE_BACKLOG: usize = 1024;
+
 /// The transitions `events` replays, and the live feed for `--follow`.
 pub(crate) struct EventLog {
-    ring: VecDeque<EventRecord>,
+    ring: VecDeque<Entry>,
     cap: usize,
     seq: u64,
-    live: broadcast::Sender<EventRecord>,
+    /// The unit names of the configuration the last transition was made in, shared by its
+    /// entries; made again when the configuration changes.
+    names: Option<Names>,
+    /// The live feed, made when the first reader follows: a daemon nobody follows renders
+    /// no record and keeps no backlog.
+    live: Option<broadcast::Sender<Arc<EventRecord>>>,
 }
 
 impl EventLog {
     pub(crate) fn new(cap: usize) -> Self {
-        let (live, _) = broadcast::channel(1024);
         Self {
             ring: VecDeque::with_capacity(cap),
             cap,
             seq: 0,
-            live,
+            names: None,
+            live: None,
         }
     }
 
-    /// Records `t` (made in the configuration of `units`); returns the record.
-    pub(crate) fn push(&mut self, units: &[Unit], t: &Transition) -> &EventRecord {
+    /// Records `t`, made in the configuration of `units`; returns its entry.
+    pub(crate) fn push(&mut self, units: &Arc<Vec<Unit>>, t: Transition) -> &Entry {
         self.seq += 1;
-        let r = record(units, t, self.seq);
+        let names = match &self.names {
+            Some((of, names)) if Arc::ptr_eq(of, units) => names,
+            _ => {
+                let names = units.iter().map(|u| Arc::from(u.name.as_str())).collect();
+                &self.names.insert((Arc::clone(units), names)).1
+            }
+        };
+        let entry = Entry {
+            time: SystemTime::now(),
+            seq: self.seq,
+            unit: Arc::clone(&names[t.unit]),
+            on: t.related.map(|r| Arc::clone(&names[r])),
+            transition: t,
+        };
         if self.ring.len() == self.cap {
             self.ring.pop_front();
         }
-        // Nobody following is the usual case: the send fails, and that is fine.
-        let _ = self.live.send(r.clone());
-        self.ring.push_back(r);
+        if let Some(live) = &self.live
+            && live.receiver_count() > 0
+        {
+            // A reader that left since is fine: the send fails.
+            let _ = live.send(Arc::new(entry.record()));
+        }
+        self.ring.push_back(entry);
         self.ring.back().expect("just pushed")
     }
 
     /// The events still in the ring, oldest first.
-    pub(crate) fn ring(&self) -> impl Iterator<Item = &EventRecord> {
+    pub(crate) fn ring(&self) -> impl Iterator<Item = &Entry> {
         self.ring.iter()
     }
 
     /// A feed of the events recorded from now on.
-    pub(crate) fn subscribe(&self) -> broadcast::Receiver<EventRecord> {
-        self.live.subscribe()
+    pub(crate) fn subscribe(&mut self) -> broadcast::Receiver<Arc<EventRecord>> {
+        self.live
+            .get_or_insert_with(|| broadcast::channel(LIVE_BACKLOG).0)
+            .subscribe()
     }
 }
 
@@ -130,7 +188,7 @@ pub(crate) fn write(lines: Vec<Line>) {
 }
 
 /// One unit, state and reason: the lines the limiter counts together.
-type Key = (String, StateName, Reason);
+type Key = (Arc<str>, StateName, Reason);
 
 /// A window of lines with one key.
 struct Window {
@@ -163,15 +221,11 @@ impl LogLimiter {
     pub(crate) const BURST: u32 = 5;
     pub(crate) const WINDOW: Duration = Duration::from_secs(60);
 
-    /// The lines to log for `t`, whose event is `r`: none when the limiter holds it back.
-    pub(crate) fn transition(
-        &mut self,
-        t: &Transition,
-        r: &EventRecord,
-        now: Instant,
-    ) -> Vec<Line> {
+    /// The lines to log for the transition of `e`: none when the limiter holds it back.
+    pub(crate) fn transition(&mut self, e: &Entry, now: Instant) -> Vec<Line> {
+        let t = &e.transition;
         let mut out = Vec::new();
-        let key = (r.unit.clone(), t.to, t.reason);
+        let key = (Arc::clone(&e.unit), t.to, t.reason);
         if let Some(w) = self.windows.get(&key)
             && now.saturating_duration_since(w.opened) >= Self::WINDOW
         {
@@ -196,7 +250,7 @@ impl LogLimiter {
         if let Some(d) = t.delay {
             w.shown_delay = Some(w.shown_delay.map_or(d, |s| s.max(d)));
         }
-        let line = transition_line(r);
+        let line = e.line();
         // Trouble is a warning: a failure about to be retried or given up on.
         let warn = matches!(t.to, StateName::Backoff | StateName::Failed)
             || (t.to == StateName::Stopping
@@ -209,7 +263,7 @@ impl LogLimiter {
         if w.lines == Self::BURST {
             out.push(Line::Warn(format!(
                 "{}: looping; more `{} {}` lines within {} are counted, not shown",
-                r.unit,
+                e.unit,
                 t.to,
                 t.reason,
                 humantime::format_duration(Self::WINDOW)
@@ -261,20 +315,16 @@ impl LogLimiter {
 mod tests {
     use super::*;
 
-    fn backoff(delay_ms: u64) -> (Transition, EventRecord) {
+    fn backoff(delay_ms: u64) -> Entry {
         let mut t = Transition::new(0, StateName::Started, StateName::Backoff, Reason::Exited, 1);
         t.delay = Some(Duration::from_millis(delay_ms));
-        let r = EventRecord {
-            time: String::new(),
+        Entry {
+            time: SystemTime::UNIX_EPOCH,
             seq: 0,
             unit: "crash".into(),
-            from: t.from.to_string(),
-            to: t.to.to_string(),
-            reason: t.reason.code().into(),
             on: None,
-            facts: facts(&t),
-        };
-        (t, r)
+            transition: t,
+        }
     }
 
     fn text(lines: &[Line]) -> Vec<&str> {
@@ -290,10 +340,10 @@ mod tests {
     fn a_loop_is_held_back_after_a_burst_and_summarized_when_its_window_closes() {
         let mut l = LogLimiter::default();
         let t0 = Instant::now();
-        let (t, r) = backoff(400);
+        let e = backoff(400);
         let mut shown = Vec::new();
         for i in 0..12 {
-            shown.extend(l.transition(&t, &r, t0 + Duration::from_secs(i)));
+            shown.extend(l.transition(&e, t0 + Duration::from_secs(i)));
         }
         let shown = text(&shown);
         assert_eq!(shown.len(), LogLimiter::BURST as usize + 1, "{shown:#?}");
@@ -318,19 +368,19 @@ mod tests {
         let mut l = LogLimiter::default();
         let now = Instant::now();
         for _ in 0..LogLimiter::BURST {
-            let (t, r) = backoff(100);
-            assert!(!l.transition(&t, &r, now).is_empty());
+            let e = backoff(100);
+            assert!(!l.transition(&e, now).is_empty());
         }
-        let (t, r) = backoff(100);
-        assert!(l.transition(&t, &r, now).is_empty(), "held back");
-        let (t, r) = backoff(800);
-        let shown = l.transition(&t, &r, now);
+        let e = backoff(100);
+        assert!(l.transition(&e, now).is_empty(), "held back");
+        let e = backoff(800);
+        let shown = l.transition(&e, now);
         assert!(
             text(&shown).iter().any(|s| s.contains("delay=800ms")),
             "{shown:?}"
         );
         // The same delay again is not news.
-        assert!(l.transition(&t, &r, now).is_empty());
+        assert!(l.transition(&e, now).is_empty());
         assert_eq!(
             text(&l.flush_all()),
             ["crash: 2 more `backoff EXITED` lines were not shown"]

@@ -5,18 +5,50 @@
 //! how it was started. What a probe does (TCP, HTTP, a command) is [`crate::probe`]'s.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, EventTx, Generation, ProbeKind, UnitId};
 use crate::control::render::fmt_ms;
-use crate::probe::{Prober, ready_poll_delays};
+use crate::probe::{
+    Prober, READY_POLL_CROWDED, READY_POLL_FAST, READY_POLL_FAST_FOR, ready_poll_delays_every,
+};
 use crate::unit::Unit;
 
-/// Failures while a unit starts are expected and frequent (every 5 ms at first): the
+/// Failures while a unit starts are expected and frequent (every millisecond at first): the
 /// supervisor hears of one at most this often, for status; of a pass at once.
 const READY_FAILURE_REPORT_EVERY: Duration = Duration::from_millis(250);
+
+/// How many units may poll readiness every [`READY_POLL_FAST`] at once. A refused attempt
+/// costs tens of microseconds of CPU, more when the other loopback family is tried too: a
+/// few units at 1 ms are cheap, a whole graph starting at once would take the machine. The
+/// others poll every [`READY_POLL_CROWDED`], as fast as every unit did before.
+const FAST_POLLERS: usize = 8;
+
+/// Units polling every [`READY_POLL_FAST`] now.
+static FAST_POLLING: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`FAST_POLLERS`] places, given back when dropped.
+struct FastPoll;
+
+impl FastPoll {
+    fn take() -> Option<Self> {
+        FAST_POLLING
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < FAST_POLLERS).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| FastPoll)
+    }
+}
+
+impl Drop for FastPoll {
+    fn drop(&mut self) {
+        FAST_POLLING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// Starts the `kind` probe loop of run `generation` of `unit` (index `id`), until `token` is
 /// cancelled or, for readiness, the probe passes.
@@ -55,7 +87,17 @@ pub(crate) fn start(
             // backing off to `interval`.
             ProbeKind::Ready => {
                 let mut last_failure_report: Option<Instant> = None;
-                for delay in ready_poll_delays(interval) {
+                let started = Instant::now();
+                let mut fast = FastPoll::take();
+                let every = match fast {
+                    Some(_) => READY_POLL_FAST,
+                    None => READY_POLL_CROWDED,
+                };
+                for delay in ready_poll_delays_every(every, interval) {
+                    // The place is for the fast phase only.
+                    if fast.is_some() && started.elapsed() >= READY_POLL_FAST_FOR {
+                        fast = None;
+                    }
                     tokio::select! {
                         () = token.cancelled() => return,
                         () = tokio::time::sleep(delay) => {}

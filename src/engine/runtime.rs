@@ -252,9 +252,9 @@ impl Supervisor {
         let exit = self.shell.apply(fx);
         let now = Instant::now();
         for t in std::mem::take(&mut self.shell.events) {
-            let r = self.events.push(&self.shell.units, &t);
-            journal::write(self.log.transition(&t, r, now));
-            self.metrics.on_transition(&r.unit, &t);
+            let e = self.events.push(&self.shell.units, t);
+            journal::write(self.log.transition(e, now));
+            self.metrics.on_transition(&e.unit, &e.transition);
         }
         exit
     }
@@ -372,8 +372,12 @@ impl Supervisor {
                 None
             }
             Request::Events { follow } => {
-                for r in self.events.ring().cloned() {
-                    if req.reply.try_send(Response::Event(Box::new(r))).is_err() {
+                for e in self.events.ring() {
+                    if req
+                        .reply
+                        .try_send(Response::Event(Box::new(e.record())))
+                        .is_err()
+                    {
                         return None;
                     }
                 }
@@ -384,7 +388,8 @@ impl Supervisor {
                         loop {
                             match live.recv().await {
                                 Ok(r) => {
-                                    if out.send(Response::Event(Box::new(r))).await.is_err() {
+                                    let r = Box::new(Arc::unwrap_or_clone(r));
+                                    if out.send(Response::Event(r)).await.is_err() {
                                         return;
                                     }
                                 }
@@ -623,6 +628,9 @@ impl Shell {
     /// Carries out effects in order; true once the core says everything is down.
     fn apply(&mut self, fx: Vec<Effect>) -> bool {
         let mut exit = false;
+        // Fingerprints of units that became ready are taken after the spawns these effects
+        // ask for are under way: a dependent's start does not queue behind them.
+        let mut fingerprints = Vec::new();
         for e in fx {
             match e {
                 Effect::Spawn { unit, generation } => {
@@ -681,15 +689,18 @@ impl Shell {
                 }
                 Effect::Transition(t) => {
                     if t.to == StateName::Ready {
-                        let unit = Arc::new(self.units[t.unit].clone());
-                        let ctx = self.config.preflight.clone();
-                        let dir = self.config.state_dir.clone();
-                        tokio::spawn(record_fingerprint(unit, ctx, dir));
+                        fingerprints.push(t.unit);
                     }
                     self.events.push(t);
                 }
                 Effect::Exit => exit = true,
             }
+        }
+        for unit in fingerprints {
+            let unit = Arc::new(self.units[unit].clone());
+            let ctx = self.config.preflight.clone();
+            let dir = self.config.state_dir.clone();
+            tokio::spawn(record_fingerprint(unit, ctx, dir));
         }
         exit
     }
