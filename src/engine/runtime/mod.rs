@@ -1,0 +1,319 @@
+//! The runtime: the one task that owns the supervisor's state and carries out the decision
+//! core's effects.
+//!
+//! [`supervise`] owns the [`Core`], the current configuration, the runs of the units, their
+//! timers (one [`DelayQueue`]), the [`journal`] and the metrics. It feeds the
+//! core the events its runs report ([`backend`](super::backend), [`probing`](super::probing)),
+//! the timers that fire and the commands that come over the control socket, and turns the
+//! effects the core returns into work. It starts with the empty configuration: loading the
+//! units directory, at start and on every reload, is one path ([`reload`](super::reload)'s
+//! plan, then the swap once the units it replaces are down).
+//!
+//! The loop and the state are here; [`requests`] answers the control requests,
+//! [`reloading`] carries out a reload, and [`shell`] carries out the core's effects.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::{DelayQueue, delay_queue};
+
+mod reloading;
+mod requests;
+mod shell;
+
+use self::reloading::finding_statuses;
+use self::shell::Shell;
+
+use super::backend::launchd::LaunchdContext;
+use super::core::{Command, Core, Effect, Event, Generation, Timer};
+use super::events::{self, Epoch, EpochTx, EventTx, UnitId};
+use super::gate::gate;
+use super::journal::{self, EventLog, LogLimiter};
+use super::reload::Plan;
+use super::watch::FileWatch;
+use crate::compile::Compiled;
+use crate::control::protocol::{FindingStatus, Request, Response};
+use crate::launchd::{ConsoleUser, Launchctl};
+use crate::metrics::Metrics;
+use crate::preflight::PreflightContext;
+use crate::probe::Prober;
+use crate::unit::UnitName;
+
+pub(crate) use super::journal::EVENT_RING;
+
+/// A request from the control socket, with where to send the answer (one response, or for
+/// `events --follow` one per event until the receiver is dropped).
+pub(crate) struct ControlRequest {
+    pub request: Request,
+    pub reply: mpsc::Sender<Response>,
+}
+
+/// How the supervisor reaches the outside world.
+#[derive(Clone)]
+pub struct SupervisorConfig {
+    pub launchd: LaunchdContext,
+    /// How preflight sees this host.
+    pub preflight: PreflightContext,
+    /// Where fingerprints and run records are kept.
+    pub state_dir: PathBuf,
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            launchd: LaunchdContext {
+                launchctl: Launchctl::new("/bin/launchctl"),
+                console: ConsoleUser::default(),
+            },
+            preflight: PreflightContext::host(),
+            state_dir: crate::fingerprint::default_state_dir(),
+        }
+    }
+}
+
+/// How supervision ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Every unit stopped after the shutdown.
+    AllStopped,
+    /// The units directory was never valid: nothing ran.
+    NeverLoaded,
+}
+
+/// Supervises the units of `dir` until `shutdown` is cancelled and everything is down.
+/// Control requests (status, start, stop, restart, reload, events, metrics) come in on
+/// `control`.
+///
+/// An invalid directory does not end it: every error is logged and given to whoever asks, and
+/// the directory is read again on `reload` (SIGHUP).
+pub(crate) async fn supervise(
+    dir: PathBuf,
+    config: SupervisorConfig,
+    mut control: mpsc::Receiver<ControlRequest>,
+    shutdown: CancellationToken,
+) -> Ended {
+    if let Err(e) = crate::process::start_reaper() {
+        tracing::warn!(error = %e, "cannot reap orphaned grandchildren; they will be reaped by init instead");
+    }
+    let (tx, mut rx) = events::channel::<Event>(0);
+    let (changed_tx, mut changed_rx) = events::channel::<UnitId>(0);
+    let mut sup = Supervisor::new(dir, config, tx, changed_tx);
+    // The first load is a reload from the empty configuration.
+    let _ = sup.reload(false);
+    let mut done = sup.finish_reload().await;
+    let mut shutting_down = false;
+    while !done {
+        let event = tokio::select! {
+            biased;
+            Some((epoch, e)) = rx.recv() => match sup.current_event(epoch, e) {
+                Some(e) => {
+                    sup.observe(&e);
+                    e
+                }
+                None => continue,
+            },
+            Some(expired) = std::future::poll_fn(|cx| sup.shell.timers.poll_expired(cx)) => {
+                let key = expired.key();
+                match sup.timer_fired(key, expired.into_inner()) {
+                    Some(e) => e,
+                    None => continue,
+                }
+            }
+            Some((epoch, unit)) = changed_rx.recv() => {
+                let Some(unit) = sup.remap(epoch, unit) else { continue };
+                sup.files_changed(unit)
+            }
+            Some(req) = control.recv() => match sup.control(req) {
+                Some(e) => e,
+                None => {
+                    done = sup.finish_reload().await;
+                    continue;
+                }
+            },
+            () = limiter_close(sup.log.next_close()) => {
+                journal::write(sup.log.close_expired(Instant::now()));
+                continue;
+            }
+            () = shutdown.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                if sup.loaded {
+                    tracing::info!("stopping every unit in reverse dependency order");
+                }
+                Event::Command(Command::Shutdown)
+            }
+        };
+        let fx = sup.core.handle(event, Instant::now());
+        done = sup.apply(fx) || sup.finish_reload().await;
+    }
+    journal::write(sup.log.flush_all());
+    if !sup.loaded {
+        return Ended::NeverLoaded;
+    }
+    tracing::info!("all units stopped");
+    Ended::AllStopped
+}
+
+/// Resolves when the log limiter's next window closes (never, if none is open).
+async fn limiter_close(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A reload waiting for the units it replaces to be down.
+struct PendingReload {
+    next: Compiled,
+    plan: Plan,
+}
+
+/// What the timer queue holds: a unit's timer, with the epoch it was set under.
+struct TimerEntry {
+    epoch: Epoch,
+    unit: UnitId,
+    generation: Generation,
+    timer: Timer,
+}
+
+/// Everything the supervising task owns.
+struct Supervisor {
+    compiled: Compiled,
+    /// A valid configuration was loaded at least once.
+    loaded: bool,
+    /// While none was: the errors of the last read, for whoever asks.
+    invalid: Option<String>,
+    core: Core,
+    shell: Shell,
+    /// For each older epoch still sending: old index -> current index.
+    remaps: HashMap<Epoch, Vec<Option<UnitId>>>,
+    events: EventLog,
+    log: LogLimiter,
+    /// The latest preflight findings of each unit, for status.
+    findings: Vec<Vec<FindingStatus>>,
+    pending: Option<PendingReload>,
+    changed_tx: EpochTx<UnitId>,
+    _watch: Option<FileWatch>,
+    metrics: Metrics,
+}
+
+impl Supervisor {
+    /// A supervisor of the empty configuration of `dir`.
+    fn new(
+        dir: PathBuf,
+        config: SupervisorConfig,
+        tx: EventTx,
+        changed_tx: EpochTx<UnitId>,
+    ) -> Self {
+        let compiled = Compiled::empty(dir);
+        let core = Core::new(&compiled, Instant::now(), fastrand::u64(..));
+        Self {
+            compiled,
+            loaded: false,
+            invalid: None,
+            core,
+            shell: Shell {
+                units: Arc::new(Vec::new()),
+                config,
+                tx,
+                prober: Arc::new(Prober::new()),
+                runs: Vec::new(),
+                probes: Vec::new(),
+                timers: DelayQueue::new(),
+                timer_keys: Vec::new(),
+                events: Vec::new(),
+            },
+            remaps: HashMap::new(),
+            events: EventLog::new(EVENT_RING),
+            log: LogLimiter::default(),
+            findings: Vec::new(),
+            pending: None,
+            changed_tx,
+            _watch: None,
+            metrics: Metrics::new(std::iter::empty::<&str>()),
+        }
+    }
+
+    /// Feeds the metrics what an event says before the core sees it.
+    fn observe(&mut self, e: &Event) {
+        if let Event::ProbeReported {
+            unit,
+            kind,
+            ok,
+            latency,
+            ..
+        } = e
+        {
+            let name = self.compiled.units[*unit].name.as_str();
+            self.metrics.on_probe(name, *kind, *ok, *latency);
+        }
+    }
+
+    /// Carries out effects; records, logs and counts transitions. True once everything is
+    /// down after a shutdown.
+    fn apply(&mut self, fx: Vec<Effect>) -> bool {
+        let exit = self.shell.apply(fx);
+        let now = Instant::now();
+        for t in std::mem::take(&mut self.shell.events) {
+            let e = self.events.push(&self.shell.units, t);
+            journal::write(self.log.transition(e, now));
+            self.metrics.on_transition(&e.unit, &e.transition);
+        }
+        exit
+    }
+
+    /// The unit an index of `epoch` is now, if it is still there.
+    fn remap(&self, epoch: Epoch, unit: UnitId) -> Option<UnitId> {
+        if epoch == self.shell.tx_epoch() {
+            return Some(unit);
+        }
+        self.remaps.get(&epoch)?.get(unit).copied().flatten()
+    }
+
+    /// An event as the current core must see it; `None` for one about a unit that is gone.
+    fn current_event(&self, epoch: Epoch, mut e: Event) -> Option<Event> {
+        if let Some(unit) = e.unit_mut() {
+            *unit = self.remap(epoch, *unit)?;
+        }
+        Some(e)
+    }
+
+    /// A timer that fired, as the event the core must see (none if its unit is gone).
+    fn timer_fired(&mut self, key: delay_queue::Key, t: TimerEntry) -> Option<Event> {
+        let unit = self.remap(t.epoch, t.unit)?;
+        // Its key is no longer in the queue, and may be given to a later timer.
+        self.shell.timer_keys[unit].retain(|(_, k)| *k != key);
+        Some(Event::TimerFired {
+            unit,
+            generation: t.generation,
+            timer: t.timer,
+        })
+    }
+
+    /// A file the unit depends on changed: say now what a start would meet, and let a unit
+    /// blocked by preflight try again.
+    fn files_changed(&mut self, unit: UnitId) -> Event {
+        let u = &self.shell.units[unit];
+        let found = crate::preflight::preflight(u, &self.shell.config.preflight);
+        self.metrics.set_preflight(u.name.as_str(), &found);
+        self.findings[unit] = finding_statuses(found);
+        if let Some(blocking) = gate(u, &self.shell.config.preflight)
+            && self.core.slot(unit).state.is_running()
+        {
+            tracing::warn!(
+                "{}: its files changed; its next start would be refused: {blocking}",
+                u.name
+            );
+        }
+        Event::Retry { unit }
+    }
+
+    fn unit_index(&self, name: &str) -> Option<UnitId> {
+        UnitName::parse(name)
+            .ok()
+            .and_then(|n| self.compiled.index_of(&n))
+    }
+}

@@ -1,0 +1,202 @@
+//! The imperative side of the supervising task: carries out the decision core's effects for
+//! the current configuration (spawns through the backends, stops, probes, timers) and
+//! collects the transitions for the journal.
+
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+use tokio_util::time::{DelayQueue, delay_queue};
+
+use super::{SupervisorConfig, TimerEntry};
+use crate::engine::backend::{Backend, BackendConfig, Run};
+use crate::engine::core::{Effect, Event, Generation, StateName, Transition};
+use crate::engine::events::{Epoch, EventTx, UnitId};
+use crate::engine::gate::{PREFLIGHT_RETRY, gate, record_fingerprint};
+use crate::probe::Prober;
+use crate::reason::Reason;
+use crate::unit::Unit;
+
+/// A unit's current run: how to ask it to stop.
+pub(super) struct RunHandle {
+    pub(super) generation: Generation,
+    pub(super) stop: Option<oneshot::Sender<Reason>>,
+}
+
+/// The imperative side: carries out the core's effects for the current configuration.
+pub(super) struct Shell {
+    pub(super) units: Arc<Vec<Unit>>,
+    pub(super) config: SupervisorConfig,
+    pub(super) tx: EventTx,
+    pub(super) prober: Arc<Prober>,
+    pub(super) runs: Vec<Option<RunHandle>>,
+    pub(super) probes: Vec<Option<CancellationToken>>,
+    /// Every unit's timers, in one queue.
+    pub(super) timers: DelayQueue<TimerEntry>,
+    /// The keys of each unit's pending timers, to cancel them when its generation moves on.
+    pub(super) timer_keys: Vec<Vec<(Generation, delay_queue::Key)>>,
+    /// Transitions applied since the supervisor last collected them.
+    pub(super) events: Vec<Transition>,
+}
+
+impl Shell {
+    pub(super) fn tx_epoch(&self) -> Epoch {
+        self.tx.epoch()
+    }
+
+    /// Carries out effects in order; true once the core says everything is down.
+    pub(super) fn apply(&mut self, fx: Vec<Effect>) -> bool {
+        let mut exit = false;
+        // Fingerprints of units that became ready are taken after the spawns these effects
+        // ask for are under way: a dependent's start does not queue behind them.
+        let mut fingerprints = Vec::new();
+        for e in fx {
+            match e {
+                Effect::Spawn { unit, generation } => {
+                    self.cancel_timers_before(unit, generation);
+                    self.spawn(unit, generation);
+                }
+                Effect::Stop {
+                    unit,
+                    generation,
+                    reason,
+                } => {
+                    if let Some(run) = &mut self.runs[unit]
+                        && run.generation == generation
+                        && let Some(stop) = run.stop.take()
+                    {
+                        let _ = stop.send(reason);
+                    }
+                }
+                Effect::StartProbe {
+                    unit,
+                    generation,
+                    kind,
+                } => {
+                    let token = self.probes[unit]
+                        .get_or_insert_with(CancellationToken::new)
+                        .clone();
+                    crate::engine::probing::start(
+                        self.prober.clone(),
+                        Arc::new(self.units[unit].clone()),
+                        unit,
+                        generation,
+                        kind,
+                        token,
+                        self.tx.clone(),
+                    );
+                }
+                Effect::StopProbes { unit } => {
+                    if let Some(token) = self.probes[unit].take() {
+                        token.cancel();
+                    }
+                }
+                Effect::SetTimer {
+                    unit,
+                    generation,
+                    timer,
+                    at,
+                } => {
+                    let entry = TimerEntry {
+                        epoch: self.tx_epoch(),
+                        unit,
+                        generation,
+                        timer,
+                    };
+                    let key = self.timers.insert_at(entry, at.into());
+                    self.timer_keys[unit].push((generation, key));
+                }
+                Effect::Transition(t) => {
+                    if t.to == StateName::Ready {
+                        fingerprints.push(t.unit);
+                    }
+                    self.events.push(t);
+                }
+                Effect::Exit => exit = true,
+            }
+        }
+        for unit in fingerprints {
+            let unit = Arc::new(self.units[unit].clone());
+            let ctx = self.config.preflight.clone();
+            let dir = self.config.state_dir.clone();
+            tokio::spawn(record_fingerprint(unit, ctx, dir));
+        }
+        exit
+    }
+
+    /// Cancels `unit`'s timers of runs before `generation`: they can no longer matter.
+    fn cancel_timers_before(&mut self, unit: UnitId, generation: Generation) {
+        let timers = &mut self.timers;
+        self.timer_keys[unit].retain(|(g, key)| {
+            if *g < generation {
+                timers.try_remove(key);
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    fn spawn(&mut self, unit: UnitId, generation: Generation) {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        self.runs[unit] = Some(RunHandle {
+            generation,
+            stop: Some(stop_tx),
+        });
+        let tx = self.tx.clone();
+        let units = self.units.clone();
+        let preflight = self.config.preflight.clone();
+        let backend = BackendConfig {
+            launchd: self.config.launchd.clone(),
+            state_dir: self.config.state_dir.clone(),
+        };
+        tokio::spawn(async move {
+            let u = &units[unit];
+            // Never start what preflight says is broken: wait, with the reason, instead.
+            if let Some(blocking) = gate(u, &preflight) {
+                let _ = tx.send(Event::StartDeferred {
+                    unit,
+                    generation,
+                    reason: Reason::PreflightFailed,
+                    detail: blocking,
+                    retry_after: Some(PREFLIGHT_RETRY),
+                });
+                return;
+            }
+            let run = Run {
+                unit,
+                generation,
+                stop: stop_rx,
+                tx,
+            };
+            Backend::of(u, &backend).run(run).await;
+        });
+    }
+
+    /// Takes over `units` (a new configuration, epoch `epoch`): the runs, probes and timers
+    /// of carried units move to their new index (`carried[new] = Some(old)`); those of units
+    /// not carried are down by now, and their timers are cancelled.
+    pub(super) fn swap(&mut self, units: Arc<Vec<Unit>>, carried: &[Option<UnitId>], epoch: Epoch) {
+        let n = units.len();
+        let mut runs: Vec<Option<RunHandle>> = (0..n).map(|_| None).collect();
+        let mut probes: Vec<Option<CancellationToken>> = (0..n).map(|_| None).collect();
+        let mut timer_keys: Vec<Vec<(Generation, delay_queue::Key)>> = vec![Vec::new(); n];
+        for (new, old) in carried.iter().enumerate() {
+            if let Some(o) = old {
+                runs[new] = self.runs[*o].take();
+                probes[new] = self.probes[*o].take();
+                timer_keys[new] = std::mem::take(&mut self.timer_keys[*o]);
+            }
+        }
+        for keys in &self.timer_keys {
+            for (_, key) in keys {
+                self.timers.try_remove(key);
+            }
+        }
+        self.runs = runs;
+        self.probes = probes;
+        self.timer_keys = timer_keys;
+        self.units = units;
+        self.tx = self.tx.for_epoch(epoch);
+    }
+}
