@@ -1,0 +1,239 @@
+//! What a hostile or unlucky environment does to the daemon, and what it must survive:
+//!
+//! - run records (`<state-dir>/runs/UNIT.json`) that are wrong, forged or stale: the daemon
+//!   never signals anything a record names unless the record is valid and its process is
+//!   still the one recorded; a bad record is set aside (`UNIT.json.bad`), with a log line;
+//! - a second daemon on the same state directory: it refuses to start, and the first one's
+//!   units are untouched;
+//! - control clients that hold connections (followers, silent clients): whoever may act still
+//!   gets through.
+
+mod support;
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use support::{Daemon, UnitDir};
+
+/// The one unit these tests run: a process that stays up, ready once started.
+fn leaf(d: &UnitDir) {
+    d.unit("leaf", "[exec]\ncommand = [\"/bin/sleep\", \"1000\"]\n");
+}
+
+fn runs(d: &UnitDir) -> PathBuf {
+    d.path("state").join("runs")
+}
+
+/// Writes `runs/leaf.json` with `content`, as a previous daemon (or anyone) might have left it.
+fn record(d: &UnitDir, content: &str) -> PathBuf {
+    fs::create_dir_all(runs(d)).unwrap();
+    let path = runs(d).join("leaf.json");
+    fs::write(&path, content).unwrap();
+    path
+}
+
+/// A process launchgraph did not start, leading its own process group; killed when dropped.
+struct Bystander(Child);
+
+impl Bystander {
+    fn start() -> Self {
+        let child = Command::new("/bin/sleep")
+            .arg("1000")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start sleep");
+        Self(child)
+    }
+
+    fn pid(&self) -> i32 {
+        self.0.id() as i32
+    }
+
+    /// It still runs (it is our child: a zombie would mean it was killed).
+    fn alive(&mut self) -> bool {
+        self.0.try_wait().expect("try_wait").is_none()
+    }
+}
+
+impl Drop for Bystander {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The start time of `pid` in clock ticks since boot: field 22 of /proc/PID/stat
+/// (https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html).
+fn start_ticks(pid: i32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+/// Waits until the daemon has started `leaf` (so it is past its leftovers), and returns the
+/// log line about the record (`code` and the record's path in it).
+fn started_after_record(daemon: &mut Daemon, code: &str, path: &std::path::Path) -> String {
+    daemon.wait_serving();
+    daemon.wait_state("leaf", "ready");
+    let path = path.to_str().unwrap().to_owned();
+    let at = daemon.wait_log(0, code, |l| l.contains(code) && l.contains(&path));
+    daemon.lines()[at].clone()
+}
+
+fn assert_set_aside(path: &std::path::Path) {
+    let bad = PathBuf::from(format!("{}.bad", path.display()));
+    assert!(
+        fs::symlink_metadata(&bad).is_ok(),
+        "{} is kept for a look",
+        bad.display()
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// run records
+
+/// pid 0 means "my own process group" to kill(2): the daemon must never signal it.
+#[test]
+fn a_record_with_pid_0_is_set_aside_and_the_daemons_own_group_survives() {
+    let d = UnitDir::new();
+    leaf(&d);
+    let path = record(&d, r#"{"unit":"leaf","pid":0,"start_ticks":null}"#);
+    // The daemon runs in the sentinel's process group, as it would in a shell's.
+    let mut sentinel = Bystander::start();
+    let mut daemon = Daemon::start_in_group(&d.units(), sentinel.pid());
+    let line = started_after_record(&mut daemon, "RUN_RECORD_INVALID", &path);
+    assert!(line.contains("pid 0"), "{line}");
+    assert!(sentinel.alive(), "the daemon's process group was signalled");
+    assert!(daemon.try_status().is_none(), "the daemon runs on");
+    assert_set_aside(&path);
+}
+
+/// pid 1 (init, or whatever leads process group 1) is never a unit.
+#[test]
+fn a_record_with_pid_1_is_set_aside() {
+    let d = UnitDir::new();
+    leaf(&d);
+    let path = record(
+        &d,
+        &format!(
+            r#"{{"unit":"leaf","pid":1,"start_ticks":{}}}"#,
+            start_ticks(1)
+        ),
+    );
+    let mut daemon = Daemon::start(&d.units());
+    let line = started_after_record(&mut daemon, "RUN_RECORD_INVALID", &path);
+    assert!(line.contains("pid 1"), "{line}");
+    assert_set_aside(&path);
+}
+
+/// A record naming the leader of the daemon's own process group, with its true start time: a
+/// forged record, since a unit always leads a group of its own.
+#[test]
+fn a_record_naming_the_daemons_own_group_is_never_acted_on() {
+    let d = UnitDir::new();
+    leaf(&d);
+    let mut sentinel = Bystander::start();
+    let path = record(
+        &d,
+        &format!(
+            r#"{{"unit":"leaf","pid":{},"start_ticks":{}}}"#,
+            sentinel.pid(),
+            start_ticks(sentinel.pid())
+        ),
+    );
+    let mut daemon = Daemon::start_in_group(&d.units(), sentinel.pid());
+    let line = started_after_record(&mut daemon, "RUN_RECORD_INVALID", &path);
+    assert!(line.contains("process group"), "{line}");
+    assert!(sentinel.alive(), "the daemon's process group was signalled");
+    assert!(daemon.try_status().is_none(), "the daemon runs on");
+    assert_set_aside(&path);
+}
+
+/// Without a start time nothing tells the recorded process from one that got its pid since.
+#[test]
+fn a_record_without_a_start_time_is_never_acted_on() {
+    let d = UnitDir::new();
+    leaf(&d);
+    let mut bystander = Bystander::start();
+    let path = record(
+        &d,
+        &format!(
+            r#"{{"unit":"leaf","pid":{},"start_ticks":null}}"#,
+            bystander.pid()
+        ),
+    );
+    let mut daemon = Daemon::start(&d.units());
+    let line = started_after_record(&mut daemon, "RUN_RECORD_INVALID", &path);
+    assert!(line.contains("start time"), "{line}");
+    assert!(
+        bystander.alive(),
+        "a process launchgraph did not start was signalled"
+    );
+    assert_set_aside(&path);
+}
+
+/// The recorded pid now belongs to another process (its start time differs): the record is
+/// stale, so it is removed, with a log line, and the process is left alone.
+#[test]
+fn a_record_whose_pid_was_reused_is_removed_and_the_process_left_alone() {
+    let d = UnitDir::new();
+    leaf(&d);
+    let mut bystander = Bystander::start();
+    let path = record(
+        &d,
+        &format!(
+            r#"{{"unit":"leaf","pid":{},"start_ticks":{}}}"#,
+            bystander.pid(),
+            start_ticks(bystander.pid()) + 1
+        ),
+    );
+    let mut daemon = Daemon::start(&d.units());
+    let line = started_after_record(&mut daemon, "RUN_RECORD_STALE", &path);
+    assert!(line.contains(&format!("pid {}", bystander.pid())), "{line}");
+    assert!(
+        bystander.alive(),
+        "a process launchgraph did not start was signalled"
+    );
+    assert!(
+        fs::symlink_metadata(format!("{}.bad", path.display())).is_err(),
+        "a stale record is removed, not kept"
+    );
+}
+
+#[test]
+fn a_record_that_is_not_json_is_set_aside() {
+    let d = UnitDir::new();
+    leaf(&d);
+    let path = record(&d, "{\"unit\":\"leaf\",\"pid\":");
+    let mut daemon = Daemon::start(&d.units());
+    started_after_record(&mut daemon, "RUN_RECORD_INVALID", &path);
+    assert_set_aside(&path);
+}
+
+/// A FIFO where a record was expected: reading it would wait for a writer forever.
+#[test]
+fn a_fifo_as_a_record_does_not_stall_the_daemon() {
+    let d = UnitDir::new();
+    leaf(&d);
+    fs::create_dir_all(runs(&d)).unwrap();
+    let path = runs(&d).join("leaf.json");
+    nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let mut daemon = Daemon::start(&d.units());
+    let line = started_after_record(&mut daemon, "RUN_RECORD_INVALID", &path);
+    assert!(line.contains("not a regular file"), "{line}");
+    assert_set_aside(&path);
+}
+
+/// A record far larger than any the daemon writes is not read whole.
+#[test]
+fn an_oversized_record_is_set_aside() {
+    let d = UnitDir::new();
+    leaf(&d);
+    let path = record(&d, &" ".repeat(1 << 20));
+    let mut daemon = Daemon::start(&d.units());
+    started_after_record(&mut daemon, "RUN_RECORD_INVALID", &path);
+    assert_set_aside(&path);
+}
