@@ -15,7 +15,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
-use support::{Daemon, UnitDir};
+use support::{Daemon, UnitDir, process_gone};
 
 /// The one unit these tests run: a process that stays up, ready once started.
 fn leaf(d: &UnitDir) {
@@ -236,4 +236,37 @@ fn an_oversized_record_is_set_aside() {
     let mut daemon = Daemon::start(&d.units());
     started_after_record(&mut daemon, "RUN_RECORD_INVALID", &path);
     assert_set_aside(&path);
+}
+
+// ---------------------------------------------------------------------------------------
+// one state directory, one daemon
+
+/// A second daemon with another socket but the same state directory would take the first
+/// one's live units for leftovers of a previous daemon, and stop them.
+#[test]
+fn a_second_daemon_on_the_same_state_directory_refuses_to_start() {
+    let d = UnitDir::new();
+    leaf(&d);
+    let mut first = Daemon::start(&d.units());
+    first.wait_serving();
+    let ready = first.wait_state("leaf", "ready");
+    let pid = ready.pid.expect("leaf runs");
+
+    let other = d.path("other").join("ctl.sock");
+    let mut second = Daemon::start_with(&d.units(), &[], &["--socket", other.to_str().unwrap()]);
+    let status = second.wait_exit();
+    assert_eq!(status.code(), Some(75), "{}", second.log());
+    let state = d.path("state");
+    let log = second.log();
+    assert!(
+        log.contains(state.to_str().unwrap()) && log.contains(&format!("pid {}", first.pid())),
+        "the refusal names the directory and the daemon holding it: {log}"
+    );
+    assert!(!log.contains(" -> "), "it changed no unit's state: {log}");
+
+    // The first runs on, its unit untouched.
+    assert!(!process_gone(pid as i32), "leaf's process runs on");
+    let now = first.wait_state("leaf", "ready");
+    assert_eq!(now.pid, Some(pid), "the same process: {}", first.log());
+    assert!(first.try_status().is_none(), "the first daemon runs");
 }

@@ -209,6 +209,76 @@ fn running(pid: u32) -> bool {
     }
 }
 
+/// The state directory's lock, held for the daemon's life (it is released when the daemon
+/// exits, however it exits): a second daemon on the same directory would take the first one's
+/// live units for leftovers and stop them.
+#[derive(Debug)]
+pub(crate) struct StateLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Why the state directory could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LockError {
+    #[error(
+        "the state directory {} is in use by another launchgraph{}: stop it, or give this one another --state-dir",
+        dir.display(),
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Held { dir: PathBuf, holder: Option<u32> },
+    #[error("cannot lock the state directory {}: {source}", dir.display())]
+    Io {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Locks `<state_dir>/lock` (`flock`, exclusive, without waiting), creating the directory when
+/// missing, and writes this daemon's pid in it so that a refused daemon can name the holder.
+pub(crate) fn lock_state_dir(state_dir: &Path) -> Result<StateLock, LockError> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| LockError::Io {
+        dir: state_dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(io)?;
+    let path = state_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&path)
+        .map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(io(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        ))));
+    }
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            let _ = (&mut file).take(32).read_to_string(&mut text);
+            return Err(LockError::Held {
+                dir: state_dir.to_path_buf(),
+                holder: text.trim().parse().ok(),
+            });
+        }
+        Err((_, errno)) => return Err(io(errno.into())),
+    };
+    lock.set_len(0)
+        .and_then(|()| writeln!(&mut *lock, "{}", std::process::id()))
+        .map_err(io)?;
+    Ok(StateLock { _lock: lock })
+}
+
 /// Records a freshly spawned `exec` unit (atomically, in `<state>/runs/<unit>.json`).
 pub(crate) fn record_run(state_dir: &Path, unit: &str, pid: u32) {
     let record = RunRecord {
