@@ -11,11 +11,15 @@
 mod support;
 
 use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use support::{Daemon, UnitDir, process_gone};
+use support::{DEADLINE, Daemon, UnitDir, process_gone};
 
 /// The one unit these tests run: a process that stays up, ready once started.
 fn leaf(d: &UnitDir) {
@@ -269,4 +273,124 @@ fn a_second_daemon_on_the_same_state_directory_refuses_to_start() {
     let now = first.wait_state("leaf", "ready");
     assert_eq!(now.pid, Some(pid), "the same process: {}", first.log());
     assert!(first.try_status().is_none(), "the first daemon runs");
+}
+
+// ---------------------------------------------------------------------------------------
+// clients that hold connections
+
+/// The connection budget of each kind of peer (docs/control.md).
+const MAX_CONNECTIONS: usize = 64;
+
+/// A raw connection that sent `events --follow` and is kept open.
+fn follow_raw(socket: &std::path::Path) -> UnixStream {
+    let mut s = UnixStream::connect(socket).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).unwrap();
+    s.write_all(b"{\"version\":2,\"request\":\"events\",\"follow\":true}\n")
+        .unwrap();
+    s
+}
+
+/// The first line the daemon wrote on a connection.
+fn first_line(s: &UnixStream) -> String {
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line).expect("a line");
+    line
+}
+
+/// Followers hold their connection as long as they like: with more of them than the daemon
+/// serves, whoever may act still gets `status` and `stop` through.
+#[test]
+fn followers_beyond_their_bound_are_refused_and_never_lock_out_an_acting_peer() {
+    let d = UnitDir::new();
+    leaf(&d);
+    let daemon = Daemon::start(&d.units());
+    daemon.wait_serving();
+    daemon.wait_state("leaf", "ready");
+
+    let followers: Vec<UnixStream> = (0..MAX_CONNECTIONS + 16)
+        .map(|_| follow_raw(daemon.socket()))
+        .collect();
+    // Each gets the ring's first transition, or a refusal.
+    let (mut streaming, mut busy) = (0, 0);
+    for f in &followers {
+        let line = first_line(f);
+        if line.contains("\"response\":\"event\"") {
+            streaming += 1;
+        } else {
+            assert!(line.contains("\"code\":\"busy\""), "{line}");
+            busy += 1;
+        }
+    }
+    assert!(busy > 0, "the followers have a bound ({streaming} stream)");
+
+    // Every stream still open, whoever may act gets through.
+    daemon.cli(&["status"]).ok();
+    daemon.cli(&["stop", "leaf"]).ok();
+    daemon.wait_state("leaf", "stopped");
+    drop(followers);
+}
+
+/// What holds `N` connections to `SOCKET` open without a word, says `connected`, then waits
+/// for the daemon to close each one and says `closed`.
+const SILENT_CLIENT: &str = r#"import socket, sys
+path, n = sys.argv[1], int(sys.argv[2])
+held = []
+for _ in range(n):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    held.append(s)
+print("connected", flush=True)
+for s in held:
+    s.settimeout(60)
+    assert s.recv(64) == b"", "closed without an answer"
+print("closed", flush=True)
+"#;
+
+/// A reader that may not act fills its budget with connections that send nothing: root still
+/// gets `status` and `stop` through, and the silent connections are dropped after the request
+/// timeout.
+#[test]
+#[ignore = "needs root"]
+fn root_silent_readers_are_dropped_and_never_lock_out_an_acting_peer() {
+    support::needs_root("connecting as the user nobody");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("this test connects as the user nobody, which this host lacks");
+    let d = UnitDir::new();
+    leaf(&d);
+    let daemon = Daemon::start(&d.units());
+    daemon.wait_serving();
+    daemon.wait_state("leaf", "ready");
+    // Reachable by anyone, as an admin could make it: nobody may read, not act.
+    fs::set_permissions(daemon.socket(), fs::Permissions::from_mode(0o666)).unwrap();
+
+    let mut silent = Command::new("python3")
+        .arg("-c")
+        .arg(SILENT_CLIENT)
+        .arg(daemon.socket())
+        .arg(MAX_CONNECTIONS.to_string())
+        .uid(nobody.uid.as_raw())
+        .gid(nobody.gid.as_raw())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start python3 as nobody");
+    let mut said = BufReader::new(silent.stdout.take().unwrap()).lines();
+    assert_eq!(
+        said.next().and_then(Result::ok).as_deref(),
+        Some("connected")
+    );
+    let started = Instant::now();
+
+    daemon.cli(&["status"]).ok();
+    daemon.cli(&["stop", "leaf"]).ok();
+    daemon.wait_state("leaf", "stopped");
+
+    assert_eq!(said.next().and_then(Result::ok).as_deref(), Some("closed"));
+    assert!(silent.wait().unwrap().success());
+    // The request timeout is 5 s; the bound is generous for a loaded machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 }
