@@ -83,6 +83,18 @@ pub async fn up(dir: PathBuf, config: UpConfig) -> u8 {
             return exit::CANTCREAT;
         }
     };
+    // Before anything reads the run records: they are this daemon's alone.
+    let _state_lock = match crate::engine::runs::lock_state_dir(&config.supervisor.state_dir) {
+        Ok(lock) => lock,
+        Err(e @ crate::engine::runs::LockError::Held { .. }) => {
+            tracing::error!("{e}");
+            return exit::STATE_LOCKED;
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            return exit::IO;
+        }
+    };
     tracing::info!(socket = %config.socket.display(), "control socket ready");
     let server_stop = CancellationToken::new();
     let (incoming_tx, incoming) = mpsc::channel::<Incoming>(64);

@@ -18,6 +18,8 @@ pub const SOFTWARE: u8 = 70;
 pub(crate) const CANTCREAT: u8 = 73;
 /// EX_IOERR: a file or stream could not be written.
 pub const IO: u8 = 74;
+/// EX_TEMPFAIL: `up`: another daemon holds the state directory.
+pub(crate) const STATE_LOCKED: u8 = 75;
 /// EX_NOPERM: the caller may not do this (e.g. an acting verb without admin rights).
 pub const NOPERM: u8 = 77;
 /// EX_CONFIG: the units directory is invalid; every problem was reported.
@@ -36,6 +38,11 @@ pub const TABLE: &[(u8, &str, &str)] = &[
         "the control socket cannot be created",
     ),
     (IO, "EX_IOERR", "I/O error"),
+    (
+        STATE_LOCKED,
+        "EX_TEMPFAIL",
+        "the state directory is in use by another daemon",
+    ),
     (NOPERM, "EX_NOPERM", "not permitted"),
     (CONFIG, "EX_CONFIG", "invalid configuration"),
 ];

@@ -61,6 +61,8 @@ reasons! {
     RelaunchedByLaunchd => "RELAUNCHED_BY_LAUNCHD", "launchd relaunched the job itself (KeepAlive); launchgraph waits for it to be ready again and cycles its dependents.";
     NoGuiSession => "NO_GUI_SESSION", "The job's GUI domain does not exist (nobody is logged in at the console); the unit waits and retries slowly.";
     PreflightFailed => "PREFLIGHT_FAILED", "A preflight check found an error in what would be executed; the unit waits until its files change.";
+    RunRecordInvalid => "RUN_RECORD_INVALID", "At start, a unit's run record was unreadable, not a record, or named a process no unit can be; it was moved aside and nothing was signalled.";
+    RunRecordStale => "RUN_RECORD_STALE", "At start, a unit's run record named a pid that now belongs to another process; it was removed and nothing was signalled.";
     IllegalTransition => "ILLEGAL_TRANSITION", "The supervisor made a state change its table of legal transitions does not list: a bug in launchgraph, logged where it happened.";
 }
 

@@ -7,6 +7,13 @@
 //! away. Nothing a client sends can panic the server or stop it from serving the others: each
 //! connection is its own task, bounded in bytes, time and number.
 //!
+//! The number is bounded three ways, so that no client can lock out one that may act: peers
+//! that may act by their credentials alone (root, or the admin group as their group) and other
+//! peers each have their own budget of connections; `events --follow` streams, which hold their
+//! connection for as long as the client likes, have a budget of their own and give back the
+//! connection's slot once they stream; and a client that sends nothing is disconnected after
+//! the request timeout.
+//!
 //! How the socket file is created safely, and removed, is the `socket_file` module's.
 
 use std::ffi::CString;
@@ -18,7 +25,7 @@ use std::time::Duration;
 use nix::unistd::{Gid, Group, Uid, User};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
@@ -31,8 +38,11 @@ use super::socket_file::{SocketFile, Staged, place, prepare_directory};
 
 /// How long a client may take to send its request line.
 pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// How many connections are served at once; more are answered with an error and closed.
+/// How many connections are served at once, for peers that may act and for the others each;
+/// more are answered with an error and closed.
 pub(crate) const DEFAULT_MAX_CONNECTIONS: usize = 64;
+/// How many `events --follow` streams are served at once, apart from the connection budgets.
+pub(crate) const DEFAULT_MAX_FOLLOWERS: usize = 32;
 /// How long one response line may take to be written, so that a client that stops reading
 /// cannot hold its connection (and, on shutdown, the server) forever.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,8 +58,12 @@ pub struct ServerConfig {
     pub admin_group: Option<String>,
     /// How long a client may take to send its request line before it is disconnected.
     pub request_timeout: Duration,
-    /// How many connections are served at once.
+    /// How many connections are served at once: this many for peers that may act by their
+    /// credentials alone (root, or the admin group as their group), and as many for the others.
     pub max_connections: usize,
+    /// How many `events --follow` streams are served at once (they do not count against
+    /// `max_connections` once they stream).
+    pub max_followers: usize,
 }
 
 impl ServerConfig {
@@ -60,6 +74,7 @@ impl ServerConfig {
             admin_group: None,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_followers: DEFAULT_MAX_FOLLOWERS,
         }
     }
 }
@@ -130,6 +145,9 @@ struct AdminGroup {
 struct Context {
     admin: Option<AdminGroup>,
     request_timeout: Duration,
+    /// Slots for `events --follow` streams.
+    followers: Arc<Semaphore>,
+    max_followers: usize,
 }
 
 /// The bound control socket, ready to [`serve`](ControlServer::serve).
@@ -182,6 +200,8 @@ impl ControlServer {
             context: Context {
                 admin,
                 request_timeout: cfg.request_timeout,
+                followers: Arc::new(Semaphore::new(cfg.max_followers.max(1))),
+                max_followers: cfg.max_followers.max(1),
             },
             max_connections: cfg.max_connections.max(1),
         })
@@ -207,7 +227,10 @@ impl ControlServer {
             }
         };
         let context = Arc::new(context);
-        let slots = Arc::new(Semaphore::new(max_connections));
+        // Peers that may act have slots of their own, so that readers holding every other
+        // slot never keep root from stopping a unit.
+        let acting_slots = Arc::new(Semaphore::new(max_connections));
+        let other_slots = Arc::new(Semaphore::new(max_connections));
         let tracker = TaskTracker::new();
         loop {
             let accepted = tokio::select! {
@@ -226,13 +249,19 @@ impl ControlServer {
                     }
                 }
             };
-            match Arc::clone(&slots).try_acquire_owned() {
+            // The credentials are the kernel's, known at accept; a member of the admin group
+            // by its supplementary groups only is told apart later, off this loop, and counts
+            // with the others until then.
+            let acting = stream.peer_cred().is_ok_and(|cred| {
+                may_act(cred.uid(), cred.gid(), context.admin.as_ref()) == Some(true)
+            });
+            let slots = if acting { &acting_slots } else { &other_slots };
+            match Arc::clone(slots).try_acquire_owned() {
                 Ok(permit) => {
                     let (context, tx, shutdown) =
                         (Arc::clone(&context), tx.clone(), shutdown.clone());
                     tracker.spawn(async move {
-                        connection(stream, &context, &tx, &shutdown).await;
-                        drop(permit);
+                        connection(stream, &context, &tx, &shutdown, permit).await;
                     });
                 }
                 Err(_) => reject_busy(&stream, max_connections),
@@ -286,18 +315,30 @@ async fn write_response(
     }
 }
 
-/// One connection, start to end. Errors are the client's business; they are only logged.
+/// One connection, start to end, holding `slot`: a connection slot, traded for a follower's
+/// slot when the request is `events --follow`, so that streams never fill the connection
+/// budget. Errors are the client's business; they are only logged.
 async fn connection(
     mut stream: UnixStream,
     context: &Context,
     tx: &mpsc::Sender<Incoming>,
     shutdown: &CancellationToken,
+    mut slot: OwnedSemaphorePermit,
 ) {
     let answer = match admit(&mut stream, context, shutdown).await {
         Admitted::Close => return,
         Admitted::Refuse(response) => Some(response),
         Admitted::Request(peer, request) => {
-            dispatch(&mut stream, peer, request, tx, shutdown).await
+            let following = matches!(request, Request::Events { follow: true });
+            match following.then(|| Arc::clone(&context.followers).try_acquire_owned()) {
+                Some(Err(_)) => Some(busy_following(context.max_followers)),
+                taken => {
+                    if let Some(Ok(follower_slot)) = taken {
+                        slot = follower_slot;
+                    }
+                    dispatch(&mut stream, peer, request, tx, shutdown).await
+                }
+            }
         }
     };
     if let Some(response) = answer
@@ -305,6 +346,15 @@ async fn connection(
     {
         debug!(%error, "control socket: could not answer");
     }
+    drop(slot);
+}
+
+fn busy_following(max: usize) -> Response {
+    warn!(max, "control socket: too many followers, refusing one");
+    fault(
+        ErrorCode::Busy,
+        format!("launchgraph is busy: {max} clients follow its events already; try again"),
+    )
 }
 
 enum Admitted {

@@ -6,14 +6,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::reason::Reason;
+
 /// What the daemon records of a running `exec` unit, so that the next daemon (after a crash,
 /// an upgrade or `launchctl kickstart -k`) does not start it a second time.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub(crate) struct RunRecord {
     pub unit: String,
     pub pid: u32,
-    /// The process's start time in clock ticks since boot (Linux), so a recycled pid is never
-    /// mistaken for the unit.
+    /// The process's start time, so a recycled pid is never mistaken for the unit: clock ticks
+    /// since boot on Linux, microseconds since the epoch on macOS. A record without it is
+    /// never acted on.
     pub start_ticks: Option<u64>,
 }
 
@@ -21,24 +24,259 @@ fn run_file(state_dir: &Path, unit: &str) -> PathBuf {
     state_dir.join("runs").join(format!("{unit}.json"))
 }
 
-/// The start time of a process, in clock ticks since boot (field 22 of /proc/PID/stat).
-fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: count from the last ')'.
-    let after = &stat[stat.rfind(')')? + 2..];
-    after.split_whitespace().nth(19)?.parse().ok()
+/// The largest record read: the daemon writes under 100 bytes, so anything near this was not
+/// written by it.
+const MAX_RECORD_BYTES: u64 = 4096;
+
+/// What the system says now of a live process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Proc {
+    /// See [`RunRecord::start_ticks`].
+    start_ticks: u64,
+    pgid: i32,
 }
 
-/// Whether `pid` still runs. A zombie does not: the killed orphans of a previous daemon wait
-/// for their new parent (often init) to reap them, which can take a while.
-fn running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat
-            .rfind(')')
-            .and_then(|i| stat[i + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X"),
-        Err(_) => nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok(),
+/// A live process's start time and process group; `None` when it is gone or a zombie (the
+/// killed orphans of a previous daemon wait for their new parent, often init, to reap them).
+#[cfg(not(target_os = "macos"))]
+fn proc_now(pid: u32) -> Option<Proc> {
+    // Fields 3 (state), 5 (pgrp) and 22 (starttime) of /proc/PID/stat
+    // (https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html). The command name may
+    // contain spaces and parentheses: count from the last ')'.
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    if matches!(fields.first(), None | Some(&"Z") | Some(&"X")) {
+        return None;
     }
+    Some(Proc {
+        start_ticks: fields.get(19)?.parse().ok()?,
+        pgid: fields.get(2)?.parse().ok()?,
+    })
+}
+
+/// A live process's start time (microseconds since the epoch) and process group, from
+/// `proc_pidinfo(PROC_PIDTBSDINFO)` (apple-oss-distributions/xnu:bsd/sys/proc_info.h).
+#[cfg(target_os = "macos")]
+fn proc_now(pid: u32) -> Option<Proc> {
+    let pid = i32::try_from(pid).ok()?;
+    let mut info = std::mem::MaybeUninit::<libc::proc_bsdinfo>::zeroed();
+    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
+    // SAFETY: the buffer is a zeroed proc_bsdinfo of the size passed.
+    let n = unsafe {
+        libc::proc_pidinfo(
+            pid,
+            libc::PROC_PIDTBSDINFO,
+            0,
+            info.as_mut_ptr().cast(),
+            size,
+        )
+    };
+    if n != size {
+        return None;
+    }
+    // SAFETY: proc_pidinfo filled all `size` bytes.
+    let info = unsafe { info.assume_init() };
+    if info.pbi_status == libc::SZOMB {
+        return None;
+    }
+    Some(Proc {
+        start_ticks: info
+            .pbi_start_tvsec
+            .saturating_mul(1_000_000)
+            .saturating_add(info.pbi_start_tvusec),
+        pgid: i32::try_from(info.pbi_pgid).ok()?,
+    })
+}
+
+/// The daemon itself, which no record may name.
+#[derive(Debug, Clone, Copy)]
+struct Me {
+    pid: u32,
+    pgid: i32,
+}
+
+impl Me {
+    fn now() -> Self {
+        Me {
+            pid: std::process::id(),
+            pgid: nix::unistd::getpgrp().as_raw(),
+        }
+    }
+}
+
+/// What a record read at startup calls for.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// The unit's process from a previous daemon, still running, leading its own process
+    /// group: stop that group.
+    Leftover,
+    /// Nothing runs under the pid any more: forget the record.
+    Gone,
+    /// The pid belongs to another process now: forget the record, signal nothing.
+    Stale(String),
+    /// Not a record the daemon wrote for this unit, or one naming what no unit can be: set it
+    /// aside, signal nothing.
+    Invalid(String),
+}
+
+/// Judges a record of `unit` against what runs now (`now`: the recorded pid's process).
+///
+/// Only a process that still has the recorded start time and leads a process group of its own
+/// (every unit is started with `setsid`) is ever signalled: `killpg` on pid 0 or 1, on the
+/// daemon's own group, or on a recycled pid would hit what the daemon never started.
+fn judge(record: &RunRecord, unit: &str, me: Me, now: Option<Proc>) -> Verdict {
+    let pid = record.pid;
+    if record.unit != unit {
+        return Verdict::Invalid(format!("it is a record of unit {:?}", record.unit));
+    }
+    if pid <= 1 || i32::try_from(pid).is_err() {
+        return Verdict::Invalid(format!("pid {pid} is never a unit's"));
+    }
+    if pid == me.pid {
+        return Verdict::Invalid(format!("pid {pid} is this daemon's own"));
+    }
+    let Some(recorded) = record.start_ticks else {
+        return Verdict::Invalid(format!(
+            "pid {pid} has no start time, so nothing tells it from a process that got the pid since"
+        ));
+    };
+    let Some(now) = now else {
+        return Verdict::Gone;
+    };
+    if now.start_ticks != recorded {
+        return Verdict::Stale(format!(
+            "pid {pid} now belongs to another process (started at {}, the record says {recorded})",
+            now.start_ticks
+        ));
+    }
+    if now.pgid <= 1 || now.pgid == me.pgid {
+        return Verdict::Invalid(format!(
+            "pid {pid} is in process group {}, which is this daemon's own or the system's",
+            now.pgid
+        ));
+    }
+    if i64::from(now.pgid) != i64::from(pid) {
+        return Verdict::Invalid(format!(
+            "pid {pid} does not lead its own process group (it is in process group {})",
+            now.pgid
+        ));
+    }
+    Verdict::Leftover
+}
+
+/// Reads a record without blocking on what the file turns out to be, and with a bound.
+/// `Ok(None)` when there is none; `Err` says what is wrong with it.
+fn read_record(path: &Path) -> Result<Option<RunRecord>, String> {
+    use std::io::Read;
+    let (file, meta) = match crate::fsutil::open_regular(path) {
+        Ok(Some(opened)) => opened,
+        Ok(None) => return Err("it is not a regular file".to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("it cannot be opened: {e}")),
+    };
+    let mut bytes = Vec::new();
+    if meta.len() <= MAX_RECORD_BYTES {
+        file.take(MAX_RECORD_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| format!("it cannot be read: {e}"))?;
+    }
+    if meta.len() > MAX_RECORD_BYTES || bytes.len() as u64 > MAX_RECORD_BYTES {
+        return Err(format!("it is larger than {MAX_RECORD_BYTES} bytes"));
+    }
+    serde_json::from_slice(&bytes)
+        .map(Some)
+        .map_err(|e| format!("it is not a run record: {e}"))
+}
+
+/// Moves a bad record aside (`UNIT.json.bad`, for a look), so it is never read again; removes
+/// it if even that fails.
+fn set_aside(path: &Path) -> PathBuf {
+    let mut bad = path.as_os_str().to_owned();
+    bad.push(".bad");
+    let bad = PathBuf::from(bad);
+    if std::fs::rename(path, &bad).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    bad
+}
+
+/// Whether `pid` still runs (a zombie does not).
+fn running(pid: u32) -> bool {
+    if cfg!(target_os = "linux") || cfg!(target_os = "macos") {
+        proc_now(pid).is_some()
+    } else {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
+    }
+}
+
+/// The state directory's lock, held for the daemon's life (it is released when the daemon
+/// exits, however it exits): a second daemon on the same directory would take the first one's
+/// live units for leftovers and stop them.
+#[derive(Debug)]
+pub(crate) struct StateLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Why the state directory could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LockError {
+    #[error(
+        "the state directory {} is in use by another launchgraph{}: stop it, or give this one another --state-dir",
+        dir.display(),
+        holder.map(|pid| format!(" (pid {pid})")).unwrap_or_default()
+    )]
+    Held { dir: PathBuf, holder: Option<u32> },
+    #[error("cannot lock the state directory {}: {source}", dir.display())]
+    Io {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Locks `<state_dir>/lock` (`flock`, exclusive, without waiting), creating the directory when
+/// missing, and writes this daemon's pid in it so that a refused daemon can name the holder.
+pub(crate) fn lock_state_dir(state_dir: &Path) -> Result<StateLock, LockError> {
+    use nix::fcntl::{Flock, FlockArg};
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |source| LockError::Io {
+        dir: state_dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(io)?;
+    let path = state_dir.join("lock");
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(&path)
+        .map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(io(std::io::Error::other(format!(
+            "{} is not a regular file",
+            path.display()
+        ))));
+    }
+    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => lock,
+        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
+            let mut text = String::new();
+            let _ = (&mut file).take(32).read_to_string(&mut text);
+            return Err(LockError::Held {
+                dir: state_dir.to_path_buf(),
+                holder: text.trim().parse().ok(),
+            });
+        }
+        Err((_, errno)) => return Err(io(errno.into())),
+    };
+    lock.set_len(0)
+        .and_then(|()| writeln!(&mut *lock, "{}", std::process::id()))
+        .map_err(io)?;
+    Ok(StateLock { _lock: lock })
 }
 
 /// Records a freshly spawned `exec` unit (atomically, in `<state>/runs/<unit>.json`).
@@ -46,7 +284,7 @@ pub(crate) fn record_run(state_dir: &Path, unit: &str, pid: u32) {
     let record = RunRecord {
         unit: unit.to_owned(),
         pid,
-        start_ticks: start_ticks(pid),
+        start_ticks: proc_now(pid).map(|p| p.start_ticks),
     };
     // Atomic, but not synced: after a power loss there is no leftover process to find
     // either, and a start should not wait for the disk.
@@ -71,38 +309,187 @@ pub(crate) fn forget_run(state_dir: &Path, unit: &str) {
 /// that the new daemon starts them again in order instead of twice. (They cannot be adopted:
 /// their output pipes went with the old daemon.) `launchd` units need nothing here: launchd
 /// keeps them, and a start adopts a running job.
+///
+/// Each record is judged first ([`judge`]): one that is unreadable, oversized, not a regular
+/// file or names what no unit can be is logged (`RUN_RECORD_INVALID`) and moved aside; one
+/// whose pid now belongs to another process is logged (`RUN_RECORD_STALE`) and removed.
+/// Neither is ever signalled.
 pub(crate) async fn stop_leftovers(compiled: &crate::compile::Compiled, state_dir: &Path) {
-    use nix::sys::signal::{Signal, kill, killpg};
+    use nix::sys::signal::{Signal, killpg};
     use nix::unistd::Pid;
+    let me = Me::now();
     for i in compiled.graph.stop_order() {
         let u = &compiled.units[i];
         let crate::unit::Runner::Exec(spec) = &u.runner else {
             continue;
         };
         let path = run_file(state_dir, u.name.as_str());
-        let Some(record) = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<RunRecord>(&b).ok())
-        else {
-            continue;
-        };
-        let alive = kill(Pid::from_raw(record.pid as i32), None).is_ok()
-            && (record.start_ticks.is_none() || start_ticks(record.pid) == record.start_ticks);
-        if alive {
-            tracing::warn!(
-                "{}: pid {} is left from a previous launchgraph; stopping it so it is started again in order",
-                u.name,
-                record.pid
-            );
-            let group = Pid::from_raw(record.pid as i32);
-            let _ = killpg(group, spec.stop_signal.0);
-            let deadline = std::time::Instant::now() + spec.stop_timeout;
-            while running(record.pid) && std::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+        let record = match read_record(&path) {
+            Ok(Some(record)) => record,
+            Ok(None) => continue,
+            Err(why) => {
+                invalid(u.name.as_str(), &path, &why);
+                continue;
             }
-            // Whatever is left of the group, the leader included if it ignored the signal.
-            let _ = killpg(group, Signal::SIGKILL);
+        };
+        match judge(&record, u.name.as_str(), me, proc_now(record.pid)) {
+            Verdict::Leftover => {}
+            Verdict::Gone => {
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            Verdict::Stale(why) => {
+                tracing::warn!(
+                    reason = %Reason::RunRecordStale,
+                    "{}: run record {}: {why}; removed, nothing signalled",
+                    u.name,
+                    path.display()
+                );
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            Verdict::Invalid(why) => {
+                invalid(u.name.as_str(), &path, &why);
+                continue;
+            }
         }
+        tracing::warn!(
+            "{}: pid {} is left from a previous launchgraph; stopping it so it is started again in order",
+            u.name,
+            record.pid
+        );
+        let group = Pid::from_raw(record.pid as i32);
+        let _ = killpg(group, spec.stop_signal.0);
+        let deadline = std::time::Instant::now() + spec.stop_timeout;
+        while running(record.pid) && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Whatever is left of the group, the leader included if it ignored the signal.
+        let _ = killpg(group, Signal::SIGKILL);
         let _ = std::fs::remove_file(&path);
+    }
+}
+
+fn invalid(unit: &str, path: &Path, why: &str) {
+    let bad = set_aside(path);
+    tracing::warn!(
+        reason = %Reason::RunRecordInvalid,
+        "{unit}: run record {}: {why}; moved to {}, nothing signalled",
+        path.display(),
+        bad.display()
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ME: Me = Me {
+        pid: 4000,
+        pgid: 3900,
+    };
+
+    fn rec(unit: &str, pid: u32, start_ticks: Option<u64>) -> RunRecord {
+        RunRecord {
+            unit: unit.to_owned(),
+            pid,
+            start_ticks,
+        }
+    }
+
+    fn leader(pid: i32, start_ticks: u64) -> Option<Proc> {
+        Some(Proc {
+            start_ticks,
+            pgid: pid,
+        })
+    }
+
+    fn is_invalid(v: &Verdict) -> bool {
+        matches!(v, Verdict::Invalid(_))
+    }
+
+    #[test]
+    fn only_a_live_group_leader_with_the_recorded_start_time_is_a_leftover() {
+        assert_eq!(
+            judge(&rec("u", 5000, Some(7)), "u", ME, leader(5000, 7)),
+            Verdict::Leftover
+        );
+        // Gone, or a zombie.
+        assert_eq!(
+            judge(&rec("u", 5000, Some(7)), "u", ME, None),
+            Verdict::Gone
+        );
+        // The pid was reused.
+        assert!(matches!(
+            judge(&rec("u", 5000, Some(7)), "u", ME, leader(5000, 8)),
+            Verdict::Stale(_)
+        ));
+    }
+
+    #[test]
+    fn records_naming_what_no_unit_can_be_are_invalid() {
+        let table = [
+            (rec("u", 0, Some(7)), leader(0, 7)),
+            (rec("u", 1, Some(7)), leader(1, 7)),
+            (rec("u", u32::MAX, Some(7)), None),
+            // The daemon itself.
+            (rec("u", ME.pid, Some(7)), leader(ME.pid as i32, 7)),
+            // No start time.
+            (rec("u", 5000, None), leader(5000, 7)),
+            // Another unit's record.
+            (rec("v", 5000, Some(7)), leader(5000, 7)),
+            // In the daemon's own group, or the system's.
+            (
+                rec("u", 5000, Some(7)),
+                Some(Proc {
+                    start_ticks: 7,
+                    pgid: ME.pgid,
+                }),
+            ),
+            (rec("u", ME.pgid as u32, Some(7)), leader(ME.pgid, 7)),
+            (
+                rec("u", 5000, Some(7)),
+                Some(Proc {
+                    start_ticks: 7,
+                    pgid: 0,
+                }),
+            ),
+            // Not leading its own group.
+            (
+                rec("u", 5000, Some(7)),
+                Some(Proc {
+                    start_ticks: 7,
+                    pgid: 4500,
+                }),
+            ),
+        ];
+        for (record, now) in table {
+            let verdict = judge(&record, "u", ME, now);
+            assert!(is_invalid(&verdict), "{record:?} {now:?}: {verdict:?}");
+        }
+    }
+
+    #[test]
+    fn a_record_is_read_with_a_bound_and_only_from_a_regular_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.json");
+        assert_eq!(read_record(&path), Ok(None));
+        std::fs::write(&path, br#"{"unit":"u","pid":5000,"start_ticks":7}"#).unwrap();
+        assert_eq!(read_record(&path), Ok(Some(rec("u", 5000, Some(7)))));
+        std::fs::write(&path, vec![b' '; MAX_RECORD_BYTES as usize + 1]).unwrap();
+        assert!(read_record(&path).unwrap_err().contains("larger"));
+        std::fs::remove_file(&path).unwrap();
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        assert!(read_record(&path).unwrap_err().contains("regular"));
+    }
+
+    #[test]
+    fn this_process_is_seen_with_its_group_and_start_time() {
+        let me = proc_now(std::process::id()).expect("this process runs");
+        assert_eq!(me.pgid, nix::unistd::getpgrp().as_raw());
+        assert_eq!(
+            proc_now(std::process::id()).map(|p| p.start_ticks),
+            Some(me.start_ticks)
+        );
     }
 }

@@ -131,8 +131,21 @@ impl Daemon {
     /// Its state directory and socket are next to `units`, unless the test chose a socket
     /// (`LAUNCHGRAPH_SOCKET` or `--socket`).
     pub fn start_with(units: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
+        Self::spawn(units, env, args, None)
+    }
+
+    /// Starts it in process group `pgid` (one the test made, so that a daemon that signals its
+    /// own group hits what the test watches, never the test itself).
+    pub fn start_in_group(units: &Path, pgid: i32) -> Self {
+        Self::spawn(units, &[], &[], Some(pgid))
+    }
+
+    fn spawn(units: &Path, env: &[(&str, &str)], args: &[&str], group: Option<i32>) -> Self {
         let base = units.parent().unwrap_or(units);
         let mut cmd = Command::new(control::BIN);
+        if let Some(pgid) = group {
+            std::os::unix::process::CommandExt::process_group(&mut cmd, pgid);
+        }
         // Fingerprints go next to the units, never into the host's state directory.
         cmd.arg("up")
             .arg("--units")
@@ -432,6 +445,18 @@ impl Daemon {
             self.status = self.status_rx.try_recv().ok();
         }
         self.status
+    }
+
+    /// Waits for it to exit by itself (within [`DEADLINE`]), then for the end of its log.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let Some(status) = self.wait_status(DEADLINE) else {
+            panic!(
+                "the daemon did not exit within {DEADLINE:?}; the log:\n{}",
+                self.log()
+            );
+        };
+        self.read_to_end(DEADLINE);
+        status
     }
 
     fn wait_status(&mut self, timeout: Duration) -> Option<ExitStatus> {
