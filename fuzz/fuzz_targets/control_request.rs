@@ -1,9 +1,8 @@
 //! Fuzzes the control socket's request decoding: a request line as the daemon reads it.
 //!
-//! The daemon's own parser (`control::server::parse`) is private, so this runs the same steps
-//! on the public protocol types: the line as JSON, the version checked first, then the
-//! `Envelope` (`serde_json::from_value`); and `serde_json::from_slice::<Envelope>` directly,
-//! which is what a client of the protocol would use.
+//! Runs the daemon's own parser (`control::protocol::parse_request`: the line as JSON, the
+//! version checked first, then the `Envelope`), and `serde_json::from_slice::<Envelope>`
+//! directly, which is what a client of the protocol would use.
 //!
 //! Invariants: nothing panics; a line that decodes re-encodes to a line that decodes equal;
 //! an accepted request carries the protocol version.
@@ -11,20 +10,21 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use launchgraph::control::protocol::{Envelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION};
+use launchgraph::control::protocol::{
+    Envelope, MAX_REQUEST_BYTES, PROTOCOL_VERSION, parse_request,
+};
 
 fuzz_target!(|data: &[u8]| {
     // The daemon refuses a longer line before parsing it.
     if data.len() > MAX_REQUEST_BYTES {
         return;
     }
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(data)
-        && value.get("version").and_then(serde_json::Value::as_u64)
-            == Some(u64::from(PROTOCOL_VERSION))
-        && let Ok(envelope) = serde_json::from_value::<Envelope>(value)
-    {
-        assert_eq!(envelope.version, PROTOCOL_VERSION);
-        round_trip(&envelope);
+    if let Ok(request) = parse_request(data) {
+        // What the daemon accepts is what a client of this version would have sent.
+        round_trip(&Envelope {
+            version: PROTOCOL_VERSION,
+            request,
+        });
     }
     if let Ok(envelope) = serde_json::from_slice::<Envelope>(data) {
         round_trip(&envelope);

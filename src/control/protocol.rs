@@ -19,7 +19,7 @@ pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub(crate) struct Envelope {
+pub struct Envelope {
     pub version: u32,
     #[serde(flatten)]
     pub request: Request,
@@ -231,4 +231,46 @@ pub struct ReloadReport {
     /// Unchanged units cycled because something they require changed.
     pub cycled: Vec<String>,
     pub unchanged: Vec<String>,
+}
+
+/// Parses a request line. The version is checked before the request's shape, since another
+/// version may well have requests this one does not know. The error is the code and message
+/// to answer (a whole `Response` would make every `Result` here as large as the largest one).
+pub fn parse_request(line: &[u8]) -> Result<Request, (ErrorCode, String)> {
+    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
+        refusal(
+            ErrorCode::Malformed,
+            format!("the request is not JSON: {e}"),
+        )
+    })?;
+    match value.get("version").map(serde_json::Value::as_u64) {
+        Some(Some(version)) if version == u64::from(PROTOCOL_VERSION) => {}
+        Some(Some(version)) => {
+            return Err(refusal(
+                ErrorCode::Version,
+                format!(
+                    "the client speaks protocol version {version}, this daemon speaks version {PROTOCOL_VERSION}"
+                ),
+            ));
+        }
+        Some(None) => {
+            return Err(refusal(
+                ErrorCode::Malformed,
+                "\"version\" must be a non-negative integer",
+            ));
+        }
+        None => {
+            return Err(refusal(
+                ErrorCode::Malformed,
+                "the request must be a JSON object with a \"version\"",
+            ));
+        }
+    }
+    serde_json::from_value::<Envelope>(value)
+        .map(|envelope| envelope.request)
+        .map_err(|e| refusal(ErrorCode::Malformed, format!("not a valid request: {e}")))
+}
+
+fn refusal(code: ErrorCode, message: impl Into<String>) -> (ErrorCode, String) {
+    (code, message.into())
 }

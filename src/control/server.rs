@@ -30,9 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
-use super::protocol::{
-    Envelope, ErrorCode, MAX_REQUEST_BYTES, PROTOCOL_VERSION, Request, Response,
-};
+use super::protocol::{ErrorCode, MAX_REQUEST_BYTES, Request, Response, parse_request};
 pub use super::socket_file::ControlError;
 use super::socket_file::{SocketFile, Staged, place, prepare_directory};
 
@@ -389,7 +387,7 @@ async fn admit(
         Err(ReadError::Nothing) => return Admitted::Close,
         Err(ReadError::Refused(response)) => return Admitted::Refuse(response),
     };
-    let request = match parse(&line) {
+    let request = match parse_request(&line) {
         Ok(request) => request,
         Err((code, message)) => return Admitted::Refuse(fault(code, message)),
     };
@@ -574,48 +572,6 @@ async fn read_request(stream: &mut UnixStream, timeout: Duration) -> Result<Vec<
             ),
         ))),
     }
-}
-
-/// Parses a request line. The version is checked before the request's shape, since another
-/// version may well have requests this one does not know. The error is the code and message
-/// to answer (a whole `Response` would make every `Result` here as large as the largest one).
-fn parse(line: &[u8]) -> Result<Request, (ErrorCode, String)> {
-    let value: serde_json::Value = serde_json::from_slice(line).map_err(|e| {
-        refusal(
-            ErrorCode::Malformed,
-            format!("the request is not JSON: {e}"),
-        )
-    })?;
-    match value.get("version").map(serde_json::Value::as_u64) {
-        Some(Some(version)) if version == u64::from(PROTOCOL_VERSION) => {}
-        Some(Some(version)) => {
-            return Err(refusal(
-                ErrorCode::Version,
-                format!(
-                    "the client speaks protocol version {version}, this daemon speaks version {PROTOCOL_VERSION}"
-                ),
-            ));
-        }
-        Some(None) => {
-            return Err(refusal(
-                ErrorCode::Malformed,
-                "\"version\" must be a non-negative integer",
-            ));
-        }
-        None => {
-            return Err(refusal(
-                ErrorCode::Malformed,
-                "the request must be a JSON object with a \"version\"",
-            ));
-        }
-    }
-    serde_json::from_value::<Envelope>(value)
-        .map(|envelope| envelope.request)
-        .map_err(|e| refusal(ErrorCode::Malformed, format!("not a valid request: {e}")))
-}
-
-fn refusal(code: ErrorCode, message: impl Into<String>) -> (ErrorCode, String) {
-    (code, message.into())
 }
 
 /// Whether the caller may act, when it can be told without the group database.

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 pub(crate) use analyze::Target;
 pub use context::{Accounts, LAUNCHD_DEFAULT_PATH, PreflightContext, SystemAccounts, UserEntry};
 pub use finding::{Finding, FindingCode, Severity, blocks_start};
-pub(crate) use node::{PackageInfo, parse_env_file};
+pub use node::{PackageInfo, parse_env_file};
 pub(crate) use plist::MAX_PLIST_BYTES;
 
 use crate::unit::{Runner, Unit};

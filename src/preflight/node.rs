@@ -328,7 +328,7 @@ pub(crate) fn package_name(path: &Path) -> Option<String> {
 /// The npm package a script belongs to: the nearest `package.json` with a `name`, walking up
 /// from the script.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct PackageInfo {
+pub struct PackageInfo {
     pub manifest: PathBuf,
     pub name: String,
     pub version: Option<String>,
@@ -606,7 +606,7 @@ fn read_text(path: &Path, cap: u64) -> Option<String> {
 }
 
 /// `read_env_file` on text already read.
-pub(crate) fn parse_env_file(text: &str) -> BTreeMap<String, String> {
+pub fn parse_env_file(text: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for line in text.lines() {
         let line = line.trim();
