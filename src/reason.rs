@@ -62,6 +62,7 @@ reasons! {
     NoGuiSession => "NO_GUI_SESSION", "The job's GUI domain does not exist (nobody is logged in at the console); the unit waits and retries slowly.";
     PreflightFailed => "PREFLIGHT_FAILED", "A preflight check found an error in what would be executed; the unit waits until its files change.";
     IllegalTransition => "ILLEGAL_TRANSITION", "The supervisor made a state change its table of legal transitions does not list: a bug in launchgraph, logged where it happened.";
+    OrphanAdopted => "ORPHAN_ADOPTED", "A process of the unit that had left its process group (setsid) was found in the unit's cgroup: adopted by launchgraph after its parent died, or killed because the unit stopped. Logged with the unit, the pid and the command line (Linux, as root).";
 }
 
 impl fmt::Display for Reason {

@@ -1,0 +1,150 @@
+//! Processes that leave their unit's session and process group with `setsid`: on Linux, run as
+//! root, each `exec` unit's processes live in a cgroup of their own, so such a process is still
+//! attributed to its unit, reported (`ORPHAN_ADOPTED`) and killed when the unit stops, by
+//! `stop` and by the daemon's shutdown alike, and no cgroup directory is left behind.
+//!
+//! The processes are found by a marker in their environment, which every descendant inherits
+//! whatever session it moves to.
+
+mod support;
+
+use std::fs;
+use std::path::PathBuf;
+
+use nix::sys::signal::Signal;
+
+use support::{Daemon, UnitDir, array, needs_root, processes_with_env, q, wait_until};
+
+/// A unit whose shell starts `sleep 7779` in a session of its own, then becomes `sleep 1000`.
+fn escaping_unit(d: &UnitDir, name: &str, marker: &str) {
+    d.unit(
+        name,
+        &format!(
+            "[exec]\ncommand = {}\nenv = {{ LG_ORPHAN_MARK = {} }}\n",
+            array(&[
+                "/bin/sh",
+                "-c",
+                "setsid /bin/sleep 7779 & exec /bin/sleep 1000"
+            ]),
+            q(marker),
+        ),
+    );
+}
+
+/// The unique marker of one test, and the pid of the process that escaped once it runs.
+fn escaped(marker_entry: &str, unit_pid: i32) -> i32 {
+    let mut escaped = None;
+    wait_until("the escaped sleep runs", || {
+        escaped = processes_with_env(marker_entry)
+            .into_iter()
+            .find(|&pid| pid != unit_pid && cmdline(pid).contains("7779"));
+        escaped.is_some()
+    });
+    escaped.unwrap()
+}
+
+fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Where the cgroup v2 hierarchy is mounted, from /proc/self/mountinfo.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let point = left.split_whitespace().nth(4)?;
+        (right.split_whitespace().next() == Some("cgroup2")).then(|| PathBuf::from(point))
+    })
+}
+
+/// The cgroup directories named after `daemon` anywhere under the cgroup v2 mount.
+fn cgroups_of(daemon: i32) -> Vec<PathBuf> {
+    let name = format!("launchgraph.{daemon}");
+    let mut found = Vec::new();
+    let mut todo: Vec<PathBuf> = cgroup2_mount().into_iter().collect();
+    while let Some(dir) = todo.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if entry.file_name().to_str() == Some(name.as_str()) {
+                    found.push(entry.path());
+                }
+                todo.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+fn marker(d: &UnitDir) -> String {
+    d.units().display().to_string()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn root_stop_kills_and_reports_what_escaped_with_setsid() {
+    needs_root("putting a unit in a cgroup");
+    let d = UnitDir::new();
+    let marker = marker(&d);
+    let entry = format!("LG_ORPHAN_MARK={marker}");
+    escaping_unit(&d, "escaper", &marker);
+    let mut daemon = Daemon::start(&d.units());
+    let unit_pid = daemon
+        .wait_for(0, "escaper running", |t| t.is("escaper", "ready"))
+        .pid();
+    let escaped = escaped(&entry, unit_pid);
+
+    let log = daemon.log_mark();
+    let from = daemon.mark();
+    daemon.cli(&["stop", "escaper"]).ok();
+    daemon.wait_for(from, "escaper stopped", |t| t.is("escaper", "stopped"));
+    assert_eq!(
+        processes_with_env(&entry),
+        Vec::<i32>::new(),
+        "the unit is stopped, yet processes it started still run"
+    );
+    let line = daemon.wait_log(log, "the escaped process reported", |l| {
+        l.contains("ORPHAN_ADOPTED") && l.contains(&format!("pid={escaped}"))
+    });
+    let line = &daemon.lines()[line];
+    assert!(line.contains("escaper"), "names the unit: {line}");
+    assert!(line.contains("sleep 7779"), "names the command: {line}");
+
+    let status = daemon.terminate();
+    assert_eq!(status.code(), Some(0), "the log:\n{}", daemon.log());
+    assert_eq!(cgroups_of(daemon.pid()), Vec::<PathBuf>::new());
+}
+
+#[test]
+#[ignore = "needs root"]
+fn root_shutdown_kills_and_reports_what_escaped_with_setsid() {
+    needs_root("putting a unit in a cgroup");
+    let d = UnitDir::new();
+    let marker = marker(&d);
+    let entry = format!("LG_ORPHAN_MARK={marker}");
+    escaping_unit(&d, "escaper", &marker);
+    let mut daemon = Daemon::start(&d.units());
+    let unit_pid = daemon
+        .wait_for(0, "escaper running", |t| t.is("escaper", "ready"))
+        .pid();
+    let escaped = escaped(&entry, unit_pid);
+    assert!(
+        !cgroups_of(daemon.pid()).is_empty(),
+        "the running unit has a cgroup"
+    );
+
+    let log = daemon.log_mark();
+    let status = daemon.stop_with(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "the log:\n{}", daemon.log());
+    assert_eq!(
+        processes_with_env(&entry),
+        Vec::<i32>::new(),
+        "the daemon is gone, yet processes its unit started still run"
+    );
+    let line = daemon.wait_log(log, "the escaped process reported", |l| {
+        l.contains("ORPHAN_ADOPTED") && l.contains(&format!("pid={escaped}"))
+    });
+    assert!(daemon.lines()[line].contains("escaper"));
+    assert_eq!(cgroups_of(daemon.pid()), Vec::<PathBuf>::new());
+}
