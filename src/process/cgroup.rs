@@ -165,10 +165,16 @@ fn remove_stale(parent: &Path) {
 pub(crate) fn unit_of(pid: u32) -> Option<String> {
     let h = hierarchy()?;
     let text = read_regular(Path::new(&format!("/proc/{pid}/cgroup")), READ_CAP).ok()?;
-    let text = String::from_utf8_lossy(&text);
+    unit_in(&String::from_utf8_lossy(&text), &h.shown).map(str::to_owned)
+}
+
+/// The unit in the text of a `/proc/PID/cgroup` whose cgroup v2 line (`0::PATH`) is
+/// `<shown><unit>`. A cgroup removed while the process was a zombie reads ` (deleted)`
+/// (torvalds/linux:kernel/cgroup/cgroup.c, `proc_cgroup_show`).
+fn unit_in<'a>(text: &'a str, shown: &str) -> Option<&'a str> {
     let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let unit = path.strip_prefix(h.shown.as_str())?;
-    (!unit.is_empty() && !unit.contains('/')).then(|| unit.to_owned())
+    let unit = path.strip_prefix(shown)?.trim_end_matches(" (deleted)");
+    (!unit.is_empty() && !unit.contains('/')).then_some(unit)
 }
 
 /// How a process reads in a report: its command line, or `[comm]` once it has none (a zombie).
@@ -351,6 +357,24 @@ pub(super) fn join_in_child(procs: RawFd) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_unit_is_read_from_proc_pid_cgroup() {
+        let shown = "/system.slice/lg.service/launchgraph.7/";
+        let line = |path: &str| format!("1:name=systemd:/\n0::{path}\n");
+        let text = line("/system.slice/lg.service/launchgraph.7/model");
+        assert_eq!(unit_in(&text, shown), Some("model"));
+        let text = line("/system.slice/lg.service/launchgraph.7/model (deleted)");
+        assert_eq!(unit_in(&text, shown), Some("model"));
+        for other in [
+            "/system.slice/lg.service",
+            "/system.slice/lg.service/launchgraph.7/",
+            "/system.slice/lg.service/launchgraph.70/model",
+            "/system.slice/lg.service/launchgraph.7/model/sub",
+        ] {
+            assert_eq!(unit_in(&line(other), shown), None, "{other}");
+        }
+    }
 
     #[test]
     fn the_cgroup2_mount_is_found_among_v1_mounts() {
