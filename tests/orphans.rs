@@ -195,3 +195,54 @@ fn root_a_unit_that_exits_leaves_nothing_of_each_run() {
     assert_eq!(status.code(), Some(0), "the log:\n{}", daemon.log());
     assert_eq!(cgroups_of(daemon.pid()), Vec::<PathBuf>::new());
 }
+
+/// A daemon killed outright stops nothing and removes nothing: the next one, on the same
+/// units and state, stops what it left, the escaped process included, and its cgroups.
+#[test]
+#[ignore = "needs root"]
+fn root_the_next_daemon_stops_what_a_killed_one_left_in_its_cgroups() {
+    needs_root("putting a unit in a cgroup");
+    let d = UnitDir::new();
+    let marker = marker(&d);
+    let entry = format!("LG_ORPHAN_MARK={marker}");
+    escaping_unit(&d, "escaper", &marker);
+    let mut first = Daemon::start(&d.units());
+    let unit_pid = first
+        .wait_for(0, "escaper running", |t| t.is("escaper", "ready"))
+        .pid();
+    let escaped = escaped(&entry, unit_pid);
+    first.stop_with(Signal::SIGKILL);
+    assert!(
+        !cgroups_of(first.pid()).is_empty(),
+        "a killed daemon leaves its cgroups"
+    );
+    assert!(
+        processes_with_env(&entry).contains(&escaped),
+        "and what runs in them"
+    );
+
+    let mut second = Daemon::start(&d.units());
+    let new_pid = second
+        .wait_for(0, "escaper running again", |t| t.is("escaper", "ready"))
+        .pid();
+    second.wait_log(0, "the escaped process reported", |l| {
+        l.contains("ORPHAN_ADOPTED")
+            && l.contains(&format!("pid={escaped}"))
+            && l.contains("escaper")
+            && l.contains("sleep 7779")
+    });
+    assert_eq!(cgroups_of(first.pid()), Vec::<PathBuf>::new());
+    let left: Vec<i32> = processes_with_env(&entry)
+        .into_iter()
+        .filter(|&pid| pid == unit_pid || pid == escaped)
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<i32>::new(),
+        "the first daemon's processes are gone"
+    );
+    assert!(processes_with_env(&entry).contains(&new_pid));
+    let status = second.terminate();
+    assert_eq!(status.code(), Some(0), "the log:\n{}", second.log());
+    assert_eq!(processes_with_env(&entry), Vec::<i32>::new());
+}

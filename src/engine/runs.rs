@@ -105,4 +105,6 @@ pub(crate) async fn stop_leftovers(compiled: &crate::compile::Compiled, state_di
         }
         let _ = std::fs::remove_file(&path);
     }
+    // What had left those groups is still in the previous daemon's cgroups (Linux, as root).
+    crate::process::stop_stale_cgroups().await;
 }

@@ -5,8 +5,9 @@
 //! Layout: `<the daemon's own cgroup>/launchgraph.<daemon pid>/<unit>`, one directory per
 //! running unit, created before its process is forked and removed once the process and
 //! everything left in its cgroup are gone; the `launchgraph.<pid>` directory goes with its last
-//! unit. The pid keeps daemons that share a cgroup apart; the directories of a daemon that
-//! is gone without removing them (killed) are removed by the next one once they are empty. No controller is enabled, so the
+//! unit. The pid keeps daemons that share a cgroup apart. A daemon killed outright leaves its
+//! directories: the next one stops what is still in them, once it stopped what the previous
+//! one left running ([`stop_stale_cgroups`]), and removes them. No controller is enabled, so the
 //! "no internal processes" rule does not apply and the daemon may stay in its own cgroup
 //! (https://docs.kernel.org/admin-guide/cgroup-v2.html#no-internal-process-constraint).
 //!
@@ -18,7 +19,7 @@
 //! It does not decide when a unit stops: `running` calls [`UnitCgroup::kill_rest`] once the
 //! unit's main process has exited and its process group was killed.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
@@ -129,26 +130,35 @@ fn make_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// The `launchgraph.<pid>` directories in `parent` of daemons no longer alive. A live pid may
+/// be another daemon's, creating a unit's cgroup right now: its directory is left alone.
+fn stale_dirs(parent: &Path) -> Vec<PathBuf> {
+    let me = std::process::id();
+    fs::read_dir(parent)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            name.to_str()
+                .and_then(|n| n.strip_prefix("launchgraph."))
+                .and_then(|p| p.parse::<i32>().ok())
+                .is_some_and(|pid| {
+                    pid > 0
+                        && pid as u32 != me
+                        && kill(Pid::from_raw(pid), None) == Err(Errno::ESRCH)
+                })
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
 /// Removes the empty cgroups that daemons no longer alive left in `parent` (killed, they could
 /// not). One with a live process in it stays until that process is gone: whoever stops it
 /// (a new daemon stops what the previous one left running) ends a unit of ours later, and
 /// every end of a unit calls this again.
 fn remove_stale(parent: &Path) {
-    let me = std::process::id();
-    for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("launchgraph."))
-            .and_then(|p| p.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        // A live pid may be another daemon's, creating a unit's cgroup right now.
-        if pid <= 0 || pid as u32 == me || kill(Pid::from_raw(pid), None) != Err(Errno::ESRCH) {
-            continue;
-        }
-        let dir = entry.path();
+    for dir in stale_dirs(parent) {
         for unit in fs::read_dir(&dir).into_iter().flatten().flatten() {
             if unit.file_type().is_ok_and(|t| t.is_dir()) {
                 let _ = fs::remove_dir(unit.path());
@@ -264,69 +274,101 @@ impl UnitCgroup {
         unit_of(pid).as_deref() == Some(self.unit.as_str())
     }
 
-    fn members(&self) -> Vec<u32> {
-        read_regular(&self.dir.join("cgroup.procs"), READ_CAP)
-            .map(|b| {
-                String::from_utf8_lossy(&b)
-                    .split_ascii_whitespace()
-                    .filter_map(|p| p.parse().ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
     /// Once the unit's main process has exited and its process group `pgid` was killed:
-    /// kills everything still in the cgroup (`cgroup.kill`, Linux 5.14, else SIGKILL to each
-    /// member until none is left, within [`KILL_DEADLINE`]) and reports each process that had
-    /// left the process group with [`Reason::OrphanAdopted`]. What was in the group is being
-    /// killed already and is not reported.
+    /// kills everything still in the cgroup and reports each process that had left the
+    /// process group. What was in the group is being killed already and is not reported.
     pub(crate) async fn kill_rest(&self, pgid: u32) {
-        let cgroup_kill = self.dir.join("cgroup.kill");
-        let has_kill = cgroup_kill.exists();
-        let deadline = Instant::now() + KILL_DEADLINE;
-        let mut seen = BTreeMap::new();
-        loop {
-            let members = self.members();
-            if members.is_empty() {
-                break;
+        kill_members(&self.unit, &self.dir, Some(pgid)).await;
+    }
+}
+
+/// Kills every process in the cgroup `dir` of `unit` (`cgroup.kill`, Linux 5.14, else SIGKILL
+/// to each member until none is left, within [`KILL_DEADLINE`]), and reports with
+/// [`Reason::OrphanAdopted`] each one outside the process group `pgid` (each one when `None`).
+async fn kill_members(unit: &str, dir: &Path, pgid: Option<u32>) {
+    let cgroup_kill = dir.join("cgroup.kill");
+    let has_kill = cgroup_kill.exists();
+    let deadline = Instant::now() + KILL_DEADLINE;
+    let mut seen = BTreeSet::new();
+    loop {
+        let members = members(dir);
+        if members.is_empty() {
+            break;
+        }
+        for &pid in &members {
+            if !seen.insert(pid) {
+                continue;
             }
+            match pgid {
+                Some(pgid) if pgid_of(pid).is_none_or(|g| g == pgid) => {}
+                Some(_) => tracing::warn!(
+                    reason = %Reason::OrphanAdopted,
+                    unit,
+                    pid,
+                    command = command_line(pid),
+                    "killing a process that had left the unit's process group"
+                ),
+                None => tracing::warn!(
+                    reason = %Reason::OrphanAdopted,
+                    unit,
+                    pid,
+                    command = command_line(pid),
+                    "killing a process a previous launchgraph left in the unit's cgroup"
+                ),
+            }
+        }
+        if has_kill {
+            if let Err(e) = fs::write(&cgroup_kill, "1") {
+                tracing::warn!(unit, error = %e, "cannot write cgroup.kill");
+            }
+        } else {
             for &pid in &members {
-                seen.entry(pid).or_insert_with(|| {
-                    let escaped = pgid_of(pid).is_some_and(|g| g != pgid);
-                    if escaped {
-                        tracing::warn!(
-                            reason = %Reason::OrphanAdopted,
-                            unit = self.unit,
-                            pid,
-                            command = command_line(pid),
-                            "killing a process that had left the unit's process group"
-                        );
-                    }
-                });
-            }
-            if has_kill {
-                if let Err(e) = fs::write(&cgroup_kill, "1") {
-                    tracing::warn!(unit = self.unit, error = %e, "cannot write cgroup.kill");
-                }
-            } else {
-                for &pid in &members {
-                    if let Ok(pid) = i32::try_from(pid) {
-                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-                    }
+                if let Ok(pid) = i32::try_from(pid) {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }
             }
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    unit = self.unit,
-                    pids = ?members,
-                    "processes of the unit's cgroup outlived SIGKILL"
-                );
-                break;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!(
+                unit,
+                pids = ?members,
+                "processes of the unit's cgroup outlived SIGKILL"
+            );
+            break;
+        }
+        // Nothing announces that a killed process is gone: poll, briefly.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The live processes of the cgroup `dir`.
+fn members(dir: &Path) -> Vec<u32> {
+    read_regular(&dir.join("cgroup.procs"), READ_CAP)
+        .map(|b| {
+            String::from_utf8_lossy(&b)
+                .split_ascii_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// At startup, once what a previous daemon left running was stopped (see
+/// `engine::runs::stop_leftovers`): kills what is still in the units' cgroups of daemons no
+/// longer alive (what had left its unit's process group), reports each, and removes them.
+pub(crate) async fn stop_stale_cgroups() {
+    let Some(parent) = hierarchy().and_then(|h| h.base.parent()) else {
+        return;
+    };
+    for dir in stale_dirs(parent) {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                let unit = entry.file_name().to_string_lossy().into_owned();
+                kill_members(&unit, &entry.path(), None).await;
             }
-            // Nothing announces that a killed process is gone: poll, briefly.
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+    remove_stale(parent);
 }
 
 impl Drop for UnitCgroup {

@@ -40,6 +40,7 @@ mod spawn;
 mod track;
 
 pub use bounded::{BoundedCommand, BoundedError, BoundedOutput, Capture};
+pub(crate) use cgroup::stop_stale_cgroups;
 pub(crate) use credentials::group_list;
 pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
 pub use error::{SpawnCause, SpawnError};
