@@ -5,7 +5,8 @@
 //! the process group, as launchd does ("When a job dies, launchd kills any remaining processes
 //! with the same process group ID"), so no grandchild outlives its unit, then kills whatever
 //! is left in the unit's cgroup (Linux, as root: what left the group with `setsid`), then
-//! publishes the [`ExitReport`]. This module does not decide whether to restart: that is the engine's call.
+//! publishes the [`ExitReport`]. This module does not decide whether to restart: that is the
+//! engine's call.
 
 use std::fmt;
 use std::future::Future;

@@ -236,7 +236,7 @@ fn prepare(spec: &ExecSpec, unit: &str) -> Result<Prepared, SpawnError> {
         false => spec.stderr.as_ref().map(open).transpose()?,
     };
     let env = unit_environment(spec, creds.as_ref());
-    // Last: nothing after it can fail and leave the directory to the drop.
+    // Made last: a start refused by a check above creates no directory.
     let cgroup = UnitCgroup::create(unit);
     Ok(Prepared {
         creds,
