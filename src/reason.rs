@@ -64,7 +64,6 @@ reasons! {
     RunRecordInvalid => "RUN_RECORD_INVALID", "At start, a unit's run record was unreadable, not a record, or named a process no unit can be; it was moved aside and nothing was signalled.";
     RunRecordStale => "RUN_RECORD_STALE", "At start, a unit's run record named a pid that now belongs to another process; it was removed and nothing was signalled.";
     IllegalTransition => "ILLEGAL_TRANSITION", "The supervisor made a state change its table of legal transitions does not list: a bug in launchgraph, logged where it happened.";
-    OrphanAdopted => "ORPHAN_ADOPTED", "A process of the unit that had left its process group (setsid) was found in the unit's cgroup: adopted by launchgraph after its parent died, or killed because the unit stopped. Logged with the unit, the pid and the command line (Linux, as root).";
 }
 
 impl fmt::Display for Reason {

@@ -14,9 +14,6 @@
 //! - `bounded`: [`BoundedCommand`], the one way to run a short-lived helper (a probe command,
 //!   `launchctl`, a version query) with an exact environment, a deadline, capped output and
 //!   its whole process group killed at the end.
-//! - `cgroup`: on Linux as root, each unit's processes in a cgroup of their own, so that a
-//!   process that leaves its process group (`setsid`) is still attributed to its unit,
-//!   reported (`ORPHAN_ADOPTED`) and killed when the unit stops.
 //! - `credentials`: `user` and `group` (or a job's uid and gid: [`job_credentials`]), resolved
 //!   before the fork and applied in the child.
 //! - `error`: [`SpawnError`] and [`SpawnCause`], why a start failed; imports nothing above it.
@@ -30,7 +27,6 @@
 //! and its own wait then fails with ECHILD.
 
 mod bounded;
-mod cgroup;
 mod credentials;
 mod error;
 mod logs;
@@ -40,7 +36,6 @@ mod spawn;
 mod track;
 
 pub use bounded::{BoundedCommand, BoundedError, BoundedOutput, Capture};
-pub(crate) use cgroup::{set_owner as set_cgroup_owner, stop_stale_cgroups};
 pub(crate) use credentials::group_list;
 pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
 pub use error::{SpawnCause, SpawnError};

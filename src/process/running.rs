@@ -3,10 +3,8 @@
 //!
 //! A monitor task owns the child. When the main process exits it sends SIGKILL to the rest of
 //! the process group, as launchd does ("When a job dies, launchd kills any remaining processes
-//! with the same process group ID"), so no grandchild outlives its unit, then kills whatever
-//! is left in the unit's cgroup (Linux, as root: what left the group with `setsid`), then
-//! publishes the [`ExitReport`]. This module does not decide whether to restart: that is the
-//! engine's call.
+//! with the same process group ID"), so no grandchild outlives its unit, then publishes the
+//! [`ExitReport`]. This module does not decide whether to restart: that is the engine's call.
 
 use std::fmt;
 use std::future::Future;
@@ -20,7 +18,6 @@ use nix::unistd::Pid;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::cgroup::UnitCgroup;
 use super::track::TrackedChild;
 use crate::unit::ExecSpec;
 
@@ -126,7 +123,6 @@ impl UnitProcess {
         spec: &ExecSpec,
         mut child: TrackedChild,
         logs: Option<JoinHandle<()>>,
-        cgroup: Option<UnitCgroup>,
     ) -> Self {
         let pid = child.pid();
         let (tx, exit) = watch::channel(None);
@@ -156,11 +152,6 @@ impl UnitProcess {
                 Err(e) => {
                     tracing::warn!(unit = unit_name, pgid = pid, error = %e, "cannot kill the rest of the process group");
                 }
-            }
-            // What left the group is still in the unit's cgroup. The report waits for it to
-            // be gone, so that a stopped unit has nothing left running.
-            if let Some(cgroup) = cgroup {
-                cgroup.kill_rest(pid).await;
             }
             tx.send_replace(Some(ExitReport::new(pid, status, at)));
         });

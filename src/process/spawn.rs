@@ -12,7 +12,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use super::cgroup::{UnitCgroup, join_in_child};
 use super::credentials::{Credentials, plan_credentials, switch_in_child};
 use super::error::{SpawnCause, SpawnError};
 use super::logs::{LogFile, Sink, cloexec_pipe, pump};
@@ -47,8 +46,6 @@ struct Prepared {
     /// `None` with `merged`: stderr shares stdout's file.
     stderr: Option<LogFile>,
     merged: bool,
-    /// The unit's cgroup, when units get one (Linux, as root).
-    cgroup: Option<UnitCgroup>,
 }
 
 /// Starts the unit's process. Must be called inside a tokio runtime: the process's exit and
@@ -60,8 +57,6 @@ struct Prepared {
 /// the same path, compared as written, so their lines keep their order), a new session and
 /// process group of its own (so no terminal signal reaches it and the group can be signalled
 /// as a whole), and, when `user`/`group` is set, that identity with its supplementary groups.
-/// On Linux as root it also gets a cgroup of its own (see `cgroup`), which every descendant
-/// stays in, whatever session or process group it moves to.
 pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, SpawnError> {
     let fail = |cause| SpawnError::new(unit, spec, cause);
     let Some(program) = spec.command.first().map(PathBuf::from) else {
@@ -103,18 +98,12 @@ pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, Spaw
     cmd.stderr(stderr_writer.map_or_else(Stdio::null, Stdio::from));
 
     let creds = prepared.creds.clone();
-    let cgroup_procs = prepared.cgroup.as_ref().map(UnitCgroup::procs_fd);
     // SAFETY: the closure runs in the forked child and only makes async-signal-safe system
-    // calls (close_range or fcntl, write, setsid, setgroups, setgid, setuid) on memory
-    // prepared before the fork.
+    // calls (close_range or fcntl, setsid, setgroups, setgid, setuid) on memory prepared
+    // before the fork.
     unsafe {
         cmd.pre_exec(move || {
             close_inherited_on_exec();
-            // Before the identity changes: moving a process needs write access to the
-            // cgroup.procs of the common ancestor too. A failure is seen by the parent.
-            if let Some(fd) = cgroup_procs {
-                let _ = join_in_child(fd);
-            }
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
             }
@@ -134,18 +123,6 @@ pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, Spaw
         fail(classify_exec_error(e, uid))
     })?;
 
-    let cgroup = prepared.cgroup.filter(|cgroup| {
-        let joined = cgroup.holds(child.pid());
-        if !joined {
-            tracing::warn!(
-                unit,
-                pid = child.pid(),
-                "the process did not join the unit's cgroup; what leaves its process group will not be stopped with it"
-            );
-        }
-        joined
-    });
-
     let pumps: Vec<_> = sinks
         .into_iter()
         .map(|sink| tokio::spawn(pump(unit.to_owned(), sink)))
@@ -157,7 +134,7 @@ pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, Spaw
             }
         })
     });
-    Ok(UnitProcess::start(unit, spec, child, logs, cgroup))
+    Ok(UnitProcess::start(unit, spec, child, logs))
 }
 
 /// In a forked child: marks every descriptor above 2 close-on-exec, so that none that
@@ -236,15 +213,12 @@ fn prepare(spec: &ExecSpec, unit: &str) -> Result<Prepared, SpawnError> {
         false => spec.stderr.as_ref().map(open).transpose()?,
     };
     let env = unit_environment(spec, creds.as_ref());
-    // Made last: a start refused by a check above creates no directory.
-    let cgroup = UnitCgroup::create(unit);
     Ok(Prepared {
         creds,
         env,
         stdout,
         stderr,
         merged,
-        cgroup,
     })
 }
 
