@@ -55,6 +55,8 @@ impl Default for UpConfig {
 /// given to whoever asks over the socket, and the directory is read again on SIGHUP or
 /// `launchgraph reload`. SIGTERM or SIGINT then exits with 78.
 pub async fn up(dir: PathBuf, config: UpConfig) -> u8 {
+    // What the daemon inherited without close-on-exec never reaches what it starts.
+    crate::process::mark_inherited_close_on_exec();
     let (mut term, mut int, mut hup) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),

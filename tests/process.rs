@@ -972,7 +972,10 @@ async fn units_and_helpers_inherit_no_descriptor_beyond_the_standard_three() {
     let out = dir.path().join("fds");
     let mut unit = sh(script, &[]);
     unit.stdout = Some(out.clone());
+    // A unit is protected in its own child: the descriptor is still inheritable here.
     let exit = run_to_logs(&unit).await;
+    // A helper is protected by what the daemon does once at start, for what it inherited.
+    process::mark_inherited_close_on_exec();
     let helper = process::BoundedCommand::new("/bin/sh", DEADLINE)
         .args(["-c", script])
         .stdout(process::Capture::Head(4096))

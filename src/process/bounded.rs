@@ -235,18 +235,20 @@ impl BoundedCommand {
         if let Some(dir) = &self.dir {
             cmd.current_dir(dir);
         }
-        let creds = self.credentials.clone();
-        // SAFETY: the closure runs in the forked child and only makes async-signal-safe
-        // system calls (close_range or fcntl, setgroups, setgid, setuid) on memory prepared
-        // before the fork.
-        unsafe {
-            cmd.pre_exec(move || {
-                close_inherited_on_exec();
-                match &creds {
-                    Some(c) => switch_in_child(c),
-                    None => Ok(()),
-                }
-            });
+        // Descriptors the daemon inherited are marked close-on-exec once, when it starts
+        // (`mark_inherited_close_on_exec`). Without another identity to take on, no code runs
+        // in the child: the standard library then starts the helper with posix_spawn rather
+        // than a fork of the whole daemon, which every probe would pay for.
+        if let Some(creds) = self.credentials.clone() {
+            // SAFETY: the closure runs in the forked child and only makes async-signal-safe
+            // system calls (close_range or fcntl, setgroups, setgid, setuid) on memory
+            // prepared before the fork.
+            unsafe {
+                cmd.pre_exec(move || {
+                    close_inherited_on_exec();
+                    switch_in_child(&creds)
+                });
+            }
         }
 
         let start = Instant::now();

@@ -43,3 +43,10 @@ pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscr
 pub use running::{ExitReport, StopOutcome, StopReport, UnitProcess, signal_group};
 pub use spawn::{spawn_unit, unit_environment};
 pub use track::{TrackedChild, is_tracked, spawn_tracked};
+
+/// Marks every descriptor above 2 that this process holds close-on-exec, so that none it
+/// inherited without the flag (a shell's redirection, a root-only file) reaches a program it
+/// starts. The daemon does it once, at start; units also get it in the child.
+pub fn mark_inherited_close_on_exec() {
+    spawn::close_inherited_on_exec();
+}

@@ -145,7 +145,7 @@ pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, Spaw
 /// Async-signal-safe: close_range(2) with CLOSE_RANGE_CLOEXEC (Linux 5.11,
 /// https://man7.org/linux/man-pages/man2/close_range.2.html), else getrlimit(2) and fcntl(2)
 /// on every descriptor number below the soft limit (macOS, older kernels).
-pub(super) fn close_inherited_on_exec() {
+pub(crate) fn close_inherited_on_exec() {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: a system call on descriptor numbers only.
