@@ -251,27 +251,8 @@ pub(crate) fn switch_in_child(creds: &Credentials) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::unit::Signal;
-    use std::time::Duration;
 
-    fn spec(env: &[(&str, &str)]) -> ExecSpec {
-        ExecSpec {
-            command: vec!["/bin/true".into()],
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            working_directory: "/".into(),
-            user: None,
-            group: None,
-            stop_signal: Signal(nix::sys::signal::Signal::SIGTERM),
-            stop_timeout: Duration::from_secs(10),
-            stdout: None,
-            stderr: None,
-            log_max_bytes: 10 << 20,
-            log_keep: 3,
-        }
-    }
+    use crate::process::test_spec as spec;
 
     #[test]
     fn user_or_group_is_refused_unless_root() {

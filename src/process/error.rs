@@ -82,27 +82,8 @@ fn as_user(uid: &Option<u32>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::unit::Signal;
-    use std::time::Duration;
 
-    fn spec(env: &[(&str, &str)]) -> ExecSpec {
-        ExecSpec {
-            command: vec!["/bin/true".into()],
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            working_directory: "/".into(),
-            user: None,
-            group: None,
-            stop_signal: Signal(nix::sys::signal::Signal::SIGTERM),
-            stop_timeout: Duration::from_secs(10),
-            stdout: None,
-            stderr: None,
-            log_max_bytes: 10 << 20,
-            log_keep: 3,
-        }
-    }
+    use crate::process::test_spec as spec;
 
     #[test]
     fn errors_name_unit_program_and_cause() {

@@ -50,3 +50,25 @@ pub use track::{TrackedChild, is_tracked, spawn_tracked};
 pub fn mark_inherited_close_on_exec() {
     spawn::close_inherited_on_exec();
 }
+
+/// An `exec` spec of `/bin/true` with `env` and every other key at its default, for the
+/// tests of this module's files.
+#[cfg(test)]
+pub(crate) fn test_spec(env: &[(&str, &str)]) -> crate::unit::ExecSpec {
+    crate::unit::ExecSpec {
+        command: vec!["/bin/true".into()],
+        env: env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        working_directory: "/".into(),
+        user: None,
+        group: None,
+        stop_signal: crate::unit::Signal(nix::sys::signal::Signal::SIGTERM),
+        stop_timeout: std::time::Duration::from_secs(10),
+        stdout: None,
+        stderr: None,
+        log_max_bytes: 10 << 20,
+        log_keep: 3,
+    }
+}

@@ -263,27 +263,8 @@ fn classify_exec_error(e: io::Error, uid: Option<u32>) -> SpawnCause {
 mod tests {
     use super::*;
     use crate::process::credentials::Account;
-    use crate::unit::Signal;
-    use std::time::Duration;
 
-    fn spec(env: &[(&str, &str)]) -> ExecSpec {
-        ExecSpec {
-            command: vec!["/bin/true".into()],
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            working_directory: "/".into(),
-            user: None,
-            group: None,
-            stop_signal: Signal(nix::sys::signal::Signal::SIGTERM),
-            stop_timeout: Duration::from_secs(10),
-            stdout: None,
-            stderr: None,
-            log_max_bytes: 10 << 20,
-            log_keep: 3,
-        }
-    }
+    use crate::process::test_spec as spec;
 
     #[test]
     fn environment_is_the_units_plus_the_canonical_path() {
