@@ -1,6 +1,6 @@
 #!/bin/bash
 # Builds the macOS installer package of launchgraph, target/pkg/launchgraph-<version>.pkg, with
-# pkgbuild and productbuild (launchd.md §7.2). Run it on a Mac with the Xcode command line
+# pkgbuild and productbuild (pkgbuild(1) and productbuild(1), https://keith.github.io/xcode-man-pages/). Run it on a Mac with the Xcode command line
 # tools, from anywhere in the repository:
 #
 #   scripts/build-pkg.sh
@@ -40,7 +40,7 @@ die() {
 }
 
 # The version is the [package] version of Cargo.toml: pkgbuild's --version is how the
-# Installer orders upgrades, and a missing one becomes 0 (launchd.md §7.2).
+# Installer orders upgrades, and a missing one becomes 0 (pkgbuild(1) and productbuild(1), https://keith.github.io/xcode-man-pages/).
 version="$(awk -F'"' '
     /^\[/ { in_package = ($0 == "[package]") }
     in_package && /^version[[:space:]]*=/ { print $2; exit }

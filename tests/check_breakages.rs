@@ -4,8 +4,8 @@
 //! OpenClaw's generated service files, LaunchAgent and LaunchDaemon plists written as XML and
 //! binary, and exec units.
 //!
-//! Each upgrade breakage of the OpenClaw reference (openclaw-ollama.md §1.5, §2.1, §4) and each
-//! plist rule of launchd.md §3 is one unit. For each, `check` must print
+//! Each upgrade breakage of the OpenClaw reference (openclaw/openclaw src/daemon/launchd-plist.ts, docs/platforms/mac/bundled-gateway.md; openclaw/openclaw#58111, #107074; npm/cli workspaces/config/lib/index.js; Homebrew/homebrew-core Formula/n/node.rb) and each
+//! plist rule of launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html is one unit. For each, `check` must print
 //! `<unit>: <severity> <CODE>`, a `path:` line naming the file involved and a `fix:` line; exit
 //! 65 when an error is among its findings and 0 when there are only warnings; and print nothing
 //! for the unit once the fix it gives has been applied to the fixture. The breakages also run
@@ -223,8 +223,7 @@ impl Host {
             0o755,
         );
         relink("../Cellar/llama.cpp/6500", &brew.join("opt/llama.cpp"));
-        // HOME of the LaunchDaemons: set in their plists (launchd.md §3, openclaw-ollama.md
-        // §4.3 rule 3), and so this machine's /root is never read.
+        // HOME of the LaunchDaemons: set in their plists (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html, openclaw/openclaw#74944), and so this machine's /root is never read.
         std::fs::create_dir_all(root.join("var/root")).unwrap();
 
         Host {
@@ -284,7 +283,7 @@ impl Host {
             .join(format!("Library/LaunchDaemons/{label}.plist"))
     }
 
-    /// OpenClaw's canonical service PATH (openclaw-ollama.md §1.5), with this host's Homebrew.
+    /// OpenClaw's canonical service PATH (openclaw/openclaw src/daemon/launchd-plist.ts, docs/platforms/mac/bundled-gateway.md), with this host's Homebrew.
     fn path_var(&self) -> String {
         format!(
             "{0}/bin:{0}/sbin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
@@ -301,7 +300,7 @@ impl Host {
     }
 
     /// OpenClaw's generated env wrapper (0700) and env file (0600) for `label`, which set HOME
-    /// and the gateway's variables (openclaw-ollama.md §1.5).
+    /// and the gateway's variables (openclaw/openclaw src/daemon/launchd-plist.ts, docs/platforms/mac/bundled-gateway.md).
     fn service_env(&self, home: &Path, label: &str) -> (PathBuf, PathBuf) {
         let dir = home.join(".openclaw/service-env");
         let wrapper = dir.join(format!("{label}-env-wrapper.sh"));
@@ -349,7 +348,7 @@ impl Host {
     }
 
     /// An OpenClaw LaunchAgent plist with the keys `openclaw gateway install` writes
-    /// (openclaw-ollama.md §1.5): RunAtLoad, KeepAlive, throttle, logs, HOME and the
+    /// (openclaw/openclaw src/daemon/launchd-plist.ts, docs/platforms/mac/bundled-gateway.md): RunAtLoad, KeepAlive, throttle, logs, HOME and the
     /// canonical PATH.
     fn openclaw_plist(&self, home: &Path, label: &str, argv: &[String]) -> Dictionary {
         let profile = label.trim_start_matches("ai.openclaw.");
@@ -388,7 +387,7 @@ impl Host {
     }
 
     /// Homebrew's rendering of the Ollama formula's `service do` block, as `sudo brew
-    /// services start ollama` installs it: LimitLoadToSessionType and all (launchd.md §3).
+    /// services start ollama` installs it: LimitLoadToSessionType and all (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html).
     fn ollama_plist(&self) -> Dictionary {
         let log = self.brew.join("var/log/ollama.log");
         Dictionary::from_iter([
@@ -995,7 +994,7 @@ fn env_script_launchd(h: &Host, _: &Path) -> Breakage {
                 ))
                 .fixes("set PATH in the plist's EnvironmentVariables"),
         ],
-        // Run the interpreter directly, the script after it (openclaw-ollama.md §4.3 rule 1).
+        // Run the interpreter directly, the script after it (openclaw/openclaw#74944).
         fix: Box::new(move |h| {
             let plist = h.agent_plist(&h.home, label);
             write_plist(&plist, &fixed(h), Fmt::Xml);
@@ -1033,7 +1032,7 @@ fn bare_node(h: &Host, _: &Path) -> Breakage {
     }
 }
 
-/// launchd.md §3: "Configuration files must disallow group and world writes."
+/// launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html: "Configuration files must disallow group and world writes."
 fn daemon_writable(h: &Host, _: &Path) -> Breakage {
     let label = "local.llama-server";
     let plist = h.llama_daemon(label, "8080", Fmt::Xml);
@@ -1055,7 +1054,7 @@ fn daemon_writable(h: &Host, _: &Path) -> Breakage {
     }
 }
 
-/// launchd.md §3: "All system-wide daemons (LaunchDaemons) must be owned by root." A binary
+/// launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html: "All system-wide daemons (LaunchDaemons) must be owned by root." A binary
 /// plist owned by nobody.
 fn daemon_owner(h: &Host, _: &Path) -> Breakage {
     let label = "local.llama-embed";
@@ -1135,7 +1134,7 @@ fn workdir_missing(h: &Host, _: &Path) -> Breakage {
     }
 }
 
-/// doctor §17 (openclaw-ollama.md §4.2 trap 4): node and the entry from an nvm version; one
+/// doctor §17 (Homebrew/homebrew-core Formula/n/node.rb; openclaw/openclaw#78775): node and the entry from an nvm version; one
 /// `nvm uninstall` away from breaking.
 fn nvm_node(h: &Host, _: &Path) -> Breakage {
     let label = "ai.openclaw.nvm";
@@ -1500,7 +1499,7 @@ fn all_breakages_on_one_host() {
 // ---------------------------------------------------------------------------------------
 // Layouts, modes and takeover details
 
-/// OpenClaw's two env-wrapper layouts (openclaw-ollama.md §1.5): `/bin/sh <wrapper> <env>
+/// OpenClaw's two env-wrapper layouts (openclaw/openclaw src/daemon/launchd-plist.ts, docs/platforms/mac/bundled-gateway.md): `/bin/sh <wrapper> <env>
 /// <node> <entry>` (XML) and the older `<wrapper> <env> <node> <entry>` (binary). Healthy, both
 /// are clean. Broken the same way (node in the keg, entry in nvm), the findings name node at
 /// ProgramArguments[3] and [2] and the entry at [4] and [3]: node and entry were found by
@@ -1565,7 +1564,7 @@ fn openclaw_wrapper_layouts_are_parsed_by_position() {
     assert_eq!(r.code, Some(EXIT_PREFLIGHT), "{r}");
 }
 
-/// KeepAlive as a dictionary implies RunAtLoad too (launchd.md §3): it is named with its keys.
+/// KeepAlive as a dictionary implies RunAtLoad too (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html): it is named with its keys.
 #[test]
 fn takeover_keepalive_dictionary_is_named_with_its_keys() {
     let h = Host::new();
@@ -1610,7 +1609,7 @@ fn takeover_keepalive_dictionary_is_named_with_its_keys() {
 }
 
 /// The mode rule is `mode & 0o022 == 0` for every plist, LaunchAgents included: group-writable
-/// and world-writable are refused, 0600 loads as 0644 does (launchd.md §3).
+/// and world-writable are refused, 0600 loads as 0644 does (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html).
 #[test]
 fn plist_mode_rule_refuses_group_or_world_write_and_accepts_0600() {
     let h = Host::new();

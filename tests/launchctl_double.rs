@@ -1,5 +1,5 @@
 //! The launchctl client ([`Launchctl`]) driving the launchctl double: real jobs (a loopback
-//! TCP server, sleepers), real signals, and the sequences of launchd.md §4 (bootstrap,
+//! TCP server, sleepers), real signals, and the sequences of Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html (bootstrap,
 //! kickstart, kill, KeepAlive relaunch, the bootout/bootstrap race, disabled services, missing
 //! GUI domains). Also the client's timeout, and `gui/console` resolution.
 //!
@@ -132,7 +132,7 @@ async fn a_tcp_server_job_listens_at_the_pid_kickstart_reports() {
     assert_eq!(lc.print(target).await.unwrap(), PrintOutcome::NotLoaded);
     lc.enable(target).await.unwrap();
     lc.bootstrap("system", &server.write(dir)).await.unwrap();
-    // Neither RunAtLoad nor KeepAlive: loaded, idle (launchd.md §4).
+    // Neither RunAtLoad nor KeepAlive: loaded, idle (Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html).
     let idle = info(&lc, target).await;
     assert_eq!(
         (idle.state, idle.runs, idle.last_exit),
@@ -234,7 +234,7 @@ async fn kickstart_k_restarts_and_the_old_instance_shows_sigterm() {
     assert_ne!(first, second);
     let now = info(&lc, target).await;
     assert_eq!((now.pid, now.runs), (Some(second), Some(2)));
-    // launchd.md §4: the old instance ended with SIGTERM.
+    // Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html: the old instance ended with SIGTERM.
     assert_eq!(now.last_exit, LastExit::Signal(15));
     await_gone(first).await;
 }
@@ -250,7 +250,7 @@ async fn a_keepalive_job_is_relaunched_after_a_crash() {
         .await
         .unwrap();
     let target = "system/test.keepalive";
-    // KeepAlive implies RunAtLoad (MAN-PL).
+    // KeepAlive implies RunAtLoad (launchd.plist(5)).
     let first = print_until(&lc, target, "running", ServiceInfo::is_running).await;
     assert!(first.keepalive());
     let first_pid = first.pid.unwrap();
@@ -264,7 +264,7 @@ async fn a_keepalive_job_is_relaunched_after_a_crash() {
     assert_eq!(relaunched.last_exit, LastExit::Signal(9));
     await_gone(first_pid).await;
 
-    // `launchctl kill` does not stop it either (launchd.md §4); bootout does.
+    // `launchctl kill` does not stop it either (Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html); bootout does.
     let second_pid = relaunched.pid.unwrap();
     lc.kill("TERM", target).await.unwrap();
     let again = print_until(&lc, target, "relaunched again", |i| {
@@ -319,7 +319,7 @@ async fn bootstrap_right_after_bootout_fails_until_the_job_is_gone() {
     let err = lc.bootstrap("system", &plist).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
     assert_eq!(err.code, Some(5));
-    // As root the message has one line; other users also get a hint (launchd.md §1.4).
+    // As root the message has one line; other users also get a hint (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h).
     assert!(
         err.stderr
             .starts_with("Bootstrap failed: 5: Input/output error"),
@@ -401,7 +401,7 @@ async fn the_drain_window_outlasts_a_job_that_exits_at_once() {
 }
 
 /// Bootout sends SIGTERM; a job that ignores it is sent SIGKILL once its ExitTimeOut has
-/// passed, not before (launchd.md §4; launchd.plist(5) ExitTimeOut).
+/// passed, not before (Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html; launchd.plist(5) ExitTimeOut).
 #[tokio::test]
 async fn a_job_that_ignores_sigterm_is_killed_after_its_exit_timeout() {
     // A drain window far beyond the exit timeout: the booted-out job can still be printed
@@ -474,7 +474,7 @@ async fn a_disabled_service_cannot_be_bootstrapped_until_enabled() {
             )
         );
     } else {
-        // Non-root sees only 5 (launchd.md §1.4).
+        // Non-root sees only 5 (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h).
         assert_eq!(err.code, Some(5), "{err}");
     }
     let expected = BTreeMap::from([("test.disabled".to_string(), true)]);
@@ -565,7 +565,7 @@ async fn not_loaded_services_and_bad_arguments() {
     let double = DoubleLaunchd::start(100).await;
     let lc = double.launchctl();
 
-    // bootout of what is not loaded is done (launchd.md §4), though launchctl says 3.
+    // bootout of what is not loaded is done (Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html), though launchctl says 3.
     lc.bootout("system/test.nothing").await.unwrap();
     let raw = double.run(&["bootout", "system/test.nothing"]).await;
     assert_eq!(
@@ -716,7 +716,7 @@ fn gui_console_resolves_to_the_owner_of_the_console_device() {
         format!("gui/{user}/ai.openclaw.gateway")
     );
 
-    // Root at the console is the login window: nobody to act for (launchd.md §5).
+    // Root at the console is the login window: nobody to act for (launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html; chilcote/outset#108).
     let root_owned = if is_root() {
         nix::unistd::chown(&console, Some(0.into()), Some(0.into())).unwrap();
         console.clone()

@@ -1,5 +1,5 @@
 //! The `launchctl print` and `print-disabled` parsers against verbatim captures
-//! (`tests/fixtures/launchctl`, from launchd.md §1.5 and §2), against variants built to trip
+//! (`tests/fixtures/launchctl`, from `print-disabled` output, DeterminateSystems/nix-installer#555; verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569), against variants built to trip
 //! depth-blind parsers, and against what the launchctl double prints for jobs in each state.
 
 mod support;

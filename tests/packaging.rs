@@ -174,7 +174,7 @@ const RECORD: &str = r#"{ printf '%s' "${0##*/}"; for a in "$@"; do printf ' %s'
 
 /// launchctl: exits as told by STANDIN_LAUNCHCTL_<SUBCOMMAND>, a list of exit codes, one a
 /// call, the last one repeating; `print` defaults to 113 (not loaded), the rest to 0. stderr
-/// as the real one words it (launchd.md §1.4).
+/// as the real one words it (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h).
 const LAUNCHCTL: &str = r#"
 sub="$1"
 target="${2:-}"

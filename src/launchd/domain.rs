@@ -2,7 +2,7 @@
 //! `gui/console`: the `gui/<uid>` domain of whoever is logged in at the console.
 //!
 //! It does not check that the domain exists: launchctl says so itself (112 or 125,
-//! launchd.md §5).
+//! launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html; chilcote/outset#108).
 
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use crate::unit::Domain;
 
 /// The setup assistant's account, which owns the console before the first login
-/// (launchd.md §5: skip it like root).
+/// (launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html; chilcote/outset#108: skip it like root).
 const SETUP_ACCOUNT: &str = "_mbsetupuser";
 
 /// Where to find the console user: the owner of a device file, as launchd tooling does
-/// (`stat -f %u /dev/console`, launchd.md §5, outset#108).
+/// (`stat -f %u /dev/console`, launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html; chilcote/outset#108, outset#108).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsoleUser {
     device: PathBuf,
@@ -89,7 +89,7 @@ pub fn domain_target(domain: &Domain, console: &ConsoleUser) -> Result<String, N
     }
 }
 
-/// `<domain-target>/<label>`, e.g. `gui/501/ai.openclaw.gateway` (launchd.md §1.1).
+/// `<domain-target>/<label>`, e.g. `gui/501/ai.openclaw.gateway` (launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html).
 pub fn service_target(domain_target: &str, label: &str) -> String {
     format!("{}/{label}", domain_target.trim_end_matches('/'))
 }

@@ -2,7 +2,7 @@
 //!
 //! Each call is one short-lived child, run as a `crate::process::BoundedCommand`: a minimal
 //! environment, no stdin, capped output, and a deadline after which its whole process group
-//! is killed. Exit statuses carry the meaning (launchd.md §1.4,
+//! is killed. Exit statuses carry the meaning (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h,
 //! §2.5 rule 1); stdout is parsed by `print` where there is something to parse. Deciding what
 //! to do about a failure (retry, wait, give up) is the caller's business: errors only say what
 //! happened, with the argv, the exit code and stderr.
@@ -16,7 +16,7 @@ use std::time::Duration;
 use super::print::{ServiceInfo, parse_print, parse_print_disabled};
 use crate::process::{BoundedCommand, BoundedError, Capture};
 
-/// The PATH launchd gives its jobs (launchd.md §3); launchctl needs nothing else.
+/// The PATH launchd gives its jobs (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html); launchctl needs nothing else.
 const MINIMAL_PATH: &str = "/usr/bin:/bin:/usr/sbin:/sbin";
 
 /// Test plumbing: variables with this prefix are passed through to launchctl, because that is
@@ -35,7 +35,7 @@ const MAX_STDOUT: usize = 16 * 1024 * 1024;
 /// The most of launchctl's stderr that is kept: its messages are one or two lines.
 const MAX_STDERR: usize = 64 * 1024;
 
-// Exit codes with a meaning of their own (launchd.md §1.4; names from PROC `xpc_private.h`).
+// Exit codes with a meaning of their own (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h; names from ProcursusTeam/launchctl `xpc_private.h`).
 const ESRCH: i32 = 3;
 const EIO: i32 = 5;
 const EALREADY: i32 = 37;
@@ -65,7 +65,7 @@ pub struct CallOutput {
     pub stderr: String,
 }
 
-/// The result of `print <service-target>`, by exit status (launchd.md §2.5 rule 1).
+/// The result of `print <service-target>`, by exit status (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PrintOutcome {
     /// Exit 0: loaded in that domain (running or not). Boxed: it is far larger than the
@@ -74,7 +74,7 @@ pub enum PrintOutcome {
     /// Exit 113: the domain exists, the service is not loaded in it.
     NotLoaded,
     /// Exit 112 or 125: the domain does not exist, e.g. `gui/<uid>` with nobody logged in
-    /// at the GUI (launchd.md §5).
+    /// at the GUI (launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html; chilcote/outset#108).
     NoDomain { code: i32, stderr: String },
 }
 
@@ -133,13 +133,13 @@ impl LaunchctlError {
 
     /// Worth retrying shortly: 5 (bootstrap while the label is still loaded or draining after
     /// a bootout) and 37 (already in progress); a retry seconds later succeeds
-    /// (launchd.md §4, openclaw#136453, openclaw#41952). Note that a non-root bootstrap of a
-    /// disabled service also fails with 5 (launchd.md §1.4): enable before bootstrap.
+    /// (Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html, openclaw#136453, openclaw#41952). Note that a non-root bootstrap of a
+    /// disabled service also fails with 5 (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h): enable before bootstrap.
     pub fn is_transient(&self) -> bool {
         self.code_is(&[EIO, EALREADY])
     }
 
-    /// The domain does not exist: 112 or 125 (launchd.md §1.4, §5). For `gui/<uid>` this
+    /// The domain does not exist: 112 or 125 (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html; chilcote/outset#108). For `gui/<uid>` this
     /// means nobody is logged in at the GUI; do not retry hot.
     pub fn is_no_domain(&self) -> bool {
         self.code_is(&[ENODOMAIN, ENOTSUP_DOMAIN])
@@ -150,7 +150,7 @@ impl LaunchctlError {
         self.code_is(&[ENOSERVICE])
     }
 
-    /// 119: bootstrap of a disabled service, as root (launchd.md §1.4, nix-installer#530).
+    /// 119: bootstrap of a disabled service, as root (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h, nix-installer#530).
     pub fn is_disabled(&self) -> bool {
         self.code_is(&[EDISABLED])
     }
@@ -199,14 +199,14 @@ impl Launchctl {
     }
 
     /// `enable <service-target>`: persistent, and required before `bootstrap` of a service
-    /// that was ever disabled (launchd.md §4, openclaw#80384).
+    /// that was ever disabled (Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html, openclaw#80384).
     pub async fn enable(&self, service_target: &str) -> Result<(), LaunchctlError> {
         self.expect_success(&["enable", service_target])
             .await
             .map(drop)
     }
 
-    /// `disable <service-target>`: persistent; does not stop a running job (launchd.md §4).
+    /// `disable <service-target>`: persistent; does not stop a running job (Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html).
     pub async fn disable(&self, service_target: &str) -> Result<(), LaunchctlError> {
         self.expect_success(&["disable", service_target])
             .await
@@ -224,7 +224,7 @@ impl Launchctl {
     }
 
     /// `bootout <service-target>`. Exit 3 (not loaded) counts as success: the goal, "not
-    /// loaded", holds (launchd.md §4). The job may still be stopping when this returns: poll
+    /// loaded", holds (Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html). The job may still be stopping when this returns: poll
     /// [`Launchctl::print`] until [`PrintOutcome::NotLoaded`] before bootstrapping it again.
     pub async fn bootout(&self, service_target: &str) -> Result<(), LaunchctlError> {
         let args = ["bootout", service_target];
@@ -237,7 +237,7 @@ impl Launchctl {
 
     /// `kickstart [-k] -p <service-target>`: starts the service now (with `kill_first`, kills
     /// the running instance first). Returns the pid launchctl printed, if any: a bare number
-    /// without a TTY, `service spawned with pid: N` with one (launchd.md §1.2).
+    /// without a TTY, `service spawned with pid: N` with one (launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html).
     pub async fn kickstart(
         &self,
         service_target: &str,
@@ -336,7 +336,7 @@ impl Launchctl {
     }
 }
 
-/// A bare `N`, or `service spawned with pid: N` (PROC `kickstart.c`, launchd.md §1.2).
+/// A bare `N`, or `service spawned with pid: N` (ProcursusTeam/launchctl `kickstart.c`, launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html).
 fn parse_kickstart_pid(stdout: &str) -> Option<u32> {
     stdout.lines().find_map(|line| {
         let line = line.trim();

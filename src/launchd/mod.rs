@@ -2,9 +2,9 @@
 //! prints, and the domain and service targets it takes.
 //!
 //! - `launchctl`: [`Launchctl`], one method per subcommand, exit statuses mapped to outcomes
-//!   and classified errors (launchd.md §1.4, §4).
+//!   and classified errors (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h; Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html).
 //! - `print`: [`parse_print`] and [`parse_print_disabled`], lenient parsers of output that is
-//!   "NOT API" (launchd.md §2).
+//!   "NOT API" (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569).
 //! - `domain`: [`domain_target`] (including `gui/console`) and [`service_target`].
 //!
 //! It does not decide when to start, stop or retry a job; the engine does.

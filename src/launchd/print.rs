@@ -1,27 +1,27 @@
 //! Parsing what `launchctl print <service-target>` and `launchctl print-disabled <domain>`
 //! write on stdout.
 //!
-//! Apple states that this output "is NOT API in any sense at all" (launchd.md §1.2), so the
+//! Apple states that this output "is NOT API in any sense at all" (launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html), so the
 //! parsers are lenient: they never fail, skip what they do not know, and read only what has
-//! been stable across macOS 10.14 to 27 (launchd.md §2.5). Whether a service is loaded at all
+//! been stable across macOS 10.14 to 27 (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569). Whether a service is loaded at all
 //! is decided by launchctl's exit status, not here (see `launchctl`).
 //!
 //! The one strict rule is depth: only lines indented by exactly one TAB belong to the service.
 //! Nested blocks (coalitions, endpoints, environments) repeat keys such as `state = active`
 //! and `active count`, and `stdout path =` contains `path =`, which is how unanchored regexes
-//! go wrong (launchd.md §2.5 rule 2).
+//! go wrong (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-/// The `state` of a service (launchd.md §2.5 rule 5: unknown values are never "running").
+/// The `state` of a service (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569: unknown values are never "running").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JobState {
     Running,
     NotRunning,
     /// A relaunch is pending, e.g. while KeepAlive waits out the ThrottleInterval.
     SpawnScheduled,
-    /// Being (re)launched through xpcproxy (launchd.md §2.4).
+    /// Being (re)launched through xpcproxy (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569).
     Xpcproxy,
     /// Any other value, verbatim; empty when the output had no depth-1 `state` line.
     Other(String),
@@ -44,7 +44,7 @@ impl JobState {
 pub enum LastExit {
     /// `last exit code = (never exited)`: loaded, not run yet, or still in its first run.
     Never,
-    /// `last exit code = 0`, or the sysexits form `78: EX_CONFIG` (launchd.md §2.4).
+    /// `last exit code = 0`, or the sysexits form `78: EX_CONFIG` (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569).
     Code(i32),
     /// `last terminating signal = Terminated: 15`, which replaces the exit code line.
     Signal(i32),
@@ -56,7 +56,7 @@ pub enum LastExit {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceInfo {
     /// From the header: `system/<label> = {`, `gui/501/<label> = {`, or Mojave's bare
-    /// `<label> = {` (launchd.md §2.4).
+    /// `<label> = {` (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569).
     pub label: Option<String>,
     pub state: JobState,
     /// Present only while the service runs.
@@ -75,7 +75,7 @@ pub struct ServiceInfo {
     pub domain: Option<String>,
     /// `exit timeout`: seconds between SIGTERM and SIGKILL when stopping.
     pub exit_timeout: Option<u64>,
-    /// `minimum runtime`, which follows ThrottleInterval (launchd.md §2.5 rule 4).
+    /// `minimum runtime`, which follows ThrottleInterval (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569).
     pub minimum_runtime: Option<u64>,
     /// `running`, `exited`, `spawn failed`, `uninitialized`, ...
     pub job_state: Option<String>,
@@ -119,7 +119,7 @@ impl ServiceInfo {
         self.state == JobState::Running && self.pid.is_some()
     }
 
-    /// `job state = spawn failed`: launchd could not start the program (launchd.md §2.4).
+    /// `job state = spawn failed`: launchd could not start the program (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569).
     pub fn spawn_failed(&self) -> bool {
         self.job_state.as_deref() == Some("spawn failed")
     }
@@ -184,7 +184,7 @@ pub fn parse_print(text: &str) -> ServiceInfo {
     let has_header = text.lines().any(|l| is_header(l.trim_end_matches('\r')));
     let mut inside = !has_header;
     let mut in_arguments = false;
-    // A signal line replaces the exit code line (launchd.md §2.4); if both ever appear, the
+    // A signal line replaces the exit code line (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569); if both ever appear, the
     // signal is the more specific fact.
     let mut exit_code = LastExit::Unknown;
     let mut signal = LastExit::Unknown;
@@ -266,7 +266,7 @@ fn is_header(line: &str) -> bool {
 /// Parses `launchctl print-disabled <domain>`: label → `true` when disabled.
 ///
 /// Accepts both vocabularies: `=> disabled` / `=> enabled` (macOS 13 and later) and
-/// `=> true` / `=> false` (macOS 12 and earlier), launchd.md §1.5. Only the
+/// `=> true` / `=> false` (macOS 12 and earlier), `print-disabled` output, DeterminateSystems/nix-installer#555. Only the
 /// `disabled services = { ... }` block is read, so a `login item associations` block after it
 /// contributes nothing. Lines it does not understand are skipped.
 pub fn parse_print_disabled(text: &str) -> BTreeMap<String, bool> {

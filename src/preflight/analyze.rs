@@ -3,7 +3,7 @@
 //!
 //! Order follows what launchd or the process layer does at start: the plist file, the program,
 //! its `#!` interpreter, OpenClaw's wrapper and env file, node and its entry script (with the
-//! install-root and npm-prefix rules of openclaw-ollama.md §1.5, §2.1, §4), the working
+//! install-root and npm-prefix rules of openclaw/openclaw src/daemon/launchd-plist.ts and docs/platforms/mac/bundled-gateway.md, openclaw/openclaw#58111 and #107074, and npm/cli workspaces/config/lib/index.js; https://docs.npmjs.com/cli/v10/configuring-npm/npmrc), the working
 //! directory and log directories, and last the takeover rules.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -30,7 +30,7 @@ pub struct Target {
     /// The program's `#!` interpreter; for `#!/usr/bin/env NAME`, NAME as found on the job's
     /// PATH.
     pub interpreter: Option<PathBuf>,
-    /// OpenClaw's env wrapper and the env file it sources (openclaw-ollama.md §1.5).
+    /// OpenClaw's env wrapper and the env file it sources (openclaw/openclaw src/daemon/launchd-plist.ts and docs/platforms/mac/bundled-gateway.md).
     pub wrapper: Option<PathBuf>,
     pub env_file: Option<PathBuf>,
     pub node: Option<PathBuf>,
@@ -280,7 +280,7 @@ impl Analyzer {
     fn existing(&mut self, job: &Job, n: Named<'_>) -> Option<(PathBuf, Metadata)> {
         let path = PathBuf::from(n.raw);
         if !path.is_absolute() {
-            // launchd.md §3: without Program, a relative ProgramArguments[0] is resolved on
+            // launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html: without Program, a relative ProgramArguments[0] is resolved on
             // _PATH_STDPATH; openclaw#40659: a bare `node` exits 78.
             // Who resolves a relative path depends on which argument it is: launchd only
             // looks up the program itself; an entry script is opened by node relative to the
@@ -681,7 +681,7 @@ impl Analyzer {
     }
 
     /// node and its entry from one install, and the entry under that node's npm prefix
-    /// (openclaw#58111, #117566, #107074; openclaw-ollama.md §4).
+    /// (openclaw/openclaw#58111, #117566, #107074).
     fn install(
         &mut self,
         job: &Job,

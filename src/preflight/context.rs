@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 /// The PATH launchd gives a job whose plist sets none: `default environment = { PATH =>
-/// /usr/bin:/bin:/usr/sbin:/sbin }` in every `launchctl print` (launchd.md §3, openclaw#74944).
+/// /usr/bin:/bin:/usr/sbin:/sbin }` in every `launchctl print` (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html; openclaw/openclaw#74944).
 pub const LAUNCHD_DEFAULT_PATH: &str = "/usr/bin:/bin:/usr/sbin:/sbin";
 
 /// One user entry, as far as preflight needs it.
@@ -58,7 +58,7 @@ fn entry(u: nix::unistd::User) -> UserEntry {
 #[derive(Clone)]
 pub struct PreflightContext {
     /// The PATH a launchd job gets when its plist sets none. launchd's default unless an
-    /// admin changed it with `launchctl config system|user path` (launchd.md §3).
+    /// admin changed it with `launchctl config system|user path` (launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html).
     pub launchd_path: String,
     /// The effective uid launchgraph runs as: an `exec` unit without `user` runs as it.
     pub euid: u32,

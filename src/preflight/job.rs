@@ -123,7 +123,7 @@ impl Job {
 }
 
 /// The user a launchd job runs as: `UserName` in the system domain (the key only applies
-/// there, launchd.md §3), else root; the domain's user for `gui/<uid>` and `user/<uid>`; for
+/// there, launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html), else root; the domain's user for `gui/<uid>` and `user/<uid>`; for
 /// `gui/console`, whoever is at the console at start, taken to be the plist's owner when that
 /// is not root.
 fn launchd_run_as(
@@ -180,7 +180,7 @@ pub(crate) fn from_plist(
         _ => return None,
     };
 
-    // "Values other than strings will be ignored" (launchd.md §3).
+    // "Values other than strings will be ignored" (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html).
     let mut env: BTreeMap<String, String> = dict
         .get("EnvironmentVariables")
         .and_then(Value::as_dictionary)

@@ -39,7 +39,7 @@ fn file_name(arg: &str) -> &str {
     arg.rsplit('/').next().unwrap_or(arg)
 }
 
-/// The OpenClaw layouts of openclaw-ollama.md §1.5 (`resolveGeneratedEnvWrapperLayout`: the
+/// The OpenClaw layouts of openclaw/openclaw src/daemon/launchd-plist.ts and docs/platforms/mac/bundled-gateway.md (`resolveGeneratedEnvWrapperLayout`: the
 /// command starts at index 3 after `/bin/sh`, at 2 after a wrapper in argv[0]), else a plain
 /// `node <entry>` when argv[0]'s file name is `node`.
 pub(crate) fn node_layout(argv: &[String]) -> Option<NodeLayout> {
@@ -132,7 +132,7 @@ pub(crate) fn cellar_path(path: &Path) -> Option<CellarPath> {
     })
 }
 
-/// A Node version manager (doctor §17 in openclaw-ollama.md §1.3).
+/// A Node version manager (openclaw/openclaw docs/gateway/doctor.md §17).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum VersionManager {
     Nvm,
@@ -356,7 +356,7 @@ pub(crate) fn nearest_package(script: &Path) -> Option<PackageInfo> {
     None
 }
 
-/// Where npm's global prefix came from (npmrc(5), openclaw-ollama.md §4.1).
+/// Where npm's global prefix came from (npmrc(5), https://docs.npmjs.com/cli/v10/configuring-npm/npmrc).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PrefixSource {
     Env(&'static str),
@@ -413,7 +413,7 @@ impl NpmPrefix {
 /// The candidate locations of npm's builtin npmrc for `node`: the npm installed next to it
 /// (`<prefix>/lib/node_modules/npm/npmrc`), where for a Cellar node the prefix is Homebrew's,
 /// since the formula bootstraps npm into `HOMEBREW_PREFIX/lib/node_modules/npm` and writes
-/// `prefix = HOMEBREW_PREFIX` there (openclaw-ollama.md §4.2).
+/// `prefix = HOMEBREW_PREFIX` there (Homebrew/homebrew-core Formula/n/node.rb `post_install`).
 fn builtin_npmrc_candidates(node: &Path, real: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Some(c) = cellar_path(real) {
@@ -429,7 +429,7 @@ fn builtin_npmrc_candidates(node: &Path, real: &Path) -> Vec<PathBuf> {
 }
 
 /// npm's global prefix as the given node's npm sees it in the job's environment, following
-/// @npmcli/config (openclaw-ollama.md §4.1), highest first: `npm_config_prefix` /
+/// @npmcli/config (npm/cli workspaces/config/lib/index.js), highest first: `npm_config_prefix` /
 /// `NPM_CONFIG_PREFIX`; `prefix` in the user npmrc (`$npm_config_userconfig`, else
 /// `$HOME/.npmrc`); in the global npmrc (`$npm_config_globalconfig`, else
 /// `<builtin-or-default prefix>/etc/npmrc`); in npm's builtin npmrc; else the default,
@@ -584,7 +584,7 @@ fn expand_path(
 }
 
 /// The simple `KEY=value` / `export KEY=value` assignments of a shell env file, such as the
-/// one OpenClaw's env wrapper sources (openclaw-ollama.md §1.5). Best effort: lines that are
+/// one OpenClaw's env wrapper sources (openclaw/openclaw src/daemon/launchd-plist.ts and docs/platforms/mac/bundled-gateway.md). Best effort: lines that are
 /// not plain assignments are skipped.
 pub(crate) fn read_env_file(path: &Path) -> BTreeMap<String, String> {
     read_text(path, MAX_CONFIG_BYTES)

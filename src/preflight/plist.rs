@@ -1,5 +1,5 @@
 //! The plist file of a `launchd` unit: reading it (XML or binary), and the rules launchd
-//! applies to the file itself before it reads a key: owner, mode and name (launchd.md §3),
+//! applies to the file itself before it reads a key: owner, mode and name (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html),
 //! and the `Label` that must match the unit's.
 
 use std::fs::Metadata;
@@ -66,7 +66,7 @@ pub(crate) fn read(spec: &LaunchdSpec) -> Result<PlistFile, Finding> {
 }
 
 /// Whether the plist must be owned by root: a LaunchDaemon's (the system domain, or a file in
-/// a `LaunchDaemons` directory), or a LaunchAgent's in `/Library/LaunchAgents` (launchd.md §3:
+/// a `LaunchDaemons` directory), or a LaunchAgent's in `/Library/LaunchAgents` (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html:
 /// "LaunchAgents in /Library must be root-owned").
 fn is_daemon(spec: &LaunchdSpec) -> bool {
     spec.domain == Domain::System
@@ -78,7 +78,7 @@ fn is_daemon(spec: &LaunchdSpec) -> bool {
         || spec.plist.starts_with("/Library/LaunchAgents")
 }
 
-/// launchd's ownership rule (launchd.md §3, "Path had bad ownership/permissions"): LaunchDaemon
+/// launchd's ownership rule (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html, "Path had bad ownership/permissions"): LaunchDaemon
 /// plists owned by root, LaunchAgent plists by root or the domain's user, and no plist
 /// group- or world-writable (`mode & 0o022 == 0`). The console user of `gui/console` is only
 /// known at start, so any owner passes there.
@@ -141,7 +141,7 @@ pub(crate) fn ownership(spec: &LaunchdSpec, meta: &Metadata) -> Option<Finding> 
     ))
 }
 
-/// Pre-10.10 launchctl skipped files not named `*.plist` (launchd.md §3).
+/// Pre-10.10 launchctl skipped files not named `*.plist` (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html).
 pub(crate) fn name(spec: &LaunchdSpec) -> Option<Finding> {
     let path = &spec.plist;
     if path.extension().is_some_and(|e| e == "plist") {

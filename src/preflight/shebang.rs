@@ -2,7 +2,7 @@
 //! `/usr/bin/env` will when the job starts, on the PATH the job really has.
 //!
 //! `#!/usr/bin/env node` under launchd's default PATH is how an npm-installed script dies with
-//! `env: node: No such file or directory`, exit 127 (openclaw#74944, openclaw-ollama.md §4.3).
+//! `env: node: No such file or directory`, exit 127 (openclaw/openclaw#74944).
 
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;

@@ -1,7 +1,7 @@
 //! Takeover: a launchd job launchgraph orders after its requirements must not also be started
 //! by launchd on its own. `RunAtLoad` starts it when the job is loaded (at boot or login), and
 //! `KeepAlive` (true or a dict) implies RunAtLoad and relaunches it whenever launchd sees fit
-//! (launchd.md §3, §4): either way it runs before its requirements are ready.
+//! (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html; Homebrew/brew Library/Homebrew/services/cli.rb `launchctl_load`; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html): either way it runs before its requirements are ready.
 //!
 //! Units nothing requires, and units that require nothing, may keep both keys: a Homebrew
 //! service plist (`brew services`, with its `LimitLoadToSessionType` and all) is accepted as
@@ -47,7 +47,7 @@ fn fix(spec: &LaunchdSpec) -> String {
              `exec` unit after `brew services stop`",
         );
     }
-    // External-supervisor mode, openclaw-ollama.md §1.6.
+    // External-supervisor mode: openclaw/openclaw docs/cli/gateway.md, "External supervisors".
     if is_openclaw(spec) {
         fix.push_str(
             ". For the OpenClaw gateway set OPENCLAW_SUPERVISOR_MODE=external and \

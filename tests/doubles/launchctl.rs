@@ -1,5 +1,5 @@
 //! `launchctl-double`: a stand-in for launchd and `launchctl`, for tests on hosts without
-//! launchd. It follows the contract of launchd.md §6 (argv, exit codes and verbatim messages
+//! launchd. It follows the contract of docs/launchd.md (argv, exit codes and verbatim messages
 //! of §1.4, the `print` format of §2, the start/stop behaviour of §4) and really runs each
 //! job's program.
 //!
@@ -18,10 +18,10 @@
 //! `gui/<uid>` domain exists only while its user is logged in), `x-kill <label|service-target>
 //! <signal>` (a crash launchd did not ask for), `x-argv-log` (prints `calls.log`), and
 //! `x-config <key> <value>` with keys `drain-ms`, `disabled-vocabulary` (`modern`|`legacy`:
-//! `=> disabled` or `=> true`, launchd.md §1.5) and `kickstart-running-code` (0 or 37,
-//! launchd.md §6).
+//! `=> disabled` or `=> true`, `print-disabled` output, DeterminateSystems/nix-installer#555) and `kickstart-running-code` (0 or 37,
+//! docs/launchd.md).
 //!
-//! Choices where launchd.md attests nothing: `enable`, `disable` and `print-disabled` work
+//! Choices where no public source attests anything: `enable`, `disable` and `print-disabled` work
 //! on a `gui/<uid>` domain whether or not its user is logged in (the overrides are kept per
 //! uid); kickstart and kill in a missing domain answer like print (112).
 //!
@@ -50,12 +50,12 @@ use launchgraph::process::spawn_tracked;
 const SOCKET: &str = "launchd.sock";
 const OVERRIDES: &str = "overrides.json";
 const CALLS: &str = "calls.log";
-/// launchd's default job PATH (launchd.md §3) and `_PATH_STDPATH` for relative argv[0].
+/// launchd's default job PATH (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html) and `_PATH_STDPATH` for relative argv[0].
 const DEFAULT_PATH: &str = "/usr/bin:/bin:/usr/sbin:/sbin";
-/// Defaults of modern macOS (launchd.md §2.5 rule 4; MAN-PL ThrottleInterval).
+/// Defaults of modern macOS (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569; launchd.plist(5) ThrottleInterval).
 const DEFAULT_THROTTLE: u64 = 10;
 const DEFAULT_EXIT_TIMEOUT: u64 = 5;
-/// What launchd reports when it could not spawn the program (launchd.md §2.4).
+/// What launchd reports when it could not spawn the program (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569).
 const EX_CONFIG: i32 = 78;
 
 /// One launchctl invocation, client to daemon.
@@ -317,7 +317,7 @@ impl DomainId {
     }
 
     /// How launchctl names the domain in messages: `system`, `user gui: 501`
-    /// (launchd.md §1.4). The `user/<uid>` form is not attested; this one is a guess.
+    /// (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h). The `user/<uid>` form is not attested; this one is a guess.
     fn described(self) -> String {
         match self {
             DomainId::System => "system".into(),
@@ -352,7 +352,7 @@ type Key = (DomainId, String);
 // ---------------------------------------------------------------------------------------------
 // Jobs.
 
-/// What the double reads from a plist (launchd.md §3).
+/// What the double reads from a plist (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html).
 #[derive(Debug, Clone)]
 struct JobSpec {
     label: String,
@@ -395,7 +395,7 @@ fn read_plist(path: &Path) -> Result<JobSpec, String> {
     if program.is_none() && arguments.is_empty() {
         return Err("neither Program nor ProgramArguments".into());
     }
-    // "Values other than strings will be ignored" (MAN-PL EnvironmentVariables).
+    // "Values other than strings will be ignored" (launchd.plist(5) EnvironmentVariables).
     let env = dict
         .get("EnvironmentVariables")
         .and_then(|v| v.as_dictionary())
@@ -577,7 +577,7 @@ impl Launchd {
         }
     }
 
-    /// SIGTERM now, SIGKILL after ExitTimeOut (launchd.md §4; MAN-PL ExitTimeOut, where 0
+    /// SIGTERM now, SIGKILL after ExitTimeOut (Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html; launchd.plist(5) ExitTimeOut, where 0
     /// means never, except when the double itself shuts down).
     fn stop(&mut self, key: &Key, shutting_down: bool) {
         let Some(job) = self.jobs.get_mut(key) else {
@@ -671,7 +671,7 @@ impl Launchd {
             return;
         };
         // "When a job dies, launchd kills any remaining processes with the same process group
-        // ID as the job" (MAN-PL AbandonProcessGroup).
+        // ID as the job" (launchd.plist(5) AbandonProcessGroup).
         if !job.spec.abandon_process_group {
             let _ = killpg(Pid::from_raw(proc.pid as i32), Signal::SIGKILL);
         }
@@ -703,7 +703,7 @@ impl Launchd {
             }
             return;
         }
-        // Not spawned more than once every ThrottleInterval (MAN-PL).
+        // Not spawned more than once every ThrottleInterval (launchd.plist(5)).
         let throttle = Duration::from_secs(job.spec.throttle);
         let delay = throttle.saturating_sub(proc.started.elapsed());
         self.schedule_relaunch(&key, delay);
@@ -765,7 +765,7 @@ impl Launchd {
         let Some(domain) = DomainId::parse(domain) else {
             return bad_target("bootstrap");
         };
-        // launchd.md §1.4, §5: no GUI login, no gui domain.
+        // launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html; chilcote/outset#108: no GUI login, no gui domain.
         if !self.domain_exists(domain) {
             return Response::fail(
                 125,
@@ -782,7 +782,7 @@ impl Launchd {
         for &path in paths {
             let path = Path::new(path);
             if !path.exists() {
-                // By analogy with bootout's message (launchd.md §6).
+                // By analogy with bootout's message (docs/launchd.md).
                 return Response::fail(
                     2,
                     format!(
@@ -839,7 +839,7 @@ impl Launchd {
                     kick_waiters: Vec::new(),
                 },
             );
-            // "KeepAlive ... implicitly implies RunAtLoad" (MAN-PL).
+            // "KeepAlive ... implicitly implies RunAtLoad" (launchd.plist(5)).
             if start {
                 self.spawn(&key);
             }
@@ -859,7 +859,7 @@ impl Launchd {
                 }
                 match self.jobs.get(&key) {
                     None => failed(3, "No such process"),
-                    // Homebrew re-runs bootout while it answers EINPROGRESS (launchd.md §1.4).
+                    // Homebrew re-runs bootout while it answers EINPROGRESS (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h).
                     Some(j) if j.draining.is_some() => failed(36, "Operation now in progress"),
                     Some(_) => {
                         self.begin_bootout(&key);
@@ -875,7 +875,7 @@ impl Launchd {
                     return failed(125, "Domain does not support specified action");
                 }
                 if paths.is_empty() {
-                    // Tears the whole domain down (launchd.md §1.2: never do this on a host).
+                    // Tears the whole domain down (launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html: never do this on a host).
                     let keys: Vec<Key> = self
                         .jobs
                         .keys()
@@ -996,7 +996,7 @@ impl Launchd {
         }
         match (&job.proc, kill_first) {
             (Some(p), false) => {
-                // Already running: launchd.md §6 picks 0 and makes it configurable.
+                // Already running: docs/launchd.md picks 0 and makes it configurable.
                 let code = self.kickstart_running_code;
                 let stdout = match (print_pid, code) {
                     (true, 0) => format!("{}\n", p.pid),
@@ -1009,7 +1009,7 @@ impl Launchd {
                 });
             }
             (Some(_), true) => {
-                // Restarted once the old instance is gone (launchd.md §4).
+                // Restarted once the old instance is gone (Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html).
                 job.kick_waiters.push(KickWaiter { print_pid, reply });
                 self.stop(&key, false);
             }
@@ -1060,7 +1060,7 @@ impl Launchd {
             }
         };
         match self.jobs.get(&key).and_then(|j| j.proc.as_ref()) {
-            // PROC `kill.c` (launchd.md §1.4).
+            // ProcursusTeam/launchctl `kill.c` (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h).
             None => Response::fail(3, "No process to signal.\n"),
             Some(p) => match kill(Pid::from_raw(p.pid as i32), signal) {
                 Ok(()) => Response::ok(""),
@@ -1086,7 +1086,7 @@ impl Launchd {
             return no_domain(key.0);
         }
         match self.jobs.get(&key) {
-            // launchd.md §1.4 (S-SGL notFoundStderr).
+            // launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h (sglavoie/dev-helpers notFoundStderr).
             None => Response::fail(113, format!("Bad request.\n{}", not_found(&key))),
             Some(job) => Response::ok(render_print(job)),
         }
@@ -1112,7 +1112,7 @@ impl Launchd {
         }
         out.push_str("}\n");
         if let DomainId::Gui(_) = domain {
-            // Follows on recent macOS (launchd.md §1.5, ninehills/blog#85).
+            // Follows on recent macOS (`print-disabled` output, DeterminateSystems/nix-installer#555, ninehills/blog#85).
             out.push_str("\nlogin item associations = {\n}\n");
         }
         Response::ok(out)
@@ -1171,7 +1171,7 @@ fn start_program(spec: &JobSpec) -> io::Result<launchgraph::process::TrackedChil
     let program = match (&spec.program, &argv0) {
         (Some(p), _) => PathBuf::from(p),
         // "may be either an absolute path, or a relative path which is resolved using
-        // _PATH_STDPATH" (MAN-PL ProgramArguments).
+        // _PATH_STDPATH" (launchd.plist(5) ProgramArguments).
         (None, Some(a)) if !a.contains('/') => DEFAULT_PATH
             .split(':')
             .map(|dir| Path::new(dir).join(a))
@@ -1219,7 +1219,7 @@ fn start_program(spec: &JobSpec) -> io::Result<launchgraph::process::TrackedChil
 // Rendering and messages.
 
 fn kickstart_reply(print_pid: bool, pid: Option<u32>) -> Response {
-    // Without a TTY, `-p` prints the bare pid (PROC kickstart.c, launchd.md §1.2). A spawn
+    // Without a TTY, `-p` prints the bare pid (PROC kickstart.c, launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html). A spawn
     // that failed prints nothing; print shows why.
     match (print_pid, pid) {
         (true, Some(pid)) => Response::ok(format!("{pid}\n")),
@@ -1243,7 +1243,7 @@ fn not_found((domain, label): &Key) -> String {
     )
 }
 
-/// launchd.md §1.4 (Wamphyre/macOS_Silverback-Debloater#2, oppi#38).
+/// launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h (Wamphyre/macOS_Silverback-Debloater#2, oppi#38).
 fn no_domain(domain: DomainId) -> Response {
     Response::fail(
         112,
@@ -1269,7 +1269,7 @@ fn usage(sub: &str) -> String {
     format!("Usage: launchctl {line}\n")
 }
 
-/// launchd.md §1.4 (t3code#11995): exit 64.
+/// launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h (t3code#11995): exit 64.
 fn bad_target(sub: &str) -> Response {
     Response::fail(
         64,
@@ -1306,7 +1306,7 @@ fn parse_signal(s: &str) -> Option<Signal> {
     Signal::from_str(&name).ok()
 }
 
-/// macOS's strsignal(3) wording, which print uses (`Terminated: 15`, launchd.md §2.4).
+/// macOS's strsignal(3) wording, which print uses (`Terminated: 15`, verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569).
 fn signal_description(n: i32) -> &'static str {
     match Signal::try_from(n) {
         Ok(Signal::SIGHUP) => "Hangup",
@@ -1329,7 +1329,7 @@ fn signal_description(n: i32) -> &'static str {
     }
 }
 
-/// `78: EX_CONFIG` style for the sysexits range (launchd.md §2.4), a bare number otherwise.
+/// `78: EX_CONFIG` style for the sysexits range (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569), a bare number otherwise.
 fn exit_code_text(code: i32) -> String {
     const SYSEXITS: [&str; 15] = [
         "EX_USAGE",
@@ -1357,7 +1357,7 @@ fn exit_code_text(code: i32) -> String {
     }
 }
 
-/// `print <service-target>` in the key order of Samples A/B (launchd.md §2.1, §2.2, §6), one
+/// `print <service-target>` in the key order of Samples A/B (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569; docs/launchd.md), one
 /// TAB per level, with nested blocks (environment, a coalition with its own `state = active`
 /// and `active count`) where launchd has them, so parsers that ignore depth fail.
 fn render_print(job: &Job) -> String {
@@ -1431,7 +1431,7 @@ fn render_print(job: &Job) -> String {
     match job.last {
         Last::Never => line(1, "last exit code = (never exited)"),
         Last::Code(code) => line(1, &format!("last exit code = {}", exit_code_text(code))),
-        // Replaces the exit code line (launchd.md §2.4).
+        // Replaces the exit code line (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569).
         Last::Signal(s) => line(
             1,
             &format!("last terminating signal = {}: {s}", signal_description(s)),

@@ -250,7 +250,7 @@ impl Drop for DoubleLaunchd {
     }
 }
 
-/// A launchd plist for a test job: what the double reads (launchd.md §3).
+/// A launchd plist for a test job: what the double reads (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html).
 #[derive(Debug, Clone, Default)]
 pub struct JobPlist {
     pub label: String,

@@ -1,7 +1,7 @@
 //! The `launchd` backend: one run of a unit is a job started, observed and stopped, all
 //! through `launchctl`.
 //!
-//! This module owns the launchd sequences (launchd.md §4): `enable` before every `bootstrap`
+//! This module owns the launchd sequences (Homebrew/brew Library/Homebrew/services/cli.rb `launchctl_load`; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html): `enable` before every `bootstrap`
 //! (a persisted disable makes bootstrap fail, openclaw#80384), retrying bootstrap on the
 //! transient 5/37 while a previous `bootout` drains (openclaw#136453), adopting a job that is
 //! already running instead of kickstarting it, and stopping a KeepAlive job with `bootout`
