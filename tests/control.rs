@@ -736,6 +736,31 @@ fn assert_states(s: &Scrape, expected: &[(&str, &str)]) {
 
 /// A plain HTTP/1.1 GET of `http://ADDR/metrics`: the status line, headers and body.
 /// GET /metrics from `addr`: the head and the body.
+/// A daemon of `units` on `socket` serving metrics on a loopback port of its choosing, and
+/// that address (port 0: the address bound is told in the log alone).
+fn start_with_metrics(units: &Path, socket: &Path) -> (Daemon, String) {
+    let mut daemon = Daemon::start_with(
+        units,
+        &[],
+        &[
+            "--socket",
+            socket.to_str().unwrap(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let line = daemon.wait_log(0, "the metrics address", |l| {
+        l.contains("metrics on http://")
+    });
+    let addr = daemon.lines()[line]
+        .split("metrics on http://")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("no address in {:?}", daemon.lines()[line]))
+        .to_owned();
+    (daemon, addr)
+}
+
 fn http_get(addr: &str) -> (String, String) {
     let addr = addr.parse().expect("a socket address");
     let a = support::http_get(addr, "/metrics", support::DEADLINE)
@@ -750,26 +775,7 @@ fn metrics_over_the_socket_and_http_count_states_and_restarts() {
     d.unit("a", &format!("{SLEEP}{READY_PROBE}{FAST_RESTART}"));
     d.unit("b", &format!("{}{SLEEP}", requires(&["a"])));
     let units = d.units();
-    let mut daemon = Daemon::start_with(
-        &units,
-        &[],
-        &[
-            "--socket",
-            socket.to_str().unwrap(),
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
-    // Port 0: the address bound is told in the log alone.
-    let line = daemon.wait_log(0, "the metrics address", |l| {
-        l.contains("metrics on http://")
-    });
-    let addr = daemon.lines()[line]
-        .split("metrics on http://")
-        .nth(1)
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("no address in {:?}", daemon.lines()[line]))
-        .to_owned();
+    let (mut daemon, addr) = start_with_metrics(&units, &socket);
     assert!(
         addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
         "{addr}"
@@ -1364,26 +1370,7 @@ fn metrics_over_http_say_why_while_the_directory_is_invalid() {
     let socket = socket_of(&d);
     d.unit("a", INVALID);
     let units = d.units();
-    let mut daemon = Daemon::start_with(
-        &units,
-        &[],
-        &[
-            "--socket",
-            socket.to_str().unwrap(),
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
-    // Port 0: the address bound is told in the log alone.
-    let line = daemon.wait_log(0, "the metrics address", |l| {
-        l.contains("metrics on http://")
-    });
-    let addr = daemon.lines()[line]
-        .split("metrics on http://")
-        .nth(1)
-        .and_then(|rest| rest.strip_suffix("/metrics"))
-        .unwrap_or_else(|| panic!("no address in {:?}", daemon.lines()[line]))
-        .to_owned();
+    let (mut daemon, addr) = start_with_metrics(&units, &socket);
     daemon.wait_log(0, "nothing started", |l| l.contains("nothing started"));
     let (head, body) = http_get(&addr);
     assert!(head.contains(" 503 "), "{head}\n{body}");
