@@ -68,6 +68,8 @@ pub async fn up(dir: PathBuf, config: UpConfig) -> u8 {
             return exit::SOFTWARE;
         }
     };
+    // After the handlers: an ignored SIGHUP (`nohup`) must not be reset to "terminate" first.
+    crate::process::reset_inherited_ignored_signals();
     if let Some(addr) = config.metrics_listen
         && !addr.ip().is_loopback()
     {
@@ -86,7 +88,14 @@ pub async fn up(dir: PathBuf, config: UpConfig) -> u8 {
         }
     };
     // Before anything reads the run records: they are this daemon's alone.
-    let _state_lock = match crate::engine::runs::lock_state_dir(&config.supervisor.state_dir) {
+    let state_dir = config.supervisor.state_dir.clone();
+    let locked =
+        tokio::task::spawn_blocking(move || crate::engine::runs::lock_state_dir(&state_dir)).await;
+    let Ok(locked) = locked else {
+        tracing::error!("the state directory's lock task failed");
+        return exit::SOFTWARE;
+    };
+    let _state_lock = match locked {
         Ok(lock) => lock,
         Err(e @ crate::engine::runs::LockError::Held { .. }) => {
             tracing::error!("{e}");

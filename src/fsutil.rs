@@ -10,16 +10,6 @@ use std::path::Path;
 /// Writes `data` to `path` atomically: a temporary file in the same directory is written and
 /// synced, renamed over `path`, and the directory is synced. Creates the directory if needed.
 pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    write_via_rename(path, data, mode, true)
-}
-
-/// Like [`write_atomic`] (readers see the old content or the new, never a torn file) but
-/// without syncing to disk: for records that lose their meaning with a power loss anyway.
-pub(crate) fn replace(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
-    write_via_rename(path, data, mode, false)
-}
-
-fn write_via_rename(path: &Path, data: &[u8], mode: u32, sync: bool) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other(format!("{} has no directory", path.display())))?;
@@ -32,13 +22,9 @@ fn write_via_rename(path: &Path, data: &[u8], mode: u32, sync: bool) -> io::Resu
         .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)?;
     tmp.write_all(data)?;
-    if sync {
-        tmp.as_file().sync_all()?;
-    }
+    tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
-    if sync {
-        File::open(dir)?.sync_all()?;
-    }
+    File::open(dir)?.sync_all()?;
     Ok(())
 }
 
@@ -163,7 +149,7 @@ mod tests {
         write_atomic(&path, b"one", 0o600).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"one");
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o600);
-        replace(&path, b"two", 0o644).unwrap();
+        write_atomic(&path, b"two", 0o644).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"two");
         assert_eq!(fs::metadata(&path).unwrap().mode() & 0o777, 0o644);
         let names: Vec<_> = fs::read_dir(path.parent().unwrap())

@@ -44,6 +44,7 @@ reasons! {
     ExitedCleanly => "EXITED_CLEANLY", "The process exited with status 0.";
     KilledBySignal => "KILLED_BY_SIGNAL", "The process was ended by a signal it did not ask for.";
     SpawnFailed => "SPAWN_FAILED", "The process could not be started (program missing, not executable, bad user, ...).";
+    RunUnrecorded => "RUN_UNRECORDED", "The process could not write its run record (state directory full, read-only or missing), so it was not started: launchgraph never runs what it could not find again after a crash. Retried with backoff.";
     ReadyTimeout => "READY_TIMEOUT", "The unit was not ready within its start-timeout; it was stopped.";
     LivenessFailed => "LIVENESS_FAILED", "The liveness probe failed the configured number of times in a row.";
     Backoff => "BACKOFF", "Waiting out the restart delay after a failure.";

@@ -659,6 +659,7 @@ fn a_spawn_failure_backs_off_and_retries() {
     let fx = s.ev(Event::SpawnFailed {
         unit: 0,
         generation: 1,
+        reason: Reason::SpawnFailed,
         error: "no such file".into(),
     });
     assert!(transitions(&fx).contains(&(0, Backoff, Reason::SpawnFailed)));
@@ -965,6 +966,7 @@ fn random_event(s: &Sim, rng: &mut fastrand::Rng, u: usize) -> Event {
         1 => Event::SpawnFailed {
             unit: u,
             generation,
+            reason: Reason::SpawnFailed,
             error: "No such file or directory".into(),
         },
         2 => Event::Exited {

@@ -3,6 +3,9 @@
 //! - run records (`<state-dir>/runs/UNIT.json`) that are wrong, forged or stale: the daemon
 //!   never signals anything a record names unless the record is valid and its process is
 //!   still the one recorded; a bad record is set aside (`UNIT.json.bad`), with a log line;
+//! - a daemon killed while it starts a unit: the unit's process writes its own run record
+//!   before it execs, so no program ever runs unrecorded, and a unit whose record cannot be
+//!   written is not started at all (`RUN_UNRECORDED`);
 //! - a second daemon on the same state directory: it refuses to start, and the first one's
 //!   units are untouched;
 //! - control clients that hold connections (followers, silent clients): whoever may act still
@@ -273,6 +276,236 @@ fn a_second_daemon_on_the_same_state_directory_refuses_to_start() {
     let now = first.wait_state("leaf", "ready");
     assert_eq!(now.pid, Some(pid), "the same process: {}", first.log());
     assert!(first.try_status().is_none(), "the first daemon runs");
+}
+
+// ---------------------------------------------------------------------------------------
+// a run is recorded before it runs
+
+/// The record exists, naming the process, at the moment the process executes the unit's
+/// program: fanotify holds the exec (`FAN_OPEN_EXEC_PERM`, fanotify(7),
+/// https://man7.org/linux/man-pages/man7/fanotify.7.html) while the test reads the record, so
+/// no timing decides the outcome. A daemon killed at any point of a start therefore leaves no
+/// program running unrecorded.
+#[test]
+#[ignore = "needs root"]
+fn root_a_run_is_recorded_before_its_program_is_executed() {
+    support::needs_root("fanotify");
+    let d = UnitDir::new();
+    let program = d.path("sleep-recorded");
+    fs::copy("/bin/sleep", &program).unwrap();
+    let watch = ExecWatch::new(&program);
+    d.unit(
+        "leaf",
+        &format!(
+            "[exec]\ncommand = {}\n",
+            support::array(&[program.to_str().unwrap(), "1000"])
+        ),
+    );
+    let daemon = Daemon::start(&d.units());
+    let (pid, record) = watch.hold_next_exec(|_pid| fs::read(runs(&d).join("leaf.json")).ok());
+    let record = record.unwrap_or_else(|| {
+        panic!(
+            "pid {pid} executed leaf's program with no run record; {}",
+            daemon.log()
+        )
+    });
+    let json: serde_json::Value = serde_json::from_slice(&record).unwrap();
+    assert_eq!(json["unit"], "leaf");
+    assert_eq!(
+        json["pid"], pid,
+        "the record names the process that executes"
+    );
+    assert_eq!(json["start_ticks"].as_u64(), Some(start_ticks(pid)));
+    daemon.wait_serving();
+    assert_eq!(daemon.wait_state("leaf", "ready").pid, Some(pid as u32));
+}
+
+/// A fanotify group that holds every exec of one file until the test has looked.
+struct ExecWatch(std::os::fd::OwnedFd);
+
+impl ExecWatch {
+    fn new(file: &std::path::Path) -> Self {
+        use std::os::fd::FromRawFd;
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: plain flags; the returned descriptor is owned below.
+        let fd = unsafe {
+            libc::fanotify_init(
+                libc::FAN_CLASS_CONTENT | libc::FAN_CLOEXEC,
+                libc::O_RDONLY as libc::c_uint,
+            )
+        };
+        assert!(
+            fd >= 0,
+            "fanotify_init: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a descriptor fanotify_init just returned.
+        let group = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let path = std::ffi::CString::new(file.as_os_str().as_bytes()).unwrap();
+        // SAFETY: a live descriptor and a NUL-terminated path.
+        let marked = unsafe {
+            libc::fanotify_mark(
+                fd,
+                libc::FAN_MARK_ADD,
+                libc::FAN_OPEN_EXEC_PERM,
+                libc::AT_FDCWD,
+                path.as_ptr(),
+            )
+        };
+        assert_eq!(
+            marked,
+            0,
+            "fanotify_mark: {}",
+            std::io::Error::last_os_error()
+        );
+        Self(group)
+    }
+
+    /// Waits for the next exec of the file, runs `look` with the executing pid while the exec
+    /// is held, then lets it go on.
+    fn hold_next_exec<T>(&self, look: impl FnOnce(i32) -> T) -> (i32, T) {
+        use std::os::fd::AsRawFd;
+        let fd = self.0.as_raw_fd();
+        let mut poll = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd, alive for the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, DEADLINE.as_millis() as libc::c_int) };
+        assert_eq!(
+            ready, 1,
+            "no exec of the watched program within {DEADLINE:?}"
+        );
+        let mut event = std::mem::MaybeUninit::<libc::fanotify_event_metadata>::zeroed();
+        let size = std::mem::size_of::<libc::fanotify_event_metadata>();
+        // SAFETY: reads at most `size` bytes into the event buffer.
+        let n = unsafe { libc::read(fd, event.as_mut_ptr().cast(), size) };
+        assert_eq!(n, size as isize, "fanotify read");
+        // SAFETY: read filled the whole structure.
+        let event = unsafe { event.assume_init() };
+        let seen = look(event.pid);
+        let answer = libc::fanotify_response {
+            fd: event.fd,
+            response: libc::FAN_ALLOW,
+        };
+        // SAFETY: writes the response structure; closes the event's descriptor once.
+        unsafe {
+            libc::write(
+                fd,
+                (&answer as *const libc::fanotify_response).cast(),
+                std::mem::size_of::<libc::fanotify_response>(),
+            );
+            libc::close(event.fd);
+        }
+        (event.pid, seen)
+    }
+}
+
+/// A state directory where the record cannot go (here `runs` is a file): the program is not
+/// run, the start fails with `RUN_UNRECORDED` naming the record, and once the directory is
+/// repaired the retry starts it.
+#[test]
+fn a_run_that_cannot_be_recorded_is_not_started() {
+    let d = UnitDir::new();
+    let marker = format!("LAUNCHGRAPH_TEST_UNRECORDED={}", d.path("").display());
+    let (name, value) = marker.split_once('=').unwrap();
+    d.unit(
+        "leaf",
+        &format!(
+            "[exec]\ncommand = [\"/bin/sleep\", \"1000\"]\nenv = {{ {name} = {} }}\n\
+             [restart]\ninitial = \"200ms\"\nmax = \"200ms\"\n",
+            support::q(value)
+        ),
+    );
+    fs::create_dir_all(d.path("state")).unwrap();
+    fs::write(runs(&d), b"not a directory").unwrap();
+    let mut daemon = Daemon::start(&d.units());
+    daemon.wait_serving();
+    let failed = daemon.wait_for(0, "leaf's unrecorded start", |t| {
+        t.unit == "leaf" && t.reason == "RUN_UNRECORDED"
+    });
+    let cause = failed.facts.cause.clone().unwrap_or_default();
+    assert!(
+        cause.contains("run record") && cause.contains(runs(&d).to_str().unwrap()),
+        "the cause names the record: {}",
+        failed.line
+    );
+    assert_eq!(failed.to, "backoff", "{}", failed.line);
+    assert!(
+        support::processes_with_env(&marker).is_empty(),
+        "the program ran although it could not be recorded"
+    );
+
+    let mark = daemon.mark();
+    fs::remove_file(runs(&d)).unwrap();
+    let ready = daemon.wait_for(mark, "leaf ready once it can be recorded", |t| {
+        t.is("leaf", "ready")
+    });
+    let record: serde_json::Value =
+        serde_json::from_slice(&fs::read(runs(&d).join("leaf.json")).unwrap()).unwrap();
+    assert_eq!(record["pid"], ready.pid(), "{}", daemon.log());
+    assert_eq!(support::processes_with_env(&marker), vec![ready.pid()]);
+}
+
+// ---------------------------------------------------------------------------------------
+// what the daemon inherited
+
+/// The signals a process ignores, from the `SigIgn` mask of /proc/PID/status
+/// (proc_pid_status(5)), less 32 and 33: the C library keeps those for itself, and glibc's
+/// posix_spawn sets them to ignored in every child (bminor/glibc:sysdeps/unix/sysv/linux/spawni.c).
+fn ignored_signals(status: &str) -> u64 {
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .unwrap_or_else(|| panic!("no SigIgn line in {status:?}"));
+    u64::from_str_radix(mask.trim(), 16).unwrap() & !(0b11 << 31)
+}
+
+/// A daemon started under `nohup` and in a shell's background (SIGHUP, SIGINT and SIGQUIT
+/// ignored) passes none of that on: its units and its probe commands ignore no signal (a unit
+/// that ignored its stop signal would only stop at SIGKILL), and SIGHUP still reloads it.
+#[test]
+fn a_daemon_started_ignoring_signals_passes_none_of_them_on() {
+    use nix::sys::signal::Signal;
+    let d = UnitDir::new();
+    let seen = d.path("probe-status");
+    d.unit(
+        "leaf",
+        &format!(
+            "[exec]\ncommand = [\"/bin/sleep\", \"1000\"]\n\
+             [ready]\nexec = {}\n",
+            support::array(&[
+                "/bin/sh",
+                "-c",
+                "cat /proc/$$/status > \"$1\"",
+                "sh",
+                seen.to_str().unwrap()
+            ])
+        ),
+    );
+    let mut daemon = Daemon::start_ignoring(
+        &d.units(),
+        &[Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT],
+    );
+    daemon.wait_serving();
+    let pid = daemon.wait_state("leaf", "ready").pid.expect("leaf runs");
+    let unit = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    assert_eq!(ignored_signals(&unit), 0, "the unit ignores signals");
+    let probe = fs::read_to_string(&seen).unwrap();
+    assert_eq!(
+        ignored_signals(&probe),
+        0,
+        "the probe command ignores signals"
+    );
+
+    let mark = daemon.log_mark();
+    daemon.signal(Signal::SIGHUP);
+    daemon.wait_log(mark, "a reload on SIGHUP", |l| l.contains("reload"));
+    assert!(
+        daemon.try_status().is_none(),
+        "SIGHUP reloads, it does not end the daemon"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

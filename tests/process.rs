@@ -466,6 +466,46 @@ async fn a_process_ignoring_the_stop_signal_is_killed_after_the_timeout() {
     group_gone(&mut reaped, p.pgid()).await;
 }
 
+/// The signals a process ignores, from the `SigIgn` mask of /proc/PID/status (proc_pid_status(5)).
+/// A unit's own fork also resets 32 and 33, which the C library keeps for itself.
+fn ignored_signals(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .expect("a SigIgn line");
+    u64::from_str_radix(mask.trim(), 16).unwrap()
+}
+
+/// Started from a process that ignores SIGHUP and SIGINT (as under `nohup`, or in a shell's
+/// background), a unit still ignores nothing: it would otherwise survive its stop signal.
+#[tokio::test]
+async fn a_unit_ignores_no_signal_whatever_its_parent_ignores() {
+    setup();
+    let ignore = nixsig::SigAction::new(
+        nixsig::SigHandler::SigIgn,
+        nixsig::SaFlags::empty(),
+        nixsig::SigSet::empty(),
+    );
+    // SAFETY: sets and restores dispositions of signals this test binary does not handle.
+    let (hup, int) = unsafe {
+        (
+            nixsig::sigaction(Sig::SIGHUP, &ignore).unwrap(),
+            nixsig::sigaction(Sig::SIGINT, &ignore).unwrap(),
+        )
+    };
+    let mut p = spawn(&spec(&["/bin/sleep", "1000"])).await;
+    let ignored = ignored_signals(p.pid());
+    // SAFETY: as above.
+    unsafe {
+        nixsig::sigaction(Sig::SIGHUP, &hup).unwrap();
+        nixsig::sigaction(Sig::SIGINT, &int).unwrap();
+    }
+    assert_eq!(ignored, 0, "the unit ignores signals (mask {ignored:#x})");
+    let report = p.stop(Sig::SIGINT, DEADLINE).await;
+    assert_eq!(report.exit.signal, Some(Sig::SIGINT as i32));
+}
+
 #[tokio::test]
 async fn stop_as_declared_uses_the_units_signal() {
     setup();

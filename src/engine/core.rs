@@ -605,6 +605,7 @@ impl Core {
             Event::SpawnFailed {
                 unit,
                 generation,
+                reason,
                 error,
             } => {
                 if self.current(unit, generation)
@@ -614,7 +615,7 @@ impl Core {
                         cause: Some(error),
                         ..Facts::default()
                     };
-                    self.failure(unit, Reason::SpawnFailed, facts, now, &mut fx);
+                    self.failure(unit, reason, facts, now, &mut fx);
                 }
             }
             Event::Exited {

@@ -67,6 +67,8 @@ pub enum Event {
     SpawnFailed {
         unit: UnitId,
         generation: Generation,
+        /// `SPAWN_FAILED`, or `RUN_UNRECORDED` when the process could not record itself.
+        reason: Reason,
         error: String,
     },
     Exited {

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::process::SelfRecord;
 use crate::reason::Reason;
 
 /// What the daemon records of a running `exec` unit, so that the next daemon (after a crash,
@@ -40,17 +41,14 @@ struct Proc {
 /// killed orphans of a previous daemon wait for their new parent, often init, to reap them).
 #[cfg(not(target_os = "macos"))]
 fn proc_now(pid: u32) -> Option<Proc> {
-    // Fields 3 (state), 5 (pgrp) and 22 (starttime) of /proc/PID/stat
-    // (https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html). The command name may
-    // contain spaces and parentheses: count from the last ')'.
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
-    if matches!(fields.first(), None | Some(&"Z") | Some(&"X")) {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    let (state, pgid, start_ticks) = crate::process::parse_stat(&stat)?;
+    if matches!(state, b'Z' | b'X') {
         return None;
     }
     Some(Proc {
-        start_ticks: fields.get(19)?.parse().ok()?,
-        pgid: fields.get(2)?.parse().ok()?,
+        start_ticks,
+        pgid: i32::try_from(pgid).ok()?,
     })
 }
 
@@ -58,32 +56,12 @@ fn proc_now(pid: u32) -> Option<Proc> {
 /// `proc_pidinfo(PROC_PIDTBSDINFO)` (apple-oss-distributions/xnu:bsd/sys/proc_info.h).
 #[cfg(target_os = "macos")]
 fn proc_now(pid: u32) -> Option<Proc> {
-    let pid = i32::try_from(pid).ok()?;
-    let mut info = std::mem::MaybeUninit::<libc::proc_bsdinfo>::zeroed();
-    let size = std::mem::size_of::<libc::proc_bsdinfo>() as libc::c_int;
-    // SAFETY: the buffer is a zeroed proc_bsdinfo of the size passed.
-    let n = unsafe {
-        libc::proc_pidinfo(
-            pid,
-            libc::PROC_PIDTBSDINFO,
-            0,
-            info.as_mut_ptr().cast(),
-            size,
-        )
-    };
-    if n != size {
-        return None;
-    }
-    // SAFETY: proc_pidinfo filled all `size` bytes.
-    let info = unsafe { info.assume_init() };
+    let info = crate::process::bsd_info(i32::try_from(pid).ok()?)?;
     if info.pbi_status == libc::SZOMB {
         return None;
     }
     Some(Proc {
-        start_ticks: info
-            .pbi_start_tvsec
-            .saturating_mul(1_000_000)
-            .saturating_add(info.pbi_start_tvusec),
+        start_ticks: crate::process::bsd_start(&info),
         pgid: i32::try_from(info.pbi_pgid).ok()?,
     })
 }
@@ -234,8 +212,12 @@ pub(crate) enum LockError {
     },
 }
 
-/// Locks `<state_dir>/lock` (`flock`, exclusive, without waiting), creating the directory when
-/// missing, and writes this daemon's pid in it so that a refused daemon can name the holder.
+/// How long a daemon waits for the state directory's lock before it refuses to start.
+const LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// Locks `<state_dir>/lock` (`flock`, exclusive, waiting at most [`LOCK_WAIT`]), creating the
+/// directory when missing, and writes this daemon's pid in it so that a refused daemon can
+/// name the holder. Blocking: called before the supervisor runs.
 pub(crate) fn lock_state_dir(state_dir: &Path) -> Result<StateLock, LockError> {
     use nix::fcntl::{Flock, FlockArg};
     use std::io::{Read, Write};
@@ -261,17 +243,28 @@ pub(crate) fn lock_state_dir(state_dir: &Path) -> Result<StateLock, LockError> {
             path.display()
         ))));
     }
-    let mut lock = match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-        Ok(lock) => lock,
-        Err((mut file, nix::errno::Errno::EWOULDBLOCK)) => {
-            let mut text = String::new();
-            let _ = (&mut file).take(32).read_to_string(&mut text);
-            return Err(LockError::Held {
-                dir: state_dir.to_path_buf(),
-                holder: text.trim().parse().ok(),
-            });
+    // A lock still held a moment after a daemon was killed is held by a unit's child between
+    // its fork and its exec (it inherited the descriptor), writing its run record: wait for it
+    // rather than read the records without it. A previous daemon may also still be exiting.
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let mut file = file;
+    let mut lock = loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => break lock,
+            Err((held, nix::errno::Errno::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                file = held;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err((mut held, nix::errno::Errno::EWOULDBLOCK)) => {
+                let mut text = String::new();
+                let _ = (&mut held).take(32).read_to_string(&mut text);
+                return Err(LockError::Held {
+                    dir: state_dir.to_path_buf(),
+                    holder: text.trim().parse().ok(),
+                });
+            }
+            Err((_, errno)) => return Err(io(errno.into())),
         }
-        Err((_, errno)) => return Err(io(errno.into())),
     };
     lock.set_len(0)
         .and_then(|()| writeln!(&mut *lock, "{}", std::process::id()))
@@ -279,24 +272,10 @@ pub(crate) fn lock_state_dir(state_dir: &Path) -> Result<StateLock, LockError> {
     Ok(StateLock { _lock: lock })
 }
 
-/// Records a freshly spawned `exec` unit (atomically, in `<state>/runs/<unit>.json`).
-pub(crate) fn record_run(state_dir: &Path, unit: &str, pid: u32) {
-    let record = RunRecord {
-        unit: unit.to_owned(),
-        pid,
-        start_ticks: proc_now(pid).map(|p| p.start_ticks),
-    };
-    // Atomic, but not synced: after a power loss there is no leftover process to find
-    // either, and a start should not wait for the disk.
-    let written = serde_json::to_vec(&record)
-        .map_err(std::io::Error::other)
-        .and_then(|json| crate::fsutil::replace(&run_file(state_dir, unit), &json, 0o600));
-    if let Err(e) = written {
-        tracing::warn!(
-            "{unit}: cannot record its pid in {}: {e}",
-            state_dir.display()
-        );
-    }
+/// The run record a unit's process writes of itself before it execs
+/// ([`crate::process::SelfRecord`]), in `<state>/runs/<unit>.json`.
+pub(crate) fn self_record(state_dir: &Path, unit: &str) -> std::io::Result<SelfRecord> {
+    SelfRecord::new(&run_file(state_dir, unit), unit)
 }
 
 /// Forgets a unit's run once it has exited.

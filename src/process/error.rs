@@ -70,6 +70,13 @@ pub enum SpawnCause {
     Lookup { what: String, error: nix::Error },
     #[error("cannot open log file {}: {error}", path.display())]
     Log { path: PathBuf, error: io::Error },
+    /// The process could not write its run record, so it never ran: launchgraph does not
+    /// run what it could not find again after a crash.
+    #[error(
+        "cannot write its run record {}: {error}; it is not started untracked",
+        path.display()
+    )]
+    RunRecord { path: PathBuf, error: io::Error },
     #[error("{0}")]
     Io(io::Error),
 }

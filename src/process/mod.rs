@@ -18,6 +18,7 @@
 //!   before the fork and applied in the child.
 //! - `error`: [`SpawnError`] and [`SpawnCause`], why a start failed; imports nothing above it.
 //! - `spawn`: [`spawn_unit`] and the unit's environment.
+//! - `record`: [`SelfRecord`], the run record a unit's process writes of itself before exec.
 //! - `running`: [`UnitProcess`]: exit reports, stopping, signalling the group.
 //! - `logs`: log files and their rotation.
 //!
@@ -31,6 +32,7 @@ mod credentials;
 mod error;
 mod logs;
 mod reaper;
+mod record;
 mod running;
 mod spawn;
 mod track;
@@ -40,8 +42,12 @@ pub(crate) use credentials::group_list;
 pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
 pub use error::{SpawnCause, SpawnError};
 pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscribe_reaped};
+pub(crate) use record::parse_stat;
+pub use record::{SelfRecord, start_ticks};
+#[cfg(target_os = "macos")]
+pub(crate) use record::{bsd_info, bsd_start};
 pub use running::{ExitReport, StopOutcome, StopReport, UnitProcess, signal_group};
-pub use spawn::{spawn_unit, unit_environment};
+pub use spawn::{spawn_unit, spawn_unit_recorded, unit_environment};
 pub use track::{TrackedChild, is_tracked, spawn_tracked};
 
 /// Marks every descriptor above 2 that this process holds close-on-exec, so that none it
@@ -49,6 +55,22 @@ pub use track::{TrackedChild, is_tracked, spawn_tracked};
 /// starts. The daemon does it once, at start; units also get it in the child.
 pub fn mark_inherited_close_on_exec() {
     spawn::close_inherited_on_exec();
+}
+
+/// Sets every signal the daemon inherited as ignored (from `nohup`, or a shell's background)
+/// back to its default, except SIGPIPE, which the daemon itself keeps ignored (a peer that
+/// goes away must not kill it): what it starts, helpers included, then starts with defaults.
+/// Call it after the daemon's own signal handlers are installed.
+pub fn reset_inherited_ignored_signals() {
+    // SAFETY: reads and restores one disposition around a reset of all others.
+    unsafe {
+        let mut pipe: libc::sigaction = std::mem::zeroed();
+        let kept = libc::sigaction(libc::SIGPIPE, std::ptr::null(), &mut pipe) == 0;
+        spawn::reset_ignored_signals();
+        if kept {
+            libc::sigaction(libc::SIGPIPE, &pipe, std::ptr::null_mut());
+        }
+    }
 }
 
 /// An `exec` spec of `/bin/true` with `env` and every other key at its default, for the

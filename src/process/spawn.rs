@@ -15,6 +15,7 @@ use std::process::Stdio;
 use super::credentials::{Credentials, plan_credentials, switch_in_child};
 use super::error::{SpawnCause, SpawnError};
 use super::logs::{LogFile, Sink, cloexec_pipe, pump};
+use super::record::SelfRecord;
 use super::running::UnitProcess;
 use super::track::spawn_tracked;
 use crate::unit::{CANONICAL_PATH, ExecSpec};
@@ -58,7 +59,28 @@ struct Prepared {
 /// process group of its own (so no terminal signal reaches it and the group can be signalled
 /// as a whole), and, when `user`/`group` is set, that identity with its supplementary groups.
 pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, SpawnError> {
+    spawn(spec, unit, None).await
+}
+
+/// [`spawn_unit`], and the process writes its run record (`record`) between fork and exec, as
+/// root, after it leads its own session: the program never runs unrecorded. When the record
+/// cannot be written the program does not run and the error is [`SpawnCause::RunRecord`].
+pub async fn spawn_unit_recorded(
+    spec: &ExecSpec,
+    unit: &str,
+    record: SelfRecord,
+) -> Result<UnitProcess, SpawnError> {
+    spawn(spec, unit, Some(record)).await
+}
+
+async fn spawn(
+    spec: &ExecSpec,
+    unit: &str,
+    record: Option<SelfRecord>,
+) -> Result<UnitProcess, SpawnError> {
     let fail = |cause| SpawnError::new(unit, spec, cause);
+    // Shared with the child's closure, which reads it after the fork.
+    let record = record.map(std::sync::Arc::new);
     let Some(program) = spec.command.first().map(PathBuf::from) else {
         return Err(fail(SpawnCause::EmptyCommand));
     };
@@ -66,7 +88,11 @@ pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, Spaw
     // User lookups may block on directory services, and opening logs on the disk.
     let prepared = {
         let (spec, unit) = (spec.clone(), unit.to_owned());
-        tokio::task::spawn_blocking(move || prepare(&spec, &unit))
+        let records = record
+            .as_ref()
+            .and_then(|r| r.path().parent())
+            .map(Path::to_owned);
+        tokio::task::spawn_blocking(move || prepare(&spec, &unit, records.as_deref()))
             .await
             .map_err(|e| fail(SpawnCause::Io(io::Error::other(e))))??
     };
@@ -97,15 +123,33 @@ pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, Spaw
     cmd.stdout(stdout_writer.map_or_else(Stdio::null, Stdio::from));
     cmd.stderr(stderr_writer.map_or_else(Stdio::null, Stdio::from));
 
+    // The child says through this pipe that it was the run record that failed, not the exec.
+    let (record_failed_reader, record_failed_writer) = match &record {
+        Some(_) => {
+            let (r, w) = cloexec_pipe().map_err(|e| fail(SpawnCause::Io(e)))?;
+            (Some(r), Some(w))
+        }
+        None => (None, None),
+    };
     let creds = prepared.creds.clone();
     // SAFETY: the closure runs in the forked child and only makes async-signal-safe system
-    // calls (close_range or fcntl, setsid, setgroups, setgid, setuid) on memory prepared
-    // before the fork.
+    // calls (close_range or fcntl, setsid, open, write, rename, setgroups, setgid, setuid) on
+    // memory prepared before the fork.
     unsafe {
+        use std::os::fd::AsRawFd;
+        let record = record.clone();
+        let record_failed = record_failed_writer.as_ref().map(|w| w.as_raw_fd());
         cmd.pre_exec(move || {
             close_inherited_on_exec();
+            reset_ignored_signals();
             if libc::setsid() == -1 {
                 return Err(io::Error::last_os_error());
+            }
+            if let (Some(record), Some(report)) = (&record, record_failed) {
+                if let Err(errno) = record.write_for_this_process() {
+                    libc::write(report, b"r".as_ptr().cast(), 1);
+                    return Err(io::Error::from_raw_os_error(errno));
+                }
             }
             match &creds {
                 Some(c) => switch_in_child(c),
@@ -118,10 +162,28 @@ pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, Spaw
     // Our copies of the pipes' write ends live in `cmd`: close them now, or the log copies
     // would never see the end of the output.
     drop(cmd);
-    let child = spawned.map_err(|e| {
-        let uid = prepared.creds.as_ref().map(|c| c.uid);
-        fail(classify_exec_error(e, uid))
-    })?;
+    drop(record_failed_writer);
+    let child = match spawned {
+        Ok(child) => child,
+        // The child wrote to the pipe before it reported the error and exited.
+        Err(error) => match &record {
+            Some(record) if said_something(record_failed_reader) => {
+                // Nothing ran; a record the child may have left names a dead pid.
+                let _ = std::fs::remove_file(record.path());
+                return Err(fail(SpawnCause::RunRecord {
+                    path: record.path().to_owned(),
+                    error,
+                }));
+            }
+            _ => {
+                if let Some(record) = &record {
+                    let _ = std::fs::remove_file(record.path());
+                }
+                let uid = prepared.creds.as_ref().map(|c| c.uid);
+                return Err(fail(classify_exec_error(error, uid)));
+            }
+        },
+    };
 
     let pumps: Vec<_> = sinks
         .into_iter()
@@ -164,6 +226,89 @@ pub(crate) fn close_inherited_on_exec() {
     mark_close_on_exec_below_the_limit();
 }
 
+/// Sets every signal that is ignored back to its default action, SIGPIPE included: an ignored
+/// signal stays ignored across exec (signal(7), https://man7.org/linux/man-pages/man7/signal.7.html),
+/// so a daemon started under `nohup`, or in the background of a shell (SIGINT and SIGQUIT
+/// ignored), would otherwise hand that to every program it starts, which then no longer
+/// stops on its stop signal. Handled signals need nothing: exec resets them.
+///
+/// Async-signal-safe (sigaction(2)); for the daemon at start, and in a unit's forked child.
+pub(crate) fn reset_ignored_signals() {
+    for signal in 1..SIGNALS {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP && is_ignored(signal) {
+            set_default(signal);
+        }
+    }
+}
+
+/// The kernel's `struct sigaction` for rt_sigaction(2), which, unlike the C library's
+/// sigaction, also reaches the signals the C library keeps for itself (32 and 33 on glibc).
+#[cfg(target_os = "linux")]
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: libc::c_ulong,
+    flags: libc::c_ulong,
+    restorer: libc::c_ulong,
+    mask: u64,
+}
+
+#[cfg(target_os = "linux")]
+fn is_ignored(signal: libc::c_int) -> bool {
+    let mut current = KernelSigaction::default();
+    // SAFETY: rt_sigaction reads nothing and writes `current`, of the size passed.
+    let read = unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            std::ptr::null::<KernelSigaction>(),
+            &mut current as *mut KernelSigaction,
+            std::mem::size_of::<u64>(),
+        )
+    };
+    read == 0 && current.handler == libc::SIG_IGN as libc::c_ulong
+}
+
+#[cfg(target_os = "linux")]
+fn set_default(signal: libc::c_int) {
+    let default = KernelSigaction::default(); // SIG_DFL is 0
+    // SAFETY: rt_sigaction reads `default` and writes nothing.
+    unsafe {
+        libc::syscall(
+            libc::SYS_rt_sigaction,
+            signal,
+            &default as *const KernelSigaction,
+            std::ptr::null_mut::<KernelSigaction>(),
+            std::mem::size_of::<u64>(),
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn is_ignored(signal: libc::c_int) -> bool {
+    // SAFETY: sigaction writes the zeroed local struct it is given.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_default(signal: libc::c_int) {
+    // SAFETY: sigaction reads the zeroed local struct (SIG_DFL, no flags, empty mask).
+    unsafe {
+        let default: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, &default, std::ptr::null_mut());
+    }
+}
+
+/// One past the highest signal number: 64 real-time signals on Linux, 31 on macOS.
+#[cfg(target_os = "linux")]
+const SIGNALS: libc::c_int = 65;
+#[cfg(not(target_os = "linux"))]
+const SIGNALS: libc::c_int = 32;
+
 /// The portable way of [`close_inherited_on_exec`]: fcntl(2) on every descriptor number
 /// from 3 to the soft RLIMIT_NOFILE.
 fn mark_close_on_exec_below_the_limit() {
@@ -189,9 +334,35 @@ fn mark_close_on_exec_below_the_limit() {
     }
 }
 
-/// Checks what can be checked before the fork and opens the logs. Blocking.
-fn prepare(spec: &ExecSpec, unit: &str) -> Result<Prepared, SpawnError> {
+/// Whether anything was written to a pipe. Never blocks: a child forked at the same moment by
+/// another thread may hold a copy of the write end until its own exec.
+fn said_something(reader: Option<OwnedFd>) -> bool {
+    use std::os::fd::AsRawFd;
+    let Some(reader) = reader else { return false };
+    // SAFETY: fcntl on a descriptor we own.
+    unsafe { libc::fcntl(reader.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    let mut file = std::fs::File::from(reader);
+    let mut byte = [0u8; 1];
+    matches!(io::Read::read(&mut file, &mut byte), Ok(1))
+}
+
+/// Checks what can be checked before the fork, creates the run records' directory (`records`,
+/// owner only) and opens the logs. Blocking.
+fn prepare(spec: &ExecSpec, unit: &str, records: Option<&Path>) -> Result<Prepared, SpawnError> {
     let fail = |cause| SpawnError::new(unit, spec, cause);
+    if let Some(dir) = records {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|error| {
+                fail(SpawnCause::RunRecord {
+                    path: dir.to_owned(),
+                    error,
+                })
+            })?;
+    }
     let running_as_root = nix::unistd::geteuid().is_root();
     let creds = plan_credentials(spec, unit, running_as_root)?;
     check_working_directory(&spec.working_directory).map_err(fail)?;

@@ -131,20 +131,47 @@ impl Daemon {
     /// Its state directory and socket are next to `units`, unless the test chose a socket
     /// (`LAUNCHGRAPH_SOCKET` or `--socket`).
     pub fn start_with(units: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
-        Self::spawn(units, env, args, None)
+        Self::spawn(units, env, args, None, &[])
+    }
+
+    /// Starts it with `signals` ignored, as `nohup` (SIGHUP) or a shell's background (SIGINT,
+    /// SIGQUIT) would start it.
+    pub fn start_ignoring(units: &Path, signals: &[Signal]) -> Self {
+        Self::spawn(units, &[], &[], None, signals)
     }
 
     /// Starts it in process group `pgid` (one the test made, so that a daemon that signals its
     /// own group hits what the test watches, never the test itself).
     pub fn start_in_group(units: &Path, pgid: i32) -> Self {
-        Self::spawn(units, &[], &[], Some(pgid))
+        Self::spawn(units, &[], &[], Some(pgid), &[])
     }
 
-    fn spawn(units: &Path, env: &[(&str, &str)], args: &[&str], group: Option<i32>) -> Self {
+    fn spawn(
+        units: &Path,
+        env: &[(&str, &str)],
+        args: &[&str],
+        group: Option<i32>,
+        ignored: &[Signal],
+    ) -> Self {
         let base = units.parent().unwrap_or(units);
         let mut cmd = Command::new(control::BIN);
         if let Some(pgid) = group {
             std::os::unix::process::CommandExt::process_group(&mut cmd, pgid);
+        }
+        if !ignored.is_empty() {
+            let ignored = ignored.to_vec();
+            // SAFETY: only sigaction, async-signal-safe, in the forked child.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, sigaction};
+                    let ignore =
+                        SigAction::new(SigHandler::SigIgn, SaFlags::empty(), SigSet::empty());
+                    for &signal in &ignored {
+                        sigaction(signal, &ignore)?;
+                    }
+                    Ok(())
+                });
+            }
         }
         // Fingerprints go next to the units, never into the host's state directory.
         cmd.arg("up")

@@ -1,13 +1,15 @@
 //! The `exec` backend: one run is one process, spawned by [`crate::process`], watched until it
 //! exits or is stopped (its stop signal, then SIGKILL after its stop timeout), with a run
-//! record written while it runs ([`crate::engine::runs`]).
+//! record ([`crate::engine::runs`]) that the process itself writes before it execs and the
+//! backend removes once it has exited. A unit whose record cannot be written is not started.
 
 use std::path::PathBuf;
 
 use super::Run;
 use crate::engine::events::{Event, ExitInfo};
-use crate::engine::runs::{forget_run, record_run};
-use crate::process::{StopOutcome, spawn_unit};
+use crate::engine::runs::{forget_run, self_record};
+use crate::process::{SpawnCause, StopOutcome, spawn_unit_recorded};
+use crate::reason::Reason;
 use crate::unit::ExecSpec;
 
 /// How to run one `exec` unit.
@@ -26,18 +28,35 @@ impl ExecBackend {
             stop,
             tx,
         } = run;
-        let mut process = match spawn_unit(&self.spec, &self.name).await {
-            Ok(p) => p,
+        let unrecorded = |error: String| Event::SpawnFailed {
+            unit,
+            generation,
+            reason: Reason::RunUnrecorded,
+            error,
+        };
+        let record = match self_record(&self.state_dir, &self.name) {
+            Ok(record) => record,
             Err(e) => {
-                let _ = tx.send(Event::SpawnFailed {
-                    unit,
-                    generation,
-                    error: e.to_string(),
-                });
+                let _ = tx.send(unrecorded(format!("unit {}: {e}", self.name)));
                 return;
             }
         };
-        record_run(&self.state_dir, &self.name, process.pid());
+        let mut process = match spawn_unit_recorded(&self.spec, &self.name, record).await {
+            Ok(p) => p,
+            Err(e) => {
+                let event = match e.cause {
+                    SpawnCause::RunRecord { .. } => unrecorded(e.to_string()),
+                    _ => Event::SpawnFailed {
+                        unit,
+                        generation,
+                        reason: Reason::SpawnFailed,
+                        error: e.to_string(),
+                    },
+                };
+                let _ = tx.send(event);
+                return;
+            }
+        };
         let _ = tx.send(Event::Spawned {
             unit,
             generation,

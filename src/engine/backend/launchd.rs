@@ -166,6 +166,7 @@ async fn run_launchd(
             r.send(Event::SpawnFailed {
                 unit,
                 generation,
+                reason: Reason::SpawnFailed,
                 error,
             });
             return;
