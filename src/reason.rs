@@ -64,6 +64,7 @@ reasons! {
     PreflightFailed => "PREFLIGHT_FAILED", "A preflight check found an error in what would be executed; the unit waits until its files change.";
     RunRecordInvalid => "RUN_RECORD_INVALID", "At start, a unit's run record was unreadable, not a record, or named a process no unit can be; it was moved aside and nothing was signalled.";
     RunRecordStale => "RUN_RECORD_STALE", "At start, a unit's run record named a pid that now belongs to another process; it was removed and nothing was signalled.";
+    TaskFailed => "TASK_FAILED", "A task of the supervisor that watched the unit (its run, or one of its probes) died on a bug in launchgraph; what the run left was killed, or the unit stopped, and it is restarted so that it is watched again.";
     IllegalTransition => "ILLEGAL_TRANSITION", "The supervisor made a state change its table of legal transitions does not list: a bug in launchgraph, logged where it happened.";
 }
 

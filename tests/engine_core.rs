@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use launchgraph::engine::core::{
     Command, Core, Effect, Event, ExitInfo, LEGAL_TRANSITIONS, ProbeKind, State, StateName, Timer,
-    UnitPolicy, backoff_delay, is_legal,
+    UnitPolicy, WatchedTask, backoff_delay, is_legal,
 };
 use launchgraph::reason::Reason;
 use launchgraph::unit::{RestartPolicy, RestartSpec};
@@ -642,6 +642,65 @@ fn admin_stop_takes_dependents_down_first_and_start_brings_requirements_up() {
     assert_eq!(s.state(2), Waiting);
 }
 
+/// A run whose watching task died is a failure of the run, restarted with backoff whatever the
+/// policy; its dependents cycle as after any exit.
+#[test]
+fn a_dead_run_task_is_a_failure_and_the_unit_restarts() {
+    let mut s = chain();
+    let fx = s.start_all();
+    s.settle(fx);
+    let fx = s.ev(Event::TaskFailed {
+        unit: 2,
+        generation: s.generation(2),
+        task: WatchedTask::Run,
+    });
+    let t = transitions(&fx);
+    assert!(t.contains(&(2, Backoff, Reason::TaskFailed)), "{t:?}");
+    assert!(
+        fx.iter()
+            .any(|e| matches!(e, Effect::StopProbes { unit: 2 })),
+        "its probes stop: {fx:?}"
+    );
+    // An older run's task is moot.
+    let fx = s.ev(Event::TaskFailed {
+        unit: 1,
+        generation: s.generation(1) - 1,
+        task: WatchedTask::Run,
+    });
+    assert!(transitions(&fx).is_empty(), "{fx:?}");
+}
+
+/// A probe whose task died cycles the unit as a failed liveness probe does: dependents first,
+/// then the unit, restarted so that its probes run again.
+#[test]
+fn a_dead_probe_task_cycles_the_unit() {
+    let mut s = chain();
+    let fx = s.start_all();
+    s.settle(fx);
+    let fx = s.ev(Event::TaskFailed {
+        unit: 0,
+        generation: s.generation(0),
+        task: WatchedTask::Probe(ProbeKind::Alive),
+    });
+    assert_eq!(stops(&fx), vec![2], "dependents first");
+    let fx = s.exited(2, CODE0);
+    let fx2 = s.exited(1, CODE0);
+    assert_eq!(stops(&fx), vec![1]);
+    assert_eq!(stops(&fx2), vec![0]);
+    let stopping = s.core.slot(0).last_transition.clone().unwrap();
+    assert_eq!(stopping.reason, Reason::TaskFailed);
+    assert!(
+        stopping
+            .cause
+            .as_deref()
+            .unwrap_or("")
+            .contains("liveness probe"),
+        "{stopping:?}"
+    );
+    let fx = s.exited(0, KILL9);
+    assert!(transitions(&fx).contains(&(0, Backoff, Reason::TaskFailed)));
+}
+
 #[test]
 fn a_spawn_failure_backs_off_and_retries() {
     let mut s = Sim::new(vec![policy(
@@ -955,7 +1014,7 @@ fn random_event(s: &Sim, rng: &mut fastrand::Rng, u: usize) -> Event {
             _ => rng.u8(10..14),
         }
     } else {
-        rng.u8(..14)
+        rng.u8(..17)
     };
     match pick {
         0 => Event::Spawned {
@@ -1013,7 +1072,22 @@ fn random_event(s: &Sim, rng: &mut fastrand::Rng, u: usize) -> Event {
         10 => Event::Command(Command::Start(u)),
         11 => Event::Command(Command::Stop(u)),
         12 => Event::Command(Command::Restart(u)),
-        _ => Event::Command(Command::Unload(u)),
+        13 => Event::Command(Command::Unload(u)),
+        14 => Event::TaskFailed {
+            unit: u,
+            generation,
+            task: WatchedTask::Run,
+        },
+        15 => Event::TaskFailed {
+            unit: u,
+            generation,
+            task: WatchedTask::Probe(ProbeKind::Ready),
+        },
+        _ => Event::TaskFailed {
+            unit: u,
+            generation,
+            task: WatchedTask::Probe(ProbeKind::Alive),
+        },
     }
 }
 

@@ -212,7 +212,7 @@ fn note_text(n: &NoteRecord) -> String {
         }
         NoteRecord::PolicyNever => "RESTART_POLICY: policy \"never\"".into(),
         NoteRecord::StartLimit { starts, period_ms } => {
-            let period = std::time::Duration::from_secs_f64((period_ms / 1000.0).max(0.0));
+            let period = crate::clock::seconds(period_ms / 1000.0);
             format!(
                 "{starts} restarts within {} after failures",
                 humantime::format_duration(period)

@@ -24,11 +24,14 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::clock::later;
 use crate::compile::Compiled;
 use crate::reason::Reason;
 use crate::unit::{RestartPolicy, RestartSpec};
 
-pub use super::events::{Command, Event, ExitInfo, Generation, ProbeKind, Timer, UnitId};
+pub use super::events::{
+    Command, Event, ExitInfo, Generation, ProbeKind, Timer, UnitId, WatchedTask,
+};
 
 /// What the runtime must do.
 #[derive(Debug, Clone, PartialEq)]
@@ -628,6 +631,15 @@ impl Core {
                     self.exited(unit, exit, killed_after_timeout, now, &mut fx);
                 }
             }
+            Event::TaskFailed {
+                unit,
+                generation,
+                task,
+            } => {
+                if self.current(unit, generation) {
+                    self.task_failed(unit, task, now, &mut fx);
+                }
+            }
             Event::ProbeReported {
                 unit,
                 generation,
@@ -659,7 +671,7 @@ impl Core {
                 if self.current(unit, generation)
                     && matches!(self.slots[unit].state, State::Starting { .. })
                 {
-                    let retry_at = retry_after.map(|d| now + d);
+                    let retry_at = retry_after.map(|d| later(now, d));
                     if let Some(at) = retry_at {
                         fx.push(Effect::SetTimer {
                             unit,
@@ -861,7 +873,7 @@ impl Core {
         };
         let policy = &self.policies[u];
         if policy.has_ready_probe {
-            let deadline = policy.start_timeout.map(|t| now + t);
+            let deadline = policy.start_timeout.map(|t| later(now, t));
             self.set(
                 u,
                 State::Started {
@@ -999,6 +1011,45 @@ impl Core {
         }
     }
 
+    /// A task that watched the unit's current run died. Its run's task: the run is gone (its
+    /// process group was killed), so it is a failure, restarted whatever the policy says (the
+    /// fault is launchgraph's, not the unit's). A probe's task: the unit is stopped and
+    /// restarted, as after a failed liveness probe, so its probes run again.
+    fn task_failed(&mut self, u: UnitId, task: WatchedTask, now: Instant, fx: &mut Vec<Effect>) {
+        let cause = format!("{} died (see the daemon's log)", task.describe());
+        match task {
+            WatchedTask::Run => {
+                if !matches!(
+                    self.slots[u].state,
+                    State::Starting { .. }
+                        | State::Started { .. }
+                        | State::Ready { .. }
+                        | State::Stopping { .. }
+                ) {
+                    return;
+                }
+                fx.push(Effect::StopProbes { unit: u });
+                let facts = Facts {
+                    pid: self.slots[u].state.pid(),
+                    cause: Some(cause),
+                    ..Facts::default()
+                };
+                self.failure(u, Reason::TaskFailed, facts, now, fx);
+            }
+            WatchedTask::Probe(_) => {
+                let slot = &mut self.slots[u];
+                if matches!(slot.state, State::Started { .. } | State::Ready { .. })
+                    && slot.cycle.is_none()
+                {
+                    slot.cycle = Some(Reason::TaskFailed);
+                    slot.cycle_cause = Some(cause);
+                    self.moved = true;
+                    self.touch(u);
+                }
+            }
+        }
+    }
+
     /// launchd relaunches the job itself: observe it, do not fight it (no kickstart during
     /// its throttle), and take the unit out of `ready` so its dependents cycle in order.
     fn relaunching(
@@ -1036,7 +1087,7 @@ impl Core {
             // launchd would relaunch it forever: take the job down, then mark it failed.
             slot.cycle = Some(Reason::NoRestartExitCode);
         }
-        let deadline = self.policies[u].start_timeout.map(|t| now + t);
+        let deadline = self.policies[u].start_timeout.map(|t| later(now, t));
         self.set(
             u,
             State::Started {
@@ -1091,7 +1142,7 @@ impl Core {
         } = slot.state
         {
             match reason {
-                Reason::ReadyTimeout | Reason::LivenessFailed => {
+                Reason::ReadyTimeout | Reason::LivenessFailed | Reason::TaskFailed => {
                     self.failure(u, reason, facts, now, fx);
                 }
                 Reason::DependencyRestarting => {
@@ -1181,7 +1232,7 @@ impl Core {
         slot.failures = slot.failures.saturating_add(1);
         slot.restart_after_failure = true;
         let delay = backoff_delay(&spec, slot.failures, self.rng.f64());
-        let until = now.checked_add(delay).unwrap_or(now);
+        let until = later(now, delay);
         let generation = self.slots[u].generation;
         let facts = Facts {
             failures: Some(self.slots[u].failures),
@@ -1343,7 +1394,7 @@ impl Core {
                     reason,
                 });
                 let cause = match reason {
-                    Reason::LivenessFailed => self.slots[u].cycle_cause.take(),
+                    Reason::LivenessFailed | Reason::TaskFailed => self.slots[u].cycle_cause.take(),
                     _ => None,
                 };
                 let facts = Facts {
@@ -1600,7 +1651,7 @@ pub fn backoff_delay(spec: &RestartSpec, failures: u32, random: f64) -> Duration
     let capped = base.min(spec.max.as_secs_f64());
     let spread = capped * spec.jitter * (2.0 * random - 1.0);
     let secs = (capped + spread).clamp(0.0, spec.max.as_secs_f64());
-    Duration::from_secs_f64(secs)
+    crate::clock::seconds(secs)
 }
 
 /// Kahn's order over `requires`; the graph was checked acyclic when compiled.

@@ -113,7 +113,100 @@ pub enum Event {
     Retry {
         unit: UnitId,
     },
+    /// A task that watched a run of the unit died on a panic ([`TaskWatch`]): the run, or
+    /// its probe, is no longer watched.
+    TaskFailed {
+        unit: UnitId,
+        generation: Generation,
+        task: WatchedTask,
+    },
     Command(Command),
+}
+
+/// What a task that died was watching.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchedTask {
+    /// The run itself (the backend's task): whatever it ran has been killed.
+    Run,
+    /// One of its probes.
+    Probe(ProbeKind),
+}
+
+impl WatchedTask {
+    /// "its run", "its readiness probe", "its liveness probe".
+    pub fn describe(self) -> &'static str {
+        match self {
+            WatchedTask::Run => "the task watching its run",
+            WatchedTask::Probe(ProbeKind::Ready) => "the task running its readiness probe",
+            WatchedTask::Probe(ProbeKind::Alive) => "the task running its liveness probe",
+        }
+    }
+}
+
+/// Held by a task that watches a unit's run (the backend's task, a probe loop). Should the
+/// task die on a panic, its drop, which runs as the panic unwinds, kills the run's process
+/// group when it has one (nothing runs unwatched) and tells the core ([`Event::TaskFailed`]),
+/// so a unit is never silently left without its supervision. Dropped otherwise, it says
+/// nothing.
+pub(crate) struct TaskWatch {
+    tx: EventTx,
+    unit: UnitId,
+    name: String,
+    generation: Generation,
+    task: WatchedTask,
+    group: Option<u32>,
+}
+
+impl TaskWatch {
+    pub(crate) fn new(
+        tx: &EventTx,
+        unit: UnitId,
+        name: &str,
+        generation: Generation,
+        task: WatchedTask,
+    ) -> Self {
+        Self {
+            tx: tx.clone(),
+            unit,
+            name: name.to_owned(),
+            generation,
+            task,
+            group: None,
+        }
+    }
+
+    /// The process group to kill should the task die: the run's exec process.
+    pub(crate) fn guard_group(&mut self, pgid: u32) {
+        self.group = Some(pgid);
+    }
+
+    /// The run's process has exited and been reaped: nothing is left to kill.
+    pub(crate) fn release_group(&mut self) {
+        self.group = None;
+    }
+}
+
+impl Drop for TaskWatch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        if let Some(pgid) = self.group {
+            let _ = crate::process::signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+        }
+        tracing::error!(
+            reason = %Reason::TaskFailed,
+            "{}: {} (run {}) died; the unit is restarted so that it is watched again",
+            self.name,
+            self.task.describe(),
+            self.generation
+        );
+        let _ = self.tx.send(Event::TaskFailed {
+            unit: self.unit,
+            generation: self.generation,
+            task: self.task,
+        });
+    }
 }
 
 impl Event {
@@ -127,6 +220,7 @@ impl Event {
             | Event::TimerFired { unit, .. }
             | Event::Relaunching { unit, .. }
             | Event::StartDeferred { unit, .. }
+            | Event::TaskFailed { unit, .. }
             | Event::Retry { unit } => Some(unit),
             Event::Command(_) => None,
         }
@@ -177,3 +271,51 @@ pub(crate) fn channel<T>(epoch: Epoch) -> (EpochTx<T>, mpsc::UnboundedReceiver<(
 
 /// Where the tasks of a run report their [`Event`]s.
 pub(crate) type EventTx = EpochTx<Event>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A task that panics while it holds its watch: the process group it guarded is killed and
+    /// the core hears of it. One that ends normally says nothing.
+    #[tokio::test]
+    async fn a_task_that_dies_is_reported_and_its_process_group_killed() {
+        use std::os::unix::process::CommandExt;
+        let mut child = std::process::Command::new("/bin/sleep")
+            .arg("1000")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pgid = child.id();
+        let (tx, mut rx) = channel(Epoch::default());
+
+        let quiet = TaskWatch::new(&tx, 3, "calm", 7, WatchedTask::Run);
+        tokio::spawn(async move { drop(quiet) }).await.unwrap();
+        assert!(rx.try_recv().is_err(), "a normal end says nothing");
+
+        let mut watch = TaskWatch::new(&tx, 4, "doomed", 9, WatchedTask::Run);
+        watch.guard_group(pgid);
+        let died = tokio::spawn(async move {
+            let _watch = watch;
+            panic!("a bug");
+        })
+        .await;
+        assert!(died.unwrap_err().is_panic());
+        let (_, event) = rx.recv().await.unwrap();
+        assert_eq!(
+            event,
+            Event::TaskFailed {
+                unit: 4,
+                generation: 9,
+                task: WatchedTask::Run
+            }
+        );
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            status.signal(),
+            Some(libc::SIGKILL),
+            "the guarded group was killed"
+        );
+    }
+}

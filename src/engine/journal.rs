@@ -275,7 +275,7 @@ impl LogLimiter {
     /// When the next window closes, if any is open.
     pub(crate) fn next_close(&self) -> Option<Instant> {
         let (opened, _) = self.closing.front()?;
-        Some(opened.checked_add(Self::WINDOW).unwrap_or(*opened))
+        Some(crate::clock::later(*opened, Self::WINDOW))
     }
 
     /// Closes the windows that are over; returns their summaries.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::events::{Event, EventTx, Generation, ProbeKind, UnitId};
+use super::events::{Event, EventTx, Generation, ProbeKind, TaskWatch, UnitId, WatchedTask};
 use crate::control::render::fmt_ms;
 use crate::probe::{
     Prober, READY_POLL_CROWDED, READY_POLL_FAST, READY_POLL_FAST_FOR, ready_poll_delays_every,
@@ -62,6 +62,13 @@ pub(crate) fn start(
     tx: EventTx,
 ) {
     tokio::spawn(async move {
+        let _watch = TaskWatch::new(
+            &tx,
+            id,
+            unit.name.as_str(),
+            generation,
+            WatchedTask::Probe(kind),
+        );
         let (probe, interval, timeout) = match kind {
             ProbeKind::Ready => match &unit.ready {
                 Some(r) => (&r.probe, r.interval, r.timeout),

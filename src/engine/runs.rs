@@ -113,13 +113,14 @@ fn judge(record: &RunRecord, unit: &str, me: Me, now: Option<Proc>) -> Verdict {
     if pid == me.pid {
         return Verdict::Invalid(format!("pid {pid} is this daemon's own"));
     }
+    // Nothing runs under the pid: whatever the record says, there is nothing to act on.
+    let Some(now) = now else {
+        return Verdict::Gone;
+    };
     let Some(recorded) = record.start_ticks else {
         return Verdict::Invalid(format!(
             "pid {pid} has no start time, so nothing tells it from a process that got the pid since"
         ));
-    };
-    let Some(now) = now else {
-        return Verdict::Gone;
     };
     if now.start_ticks != recorded {
         return Verdict::Stale(format!(
@@ -246,7 +247,7 @@ pub(crate) fn lock_state_dir(state_dir: &Path) -> Result<StateLock, LockError> {
     // A lock still held a moment after a daemon was killed is held by a unit's child between
     // its fork and its exec (it inherited the descriptor), writing its run record: wait for it
     // rather than read the records without it. A previous daemon may also still be exiting.
-    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    let deadline = crate::clock::deadline(LOCK_WAIT);
     let mut file = file;
     let mut lock = loop {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -297,6 +298,7 @@ pub(crate) async fn stop_leftovers(compiled: &crate::compile::Compiled, state_di
     use nix::sys::signal::{Signal, killpg};
     use nix::unistd::Pid;
     let me = Me::now();
+    remove_unfinished(&state_dir.join("runs"));
     for i in compiled.graph.stop_order() {
         let u = &compiled.units[i];
         let crate::unit::Runner::Exec(spec) = &u.runner else {
@@ -339,13 +341,29 @@ pub(crate) async fn stop_leftovers(compiled: &crate::compile::Compiled, state_di
         );
         let group = Pid::from_raw(record.pid as i32);
         let _ = killpg(group, spec.stop_signal.0);
-        let deadline = std::time::Instant::now() + spec.stop_timeout;
+        let deadline = crate::clock::deadline(spec.stop_timeout);
         while running(record.pid) && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         // Whatever is left of the group, the leader included if it ignored the signal.
         let _ = killpg(group, Signal::SIGKILL);
         let _ = std::fs::remove_file(&path);
+    }
+}
+
+/// Removes what a process killed while writing its record left (`.UNIT.json.tmp`): never read,
+/// and the process it was about never ran.
+fn remove_unfinished(runs: &Path) {
+    let Ok(entries) = std::fs::read_dir(runs) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // `.UNIT.json.tmp`, and `.UNIT.json.tmp.XXXXXX` of daemons that wrote records themselves.
+        if name.starts_with('.') && name.contains(".json.tmp") {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 

@@ -262,9 +262,7 @@ impl BoundedCommand {
         let mut stdout = Reader::new(child.child.stdout.take(), self.stdout);
         let mut stderr = Reader::new(child.child.stderr.take(), self.stderr);
 
-        let deadline = tokio::time::Instant::now()
-            .checked_add(self.deadline)
-            .unwrap_or_else(far_future);
+        let deadline = crate::clock::deadline_tokio(self.deadline);
         let exited = loop {
             tokio::select! {
                 status = child.wait() => break Some(status),
@@ -333,11 +331,6 @@ fn stdio(capture: Capture) -> Stdio {
         Capture::Discard => Stdio::null(),
         Capture::Head(_) | Capture::Tail(_) => Stdio::piped(),
     }
-}
-
-/// About thirty years from now: a deadline nobody waits for.
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365 * 30)
 }
 
 /// Kills the helper's process group with SIGKILL when dropped (the future was dropped half

@@ -57,7 +57,7 @@ async fn ollama(addr: SocketAddr, timeout: Duration) -> Collected {
             return c;
         }
     };
-    let deadline = tokio::time::Instant::now() + timeout;
+    let deadline = crate::clock::deadline_tokio(timeout);
     for endpoint in ["version", "tags"] {
         let url = format!("http://{addr}/api/{endpoint}");
         let attempt = async {

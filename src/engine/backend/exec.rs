@@ -27,6 +27,7 @@ impl ExecBackend {
             generation,
             stop,
             tx,
+            mut watch,
         } = run;
         let unrecorded = |error: String| Event::SpawnFailed {
             unit,
@@ -57,6 +58,7 @@ impl ExecBackend {
                 return;
             }
         };
+        watch.guard_group(process.pid());
         let _ = tx.send(Event::Spawned {
             unit,
             generation,
@@ -70,6 +72,7 @@ impl ExecBackend {
                 (r.exit, r.outcome == StopOutcome::Killed)
             }
         };
+        watch.release_group();
         forget_run(&self.state_dir, &self.name);
         let _ = tx.send(Event::Exited {
             unit,

@@ -119,6 +119,8 @@ impl LaunchdBackend {
             generation,
             stop,
             tx,
+            // Held while the job is driven: launchd keeps the job itself should this task die.
+            watch: _watch,
         } = run;
         run_launchd(self.ctx, self.spec, unit, generation, stop, tx).await;
     }
@@ -294,7 +296,7 @@ pub(crate) async fn start_job(
     plist: &Path,
     keepalive: bool,
 ) -> Result<ServiceInfo, StartFailure> {
-    let until = Instant::now() + BOOTSTRAP_RETRY_FOR;
+    let until = crate::clock::deadline(BOOTSTRAP_RETRY_FOR);
     let mut delay = Duration::from_millis(100);
     loop {
         match start(lc, domain, target, plist, keepalive).await {
@@ -365,7 +367,7 @@ async fn start(
     // A KeepAlive or RunAtLoad job is started by launchd on bootstrap: do not kickstart it
     // on top (openclaw#41952); wait briefly for its pid instead.
     if just_loaded {
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = crate::clock::deadline(Duration::from_secs(2));
         while Instant::now() < deadline {
             if let Ok(PrintOutcome::Loaded(i)) = lc.print(target).await
                 && i.is_running()
@@ -428,7 +430,8 @@ async fn stop(
         if let Err(e) = lc.bootout(target).await {
             tracing::warn!(target, error = %e, "bootout failed");
         }
-        let deadline = Instant::now() + (facts.exit_timeout + Duration::from_secs(5));
+        let deadline =
+            crate::clock::deadline(facts.exit_timeout.saturating_add(Duration::from_secs(5)));
         let mut last = info.last_exit;
         while Instant::now() < deadline {
             match lc.print(target).await {

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 
 use tokio::sync::oneshot;
 
-use super::events::{EventTx, Generation, UnitId};
+use super::events::{EventTx, Generation, TaskWatch, UnitId};
 use crate::reason::Reason;
 use crate::unit::{Runner, Unit};
 
@@ -34,6 +34,8 @@ pub(crate) struct Run {
     pub stop: oneshot::Receiver<Reason>,
     /// Where the run reports.
     pub tx: EventTx,
+    /// Tells the core if the run's task dies; the exec backend gives it the process group.
+    pub watch: TaskWatch,
 }
 
 /// What the backends need of the host.

@@ -3,6 +3,7 @@
 //! collects the transitions for the journal.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -11,9 +12,12 @@ use tokio_util::time::{DelayQueue, delay_queue};
 use super::{SupervisorConfig, TimerEntry};
 use crate::engine::backend::{Backend, BackendConfig, Run};
 use crate::engine::core::{Effect, Event, Generation, StateName, Transition};
-use crate::engine::events::{Epoch, EventTx, UnitId};
+use crate::engine::events::{Epoch, EventTx, TaskWatch, UnitId, WatchedTask};
 use crate::engine::gate::{PREFLIGHT_RETRY, gate, record_fingerprint};
 use crate::probe::Prober;
+
+/// The furthest a timer is set: a year, well inside what the timer wheel takes.
+const MAX_TIMER: Duration = Duration::from_secs(365 * 86_400);
 use crate::reason::Reason;
 use crate::unit::Unit;
 
@@ -103,7 +107,11 @@ impl Shell {
                         generation,
                         timer,
                     };
-                    let key = self.timers.insert_at(entry, at.into());
+                    // The timer wheel panics on a deadline more than about two years away
+                    // (tokio-rs/tokio:tokio-util/src/time/delay_queue.rs); durations are bounded
+                    // at load, so this only guards a saturated deadline.
+                    let latest = crate::clock::later(Instant::now(), MAX_TIMER);
+                    let key = self.timers.insert_at(entry, at.min(latest).into());
                     self.timer_keys[unit].push((generation, key));
                 }
                 Effect::Transition(t) => {
@@ -152,6 +160,7 @@ impl Shell {
         };
         tokio::spawn(async move {
             let u = &units[unit];
+            let watch = TaskWatch::new(&tx, unit, u.name.as_str(), generation, WatchedTask::Run);
             // Never start what preflight says is broken: wait, with the reason, instead.
             if let Some(blocking) = gate(u, &preflight) {
                 let _ = tx.send(Event::StartDeferred {
@@ -168,6 +177,7 @@ impl Shell {
                 generation,
                 stop: stop_rx,
                 tx,
+                watch,
             };
             Backend::of(u, &backend).run(run).await;
         });
