@@ -101,7 +101,7 @@ impl Transition {
 ///
 /// Dropping it (also while a failed test unwinds) sends SIGTERM, waits for the exit (SIGKILL
 /// past the deadline), then SIGKILLs whatever is left in the process groups of the units it
-/// started.
+/// started, unless it was [crashed](Daemon::crash).
 pub struct Daemon {
     pid: Pid,
     socket: PathBuf,
@@ -115,6 +115,8 @@ pub struct Daemon {
     status_rx: Receiver<ExitStatus>,
     status: Option<ExitStatus>,
     exited: Arc<AtomicBool>,
+    /// Set by [`Daemon::crash`]: its units are left running, for the next daemon to find.
+    orphaned: bool,
 }
 
 impl Daemon {
@@ -248,6 +250,7 @@ impl Daemon {
             status_rx,
             status: None,
             exited,
+            orphaned: false,
         }
     }
 
@@ -523,6 +526,15 @@ impl Daemon {
         status
     }
 
+    /// SIGKILL, as a crash would: waits for the exit and the end of its log and events. Its
+    /// units run on, orphaned, as they would after a real crash, for the next daemon on the
+    /// same state directory to deal with: dropping it then leaves them alone.
+    pub fn crash(&mut self) -> ExitStatus {
+        let status = self.stop_with(Signal::SIGKILL);
+        self.orphaned = true;
+        status
+    }
+
     /// Reads the log and the events to their ends (both end with the daemon).
     fn read_to_end(&mut self, within: Duration) {
         let until = Instant::now() + within;
@@ -590,6 +602,9 @@ impl Drop for Daemon {
         }
         // The log and the events end with the daemon (its units do not inherit its stderr).
         self.read_to_end(Duration::from_secs(5));
+        if self.orphaned {
+            return;
+        }
         for pgid in self.unit_pids() {
             if !group_gone(pgid) {
                 let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
