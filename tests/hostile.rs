@@ -448,6 +448,93 @@ fn a_run_that_cannot_be_recorded_is_not_started() {
     assert_eq!(support::processes_with_env(&marker), vec![ready.pid()]);
 }
 
+/// A tmpfs mounted for one test, unmounted (lazily, whatever is still open) when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Self {
+        fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()
+            .expect("run mount");
+        assert!(out.status.success(), "mount tmpfs: {out:?}");
+        Self(at.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// The state directory on a full file system (a small tmpfs, filled): no unit runs untracked,
+/// not after a start, not after the daemon is killed and started again; once there is room,
+/// the unit starts, once.
+#[test]
+#[ignore = "needs root"]
+fn root_a_full_state_directory_starts_nothing_untracked() {
+    support::needs_root("mount a tmpfs");
+    let d = UnitDir::new();
+    let marker = format!("LAUNCHGRAPH_TEST_FULL={}", d.path("").display());
+    let (name, value) = marker.split_once('=').unwrap();
+    d.unit(
+        "leaf",
+        &format!(
+            "[exec]\ncommand = [\"/bin/sleep\", \"1000\"]\nenv = {{ {name} = {} }}\n\
+             [restart]\ninitial = \"100ms\"\nmax = \"100ms\"\n",
+            support::q(value)
+        ),
+    );
+    let state = d.path("state");
+    let _tmpfs = Tmpfs::mount(&state, "256k");
+    fs::create_dir_all(state.join("runs")).unwrap();
+    fs::write(state.join("lock"), b"").unwrap();
+    let filler = state.join("filler");
+    let mut file = fs::File::create(&filler).unwrap();
+    let block = vec![0u8; 4096];
+    while file.write_all(&block).is_ok() {}
+    drop(file);
+
+    let mut daemon = Daemon::start(&d.units());
+    daemon.wait_serving();
+    daemon.wait_for(0, "leaf's unrecorded start", |t| {
+        t.unit == "leaf" && t.reason == "RUN_UNRECORDED"
+    });
+    assert!(
+        support::processes_with_env(&marker).is_empty(),
+        "it ran untracked"
+    );
+    daemon.crash();
+
+    let mut daemon = Daemon::start(&d.units());
+    daemon.wait_serving();
+    daemon.wait_for(0, "leaf's unrecorded start after the crash", |t| {
+        t.unit == "leaf" && t.reason == "RUN_UNRECORDED"
+    });
+    assert!(
+        support::processes_with_env(&marker).is_empty(),
+        "it ran untracked"
+    );
+
+    let mark = daemon.mark();
+    fs::remove_file(&filler).unwrap();
+    let ready = daemon.wait_for(mark, "leaf ready once there is room", |t| {
+        t.is("leaf", "ready")
+    });
+    assert_eq!(support::processes_with_env(&marker), vec![ready.pid()]);
+    daemon.terminate();
+    assert!(support::processes_with_env(&marker).is_empty());
+}
+
 // ---------------------------------------------------------------------------------------
 // what the daemon inherited
 

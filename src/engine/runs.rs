@@ -267,9 +267,14 @@ pub(crate) fn lock_state_dir(state_dir: &Path) -> Result<StateLock, LockError> {
             Err((_, errno)) => return Err(io(errno.into())),
         }
     };
-    lock.set_len(0)
+    // Only for naming the holder in a refusal: a full state directory must not keep the
+    // daemon from running (its units then refuse to start unrecorded, with a reason).
+    if let Err(e) = lock
+        .set_len(0)
         .and_then(|()| writeln!(&mut *lock, "{}", std::process::id()))
-        .map_err(io)?;
+    {
+        tracing::warn!("cannot write this daemon's pid in {}: {e}", path.display());
+    }
     Ok(StateLock { _lock: lock })
 }
 
