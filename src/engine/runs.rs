@@ -284,9 +284,12 @@ pub(crate) fn self_record(state_dir: &Path, unit: &str) -> std::io::Result<SelfR
     SelfRecord::new(&run_file(state_dir, unit), unit)
 }
 
-/// Forgets a unit's run once it has exited.
+/// Forgets a unit's run once it has exited, and what is left of a record its process was
+/// killed in the middle of writing.
 pub(crate) fn forget_run(state_dir: &Path, unit: &str) {
-    let _ = std::fs::remove_file(run_file(state_dir, unit));
+    let record = run_file(state_dir, unit);
+    let _ = std::fs::remove_file(&record);
+    let _ = std::fs::remove_file(record.with_file_name(format!(".{unit}.json.tmp")));
 }
 
 /// At startup: `exec` units left running by a previous daemon are stopped, dependents before
