@@ -78,19 +78,22 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// Bring a unit up, its requirements first.
+    /// Bring a unit up, its requirements first. For an `[external]` unit: watch it again
+    /// (its probes); launchgraph never starts what it names.
     Start {
         unit: String,
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// Take a unit down, its dependents first.
+    /// Take a unit down, its dependents first. For an `[external]` unit: stop its dependents
+    /// and stop watching it; what it names keeps running.
     Stop {
         unit: String,
         #[command(flatten)]
         socket: SocketArg,
     },
-    /// Cycle a unit, and its dependents in order.
+    /// Cycle a unit, and its dependents in order. Refused for an `[external]` unit (exit
+    /// 64): restart it where it runs, or restart its dependents.
     Restart {
         unit: String,
         #[command(flatten)]

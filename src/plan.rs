@@ -54,7 +54,8 @@ pub struct Gate {
     pub body_contains: Option<String>,
     pub interval_ms: u64,
     pub timeout_ms: u64,
-    pub start_timeout_ms: u64,
+    /// None for an `external` unit: it is awaited for as long as it takes.
+    pub start_timeout_ms: Option<u64>,
 }
 
 impl<'a> Plan<'a> {
@@ -81,7 +82,8 @@ impl<'a> Plan<'a> {
                         body_contains,
                         interval_ms: r.interval.as_millis() as u64,
                         timeout_ms: r.timeout.as_millis() as u64,
-                        start_timeout_ms: r.start_timeout.as_millis() as u64,
+                        start_timeout_ms: (!u.runner.is_external())
+                            .then(|| r.start_timeout.as_millis() as u64),
                     }
                 }),
                 restart_cascade: g.transitive_dependents(i).into_iter().map(name).collect(),
@@ -134,12 +136,13 @@ impl<'a> Plan<'a> {
                             ),
                             _ => format!("`{}` exits 0", g.target),
                         };
-                        format!(
-                            "ready when {test} (within {})",
-                            humantime::format_duration(std::time::Duration::from_millis(
-                                g.start_timeout_ms
-                            ))
-                        )
+                        match g.start_timeout_ms {
+                            Some(ms) => format!(
+                                "ready when {test} (within {})",
+                                humantime::format_duration(std::time::Duration::from_millis(ms))
+                            ),
+                            None => format!("ready when {test} (watched, never started)"),
+                        }
                     }
                     None => "ready when started (no [ready] probe)".to_string(),
                 };
@@ -183,6 +186,7 @@ fn target(u: &Unit) -> String {
     match &u.runner {
         Runner::Exec(e) => e.command.join(" "),
         Runner::Launchd(l) => format!("{}/{}", l.domain, l.label),
+        Runner::External(x) => format!("run by {}", x.run_by),
     }
 }
 

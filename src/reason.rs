@@ -39,6 +39,7 @@ reasons! {
     StartRequested => "START_REQUESTED", "The unit is wanted up: at supervisor start, or by an admin.";
     WaitingForDependency => "WAITING_FOR_DEPENDENCY", "A requirement is not ready yet; the unit starts as soon as it is.";
     Spawned => "SPAWNED", "The process was started (or the launchd job kickstarted); it is not ready yet.";
+    Watching => "WATCHING", "An [external] unit is watched: launchgraph does not run it, and it is ready once its readiness probe passes, however long that takes.";
     Ready => "READY", "The readiness probe passed (or the unit has none and has started).";
     Exited => "EXITED", "The process exited with a non-zero status.";
     ExitedCleanly => "EXITED_CLEANLY", "The process exited with status 0.";
@@ -46,7 +47,7 @@ reasons! {
     SpawnFailed => "SPAWN_FAILED", "The process could not be started (program missing, not executable, bad user, ...).";
     RunUnrecorded => "RUN_UNRECORDED", "The process could not write its run record (state directory full, read-only or missing), so it was not started: launchgraph never runs what it could not find again after a crash. Retried with backoff.";
     ReadyTimeout => "READY_TIMEOUT", "The unit was not ready within its start-timeout; it was stopped.";
-    LivenessFailed => "LIVENESS_FAILED", "The liveness probe failed the configured number of times in a row.";
+    LivenessFailed => "LIVENESS_FAILED", "The liveness probe failed the configured number of times in a row. An [external] unit is not stopped: it goes back to started (watched), its dependents stop, and they start again once it is ready.";
     Backoff => "BACKOFF", "Waiting out the restart delay after a failure.";
     DependencyRestarting => "DEPENDENCY_RESTARTING", "Stopped because a requirement went down; it starts again once the requirement is ready.";
     DependencyFailed => "DEPENDENCY_FAILED", "A requirement is failed; the unit waits until an admin acts on it.";

@@ -173,6 +173,7 @@ fn status_shows_each_units_state_pid_exit_backoff_probe_reason_and_findings() {
     let expected: BTreeSet<&str> = [
         "name",
         "kind",
+        "run_by",
         "state",
         "since_secs",
         "reason",

@@ -95,6 +95,7 @@ fn sample_unit() -> UnitStatus {
     UnitStatus {
         name: "web".into(),
         kind: "exec".into(),
+        run_by: None,
         state: "ready".into(),
         since_secs: 12.5,
         reason: "PROBE_OK".into(),

@@ -38,6 +38,7 @@ fn policy(
         start_timeout: ready.then_some(Duration::from_secs(10)),
         alive_failures: 3,
         restart,
+        external: false,
     }
 }
 
@@ -906,6 +907,233 @@ fn a_dependency_restart_after_an_own_failure_is_not_counted_as_a_failure_restart
 }
 
 // ---------------------------------------------------------------------------------------
+// External units: watched, never run
+
+/// ext (external, ready and alive probes) <- gateway <- dashboard.
+fn external_chain() -> Sim {
+    let mut ext = policy(&[], 3, true, true, RestartSpec::default());
+    ext.external = true;
+    ext.start_timeout = None;
+    Sim::new(vec![
+        ext,
+        policy(&[0], 3, true, true, zero_backoff()),
+        policy(&[1], 3, true, false, zero_backoff()),
+    ])
+}
+
+/// [`external_chain`], everything ready.
+fn external_chain_ready() -> Sim {
+    let mut s = external_chain();
+    s.start_all();
+    watched(&mut s, 0);
+    let fx = s.ready(0);
+    s.settle(fx);
+    assert_eq!([s.state(0), s.state(1), s.state(2)], [Ready, Ready, Ready]);
+    s
+}
+
+/// The watch of an external unit reports no pid (nothing was spawned).
+fn watched(s: &mut Sim, u: usize) -> Vec<Effect> {
+    let generation = s.generation(u);
+    s.ev(Event::Spawned {
+        unit: u,
+        generation,
+        pid: None,
+    })
+}
+
+fn is_stop_of(e: &Effect, unit: usize) -> bool {
+    matches!(e, Effect::Stop { unit: u, .. } if *u == unit)
+}
+
+#[test]
+fn an_external_unit_is_watched_without_a_deadline_and_gates_its_dependents() {
+    let mut s = external_chain();
+    let fx = s.start_all();
+    assert_eq!(spawns(&fx), vec![0], "the watch begins; the others wait");
+    assert_eq!(s.state(1), Waiting);
+    let fx = watched(&mut s, 0);
+    assert!(
+        transitions(&fx).contains(&(0, Started, Reason::Watching)),
+        "{fx:?}"
+    );
+    assert!(fx.contains(&Effect::StartProbe {
+        unit: 0,
+        generation: 1,
+        kind: ProbeKind::Ready
+    }));
+    assert!(
+        !fx.iter().any(|e| matches!(e, Effect::SetTimer { .. })),
+        "no start timeout: {fx:?}"
+    );
+    // An hour of failed readiness probes: still watched, nothing stopped, nothing started.
+    for _ in 0..60 {
+        s.advance(Duration::from_secs(60));
+        let generation = s.generation(0);
+        let fx = s.ev(Event::ProbeReported {
+            unit: 0,
+            generation,
+            kind: ProbeKind::Ready,
+            ok: false,
+            latency: Duration::from_millis(1),
+            detail: "connection refused".into(),
+        });
+        assert!(fx.is_empty(), "{fx:?}");
+    }
+    assert_eq!([s.state(0), s.state(1)], [Started, Waiting]);
+    let fx = s.ready(0);
+    assert_eq!(
+        spawns(&fx),
+        vec![1],
+        "its dependent starts once it is ready"
+    );
+    s.spawned(1);
+    let fx = s.ready(1);
+    assert_eq!(spawns(&fx), vec![2]);
+}
+
+#[test]
+fn an_external_units_liveness_failure_stops_its_dependents_not_it_then_awaits_it() {
+    let mut s = external_chain_ready();
+
+    s.alive(0, false);
+    s.alive(0, false);
+    let fx = s.alive(0, false);
+    assert!(
+        transitions(&fx).contains(&(0, Started, Reason::LivenessFailed)),
+        "out of ready, back to watched: {fx:?}"
+    );
+    assert!(
+        !fx.iter().any(|e| is_stop_of(e, 0)),
+        "never stopped: {fx:?}"
+    );
+    assert!(fx.contains(&Effect::StartProbe {
+        unit: 0,
+        generation: 1,
+        kind: ProbeKind::Ready
+    }));
+    let stop_probes = fx
+        .iter()
+        .position(|e| *e == Effect::StopProbes { unit: 0 })
+        .expect("its liveness probe stops");
+    let start_probe = fx
+        .iter()
+        .position(|e| matches!(e, Effect::StartProbe { unit: 0, .. }))
+        .unwrap();
+    assert!(stop_probes < start_probe, "{fx:?}");
+    assert_eq!(stops(&fx), vec![2], "dependents first");
+    let fx = s.exited(2, CODE0);
+    assert_eq!(stops(&fx), vec![1]);
+    let fx = s.exited(1, CODE0);
+    assert!(stops(&fx).is_empty() && spawns(&fx).is_empty(), "{fx:?}");
+    assert_eq!(
+        [s.state(0), s.state(1), s.state(2)],
+        [Started, Waiting, Waiting]
+    );
+    let slot = s.core.slot(0);
+    assert_eq!(
+        (slot.generation, slot.restarts, slot.failures),
+        (1, 0, 0),
+        "the same watch; no restart, no failure counted"
+    );
+
+    // It answers again: its dependents start again, in order.
+    let fx = s.ready(0);
+    assert_eq!(spawns(&fx), vec![1]);
+    s.spawned(1);
+    let fx = s.ready(1);
+    assert_eq!(spawns(&fx), vec![2]);
+    assert!(!s.log.iter().any(|e| is_stop_of(e, 0)));
+}
+
+#[test]
+fn a_dead_probe_task_of_an_external_unit_restarts_its_probes_without_a_stop() {
+    let mut s = external_chain_ready();
+    let fx = s.ev(Event::TaskFailed {
+        unit: 0,
+        generation: 1,
+        task: WatchedTask::Probe(ProbeKind::Alive),
+    });
+    assert!(
+        transitions(&fx).contains(&(0, Started, Reason::TaskFailed)),
+        "{fx:?}"
+    );
+    assert!(!fx.iter().any(|e| is_stop_of(e, 0)));
+    assert_eq!(stops(&fx), vec![2]);
+    // While it is awaited, its readiness probe's task dies too: started again, still watched.
+    let fx = s.ev(Event::TaskFailed {
+        unit: 0,
+        generation: 1,
+        task: WatchedTask::Probe(ProbeKind::Ready),
+    });
+    assert!(
+        transitions(&fx).contains(&(0, Started, Reason::TaskFailed)),
+        "{fx:?}"
+    );
+    assert!(fx.contains(&Effect::StartProbe {
+        unit: 0,
+        generation: 1,
+        kind: ProbeKind::Ready
+    }));
+    assert_eq!(s.state(0), Started);
+}
+
+#[test]
+fn stopping_an_external_unit_ends_its_watch_after_its_dependents_and_start_watches_again() {
+    let mut s = external_chain_ready();
+    let fx = s.ev(Event::Command(Command::Stop(0)));
+    assert_eq!(stops(&fx), vec![2]);
+    let fx = s.exited(2, CODE0);
+    assert_eq!(stops(&fx), vec![1]);
+    let fx = s.exited(1, CODE0);
+    assert_eq!(stops(&fx), vec![0], "the watch ends last");
+    // The backend reports the end of the watch with no exit status: nothing of it exited.
+    let generation = s.generation(0);
+    let fx = s.ev(Event::Exited {
+        unit: 0,
+        generation,
+        exit: ExitInfo {
+            code: None,
+            signal: None,
+        },
+        killed_after_timeout: false,
+    });
+    let into_stopped = fx
+        .iter()
+        .find_map(|e| match e {
+            Effect::Transition(t) if t.unit == 0 && t.to == Stopped => Some(t.clone()),
+            _ => None,
+        })
+        .expect("stopped");
+    assert_eq!(into_stopped.reason, Reason::StopRequested);
+    assert_eq!(into_stopped.exit, None, "no exit is claimed");
+    assert_eq!(s.core.slot(0).last_exit, None);
+
+    let fx = s.ev(Event::Command(Command::Start(0)));
+    assert_eq!(spawns(&fx), vec![0], "watched again");
+    assert_eq!(s.generation(0), 2);
+}
+
+#[test]
+fn shutdown_ends_an_external_units_watch_last() {
+    let mut s = external_chain_ready();
+    let fx = s.ev(Event::Command(Command::Shutdown));
+    assert_eq!(stops(&fx), vec![2]);
+    let fx = s.exited(2, CODE0);
+    assert_eq!(stops(&fx), vec![1]);
+    let fx = s.exited(1, CODE0);
+    assert_eq!(stops(&fx), vec![0]);
+    let fx = s.exited(
+        0,
+        ExitInfo {
+            code: None,
+            signal: None,
+        },
+    );
+    assert!(fx.contains(&Effect::Exit));
+}
+
+// ---------------------------------------------------------------------------------------
 // The table of legal transitions
 
 #[test]
@@ -967,14 +1195,19 @@ fn random_units(rng: &mut fastrand::Rng) -> Vec<UnitPolicy> {
                 no_restart_exit_codes: vec![78],
                 ..RestartSpec::default()
             };
+            // An external unit always has a readiness probe (its file's [ready], or its
+            // [alive] used as one) and no start timeout.
+            let external = rng.u8(..5) == 0;
+            let ready = ready || external;
             UnitPolicy {
                 requires,
                 dependents: Vec::new(),
                 has_ready_probe: ready,
                 has_alive_probe: rng.bool(),
-                start_timeout: ready.then_some(Duration::from_secs(1)),
+                start_timeout: (ready && !external).then_some(Duration::from_secs(1)),
                 alive_failures: rng.u32(1..3),
                 restart,
+                external,
             }
         })
         .collect()
@@ -1107,7 +1340,9 @@ fn random_event_sequences_emit_only_legal_transitions_and_every_legal_one() {
     };
     for seed in 0..600u64 {
         let mut rng = fastrand::Rng::with_seed(seed);
-        let mut s = Sim::new(random_units(&mut rng));
+        let units = random_units(&mut rng);
+        let external: Vec<bool> = units.iter().map(|p| p.external).collect();
+        let mut s = Sim::new(units);
         let n = s.core.slots().len();
         // The timers the core set, delivered when due, as the runtime does.
         let mut timers: Vec<(Instant, Event)> = Vec::new();
@@ -1149,6 +1384,24 @@ fn random_event_sequences_emit_only_legal_transitions_and_every_legal_one() {
                 let fx = s.ev(e);
                 note(&fx);
                 arm(&fx, &mut timers);
+                // An external unit is never stopped for its own health: only by an admin, a
+                // reload, a shutdown or a requirement going down (or a dead task's cycle).
+                for e in &fx {
+                    if let Effect::Stop { unit, reason, .. } = e
+                        && s.core.slot(*unit).state.name() == Stopping
+                        && external[*unit]
+                    {
+                        assert!(
+                            !matches!(
+                                reason,
+                                Reason::LivenessFailed
+                                    | Reason::ReadyTimeout
+                                    | Reason::NoRestartExitCode
+                            ),
+                            "seed {seed} step {step}: external unit {unit} stopped for {reason}"
+                        );
+                    }
+                }
             }
             // With every due timer delivered, the rules have been applied: nothing is left to
             // do, also after events whose pass was skipped.

@@ -44,6 +44,7 @@ impl Supervisor {
             start_timeout: ready.then_some(Duration::from_secs(30)),
             alive_failures: 3,
             restart: restart.clone(),
+            external: false,
         };
         let t0 = Instant::now();
         let core = Core::from_policies(

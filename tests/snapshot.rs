@@ -239,6 +239,7 @@ fn unit_status() -> UnitStatus {
     UnitStatus {
         name: "gateway".into(),
         kind: "launchd".into(),
+        run_by: None,
         state: "ready".into(),
         since_secs: 42.0,
         reason: "PROBE_OK".into(),

@@ -20,13 +20,21 @@ pub(crate) fn check(dir: &Path, state_dir: Option<PathBuf>) -> Result<(), Failur
             for note in c.notes() {
                 let _ = writeln!(out, "note: {}", escape(&note));
             }
-            let kinds = c.units.iter().fold((0, 0), |(e, l), u| match u.runner {
-                launchgraph::unit::Runner::Exec(_) => (e + 1, l),
-                launchgraph::unit::Runner::Launchd(_) => (e, l + 1),
-            });
+            let kinds = c
+                .units
+                .iter()
+                .fold((0, 0, 0), |(e, l, x), u| match u.runner {
+                    launchgraph::unit::Runner::Exec(_) => (e + 1, l, x),
+                    launchgraph::unit::Runner::Launchd(_) => (e, l + 1, x),
+                    launchgraph::unit::Runner::External(_) => (e, l, x + 1),
+                });
+            let external = match kinds.2 {
+                0 => String::new(),
+                n => format!(", {n} external"),
+            };
             let _ = writeln!(
                 out,
-                "ok: {} units ({} exec, {} launchd) in {}, {} start waves, no cycles",
+                "ok: {} units ({} exec, {} launchd{external}) in {}, {} start waves, no cycles",
                 c.units.len(),
                 kinds.0,
                 kinds.1,

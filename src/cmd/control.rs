@@ -30,7 +30,7 @@ fn client_error(e: ClientError) -> Failure {
 fn daemon_error(code: ErrorCode, message: String) -> Failure {
     match code {
         ErrorCode::PermissionDenied => Failure::NoPermission(message),
-        ErrorCode::UnknownUnit => Failure::Usage(message),
+        ErrorCode::UnknownUnit | ErrorCode::NotApplicable => Failure::Usage(message),
         ErrorCode::InvalidConfiguration => Failure::Config(Some(message)),
         ErrorCode::ShuttingDown | ErrorCode::Busy => Failure::Unavailable(message),
         _ => Failure::Software(message),

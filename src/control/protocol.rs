@@ -100,14 +100,21 @@ pub enum ErrorCode {
     ShuttingDown,
     /// A reload is being applied; try again in a moment.
     Busy,
+    /// The request does not apply to this unit: `restart` of an `external` unit, which
+    /// launchgraph does not run.
+    NotApplicable,
 }
 
 /// One unit, as `status` shows it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UnitStatus {
     pub name: String,
-    /// `exec` or `launchd`.
+    /// `exec`, `launchd` or `external`.
     pub kind: String,
+    /// Who runs an `external` unit (its `run-by`); null for the others, which launchgraph
+    /// runs itself.
+    #[serde(default)]
+    pub run_by: Option<String>,
     /// `inactive`, `waiting`, `starting`, `started`, `ready`, `stopping`, `backoff`, `failed`,
     /// `stopped`.
     pub state: String,

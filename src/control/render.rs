@@ -108,6 +108,9 @@ pub fn status_table(units: &[UnitStatus], color: bool) -> String {
     let mut notes = String::new();
     for u in units {
         let mut lines = Vec::new();
+        if let Some(by) = &u.run_by {
+            lines.push(format!("run by {by}; launchgraph only watches it"));
+        }
         if let Some(on) = &u.waiting_on {
             lines.push(format!("waiting on {on} ({})", u.reason));
         }
@@ -347,6 +350,7 @@ mod tests {
         let u = UnitStatus {
             name: "ollama".into(),
             kind: "exec".into(),
+            run_by: None,
             state: "failed".into(),
             since_secs: 3.0,
             reason: "START_LIMIT_REACHED".into(),

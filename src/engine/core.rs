@@ -228,7 +228,8 @@ pub const LEGAL_TRANSITIONS: &[(StateName, StateName)] = {
         (Starting, Failed),
         (Starting, Waiting),
         // Started: ready; stopped (start timeout, a requirement down, not wanted); exited on its
-        // own (restarted, not restarted, failed); launchd relaunched it again.
+        // own (restarted, not restarted, failed); launchd relaunched it again; an external
+        // unit's probe task died (its readiness is awaited again).
         (Started, Ready),
         (Started, Stopping),
         (Started, Backoff),
@@ -236,7 +237,8 @@ pub const LEGAL_TRANSITIONS: &[(StateName, StateName)] = {
         (Started, Failed),
         (Started, Started),
         // Ready: stopped (liveness, a requirement down, not wanted); exited on its own;
-        // launchd relaunched it (KeepAlive).
+        // launchd relaunched it (KeepAlive); an external unit stopped answering (liveness
+        // failed: not stopped, awaited again).
         (Ready, Stopping),
         (Ready, Backoff),
         (Ready, Stopped),
@@ -395,6 +397,10 @@ pub struct UnitPolicy {
     pub start_timeout: Option<Duration>,
     pub alive_failures: u32,
     pub restart: RestartSpec,
+    /// launchgraph only watches the unit (`[external]`): its run starts nothing, it has no
+    /// start timeout, and a failed liveness probe takes it out of `ready` (its dependents
+    /// stop) without any stop of the run: it is awaited again.
+    pub external: bool,
 }
 
 /// Everything the core tracks for one unit.
@@ -470,9 +476,14 @@ impl Core {
                 dependents: compiled.graph.dependents(i).to_vec(),
                 has_ready_probe: u.ready.is_some(),
                 has_alive_probe: u.alive.is_some(),
-                start_timeout: u.ready.as_ref().map(|r| r.start_timeout),
+                start_timeout: u
+                    .ready
+                    .as_ref()
+                    .filter(|_| !u.runner.is_external())
+                    .map(|r| r.start_timeout),
                 alive_failures: u.alive.as_ref().map_or(u32::MAX, |a| a.failures),
                 restart: u.restart.clone(),
+                external: u.runner.is_external(),
             })
             .collect();
         Self::from_policies(policies, now, seed)
@@ -847,6 +858,10 @@ impl Core {
         if !self.current(u, generation) {
             return;
         }
+        // An external unit's run reports once, when the watch begins; nothing relaunches it.
+        if self.policies[u].external && !matches!(self.slots[u].state, State::Starting { .. }) {
+            return;
+        }
         // A relaunch by launchd: the new pid of a run that goes on.
         if let State::Started {
             pid: known @ None, ..
@@ -872,6 +887,12 @@ impl Core {
             ..Facts::default()
         };
         let policy = &self.policies[u];
+        // An external unit is not spawned: from now on it is watched.
+        let reason = if policy.external {
+            Reason::Watching
+        } else {
+            Reason::Spawned
+        };
         if policy.has_ready_probe {
             let deadline = policy.start_timeout.map(|t| later(now, t));
             self.set(
@@ -881,7 +902,7 @@ impl Core {
                     pid,
                     deadline,
                 },
-                Reason::Spawned,
+                reason,
                 facts,
                 now,
                 fx,
@@ -907,7 +928,7 @@ impl Core {
                     pid,
                     deadline: None,
                 },
-                Reason::Spawned,
+                reason,
                 facts.clone(),
                 now,
                 fx,
@@ -992,19 +1013,25 @@ impl Core {
             (ProbeKind::Alive, State::Ready { .. }) => {
                 let threshold = self.policies[u].alive_failures;
                 let slot = &mut self.slots[u];
+                let mut down = false;
                 if let State::Ready { alive_failures, .. } = &mut slot.state {
                     if ok {
                         *alive_failures = 0;
                     } else {
                         *alive_failures += 1;
-                        if *alive_failures >= threshold && slot.cycle.is_none() {
-                            // What the last failed probe said becomes the cause of the stop.
-                            slot.cycle = Some(Reason::LivenessFailed);
-                            slot.cycle_cause = Some(detail);
-                            self.moved = true;
-                            self.touch(u);
-                        }
+                        down = *alive_failures >= threshold && slot.cycle.is_none();
                     }
+                }
+                if down && self.policies[u].external {
+                    // Not launchgraph's to stop: wait for it to answer again.
+                    self.unwatched_down(u, Reason::LivenessFailed, detail, now, fx);
+                } else if down {
+                    // What the last failed probe said becomes the cause of the stop.
+                    let slot = &mut self.slots[u];
+                    slot.cycle = Some(Reason::LivenessFailed);
+                    slot.cycle_cause = Some(detail);
+                    self.moved = true;
+                    self.touch(u);
                 }
             }
             _ => {}
@@ -1036,6 +1063,17 @@ impl Core {
                 };
                 self.failure(u, Reason::TaskFailed, facts, now, fx);
             }
+            WatchedTask::Probe(_)
+                if self.policies[u].external
+                    && matches!(
+                        self.slots[u].state,
+                        State::Started { .. } | State::Ready { .. }
+                    )
+                    && self.slots[u].cycle.is_none() =>
+            {
+                // Its probes are all launchgraph has of it: start them again, stop nothing.
+                self.unwatched_down(u, Reason::TaskFailed, cause, now, fx);
+            }
             WatchedTask::Probe(_) => {
                 let slot = &mut self.slots[u];
                 if matches!(slot.state, State::Started { .. } | State::Ready { .. })
@@ -1050,6 +1088,55 @@ impl Core {
         }
     }
 
+    /// An external unit stopped answering (its liveness failed, or its probes' task died):
+    /// it leaves `ready`, so its dependents stop in order, and its readiness is awaited again,
+    /// as at the start of the watch. Nothing is stopped and nothing counts as a restart: it
+    /// was not launchgraph's to run.
+    fn unwatched_down(
+        &mut self,
+        u: UnitId,
+        reason: Reason,
+        cause: String,
+        now: Instant,
+        fx: &mut Vec<Effect>,
+    ) {
+        let generation = match self.slots[u].state {
+            State::Started { generation, .. } | State::Ready { generation, .. } => generation,
+            _ => return,
+        };
+        fx.push(Effect::StopProbes { unit: u });
+        self.slots[u].started_at = Some(now);
+        let facts = Facts {
+            cause: Some(cause),
+            ..Facts::default()
+        };
+        self.set(
+            u,
+            State::Started {
+                generation,
+                pid: None,
+                deadline: None,
+            },
+            reason,
+            facts,
+            now,
+            fx,
+        );
+        if self.policies[u].has_ready_probe {
+            fx.push(Effect::StartProbe {
+                unit: u,
+                generation,
+                kind: ProbeKind::Ready,
+            });
+        } else {
+            let facts = Facts {
+                note: Some(Note::NoReadyProbe),
+                ..Facts::default()
+            };
+            self.become_ready(u, generation, None, facts, now, fx);
+        }
+    }
+
     /// launchd relaunches the job itself: observe it, do not fight it (no kickstart during
     /// its throttle), and take the unit out of `ready` so its dependents cycle in order.
     fn relaunching(
@@ -1060,10 +1147,12 @@ impl Core {
         now: Instant,
         fx: &mut Vec<Effect>,
     ) {
-        if !matches!(
-            self.slots[u].state,
-            State::Started { .. } | State::Ready { .. }
-        ) {
+        if self.policies[u].external
+            || !matches!(
+                self.slots[u].state,
+                State::Started { .. } | State::Ready { .. }
+            )
+        {
             return;
         }
         fx.push(Effect::StopProbes { unit: u });
@@ -1126,11 +1215,15 @@ impl Core {
         fx: &mut Vec<Effect>,
     ) {
         fx.push(Effect::StopProbes { unit: u });
+        // The end of an external unit's watch: nothing of it exited.
+        let exit = (!self.policies[u].external).then_some(exit);
         let slot = &mut self.slots[u];
-        slot.last_exit = Some(exit);
+        if exit.is_some() {
+            slot.last_exit = exit;
+        }
         let facts = Facts {
             pid: slot.state.pid(),
-            exit: Some(exit),
+            exit,
             ran: slot.started_at.map(|s| now.saturating_duration_since(s)),
             note: killed.then_some(Note::KilledAfterStopTimeout),
             ..Facts::default()
@@ -1174,6 +1267,10 @@ impl Core {
         // An exit nobody asked for. A pending cycle is moot: it is down already.
         let _ = cycle;
         let restart = &self.policies[u].restart;
+        let exit = exit.unwrap_or(ExitInfo {
+            code: None,
+            signal: None,
+        });
         if let Some(code) = exit.code
             && restart.no_restart_exit_codes.contains(&code)
         {

@@ -27,6 +27,10 @@ pub(crate) fn of(
             UnitStatus {
                 name: u.name.to_string(),
                 kind: u.runner.kind().to_string(),
+                run_by: match &u.runner {
+                    crate::unit::Runner::External(x) => Some(x.run_by.clone()),
+                    _ => None,
+                },
                 state: slot.state.name().to_string(),
                 since_secs: now.saturating_duration_since(slot.since).as_secs_f64(),
                 reason: last

@@ -98,6 +98,8 @@ pub(crate) fn analyze(unit: &Unit, ctx: &PreflightContext) -> (Target, Vec<Findi
             let job = job::from_exec(&unit.file, spec, ctx);
             a.job(&job);
         }
+        // launchgraph executes nothing for it: there is nothing to check before a start.
+        Runner::External(_) => {}
     }
     (a.target, a.findings)
 }

@@ -78,6 +78,8 @@ pub(super) fn collect(units_dir: &Path, state_dir: &Path) -> (Collected, Vec<Res
                 &mut environments,
                 &mut c,
             ),
+            // Nothing of it is launchgraph's to collect: it only watches the service.
+            Runner::External(_) => None,
         };
         if let Some(env) = env {
             resolved.push(ResolvedUnit {

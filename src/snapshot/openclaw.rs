@@ -81,7 +81,7 @@ fn doctor_command(
              }| {
                 let label = match &unit.runner {
                     Runner::Launchd(s) => s.label.0.as_str(),
-                    Runner::Exec(_) => "",
+                    Runner::Exec(_) | Runner::External(_) => "",
                 };
                 label.starts_with("ai.openclaw.")
                     || t.entry

@@ -21,7 +21,7 @@ use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue};
 
 use super::{
-    AliveSpec, Domain, ExecSpec, Label, LaunchdSpec, PreflightSpec, Probe, ReadySpec,
+    AliveSpec, Domain, ExecSpec, ExternalSpec, Label, LaunchdSpec, PreflightSpec, Probe, ReadySpec,
     RestartPolicy, RestartSpec, Runner, Signal, Unit, UnitName,
 };
 use crate::diag::{Diagnostic, SourceMap, closest};
@@ -249,48 +249,105 @@ pub(crate) fn parse_unit(
 
     let launchd_v = top.get("launchd");
     let exec_v = top.get("exec");
+    let external_v = top.get("external");
     let mut label_at = None;
-    let runner = match (launchd_v, exec_v) {
-        (Some(l), Some(e)) => {
+    let given: Vec<(&str, &Spanned<DeValue<'_>>)> = [
+        ("launchd", launchd_v),
+        ("exec", exec_v),
+        ("external", external_v),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k, v)))
+    .collect();
+    let runner = match given.as_slice() {
+        [] => {
             let d = cx
-                .at(l.span().start.min(e.span().start), None, "a unit has both [launchd] and [exec]; it must have exactly one")
-                .with_hint("keep [launchd] to drive an existing launchd job, or [exec] to have launchgraph spawn the process itself");
-            cx.diags.push(d);
-            // Still check both tables so every other mistake is reported too.
-            let _ = cx.table(l, &LAUNCHD).map(|t| launchd_spec(&mut cx, t));
-            let _ = cx.table(e, &EXEC).map(|t| exec_spec(&mut cx, t));
-            None
-        }
-        (None, None) => {
-            let d = cx
-                .at(0, None, "a unit needs exactly one of [launchd] or [exec]; it has neither")
-                .with_hint("add [exec] with `command = [\"/absolute/program\", ...]`, or [launchd] with `label` and `plist`");
+                .at(0, None, "a unit needs exactly one of [launchd], [exec] or [external]; it has none")
+                .with_hint("add [exec] with `command = [\"/absolute/program\", ...]`, [launchd] with `label` and `plist`, or [external] for a service launchgraph only watches");
             cx.diags.push(d);
             None
         }
-        (Some(l), None) => cx.table(l, &LAUNCHD).and_then(|t| {
+        [("launchd", l)] => cx.table(l, &LAUNCHD).and_then(|t| {
             let spec = launchd_spec(&mut cx, t);
             if spec.is_some() {
                 label_at = t_label_at(&cx, l);
             }
             spec.map(Runner::Launchd)
         }),
-        (None, Some(e)) => cx
+        [("exec", e)] => cx
             .table(e, &EXEC)
             .and_then(|t| exec_spec(&mut cx, t).map(Runner::Exec)),
+        [(_, x)] => cx
+            .table(x, &EXTERNAL)
+            .and_then(|t| external_spec(&mut cx, t).map(Runner::External)),
+        several => {
+            let names: Vec<String> = several.iter().map(|(k, _)| format!("[{k}]")).collect();
+            let first = several
+                .iter()
+                .map(|(_, v)| v.span().start)
+                .min()
+                .unwrap_or(0);
+            let d = cx
+                .at(first, None, format!("a unit has {}; it must have exactly one", names.join(" and ")))
+                .with_hint("keep [launchd] to drive an existing launchd job, [exec] to have launchgraph spawn the process itself, or [external] to only watch a service something else runs");
+            cx.diags.push(d);
+            // Still check every table so every other mistake is reported too.
+            for (k, v) in several {
+                match *k {
+                    "launchd" => {
+                        let _ = cx.table(v, &LAUNCHD).map(|t| launchd_spec(&mut cx, t));
+                    }
+                    "exec" => {
+                        let _ = cx.table(v, &EXEC).map(|t| exec_spec(&mut cx, t));
+                    }
+                    _ => {
+                        let _ = cx.table(v, &EXTERNAL).map(|t| external_spec(&mut cx, t));
+                    }
+                }
+            }
+            None
+        }
     };
+    let external = matches!(given.as_slice(), [("external", _)]);
 
     let ready = top
         .get("ready")
         .and_then(|v| cx.table(v, &READY))
-        .and_then(|t| ready_spec(&mut cx, t));
+        .and_then(|t| ready_spec(&mut cx, t, external));
     let alive = top
         .get("alive")
         .and_then(|v| cx.table(v, &ALIVE))
         .and_then(|t| alive_spec(&mut cx, t));
     let restart = match top.get("restart") {
+        Some(v) if external => {
+            cx.err(
+                v,
+                "restart",
+                "[restart] does not apply to an [external] unit: launchgraph never starts or restarts it".into(),
+                Some("remove [restart]; its dependents are stopped while it is down and started again once it is ready"),
+            );
+            None
+        }
         Some(v) => cx.table(v, &RESTART).and_then(|t| restart_spec(&mut cx, t)),
         None => Some(RestartSpec::default()),
+    };
+    if external && top.get("ready").is_none() && top.get("alive").is_none() {
+        let at = external_v.map_or(0, |v| v.span().start);
+        let d = cx
+            .at(at, Some("external"), "an [external] unit needs a [ready] or an [alive] probe (or both): probes are the only way launchgraph knows it is up")
+            .with_hint("add e.g. [ready] with http = \"http://127.0.0.1:11434/api/version\"");
+        cx.diags.push(d);
+    }
+    // An [external] unit declaring only [alive]: that probe says when it is ready, too, so its
+    // dependents never start before it answers.
+    let ready = match (external, ready, &alive) {
+        (true, None, Some(a)) if top.get("ready").is_none() => Some(ReadySpec {
+            probe: a.probe.clone(),
+            interval: a.interval,
+            timeout: a.timeout,
+            start_timeout: MAX_TIMEOUT.value,
+        }),
+        (_, ready, _) => ready,
     };
     if let Some(v) = top.get("preflight")
         && let Some(t) = cx.table(v, &PREFLIGHT)
@@ -349,6 +406,7 @@ const TOP: Section = Section {
         "requires",
         "launchd",
         "exec",
+        "external",
         "ready",
         "alive",
         "restart",
@@ -374,6 +432,10 @@ const EXEC: Section = Section {
         "log-max-size",
         "log-keep",
     ]],
+};
+const EXTERNAL: Section = Section {
+    path: "external",
+    groups: &[&["run-by"]],
 };
 const READY: Section = Section {
     path: "ready",
@@ -641,12 +703,34 @@ fn probe(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Probe> {
     }
 }
 
-fn ready_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ReadySpec> {
+fn external_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<ExternalSpec> {
+    let run_by = t.nonempty_string(cx, "run-by");
+    t.finish(cx);
+    Some(ExternalSpec {
+        run_by: run_by
+            .ok()?
+            .unwrap_or_else(|| ExternalSpec::DEFAULT_RUN_BY.to_owned()),
+    })
+}
+
+/// `external`: the unit is only watched, so nothing times its start out.
+fn ready_spec(cx: &mut Cx<'_>, t: Table<'_, '_>, external: bool) -> Option<ReadySpec> {
     let probe = probe(cx, &t);
     let interval = t.positive_duration(cx, "interval", Duration::from_secs(1), MAX_TIMEOUT);
     let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(1), MAX_TIMEOUT);
-    let start_timeout =
-        t.positive_duration(cx, "start-timeout", Duration::from_secs(60), MAX_TIMEOUT);
+    let start_timeout = match t.get("start-timeout") {
+        Some(v) if external => {
+            cx.err(
+                v,
+                &t.key("start-timeout"),
+                "an [external] unit has no start to time out: launchgraph waits for it to be ready for as long as it takes".into(),
+                Some("remove `start-timeout`; `status` shows the unit as started (watched) with its last probe until it answers"),
+            );
+            None
+        }
+        _ if external => Some(MAX_TIMEOUT.value),
+        _ => t.positive_duration(cx, "start-timeout", Duration::from_secs(60), MAX_TIMEOUT),
+    };
     t.finish(cx);
     Some(ReadySpec {
         probe: probe?,

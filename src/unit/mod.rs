@@ -89,6 +89,7 @@ pub struct Unit {
 pub enum Runner {
     Launchd(LaunchdSpec),
     Exec(ExecSpec),
+    External(ExternalSpec),
 }
 
 impl Runner {
@@ -96,7 +97,14 @@ impl Runner {
         match self {
             Runner::Launchd(_) => "launchd",
             Runner::Exec(_) => "exec",
+            Runner::External(_) => "external",
         }
+    }
+
+    /// Whether launchgraph only watches the unit and never starts, stops or restarts what
+    /// it names.
+    pub fn is_external(&self) -> bool {
+        matches!(self, Runner::External(_))
     }
 }
 
@@ -157,6 +165,21 @@ impl From<Domain> for String {
     fn from(d: Domain) -> String {
         d.to_string()
     }
+}
+
+/// A service launchgraph observes but does not run (Ollama.app, a job another tool owns): its
+/// probes say when it is ready and alive, and its dependents are gated and cycled on them,
+/// but nothing is ever started, signalled or restarted. A unit of this kind always has a
+/// `[ready]` probe: when its file declares only `[alive]`, that probe is its readiness probe
+/// too.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExternalSpec {
+    /// Who runs it, for people: shown in `status`. Default [`ExternalSpec::DEFAULT_RUN_BY`].
+    pub run_by: String,
+}
+
+impl ExternalSpec {
+    pub const DEFAULT_RUN_BY: &'static str = "outside launchgraph";
 }
 
 /// A process launchgraph spawns itself.
@@ -270,7 +293,8 @@ pub struct ReadySpec {
     #[serde(with = "duration_ms")]
     pub timeout: Duration,
     /// Not ready within this after the start: stopped, and counted as a failed start.
-    /// Default 60 s.
+    /// Default 60 s. Unused for an `external` unit, which is awaited for as long as it takes
+    /// (the longest duration a unit may set is kept here).
     #[serde(with = "duration_ms")]
     pub start_timeout: Duration,
 }

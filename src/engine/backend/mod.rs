@@ -1,8 +1,10 @@
 //! The backends: how one run of a unit is carried out. [`exec`] spawns a process and watches
-//! it; [`launchd`] drives a job through `launchctl`. Both are reached through [`Backend`],
-//! take a [`Run`], and report to the decision core alike: [`Event::Spawned`] (with the pid),
-//! then [`Event::Exited`], or [`Event::SpawnFailed`], [`Event::StartDeferred`],
-//! [`Event::Relaunching`]; and both stop when the run's `stop` channel says so. The engine
+//! it; [`launchd`] drives a job through `launchctl`; [`external`] runs nothing: it only marks
+//! the span during which a service something else runs is watched. All are reached through
+//! [`Backend`], take a [`Run`], and report to the decision core alike: [`Event::Spawned`]
+//! (with the pid, when there is one), then [`Event::Exited`], or [`Event::SpawnFailed`],
+//! [`Event::StartDeferred`], [`Event::Relaunching`]; and all stop when the run's `stop`
+//! channel says so. The engine
 //! gives every unit the same guarantees whatever runs it.
 //!
 //! Backends import nothing of the runtime: they get what they need in their [`Run`] and
@@ -15,6 +17,7 @@
 //! [`Event::Relaunching`]: super::events::Event::Relaunching
 
 pub(crate) mod exec;
+pub(crate) mod external;
 pub(crate) mod launchd;
 
 use std::path::PathBuf;
@@ -50,6 +53,7 @@ pub(crate) struct BackendConfig {
 pub(crate) enum Backend {
     Exec(exec::ExecBackend),
     Launchd(launchd::LaunchdBackend),
+    External(external::ExternalBackend),
 }
 
 impl Backend {
@@ -65,6 +69,7 @@ impl Backend {
                 ctx: config.launchd.clone(),
                 spec: spec.clone(),
             }),
+            Runner::External(_) => Backend::External(external::ExternalBackend),
         }
     }
 
@@ -73,6 +78,7 @@ impl Backend {
         match self {
             Backend::Exec(b) => b.run(run).await,
             Backend::Launchd(b) => b.run(run).await,
+            Backend::External(b) => b.run(run).await,
         }
     }
 }

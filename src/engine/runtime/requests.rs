@@ -66,6 +66,17 @@ impl Supervisor {
                 self.unit_command(&unit, Command::Stop, "stopping", &req.reply)
             }
             Request::Restart { unit } => {
+                if let Some(by) = self.run_by(&unit) {
+                    reply(Response::Error {
+                        code: ErrorCode::NotApplicable,
+                        message: format!(
+                            "{unit} is run by {by}, not by launchgraph, which only watches it: restart it there \
+                             (its dependents stop while it is down and start again once it is ready), \
+                             or restart its dependents with `launchgraph restart UNIT`"
+                        ),
+                    });
+                    return None;
+                }
                 self.unit_command(&unit, Command::Restart, "restarting", &req.reply)
             }
             Request::Reload { dry_run } => {
@@ -122,9 +133,14 @@ impl Supervisor {
     ) -> Option<Event> {
         match self.unit_index(name) {
             Some(u) => {
-                let _ = reply.try_send(Response::Done {
-                    message: format!("{verb} {name}"),
-                });
+                let message = match (self.run_by(name), verb) {
+                    (Some(by), "stopping") => format!(
+                        "stopping its dependents and no longer watching {name}; {by} runs it, and it keeps running"
+                    ),
+                    (Some(by), _) => format!("watching {name} (run by {by})"),
+                    (None, _) => format!("{verb} {name}"),
+                };
+                let _ = reply.try_send(Response::Done { message });
                 Some(Event::Command(command(u)))
             }
             None => {
@@ -134,6 +150,15 @@ impl Supervisor {
                 });
                 None
             }
+        }
+    }
+
+    /// Who runs `name`, when it is an `external` unit.
+    fn run_by(&self, name: &str) -> Option<&str> {
+        let u = &self.compiled.units[self.unit_index(name)?];
+        match &u.runner {
+            crate::unit::Runner::External(x) => Some(&x.run_by),
+            _ => None,
         }
     }
 

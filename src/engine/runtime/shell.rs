@@ -115,7 +115,8 @@ impl Shell {
                     self.timer_keys[unit].push((generation, key));
                 }
                 Effect::Transition(t) => {
-                    if t.to == StateName::Ready {
+                    // Nothing of an external unit's ran here: it has no fingerprint.
+                    if t.to == StateName::Ready && !self.units[t.unit].runner.is_external() {
                         fingerprints.push(t.unit);
                     }
                     self.events.push(t);
