@@ -321,9 +321,106 @@ fn both_or_neither_runner() {
         p,
         "neither.toml",
         1,
-        "needs exactly one of [launchd] or [exec]",
+        "needs exactly one of [launchd], [exec] or [external]",
     );
     assert!(n.hint.is_some());
+}
+
+#[test]
+fn external_table_checks() {
+    let (dir, d) = errors(&[
+        // Two runners, the third one [external]: one error naming all three.
+        (
+            "three.toml",
+            "[launchd]\nlabel = \"x\"\nplist = \"/x.plist\"\n[exec]\ncommand = [\"/bin/true\"]\n\
+             [external]\n[ready]\ntcp = \"127.0.0.1:1\"\n",
+        ),
+        // No probe at all: launchgraph could never know it is up.
+        (
+            "blind.toml",
+            "description = \"x\"\n[external]\nrun-by = \"Ollama.app\"\n",
+        ),
+        // A near miss of `run-by`, an empty `run-by`, [restart], a start-timeout.
+        (
+            "typo.toml",
+            "[external]\nrun_by = \"Ollama.app\"\n[ready]\nhttp = \"http://127.0.0.1:11434/api/version\"\n\
+             start-timeout = \"90s\"\n[restart]\npolicy = \"always\"\n",
+        ),
+        (
+            "empty.toml",
+            "[external]\nrun-by = \"\"\n[alive]\ntcp = \"127.0.0.1:1\"\n",
+        ),
+    ]);
+    let p = dir.path();
+    find(
+        &d,
+        p,
+        "three.toml",
+        1,
+        "a unit has [launchd], [exec] and [external]; it must have exactly one",
+    );
+    let blind = find(
+        &d,
+        p,
+        "blind.toml",
+        2,
+        "an [external] unit needs a [ready] or an [alive] probe",
+    );
+    assert_eq!(blind.key.as_deref(), Some("external"));
+    assert!(
+        blind.hint.as_deref().unwrap().contains("[ready]"),
+        "{blind}"
+    );
+    let typo = find(&d, p, "typo.toml", 2, "unknown key `run_by` in [external]");
+    assert_eq!(typo.hint.as_deref(), Some("did you mean `run-by`?"));
+    assert_eq!(typo.key.as_deref(), Some("external.run_by"));
+    let st = find(
+        &d,
+        p,
+        "typo.toml",
+        5,
+        "an [external] unit has no start to time out",
+    );
+    assert_eq!(st.key.as_deref(), Some("ready.start-timeout"));
+    let r = find(
+        &d,
+        p,
+        "typo.toml",
+        6,
+        "[restart] does not apply to an [external] unit",
+    );
+    assert_eq!(r.key.as_deref(), Some("restart"));
+    let e = find(&d, p, "empty.toml", 2, "must not be empty");
+    assert_eq!(e.key.as_deref(), Some("external.run-by"));
+}
+
+#[test]
+fn an_external_unit_gets_its_defaults_and_its_alive_probe_gates_readiness() {
+    let dir = dir_with(&[
+        (
+            "ollama.toml",
+            "[external]\n[alive]\nhttp = \"http://127.0.0.1:11434/\"\ninterval = \"3s\"\ntimeout = \"500ms\"\n",
+        ),
+        (
+            "gateway.toml",
+            &format!("requires = [\"ollama\"]\n{OK_EXEC}"),
+        ),
+    ]);
+    let c = compile_dir(dir.path()).unwrap_or_else(|d| panic!("{d:#?}"));
+    let u = &c.units[c
+        .index_of(&launchgraph::unit::UnitName::parse("ollama").unwrap())
+        .unwrap()];
+    let launchgraph::unit::Runner::External(x) = &u.runner else {
+        panic!("{:?}", u.runner)
+    };
+    assert_eq!(x.run_by, "outside launchgraph");
+    // Without [ready], the [alive] probe says when it is ready: its dependents never start
+    // before it answers.
+    let ready = u.ready.as_ref().expect("a readiness probe");
+    assert_eq!(Some(&ready.probe), u.alive.as_ref().map(|a| &a.probe));
+    assert_eq!(ready.interval, std::time::Duration::from_secs(3));
+    assert_eq!(ready.timeout, std::time::Duration::from_millis(500));
+    assert!(c.notes().is_empty(), "{:?}", c.notes());
 }
 
 #[test]
@@ -650,7 +747,8 @@ proptest::proptest! {
                 proptest::strategy::Just("[alive]".to_string()),
                 proptest::strategy::Just("[restart]".to_string()),
                 proptest::strategy::Just("[preflight]".to_string()),
-                "(command|env|requires|tcp|http|exec|status|interval|timeout|failures|policy|initial|max|factor|jitter|label|plist|domain|stop-signal|log-max-size|log-keep|no-restart-exit-codes) = (\"[a-z/:.0-9]{0,12}\"|[0-9.-]{1,6}|\\[\"/bin/[a-z]{1,4}\"\\]|\\{ A = \"b\" \\}|\\[\\]|true)",
+                proptest::strategy::Just("[external]".to_string()),
+                "(command|run-by|env|requires|tcp|http|exec|status|interval|timeout|failures|policy|initial|max|factor|jitter|label|plist|domain|stop-signal|log-max-size|log-keep|no-restart-exit-codes) = (\"[a-z/:.0-9]{0,12}\"|[0-9.-]{1,6}|\\[\"/bin/[a-z]{1,4}\"\\]|\\{ A = \"b\" \\}|\\[\\]|true)",
             ],
             0..14,
         )

@@ -287,8 +287,16 @@ pub(crate) fn parse_unit(
                 .map(|(_, v)| v.span().start)
                 .min()
                 .unwrap_or(0);
+            let listed = match names.as_slice() {
+                [a, b] => format!("both {a} and {b}"),
+                _ => format!(
+                    "{} and {}",
+                    names[..names.len() - 1].join(", "),
+                    names[names.len() - 1]
+                ),
+            };
             let d = cx
-                .at(first, None, format!("a unit has {}; it must have exactly one", names.join(" and ")))
+                .at(first, None, format!("a unit has {listed}; it must have exactly one"))
                 .with_hint("keep [launchd] to drive an existing launchd job, [exec] to have launchgraph spawn the process itself, or [external] to only watch a service something else runs");
             cx.diags.push(d);
             // Still check every table so every other mistake is reported too.
