@@ -106,6 +106,13 @@ impl<'a> Plan<'a> {
     pub fn render(&self) -> String {
         let mut out = String::new();
         let width = self.units.iter().map(|u| u.name.len()).max().unwrap_or(0);
+        let kind_width = self
+            .units
+            .iter()
+            .map(|u| u.kind.len())
+            .max()
+            .unwrap_or(0)
+            .max("launchd".len());
         let _ = writeln!(
             out,
             "{} units in {}, {} start waves\n",
@@ -151,7 +158,11 @@ impl<'a> Plan<'a> {
                 } else {
                     format!("  after {}", u.requires.join(", "))
                 };
-                let _ = writeln!(out, "    {name:<width$}  {:<7}  {gate}{after}", u.kind);
+                let _ = writeln!(
+                    out,
+                    "    {name:<width$}  {:<kind_width$}  {gate}{after}",
+                    u.kind
+                );
             }
         }
         let _ = writeln!(

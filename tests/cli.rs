@@ -23,9 +23,19 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The units directories shipped as examples, each checked as an admin would check it.
+const MAC_EXAMPLES: [&str; 3] = [
+    "examples/mac/brew-daemon",
+    "examples/mac/brew-agent",
+    "examples/mac/ollama-app",
+];
+
 #[test]
 fn check_accepts_the_shipped_units_and_the_quickstart() {
-    for dir in ["units", "examples/quickstart"] {
+    for dir in ["units", "examples/quickstart"]
+        .into_iter()
+        .chain(MAC_EXAMPLES)
+    {
         let out = launchgraph(&["check", "--config-only", "--units", &repo(dir)]);
         assert_eq!(out.status.code(), Some(0), "{dir}: {}", text(&out.stderr));
         let stdout = text(&out.stdout);
@@ -33,6 +43,63 @@ fn check_accepts_the_shipped_units_and_the_quickstart() {
     }
     let out = launchgraph(&["check", "--units", &repo("examples/quickstart")]);
     assert!(text(&out.stdout).contains("3 units (3 exec, 0 launchd)"));
+}
+
+/// Each Mac example is what its name says, and what it shares with `units/` is a copy that has
+/// not drifted: the gateway everywhere, and both files of the default (Homebrew LaunchDaemon).
+#[test]
+fn the_mac_examples_match_their_install_style_and_the_shipped_units() {
+    let read = |p: &str| std::fs::read_to_string(repo(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    for dir in MAC_EXAMPLES {
+        assert_eq!(
+            read(&format!("{dir}/openclaw-gateway.toml")),
+            read("units/openclaw-gateway.toml"),
+            "{dir}: the gateway unit differs from units/"
+        );
+    }
+    assert_eq!(
+        read("examples/mac/brew-daemon/ollama.toml"),
+        read("units/ollama.toml")
+    );
+    let plan = |dir: &str| {
+        let out = launchgraph(&["plan", "--json", "--units", &repo(dir)]);
+        assert_eq!(out.status.code(), Some(0), "{dir}: {}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+        assert_eq!(
+            v["start_waves"],
+            serde_json::json!([["ollama"], ["openclaw-gateway"]]),
+            "{dir}: the gateway is ordered after Ollama"
+        );
+        v["units"][0].clone()
+    };
+    let daemon = plan("examples/mac/brew-daemon");
+    assert_eq!(daemon["target"], "system/homebrew.mxcl.ollama");
+    let agent = plan("examples/mac/brew-agent");
+    assert_eq!(agent["kind"], "launchd");
+    let target = agent["target"].as_str().unwrap();
+    assert!(
+        target.starts_with("user/") && target.ends_with("/homebrew.mxcl.ollama"),
+        "{target}"
+    );
+    let app = plan("examples/mac/ollama-app");
+    assert_eq!(app["kind"], "external");
+    assert_eq!(
+        app["target"],
+        "run by Ollama.app (login item com.ollama.ollama)"
+    );
+    assert_eq!(app["ready"]["target"], "http://127.0.0.1:11434/api/version");
+    assert_eq!(app["ready"]["start_timeout_ms"], serde_json::Value::Null);
+    let out = launchgraph(&[
+        "check",
+        "--config-only",
+        "--units",
+        &repo("examples/mac/ollama-app"),
+    ]);
+    assert!(
+        text(&out.stdout).contains("2 units (0 exec, 1 launchd, 1 external)"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
