@@ -83,7 +83,7 @@ impl<'a> Plan<'a> {
                         interval_ms: r.interval.as_millis() as u64,
                         timeout_ms: r.timeout.as_millis() as u64,
                         start_timeout_ms: (!u.runner.is_external())
-                            .then(|| r.start_timeout.as_millis() as u64),
+                            .then_some(r.start_timeout.as_millis() as u64),
                     }
                 }),
                 restart_cascade: g.transitive_dependents(i).into_iter().map(name).collect(),

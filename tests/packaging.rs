@@ -152,7 +152,7 @@ fn environment(d: &Dictionary) -> BTreeMap<String, String> {
 /// unit's stop-timeout plus a second to reap; a `launchd` unit's ExitTimeOut (at most 30 s
 /// for the jobs the shipped units drive: OpenClaw has used 15, 20 and 30, Homebrew's Ollama
 /// sets none and launchgraph then assumes 20) plus the 5 s launchgraph waits past it for the
-/// bootout to drain.
+/// bootout to drain; an `external` unit's, nothing.
 fn worst_case_stop_of_shipped_units() -> Duration {
     let compiled = launchgraph::compile::compile_dir(&repo().join("units"))
         .unwrap_or_else(|d| panic!("the shipped units compile: {d:#?}"));
@@ -162,6 +162,8 @@ fn worst_case_stop_of_shipped_units() -> Duration {
         .map(|u| match &u.runner {
             Runner::Exec(e) => e.stop_timeout + Duration::from_secs(1),
             Runner::Launchd(_) => Duration::from_secs(30 + 5),
+            // Ending a watch stops nothing.
+            Runner::External(_) => Duration::ZERO,
         })
         .sum()
 }
