@@ -424,6 +424,22 @@ fn an_external_unit_gets_its_defaults_and_its_alive_probe_gates_readiness() {
 }
 
 #[test]
+fn an_external_unit_with_only_a_ready_probe_is_also_watched_by_it_once_ready() {
+    let dir = dir_with(&[(
+        "ollama.toml",
+        "[external]\nrun-by = \"Ollama.app\"\n[ready]\ntcp = \"127.0.0.1:11434\"\ntimeout = \"700ms\"\n",
+    )]);
+    let c = compile_dir(dir.path()).unwrap_or_else(|d| panic!("{d:#?}"));
+    let u = &c.units[0];
+    // It has no exit to see: without a liveness probe, nothing could ever say it went away.
+    let alive = u.alive.as_ref().expect("a liveness probe");
+    assert_eq!(Some(&alive.probe), u.ready.as_ref().map(|r| &r.probe));
+    assert_eq!(alive.interval, std::time::Duration::from_secs(5));
+    assert_eq!(alive.timeout, std::time::Duration::from_millis(700));
+    assert_eq!(alive.failures, 3);
+}
+
+#[test]
 fn launchd_table_checks() {
     let (dir, d) = errors(&[
         (

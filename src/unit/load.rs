@@ -346,7 +346,8 @@ pub(crate) fn parse_unit(
             .with_hint("add e.g. [ready] with http = \"http://127.0.0.1:11434/api/version\"");
         cx.diags.push(d);
     }
-    // An [external] unit declaring only [alive]: that probe says when it is ready, too, so its
+    // An [external] unit has both probes (see ExternalSpec).
+    // One declaring only [alive]: that probe says when it is ready, too, so its
     // dependents never start before it answers.
     let ready = match (external, ready, &alive) {
         (true, None, Some(a)) if top.get("ready").is_none() => Some(ReadySpec {
@@ -356,6 +357,17 @@ pub(crate) fn parse_unit(
             start_timeout: MAX_TIMEOUT.value,
         }),
         (_, ready, _) => ready,
+    };
+    // One declaring only [ready]: that probe keeps watching it once it is ready, with
+    // [alive]'s defaults; nothing else could ever say it went away (it has no exit to see).
+    let alive = match (external, alive, &ready) {
+        (true, None, Some(r)) if top.get("alive").is_none() => Some(AliveSpec {
+            probe: r.probe.clone(),
+            interval: ALIVE_INTERVAL,
+            timeout: r.timeout,
+            failures: ALIVE_FAILURES,
+        }),
+        (_, alive, _) => alive,
     };
     if let Some(v) = top.get("preflight")
         && let Some(t) = cx.table(v, &PREFLIGHT)
@@ -748,11 +760,16 @@ fn ready_spec(cx: &mut Cx<'_>, t: Table<'_, '_>, external: bool) -> Option<Ready
     })
 }
 
+/// `[alive] interval`'s default.
+const ALIVE_INTERVAL: Duration = Duration::from_secs(5);
+/// `[alive] failures`' default.
+const ALIVE_FAILURES: u32 = 3;
+
 fn alive_spec(cx: &mut Cx<'_>, t: Table<'_, '_>) -> Option<AliveSpec> {
     let probe = probe(cx, &t);
-    let interval = t.positive_duration(cx, "interval", Duration::from_secs(5), MAX_TIMEOUT);
+    let interval = t.positive_duration(cx, "interval", ALIVE_INTERVAL, MAX_TIMEOUT);
     let timeout = t.positive_duration(cx, "timeout", Duration::from_secs(2), MAX_TIMEOUT);
-    let failures = t.integer(cx, "failures", 3, 1, 1000);
+    let failures = t.integer(cx, "failures", i64::from(ALIVE_FAILURES), 1, 1000);
     t.finish(cx);
     Some(AliveSpec {
         probe: probe?,

@@ -169,9 +169,10 @@ impl From<Domain> for String {
 
 /// A service launchgraph observes but does not run (Ollama.app, a job another tool owns): its
 /// probes say when it is ready and alive, and its dependents are gated and cycled on them,
-/// but nothing is ever started, signalled or restarted. A unit of this kind always has a
-/// `[ready]` probe: when its file declares only `[alive]`, that probe is its readiness probe
-/// too.
+/// but nothing is ever started, signalled or restarted. A unit of this kind always has both
+/// probes: when its file declares only `[alive]`, that probe is its readiness probe too, and
+/// when it declares only `[ready]`, that probe watches it once ready too (it has no exit to
+/// see).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExternalSpec {
     /// Who runs it, for people: shown in `status`. Default [`ExternalSpec::DEFAULT_RUN_BY`].
