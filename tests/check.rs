@@ -350,6 +350,10 @@ fn external_table_checks() {
             "empty.toml",
             "[external]\nrun-by = \"\"\n[alive]\ntcp = \"127.0.0.1:1\"\n",
         ),
+        (
+            "misspelt.toml",
+            "[externl]\nrun-by = \"x\"\n[ready]\ntcp = \"127.0.0.1:1\"\n",
+        ),
     ]);
     let p = dir.path();
     find(
@@ -392,6 +396,14 @@ fn external_table_checks() {
     assert_eq!(r.key.as_deref(), Some("restart"));
     let e = find(&d, p, "empty.toml", 2, "must not be empty");
     assert_eq!(e.key.as_deref(), Some("external.run-by"));
+    let m = find(
+        &d,
+        p,
+        "misspelt.toml",
+        1,
+        "unknown key `externl` at the top level",
+    );
+    assert_eq!(m.hint.as_deref(), Some("did you mean `external`?"));
 }
 
 #[test]
