@@ -16,6 +16,7 @@ mod support;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 
+use support::control::{unit, wait_status};
 use support::{DEADLINE, Daemon, UnitDir, free_port, group_gone, http_get, process_gone, q};
 
 /// The stand-in for Ollama: `python3 -c SERVER EVENTS PORT`. It records `ollama listen NS`
@@ -152,14 +153,16 @@ fn an_external_unit_gates_and_cycles_its_dependents_and_is_never_touched() {
     let gateway_waits = daemon.wait_for(0, "gateway waiting", |t| t.is("gateway", "waiting"));
     assert_eq!(gateway_waits.on.as_deref(), Some("ollama"));
     // Watched, and not ready, for as long as nothing answers: status says who runs it.
-    let ollama = daemon.wait_state("ollama", "started");
+    // Its failing readiness probe is shown once its first attempt has been reported.
+    let units = wait_status(daemon.socket(), "ollama's failing probe shown", |units| {
+        let u = unit(units, "ollama");
+        u.state == "started" && u.last_probe.as_ref().is_some_and(|p| !p.ok)
+    });
+    let ollama = unit(&units, "ollama");
     assert_eq!(ollama.kind, "external");
     assert_eq!(ollama.run_by.as_deref(), Some(RUN_BY));
     assert_eq!(ollama.pid, None);
-    assert!(
-        ollama.last_probe.as_ref().is_some_and(|p| !p.ok),
-        "its failing readiness probe is shown: {ollama:?}"
-    );
+    assert_eq!(ollama.reason, "WATCHING");
     let text = daemon.cli(&["status"]);
     assert!(
         text.ok()
