@@ -39,3 +39,53 @@ impl ExternalBackend {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::events::{Epoch, TaskWatch, WatchedTask, channel};
+    use crate::reason::Reason;
+
+    /// The watch begins with a pid-less `Spawned`, stays silent until told to stop, then ends
+    /// with an `Exited` that claims no exit status.
+    #[tokio::test]
+    async fn a_watch_reports_no_pid_and_ends_only_when_stopped() {
+        let (tx, mut rx) = channel(Epoch::default());
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let run = Run {
+            unit: 2,
+            generation: 5,
+            stop: stop_rx,
+            tx: tx.clone(),
+            watch: TaskWatch::new(&tx, 2, "ollama", 5, WatchedTask::Run),
+        };
+        let task = tokio::spawn(ExternalBackend.run(run));
+        let (_, first) = rx.recv().await.unwrap();
+        assert_eq!(
+            first,
+            Event::Spawned {
+                unit: 2,
+                generation: 5,
+                pid: None
+            }
+        );
+        tokio::task::yield_now().await;
+        assert!(rx.try_recv().is_err(), "nothing more until it is stopped");
+        assert!(!task.is_finished());
+        stop_tx.send(Reason::StopRequested).unwrap();
+        let (_, last) = rx.recv().await.unwrap();
+        assert_eq!(
+            last,
+            Event::Exited {
+                unit: 2,
+                generation: 5,
+                exit: ExitInfo {
+                    code: None,
+                    signal: None
+                },
+                killed_after_timeout: false
+            }
+        );
+        task.await.unwrap();
+    }
+}
