@@ -567,15 +567,19 @@ async fn a_grandchild_that_escaped_its_group_is_still_reaped_when_orphaned() {
     let escaped_pid = Pid::from_raw(escaped as i32);
     assert_eq!(nix::unistd::getsid(Some(escaped_pid)).unwrap(), escaped_pid);
 
-    p.stop(Sig::SIGTERM, DEADLINE).await;
-    // Its parent is dead, so it now belongs to this process, the subreaper; the group kill did
-    // not reach it.
-    assert_eq!(
-        proc_state(escaped).map(|(_, ppid)| ppid),
-        Some(std::process::id())
-    );
-
+    // It dies first, and stays a zombie: its parent (sleep) never waits. Neither the group
+    // kill nor the unit's cgroup (which holds live processes only) reaches it.
     nixsig::kill(escaped_pid, Sig::SIGKILL).unwrap();
+    timeout(DEADLINE, async {
+        while proc_state(escaped) != Some(('Z', p.pid())) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the escaped grandchild becomes a zombie of the unit's process");
+
+    // Its parent dies, so it now belongs to this process, the subreaper, which reaps it.
+    p.stop(Sig::SIGTERM, DEADLINE).await;
     let r = reaped_pid(&mut reaped, escaped).await;
     assert_eq!(r.signal, Some(Sig::SIGKILL as i32));
     // No event says "gone from /proc" beyond the reap itself; look with a short interval.
@@ -692,27 +696,29 @@ async fn logs_close_only_once_the_last_writer_is_gone() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("out.log");
     let fifo = Fifo::new(dir.path());
-    // An escaped grandchild keeps stdout open after the unit and its group are gone.
+    // A child keeps stdout open after the unit's main process let go of it.
     let mut s = sh(
-        "echo parent; /usr/bin/setsid /bin/sh -c 'echo escaped; echo $$ > \"$1\"; exec /bin/sleep 1000' sh \"$1\" & exec /bin/sleep 1000",
+        "echo parent; /bin/sh -c 'echo child; echo $$ > \"$1\"; exec /bin/sleep 1000' sh \"$1\" & exec /bin/sleep 1000 >/dev/null",
         &[fifo.arg()],
     );
     s.stdout = Some(log.clone());
     let mut p = spawn(&s).await;
-    let escaped: u32 = fifo.read().await.trim().parse().unwrap();
-    p.stop(Sig::SIGTERM, DEADLINE).await;
+    let child: u32 = fifo.read().await.trim().parse().unwrap();
+    // The main process runs on, stdout closed: only the child still writes.
     assert!(
         timeout(Duration::from_millis(200), p.logs_closed())
             .await
             .is_err(),
         "a writer is still alive"
     );
-    nixsig::kill(Pid::from_raw(escaped as i32), Sig::SIGKILL).unwrap();
+    nixsig::kill(Pid::from_raw(child as i32), Sig::SIGKILL).unwrap();
     timeout(DEADLINE, p.logs_closed())
         .await
         .expect("the logs close");
+    assert!(p.try_exit().is_none(), "closed while the unit still runs");
+    p.stop(Sig::SIGTERM, DEADLINE).await;
     let text = fs::read_to_string(&log).unwrap();
-    assert_eq!(text, "parent\nescaped\n");
+    assert_eq!(text, "parent\nchild\n");
 }
 
 // ----- the spawn_tracked contract and the reaper ----------------------------------------------

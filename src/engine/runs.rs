@@ -357,6 +357,8 @@ pub(crate) async fn stop_leftovers(compiled: &crate::compile::Compiled, state_di
         let _ = killpg(group, Signal::SIGKILL);
         let _ = std::fs::remove_file(&path);
     }
+    // What had left those groups is still in the previous daemon's cgroups (Linux, as root).
+    crate::process::stop_stale_cgroups().await;
 }
 
 /// Removes what a process killed while writing its record left (`.UNIT.json.tmp`): never read,

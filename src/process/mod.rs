@@ -18,16 +18,23 @@
 //!   before the fork and applied in the child.
 //! - `error`: [`SpawnError`] and [`SpawnCause`], why a start failed; imports nothing above it.
 //! - `spawn`: [`spawn_unit`] and the unit's environment.
+//! - `cgroup`: each `exec` unit's cgroup (Linux, as root), which keeps track of what leaves its
+//!   process group, and stops it with the unit.
+//! - `clone`: creating a unit's process inside its cgroup (clone3, Linux).
 //! - `record`: [`SelfRecord`], the run record a unit's process writes of itself before exec.
 //! - `running`: [`UnitProcess`]: exit reports, stopping, signalling the group.
 //! - `logs`: log files and their rotation.
 //!
-//! One rule holds it together: **every child goes through [`spawn_tracked`]**. Once
+//! One rule holds it together: **every child goes through [`spawn_tracked`]** (or, for a unit
+//! created in its cgroup, through the same registry: see `clone`). Once
 //! [`start_reaper`] runs, a child spawned any other way (`std::process::Command`,
 //! `tokio::process::Command::output`, ...) may be collected by the reaper as soon as it exits,
 //! and its own wait then fails with ECHILD.
 
 mod bounded;
+mod cgroup;
+#[cfg(target_os = "linux")]
+mod clone;
 mod credentials;
 mod error;
 mod logs;
@@ -38,6 +45,7 @@ mod spawn;
 mod track;
 
 pub use bounded::{BoundedCommand, BoundedError, BoundedOutput, Capture};
+pub(crate) use cgroup::{set_owner as set_cgroup_owner, stop_stale_cgroups};
 pub(crate) use credentials::group_list;
 pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
 pub use error::{SpawnCause, SpawnError};

@@ -9,8 +9,10 @@
 //! launchgraph kills a unit's whole process group when its main process exits, no orphan of a
 //! unit outlives it for long there either.
 //!
-//! This module does not track units or their process groups; it only collects exit statuses
-//! that would otherwise leave zombies behind.
+//! An orphan found in one of the units' cgroups (see `cgroup`) is reported once, when the
+//! reaper first sees it, as adopted from that unit (`ORPHAN_ADOPTED`). Stopping it is the
+//! unit's business: this module only collects exit statuses that would otherwise leave zombies
+//! behind.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -61,6 +63,8 @@ pub fn start_reaper() -> io::Result<OrphanReaping> {
     if let Some(mode) = *started {
         return Ok(mode);
     }
+    // Said once, at startup: whether escaped processes can be attributed to their unit.
+    super::cgroup::init();
     let mode = platform::start()?;
     *started = Some(mode);
     Ok(mode)
@@ -113,7 +117,9 @@ mod platform {
     use tokio::signal::unix::{SignalKind, signal};
 
     use super::{OrphanReaping, ReapedOrphan, record};
+    use crate::process::cgroup;
     use crate::process::track::registry;
+    use crate::reason::Reason;
 
     pub(super) fn start() -> io::Result<OrphanReaping> {
         // From here on, a dropped child is left to tokio rather than forgotten, or the first
@@ -161,10 +167,12 @@ mod platform {
                 }
             };
             let _ = ready.send(Ok(()));
+            // Untracked children already seen, so each adoption is reported once.
+            let mut adopted = BTreeSet::new();
             // The first scan catches whatever exited before the listener existed; SIGCHLDs
             // that arrive during a scan are remembered, so the next `recv` returns at once.
             loop {
-                reap_untracked(children_files);
+                reap_untracked(children_files, &mut adopted);
                 if sigchld.recv().await.is_none() {
                     return;
                 }
@@ -172,7 +180,9 @@ mod platform {
         });
     }
 
-    fn reap_untracked(children_files: bool) {
+    /// Reaps every untracked child that has exited, and reports each one first seen in a
+    /// unit's cgroup (read before it is reaped: a zombie still has its cgroup).
+    fn reap_untracked(children_files: bool, adopted: &mut BTreeSet<u32>) {
         let me = std::process::id();
         // Listing outside the lock is safe: a child that a spawn is registering right now is
         // registered by the time we hold the lock and check it.
@@ -183,6 +193,7 @@ mod platform {
                 return;
             }
         };
+        adopted.retain(|pid| children.contains(pid));
         let mut reaped = Vec::new();
         {
             let mut registry = registry();
@@ -190,6 +201,17 @@ mod platform {
             for &pid in &children {
                 if registry.is_tracked(pid) {
                     continue;
+                }
+                if adopted.insert(pid)
+                    && let Some(unit) = cgroup::unit_of(pid)
+                {
+                    tracing::warn!(
+                        reason = %Reason::OrphanAdopted,
+                        unit,
+                        pid,
+                        command = cgroup::command_line(pid),
+                        "adopted a process of the unit whose parent died"
+                    );
                 }
                 let Ok(raw) = i32::try_from(pid) else {
                     continue;
@@ -210,6 +232,10 @@ mod platform {
                     Err(e) => tracing::warn!(pid, error = %e, "waitpid on an orphan failed"),
                 }
             }
+        }
+        // A reaped pid may come back as a new orphan.
+        for r in &reaped {
+            adopted.remove(&r.pid);
         }
         reaped.into_iter().for_each(record);
     }

@@ -3,8 +3,10 @@
 //!
 //! A monitor task owns the child. When the main process exits it sends SIGKILL to the rest of
 //! the process group, as launchd does ("When a job dies, launchd kills any remaining processes
-//! with the same process group ID"), so no grandchild outlives its unit, then publishes the
-//! [`ExitReport`]. This module does not decide whether to restart: that is the engine's call.
+//! with the same process group ID"), so no grandchild outlives its unit, then stops whatever is
+//! left in the unit's cgroup (Linux, as root: what left the group with `setsid`) as the unit is
+//! stopped, then publishes the [`ExitReport`]. This module does not decide whether to restart:
+//! that is the engine's call.
 
 use std::fmt;
 use std::future::Future;
@@ -18,6 +20,9 @@ use nix::unistd::Pid;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use super::cgroup::UnitCgroup;
+#[cfg(target_os = "linux")]
+use super::track::PidfdChild;
 use super::track::TrackedChild;
 use crate::unit::ExecSpec;
 
@@ -117,16 +122,52 @@ pub struct UnitProcess {
     logs: Option<JoinHandle<()>>,
 }
 
+/// A unit's main process, however it was started.
+pub(crate) enum UnitChild {
+    /// Started by `Command`: its process group is all there is of the unit.
+    Command(TrackedChild),
+    /// Created in the unit's cgroup (see `clone`), which holds everything it starts.
+    #[cfg(target_os = "linux")]
+    InCgroup(PidfdChild, UnitCgroup),
+}
+
+impl UnitChild {
+    fn pid(&self) -> u32 {
+        match self {
+            Self::Command(c) => c.pid(),
+            #[cfg(target_os = "linux")]
+            Self::InCgroup(c, _) => c.pid(),
+        }
+    }
+
+    async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        match self {
+            Self::Command(c) => c.wait().await,
+            #[cfg(target_os = "linux")]
+            Self::InCgroup(c, _) => c.wait().await,
+        }
+    }
+
+    fn into_cgroup(self) -> Option<UnitCgroup> {
+        match self {
+            Self::Command(_) => None,
+            #[cfg(target_os = "linux")]
+            Self::InCgroup(_, cgroup) => Some(cgroup),
+        }
+    }
+}
+
 impl UnitProcess {
     pub(crate) fn start(
         unit: &str,
         spec: &ExecSpec,
-        mut child: TrackedChild,
+        mut child: UnitChild,
         logs: Option<JoinHandle<()>>,
     ) -> Self {
         let pid = child.pid();
         let (tx, exit) = watch::channel(None);
         let unit_name = unit.to_owned();
+        let (stop_signal, stop_timeout) = (spec.stop_signal.0, spec.stop_timeout);
         tokio::spawn(async move {
             let status = match child.wait().await {
                 Ok(s) => Some(s),
@@ -152,6 +193,11 @@ impl UnitProcess {
                 Err(e) => {
                     tracing::warn!(unit = unit_name, pgid = pid, error = %e, "cannot kill the rest of the process group");
                 }
+            }
+            // What left the group is still in the unit's cgroup. The report waits for it to
+            // be gone, so that a stopped unit has nothing left running.
+            if let Some(cgroup) = child.into_cgroup() {
+                cgroup.stop_rest(pid, stop_signal, stop_timeout).await;
             }
             tx.send_replace(Some(ExitReport::new(pid, status, at)));
         });

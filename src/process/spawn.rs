@@ -12,11 +12,14 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use super::cgroup::UnitCgroup;
+#[cfg(target_os = "linux")]
+use super::clone::{CloneFailure, Exec, spawn_in_cgroup};
 use super::credentials::{Credentials, plan_credentials, switch_in_child};
 use super::error::{SpawnCause, SpawnError};
 use super::logs::{LogFile, Sink, cloexec_pipe, pump};
 use super::record::SelfRecord;
-use super::running::UnitProcess;
+use super::running::{UnitChild, UnitProcess};
 use super::track::spawn_tracked;
 use crate::unit::{CANONICAL_PATH, ExecSpec};
 
@@ -47,6 +50,10 @@ struct Prepared {
     /// `None` with `merged`: stderr shares stdout's file.
     stderr: Option<LogFile>,
     merged: bool,
+    /// The unit's cgroup and what its child execs, when the process is created in it (Linux,
+    /// as root; see `clone`).
+    #[cfg(target_os = "linux")]
+    in_cgroup: Option<(UnitCgroup, Exec)>,
 }
 
 /// Starts the unit's process. Must be called inside a tokio runtime: the process's exit and
@@ -58,6 +65,8 @@ struct Prepared {
 /// the same path, compared as written, so their lines keep their order), a new session and
 /// process group of its own (so no terminal signal reaches it and the group can be signalled
 /// as a whole), and, when `user`/`group` is set, that identity with its supplementary groups.
+/// On Linux as root it is created in a cgroup of its own (see `cgroup`), which every
+/// descendant stays in, whatever session or process group it moves to.
 pub async fn spawn_unit(spec: &ExecSpec, unit: &str) -> Result<UnitProcess, SpawnError> {
     spawn(spec, unit, None).await
 }
@@ -97,13 +106,6 @@ async fn spawn(
             .map_err(|e| fail(SpawnCause::Io(io::Error::other(e))))??
     };
 
-    let mut cmd = tokio::process::Command::new(&program);
-    cmd.args(&spec.command[1..])
-        .env_clear()
-        .envs(&prepared.env)
-        .current_dir(&spec.working_directory)
-        .stdin(Stdio::null());
-
     let mut sinks = Vec::new();
     let mut open_sink = |log: LogFile| -> io::Result<OwnedFd> {
         let (reader, writer) = cloexec_pipe()?;
@@ -120,24 +122,131 @@ async fn spawn(
         (None, true, Some(w)) => Some(w.try_clone().map_err(pipe_failed)?),
         (None, _, _) => None,
     };
-    cmd.stdout(stdout_writer.map_or_else(Stdio::null, Stdio::from));
-    cmd.stderr(stderr_writer.map_or_else(Stdio::null, Stdio::from));
+    let uid = prepared.creds.as_ref().map(|c| c.uid);
+    let started = Started {
+        spec,
+        unit,
+        program: &program,
+        env: &prepared.env,
+        creds: prepared.creds.as_ref(),
+        record: record.as_ref(),
+        stdout: stdout_writer,
+        stderr: stderr_writer,
+    };
+    #[cfg(target_os = "linux")]
+    let child = match prepared.in_cgroup {
+        Some((cgroup, exec)) => start_in_cgroup(started, cgroup, &exec),
+        None => start_with_command(started),
+    };
+    #[cfg(not(target_os = "linux"))]
+    let child = start_with_command(started);
+    let child = match child {
+        Ok(child) => child,
+        Err(failed) => {
+            // Nothing ran; a record the child may have left names a dead pid.
+            if let Some(record) = &record {
+                let _ = std::fs::remove_file(record.path());
+            }
+            return Err(fail(match (failed, &record) {
+                (Failed::RunRecord(error), Some(record)) => SpawnCause::RunRecord {
+                    path: record.path().to_owned(),
+                    error,
+                },
+                (Failed::RunRecord(error) | Failed::Exec(error), _) => {
+                    classify_exec_error(error, uid)
+                }
+            }));
+        }
+    };
+
+    let pumps: Vec<_> = sinks
+        .into_iter()
+        .map(|sink| tokio::spawn(pump(unit.to_owned(), sink)))
+        .collect();
+    let logs = (!pumps.is_empty()).then(|| {
+        tokio::spawn(async move {
+            for pump in pumps {
+                let _ = pump.await;
+            }
+        })
+    });
+    Ok(UnitProcess::start(unit, spec, child, logs))
+}
+
+/// What both ways of starting the process take. The write ends of the log pipes are closed
+/// once the process has them, or the log copies would never see the end of the output.
+struct Started<'a> {
+    spec: &'a ExecSpec,
+    unit: &'a str,
+    program: &'a Path,
+    env: &'a BTreeMap<String, String>,
+    creds: Option<&'a Credentials>,
+    record: Option<&'a std::sync::Arc<SelfRecord>>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+}
+
+/// Why the child did not get to run its program.
+enum Failed {
+    /// Writing its run record failed, with this error.
+    RunRecord(io::Error),
+    /// Anything else: the exec, the working directory, the credentials.
+    Exec(io::Error),
+}
+
+/// Creates the process in `cgroup`; when clone3 is refused, takes the `Command` path.
+#[cfg(target_os = "linux")]
+fn start_in_cgroup(s: Started<'_>, cgroup: UnitCgroup, exec: &Exec) -> Result<UnitChild, Failed> {
+    use std::os::fd::AsRawFd;
+    let spawned = spawn_in_cgroup(
+        exec,
+        cgroup.dir_fd(),
+        s.stdout.as_ref().map(AsRawFd::as_raw_fd),
+        s.stderr.as_ref().map(AsRawFd::as_raw_fd),
+        s.record.map(|r| &**r),
+        s.creds,
+    );
+    match spawned {
+        Ok(child) => Ok(UnitChild::InCgroup(child, cgroup)),
+        Err(CloneFailure::RunRecord(e)) => Err(Failed::RunRecord(e)),
+        Err(CloneFailure::Exec(e)) => Err(Failed::Exec(e)),
+        Err(CloneFailure::Clone(e)) => {
+            // A refusal was said once (see `clone`); anything else is said here.
+            if super::clone::usable().is_ok() {
+                tracing::warn!(unit = s.unit, error = %e, "cannot create the process in the unit's cgroup; starting it without");
+            }
+            drop(cgroup);
+            start_with_command(s)
+        }
+    }
+}
+
+/// Starts the process with `tokio::process::Command` and the unit's steps in `pre_exec`.
+fn start_with_command(s: Started<'_>) -> Result<UnitChild, Failed> {
+    let mut cmd = tokio::process::Command::new(s.program);
+    cmd.args(&s.spec.command[1..])
+        .env_clear()
+        .envs(s.env)
+        .current_dir(&s.spec.working_directory)
+        .stdin(Stdio::null());
+    cmd.stdout(s.stdout.map_or_else(Stdio::null, Stdio::from));
+    cmd.stderr(s.stderr.map_or_else(Stdio::null, Stdio::from));
 
     // The child says through this pipe that it was the run record that failed, not the exec.
-    let (record_failed_reader, record_failed_writer) = match &record {
+    let (record_failed_reader, record_failed_writer) = match &s.record {
         Some(_) => {
-            let (r, w) = cloexec_pipe().map_err(|e| fail(SpawnCause::Io(e)))?;
+            let (r, w) = cloexec_pipe().map_err(Failed::Exec)?;
             (Some(r), Some(w))
         }
         None => (None, None),
     };
-    let creds = prepared.creds.clone();
+    let creds = s.creds.cloned();
     // SAFETY: the closure runs in the forked child and only makes async-signal-safe system
     // calls (close_range or fcntl, setsid, open, write, rename, setgroups, setgid, setuid) on
     // memory prepared before the fork.
     unsafe {
         use std::os::fd::AsRawFd;
-        let record = record.clone();
+        let record = s.record.cloned();
         let record_failed = record_failed_writer.as_ref().map(|w| w.as_raw_fd());
         cmd.pre_exec(move || {
             close_inherited_on_exec();
@@ -163,40 +272,12 @@ async fn spawn(
     // would never see the end of the output.
     drop(cmd);
     drop(record_failed_writer);
-    let child = match spawned {
-        Ok(child) => child,
+    match spawned {
+        Ok(child) => Ok(UnitChild::Command(child)),
         // The child wrote to the pipe before it reported the error and exited.
-        Err(error) => match &record {
-            Some(record) if said_something(record_failed_reader) => {
-                // Nothing ran; a record the child may have left names a dead pid.
-                let _ = std::fs::remove_file(record.path());
-                return Err(fail(SpawnCause::RunRecord {
-                    path: record.path().to_owned(),
-                    error,
-                }));
-            }
-            _ => {
-                if let Some(record) = &record {
-                    let _ = std::fs::remove_file(record.path());
-                }
-                let uid = prepared.creds.as_ref().map(|c| c.uid);
-                return Err(fail(classify_exec_error(error, uid)));
-            }
-        },
-    };
-
-    let pumps: Vec<_> = sinks
-        .into_iter()
-        .map(|sink| tokio::spawn(pump(unit.to_owned(), sink)))
-        .collect();
-    let logs = (!pumps.is_empty()).then(|| {
-        tokio::spawn(async move {
-            for pump in pumps {
-                let _ = pump.await;
-            }
-        })
-    });
-    Ok(UnitProcess::start(unit, spec, child, logs))
+        Err(error) if said_something(record_failed_reader) => Err(Failed::RunRecord(error)),
+        Err(error) => Err(Failed::Exec(error)),
+    }
 }
 
 /// In a forked child: marks every descriptor above 2 close-on-exec, so that none that
@@ -384,12 +465,23 @@ fn prepare(spec: &ExecSpec, unit: &str, records: Option<&Path>) -> Result<Prepar
         false => spec.stderr.as_ref().map(open).transpose()?,
     };
     let env = unit_environment(spec, creds.as_ref());
+    // Made last: a start refused by a check above creates no directory.
+    #[cfg(target_os = "linux")]
+    let in_cgroup = UnitCgroup::create(unit).and_then(|cgroup| {
+        match Exec::new(&spec.command, &env, &spec.working_directory) {
+            Ok(exec) => Some((cgroup, exec)),
+            // The other path says what is wrong with it.
+            Err(_) => None,
+        }
+    });
     Ok(Prepared {
         creds,
         env,
         stdout,
         stderr,
         merged,
+        #[cfg(target_os = "linux")]
+        in_cgroup,
     })
 }
 

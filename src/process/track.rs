@@ -169,6 +169,150 @@ pub fn spawn_tracked(cmd: &mut tokio::process::Command) -> io::Result<TrackedChi
     })
 }
 
+/// A child created with a pidfd (see `clone`), registered like a [`TrackedChild`]: the orphan
+/// reaper leaves it to [`wait`](Self::wait), which waits for the pidfd to become readable (the
+/// process exited) and collects the status with waitid(P_PIDFD) (Linux 5.4,
+/// https://man7.org/linux/man-pages/man2/waitid.2.html).
+///
+/// Dropped before its exit was collected, it is unregistered: the orphan reaper collects it.
+#[cfg(target_os = "linux")]
+pub(crate) struct PidfdChild {
+    pid: u32,
+    token: u64,
+    /// The pidfd until the first wait, which moves it into `watcher`.
+    pidfd: Option<std::os::fd::OwnedFd>,
+    watcher: Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+    status: Option<ExitStatus>,
+}
+
+/// Creates a child with `spawn` (its pid and pidfd) under the registry lock and registers it
+/// before the lock is released, as [`spawn_tracked`] does.
+#[cfg(target_os = "linux")]
+pub(crate) fn register_pidfd_child(
+    spawn: impl FnOnce() -> io::Result<(u32, std::os::fd::OwnedFd)>,
+) -> io::Result<PidfdChild> {
+    let mut registry = registry();
+    let (pid, pidfd) = spawn()?;
+    let token = registry.register(pid);
+    Ok(PidfdChild {
+        pid,
+        token,
+        pidfd: Some(pidfd),
+        watcher: None,
+        status: None,
+    })
+}
+
+#[cfg(target_os = "linux")]
+impl PidfdChild {
+    pub(crate) fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    fn raw_pidfd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        match (&self.watcher, &self.pidfd) {
+            (Some(w), _) => w.get_ref().as_raw_fd(),
+            (None, Some(fd)) => fd.as_raw_fd(),
+            (None, None) => -1,
+        }
+    }
+
+    /// Collects the exit status if the child has exited; `block` waits for it.
+    fn collect(&mut self, block: bool) -> io::Result<Option<ExitStatus>> {
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let status = waitid_pidfd(self.raw_pidfd(), block)?;
+        if let Some(status) = status {
+            self.collected(status);
+        }
+        Ok(status)
+    }
+
+    fn collected(&mut self, status: ExitStatus) {
+        self.status = Some(status);
+        registry().unregister(self.pid, self.token);
+    }
+
+    /// Waits for the child to exit. Cancel-safe; later calls return the same status.
+    pub(crate) async fn wait(&mut self) -> io::Result<ExitStatus> {
+        use std::os::fd::AsRawFd;
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        if let Some(fd) = self.pidfd.take() {
+            // SAFETY: an OwnedFd, moved in: it stays open and the same until the AsyncFd goes.
+            let watcher = unsafe {
+                tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+            }
+            .map_err(|e| e.into_parts().1)?;
+            self.watcher = Some(watcher);
+        }
+        let watcher = self
+            .watcher
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the child's pidfd is gone"))?;
+        let fd = watcher.get_ref().as_raw_fd();
+        let status = loop {
+            // A pidfd turns readable when its process exits, and stays so.
+            let mut ready = watcher.readable().await?;
+            match waitid_pidfd(fd, false)? {
+                Some(status) => break status,
+                None => ready.clear_ready(),
+            }
+        };
+        self.collected(status);
+        Ok(status)
+    }
+
+    /// Waits, blocking, for a child that is exiting anyway (it failed before its exec).
+    pub(crate) fn reap_blocking(mut self) {
+        let _ = self.collect(true);
+    }
+}
+
+/// waitid(P_PIDFD, `pidfd`, WEXITED): the exit status, or `None` while it runs (`block` false).
+#[cfg(target_os = "linux")]
+fn waitid_pidfd(pidfd: std::os::fd::RawFd, block: bool) -> io::Result<Option<ExitStatus>> {
+    use std::os::unix::process::ExitStatusExt;
+    let flags = libc::WEXITED | if block { 0 } else { libc::WNOHANG };
+    loop {
+        // SAFETY: waitid writes the zeroed siginfo it is given.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: as above; a bad descriptor is an error, not undefined behaviour.
+        let done = unsafe { libc::waitid(libc::P_PIDFD, pidfd as libc::id_t, &mut info, flags) };
+        if done != 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: waitid filled in a SIGCHLD siginfo, or left it zeroed (WNOHANG).
+        let (pid, status) = unsafe { (info.si_pid(), info.si_status()) };
+        if pid == 0 {
+            return Ok(None);
+        }
+        // The wait status encoding (torvalds/linux:kernel/exit.c, wait_task_zombie).
+        let raw = match info.si_code {
+            libc::CLD_EXITED => (status & 0xff) << 8,
+            libc::CLD_DUMPED => status | 0x80,
+            _ => status,
+        };
+        return Ok(Some(ExitStatus::from_raw(raw)));
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for PidfdChild {
+    fn drop(&mut self) {
+        if self.status.is_none() && !matches!(self.collect(false), Ok(Some(_))) {
+            registry().unregister(self.pid, self.token);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

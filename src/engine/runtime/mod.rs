@@ -96,6 +96,8 @@ pub(crate) async fn supervise(
     mut control: mpsc::Receiver<ControlRequest>,
     shutdown: CancellationToken,
 ) -> Ended {
+    // Units' cgroups are named after the state directory this daemon holds (Linux, as root).
+    crate::process::set_cgroup_owner(&config.state_dir);
     if let Err(e) = crate::process::start_reaper() {
         tracing::warn!(error = %e, "cannot reap orphaned grandchildren; they will be reaped by init instead");
     }

@@ -1,0 +1,253 @@
+//! Processes that leave their unit's session and process group with `setsid`: on Linux, run as
+//! root, each `exec` unit's processes live in a cgroup of their own, so such a process is still
+//! attributed to its unit, reported (`ORPHAN_ADOPTED`) and killed when the unit stops, by
+//! `stop`, by the daemon's shutdown and by its own exit alike, and no cgroup directory is
+//! left behind.
+//!
+//! The processes are found by a marker in their environment, which every descendant inherits
+//! whatever session it moves to.
+
+mod support;
+
+use std::fs;
+use std::path::PathBuf;
+
+use nix::sys::signal::Signal;
+
+use support::{Daemon, UnitDir, array, needs_root, processes_with_env, q, wait_until};
+
+/// A unit whose shell starts `sleep 7779` in a session of its own, then becomes `sleep 1000`.
+fn escaping_unit(d: &UnitDir, name: &str, marker: &str) {
+    d.unit(
+        name,
+        &format!(
+            "[exec]\ncommand = {}\nenv = {{ LG_ORPHAN_MARK = {} }}\n",
+            array(&[
+                "/bin/sh",
+                "-c",
+                "setsid /bin/sleep 7779 & exec /bin/sleep 1000"
+            ]),
+            q(marker),
+        ),
+    );
+}
+
+/// The unique marker of one test, and the pid of the process that escaped once it runs.
+fn escaped(marker_entry: &str, unit_pid: i32) -> i32 {
+    let mut escaped = None;
+    wait_until("the escaped sleep runs", || {
+        escaped = processes_with_env(marker_entry)
+            .into_iter()
+            .find(|&pid| pid != unit_pid && cmdline(pid).contains("7779"));
+        escaped.is_some()
+    });
+    escaped.unwrap()
+}
+
+fn cmdline(pid: i32) -> String {
+    fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// Where the cgroup v2 hierarchy is mounted, from /proc/self/mountinfo.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let info = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        let point = left.split_whitespace().nth(4)?;
+        (right.split_whitespace().next() == Some("cgroup2")).then(|| PathBuf::from(point))
+    })
+}
+
+/// The cgroup directories of the daemons of `d`'s state directory anywhere under the cgroup
+/// v2 mount: `launchgraph.<owner>`, the owner being the first 6 bytes of the SHA-256 of the
+/// state directory's path, in hex, as the daemon names it.
+fn cgroups_of(d: &UnitDir) -> Vec<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let state = d.units().parent().unwrap().join("state");
+    let digest = Sha256::digest(state.as_os_str().as_encoded_bytes());
+    let owner: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let name = format!("launchgraph.{owner}");
+    let mut found = Vec::new();
+    let mut todo: Vec<PathBuf> = cgroup2_mount().into_iter().collect();
+    while let Some(dir) = todo.pop() {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                if entry.file_name().to_str() == Some(name.as_str()) {
+                    found.push(entry.path());
+                }
+                todo.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+fn marker(d: &UnitDir) -> String {
+    d.units().display().to_string()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn root_stop_kills_and_reports_what_escaped_with_setsid() {
+    needs_root("putting a unit in a cgroup");
+    let d = UnitDir::new();
+    let marker = marker(&d);
+    let entry = format!("LG_ORPHAN_MARK={marker}");
+    escaping_unit(&d, "escaper", &marker);
+    let mut daemon = Daemon::start(&d.units());
+    let unit_pid = daemon
+        .wait_for(0, "escaper running", |t| t.is("escaper", "ready"))
+        .pid();
+    let escaped = escaped(&entry, unit_pid);
+
+    let log = daemon.log_mark();
+    let from = daemon.mark();
+    daemon.cli(&["stop", "escaper"]).ok();
+    daemon.wait_for(from, "escaper stopped", |t| t.is("escaper", "stopped"));
+    assert_eq!(
+        processes_with_env(&entry),
+        Vec::<i32>::new(),
+        "the unit is stopped, yet processes it started still run"
+    );
+    // Adopted and killed: two reports, one of them at least before it died (a zombie has no
+    // command line left), each naming the unit.
+    daemon.wait_log(log, "the escaped process reported", |l| {
+        l.contains("ORPHAN_ADOPTED")
+            && l.contains(&format!("pid={escaped}"))
+            && l.contains("escaper")
+            && l.contains("sleep 7779")
+    });
+
+    let status = daemon.terminate();
+    assert_eq!(status.code(), Some(0), "the log:\n{}", daemon.log());
+    assert_eq!(cgroups_of(&d), Vec::<PathBuf>::new());
+}
+
+#[test]
+#[ignore = "needs root"]
+fn root_shutdown_kills_and_reports_what_escaped_with_setsid() {
+    needs_root("putting a unit in a cgroup");
+    let d = UnitDir::new();
+    let marker = marker(&d);
+    let entry = format!("LG_ORPHAN_MARK={marker}");
+    escaping_unit(&d, "escaper", &marker);
+    let mut daemon = Daemon::start(&d.units());
+    let unit_pid = daemon
+        .wait_for(0, "escaper running", |t| t.is("escaper", "ready"))
+        .pid();
+    let escaped = escaped(&entry, unit_pid);
+    assert!(!cgroups_of(&d).is_empty(), "the running unit has a cgroup");
+
+    let log = daemon.log_mark();
+    let status = daemon.stop_with(Signal::SIGTERM);
+    assert_eq!(status.code(), Some(0), "the log:\n{}", daemon.log());
+    assert_eq!(
+        processes_with_env(&entry),
+        Vec::<i32>::new(),
+        "the daemon is gone, yet processes its unit started still run"
+    );
+    daemon.wait_log(log, "the escaped process reported", |l| {
+        l.contains("ORPHAN_ADOPTED")
+            && l.contains(&format!("pid={escaped}"))
+            && l.contains("escaper")
+            && l.contains("sleep 7779")
+    });
+    assert_eq!(cgroups_of(&d), Vec::<PathBuf>::new());
+}
+
+/// The shell exits 0 at once, leaving `sleep 7779` in a session of its own, three times: each
+/// time launchgraph adopts it (as subreaper) and kills it with the run it came from.
+#[test]
+#[ignore = "needs root"]
+fn root_a_unit_that_exits_leaves_nothing_of_each_run() {
+    needs_root("putting a unit in a cgroup");
+    let d = UnitDir::new();
+    let marker = marker(&d);
+    let entry = format!("LG_ORPHAN_MARK={marker}");
+    d.unit(
+        "quitter",
+        &format!(
+            "[exec]\ncommand = {}\nenv = {{ LG_ORPHAN_MARK = {} }}\n",
+            array(&["/bin/sh", "-c", "setsid /bin/sleep 7779 & exit 0"]),
+            q(&marker),
+        ),
+    );
+    let mut daemon = Daemon::start(&d.units());
+    let mut from = 0;
+    let mut log = 0;
+    for run in 0..3 {
+        if run > 0 {
+            from = daemon.mark();
+            log = daemon.log_mark();
+            daemon.cli(&["start", "quitter"]).ok();
+        }
+        let stopped = daemon.wait_for(from, "quitter stopped", |t| t.is("quitter", "stopped"));
+        assert_eq!(stopped.reason, "EXITED_CLEANLY", "{}", stopped.line);
+        assert_eq!(
+            processes_with_env(&entry),
+            Vec::<i32>::new(),
+            "run {run} is over, yet a process it started still runs"
+        );
+        // The escaped process is caught wherever it is on its way (the forked shell, setsid,
+        // sleep): its command line says which, so only the unit is checked here.
+        daemon.wait_log(log, "the escaped process reported", |l| {
+            l.contains("ORPHAN_ADOPTED") && l.contains("unit=\"quitter\"")
+        });
+    }
+    let status = daemon.terminate();
+    assert_eq!(status.code(), Some(0), "the log:\n{}", daemon.log());
+    assert_eq!(cgroups_of(&d), Vec::<PathBuf>::new());
+}
+
+/// A daemon killed outright stops nothing and removes nothing: the next one, on the same
+/// units and state, stops what it left, the escaped process included, and its cgroups.
+#[test]
+#[ignore = "needs root"]
+fn root_the_next_daemon_stops_what_a_killed_one_left_in_its_cgroups() {
+    needs_root("putting a unit in a cgroup");
+    let d = UnitDir::new();
+    let marker = marker(&d);
+    let entry = format!("LG_ORPHAN_MARK={marker}");
+    escaping_unit(&d, "escaper", &marker);
+    let mut first = Daemon::start(&d.units());
+    let unit_pid = first
+        .wait_for(0, "escaper running", |t| t.is("escaper", "ready"))
+        .pid();
+    let escaped = escaped(&entry, unit_pid);
+    first.stop_with(Signal::SIGKILL);
+    assert!(
+        !cgroups_of(&d).is_empty(),
+        "a killed daemon leaves its cgroups"
+    );
+    assert!(
+        processes_with_env(&entry).contains(&escaped),
+        "and what runs in them"
+    );
+
+    let mut second = Daemon::start(&d.units());
+    let new_pid = second
+        .wait_for(0, "escaper running again", |t| t.is("escaper", "ready"))
+        .pid();
+    second.wait_log(0, "the escaped process reported", |l| {
+        l.contains("ORPHAN_ADOPTED")
+            && l.contains(&format!("pid={escaped}"))
+            && l.contains("escaper")
+            && l.contains("sleep 7779")
+    });
+    let left: Vec<i32> = processes_with_env(&entry)
+        .into_iter()
+        .filter(|&pid| pid == unit_pid || pid == escaped)
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<i32>::new(),
+        "the first daemon's processes are gone"
+    );
+    assert!(processes_with_env(&entry).contains(&new_pid));
+    let status = second.terminate();
+    assert_eq!(status.code(), Some(0), "the log:\n{}", second.log());
+    assert_eq!(processes_with_env(&entry), Vec::<i32>::new());
+    assert_eq!(cgroups_of(&d), Vec::<PathBuf>::new());
+}
