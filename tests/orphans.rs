@@ -32,13 +32,19 @@ fn escaping_unit(d: &UnitDir, name: &str, marker: &str) {
     );
 }
 
-/// The unique marker of one test, and the pid of the process that escaped once it runs.
+/// The pid of the process that escaped, once it runs in a session of its own, found by the
+/// marker entry of its environment.
 fn escaped(marker_entry: &str, unit_pid: i32) -> i32 {
     let mut escaped = None;
     wait_until("the escaped sleep runs", || {
-        escaped = processes_with_env(marker_entry)
-            .into_iter()
-            .find(|&pid| pid != unit_pid && cmdline(pid).contains("7779"));
+        // The sleep itself, once in its own session: not the forked shell nor setsid on
+        // their way there, which a stop could still catch in the unit's group.
+        escaped = processes_with_env(marker_entry).into_iter().find(|&pid| {
+            pid != unit_pid
+                && cmdline(pid).starts_with("/bin/sleep 7779")
+                && nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(pid)))
+                    .is_ok_and(|sid| sid.as_raw() == pid)
+        });
         escaped.is_some()
     });
     escaped.unwrap()
@@ -250,4 +256,128 @@ fn root_the_next_daemon_stops_what_a_killed_one_left_in_its_cgroups() {
     assert_eq!(status.code(), Some(0), "the log:\n{}", second.log());
     assert_eq!(processes_with_env(&entry), Vec::<i32>::new());
     assert_eq!(cgroups_of(&d), Vec::<PathBuf>::new());
+}
+
+/// A classic daemonizer: a child forks, the grandchild calls `setsid` and forks again, and
+/// both intermediate processes exit, so what is left (`sleep 7778`) belongs to no group nor
+/// session of the unit and its parent is launchgraph (the subreaper). It is still the unit's:
+/// stopping the unit reports it and stops it.
+#[test]
+#[ignore = "needs root"]
+fn root_a_double_forked_daemon_is_stopped_with_its_unit() {
+    needs_root("putting a unit in a cgroup");
+    let d = UnitDir::new();
+    let marker = marker(&d);
+    let entry = format!("LG_ORPHAN_MARK={marker}");
+    d.unit(
+        "daemonizer",
+        &format!(
+            "[exec]\ncommand = {}\nenv = {{ LG_ORPHAN_MARK = {} }}\n",
+            array(&[
+                "/bin/sh",
+                "-c",
+                "(setsid /bin/sh -c '/bin/sleep 7778 & exit 0' &); exec /bin/sleep 1000"
+            ]),
+            q(&marker),
+        ),
+    );
+    let mut daemon = Daemon::start(&d.units());
+    let unit_pid = daemon
+        .wait_for(0, "daemonizer running", |t| t.is("daemonizer", "ready"))
+        .pid();
+    let mut daemonized = None;
+    wait_until(
+        "the daemonized sleep runs, re-parented to launchgraph",
+        || {
+            daemonized = processes_with_env(&entry)
+                .into_iter()
+                .find(|&pid| cmdline(pid).contains("7778") && parent_of(pid) == Some(daemon.pid()));
+            daemonized.is_some()
+        },
+    );
+    let daemonized = daemonized.unwrap();
+    assert_ne!(
+        nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(daemonized))).unwrap(),
+        nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(unit_pid))).unwrap(),
+        "it left the unit's session"
+    );
+
+    let log = daemon.log_mark();
+    let from = daemon.mark();
+    daemon.cli(&["stop", "daemonizer"]).ok();
+    daemon.wait_for(from, "daemonizer stopped", |t| {
+        t.is("daemonizer", "stopped")
+    });
+    assert_eq!(
+        processes_with_env(&entry),
+        Vec::<i32>::new(),
+        "the unit is stopped, yet the process it daemonized still runs"
+    );
+    daemon.wait_log(log, "the daemonized process reported", |l| {
+        l.contains("ORPHAN_ADOPTED")
+            && l.contains(&format!("pid={daemonized}"))
+            && l.contains("unit=\"daemonizer\"")
+            && l.contains("sleep 7778")
+    });
+    let status = daemon.terminate();
+    assert_eq!(status.code(), Some(0), "the log:\n{}", daemon.log());
+    assert_eq!(cgroups_of(&d), Vec::<PathBuf>::new());
+}
+
+/// What escaped is stopped the way the unit is: its stop signal first (here SIGTERM, which the
+/// escaped shell catches and records), SIGKILL only after the stop timeout.
+#[test]
+#[ignore = "needs root"]
+fn root_what_escaped_gets_the_units_stop_signal_first() {
+    needs_root("putting a unit in a cgroup");
+    let d = UnitDir::new();
+    let marker = marker(&d);
+    let entry = format!("LG_ORPHAN_MARK={marker}");
+    let said = d.path("escaped-said");
+    d.unit(
+        "polite",
+        &format!(
+            "[exec]\ncommand = {}\nenv = {{ LG_ORPHAN_MARK = {} }}\nstop-timeout = \"30s\"\n",
+            array(&[
+                "/bin/sh",
+                "-c",
+                "setsid /bin/sh -c 'trap \"echo TERM > \\\"$1\\\"; exit 0\" TERM; \
+                 while :; do /bin/sleep 7777 & wait; done' sh \"$1\" & exec /bin/sleep 1000",
+                "sh",
+                said.to_str().unwrap(),
+            ]),
+            q(&marker),
+        ),
+    );
+    let mut daemon = Daemon::start(&d.units());
+    let unit_pid = daemon
+        .wait_for(0, "polite running", |t| t.is("polite", "ready"))
+        .pid();
+    wait_until("the escaped shell waits in its loop", || {
+        processes_with_env(&entry).into_iter().any(|pid| {
+            pid != unit_pid && cmdline(pid).contains("7777") && !cmdline(pid).contains("trap")
+        })
+    });
+
+    let from = daemon.mark();
+    daemon.cli(&["stop", "polite"]).ok();
+    daemon.wait_for(from, "polite stopped", |t| t.is("polite", "stopped"));
+    assert_eq!(processes_with_env(&entry), Vec::<i32>::new());
+    assert_eq!(
+        fs::read_to_string(&said).unwrap_or_default(),
+        "TERM\n",
+        "the escaped shell was not sent SIGTERM before it was killed; the log:\n{}",
+        daemon.log()
+    );
+    let status = daemon.terminate();
+    assert_eq!(status.code(), Some(0), "the log:\n{}", daemon.log());
+}
+
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..]
+        .split_ascii_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
