@@ -67,7 +67,7 @@ reasons! {
     RunRecordStale => "RUN_RECORD_STALE", "At start, a unit's run record named a pid that now belongs to another process; it was removed and nothing was signalled.";
     TaskFailed => "TASK_FAILED", "A task of the supervisor that watched the unit (its run, or one of its probes) died on a bug in launchgraph; what the run left was killed, or the unit stopped, and it is restarted so that it is watched again.";
     IllegalTransition => "ILLEGAL_TRANSITION", "The supervisor made a state change its table of legal transitions does not list: a bug in launchgraph, logged where it happened.";
-    OrphanAdopted => "ORPHAN_ADOPTED", "A process of the unit that had left its process group (setsid) was found in the unit's cgroup: adopted by launchgraph after its parent died, or killed because the unit stopped. Logged with the unit, the pid and the command line (Linux, as root).";
+    OrphanAdopted => "ORPHAN_ADOPTED", "A process of the unit that had left its process group (setsid) was found in the unit's cgroup: adopted by launchgraph after its parent died, or stopped (the unit's stop signal, then SIGKILL) because the unit's main process had exited or was stopped. Logged with the unit, the pid and the command line (Linux, as root).";
 }
 
 impl fmt::Display for Reason {

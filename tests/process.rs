@@ -592,6 +592,53 @@ async fn a_grandchild_that_escaped_its_group_is_still_reaped_when_orphaned() {
     .expect("the escaped grandchild leaves no zombie");
 }
 
+/// The cgroup v2 path of a process, from `/proc/PID/cgroup` (its `0::` line).
+#[cfg(target_os = "linux")]
+fn cgroup_of(pid: u32) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_owned)
+}
+
+/// As root, a unit's process is created in a cgroup of its own, which what it starts stays in
+/// after `setsid`; when the unit is stopped, what escaped its group gets the stop signal too.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+#[ignore = "needs root"]
+async fn root_what_escaped_its_group_stays_in_the_units_cgroup_and_is_stopped_with_it() {
+    support::needs_root("creating cgroups");
+    setup();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = Fifo::new(dir.path());
+    let mut reaped = process::subscribe_reaped();
+    // A name of its own: another test's run of `test-unit` may hold that unit's cgroup.
+    let mut p = spawn_unit(
+        &sh(
+            "/usr/bin/setsid /bin/sh -c 'echo $$ > \"$1\"; exec /bin/sleep 1000' sh \"$1\" & exec /bin/sleep 1000",
+            &[fifo.arg()],
+        ),
+        "escaper",
+    )
+    .await
+    .unwrap();
+    let escaped: u32 = fifo.read().await.trim().parse().unwrap();
+    let escaped_pid = Pid::from_raw(escaped as i32);
+    assert_eq!(nix::unistd::getsid(Some(escaped_pid)).unwrap(), escaped_pid);
+    let unit_cgroup = cgroup_of(p.pid()).expect("the unit's process is in a cgroup v2");
+    assert!(
+        unit_cgroup.ends_with(&format!("/launchgraph.{}/escaper", std::process::id())),
+        "{unit_cgroup}"
+    );
+    assert_eq!(cgroup_of(escaped), Some(unit_cgroup));
+
+    let stopped = p.stop(Sig::SIGTERM, DEADLINE).await;
+    assert_eq!(stopped.outcome, StopOutcome::Exited);
+    // Killed by the stop signal, not by SIGKILL: stopped the way the unit is.
+    let r = reaped_pid(&mut reaped, escaped).await;
+    assert_eq!(r.signal, Some(Sig::SIGTERM as i32));
+}
+
 // ----- logs -----------------------------------------------------------------------------------
 
 #[tokio::test]

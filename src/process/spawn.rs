@@ -215,7 +215,7 @@ fn start_in_cgroup(s: Started<'_>, cgroup: UnitCgroup, exec: &Exec) -> Result<Un
             if super::clone::usable().is_ok() {
                 tracing::warn!(unit = s.unit, error = %e, "cannot create the process in the unit's cgroup; starting it without");
             }
-            drop(cgroup);
+            cgroup.forget();
             start_with_command(s)
         }
     }

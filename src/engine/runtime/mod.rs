@@ -152,6 +152,8 @@ pub(crate) async fn supervise(
         done = sup.apply(fx) || sup.finish_reload().await;
     }
     journal::write(sup.log.flush_all());
+    // Every unit is down: their cgroups are empty (Linux, as root).
+    crate::process::remove_unit_cgroups();
     if !sup.loaded {
         return Ended::NeverLoaded;
     }
