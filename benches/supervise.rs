@@ -726,7 +726,12 @@ fn bench_gate(b: &mut Bench, reps: usize) -> R<()> {
                     "gate: the dependent did not start within {limit:?}"
                 ));
             };
-            let Some(&(_, listen_ns)) = stamps(&req_file).first() else {
+            // The requirement writes its stamp right after listen(), but on a busy machine it
+            // may be preempted in between, and the dependent start first: wait for it.
+            let listened = wait_for(Duration::from_secs(5), Duration::from_millis(5), || {
+                stamps(&req_file).first().copied()
+            });
+            let Some((_, listen_ns)) = listened else {
                 return Err("gate: the requirement left no listen instant".into());
             };
             let log = d.log();
