@@ -291,7 +291,11 @@ fn root_a_double_forked_daemon_is_stopped_with_its_unit() {
         || {
             daemonized = processes_with_env(&entry)
                 .into_iter()
-                .find(|&pid| cmdline(pid).contains("7778") && parent_of(pid) == Some(daemon.pid()));
+                // The sleep itself, not the unit's shell nor a process on its way there.
+                .find(|&pid| {
+                    cmdline(pid).starts_with("/bin/sleep 7778")
+                        && parent_of(pid) == Some(daemon.pid())
+                });
             daemonized.is_some()
         },
     );
@@ -299,7 +303,14 @@ fn root_a_double_forked_daemon_is_stopped_with_its_unit() {
     assert_ne!(
         nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(daemonized))).unwrap(),
         nix::unistd::getsid(Some(nix::unistd::Pid::from_raw(unit_pid))).unwrap(),
-        "it left the unit's session"
+        "it left the unit's session: {}",
+        String::from_utf8_lossy(
+            &std::process::Command::new("ps")
+                .args(["-eo", "pid,ppid,pgid,sid,args"])
+                .output()
+                .unwrap()
+                .stdout
+        )
     );
 
     let log = daemon.log_mark();
@@ -313,12 +324,16 @@ fn root_a_double_forked_daemon_is_stopped_with_its_unit() {
         Vec::<i32>::new(),
         "the unit is stopped, yet the process it daemonized still runs"
     );
-    daemon.wait_log(log, "the daemonized process reported", |l| {
-        l.contains("ORPHAN_ADOPTED")
-            && l.contains(&format!("pid={daemonized}"))
-            && l.contains("unit=\"daemonizer\"")
-            && l.contains("sleep 7778")
-    });
+    daemon.wait_log(
+        log,
+        &format!("the daemonized process {daemonized} reported"),
+        |l| {
+            l.contains("ORPHAN_ADOPTED")
+                && l.contains(&format!("pid={daemonized}"))
+                && l.contains("unit=\"daemonizer\"")
+                && l.contains("sleep 7778")
+        },
+    );
     let status = daemon.terminate();
     assert_eq!(status.code(), Some(0), "the log:\n{}", daemon.log());
     assert_eq!(cgroups_of(&d), Vec::<PathBuf>::new());
