@@ -27,6 +27,9 @@
 //! It does not decide when a unit stops: `running` calls [`UnitCgroup::stop_rest`] once the
 //! unit's main process has exited and its process group was killed.
 
+// Without cgroups (not Linux) units never get one: most of this is then unused.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fs;

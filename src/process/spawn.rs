@@ -12,6 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+#[cfg(target_os = "linux")]
 use super::cgroup::UnitCgroup;
 #[cfg(target_os = "linux")]
 use super::clone::{CloneFailure, Exec, spawn_in_cgroup};
@@ -177,6 +178,7 @@ async fn spawn(
 /// once the process has them, or the log copies would never see the end of the output.
 struct Started<'a> {
     spec: &'a ExecSpec,
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     unit: &'a str,
     program: &'a Path,
     env: &'a BTreeMap<String, String>,
