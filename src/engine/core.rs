@@ -52,6 +52,9 @@ pub enum Effect {
         unit: UnitId,
         generation: Generation,
         kind: ProbeKind,
+        /// The run's main process, when known: a readiness probe checks that the listener it
+        /// reached is this process's (or its group's, or a descendant's).
+        pid: Option<u32>,
     },
     StopProbes {
         unit: UnitId,
@@ -714,6 +717,14 @@ impl Core {
                         && now >= d
                     {
                         self.slots[unit].cycle = Some(Reason::ReadyTimeout);
+                        // What the last failed readiness attempt said (refused, held by
+                        // another process, ...) becomes the cause of the stop.
+                        self.slots[unit].cycle_cause = self.slots[unit]
+                            .last_probe
+                            .as_ref()
+                            .filter(|p| p.kind == ProbeKind::Ready && !p.ok)
+                            .filter(|p| self.slots[unit].started_at.is_none_or(|s| p.at >= s))
+                            .map(|p| p.detail.clone());
                         self.moved = true;
                         self.touch(unit);
                     }
@@ -853,7 +864,20 @@ impl Core {
         } = &mut self.slots[u].state
         {
             *known = pid;
-            if !self.policies[u].has_ready_probe {
+            if self.policies[u].has_ready_probe {
+                // The readiness probe started when launchd said the job was relaunching,
+                // before its pid was known: start it again with the pid, so the listener it
+                // reaches can be checked against it.
+                if pid.is_some() {
+                    fx.push(Effect::StopProbes { unit: u });
+                    fx.push(Effect::StartProbe {
+                        unit: u,
+                        generation,
+                        kind: ProbeKind::Ready,
+                        pid,
+                    });
+                }
+            } else {
                 let facts = Facts {
                     pid,
                     note: Some(Note::RelaunchedNoReadyProbe),
@@ -890,6 +914,7 @@ impl Core {
                 unit: u,
                 generation,
                 kind: ProbeKind::Ready,
+                pid,
             });
             if let Some(at) = deadline {
                 fx.push(Effect::SetTimer {
@@ -952,6 +977,7 @@ impl Core {
                 unit: u,
                 generation,
                 kind: ProbeKind::Alive,
+                pid,
             });
         }
     }
@@ -1105,6 +1131,7 @@ impl Core {
                 unit: u,
                 generation,
                 kind: ProbeKind::Ready,
+                pid: None,
             });
         }
         if let Some(at) = deadline {
@@ -1394,7 +1421,9 @@ impl Core {
                     reason,
                 });
                 let cause = match reason {
-                    Reason::LivenessFailed | Reason::TaskFailed => self.slots[u].cycle_cause.take(),
+                    Reason::LivenessFailed | Reason::TaskFailed | Reason::ReadyTimeout => {
+                        self.slots[u].cycle_cause.take()
+                    }
                     _ => None,
                 };
                 let facts = Facts {

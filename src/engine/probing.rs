@@ -3,6 +3,14 @@
 //! carrying the run's generation; the loop ends when its token is cancelled (the core's
 //! `StopProbes`). Probes are the same for every backend: they look at the service, not at
 //! how it was started. What a probe does (TCP, HTTP, a command) is [`crate::probe`]'s.
+//!
+//! A readiness probe of a loopback port that passes is not taken at its word: the listener it
+//! reached may be another process's (Ollama.app holding 127.0.0.1:11434 while the unit's own
+//! server fails on "address already in use"). Before the pass is reported, the loop looks up
+//! who holds the port ([`crate::listener`]) and reports a failure naming them
+//! (`PORT_HELD_BY_OTHER`) when none of them belongs to the run. The lookup runs here, off the
+//! supervisor's task, only on a passing attempt, and at most once per `interval` while the
+//! stranger stays; a lookup that cannot tell leaves the pass as it was.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,9 +20,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::events::{Event, EventTx, Generation, ProbeKind, TaskWatch, UnitId, WatchedTask};
 use crate::control::render::fmt_ms;
+use crate::listener::{self, Ownership};
 use crate::probe::{
     Prober, READY_POLL_CROWDED, READY_POLL_FAST, READY_POLL_FAST_FOR, ready_poll_delays_every,
 };
+use crate::reason::Reason;
 use crate::unit::Unit;
 
 /// Failures while a unit starts are expected and frequent (every millisecond at first): the
@@ -58,6 +68,7 @@ pub(crate) fn start(
     id: UnitId,
     generation: Generation,
     kind: ProbeKind,
+    pid: Option<u32>,
     token: CancellationToken,
     tx: EventTx,
 ) {
@@ -94,6 +105,7 @@ pub(crate) fn start(
             // backing off to `interval`.
             ProbeKind::Ready => {
                 let mut last_failure_report: Option<Instant> = None;
+                let mut holder = HolderCheck::default();
                 let started = Instant::now();
                 let mut fast = FastPoll::take();
                 let every = match fast {
@@ -113,14 +125,25 @@ pub(crate) fn start(
                         () = token.cancelled() => return,
                         o = prober.run(probe, timeout) => o,
                     };
-                    if outcome.ok {
-                        report(true, outcome.latency, outcome.detail);
+                    let mut detail = outcome.detail;
+                    let mut ok = outcome.ok;
+                    if ok && let Some(addr) = listener::loopback_target(probe) {
+                        match holder.check(&unit, addr, pid, interval).await {
+                            None => {}
+                            Some(held) => {
+                                ok = false;
+                                detail = format!("{detail}, but {held}");
+                            }
+                        }
+                    }
+                    if ok {
+                        report(true, outcome.latency, detail);
                         return;
                     }
                     if last_failure_report.is_none_or(|t| t.elapsed() >= READY_FAILURE_REPORT_EVERY)
                     {
                         last_failure_report = Some(Instant::now());
-                        report(false, outcome.latency, outcome.detail);
+                        report(false, outcome.latency, detail);
                     }
                 }
             }
@@ -145,4 +168,77 @@ pub(crate) fn start(
             },
         }
     });
+}
+
+/// The check of who holds the port a passing readiness probe reached, over one run.
+#[derive(Default)]
+struct HolderCheck {
+    /// The last lookup's time and what it found held by others (`None`: nothing against).
+    last: Option<(Instant, Option<String>)>,
+    /// The warning was logged (once per run).
+    warned: bool,
+    /// The fallback was logged (once per run).
+    said_unknown: bool,
+}
+
+impl HolderCheck {
+    /// `Some(why)` when the listener at `addr` is held by processes outside the run of main
+    /// process `pid`: the probe must count as failed. Looked up at most once per `every`;
+    /// in between, the last verdict stands.
+    async fn check(
+        &mut self,
+        unit: &Unit,
+        addr: std::net::SocketAddr,
+        pid: Option<u32>,
+        every: Duration,
+    ) -> Option<String> {
+        if let Some((at, verdict)) = &self.last
+            && at.elapsed() < every
+        {
+            return verdict.clone();
+        }
+        let Some(pid) = pid else {
+            if !std::mem::replace(&mut self.said_unknown, true) {
+                tracing::debug!(
+                    "{}: {addr} answered; who holds it is not checked: the run's pid is not \
+                     known",
+                    unit.name
+                );
+            }
+            return None;
+        };
+        let verdict = match listener::ownership(addr, pid).await {
+            Ownership::Unit => None,
+            Ownership::Other(holders) => {
+                let why = format!(
+                    "{}: {addr} is held by {}, not by the unit's process (pid {pid}), its \
+                     group or its descendants",
+                    Reason::PortHeldByOther,
+                    listener::list(&holders),
+                );
+                if !std::mem::replace(&mut self.warned, true) {
+                    tracing::warn!(
+                        reason = %Reason::PortHeldByOther,
+                        "{}: readiness probe of {addr} answered by {}, not by the unit \
+                         (pid {pid}); not marked ready while it holds the port",
+                        unit.name,
+                        listener::list(&holders)
+                    );
+                }
+                Some(why)
+            }
+            Ownership::Unknown(why) => {
+                if !std::mem::replace(&mut self.said_unknown, true) {
+                    tracing::debug!(
+                        "{}: {addr} answered; who holds it cannot be told ({why}): taken as \
+                         the unit's",
+                        unit.name
+                    );
+                }
+                None
+            }
+        };
+        self.last = Some((Instant::now(), verdict.clone()));
+        verdict
+    }
 }

@@ -76,6 +76,7 @@ impl Shell {
                     unit,
                     generation,
                     kind,
+                    pid,
                 } => {
                     let token = self.probes[unit]
                         .get_or_insert_with(CancellationToken::new)
@@ -86,6 +87,7 @@ impl Shell {
                         unit,
                         generation,
                         kind,
+                        pid,
                         token,
                         self.tx.clone(),
                     );
