@@ -24,9 +24,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write as _};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-#[cfg(not(target_os = "macos"))]
 use std::path::Path;
 use std::time::Duration;
+
+use crate::preflight::{Finding, FindingCode, Severity};
+use crate::unit::{Runner, Unit};
 
 /// A process that holds a listening socket.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -293,14 +295,14 @@ pub fn list(holders: &[Holder]) -> String {
     }
 }
 
-/// The holders of `listeners`, with the addresses they hold: `[::1]:11434 by pid 12 (ollama)`.
+/// The holders of `listeners`, with the addresses they hold: `pid 12 (ollama) on [::1]:11434`.
 pub fn describe(listeners: &[Listener]) -> String {
     let mut out = String::new();
     for (i, l) in listeners.iter().enumerate() {
         if i > 0 {
             out.push_str("; ");
         }
-        let _ = write!(out, "{} by {}", l.addr, list(&l.holders));
+        let _ = write!(out, "{} on {}", list(&l.holders), l.addr);
     }
     out
 }
@@ -335,6 +337,88 @@ pub fn strangers(view: &PortView, me: u32) -> (Vec<Listener>, Vec<Listener>) {
             .collect()
     };
     (keep(&view.serving), keep(&view.other_family))
+}
+
+/// What `check` says of the port `unit`'s readiness probe dials, when it is held by another
+/// process than the unit's run (`PORT_HELD_BY_OTHER`), or held on the other loopback family
+/// only. The run of an `exec` unit is the one its run record in `state_dir` names; `check`
+/// does not ask launchd for a job's pid, so for a `launchd` unit a holder is reported as
+/// information, to be compared with the job's pid. `None` when nothing is held, or the lookup
+/// cannot tell.
+pub async fn check_finding(unit: &Unit, state_dir: &Path) -> Option<Finding> {
+    let addr = loopback_target(&unit.ready.as_ref()?.probe)?;
+    let found = view(listeners(addr.port()).await.ok()?, addr);
+    let is_exec = matches!(unit.runner, Runner::Exec(_));
+    let run = is_exec
+        .then(|| crate::engine::runs::recorded_pid(state_dir, unit.name.as_str()))
+        .flatten();
+    let outside = |ls: &[Listener]| -> Vec<Listener> {
+        ls.iter()
+            .filter_map(|l| {
+                let holders: Vec<Holder> = l
+                    .holders
+                    .iter()
+                    .filter(|h| run.is_none_or(|r| belongs_to(h.pid, r, proc_facts) != Some(true)))
+                    .cloned()
+                    .collect();
+                (!holders.is_empty()).then(|| Listener {
+                    addr: l.addr,
+                    holders,
+                })
+            })
+            .collect()
+    };
+    let (serving, other) = (outside(&found.serving), outside(&found.other_family));
+    // The unit's own run holds it: nothing to say.
+    if run.is_some() && serving.is_empty() && !found.serving.is_empty() {
+        return None;
+    }
+    let port = addr.port();
+    let finding = if !serving.is_empty() {
+        let whose = if is_exec {
+            "while the unit is not running, so its start will fail with \"address already in \
+             use\" and its readiness is refused while the port is held"
+                .to_owned()
+        } else {
+            "(check does not ask launchd for the job's pid: if that is not the job's process, \
+             the job cannot listen there and its readiness is refused while the port is held)"
+                .to_owned()
+        };
+        Finding::new(
+            FindingCode::PortHeldByOther,
+            None,
+            format!(
+                "{addr}, which the readiness probe dials, is held by {} {whose}",
+                describe(&serving)
+            ),
+            format!(
+                "stop pid {} or its login item or service (Ollama.app holds 127.0.0.1:11434), \
+                 or move one of them to another port",
+                serving[0].holders[0].pid
+            ),
+        )
+    } else if !other.is_empty() {
+        Finding::new(
+            FindingCode::PortHeldByOther,
+            None,
+            format!(
+                "nothing listens on {addr}, which the readiness probe dials, but port {port} is \
+                 held on the other address family: {}",
+                describe(&other)
+            ),
+            format!(
+                "bind the server to {} too, or make the probe dial the address it listens on",
+                addr.ip()
+            ),
+        )
+    } else {
+        return None;
+    };
+    Some(if is_exec {
+        finding
+    } else {
+        finding.with_severity(Severity::Info)
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -398,7 +482,10 @@ fn parse_hex_ip(hex: &str, v6: bool) -> Option<IpAddr> {
 
 /// The inode of a `socket:[INODE]` fd link.
 pub fn socket_inode(link: &str) -> Option<u64> {
-    link.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+    link.strip_prefix("socket:[")?
+        .strip_suffix(']')?
+        .parse()
+        .ok()
 }
 
 #[cfg(not(target_os = "macos"))]
@@ -462,7 +549,11 @@ mod linux {
         };
         let own_netns = std::fs::read_link(proc.join("self/ns/net")).ok();
         for entry in dir.flatten().take(MAX_PIDS) {
-            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
                 continue;
             };
             let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
@@ -594,7 +685,11 @@ pub fn parse_lsof(text: &str) -> Vec<Listener> {
         .into_iter()
         .map(|addr| Listener {
             addr,
-            holders: by_addr.remove(&addr).unwrap_or_default().into_iter().collect(),
+            holders: by_addr
+                .remove(&addr)
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
         })
         .collect()
 }
@@ -826,11 +921,9 @@ n127.0.0.1:11434
             (41, (40, 41, 41)),
         ]);
         let facts = |pid: u32| {
-            table.get(&pid).map(|&(ppid, pgid, sid)| ProcFacts {
-                ppid,
-                pgid,
-                sid,
-            })
+            table
+                .get(&pid)
+                .map(|&(ppid, pgid, sid)| ProcFacts { ppid, pgid, sid })
         };
         assert_eq!(belongs_to(10, 10, facts), Some(true));
         assert_eq!(belongs_to(11, 10, facts), Some(true));
@@ -859,7 +952,7 @@ n127.0.0.1:11434
             addr: sa("[::1]:80"),
             holders: vec![h(7, "srv")],
         };
-        assert_eq!(describe(&[l]), "[::1]:80 by pid 7 (srv)");
+        assert_eq!(describe(&[l]), "pid 7 (srv) on [::1]:80");
     }
 
     /// This process's own listener is found with this process as its holder.
@@ -876,6 +969,9 @@ n127.0.0.1:11434
         assert_eq!(ownership(addr, me).await, Ownership::Unit);
         // A run that is not this process (and no ancestor of it): a stranger holds the port.
         let other = ownership(addr, u32::MAX - 1).await;
-        assert!(matches!(&other, Ownership::Other(h) if h.iter().any(|h| h.pid == me)), "{other:?}");
+        assert!(
+            matches!(&other, Ownership::Other(h) if h.iter().any(|h| h.pid == me)),
+            "{other:?}"
+        );
     }
 }
