@@ -235,14 +235,18 @@ pub enum Ownership {
     Unknown(String),
 }
 
-/// Who holds the listener that a connect to `addr` reaches, and whether that belongs to the
-/// run whose main process is `main`. A lookup that fails, a listener whose holders cannot be
-/// seen, or a holder whose ancestry cannot be read makes it [`Ownership::Unknown`].
-pub async fn ownership(addr: SocketAddr, main: u32) -> Ownership {
-    let found = match listeners(addr.port()).await {
-        Ok(l) => view(l, addr),
-        Err(e) => return Ownership::Unknown(e.to_string()),
-    };
+/// The processes holding the listeners that a connect to `addr` reaches; `Err` says why they
+/// cannot be told (the lookup failed, no such listener is visible, or its holders are not).
+pub async fn serving_holders(addr: SocketAddr) -> Result<Vec<Holder>, String> {
+    let found = view(
+        listeners(addr.port()).await.map_err(|e| e.to_string())?,
+        addr,
+    );
+    if found.serving.is_empty() {
+        return Err(format!(
+            "no listener that takes a connect to {addr} is visible here"
+        ));
+    }
     let holders: Vec<Holder> = found
         .serving
         .iter()
@@ -250,16 +254,22 @@ pub async fn ownership(addr: SocketAddr, main: u32) -> Ownership {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
-    if found.serving.is_empty() {
-        return Ownership::Unknown(format!(
-            "no listener that takes a connect to {addr} is visible here"
-        ));
-    }
     if holders.is_empty() {
-        return Ownership::Unknown(format!(
+        return Err(format!(
             "the process holding {addr} cannot be seen (another user's, without root?)"
         ));
     }
+    Ok(holders)
+}
+
+/// Who holds the listener that a connect to `addr` reaches, and whether that belongs to the
+/// run whose main process is `main`. A lookup that fails, a listener whose holders cannot be
+/// seen, or a holder whose ancestry cannot be read makes it [`Ownership::Unknown`].
+pub async fn ownership(addr: SocketAddr, main: u32) -> Ownership {
+    let holders = match serving_holders(addr).await {
+        Ok(h) => h,
+        Err(why) => return Ownership::Unknown(why),
+    };
     let judged = tokio::task::spawn_blocking(move || {
         let mut unknown = false;
         for h in &holders {
@@ -317,26 +327,29 @@ pub fn loopback_target(probe: &crate::unit::Probe) -> Option<SocketAddr> {
     canonical(addr.ip()).is_loopback().then_some(addr)
 }
 
-/// The processes holding listeners in `view` (serving first) that are neither launchgraph
-/// nor its descendants (its `exec` units, their children): the strangers on the port.
-pub fn strangers(view: &PortView, me: u32) -> (Vec<Listener>, Vec<Listener>) {
-    let keep = |ls: &[Listener]| -> Vec<Listener> {
-        ls.iter()
-            .filter_map(|l| {
-                let holders: Vec<Holder> = l
-                    .holders
-                    .iter()
-                    .filter(|h| belongs_to(h.pid, me, proc_facts) == Some(false))
-                    .cloned()
-                    .collect();
-                (!holders.is_empty()).then(|| Listener {
-                    addr: l.addr,
-                    holders,
-                })
+/// `listeners` with only the holders `keep` accepts; listeners left without one are dropped.
+fn keep_holders(listeners: &[Listener], keep: impl Fn(&Holder) -> bool) -> Vec<Listener> {
+    listeners
+        .iter()
+        .filter_map(|l| {
+            let holders: Vec<Holder> = l.holders.iter().filter(|h| keep(h)).cloned().collect();
+            (!holders.is_empty()).then_some(Listener {
+                addr: l.addr,
+                holders,
             })
-            .collect()
-    };
-    (keep(&view.serving), keep(&view.other_family))
+        })
+        .collect()
+}
+
+/// The listeners in `view` (serving, then other-family) with only their holders that are
+/// neither process `me` (launchgraph) nor its descendants (its `exec` units, their children):
+/// the strangers on the port. Blocks (reads each holder's ancestry).
+pub fn strangers(view: &PortView, me: u32) -> (Vec<Listener>, Vec<Listener>) {
+    let stranger = |h: &Holder| belongs_to(h.pid, me, proc_facts) == Some(false);
+    (
+        keep_holders(&view.serving, stranger),
+        keep_holders(&view.other_family, stranger),
+    )
 }
 
 /// What `check` says of the port `unit`'s readiness probe dials, when it is held by another
@@ -352,23 +365,9 @@ pub async fn check_finding(unit: &Unit, state_dir: &Path) -> Option<Finding> {
     let run = is_exec
         .then(|| crate::engine::runs::recorded_pid(state_dir, unit.name.as_str()))
         .flatten();
-    let outside = |ls: &[Listener]| -> Vec<Listener> {
-        ls.iter()
-            .filter_map(|l| {
-                let holders: Vec<Holder> = l
-                    .holders
-                    .iter()
-                    .filter(|h| run.is_none_or(|r| belongs_to(h.pid, r, proc_facts) != Some(true)))
-                    .cloned()
-                    .collect();
-                (!holders.is_empty()).then(|| Listener {
-                    addr: l.addr,
-                    holders,
-                })
-            })
-            .collect()
-    };
-    let (serving, other) = (outside(&found.serving), outside(&found.other_family));
+    let outside = |h: &Holder| run.is_none_or(|r| belongs_to(h.pid, r, proc_facts) != Some(true));
+    let serving = keep_holders(&found.serving, outside);
+    let other = keep_holders(&found.other_family, outside);
     // The unit's own run holds it: nothing to say.
     if run.is_some() && serving.is_empty() && !found.serving.is_empty() {
         return None;

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeSet;
 
 use launchgraph::engine::core::{
-    Command, Core, Effect, Event, ExitInfo, LEGAL_TRANSITIONS, ProbeKind, State, StateName, Timer,
-    UnitPolicy, WatchedTask, backoff_delay, is_legal,
+    Command, Core, Effect, Event, ExitInfo, LEGAL_TRANSITIONS, ProbeKind, RunPid, State, StateName,
+    Timer, UnitPolicy, WatchedTask, backoff_delay, is_legal,
 };
 use launchgraph::reason::Reason;
 use launchgraph::unit::{RestartPolicy, RestartSpec};
@@ -230,7 +230,7 @@ fn a_dependent_starts_only_after_its_requirement_is_ready() {
         unit: 0,
         generation: 1,
         kind: ProbeKind::Ready,
-        pid: Some(1000),
+        pid: RunPid::Known(1000),
     }));
     assert_eq!(s.state(0), Started);
 
@@ -240,7 +240,7 @@ fn a_dependent_starts_only_after_its_requirement_is_ready() {
         unit: 0,
         generation: 1,
         kind: ProbeKind::Alive,
-        pid: Some(1000),
+        pid: RunPid::Known(1000),
     }));
     s.spawned(1);
     let fx = s.ready(1);
@@ -791,7 +791,7 @@ fn a_relaunch_by_launchd_is_observed_and_dependents_cycle_in_order() {
         unit: 0,
         generation,
         kind: ProbeKind::Ready,
-        pid: None,
+        pid: RunPid::Relaunching,
     }));
     assert_eq!(stops(&fx), vec![2], "dependents cycle, deepest first");
     s.exited(2, CODE0);
@@ -806,8 +806,8 @@ fn a_relaunch_by_launchd_is_observed_and_dependents_cycle_in_order() {
         generation,
         pid: Some(4242),
     });
-    // The readiness probe started without a pid; it starts again with the relaunched one, so
-    // the listener it reaches can be checked against it.
+    // The readiness probe started while the job had no process; it starts again with the
+    // relaunched one, so the listener it reaches is checked against it.
     assert_eq!(
         fx,
         vec![
@@ -816,7 +816,7 @@ fn a_relaunch_by_launchd_is_observed_and_dependents_cycle_in_order() {
                 unit: 0,
                 generation,
                 kind: ProbeKind::Ready,
-                pid: Some(4242),
+                pid: RunPid::Known(4242),
             }
         ]
     );

@@ -30,7 +30,7 @@ use crate::reason::Reason;
 use crate::unit::{RestartPolicy, RestartSpec};
 
 pub use super::events::{
-    Command, Event, ExitInfo, Generation, ProbeKind, Timer, UnitId, WatchedTask,
+    Command, Event, ExitInfo, Generation, ProbeKind, RunPid, Timer, UnitId, WatchedTask,
 };
 
 /// What the runtime must do.
@@ -52,9 +52,9 @@ pub enum Effect {
         unit: UnitId,
         generation: Generation,
         kind: ProbeKind,
-        /// The run's main process, when known: a readiness probe checks that the listener it
-        /// reached is this process's (or its group's, or a descendant's).
-        pid: Option<u32>,
+        /// The run's main process: a readiness probe checks that the listener it reaches is
+        /// this process's (or its group's, or a descendant's).
+        pid: RunPid,
     },
     StopProbes {
         unit: UnitId,
@@ -866,17 +866,15 @@ impl Core {
             *known = pid;
             if self.policies[u].has_ready_probe {
                 // The readiness probe started when launchd said the job was relaunching,
-                // before its pid was known: start it again with the pid, so the listener it
-                // reaches can be checked against it.
-                if pid.is_some() {
-                    fx.push(Effect::StopProbes { unit: u });
-                    fx.push(Effect::StartProbe {
-                        unit: u,
-                        generation,
-                        kind: ProbeKind::Ready,
-                        pid,
-                    });
-                }
+                // while it had no process: start it again with the new one, so the listener
+                // it reaches is checked against it.
+                fx.push(Effect::StopProbes { unit: u });
+                fx.push(Effect::StartProbe {
+                    unit: u,
+                    generation,
+                    kind: ProbeKind::Ready,
+                    pid: RunPid::from_pid(pid),
+                });
             } else {
                 let facts = Facts {
                     pid,
@@ -914,7 +912,7 @@ impl Core {
                 unit: u,
                 generation,
                 kind: ProbeKind::Ready,
-                pid,
+                pid: RunPid::from_pid(pid),
             });
             if let Some(at) = deadline {
                 fx.push(Effect::SetTimer {
@@ -977,7 +975,7 @@ impl Core {
                 unit: u,
                 generation,
                 kind: ProbeKind::Alive,
-                pid,
+                pid: RunPid::from_pid(pid),
             });
         }
     }
@@ -1131,7 +1129,7 @@ impl Core {
                 unit: u,
                 generation,
                 kind: ProbeKind::Ready,
-                pid: None,
+                pid: RunPid::Relaunching,
             });
         }
         if let Some(at) = deadline {

@@ -12,13 +12,16 @@
 //! supervisor's task, only on a passing attempt, and at most once per `interval` while the
 //! stranger stays; a lookup that cannot tell leaves the pass as it was.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::events::{Event, EventTx, Generation, ProbeKind, TaskWatch, UnitId, WatchedTask};
+use super::events::{
+    Event, EventTx, Generation, ProbeKind, RunPid, TaskWatch, UnitId, WatchedTask,
+};
 use crate::control::render::fmt_ms;
 use crate::listener::{self, Ownership};
 use crate::probe::{
@@ -61,14 +64,16 @@ impl Drop for FastPoll {
 }
 
 /// Starts the `kind` probe loop of run `generation` of `unit` (index `id`), until `token` is
-/// cancelled or, for readiness, the probe passes.
+/// cancelled or, for readiness, the probe passes. A passing readiness probe's listener is
+/// checked against `pid`.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     prober: Arc<Prober>,
     unit: Arc<Unit>,
     id: UnitId,
     generation: Generation,
     kind: ProbeKind,
-    pid: Option<u32>,
+    pid: RunPid,
     token: CancellationToken,
     tx: EventTx,
 ) {
@@ -128,7 +133,7 @@ pub(crate) fn start(
                     let mut detail = outcome.detail;
                     let mut ok = outcome.ok;
                     if ok && let Some(addr) = listener::loopback_target(probe) {
-                        match holder.check(&unit, addr, pid, interval).await {
+                        match holder.check(&unit, generation, addr, pid, interval).await {
                             None => {}
                             Some(held) => {
                                 ok = false;
@@ -170,14 +175,33 @@ pub(crate) fn start(
     });
 }
 
-/// The check of who holds the port a passing readiness probe reached, over one run.
+/// The runs whose `PORT_HELD_BY_OTHER` warning was logged, by unit name: a launchd job's
+/// readiness probe starts again with each relaunch, within one run, and the warning is once
+/// per run.
+static WARNED: Mutex<BTreeMap<String, Generation>> = Mutex::new(BTreeMap::new());
+
+/// Whether this is the first warning of run `generation` of `unit`.
+fn first_warning(unit: &str, generation: Generation) -> bool {
+    let mut warned = WARNED.lock().unwrap_or_else(|e| e.into_inner());
+    match warned.get_mut(unit) {
+        Some(g) if *g == generation => false,
+        Some(g) => {
+            *g = generation;
+            true
+        }
+        None => {
+            warned.insert(unit.to_owned(), generation);
+            true
+        }
+    }
+}
+
+/// The check of who holds the port a passing readiness probe reached, over one probe loop.
 #[derive(Default)]
 struct HolderCheck {
     /// The last lookup's time and what it found held by others (`None`: nothing against).
     last: Option<(Instant, Option<String>)>,
-    /// The warning was logged (once per run).
-    warned: bool,
-    /// The fallback was logged (once per run).
+    /// The fallback was logged.
     said_unknown: bool,
 }
 
@@ -188,8 +212,9 @@ impl HolderCheck {
     async fn check(
         &mut self,
         unit: &Unit,
+        generation: Generation,
         addr: std::net::SocketAddr,
-        pid: Option<u32>,
+        pid: RunPid,
         every: Duration,
     ) -> Option<String> {
         if let Some((at, verdict)) = &self.last
@@ -197,35 +222,41 @@ impl HolderCheck {
         {
             return verdict.clone();
         }
-        let Some(pid) = pid else {
-            if !std::mem::replace(&mut self.said_unknown, true) {
-                tracing::debug!(
-                    "{}: {addr} answered; who holds it is not checked: the run's pid is not \
-                     known",
-                    unit.name
-                );
-            }
-            return None;
+        let (found, whose) = match pid {
+            RunPid::Known(pid) => (
+                listener::ownership(addr, pid).await,
+                format!("the unit's process (pid {pid}), its group or its descendants"),
+            ),
+            // launchd is relaunching the job: it has no process, so whoever answers is
+            // someone else.
+            RunPid::Relaunching => (
+                match listener::serving_holders(addr).await {
+                    Ok(holders) => Ownership::Other(holders),
+                    Err(why) => Ownership::Unknown(why),
+                },
+                "the job, which has no process while launchd relaunches it".to_owned(),
+            ),
+            RunPid::Unknown => (
+                Ownership::Unknown("the run's pid is not known".to_owned()),
+                String::new(),
+            ),
         };
-        let verdict = match listener::ownership(addr, pid).await {
+        let verdict = match found {
             Ownership::Unit => None,
             Ownership::Other(holders) => {
-                let why = format!(
-                    "{}: {addr} is held by {}, not by the unit's process (pid {pid}), its \
-                     group or its descendants",
-                    Reason::PortHeldByOther,
-                    listener::list(&holders),
-                );
-                if !std::mem::replace(&mut self.warned, true) {
+                let held = listener::list(&holders);
+                if first_warning(unit.name.as_str(), generation) {
                     tracing::warn!(
                         reason = %Reason::PortHeldByOther,
-                        "{}: readiness probe of {addr} answered by {}, not by the unit \
-                         (pid {pid}); not marked ready while it holds the port",
+                        "{}: readiness probe of {addr} answered by {held}, not by {whose}; not \
+                         marked ready while it holds the port",
                         unit.name,
-                        listener::list(&holders)
                     );
                 }
-                Some(why)
+                Some(format!(
+                    "{}: {addr} is held by {held}, not by {whose}",
+                    Reason::PortHeldByOther
+                ))
             }
             Ownership::Unknown(why) => {
                 if !std::mem::replace(&mut self.said_unknown, true) {
