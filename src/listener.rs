@@ -208,6 +208,24 @@ pub fn proc_facts(pid: u32) -> Option<ProcFacts> {
     }
 }
 
+/// Whether process `pid` is in another network namespace than launchgraph (Linux:
+/// `/proc/PID/ns/net` against `/proc/self/ns/net`). Its sockets are then not in this
+/// namespace's `/proc/net/tcp`, and a probe of loopback reaches this namespace's loopback,
+/// not its own. `None` when it cannot be read, and on macOS, which has no such namespaces.
+pub fn other_netns(pid: u32) -> Option<bool> {
+    #[cfg(not(target_os = "macos"))]
+    {
+        let ours = std::fs::read_link("/proc/self/ns/net").ok()?;
+        let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+        Some(ours != theirs)
+    }
+    #[cfg(target_os = "macos")]
+    {
+        let _ = pid;
+        None
+    }
+}
+
 /// Fields 4, 5 and 6 of `/proc/PID/stat` (ppid, pgrp, session; proc_pid_stat(5),
 /// https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html), counted from the last `)`
 /// because the command name may hold spaces and parentheses.
@@ -716,7 +734,7 @@ fn parse_lsof_name(name: &str, v6: Option<bool>) -> Option<SocketAddr> {
 }
 
 /// Runs `lsof` for `port`. Exit 1 with no output is lsof's "nothing found" (which is also
-/// what a non-root caller sees of other users' sockets).
+/// what a non-root caller sees of other users' sockets). `/usr/sbin/lsof` ships with macOS.
 #[cfg(target_os = "macos")]
 async fn lsof_listeners(port: u16) -> Result<Vec<Listener>, LookupError> {
     use crate::process::{BoundedCommand, Capture};
@@ -734,9 +752,13 @@ async fn lsof_listeners(port: u16) -> Result<Vec<Listener>, LookupError> {
         )));
     }
     let text = String::from_utf8_lossy(&out.stdout);
+    // lsof may exit 1 after listing what it found when it also met a file it could not
+    // read: what it listed stands.
+    if !text.trim().is_empty() {
+        return Ok(parse_lsof(&text));
+    }
     match out.code() {
-        Some(0) => Ok(parse_lsof(&text)),
-        Some(1) if text.trim().is_empty() => Ok(Vec::new()),
+        Some(0 | 1) => Ok(Vec::new()),
         _ => Err(LookupError::Unavailable(format!(
             "lsof ended with {:?}: {}",
             out.status,

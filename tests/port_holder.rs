@@ -199,3 +199,33 @@ fn a_port_held_on_the_other_family_only_is_named_with_its_address() {
     );
     daemon.terminate();
 }
+
+/// The unit runs in a network namespace of its own (`unshare --net`, as a container would):
+/// its loopback is not launchgraph's, so the stranger on launchgraph's loopback answers the
+/// probe, and the cause says the unit is in another namespace.
+#[test]
+#[ignore = "needs root"]
+fn root_a_unit_in_another_network_namespace_is_named_so() {
+    support::needs_root("unshare --net");
+    let d = UnitDir::new();
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let stranger = Stranger::listen(addr);
+    d.unit(
+        "boxed",
+        &never_listens(&addr.to_string(), "tcp").replace(
+            &array(&["/bin/sleep", "1000"]),
+            &array(&["/usr/bin/unshare", "--net", "/bin/sleep", "1000"]),
+        ),
+    );
+    let mut daemon = Daemon::start(&d.units());
+    let stopping = daemon.wait_for(0, "boxed stopping", |t| t.is("boxed", "stopping"));
+    let cause = stopping.facts.cause.clone().unwrap_or_default();
+    assert!(
+        cause.contains(&format!("pid {} ({})", stranger.pid(), stranger.command()))
+            && cause.contains("in another network namespace"),
+        "{}",
+        stopping.line
+    );
+    daemon.terminate();
+}

@@ -223,10 +223,19 @@ impl HolderCheck {
             return verdict.clone();
         }
         let (found, whose) = match pid {
-            RunPid::Known(pid) => (
-                listener::ownership(addr, pid).await,
-                format!("the unit's process (pid {pid}), its group or its descendants"),
-            ),
+            RunPid::Known(pid) => {
+                let mut whose =
+                    format!("the unit's process (pid {pid}), its group or its descendants");
+                let found = listener::ownership(addr, pid).await;
+                if matches!(found, Ownership::Other(_)) && listener::other_netns(pid) == Some(true)
+                {
+                    whose.push_str(
+                        " (the unit's process is in another network namespace: its listeners \
+                         are not visible here, and the probe reaches this namespace's loopback)",
+                    );
+                }
+                (found, whose)
+            }
             // launchd is relaunching the job: it has no process, so whoever answers is
             // someone else.
             RunPid::Relaunching => (
