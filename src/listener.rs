@@ -148,7 +148,7 @@ pub async fn listeners(port: u16) -> Result<Vec<Listener>, LookupError> {
     }
 }
 
-/// Whether a process belongs to a unit's run, and what it is.
+/// What attributes a process to a run: its parent, process group and session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcFacts {
     pub ppid: u32,
