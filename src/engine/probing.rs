@@ -132,14 +132,13 @@ pub(crate) fn start(
                     };
                     let mut detail = outcome.detail;
                     let mut ok = outcome.ok;
-                    if ok && let Some(addr) = listener::loopback_target(probe) {
-                        match holder.check(&unit, generation, addr, pid, interval).await {
-                            None => {}
-                            Some(held) => {
-                                ok = false;
-                                detail = format!("{detail}, but {held}");
-                            }
-                        }
+                    if ok
+                        && let Some(addr) = listener::loopback_target(probe)
+                        && let Some(held) =
+                            holder.check(&unit, generation, addr, pid, interval).await
+                    {
+                        ok = false;
+                        detail = format!("{detail}, but {held}");
                     }
                     if ok {
                         report(true, outcome.latency, detail);
