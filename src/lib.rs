@@ -15,6 +15,7 @@ pub mod fingerprint;
 pub(crate) mod fsutil;
 pub mod graph;
 pub mod launchd;
+pub mod listener;
 pub mod metrics;
 pub mod paths;
 pub mod plan;

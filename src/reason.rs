@@ -46,6 +46,7 @@ reasons! {
     KilledBySignal => "KILLED_BY_SIGNAL", "The process was ended by a signal it did not ask for.";
     SpawnFailed => "SPAWN_FAILED", "The process could not be started (program missing, not executable, bad user, ...).";
     RunUnrecorded => "RUN_UNRECORDED", "The process could not write its run record (state directory full, read-only or missing), so it was not started: launchgraph never runs what it could not find again after a crash. Retried with backoff.";
+    PortHeldByOther => "PORT_HELD_BY_OTHER", "The readiness probe's loopback port answered, but the listener is held by a process outside the unit's run (pid and command in the cause); the unit is not marked ready. Also warned before an exec unit's start when a stranger already listens there.";
     ReadyTimeout => "READY_TIMEOUT", "The unit was not ready within its start-timeout; it was stopped.";
     LivenessFailed => "LIVENESS_FAILED", "The liveness probe failed the configured number of times in a row. An [external] unit is not stopped: it goes back to started (watched), its dependents stop, and they start again once it is ready.";
     Backoff => "BACKOFF", "Waiting out the restart delay after a failure.";

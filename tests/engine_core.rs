@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use std::collections::BTreeSet;
 
 use launchgraph::engine::core::{
-    Command, Core, Effect, Event, ExitInfo, LEGAL_TRANSITIONS, ProbeKind, State, StateName, Timer,
-    UnitPolicy, WatchedTask, backoff_delay, is_legal,
+    Command, Core, Effect, Event, ExitInfo, LEGAL_TRANSITIONS, ProbeKind, RunPid, State, StateName,
+    Timer, UnitPolicy, WatchedTask, backoff_delay, is_legal,
 };
 use launchgraph::reason::Reason;
 use launchgraph::unit::{RestartPolicy, RestartSpec};
@@ -230,7 +230,8 @@ fn a_dependent_starts_only_after_its_requirement_is_ready() {
     assert!(fx.contains(&Effect::StartProbe {
         unit: 0,
         generation: 1,
-        kind: ProbeKind::Ready
+        kind: ProbeKind::Ready,
+        pid: RunPid::Known(1000),
     }));
     assert_eq!(s.state(0), Started);
 
@@ -239,7 +240,8 @@ fn a_dependent_starts_only_after_its_requirement_is_ready() {
     assert!(fx.contains(&Effect::StartProbe {
         unit: 0,
         generation: 1,
-        kind: ProbeKind::Alive
+        kind: ProbeKind::Alive,
+        pid: RunPid::Known(1000),
     }));
     s.spawned(1);
     let fx = s.ready(1);
@@ -506,6 +508,14 @@ fn a_start_timeout_stops_the_unit_and_counts_as_a_failure() {
     });
     assert_eq!(at, Some(s.t0 + Duration::from_secs(10)));
     s.now = at.unwrap();
+    s.ev(Event::ProbeReported {
+        unit: 0,
+        generation: 1,
+        kind: ProbeKind::Ready,
+        ok: false,
+        latency: Duration::from_millis(1),
+        detail: "connect 127.0.0.1:9: connection refused".into(),
+    });
     let fx = s.ev(Event::TimerFired {
         unit: 0,
         generation: 1,
@@ -513,6 +523,15 @@ fn a_start_timeout_stops_the_unit_and_counts_as_a_failure() {
     });
     assert_eq!(stops(&fx), vec![0]);
     assert!(transitions(&fx).contains(&(0, Stopping, Reason::ReadyTimeout)));
+    let stopping = fx.iter().find_map(|e| match e {
+        Effect::Transition(t) if t.reason == Reason::ReadyTimeout => Some(t),
+        _ => None,
+    });
+    assert_eq!(
+        stopping.and_then(|t| t.cause.as_deref()),
+        Some("connect 127.0.0.1:9: connection refused"),
+        "the last failed readiness attempt is the cause of the stop"
+    );
     let fx = s.exited(
         0,
         ExitInfo {
@@ -772,7 +791,8 @@ fn a_relaunch_by_launchd_is_observed_and_dependents_cycle_in_order() {
     assert!(fx.contains(&Effect::StartProbe {
         unit: 0,
         generation,
-        kind: ProbeKind::Ready
+        kind: ProbeKind::Ready,
+        pid: RunPid::Relaunching,
     }));
     assert_eq!(stops(&fx), vec![2], "dependents cycle, deepest first");
     s.exited(2, CODE0);
@@ -782,11 +802,25 @@ fn a_relaunch_by_launchd_is_observed_and_dependents_cycle_in_order() {
         "nothing starts before the relaunched job is ready"
     );
     assert_eq!(s.generation(0), generation, "the same run goes on");
-    s.ev(Event::Spawned {
+    let fx = s.ev(Event::Spawned {
         unit: 0,
         generation,
         pid: Some(4242),
     });
+    // The readiness probe started while the job had no process; it starts again with the
+    // relaunched one, so the listener it reaches is checked against it.
+    assert_eq!(
+        fx,
+        vec![
+            Effect::StopProbes { unit: 0 },
+            Effect::StartProbe {
+                unit: 0,
+                generation,
+                kind: ProbeKind::Ready,
+                pid: RunPid::Known(4242),
+            }
+        ]
+    );
     let fx = s.ready(0);
     assert_eq!(spawns(&fx), vec![1]);
     assert_eq!(s.core.slot(0).state.pid(), Some(4242));

@@ -331,3 +331,69 @@ async fn a_disabled_job_is_enabled_before_bootstrap() {
     assert!(get(s.gateway_port));
     assert_eq!(d.stop(), Some(0));
 }
+
+/// Ollama.app's `ollama serve` holds the port while the Homebrew job crash-loops on "address
+/// already in use", relaunched by launchd (KeepAlive): the probe is answered by the stranger
+/// through every relaunch, so the job is never ready, and the stop and the log (once for the
+/// run, however many relaunches) name the stranger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_looping_job_is_not_ready_on_a_strangers_port() {
+    let double = DoubleLaunchd::start(300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let units = dir.path().join("units");
+    std::fs::create_dir_all(&units).unwrap();
+    let port = free_port();
+    let stranger = support::Stranger::listen(([127, 0, 0, 1], port).into());
+    let code = format!(
+        "import socket, sys\n\
+         s = socket.socket()\n\
+         try:\n    s.bind(('127.0.0.1', {port}))\n\
+         except OSError as e:\n    print('Error: listen tcp 127.0.0.1:{port}:', e, flush=True)\n    sys.exit(1)\n"
+    );
+    let mut job = JobPlist::new("test.ollama", &["/usr/bin/env", "python3", "-c", &code]);
+    job.keep_alive = true;
+    job.run_at_load = true;
+    job.throttle_interval = Some(1);
+    let plist = job.write(dir.path());
+    write_unit(
+        &units,
+        "ollama",
+        &format!(
+            "[launchd]\nlabel = \"test.ollama\"\nplist = {:?}\ndomain = \"system\"\n\
+             [ready]\nhttp = \"http://127.0.0.1:{port}/api/version\"\ninterval = \"200ms\"\n\
+             start-timeout = \"4s\"\n\
+             [restart]\ninitial = \"30s\"\njitter = 0.0\n",
+            plist.display().to_string()
+        ),
+    );
+    let mut d = Up::start(&units, &double.wrapper_path);
+    let relaunched = d.wait_move(0, "ollama", "started", "started", "RELAUNCHED_BY_LAUNCHD");
+    let stop = d.wait_move(relaunched, "ollama", "started", "stopping", "READY_TIMEOUT");
+    let stopping =
+        d.0.transitions()
+            .into_iter()
+            .find(|t| t.index == stop)
+            .unwrap();
+    let named = format!("pid {} ({})", stranger.pid(), stranger.command());
+    let cause = stopping.facts.cause.clone().unwrap_or_default();
+    assert!(
+        cause.contains("PORT_HELD_BY_OTHER") && cause.contains(&named),
+        "the stop names the stranger: {}",
+        stopping.line
+    );
+    assert!(
+        d.find_move("ollama", "started", "ready", "").is_none(),
+        "never ready; the log:\n{}",
+        d.log()
+    );
+    d.wait_move(stop, "ollama", "stopping", "backoff", "READY_TIMEOUT");
+    let warnings: Vec<String> = d
+        .0
+        .lines()
+        .into_iter()
+        .filter(|l| l.contains("ollama: readiness probe of") && l.contains("PORT_HELD_BY_OTHER"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "once for the run; the log:\n{}", d.log());
+    assert!(warnings[0].contains(&named), "{}", warnings[0]);
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+}

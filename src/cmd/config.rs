@@ -45,7 +45,9 @@ pub(crate) fn check(dir: &Path, state_dir: Option<PathBuf>) -> Result<(), Failur
             if let Some(state_dir) = &state_dir {
                 let ctx = launchgraph::preflight::PreflightContext::host();
                 for u in &c.units {
-                    for f in launchgraph::preflight::preflight(u, &ctx) {
+                    let mut findings = launchgraph::preflight::preflight(u, &ctx);
+                    findings.extend(held_port(u, state_dir));
+                    for f in findings {
                         if f.blocks_start() {
                             blocking += 1;
                         }
@@ -80,6 +82,19 @@ pub(crate) fn check(dir: &Path, state_dir: Option<PathBuf>) -> Result<(), Failur
         }
         Err(diags) => Err(report(dir, &diags)),
     }
+}
+
+/// Who holds the port the unit's readiness probe dials, when that is not the unit
+/// (`PORT_HELD_BY_OTHER`). Not part of preflight: on macOS it runs `lsof`.
+fn held_port(
+    unit: &launchgraph::unit::Unit,
+    state_dir: &Path,
+) -> Option<launchgraph::preflight::Finding> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    rt.block_on(launchgraph::listener::check_finding(unit, state_dir))
 }
 
 /// What changed since the unit's last good run, if one was recorded.

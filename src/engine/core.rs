@@ -30,7 +30,7 @@ use crate::reason::Reason;
 use crate::unit::{RestartPolicy, RestartSpec};
 
 pub use super::events::{
-    Command, Event, ExitInfo, Generation, ProbeKind, Timer, UnitId, WatchedTask,
+    Command, Event, ExitInfo, Generation, ProbeKind, RunPid, Timer, UnitId, WatchedTask,
 };
 
 /// What the runtime must do.
@@ -52,6 +52,9 @@ pub enum Effect {
         unit: UnitId,
         generation: Generation,
         kind: ProbeKind,
+        /// The run's main process: a readiness probe checks that the listener it reaches is
+        /// this process's (or its group's, or a descendant's).
+        pid: RunPid,
     },
     StopProbes {
         unit: UnitId,
@@ -725,6 +728,14 @@ impl Core {
                         && now >= d
                     {
                         self.slots[unit].cycle = Some(Reason::ReadyTimeout);
+                        // What the last failed readiness attempt said (refused, held by
+                        // another process, ...) becomes the cause of the stop.
+                        self.slots[unit].cycle_cause = self.slots[unit]
+                            .last_probe
+                            .as_ref()
+                            .filter(|p| p.kind == ProbeKind::Ready && !p.ok)
+                            .filter(|p| self.slots[unit].started_at.is_none_or(|s| p.at >= s))
+                            .map(|p| p.detail.clone());
                         self.moved = true;
                         self.touch(unit);
                     }
@@ -868,7 +879,18 @@ impl Core {
         } = &mut self.slots[u].state
         {
             *known = pid;
-            if !self.policies[u].has_ready_probe {
+            if self.policies[u].has_ready_probe {
+                // The readiness probe started when launchd said the job was relaunching,
+                // while it had no process: start it again with the new one, so the listener
+                // it reaches is checked against it.
+                fx.push(Effect::StopProbes { unit: u });
+                fx.push(Effect::StartProbe {
+                    unit: u,
+                    generation,
+                    kind: ProbeKind::Ready,
+                    pid: RunPid::from_pid(pid),
+                });
+            } else {
                 let facts = Facts {
                     pid,
                     note: Some(Note::RelaunchedNoReadyProbe),
@@ -911,6 +933,7 @@ impl Core {
                 unit: u,
                 generation,
                 kind: ProbeKind::Ready,
+                pid: RunPid::from_pid(pid),
             });
             if let Some(at) = deadline {
                 fx.push(Effect::SetTimer {
@@ -973,6 +996,7 @@ impl Core {
                 unit: u,
                 generation,
                 kind: ProbeKind::Alive,
+                pid: RunPid::from_pid(pid),
             });
         }
     }
@@ -1194,6 +1218,7 @@ impl Core {
                 unit: u,
                 generation,
                 kind: ProbeKind::Ready,
+                pid: RunPid::Relaunching,
             });
         }
         if let Some(at) = deadline {
@@ -1491,7 +1516,9 @@ impl Core {
                     reason,
                 });
                 let cause = match reason {
-                    Reason::LivenessFailed | Reason::TaskFailed => self.slots[u].cycle_cause.take(),
+                    Reason::LivenessFailed | Reason::TaskFailed | Reason::ReadyTimeout => {
+                        self.slots[u].cycle_cause.take()
+                    }
                     _ => None,
                 };
                 let facts = Facts {

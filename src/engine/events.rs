@@ -33,6 +33,25 @@ pub enum ProbeKind {
     Alive,
 }
 
+/// The process a readiness probe's answer must come from: the listener it reaches is checked
+/// against it ([`crate::listener`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunPid {
+    /// The run's main process.
+    Known(u32),
+    /// launchd said the job's process ended and is relaunching it: until it reports the new
+    /// process, the job has none, so whatever answers is not the job.
+    Relaunching,
+    /// Not known (launchd has not said): the answer is taken as the unit's.
+    Unknown,
+}
+
+impl RunPid {
+    pub fn from_pid(pid: Option<u32>) -> Self {
+        pid.map_or(RunPid::Unknown, RunPid::Known)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Timer {
     StartTimeout,

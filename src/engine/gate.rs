@@ -1,5 +1,6 @@
-//! What is checked around a start: preflight before every start, and the fingerprint of what
-//! ran once a unit is ready.
+//! What is checked around a start: preflight before every start, who already holds the port
+//! an `exec` unit's readiness probe dials, and the fingerprint of what ran once a unit is
+//! ready.
 //!
 //! A failed preflight is not a crash: the start is deferred with `PREFLIGHT_FAILED` and tried
 //! again when a file the unit depends on changes (see [`super::watch`]) or after
@@ -7,12 +8,15 @@
 //! is taken, compared with the last good one (each difference logged, e.g.
 //! `openclaw 2026.9.6 -> 2026.10.1`), and stored atomically.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::fingerprint::{self, Fingerprint};
+use crate::listener;
 use crate::preflight::{self, Finding, PreflightContext};
+use crate::reason::Reason;
 use crate::unit::Unit;
 
 /// How long a unit blocked by preflight waits before it is checked again without a file event.
@@ -39,6 +43,45 @@ fn one_line(f: &Finding) -> String {
         s.push_str(&format!(" (fix: {})", f.fix));
     }
     s
+}
+
+/// Warns (`PORT_HELD_BY_OTHER`) when the loopback port `addr` that `unit`'s readiness probe
+/// dials is already held by a process that is not launchgraph's nor one of its descendants
+/// (its `exec` units and their children), or is held on the other loopback family only. The
+/// start goes on whatever this finds: the unit then fails with "address already in use" and
+/// says so itself. Run beside the start, off the owner's task; a lookup failure is a debug
+/// line.
+pub(crate) async fn warn_if_port_held(unit: String, addr: SocketAddr) {
+    let found = match listener::listeners(addr.port()).await {
+        Ok(found) => listener::view(found, addr),
+        Err(e) => {
+            tracing::debug!("{unit}: who holds {addr} before its start is unknown: {e}");
+            return;
+        }
+    };
+    let me = std::process::id();
+    let Ok((serving, other_family)) =
+        tokio::task::spawn_blocking(move || listener::strangers(&found, me)).await
+    else {
+        return;
+    };
+    if !serving.is_empty() {
+        tracing::warn!(
+            reason = %Reason::PortHeldByOther,
+            "{unit}: before its start, {addr} is already held by {}, outside launchgraph's \
+             units: the unit cannot listen there, and its readiness is refused while it is \
+             held",
+            listener::describe(&serving)
+        );
+    } else if !other_family.is_empty() {
+        tracing::warn!(
+            reason = %Reason::PortHeldByOther,
+            "{unit}: before its start, port {} is held on the other address family only, {}; \
+             its readiness probe dials {addr}",
+            addr.port(),
+            listener::describe(&other_family)
+        );
+    }
 }
 
 /// Takes the fingerprint of a unit that just became ready, logs what drifted since the last

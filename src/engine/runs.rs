@@ -167,6 +167,14 @@ fn read_record(path: &Path) -> Result<Option<RunRecord>, String> {
         .map_err(|e| format!("it is not a run record: {e}"))
 }
 
+/// The pid of `unit`'s run as its record says, when the record is readable and that process
+/// still runs with the recorded start time (a recycled pid is not the unit).
+pub(crate) fn recorded_pid(state_dir: &Path, unit: &str) -> Option<u32> {
+    let record = read_record(&run_file(state_dir, unit)).ok()??;
+    let now = proc_now(record.pid)?;
+    (Some(now.start_ticks) == record.start_ticks).then_some(record.pid)
+}
+
 /// Moves a bad record aside (`UNIT.json.bad`, for a look), so it is never read again; removes
 /// it if even that fails.
 fn set_aside(path: &Path) -> PathBuf {

@@ -112,6 +112,8 @@ codes! {
         "A unit with requirements has RunAtLoad true: launchd starts it at load (boot, login) before its requirements are ready.";
     TakeoverKeepAlive => "TAKEOVER_KEEPALIVE", Warning,
         "A unit with requirements has KeepAlive: launchd starts it at load and relaunches it on its own, ignoring the order launchgraph keeps.";
+    PortHeldByOther => "PORT_HELD_BY_OTHER", Warning,
+        "The loopback port the unit's readiness probe dials is already held by a process that is not the unit's run, or is held on the other address family only (reported by check, not by the preflight before a start).";
 }
 
 impl fmt::Display for FindingCode {

@@ -445,3 +445,68 @@ pub fn needs_root(what: &str) {
         "{what} needs root: run `sudo scripts/test.sh`, or `cargo test -- --ignored root_` as root"
     );
 }
+
+/// A process that is no unit's, listening on `addr` until dropped; it answers any request
+/// with `200 OK`.
+pub struct Stranger {
+    child: std::process::Child,
+}
+
+impl Stranger {
+    /// Starts python3 listening on `addr` and waits until it accepts.
+    pub fn listen(addr: SocketAddr) -> Self {
+        let family = if addr.is_ipv6() {
+            "socket.AF_INET6"
+        } else {
+            "socket.AF_INET"
+        };
+        let script = format!(
+            "import socket, time\n\
+             s = socket.socket({family}, socket.SOCK_STREAM)\n\
+             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+             s.bind(({:?}, {}))\n\
+             s.listen(64)\n\
+             while True:\n\
+             \x20   c, _ = s.accept()\n\
+             \x20   c.settimeout(1)\n\
+             \x20   try:\n\
+             \x20       if c.recv(4096):\n\
+             \x20           c.sendall(b'HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\n\
+             Connection: close\\r\\n\\r\\nok')\n\
+             \x20   except OSError:\n\
+             \x20       pass\n\
+             \x20   c.close()\n",
+            addr.ip().to_string(),
+            addr.port()
+        );
+        let child = std::process::Command::new("/usr/bin/env")
+            .args(["python3", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start python3");
+        let s = Self { child };
+        wait_until(&format!("the stranger listens on {addr}"), || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        });
+        s
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Its command name, as the kernel has it (python3 may be a versioned binary).
+    pub fn command(&self) -> String {
+        std::fs::read_to_string(format!("/proc/{}/comm", self.pid()))
+            .expect("the stranger's comm")
+            .trim()
+            .to_owned()
+    }
+}
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

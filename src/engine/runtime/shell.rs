@@ -13,13 +13,13 @@ use super::{SupervisorConfig, TimerEntry};
 use crate::engine::backend::{Backend, BackendConfig, Run};
 use crate::engine::core::{Effect, Event, Generation, StateName, Transition};
 use crate::engine::events::{Epoch, EventTx, TaskWatch, UnitId, WatchedTask};
-use crate::engine::gate::{PREFLIGHT_RETRY, gate, record_fingerprint};
+use crate::engine::gate::{PREFLIGHT_RETRY, gate, record_fingerprint, warn_if_port_held};
 use crate::probe::Prober;
 
 /// The furthest a timer is set: a year, well inside what the timer wheel takes.
 const MAX_TIMER: Duration = Duration::from_secs(365 * 86_400);
 use crate::reason::Reason;
-use crate::unit::Unit;
+use crate::unit::{Runner, Unit};
 
 /// A unit's current run: how to ask it to stop.
 pub(super) struct RunHandle {
@@ -76,6 +76,7 @@ impl Shell {
                     unit,
                     generation,
                     kind,
+                    pid,
                 } => {
                     let token = self.probes[unit]
                         .get_or_insert_with(CancellationToken::new)
@@ -86,6 +87,7 @@ impl Shell {
                         unit,
                         generation,
                         kind,
+                        pid,
                         token,
                         self.tx.clone(),
                     );
@@ -172,6 +174,17 @@ impl Shell {
                     retry_after: Some(PREFLIGHT_RETRY),
                 });
                 return;
+            }
+            // Who already holds the port its readiness probe dials: looked up beside the
+            // start, never delaying it. launchd jobs are not checked here: their run is
+            // launchd's, and what holds the port is checked when the probe passes.
+            if let (Runner::Exec(_), Some(addr)) = (
+                &u.runner,
+                u.ready
+                    .as_ref()
+                    .and_then(|r| crate::listener::loopback_target(&r.probe)),
+            ) {
+                tokio::spawn(warn_if_port_held(u.name.to_string(), addr));
             }
             let run = Run {
                 unit,
