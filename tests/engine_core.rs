@@ -994,7 +994,8 @@ fn an_external_unit_is_watched_without_a_deadline_and_gates_its_dependents() {
     assert!(fx.contains(&Effect::StartProbe {
         unit: 0,
         generation: 1,
-        kind: ProbeKind::Ready
+        kind: ProbeKind::Ready,
+        pid: RunPid::Unknown,
     }));
     assert!(
         !fx.iter().any(|e| matches!(e, Effect::SetTimer { .. })),
@@ -1044,7 +1045,8 @@ fn an_external_units_liveness_failure_stops_its_dependents_not_it_then_awaits_it
     assert!(fx.contains(&Effect::StartProbe {
         unit: 0,
         generation: 1,
-        kind: ProbeKind::Ready
+        kind: ProbeKind::Ready,
+        pid: RunPid::Unknown,
     }));
     let stop_probes = fx
         .iter()
@@ -1107,7 +1109,8 @@ fn a_dead_probe_task_of_an_external_unit_restarts_its_probes_without_a_stop() {
     assert!(fx.contains(&Effect::StartProbe {
         unit: 0,
         generation: 1,
-        kind: ProbeKind::Ready
+        kind: ProbeKind::Ready,
+        pid: RunPid::Unknown,
     }));
     assert_eq!(s.state(0), Started);
 }

@@ -1147,10 +1147,12 @@ impl Core {
             fx,
         );
         if self.policies[u].has_ready_probe {
+            // Whoever runs an external service, its answer is the service's.
             fx.push(Effect::StartProbe {
                 unit: u,
                 generation,
                 kind: ProbeKind::Ready,
+                pid: RunPid::Unknown,
             });
         } else {
             let facts = Facts {
