@@ -48,6 +48,7 @@ fn sample_a() -> ServiceInfo {
         exit_timeout: Some(5),
         minimum_runtime: Some(10),
         job_state: Some("running".into()),
+        last_exit_reason: None,
         properties: strings(&["keepalive", "runatload", "inferred program", "managed LWCR", "has LWCR"]),
     }
 }
