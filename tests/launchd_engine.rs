@@ -506,3 +506,48 @@ async fn a_program_launchd_cannot_spawn_is_launchd_spawn_failed_not_a_program_ex
     );
     assert_eq!(d.stop(), Some(0), "{}", d.log());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keepalive_job_launchd_cannot_relaunch_is_booted_out_and_retried_not_failed_for_78() {
+    let double = DoubleLaunchd::start(300).await;
+    let s = stack("system");
+    // The model's unit says 78 means "do not restart", as OpenClaw's does.
+    let unit = std::fs::read_to_string(s.units.join("model.toml")).unwrap()
+        + "no-restart-exit-codes = [78]\n";
+    write_unit(&s.units, "model", &unit);
+    let mut d = Up::start(&s.units, &double.wrapper_path);
+    d.wait_move(0, "gateway", "started", "ready", "READY");
+
+    // Its program goes away behind launchd's back (refused from now on), then it crashes:
+    // launchd's relaunch cannot spawn it and records 78 itself.
+    double.admin(&["x-quarantine", "/usr/bin/env"]).await;
+    let from = double.calls().len();
+    double.crash("test.model", "SIGKILL").await;
+    let retried = d.wait_move(0, "model", "starting", "backoff", "LAUNCHD_SPAWN_FAILED");
+    let cause = d.0.transitions()[retried]
+        .facts
+        .cause
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        cause.contains("launchd could not spawn /usr/bin/env"),
+        "{cause}"
+    );
+    assert!(
+        d.log().contains("LAUNCHD_SPAWN_FAILED"),
+        "the failed relaunch is logged with its code: {}",
+        d.log()
+    );
+    assert!(
+        d.find_move("model", "", "failed", "NO_RESTART_EXIT_CODE")
+            .is_none(),
+        "launchd's 78 is not the program's: {}",
+        d.log()
+    );
+    assert!(
+        call_at(&double.calls(), from, "bootout", "test.model").is_some(),
+        "booted out, so launchd stops retrying it: {:?}",
+        double.calls()
+    );
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+}
