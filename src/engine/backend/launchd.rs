@@ -340,11 +340,13 @@ async fn run_launchd(
             match pid {
                 Some(p) => wait_pid_exit(p).await,
                 // No pid to watch (launchd has not said): fall back to asking it.
+                // A spawn launchd reports as failed ends the wait too.
                 None => loop {
                     tokio::time::sleep(PRINT_POLL).await;
-                    if !matches!(lc.print(&target).await, Ok(PrintOutcome::Loaded(i)) if i.pid == pid)
-                    {
-                        break;
+                    match lc.print(&target).await {
+                        Ok(PrintOutcome::Loaded(i))
+                            if i.pid == pid && spawn_failure(&target, &i).is_none() => {}
+                        _ => break,
                     }
                 },
             }
@@ -826,4 +828,80 @@ fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
     }
     // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(code: Option<i32>, signal: Option<i32>) -> ExitInfo {
+        ExitInfo { code, signal }
+    }
+
+    #[test]
+    fn keepalive_dictionaries_relaunch_only_when_a_condition_holds() {
+        let dict = |pairs: &[(&str, bool)]| {
+            let d: plist::Dictionary = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), plist::Value::Boolean(*v)))
+                .collect();
+            KeepAlive::from_plist(Some(&plist::Value::Dictionary(d)))
+        };
+        let (clean, failed, segv, term) = (
+            exit(Some(0), None),
+            exit(Some(1), None),
+            exit(None, Some(libc::SIGSEGV)),
+            exit(None, Some(libc::SIGTERM)),
+        );
+        // Homebrew's `keep_alive successful_exit: false`: relaunch unless it exited 0.
+        let k = dict(&[("SuccessfulExit", false)]);
+        assert!(k.any());
+        assert!(!k.relaunches_after(clean));
+        assert!(k.relaunches_after(failed) && k.relaunches_after(segv));
+        let k = dict(&[("SuccessfulExit", true)]);
+        assert!(k.relaunches_after(clean) && !k.relaunches_after(failed));
+        let k = dict(&[("Crashed", true)]);
+        assert!(k.relaunches_after(segv));
+        assert!(!k.relaunches_after(term) && !k.relaunches_after(clean));
+        // Keys not evaluated here (PathState, ...) may relaunch it at any time.
+        let k = dict(&[("SuccessfulExit", false), ("PathState", true)]);
+        assert!(k.relaunches_after(clean));
+        let always = KeepAlive::from_plist(Some(&plist::Value::Boolean(true)));
+        assert!(always.relaunches_after(clean));
+        let never = KeepAlive::from_plist(Some(&plist::Value::Boolean(false)));
+        assert!(!never.any() && !never.relaunches_after(failed));
+    }
+
+    #[test]
+    fn a_spawn_failure_names_the_path_and_is_not_a_program_exit() {
+        let info = crate::launchd::parse_print(
+            "\tstate = spawn scheduled\n\tprogram = /nonexistent/opt/node/bin/node\n\
+             \truns = 3\n\tlast exit code = 78: EX_CONFIG\n\tjob state = spawn failed\n",
+        );
+        let text = spawn_failure("system/ai.openclaw.gateway", &info).expect("a spawn failure");
+        assert!(
+            text.starts_with(
+                "launchd could not spawn /nonexistent/opt/node/bin/node for \
+             system/ai.openclaw.gateway (job state = spawn failed, last exit code 78: EX_CONFIG); \
+             /nonexistent/opt/node/bin/node does not exist."
+            ),
+            "{text}"
+        );
+        assert!(text.contains("not an exit of the program"), "{text}");
+        let signed = crate::launchd::parse_print(
+            "\tstate = spawn scheduled\n\tlast exit reason = OS_REASON_CODESIGNING\n\
+             \tjob state = spawn failed\n\targuments = {\n\t\t/bin/sh\n\t}\n",
+        );
+        let text = spawn_failure("gui/501/x", &signed).unwrap();
+        assert!(
+            text.contains("last exit reason OS_REASON_CODESIGNING"),
+            "{text}"
+        );
+        assert!(text.contains("/bin/sh exists here"), "{text}");
+        // The program's own 78 (a job that ran and exited) is not a spawn failure.
+        let ran = crate::launchd::parse_print(
+            "\tstate = not running\n\tlast exit code = 78: EX_CONFIG\n\tjob state = exited\n",
+        );
+        assert_eq!(spawn_failure("system/x", &ran), None);
+    }
 }
