@@ -36,6 +36,15 @@ pub enum Command {
         /// drift), e.g. to check units meant for another machine.
         #[arg(long)]
         config_only: bool,
+        /// The launchctl program asked what launchd has loaded for each `launchd` unit
+        /// (`launchctl print`, read-only); skipped when it does not exist.
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "/bin/launchctl",
+            env = "LAUNCHGRAPH_LAUNCHCTL"
+        )]
+        launchctl: PathBuf,
     },
     /// Run the supervisor in the foreground: start every unit in dependency order, each once
     /// what it requires is ready; restart in order with backoff; on SIGTERM or SIGINT stop

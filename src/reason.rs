@@ -45,6 +45,8 @@ reasons! {
     ExitedCleanly => "EXITED_CLEANLY", "The process exited with status 0.";
     KilledBySignal => "KILLED_BY_SIGNAL", "The process was ended by a signal it did not ask for.";
     SpawnFailed => "SPAWN_FAILED", "The process could not be started (program missing, not executable, bad user, ...).";
+    LaunchdSpawnFailed => "LAUNCHD_SPAWN_FAILED", "launchd could not spawn the job's program (print shows job state = spawn failed, usually with last exit code 78: EX_CONFIG): the program it tried is missing, not executable, quarantined or refused, or a log file could not be opened. Not the program's own exit, so no-restart-exit-codes does not apply; retried with backoff up to the start limit, a KeepAlive job booted out meanwhile.";
+    LoadedDefinitionStale => "LOADED_DEFINITION_STALE", "The job launchd has loaded differs from its plist file (program, arguments, KeepAlive, exit timeout or the plist path), because launchd reads a plist only at bootstrap; launchgraph boots it out and bootstraps the file before it starts the job.";
     RunUnrecorded => "RUN_UNRECORDED", "The process could not write its run record (state directory full, read-only or missing), so it was not started: launchgraph never runs what it could not find again after a crash. Retried with backoff.";
     PortHeldByOther => "PORT_HELD_BY_OTHER", "The readiness probe's loopback port answered, but the listener is held by a process outside the unit's run (pid and command in the cause); the unit is not marked ready. Also warned before an exec unit's start when a stranger already listens there.";
     ReadyTimeout => "READY_TIMEOUT", "The unit was not ready within its start-timeout; it was stopped.";

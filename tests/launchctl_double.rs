@@ -329,9 +329,14 @@ async fn bootstrap_right_after_bootout_fails_until_the_job_is_gone() {
         lc.print(target).await.unwrap(),
         PrintOutcome::Loaded(_)
     ));
-    // A second bootout while it drains: EINPROGRESS, as Homebrew's loop expects.
-    let again = lc.bootout(target).await.unwrap_err();
-    assert_eq!(again.code, Some(36), "{again}");
+    // A second bootout while it drains: EINPROGRESS, as Homebrew's loop expects; the client
+    // counts it as under way.
+    let again = double.run(&["bootout", target]).await;
+    assert_eq!(
+        (again.code, again.stderr.as_str()),
+        (36, "Boot-out failed: 36: Operation now in progress\n")
+    );
+    lc.bootout(target).await.unwrap();
 
     std::fs::write(&release, "").unwrap();
     eventually(
@@ -519,6 +524,19 @@ async fn a_gui_domain_exists_only_while_its_user_is_logged_in() {
     let plist = job.write(&double.state_dir);
     let target = "gui/501/test.agent";
 
+    // Current macOS answers 125 (lidge-jun/opencodex#1770); older captures show 112.
+    match lc.print(target).await.unwrap() {
+        PrintOutcome::NoDomain { code, stderr } => {
+            assert_eq!(
+                (code, stderr.as_str()),
+                (125, "Domain does not support specified action")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    double
+        .admin(&["x-config", "missing-domain-code", "112"])
+        .await;
     match lc.print(target).await.unwrap() {
         PrintOutcome::NoDomain { code, stderr } => {
             assert_eq!(
@@ -737,4 +755,204 @@ fn gui_console_resolves_to_the_owner_of_the_console_device() {
         domain_target(&Domain::System, &ConsoleUser::default()).unwrap(),
         "system"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Where the double fails as launchd fails (tests/doubles/launchctl.rs names the sources).
+
+/// A job that appends `word` to `out` and exits 0.
+fn writer(label: &str, out: &Path, word: &str) -> JobPlist {
+    JobPlist::new(
+        label,
+        &[
+            "/bin/sh",
+            "-c",
+            "echo \"$1\" >> \"$2\"",
+            "sh",
+            word,
+            &out.to_string_lossy(),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn the_loaded_definition_stays_until_bootout_and_bootstrap() {
+    let double = DoubleLaunchd::start(100).await;
+    let lc = double.launchctl();
+    let out = double.state_dir.join("out");
+    let plist = writer("test.defn", &out, "old").write(&double.state_dir);
+    let target = "system/test.defn";
+    lc.bootstrap("system", &plist).await.unwrap();
+
+    // The file now says something else; launchd still holds what it read at bootstrap.
+    writer("test.defn", &out, "new").write(&double.state_dir);
+    let loaded = info(&lc, target).await;
+    assert_eq!(loaded.arguments[4], "old", "{loaded:?}");
+    lc.kickstart(target, false).await.unwrap();
+    let after = print_until(&lc, target, "exited", |i| i.last_exit == LastExit::Code(0)).await;
+    assert_eq!(after.runs, Some(1));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "old\n");
+
+    // Even with the plist gone, the definition stays loaded and runs.
+    std::fs::remove_file(&plist).unwrap();
+    lc.kickstart(target, false).await.unwrap();
+    print_until(&lc, target, "ran twice", |i| {
+        i.runs == Some(2) && i.last_exit == LastExit::Code(0)
+    })
+    .await;
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "old\nold\n");
+
+    // bootout, wait until it is gone, bootstrap the new file: now it runs the new one.
+    let plist = writer("test.defn", &out, "new").write(&double.state_dir);
+    lc.bootout(target).await.unwrap();
+    eventually(
+        "unloaded",
+        async || lc.print(target).await.unwrap(),
+        |o| *o == PrintOutcome::NotLoaded,
+    )
+    .await;
+    lc.bootstrap("system", &plist).await.unwrap();
+    assert_eq!(info(&lc, target).await.arguments[4], "new");
+    lc.kickstart(target, false).await.unwrap();
+    print_until(&lc, target, "exited", |i| i.last_exit == LastExit::Code(0)).await;
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "old\nold\nnew\n");
+}
+
+#[tokio::test]
+async fn a_program_launchd_cannot_spawn_shows_spawn_failed_and_78() {
+    let double = DoubleLaunchd::start(100).await;
+    let lc = double.launchctl();
+    // Missing, with KeepAlive: launchd tries again every ThrottleInterval.
+    let mut job = JobPlist::new("test.missing", &["/nonexistent/bin/node", "x.js"]);
+    job.keep_alive = true;
+    job.throttle_interval = Some(1);
+    let plist = job.write(&double.state_dir);
+    lc.bootstrap("system", &plist).await.unwrap();
+    let target = "system/test.missing";
+    let failed = print_until(&lc, target, "spawn failed twice", |i| {
+        i.spawn_failed() && i.runs >= Some(2)
+    })
+    .await;
+    assert_eq!(failed.last_exit, LastExit::Code(78));
+    assert_eq!(failed.pid, None);
+    assert_eq!(failed.state, JobState::SpawnScheduled);
+    assert_eq!(failed.program_path(), Some("/nonexistent/bin/node"));
+    let raw = double.run(&["print", target]).await;
+    assert!(
+        raw.stdout.contains("\tlast exit code = 78: EX_CONFIG\n")
+            && raw.stdout.contains("\tjob state = spawn failed\n"),
+        "{}",
+        raw.stdout
+    );
+
+    // An existing program launchd refuses (quarantined): the same, and no relaunch without
+    // KeepAlive.
+    double.admin(&["x-quarantine", "/bin/sleep"]).await;
+    let plist = JobPlist::new("test.quarantined", &["/bin/sleep", "600"]).write(&double.state_dir);
+    lc.bootstrap("system", &plist).await.unwrap();
+    let target = "system/test.quarantined";
+    assert_eq!(lc.kickstart(target, false).await.unwrap(), None);
+    let refused = info(&lc, target).await;
+    assert!(refused.spawn_failed(), "{refused:?}");
+    assert_eq!(refused.last_exit, LastExit::Code(78));
+    assert_eq!(refused.state, JobState::NotRunning);
+    assert_eq!(refused.runs, Some(1));
+}
+
+#[tokio::test]
+async fn a_missing_log_directory_is_created_when_the_jobs_user_may() {
+    let double = DoubleLaunchd::start(100).await;
+    let lc = double.launchctl();
+    let logs = double.state_dir.join("logs/deeper");
+    let mut job = JobPlist::new("test.logs", &["/bin/sh", "-c", "echo hello"]);
+    job.stdout = Some(logs.join("out.log"));
+    job.stderr = Some(logs.join("out.log"));
+    let plist = job.write(&double.state_dir);
+    lc.bootstrap("system", &plist).await.unwrap();
+    lc.kickstart("system/test.logs", false).await.unwrap();
+    let done = print_until(&lc, "system/test.logs", "exited", |i| {
+        i.last_exit != LastExit::Never
+    })
+    .await;
+    assert_eq!(done.last_exit, LastExit::Code(0), "{done:?}");
+    assert_eq!(
+        read_file_when_present(&logs.join("out.log")).await,
+        "hello\n"
+    );
+
+    // A job running as `nobody` under a parent it may not write to: spawn failed, 78.
+    let locked = double.state_dir.join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut job = JobPlist::new("test.nolog", &["/bin/sh", "-c", "echo hello"]);
+    job.stdout = Some(locked.join("sub/out.log"));
+    job.user_name = Some("nobody".into());
+    let plist = job.write(&double.state_dir);
+    lc.bootstrap("system", &plist).await.unwrap();
+    lc.kickstart("system/test.nolog", false).await.unwrap();
+    let refused = info(&lc, "system/test.nolog").await;
+    assert!(refused.spawn_failed(), "{refused:?}");
+    assert_eq!(refused.last_exit, LastExit::Code(78));
+    assert!(!locked.join("sub").exists());
+}
+
+#[tokio::test]
+async fn keepalive_successful_exit_false_relaunches_failures_only() {
+    let double = DoubleLaunchd::start(100).await;
+    let lc = double.launchctl();
+    let job = |label: &str, code: u8| {
+        let mut j = JobPlist::new(label, &["/bin/sh", "-c", &format!("exit {code}")]);
+        j.keep_alive_successful_exit = Some(false);
+        j.throttle_interval = Some(1);
+        j.write(&double.state_dir)
+    };
+    let (clean, failing) = (job("test.clean", 0), job("test.failing", 3));
+    lc.bootstrap("system", &clean).await.unwrap();
+    lc.bootstrap("system", &failing).await.unwrap();
+    // Both started at load (KeepAlive implies RunAtLoad). Once the failing one has been
+    // relaunched twice, the clean one, with the same throttle, would have been too.
+    print_until(&lc, "system/test.failing", "relaunched", |i| {
+        i.runs >= Some(3)
+    })
+    .await;
+    let clean = info(&lc, "system/test.clean").await;
+    assert_eq!(
+        (clean.runs, clean.last_exit, clean.state.clone()),
+        (Some(1), LastExit::Code(0), JobState::NotRunning),
+        "{clean:?}"
+    );
+    assert!(
+        clean.keepalive(),
+        "a KeepAlive dictionary still shows as keepalive"
+    );
+}
+
+#[tokio::test]
+async fn a_bootout_of_a_running_job_can_answer_36_and_still_stop_it() {
+    let double = DoubleLaunchd::start(100).await;
+    let lc = double.launchctl();
+    double
+        .admin(&["x-config", "bootout-in-progress", "on"])
+        .await;
+    let mut job = JobPlist::new("test.slow", &["/bin/sleep", "600"]);
+    job.run_at_load = true;
+    let plist = job.write(&double.state_dir);
+    lc.bootstrap("system", &plist).await.unwrap();
+    let target = "system/test.slow";
+    let pid = print_until(&lc, target, "running", ServiceInfo::is_running)
+        .await
+        .pid
+        .unwrap();
+    let out = double.run(&["bootout", target]).await;
+    assert_eq!(
+        (out.code, out.stderr.as_str()),
+        (36, "Boot-out failed: 36: Operation now in progress\n")
+    );
+    eventually(
+        "unloaded",
+        async || lc.print(target).await.unwrap(),
+        |o| *o == PrintOutcome::NotLoaded,
+    )
+    .await;
+    await_gone(pid).await;
 }

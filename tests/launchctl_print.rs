@@ -48,6 +48,7 @@ fn sample_a() -> ServiceInfo {
         exit_timeout: Some(5),
         minimum_runtime: Some(10),
         job_state: Some("running".into()),
+        last_exit_reason: None,
         properties: strings(&["keepalive", "runatload", "inferred program", "managed LWCR", "has LWCR"]),
     }
 }
@@ -158,7 +159,118 @@ fn fragment_interval_job_exited() {
 #[test]
 fn fragment_jetsam_exit_reason_changes_nothing_else() {
     let info = parse_print(&fixture("print-fragment-jetsam-exit-reason.txt"));
-    assert_eq!(info, ServiceInfo::default());
+    assert_eq!(
+        info,
+        ServiceInfo {
+            last_exit_reason: Some("JETSAM_REASON_MEMORY_IDLE_EXIT".into()),
+            ..ServiceInfo::default()
+        }
+    );
+    assert!(!info.spawn_failed());
+}
+
+#[test]
+fn sample_d_an_agent_launchd_cannot_spawn() {
+    let info = parse_print(&fixture("print-sample-d-gui-spawn-failed.txt"));
+    assert_eq!(info.label.as_deref(), Some("yyh.CLI-Pulse.helper.agent"));
+    // The depth-1 state, not the coalitions' `state = active`.
+    assert_eq!(info.state, JobState::SpawnScheduled);
+    assert_eq!(info.pid, None);
+    assert_eq!(info.runs, Some(22138));
+    assert_eq!(info.last_exit, LastExit::Code(78));
+    assert!(info.spawn_failed() && !info.is_running());
+    assert_eq!(info.last_exit_reason, None);
+    // An SMAppService job: no plist path, no `program`; what launchd runs is argv[0].
+    assert_eq!(
+        info.path.as_deref(),
+        Some(Path::new("(submitted by smd.553)"))
+    );
+    assert_eq!(info.program, None);
+    assert_eq!(info.program_path(), Some("cli_pulse_helper"));
+    assert_eq!(
+        info.arguments,
+        strings(&["cli_pulse_helper", "daemon", "--interval", "120"])
+    );
+    assert_eq!(info.domain.as_deref(), Some("gui/501"));
+    assert_eq!(
+        (info.exit_timeout, info.minimum_runtime),
+        (Some(5), Some(30))
+    );
+    assert!(info.properties.is_empty());
+}
+
+#[test]
+fn fragment_spawn_refused_for_its_code_signature() {
+    let info = parse_print(&fixture("print-fragment-spawn-failed-codesigning.txt"));
+    assert!(info.spawn_failed());
+    assert_eq!(info.state, JobState::SpawnScheduled);
+    // No `last exit code` line at all: the reason is the only word on why.
+    assert_eq!(info.last_exit, LastExit::Unknown);
+    assert_eq!(
+        info.last_exit_reason.as_deref(),
+        Some("OS_REASON_CODESIGNING")
+    );
+    assert_eq!(info.runs, Some(6));
+}
+
+/// The loaded definitions of verbatim captures against plist files that agree, then differ.
+#[test]
+fn loaded_definitions_of_captures_against_plist_files() {
+    use launchgraph::launchd::{FileDefinition, drift};
+    use plist::{Dictionary, Value};
+    let b = parse_print(&fixture("print-sample-b-system-running.txt"));
+    let plist = Path::new("/Library/LaunchDaemons/com.byliu.egress-guard.daemon.plist");
+    let args =
+        |items: &[&str]| Value::Array(items.iter().map(|a| Value::String(a.to_string())).collect());
+    let mut file = Dictionary::new();
+    file.insert(
+        "ProgramArguments".into(),
+        args(&[
+            "/usr/local/bin/egress-guard",
+            "start",
+            "--port=8443",
+            "--system",
+        ]),
+    );
+    assert_eq!(drift(plist, &FileDefinition::from_dict(&file), &b), []);
+
+    // The file now asks for another port and an exit timeout; sample B's capture stops before
+    // `properties`, so KeepAlive is not compared.
+    file.insert(
+        "ProgramArguments".into(),
+        args(&[
+            "/usr/local/bin/egress-guard",
+            "start",
+            "--port=9443",
+            "--system",
+        ]),
+    );
+    file.insert("ExitTimeOut".into(), Value::Integer(30.into()));
+    file.insert("KeepAlive".into(), Value::Boolean(true));
+    let d = drift(plist, &FileDefinition::from_dict(&file), &b);
+    let keys: Vec<&str> = d.iter().map(|d| d.key).collect();
+    assert_eq!(keys, ["arguments", "exit timeout"], "{d:?}");
+    assert_eq!(d[1].to_string(), "exit timeout: file 30, loaded 5");
+
+    // Sample A shows `properties = keepalive | ...`: a file without KeepAlive differs, and a
+    // plist at another path is another definition.
+    let a = parse_print(&fixture("print-sample-a-gui-running.txt"));
+    let mut file = Dictionary::new();
+    file.insert(
+        "ProgramArguments".into(),
+        args(&["/Users/sglavoie/.local/bin/ddc-brightnessd"]),
+    );
+    let d = drift(
+        Path::new("/Users/sglavoie/Library/LaunchAgents/com.sglavoie.ddc-brightnessd.plist"),
+        &FileDefinition::from_dict(&file),
+        &a,
+    );
+    let keys: Vec<&str> = d.iter().map(|d| d.key).collect();
+    assert_eq!(keys, ["path", "KeepAlive"], "{d:?}");
+    assert_eq!(
+        (d[1].file.as_str(), d[1].loaded.as_str()),
+        ("no KeepAlive", "KeepAlive")
+    );
 }
 
 #[test]

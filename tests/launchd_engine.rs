@@ -397,3 +397,223 @@ async fn a_crash_looping_job_is_not_ready_on_a_strangers_port() {
     assert!(warnings[0].contains(&named), "{}", warnings[0]);
     assert_eq!(d.stop(), Some(0), "{}", d.log());
 }
+
+/// `launchgraph check` on `units`, asking the double what launchd has loaded.
+fn check(units: &Path, state: &Path, launchctl: &Path) -> std::process::Output {
+    std::process::Command::new(support::control::BIN)
+        .arg("check")
+        .arg("--units")
+        .arg(units)
+        .arg("--state-dir")
+        .arg(state)
+        .arg("--launchctl")
+        .arg(launchctl)
+        .env_remove("LAUNCHGRAPH_LAUNCHCTL")
+        .output()
+        .expect("run launchgraph check")
+}
+
+/// The position of the first call after `from` whose verb is `verb` and that names `label`.
+fn call_at(calls: &[Vec<String>], from: usize, verb: &str, label: &str) -> Option<usize> {
+    calls
+        .iter()
+        .enumerate()
+        .skip(from)
+        .find(|(_, c)| c[0] == verb && c.iter().any(|a| a.contains(label)))
+        .map(|(i, _)| i)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_plist_not_reloaded_is_stale_in_check_and_bootstrapped_again_before_start() {
+    let double = DoubleLaunchd::start(300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (units, plists, state) = (
+        dir.path().join("units"),
+        dir.path().join("plists"),
+        dir.path().join("state"),
+    );
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::create_dir_all(&plists).unwrap();
+    let port = free_port();
+    // What an older install wrote and launchd loaded: a program that does not serve.
+    let old = JobPlist::new("test.gateway", &["/bin/sh", "-c", "exit 1"]);
+    let plist = old.write(&plists);
+    let out = double
+        .run(&["bootstrap", "system", plist.to_str().unwrap()])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // An upgrade rewrote the plist; nobody ran bootout and bootstrap.
+    let argv = server_argv(port, 0.0, "gateway v2");
+    let new = JobPlist::new(
+        "test.gateway",
+        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    assert_eq!(new.write(&plists), plist);
+    write_unit(
+        &units,
+        "gateway",
+        &launchd_unit("test.gateway", &plist, "system", &[], port),
+    );
+
+    // `check` names what differs, file against loaded, and the fix; a warning, not a block.
+    let out = check(&units, &state, &double.wrapper_path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("gateway: warning LOADED_DEFINITION_STALE"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("program: file /usr/bin/env, loaded /bin/sh"),
+        "{stdout}"
+    );
+    // (The arguments are not compared here: the server's script spans lines, which print
+    // cannot show one per line; src/launchd/definition.rs tests that comparison.)
+    assert!(
+        stdout.contains(&format!(
+            "`launchctl bootout system/test.gateway`, then `launchctl bootstrap system {}`",
+            plist.display()
+        )),
+        "{stdout}"
+    );
+
+    // Before it starts the job, launchgraph replaces the stale definition: bootout, wait
+    // until it is gone, bootstrap, then kickstart; the new program is what runs.
+    let from = double.calls().len();
+    let mut d = Up::start(&units, &double.wrapper_path);
+    d.wait_move(0, "gateway", "started", "ready", "READY");
+    assert!(get(port), "the new program serves");
+    let calls = double.calls();
+    let bootout = call_at(&calls, from, "bootout", "test.gateway").expect("a bootout");
+    let bootstrap = call_at(&calls, from, "bootstrap", "test.gateway").expect("a bootstrap");
+    let kickstart = call_at(&calls, from, "kickstart", "test.gateway").expect("a kickstart");
+    assert!(bootout < bootstrap && bootstrap < kickstart, "{calls:?}");
+    let gone = calls[bootout..bootstrap]
+        .iter()
+        .any(|c| c[0] == "print" && c[1] == "system/test.gateway");
+    assert!(gone, "it waited for the job to be gone: {calls:?}");
+    assert!(
+        d.log().contains("LOADED_DEFINITION_STALE"),
+        "logged with its reason code: {}",
+        d.log()
+    );
+    let loaded = match double
+        .launchctl()
+        .print("system/test.gateway")
+        .await
+        .unwrap()
+    {
+        launchgraph::launchd::PrintOutcome::Loaded(i) => i,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(loaded.program.as_deref(), Some("/usr/bin/env"));
+    assert_eq!(loaded.arguments[..3], argv[..3]);
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+
+    // Loaded and file agree now: `check` says nothing more about it.
+    let out = check(&units, &state, &double.wrapper_path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("LOADED_DEFINITION_STALE"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_program_launchd_cannot_spawn_is_launchd_spawn_failed_not_a_program_exit() {
+    let double = DoubleLaunchd::start(300).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (units, plists) = (dir.path().join("units"), dir.path().join("plists"));
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::create_dir_all(&plists).unwrap();
+    let port = free_port();
+    let argv = server_argv(port, 0.0, "gateway");
+    let plist = JobPlist::new(
+        "test.gateway",
+        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .write(&plists);
+    // The program exists (preflight passes) but launchd refuses to run it, as it refuses a
+    // quarantined binary: launchd records 78 itself. OpenClaw's own 78 would fail the unit.
+    double.admin(&["x-quarantine", "/usr/bin/env"]).await;
+    let unit = launchd_unit("test.gateway", &plist, "system", &[], port)
+        + "no-restart-exit-codes = [78]\n";
+    write_unit(&units, "gateway", &unit);
+
+    let mut d = Up::start(&units, &double.wrapper_path);
+    let first = d.wait_move(0, "gateway", "starting", "backoff", "LAUNCHD_SPAWN_FAILED");
+    let t = &d.0.transitions()[first];
+    let cause = t.facts.cause.clone().unwrap_or_default();
+    assert!(
+        cause.contains("launchd could not spawn /usr/bin/env")
+            && cause.contains("78: EX_CONFIG")
+            && cause.contains("not an exit of the program"),
+        "{cause}"
+    );
+    // Retried with backoff, never failed for the program's no-restart exit code.
+    d.wait_move(
+        first + 1,
+        "gateway",
+        "starting",
+        "backoff",
+        "LAUNCHD_SPAWN_FAILED",
+    );
+    assert!(
+        d.find_move("gateway", "", "failed", "NO_RESTART_EXIT_CODE")
+            .is_none(),
+        "{}",
+        d.log()
+    );
+    assert!(
+        d.find_move("gateway", "", "", "EXITED").is_none(),
+        "not the program-exit path: {}",
+        d.log()
+    );
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keepalive_job_launchd_cannot_relaunch_is_booted_out_and_retried_not_failed_for_78() {
+    let double = DoubleLaunchd::start(300).await;
+    let s = stack("system");
+    // The model's unit says 78 means "do not restart", as OpenClaw's does.
+    let unit = std::fs::read_to_string(s.units.join("model.toml")).unwrap()
+        + "no-restart-exit-codes = [78]\n";
+    write_unit(&s.units, "model", &unit);
+    let mut d = Up::start(&s.units, &double.wrapper_path);
+    d.wait_move(0, "gateway", "started", "ready", "READY");
+
+    // Its program goes away behind launchd's back (refused from now on), then it crashes:
+    // launchd's relaunch cannot spawn it and records 78 itself.
+    double.admin(&["x-quarantine", "/usr/bin/env"]).await;
+    let from = double.calls().len();
+    double.crash("test.model", "SIGKILL").await;
+    let retried = d.wait_move(0, "model", "starting", "backoff", "LAUNCHD_SPAWN_FAILED");
+    let cause = d.0.transitions()[retried]
+        .facts
+        .cause
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        cause.contains("launchd could not spawn /usr/bin/env"),
+        "{cause}"
+    );
+    assert!(
+        d.log().contains("LAUNCHD_SPAWN_FAILED"),
+        "the failed relaunch is logged with its code: {}",
+        d.log()
+    );
+    assert!(
+        d.find_move("model", "", "failed", "NO_RESTART_EXIT_CODE")
+            .is_none(),
+        "launchd's 78 is not the program's: {}",
+        d.log()
+    );
+    assert!(
+        call_at(&double.calls(), from, "bootout", "test.model").is_some(),
+        "booted out, so launchd stops retrying it: {:?}",
+        double.calls()
+    );
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+}

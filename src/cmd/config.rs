@@ -12,8 +12,13 @@ use launchgraph::plan::Plan;
 use super::Failure;
 
 /// `check`: the configuration, then (unless `state_dir` is `None`) each unit's preflight
-/// findings and drift since its last good run.
-pub(crate) fn check(dir: &Path, state_dir: Option<PathBuf>) -> Result<(), Failure> {
+/// findings, what launchd has loaded against its plist (through `launchctl`), and drift
+/// since its last good run.
+pub(crate) fn check(
+    dir: &Path,
+    state_dir: Option<PathBuf>,
+    launchctl: &launchgraph::launchd::Launchctl,
+) -> Result<(), Failure> {
     match compile_dir(dir) {
         Ok(c) => {
             let mut out = std::io::stdout().lock();
@@ -44,10 +49,13 @@ pub(crate) fn check(dir: &Path, state_dir: Option<PathBuf>) -> Result<(), Failur
             let mut blocking = 0;
             if let Some(state_dir) = &state_dir {
                 let ctx = launchgraph::preflight::PreflightContext::host();
+                let mut loaded = Loaded::new(launchctl);
                 for u in &c.units {
-                    let mut findings = launchgraph::preflight::preflight(u, &ctx);
-                    findings.extend(held_port(u, state_dir));
-                    for f in findings {
+                    let found = launchgraph::preflight::preflight(u, &ctx)
+                        .into_iter()
+                        .chain(held_port(u, state_dir))
+                        .chain(loaded.finding(u));
+                    for f in found {
                         if f.blocks_start() {
                             blocking += 1;
                         }
@@ -95,6 +103,58 @@ fn held_port(
         .build()
         .ok()?;
     rt.block_on(launchgraph::listener::check_finding(unit, state_dir))
+}
+
+/// Asks launchd, through `launchctl print`, what it has loaded for each `launchd` unit, and
+/// compares it with the plist file (`LOADED_DEFINITION_STALE`). On a host without that
+/// launchctl it asks nothing; when a call fails otherwise it says so, once per unit, as a
+/// note.
+struct Loaded<'a> {
+    launchctl: &'a launchgraph::launchd::Launchctl,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl<'a> Loaded<'a> {
+    fn new(launchctl: &'a launchgraph::launchd::Launchctl) -> Self {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok();
+        Self { launchctl, runtime }
+    }
+
+    fn finding(&mut self, u: &launchgraph::unit::Unit) -> Option<launchgraph::preflight::Finding> {
+        use launchgraph::launchd::{ConsoleUser, PrintOutcome, domain_target, service_target};
+        let launchgraph::unit::Runner::Launchd(spec) = &u.runner else {
+            return None;
+        };
+        let rt = self.runtime.as_ref()?;
+        // No GUI session for `gui/console`: nothing is loaded there to compare.
+        let domain = domain_target(&spec.domain, &ConsoleUser::default()).ok()?;
+        let target = service_target(&domain, &spec.label.0);
+        match rt.block_on(self.launchctl.print(&target)) {
+            Ok(PrintOutcome::Loaded(info)) => {
+                launchgraph::preflight::loaded_definition(u, &domain, &info)
+            }
+            Ok(_) => None,
+            Err(e) if matches!(&e.failure, launchgraph::launchd::Failure::Io(io) if io.kind() == std::io::ErrorKind::NotFound) =>
+            {
+                // No launchd here (Linux): nothing is loaded anywhere.
+                self.runtime = None;
+                None
+            }
+            Err(e) => {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(
+                    out,
+                    "note: {}: what launchd has loaded was not compared with the plist: {}",
+                    u.name,
+                    escape(&e.to_string())
+                );
+                None
+            }
+        }
+    }
 }
 
 /// What changed since the unit's last good run, if one was recorded.

@@ -45,7 +45,12 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
             units,
             state,
             config_only,
-        } => config::check(&units.resolve(), (!config_only).then(|| state.resolve())),
+            launchctl,
+        } => config::check(
+            &units.resolve(),
+            (!config_only).then(|| state.resolve()),
+            &launchgraph::launchd::Launchctl::new(launchctl),
+        ),
         Command::Plan { units, json } => config::plan(&units.resolve(), json),
         Command::Up {
             units,

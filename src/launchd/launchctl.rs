@@ -38,6 +38,7 @@ const MAX_STDERR: usize = 64 * 1024;
 // Exit codes with a meaning of their own (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h; names from ProcursusTeam/launchctl `xpc_private.h`).
 const ESRCH: i32 = 3;
 const EIO: i32 = 5;
+const EINPROGRESS: i32 = 36;
 const EALREADY: i32 = 37;
 const ENODOMAIN: i32 = 112;
 const ENOSERVICE: i32 = 113;
@@ -224,13 +225,16 @@ impl Launchctl {
     }
 
     /// `bootout <service-target>`. Exit 3 (not loaded) counts as success: the goal, "not
-    /// loaded", holds (Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html). The job may still be stopping when this returns: poll
-    /// [`Launchctl::print`] until [`PrintOutcome::NotLoaded`] before bootstrapping it again.
+    /// loaded", holds (Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html). So does 36
+    /// (EINPROGRESS), which a bootout of a job that exits slowly answers although the job then
+    /// stops (github.com/osquery/osquery/issues/5698; Homebrew re-runs bootout while it sees
+    /// it). The job may still be stopping when this returns: poll [`Launchctl::print`] until
+    /// [`PrintOutcome::NotLoaded`] before bootstrapping it again.
     pub async fn bootout(&self, service_target: &str) -> Result<(), LaunchctlError> {
         let args = ["bootout", service_target];
         let out = self.call(&args).await?;
         match out.code {
-            0 | ESRCH => Ok(()),
+            0 | ESRCH | EINPROGRESS => Ok(()),
             _ => Err(self.exited(&args, out)),
         }
     }

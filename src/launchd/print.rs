@@ -79,6 +79,11 @@ pub struct ServiceInfo {
     pub minimum_runtime: Option<u64>,
     /// `running`, `exited`, `spawn failed`, `uninitialized`, ...
     pub job_state: Option<String>,
+    /// `last exit reason = OS_REASON_CODESIGNING`: why launchd itself ended or refused the
+    /// last run, printed instead of (or next to) `last exit code` (verbatim captures in
+    /// cli-pulse/cli-pulse-private `CLI Pulse Bar/CLIPulseCore/Tests/CLIPulseCoreTests/HelperAgentHealthTests.swift`,
+    /// byliu-labs/egress-guard status_darwin_test.go).
+    pub last_exit_reason: Option<String>,
     /// The `|`-separated tokens of `properties`: `keepalive`, `runatload`, ...
     pub properties: Vec<String>,
 }
@@ -100,6 +105,7 @@ impl Default for ServiceInfo {
             exit_timeout: None,
             minimum_runtime: None,
             job_state: None,
+            last_exit_reason: None,
             properties: Vec::new(),
         }
     }
@@ -119,9 +125,20 @@ impl ServiceInfo {
         self.state == JobState::Running && self.pid.is_some()
     }
 
-    /// `job state = spawn failed`: launchd could not start the program (verbatim `launchctl print` captures: sglavoie/dev-helpers LaunchctlFixtures.swift, byliu-labs/egress-guard status_darwin_test.go, wazuh/wazuh-agent#569).
+    /// `job state = spawn failed`: launchd could not start the program. It then records
+    /// `last exit code = 78: EX_CONFIG` or a `last exit reason` itself, which is not an exit
+    /// of the program (verbatim captures in cli-pulse/cli-pulse-private
+    /// `CLI Pulse Bar/CLIPulseCore/Tests/CLIPulseCoreTests/HelperAgentHealthTests.swift`;
+    /// github.com/codechimp-org/ha-menu/issues/51, github.com/LrGenius/LrGeniusAI/pull/298).
     pub fn spawn_failed(&self) -> bool {
         self.job_state.as_deref() == Some("spawn failed")
+    }
+
+    /// The path launchd tries to run: `program`, else the first of `arguments`.
+    pub fn program_path(&self) -> Option<&str> {
+        self.program
+            .as_deref()
+            .or_else(|| self.arguments.first().map(String::as_str))
     }
 
     fn has_property(&self, token: &str) -> bool {
@@ -240,6 +257,7 @@ pub fn parse_print(text: &str) -> ServiceInfo {
             "exit timeout" => info.exit_timeout = value.parse().ok(),
             "minimum runtime" => info.minimum_runtime = value.parse().ok(),
             "job state" => info.job_state = non_empty(value),
+            "last exit reason" => info.last_exit_reason = non_empty(value),
             "properties" => {
                 info.properties = value
                     .split('|')

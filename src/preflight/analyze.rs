@@ -861,6 +861,8 @@ impl Analyzer {
                 ),
             ));
         }
+        // One finding per directory: stdout and stderr often share one.
+        let mut missing: Vec<(PathBuf, Vec<String>)> = Vec::new();
         for (key, log) in &job.logs {
             let Some(dir) = log.parent().filter(|d| !d.as_os_str().is_empty()) else {
                 continue;
@@ -868,31 +870,22 @@ impl Analyzer {
             if dir.is_dir() {
                 continue;
             }
-            let finding = if job.is_plist() {
+            let named = format!("{key} {}", log.display());
+            match missing.iter_mut().find(|(d, _)| d == dir) {
+                Some((_, keys)) => keys.push(named),
+                None => missing.push((dir.to_path_buf(), vec![named])),
+            }
+        }
+        for (dir, keys) in missing {
+            let keys = keys.join(" and ");
+            let finding = if !job.is_plist() {
                 Finding::new(
                     FindingCode::LogDirectoryMissing,
-                    Some(dir.to_path_buf()),
+                    Some(dir.clone()),
                     format!(
-                        "the directory {} of {key} {} ({}) does not exist: launchd creates the \
-                         log file, not its directory, and the job fails to start",
-                        dir.display(),
-                        log.display(),
-                        job.declared_in()
-                    ),
-                    format!(
-                        "create it (`mkdir -p {}`, writable by the job's user) or fix {key}",
-                        dir.display()
-                    ),
-                )
-            } else {
-                Finding::new(
-                    FindingCode::LogDirectoryMissing,
-                    Some(dir.to_path_buf()),
-                    format!(
-                        "the directory {} of {key} {} ({}) does not exist; launchgraph creates \
+                        "the directory {} of {keys} ({}) does not exist; launchgraph creates \
                          it (mode 0750) at start",
                         dir.display(),
-                        log.display(),
                         job.declared_in()
                     ),
                     format!(
@@ -902,10 +895,77 @@ impl Analyzer {
                     ),
                 )
                 .with_severity(Severity::Info)
+            } else {
+                match creatable(&dir, job) {
+                    // launchd creates a missing log directory when it can, and fails the
+                    // spawn with 78 (EX_CONFIG) when the job's user may not write to the
+                    // parent (github.com/LrGenius/LrGeniusAI/pull/298, observed with a
+                    // LaunchAgent under root-owned /Library/Logs).
+                    Ok(parent) => Finding::new(
+                        FindingCode::LogDirectoryMissing,
+                        Some(dir.clone()),
+                        format!(
+                            "the directory {} of {keys} ({}) does not exist; launchd creates \
+                             it at start, since {} may write to {}",
+                            dir.display(),
+                            job.declared_in(),
+                            who(job),
+                            parent.display()
+                        ),
+                        format!(
+                            "nothing is needed; create it (`mkdir -p {}`, owned by the job's \
+                             user) to choose its owner and mode",
+                            dir.display()
+                        ),
+                    )
+                    .with_severity(Severity::Warning),
+                    Err(why) => Finding::new(
+                        FindingCode::LogDirectoryMissing,
+                        Some(dir.clone()),
+                        format!(
+                            "the directory {} of {keys} ({}) does not exist, and launchd cannot \
+                             create it: {why}; launchd fails the spawn with 78 (EX_CONFIG) and \
+                             the job never starts (LrGenius/LrGeniusAI#298)",
+                            dir.display(),
+                            job.declared_in()
+                        ),
+                        format!(
+                            "create it (`sudo mkdir -p {}`, owned by the job's user) or point \
+                             the key at a directory that user owns",
+                            dir.display()
+                        ),
+                    ),
+                }
             };
             self.findings.push(finding);
         }
     }
+}
+
+/// Whether launchd, creating a missing directory as the job's user, can create `dir`: its
+/// nearest existing ancestor must be a directory that user may write to and search. That
+/// ancestor, or why not.
+fn creatable(dir: &Path, job: &Job) -> Result<PathBuf, String> {
+    let who = job.run_as.as_ref();
+    for ancestor in dir.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(ancestor) else {
+            continue;
+        };
+        if !meta.is_dir() {
+            return Err(format!("{} is not a directory", ancestor.display()));
+        }
+        if permits(&meta, who, Access::Write) && permits(&meta, who, Access::Execute) {
+            return Ok(ancestor.to_path_buf());
+        }
+        return Err(format!(
+            "{} may not write to {} (owner uid {}, mode {:o})",
+            self::who(job),
+            ancestor.display(),
+            meta.uid(),
+            meta.permissions().mode() & 0o7777
+        ));
+    }
+    Err("no parent of it exists".to_owned())
 }
 
 fn absolute(raw: &str) -> Option<PathBuf> {

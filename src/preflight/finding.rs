@@ -108,6 +108,8 @@ codes! {
         "The job's working directory does not exist or is not a directory.";
     LogDirectoryMissing => "LOG_DIRECTORY_MISSING", Error,
         "The directory of a log file (StandardOutPath, StandardErrorPath, stdout, stderr) does not exist.";
+    LoadedDefinitionStale => "LOADED_DEFINITION_STALE", Warning,
+        "The job launchd has loaded (launchctl print) differs from the plist file: launchd read the file at bootstrap and runs what it read then, until bootout and bootstrap.";
     TakeoverRunAtLoad => "TAKEOVER_RUNATLOAD", Warning,
         "A unit with requirements has RunAtLoad true: launchd starts it at load (boot, login) before its requirements are ready.";
     TakeoverKeepAlive => "TAKEOVER_KEEPALIVE", Warning,

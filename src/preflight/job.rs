@@ -47,6 +47,8 @@ impl RunAs {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Access {
     Read,
+    /// For a directory: create entries in it.
+    Write,
     Execute,
 }
 
@@ -58,11 +60,12 @@ pub(crate) fn permits(meta: &Metadata, who: Option<&RunAs>, access: Access) -> b
     let mode = meta.permissions().mode();
     let (owner, group, other) = match access {
         Access::Read => (0o400, 0o040, 0o004),
+        Access::Write => (0o200, 0o020, 0o002),
         Access::Execute => (0o100, 0o010, 0o001),
     };
     let any = owner | group | other;
     match who {
-        Some(w) if w.uid == 0 => access == Access::Read || mode & any != 0,
+        Some(w) if w.uid == 0 => access != Access::Execute || mode & any != 0,
         Some(w) if w.uid == meta.uid() => mode & owner != 0,
         Some(w) if w.gid == Some(meta.gid()) => mode & group != 0,
         Some(_) => mode & (group | other) != 0,

@@ -15,11 +15,14 @@
 //! - `plist`: the plist file's own rules. `takeover`: RunAtLoad and KeepAlive.
 //! - `shebang`: `#!` lines. `node`: node layouts, install roots, npm's prefix.
 //! - `analyze`: the pass that runs the checks and resolves the [`Target`].
+//! - `loaded`: the loaded job (as `launchctl print` shows it, handed in) against the plist
+//!   file: [`loaded_definition`].
 
 mod analyze;
 mod context;
 mod finding;
 mod job;
+mod loaded;
 mod node;
 mod plist;
 mod shebang;
@@ -46,6 +49,30 @@ pub fn preflight(unit: &Unit, ctx: &PreflightContext) -> Vec<Finding> {
 /// prefix and npmrc files, resolved as far as the files allow.
 pub fn target(unit: &Unit, ctx: &PreflightContext) -> Target {
     analyze::analyze(unit, ctx).0
+}
+
+/// `LOADED_DEFINITION_STALE` for a `launchd` unit whose loaded job, as `launchctl print`
+/// showed it (`loaded`) in domain target `domain`, differs from its plist file; `None` when
+/// they agree, when the unit is not a `launchd` unit, or when the plist cannot be read. Runs
+/// no program: the caller ran `print`.
+pub fn loaded_definition(
+    unit: &Unit,
+    domain: &str,
+    loaded: &crate::launchd::ServiceInfo,
+) -> Option<Finding> {
+    match &unit.runner {
+        Runner::Launchd(spec) => loaded::check(spec, domain, loaded),
+        _ => None,
+    }
+}
+
+/// [`loaded_definition`] for a unit's `[launchd]` table.
+pub(crate) fn loaded_definition_of(
+    spec: &crate::unit::LaunchdSpec,
+    domain: &str,
+    loaded: &crate::launchd::ServiceInfo,
+) -> Option<Finding> {
+    loaded::check(spec, domain, loaded)
 }
 
 /// Only the takeover findings of one unit (a `launchd` unit that requires others and whose

@@ -18,15 +18,42 @@
 //! `gui/<uid>` domain exists only while its user is logged in), `x-kill <label|service-target>
 //! <signal>` (a crash launchd did not ask for), `x-argv-log` (prints `calls.log`), and
 //! `x-config <key> <value>` with keys `drain-ms`, `disabled-vocabulary` (`modern`|`legacy`:
-//! `=> disabled` or `=> true`, `print-disabled` output, DeterminateSystems/nix-installer#555) and `kickstart-running-code` (0 or 37,
-//! docs/launchd.md).
+//! `=> disabled` or `=> true`, `print-disabled` output, DeterminateSystems/nix-installer#555), `kickstart-running-code` (0 or 37,
+//! docs/launchd.md), `missing-domain-code` (125, the default, or 112) and
+//! `bootout-in-progress` (`on`|`off`), and `x-quarantine <program>` (launchd refuses to
+//! spawn that program from now on, as it refuses a quarantined or badly signed binary).
+//!
+//! Where it fails as launchd fails, each with its public source (docs/launchd.md has the
+//! table):
+//!
+//! - A job runs the definition read at bootstrap: editing or deleting the plist afterwards
+//!   changes neither `print` nor what kickstart runs, until bootout and bootstrap
+//!   (github.com/openclaw/openclaw/pull/34829; github.com/jackielii/skhd.zig/issues/30).
+//! - A program it cannot spawn (missing, not executable, quarantined, a log directory it
+//!   cannot create) gives `job state = spawn failed` and `last exit code = 78: EX_CONFIG`,
+//!   and a KeepAlive job is tried again every ThrottleInterval with `state = spawn scheduled`
+//!   (cli-pulse/cli-pulse-private HelperAgentHealthTests.swift, a capture with runs = 22138;
+//!   github.com/codechimp-org/ha-menu/issues/51).
+//! - A missing StandardOutPath/StandardErrorPath directory is created when the job's user may
+//!   write to its nearest existing parent, and fails the spawn with 78 otherwise
+//!   (github.com/LrGenius/LrGeniusAI/pull/298).
+//! - `print`, `kickstart` and `kill` in a `gui/<uid>` domain that does not exist answer 125
+//!   `Domain does not support specified action` on current macOS
+//!   (github.com/lidge-jun/opencodex/issues/1770, macOS 26.5.2; github.com/duh17/oppi/issues/38),
+//!   112 `Could not find domain for user gui: <uid>` with `missing-domain-code 112`.
+//! - With `bootout-in-progress on`, a bootout of a job whose process still runs answers 36
+//!   `Operation now in progress` although the job then stops
+//!   (github.com/osquery/osquery/issues/5698).
+//! - KeepAlive dictionaries: `SuccessfulExit` and `Crashed` decide whether an exit is
+//!   relaunched; `SuccessfulExit = false` does not relaunch after exit 0 (launchd.plist(5)).
 //!
 //! Choices where no public source attests anything: `enable`, `disable` and `print-disabled` work
 //! on a `gui/<uid>` domain whether or not its user is logged in (the overrides are kept per
 //! uid); kickstart and kill in a missing domain answer like print (112).
 //!
-//! Not emulated: plist ownership checks, KeepAlive dictionaries (any dict counts as true),
-//! on-demand launch sources, privilege checks beyond the root/non-root bootstrap messages,
+//! Not emulated: plist ownership checks, KeepAlive keys other than SuccessfulExit and Crashed
+//! (PathState, OtherJobEnabled: such a job counts as always relaunched), on-demand launch
+//! sources, HOME rules, LimitLoadToSessionType, Background Task Management, privilege checks beyond the root/non-root bootstrap messages,
 //! and `print <domain-target>`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -363,7 +390,7 @@ struct JobSpec {
     stdout: Option<PathBuf>,
     stderr: Option<PathBuf>,
     run_at_load: bool,
-    keep_alive: bool,
+    keep_alive: KeepAliveSpec,
     throttle: u64,
     exit_timeout: u64,
     disabled: bool,
@@ -405,11 +432,14 @@ fn read_plist(path: &Path) -> Result<JobSpec, String> {
                 .collect()
         })
         .unwrap_or_default();
-    // KeepAlive may be a dictionary of conditions; the double treats any as "always".
     let keep_alive = match dict.get("KeepAlive") {
-        Some(plist::Value::Boolean(b)) => *b,
-        Some(plist::Value::Dictionary(_)) => true,
-        _ => false,
+        Some(plist::Value::Boolean(true)) => KeepAliveSpec::Always,
+        Some(plist::Value::Dictionary(d)) => KeepAliveSpec::Conditions {
+            successful_exit: d.get("SuccessfulExit").and_then(|v| v.as_boolean()),
+            crashed: d.get("Crashed").and_then(|v| v.as_boolean()),
+            other: d.keys().any(|k| k != "SuccessfulExit" && k != "Crashed"),
+        },
+        _ => KeepAliveSpec::No,
     };
     Ok(JobSpec {
         label,
@@ -427,6 +457,52 @@ fn read_plist(path: &Path) -> Result<JobSpec, String> {
         abandon_process_group: boolean("AbandonProcessGroup"),
         user: string("UserName"),
     })
+}
+
+/// KeepAlive as launchd.plist(5) defines it: a boolean, or a dictionary whose conditions are
+/// ORed. `SuccessfulExit = true` relaunches after exit 0 and `false` after any other end;
+/// `Crashed = true` after a crash-type signal (SIGILL, SIGSEGV, ...) and `false` otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeepAliveSpec {
+    No,
+    Always,
+    Conditions {
+        successful_exit: Option<bool>,
+        crashed: Option<bool>,
+        /// Keys the double does not evaluate (PathState, OtherJobEnabled, ...): relaunch.
+        other: bool,
+    },
+}
+
+impl KeepAliveSpec {
+    fn any(self) -> bool {
+        self != KeepAliveSpec::No
+    }
+
+    /// Whether launchd relaunches the job after a run that ended with `last`. A spawn that
+    /// failed is tried again whatever the conditions (cli-pulse/cli-pulse-private
+    /// HelperAgentHealthTests.swift: a KeepAlive agent with 22138 failed spawns).
+    fn relaunches_after(self, last: Last) -> bool {
+        match self {
+            KeepAliveSpec::No => false,
+            KeepAliveSpec::Always => true,
+            KeepAliveSpec::Conditions {
+                successful_exit,
+                crashed,
+                other,
+            } => {
+                let clean = last == Last::Code(0);
+                let crash = matches!(last, Last::Signal(s) if [
+                    libc::SIGILL, libc::SIGABRT, libc::SIGFPE, libc::SIGBUS,
+                    libc::SIGSEGV, libc::SIGSYS, libc::SIGTRAP,
+                ].contains(&s));
+                other
+                    || (successful_exit.is_none() && crashed.is_none())
+                    || successful_exit.is_some_and(|want| want == clean)
+                    || crashed.is_some_and(|want| want == crash)
+            }
+        }
+    }
 }
 
 /// How the last run ended.
@@ -477,6 +553,12 @@ struct Launchd {
     drain: Duration,
     vocabulary: Vocabulary,
     kickstart_running_code: i32,
+    /// What print, kickstart and kill answer in a missing GUI domain: 125 or 112.
+    missing_domain_code: i32,
+    /// Whether a bootout of a job whose process still runs answers 36.
+    bootout_in_progress: bool,
+    /// Programs launchd refuses to spawn (`x-quarantine`).
+    quarantined: BTreeSet<PathBuf>,
     logged_in: BTreeSet<u32>,
     /// domain target → label → disabled.
     overrides: BTreeMap<String, BTreeMap<String, bool>>,
@@ -498,6 +580,9 @@ impl Launchd {
             drain: args.drain,
             vocabulary: Vocabulary::Modern,
             kickstart_running_code: 0,
+            missing_domain_code: 125,
+            bootout_in_progress: false,
+            quarantined: BTreeSet::new(),
             logged_in: BTreeSet::new(),
             overrides,
             jobs: BTreeMap::new(),
@@ -612,7 +697,7 @@ impl Launchd {
         job.runs += 1;
         job.generation = generation;
         job.relaunch = None;
-        match start_program(&job.spec) {
+        match start_program(&job.spec, &self.quarantined) {
             Ok(mut child) => {
                 job.proc = Some(Proc {
                     pid: child.pid(),
@@ -643,7 +728,7 @@ impl Launchd {
         let keep_alive = self
             .jobs
             .get(key)
-            .is_some_and(|j| j.spec.keep_alive && j.draining.is_none());
+            .is_some_and(|j| j.spec.keep_alive.any() && j.draining.is_none());
         if !keep_alive || self.shutting_down {
             return;
         }
@@ -703,6 +788,9 @@ impl Launchd {
             }
             return;
         }
+        if !job.spec.keep_alive.relaunches_after(job.last) {
+            return;
+        }
         // Not spawned more than once every ThrottleInterval (launchd.plist(5)).
         let throttle = Duration::from_secs(job.spec.throttle);
         let delay = throttle.saturating_sub(proc.started.elapsed());
@@ -737,6 +825,13 @@ impl Launchd {
                 Response::ok(fs::read_to_string(self.state_dir.join(CALLS)).unwrap_or_default())
             }
             "x-config" => self.config(args),
+            "x-quarantine" => match args {
+                [program] => {
+                    self.quarantined.insert(PathBuf::from(program));
+                    Response::ok("")
+                }
+                _ => Response::fail(64, "usage: x-quarantine <program>\n"),
+            },
             other => Response::fail(
                 1,
                 format!("Unrecognized subcommand: {other}\n{}", main_usage()),
@@ -822,7 +917,7 @@ impl Launchd {
             if self.jobs.contains_key(&key) {
                 return io_error();
             }
-            let start = spec.run_at_load || spec.keep_alive;
+            let start = spec.run_at_load || spec.keep_alive.any();
             self.jobs.insert(
                 key.clone(),
                 Job {
@@ -861,9 +956,14 @@ impl Launchd {
                     None => failed(3, "No such process"),
                     // Homebrew re-runs bootout while it answers EINPROGRESS (launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h).
                     Some(j) if j.draining.is_some() => failed(36, "Operation now in progress"),
-                    Some(_) => {
+                    Some(j) => {
+                        let running = j.proc.is_some();
                         self.begin_bootout(&key);
-                        Response::ok("")
+                        // The job still stops (osquery/osquery#5698).
+                        match running && self.bootout_in_progress {
+                            true => failed(36, "Operation now in progress"),
+                            false => Response::ok(""),
+                        }
                     }
                 }
             }
@@ -1028,7 +1128,7 @@ impl Launchd {
     fn find_service(&self, sub: &str, target: &str) -> Result<Key, Response> {
         let key = parse_service_target(target).ok_or_else(|| bad_target(sub))?;
         if !self.domain_exists(key.0) {
-            return Err(no_domain(key.0));
+            return Err(no_domain(key.0, self.missing_domain_code));
         }
         match self.jobs.contains_key(&key) {
             true => Ok(key),
@@ -1083,7 +1183,7 @@ impl Launchd {
             };
         };
         if !self.domain_exists(key.0) {
-            return no_domain(key.0);
+            return no_domain(key.0, self.missing_domain_code);
         }
         match self.jobs.get(&key) {
             // launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h (sglavoie/dev-helpers notFoundStderr).
@@ -1151,11 +1251,18 @@ impl Launchd {
             ["kickstart-running-code", code @ ("0" | "37")] => {
                 self.kickstart_running_code = code.parse().expect("checked");
             }
+            ["missing-domain-code", code @ ("112" | "125")] => {
+                self.missing_domain_code = code.parse().expect("checked");
+            }
+            ["bootout-in-progress", on @ ("on" | "off")] => {
+                self.bootout_in_progress = *on == "on";
+            }
             _ => {
                 return Response::fail(
                     64,
                     "usage: x-config drain-ms <ms> | disabled-vocabulary modern|legacy \
-                     | kickstart-running-code 0|37\n",
+                     | kickstart-running-code 0|37 | missing-domain-code 112|125 \
+                     | bootout-in-progress on|off\n",
                 );
             }
         }
@@ -1165,8 +1272,12 @@ impl Launchd {
 
 /// Starts the job's program as launchd would: launchd's default PATH plus the plist's
 /// environment, its working directory (default `/`), stdin from `/dev/null`, stdout and
-/// stderr appended to their paths (created if missing), in a process group of its own.
-fn start_program(spec: &JobSpec) -> io::Result<launchgraph::process::TrackedChild> {
+/// stderr appended to their paths (created if missing, their directories too when the job's
+/// user may), in a process group of its own. A quarantined program is refused.
+fn start_program(
+    spec: &JobSpec,
+    quarantined: &BTreeSet<PathBuf>,
+) -> io::Result<launchgraph::process::TrackedChild> {
     let argv0 = spec.arguments.first().cloned();
     let program = match (&spec.program, &argv0) {
         (Some(p), _) => PathBuf::from(p),
@@ -1185,6 +1296,30 @@ fn start_program(spec: &JobSpec) -> io::Result<launchgraph::process::TrackedChil
         (None, Some(a)) => PathBuf::from(a),
         (None, None) => return Err(io::Error::other("no program")),
     };
+    if quarantined.contains(&program) {
+        // "Could not find and/or execute program specified by service ... 78"
+        // (github.com/codechimp-org/ha-menu/issues/51).
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("{} is quarantined", program.display()),
+        ));
+    }
+    let user = match &spec.user {
+        Some(name) => Some(
+            nix::unistd::User::from_name(name)
+                .map_err(io::Error::other)?
+                .ok_or_else(|| io::Error::other(format!("no user {name}")))?,
+        ),
+        None => None,
+    };
+    for log in [&spec.stdout, &spec.stderr].into_iter().flatten() {
+        if let Some(dir) = log
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty() && !d.is_dir())
+        {
+            create_log_dir(dir, user.as_ref())?;
+        }
+    }
     let mut cmd = tokio::process::Command::new(&program);
     if let Some(arg0) = &argv0 {
         cmd.arg0(arg0);
@@ -1206,13 +1341,49 @@ fn start_program(spec: &JobSpec) -> io::Result<launchgraph::process::TrackedChil
     };
     cmd.stdout(stdout.map_or_else(Stdio::null, Stdio::from));
     cmd.stderr(stderr.map_or_else(Stdio::null, Stdio::from));
-    if let Some(name) = &spec.user {
-        let user = nix::unistd::User::from_name(name)
-            .map_err(io::Error::other)?
-            .ok_or_else(|| io::Error::other(format!("no user {name}")))?;
+    if let Some(user) = &user {
         cmd.uid(user.uid.as_raw()).gid(user.gid.as_raw());
     }
     spawn_tracked(&mut cmd)
+}
+
+/// Creates a missing log directory as launchd does: only when the job's user may write to
+/// and search its nearest existing parent (github.com/LrGenius/LrGeniusAI/pull/298: created
+/// for an agent whose parent it owns, EX_CONFIG under root-owned /Library/Logs), owned by
+/// that user.
+fn create_log_dir(dir: &Path, user: Option<&nix::unistd::User>) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if let Some(user) = user.filter(|u| !u.uid.is_root()) {
+        let parent = dir
+            .ancestors()
+            .skip(1)
+            .find(|a| a.exists())
+            .ok_or_else(|| io::Error::other("no parent exists"))?;
+        let meta = fs::metadata(parent)?;
+        let mode = meta.permissions().mode();
+        let bits = if meta.uid() == user.uid.as_raw() {
+            0o300
+        } else if meta.gid() == user.gid.as_raw() {
+            0o030
+        } else {
+            0o003
+        };
+        if !meta.is_dir() || mode & bits != bits {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "cannot create {}: {} is not writable by uid {}",
+                    dir.display(),
+                    parent.display(),
+                    user.uid
+                ),
+            ));
+        }
+        fs::create_dir_all(dir)?;
+        let _ = nix::unistd::chown(dir, Some(user.uid), Some(user.gid));
+        return Ok(());
+    }
+    fs::create_dir_all(dir)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1243,12 +1414,17 @@ fn not_found((domain, label): &Key) -> String {
     )
 }
 
-/// launchctl exit statuses as captured in DeterminateSystems/nix-installer#530, openclaw/openclaw#80384 and ProcursusTeam/launchctl xpc_private.h (Wamphyre/macOS_Silverback-Debloater#2, oppi#38).
-fn no_domain(domain: DomainId) -> Response {
-    Response::fail(
-        112,
-        format!("Could not find domain for {}\n", domain.described()),
-    )
+/// A `gui/<uid>` domain that does not exist: 125 on current macOS
+/// (github.com/lidge-jun/opencodex/issues/1770, `print` on macOS 26.5.2; duh17/oppi#38), or
+/// the older 112 form (Wamphyre/macOS_Silverback-Debloater#2, oppi#38).
+fn no_domain(domain: DomainId, code: i32) -> Response {
+    match code {
+        112 => Response::fail(
+            112,
+            format!("Could not find domain for {}\n", domain.described()),
+        ),
+        code => Response::fail(code, "Domain does not support specified action\n"),
+    }
 }
 
 fn usage(sub: &str) -> String {
@@ -1454,7 +1630,7 @@ fn render_print(job: &Job) -> String {
     line(1, "jetsam priority = 40");
     line(1, &format!("job state = {}", job.job_state));
     let mut properties = Vec::new();
-    if spec.keep_alive {
+    if spec.keep_alive.any() {
         properties.push("keepalive");
     }
     if spec.run_at_load {

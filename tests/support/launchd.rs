@@ -262,6 +262,9 @@ pub struct JobPlist {
     pub stderr: Option<PathBuf>,
     pub run_at_load: bool,
     pub keep_alive: bool,
+    /// `KeepAlive = { SuccessfulExit = <b> }` instead of the boolean.
+    pub keep_alive_successful_exit: Option<bool>,
+    pub user_name: Option<String>,
     pub throttle_interval: Option<u64>,
     pub exit_timeout: Option<u64>,
     pub disabled: Option<bool>,
@@ -310,7 +313,19 @@ impl JobPlist {
             }
         }
         d.insert("RunAtLoad".into(), Value::Boolean(self.run_at_load));
-        d.insert("KeepAlive".into(), Value::Boolean(self.keep_alive));
+        match self.keep_alive_successful_exit {
+            Some(b) => d.insert(
+                "KeepAlive".into(),
+                Value::Dictionary(Dictionary::from_iter([(
+                    "SuccessfulExit",
+                    Value::Boolean(b),
+                )])),
+            ),
+            None => d.insert("KeepAlive".into(), Value::Boolean(self.keep_alive)),
+        };
+        if let Some(u) = &self.user_name {
+            d.insert("UserName".into(), Value::String(u.clone()));
+        }
         if let Some(t) = self.throttle_interval {
             d.insert("ThrottleInterval".into(), Value::Integer(t.into()));
         }

@@ -8,6 +8,16 @@
 //! (`kill` would only make launchd relaunch it). A relaunch by launchd itself is observed, not
 //! fought: the run reports [`Event::Relaunching`] and keeps watching for the new pid.
 //!
+//! launchd runs what it loaded, not what the plist says now: before it kickstarts a loaded job
+//! that is not running, the backend compares `print` with the file and, when they differ
+//! (`LOADED_DEFINITION_STALE`), boots the job out, waits until it is gone and bootstraps the
+//! file (openclaw/openclaw#34829). A running job is adopted as it is, with a warning.
+//!
+//! launchd also records 78 (EX_CONFIG) when *it* cannot spawn the program (`job state =
+//! spawn failed`): that is reported as [`Reason::LaunchdSpawnFailed`], naming the path it
+//! tried, never as an exit of the program, so `no-restart-exit-codes` does not take the unit
+//! down for it (github.com/codechimp-org/ha-menu/issues/51, github.com/LrGenius/LrGeniusAI/pull/298).
+//!
 //! It reports to the decision core exactly as an `exec` run does, so the engine gives launchd
 //! jobs the same guarantees (ordered start on readiness, ordered restart, bounded stops).
 
@@ -42,10 +52,88 @@ pub struct LaunchdContext {
     pub console: ConsoleUser,
 }
 
+/// When launchd relaunches the job by itself (launchd.plist(5) KeepAlive,
+/// https://keith.github.io/xcode-man-pages/launchd.plist.5.html).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeepAlive {
+    No,
+    Always,
+    /// A dictionary: its conditions are ORed. `SuccessfulExit = true` relaunches after exit
+    /// 0, `false` after any other end; `Crashed = true` after a crash-type signal, `false`
+    /// otherwise. Any other key (PathState, OtherJobEnabled, ...) may relaunch it at any time.
+    Conditions {
+        successful_exit: Option<bool>,
+        crashed: Option<bool>,
+        other: bool,
+    },
+}
+
+impl KeepAlive {
+    fn from_plist(value: Option<&plist::Value>) -> Self {
+        match value {
+            Some(plist::Value::Boolean(true)) => KeepAlive::Always,
+            Some(plist::Value::Dictionary(d)) => {
+                let flag = |k: &str| d.get(k).and_then(plist::Value::as_boolean);
+                KeepAlive::Conditions {
+                    successful_exit: flag("SuccessfulExit"),
+                    crashed: flag("Crashed"),
+                    other: d.keys().any(|k| k != "SuccessfulExit" && k != "Crashed"),
+                }
+            }
+            _ => KeepAlive::No,
+        }
+    }
+
+    /// Whether launchd may relaunch the job at all (and would undo a `kill`).
+    fn any(self) -> bool {
+        self != KeepAlive::No
+    }
+
+    /// Whether launchd relaunches the job after it ended with `exit`.
+    fn relaunches_after(self, exit: ExitInfo) -> bool {
+        match self {
+            KeepAlive::No => false,
+            KeepAlive::Always => true,
+            KeepAlive::Conditions {
+                successful_exit,
+                crashed,
+                other,
+            } => {
+                let clean = exit.code == Some(0) && exit.signal.is_none();
+                let crash = exit.signal.is_some_and(|s| {
+                    [
+                        libc::SIGILL,
+                        libc::SIGABRT,
+                        libc::SIGFPE,
+                        libc::SIGBUS,
+                        libc::SIGSEGV,
+                        libc::SIGSYS,
+                        libc::SIGTRAP,
+                    ]
+                    .contains(&s)
+                });
+                let unknown = successful_exit.is_none() && crashed.is_none();
+                other
+                    || unknown
+                    || successful_exit.is_some_and(|want| want == clean)
+                    || crashed.is_some_and(|want| want == crash)
+            }
+        }
+    }
+}
+
 /// What the plist says that changes how the job is driven.
 struct PlistFacts {
-    keepalive: bool,
+    keepalive: KeepAlive,
     exit_timeout: Duration,
+}
+
+fn exit_timeout_of(seconds: Option<i64>) -> Duration {
+    seconds
+        .filter(|s| *s > 0)
+        .map_or(DEFAULT_EXIT_TIMEOUT, |s| {
+            Duration::from_secs(s as u64).min(MAX_EXIT_TIMEOUT)
+        })
 }
 
 fn read_plist_facts(path: &Path) -> PlistFacts {
@@ -55,27 +143,66 @@ fn read_plist_facts(path: &Path) -> PlistFacts {
         .ok()
         .and_then(|bytes| plist::Value::from_reader(std::io::Cursor::new(bytes)).ok())
         .and_then(|v| v.into_dictionary());
-    let keepalive = dict
-        .as_ref()
-        .and_then(|d| d.get("KeepAlive"))
-        .is_some_and(|v| match v {
-            plist::Value::Boolean(b) => *b,
-            // A dict of conditions (SuccessfulExit, Crashed, ...): launchd may relaunch it.
-            plist::Value::Dictionary(_) => true,
-            _ => false,
-        });
-    let exit_timeout = dict
-        .as_ref()
-        .and_then(|d| d.get("ExitTimeOut"))
-        .and_then(|v| v.as_signed_integer())
-        .filter(|s| *s > 0)
-        .map_or(DEFAULT_EXIT_TIMEOUT, |s| {
-            Duration::from_secs(s as u64).min(MAX_EXIT_TIMEOUT)
-        });
+    let keepalive = KeepAlive::from_plist(dict.as_ref().and_then(|d| d.get("KeepAlive")));
+    let exit_timeout = exit_timeout_of(
+        dict.as_ref()
+            .and_then(|d| d.get("ExitTimeOut"))
+            .and_then(|v| v.as_signed_integer()),
+    );
     PlistFacts {
         keepalive,
         exit_timeout,
     }
+}
+
+impl PlistFacts {
+    /// A running job adopted with a stale definition behaves as *loaded*: its KeepAlive and
+    /// exit timeout are what `print` shows, when it shows them.
+    fn with_loaded(self, info: &ServiceInfo) -> Self {
+        let keepalive = match (info.properties.is_empty(), info.keepalive()) {
+            (true, _) => self.keepalive,
+            (false, false) => KeepAlive::No,
+            (false, true) if self.keepalive.any() => self.keepalive,
+            (false, true) => KeepAlive::Always,
+        };
+        let exit_timeout = info.exit_timeout.map_or(self.exit_timeout, |s| {
+            exit_timeout_of(i64::try_from(s).ok())
+        });
+        Self {
+            keepalive,
+            exit_timeout,
+        }
+    }
+}
+
+/// The path launchd tried to spawn and how it said it failed, when `print` shows a spawn
+/// failure (`job state = spawn failed`) and no running process.
+fn spawn_failure(target: &str, info: &ServiceInfo) -> Option<String> {
+    if info.is_running() || !info.spawn_failed() {
+        return None;
+    }
+    let program = info.program_path().unwrap_or("(no program shown)");
+    let how = match (info.last_exit, info.last_exit_reason.as_deref()) {
+        (_, Some(reason)) => format!("last exit reason {reason}"),
+        (LastExit::Code(78), None) => "last exit code 78: EX_CONFIG".to_owned(),
+        (LastExit::Code(c), None) => format!("last exit code {c}"),
+        _ => "no exit code".to_owned(),
+    };
+    let state = match Path::new(program) {
+        p if !p.is_absolute() => "is not an absolute path",
+        p if !p.exists() => "does not exist",
+        _ => {
+            "exists here, so launchd refused it (quarantine, code signature, permissions) or could not open a log file"
+        }
+    };
+    Some(format!(
+        "launchd could not spawn {program} for {target} (job state = spawn failed, {how}); \
+         {program} {state}. This is launchd's failure, not an exit of the program. Fix: make \
+         Program/ProgramArguments[0] an existing executable the job's user may run (for a \
+         removed Homebrew Cellar path, the stable <prefix>/opt/<formula>/... path), clear a \
+         quarantine with `xattr -d com.apple.quarantine {program}`, make the log \
+         directories writable, then `launchctl bootout {target}` and bootstrap the plist again"
+    ))
 }
 
 fn exit_info(last: LastExit) -> ExitInfo {
@@ -107,6 +234,8 @@ impl Reporter {
 
 /// How to run one `launchd` unit.
 pub(crate) struct LaunchdBackend {
+    /// The unit's name, for the log.
+    pub name: String,
     pub ctx: LaunchdContext,
     pub spec: LaunchdSpec,
 }
@@ -122,11 +251,12 @@ impl LaunchdBackend {
             // Held while the job is driven: launchd keeps the job itself should this task die.
             watch: _watch,
         } = run;
-        run_launchd(self.ctx, self.spec, unit, generation, stop, tx).await;
+        run_launchd(self.name, self.ctx, self.spec, unit, generation, stop, tx).await;
     }
 }
 
 async fn run_launchd(
+    name: String,
     ctx: LaunchdContext,
     spec: LaunchdSpec,
     unit: crate::engine::events::UnitId,
@@ -149,11 +279,35 @@ async fn run_launchd(
         }
     };
     let target = service_target(&domain, &spec.label.0);
-    let facts = read_plist_facts(&spec.plist);
+    let mut facts = read_plist_facts(&spec.plist);
     let lc = &ctx.launchctl;
+    let job = JobRef {
+        name: &name,
+        spec: &spec,
+        domain: &domain,
+        target: &target,
+    };
 
-    let mut info = match start_job(lc, &domain, &target, &spec.plist, facts.keepalive).await {
-        Ok(info) => info,
+    let mut info = match start_job(lc, &job, facts.keepalive.any()).await {
+        Ok(Started::Fresh(info)) => *info,
+        Ok(Started::AdoptedStale(info)) => {
+            facts = facts.with_loaded(&info);
+            *info
+        }
+        Err(StartFailure::SpawnFailed(error)) => {
+            if facts.keepalive.any() {
+                // launchd would retry the spawn every ThrottleInterval forever; the engine's
+                // backoff and start limit decide instead.
+                bootout_and_wait(lc, &target, facts.exit_timeout).await;
+            }
+            r.send(Event::SpawnFailed {
+                unit,
+                generation,
+                reason: Reason::LaunchdSpawnFailed,
+                error,
+            });
+            return;
+        }
         Err(StartFailure::Deferred(reason, detail)) => {
             r.send(Event::StartDeferred {
                 unit,
@@ -186,11 +340,13 @@ async fn run_launchd(
             match pid {
                 Some(p) => wait_pid_exit(p).await,
                 // No pid to watch (launchd has not said): fall back to asking it.
+                // A spawn launchd reports as failed ends the wait too.
                 None => loop {
                     tokio::time::sleep(PRINT_POLL).await;
-                    if !matches!(lc.print(&target).await, Ok(PrintOutcome::Loaded(i)) if i.pid == pid)
-                    {
-                        break;
+                    match lc.print(&target).await {
+                        Ok(PrintOutcome::Loaded(i))
+                            if i.pid == pid && spawn_failure(&target, &i).is_none() => {}
+                        _ => break,
                     }
                 },
             }
@@ -214,8 +370,14 @@ async fn run_launchd(
             Ok(PrintOutcome::Loaded(i)) => Some(*i),
             _ => None,
         };
+        // launchd may already have tried to relaunch it and failed to spawn: its 78 is not
+        // the program's exit.
+        if let Some(detail) = after.as_ref().and_then(|now| spawn_failure(&target, now)) {
+            spawn_failed_after_run(lc, &r, &name, &target, &facts, detail, unit, generation).await;
+            return;
+        }
         match after {
-            Some(now) if facts.keepalive => {
+            Some(now) if facts.keepalive.relaunches_after(exit_info(now.last_exit)) => {
                 let exit = exit_info(now.last_exit);
                 r.send(Event::Relaunching {
                     unit,
@@ -232,13 +394,20 @@ async fn run_launchd(
                     }
                 };
                 match relaunched {
-                    Some(i) => {
+                    Some(Relaunch::SpawnFailed(detail)) => {
+                        spawn_failed_after_run(
+                            lc, &r, &name, &target, &facts, detail, unit, generation,
+                        )
+                        .await;
+                        return;
+                    }
+                    Some(Relaunch::Running(i)) => {
                         r.send(Event::Spawned {
                             unit,
                             generation,
                             pid: i.pid,
                         });
-                        info = i;
+                        info = *i;
                     }
                     None => {
                         r.send(Event::Exited {
@@ -282,27 +451,43 @@ async fn run_launchd(
 pub(crate) enum StartFailure {
     /// Not the job's fault (no GUI session): wait and try again later.
     Deferred(Reason, String),
+    /// launchd could not spawn the program ([`spawn_failure`]'s text).
+    SpawnFailed(String),
     Failed(String),
 }
 
+/// How a start ended well.
+pub(crate) enum Started {
+    /// Started now, or adopted running with a definition that matches the plist file.
+    Fresh(Box<ServiceInfo>),
+    /// Adopted running, but loaded from an older definition than the file (logged).
+    AdoptedStale(Box<ServiceInfo>),
+}
+
+/// The job a run drives, for messages and calls.
+pub(crate) struct JobRef<'a> {
+    pub name: &'a str,
+    pub spec: &'a LaunchdSpec,
+    pub domain: &'a str,
+    pub target: &'a str,
+}
+
 /// Ensures the job is loaded and running, returning what `print` says of it: adopts a running
-/// job, enables then bootstraps an unloaded one, kickstarts a loaded idle one. Transient
-/// failures (a bootout still draining: 5, 37) are retried from the top with backoff, for up
-/// to 15 s.
+/// job, enables then bootstraps an unloaded one, kickstarts a loaded idle one, and boots out
+/// then bootstraps again a loaded idle one whose definition is stale. Transient failures (a
+/// bootout still draining: 5, 37) are retried from the top with backoff, for up to 15 s.
 pub(crate) async fn start_job(
     lc: &Launchctl,
-    domain: &str,
-    target: &str,
-    plist: &Path,
+    job: &JobRef<'_>,
     keepalive: bool,
-) -> Result<ServiceInfo, StartFailure> {
+) -> Result<Started, StartFailure> {
     let until = crate::clock::deadline(BOOTSTRAP_RETRY_FOR);
     let mut delay = Duration::from_millis(100);
     loop {
-        match start(lc, domain, target, plist, keepalive).await {
-            Ok(info) => return Ok(info),
+        match start(lc, job, keepalive).await {
+            Ok(started) => return Ok(started),
             Err(Attempt::Transient(e)) if Instant::now() < until => {
-                tracing::debug!(target, error = %e, "launchd not ready for this yet; retrying");
+                tracing::debug!(target = job.target, error = %e, "launchd not ready for this yet; retrying");
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(2));
             }
@@ -312,6 +497,7 @@ pub(crate) async fn start_job(
             Err(Attempt::NoDomain(detail)) => {
                 return Err(StartFailure::Deferred(Reason::NoGuiSession, detail));
             }
+            Err(Attempt::SpawnFailed(detail)) => return Err(StartFailure::SpawnFailed(detail)),
         }
     }
 }
@@ -319,6 +505,7 @@ pub(crate) async fn start_job(
 enum Attempt {
     Transient(LaunchctlError),
     NoDomain(String),
+    SpawnFailed(String),
     Failed(LaunchctlError),
 }
 
@@ -335,44 +522,89 @@ impl From<LaunchctlError> for Attempt {
 }
 
 /// One attempt of [`start_job`].
-async fn start(
-    lc: &Launchctl,
-    domain: &str,
-    target: &str,
-    plist: &Path,
-    keepalive: bool,
-) -> Result<ServiceInfo, Attempt> {
-    let mut just_loaded = false;
-    match lc.print(target).await? {
+async fn start(lc: &Launchctl, job: &JobRef<'_>, keepalive: bool) -> Result<Started, Attempt> {
+    let (domain, target, plist) = (job.domain, job.target, job.spec.plist.as_path());
+    // Runs before the kickstart: a spawn failure counts only when launchd tried again.
+    let mut runs_before = None;
+    let load = match lc.print(target).await? {
         PrintOutcome::NoDomain { code, stderr } => {
             return Err(Attempt::NoDomain(format!(
                 "{domain}: launchctl print exited {code}: {stderr}"
             )));
         }
-        PrintOutcome::Loaded(info) if info.is_running() => return Ok(*info),
-        PrintOutcome::Loaded(_) => {}
-        PrintOutcome::NotLoaded => {
-            // Always enable first: a disable persists across bootout and reinstall
-            // (openclaw#80384).
-            lc.enable(target).await?;
-            if let Err(e) = lc.bootstrap(domain, plist).await {
-                // Exit 5 also means "already loaded": only a print tells.
-                if !matches!(lc.print(target).await, Ok(PrintOutcome::Loaded(_))) {
-                    return Err(e.into());
+        PrintOutcome::Loaded(info) if info.is_running() => {
+            return Ok(
+                match crate::preflight::loaded_definition_of(job.spec, domain, &info) {
+                    // Adopted as it is: restarting a working service at launchgraph's own
+                    // start is worse than running the old definition a while longer.
+                    Some(f) => {
+                        tracing::warn!(
+                            reason = %Reason::LoadedDefinitionStale,
+                            "{}: adopted running; {} Fix: {}",
+                            job.name,
+                            f.message,
+                            f.fix
+                        );
+                        Started::AdoptedStale(info)
+                    }
+                    None => Started::Fresh(info),
+                },
+            );
+        }
+        PrintOutcome::Loaded(info) => {
+            match crate::preflight::loaded_definition_of(job.spec, domain, &info) {
+                Some(f) => {
+                    tracing::warn!(
+                        reason = %Reason::LoadedDefinitionStale,
+                        "{}: {} Booting it out and bootstrapping {} before the start.",
+                        job.name,
+                        f.message,
+                        plist.display()
+                    );
+                    let bound =
+                        exit_timeout_of(info.exit_timeout.and_then(|s| i64::try_from(s).ok()));
+                    if !bootout_and_wait(lc, target, bound).await {
+                        return Err(Attempt::Transient(LaunchctlError {
+                            argv: vec!["bootout".into(), target.into()],
+                            code: None,
+                            stderr: format!("{target} is still loaded after bootout"),
+                            failure: crate::launchd::Failure::Exited,
+                        }));
+                    }
+                    true
+                }
+                None => {
+                    runs_before = info.runs;
+                    false
                 }
             }
-            just_loaded = true;
         }
+        PrintOutcome::NotLoaded => true,
+    };
+    if load {
+        // Always enable first: a disable persists across bootout and reinstall
+        // (openclaw#80384).
+        lc.enable(target).await?;
+        if let Err(e) = lc.bootstrap(domain, plist).await {
+            // Exit 5 also means "already loaded": only a print tells.
+            if !matches!(lc.print(target).await, Ok(PrintOutcome::Loaded(_))) {
+                return Err(e.into());
+            }
+        }
+        runs_before = Some(0);
     }
     // A KeepAlive or RunAtLoad job is started by launchd on bootstrap: do not kickstart it
     // on top (openclaw#41952); wait briefly for its pid instead.
-    if just_loaded {
+    if load {
         let deadline = crate::clock::deadline(Duration::from_secs(2));
         while Instant::now() < deadline {
-            if let Ok(PrintOutcome::Loaded(i)) = lc.print(target).await
-                && i.is_running()
-            {
-                return Ok(*i);
+            if let Ok(PrintOutcome::Loaded(i)) = lc.print(target).await {
+                if i.is_running() {
+                    return Ok(Started::Fresh(i));
+                }
+                if let Some(detail) = spawn_failure(target, &i) {
+                    return Err(Attempt::SpawnFailed(detail));
+                }
             }
             if !keepalive {
                 break;
@@ -380,13 +612,22 @@ async fn start(
             tokio::time::sleep(PRINT_POLL / 4).await;
         }
     }
-    let pid = lc.kickstart(target, false).await?;
-    match lc.print(target).await? {
+    let kicked = lc.kickstart(target, false).await;
+    let after = lc.print(target).await;
+    // Whether kickstart answers an error for a spawn failure is not attested: print decides.
+    if let Ok(PrintOutcome::Loaded(i)) = &after
+        && i.runs > runs_before
+        && let Some(detail) = spawn_failure(target, i)
+    {
+        return Err(Attempt::SpawnFailed(detail));
+    }
+    let pid = kicked?;
+    match after? {
         PrintOutcome::Loaded(mut info) => {
             if info.pid.is_none() {
                 info.pid = pid;
             }
-            Ok(*info)
+            Ok(Started::Fresh(info))
         }
         PrintOutcome::NotLoaded => Err(Attempt::Failed(LaunchctlError {
             argv: vec!["print".into(), target.into()],
@@ -398,6 +639,55 @@ async fn start(
             Err(Attempt::NoDomain(format!("{domain}: {code}: {stderr}")))
         }
     }
+}
+
+/// `bootout`, then waits until `print` says the job is gone (113), for up to its exit timeout
+/// plus 5 s, so that a following bootstrap does not race the drain (openclaw#136453). True
+/// once it is gone.
+async fn bootout_and_wait(lc: &Launchctl, target: &str, exit_timeout: Duration) -> bool {
+    if let Err(e) = lc.bootout(target).await {
+        tracing::warn!(target, error = %e, "bootout failed");
+    }
+    let deadline = crate::clock::deadline(exit_timeout.saturating_add(Duration::from_secs(5)));
+    while Instant::now() < deadline {
+        if let Ok(PrintOutcome::NotLoaded | PrintOutcome::NoDomain { .. }) = lc.print(target).await
+        {
+            return true;
+        }
+        tokio::time::sleep(PRINT_POLL / 2).await;
+    }
+    false
+}
+
+/// launchd failed to spawn the job after a run of it ended: logged with
+/// [`Reason::LaunchdSpawnFailed`], a KeepAlive job booted out (launchd would retry the spawn
+/// forever), and the run ends as an exit with no code, so that `no-restart-exit-codes`
+/// never mistakes launchd's 78 for the program's and the engine's backoff and start limit
+/// apply; the next start reports the spawn failure itself if it persists.
+#[allow(clippy::too_many_arguments)]
+async fn spawn_failed_after_run(
+    lc: &Launchctl,
+    r: &Reporter,
+    name: &str,
+    target: &str,
+    facts: &PlistFacts,
+    detail: String,
+    unit: crate::engine::events::UnitId,
+    generation: crate::engine::events::Generation,
+) {
+    tracing::warn!(reason = %Reason::LaunchdSpawnFailed, "{name}: {detail}");
+    if facts.keepalive.any() {
+        bootout_and_wait(lc, target, facts.exit_timeout).await;
+    }
+    r.send(Event::Exited {
+        unit,
+        generation,
+        exit: ExitInfo {
+            code: None,
+            signal: None,
+        },
+        killed_after_timeout: false,
+    });
 }
 
 /// Stops the job: `kickstart -k` for a hung KeepAlive job (it comes back by itself), `bootout`
@@ -414,7 +704,7 @@ async fn stop(
         code: None,
         signal: None,
     };
-    if facts.keepalive && reason == Reason::LivenessFailed {
+    if facts.keepalive.any() && reason == Reason::LivenessFailed {
         if let Err(e) = lc.kickstart(target, true).await {
             tracing::warn!(target, error = %e, "kickstart -k of a hung job failed");
         }
@@ -426,7 +716,7 @@ async fn stop(
             false,
         );
     }
-    if facts.keepalive {
+    if facts.keepalive.any() {
         if let Err(e) = lc.bootout(target).await {
             tracing::warn!(target, error = %e, "bootout failed");
         }
@@ -470,6 +760,13 @@ async fn stop(
     (exit, killed)
 }
 
+/// What launchd did after a KeepAlive job's process ended.
+enum Relaunch {
+    Running(Box<ServiceInfo>),
+    /// It tried, and could not spawn the program ([`spawn_failure`]'s text).
+    SpawnFailed(String),
+}
+
 /// Waits for launchd to relaunch a KeepAlive job: a new pid, or more runs. `None` when it
 /// was unloaded instead.
 async fn wait_relaunch(
@@ -477,12 +774,17 @@ async fn wait_relaunch(
     target: &str,
     old_pid: Option<u32>,
     old_runs: Option<u64>,
-) -> Option<ServiceInfo> {
+) -> Option<Relaunch> {
     loop {
         match lc.print(target).await {
             Ok(PrintOutcome::Loaded(i)) => {
                 if i.is_running() && (i.pid != old_pid || i.runs > old_runs) {
-                    return Some(*i);
+                    return Some(Relaunch::Running(i));
+                }
+                if i.runs > old_runs
+                    && let Some(detail) = spawn_failure(target, &i)
+                {
+                    return Some(Relaunch::SpawnFailed(detail));
                 }
             }
             Ok(_) => return None,
@@ -526,4 +828,80 @@ fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
     }
     // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exit(code: Option<i32>, signal: Option<i32>) -> ExitInfo {
+        ExitInfo { code, signal }
+    }
+
+    #[test]
+    fn keepalive_dictionaries_relaunch_only_when_a_condition_holds() {
+        let dict = |pairs: &[(&str, bool)]| {
+            let d: plist::Dictionary = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), plist::Value::Boolean(*v)))
+                .collect();
+            KeepAlive::from_plist(Some(&plist::Value::Dictionary(d)))
+        };
+        let (clean, failed, segv, term) = (
+            exit(Some(0), None),
+            exit(Some(1), None),
+            exit(None, Some(libc::SIGSEGV)),
+            exit(None, Some(libc::SIGTERM)),
+        );
+        // Homebrew's `keep_alive successful_exit: false`: relaunch unless it exited 0.
+        let k = dict(&[("SuccessfulExit", false)]);
+        assert!(k.any());
+        assert!(!k.relaunches_after(clean));
+        assert!(k.relaunches_after(failed) && k.relaunches_after(segv));
+        let k = dict(&[("SuccessfulExit", true)]);
+        assert!(k.relaunches_after(clean) && !k.relaunches_after(failed));
+        let k = dict(&[("Crashed", true)]);
+        assert!(k.relaunches_after(segv));
+        assert!(!k.relaunches_after(term) && !k.relaunches_after(clean));
+        // Keys not evaluated here (PathState, ...) may relaunch it at any time.
+        let k = dict(&[("SuccessfulExit", false), ("PathState", true)]);
+        assert!(k.relaunches_after(clean));
+        let always = KeepAlive::from_plist(Some(&plist::Value::Boolean(true)));
+        assert!(always.relaunches_after(clean));
+        let never = KeepAlive::from_plist(Some(&plist::Value::Boolean(false)));
+        assert!(!never.any() && !never.relaunches_after(failed));
+    }
+
+    #[test]
+    fn a_spawn_failure_names_the_path_and_is_not_a_program_exit() {
+        let info = crate::launchd::parse_print(
+            "\tstate = spawn scheduled\n\tprogram = /nonexistent/opt/node/bin/node\n\
+             \truns = 3\n\tlast exit code = 78: EX_CONFIG\n\tjob state = spawn failed\n",
+        );
+        let text = spawn_failure("system/ai.openclaw.gateway", &info).expect("a spawn failure");
+        assert!(
+            text.starts_with(
+                "launchd could not spawn /nonexistent/opt/node/bin/node for \
+             system/ai.openclaw.gateway (job state = spawn failed, last exit code 78: EX_CONFIG); \
+             /nonexistent/opt/node/bin/node does not exist."
+            ),
+            "{text}"
+        );
+        assert!(text.contains("not an exit of the program"), "{text}");
+        let signed = crate::launchd::parse_print(
+            "\tstate = spawn scheduled\n\tlast exit reason = OS_REASON_CODESIGNING\n\
+             \tjob state = spawn failed\n\targuments = {\n\t\t/bin/sh\n\t}\n",
+        );
+        let text = spawn_failure("gui/501/x", &signed).unwrap();
+        assert!(
+            text.contains("last exit reason OS_REASON_CODESIGNING"),
+            "{text}"
+        );
+        assert!(text.contains("/bin/sh exists here"), "{text}");
+        // The program's own 78 (a job that ran and exited) is not a spawn failure.
+        let ran = crate::launchd::parse_print(
+            "\tstate = not running\n\tlast exit code = 78: EX_CONFIG\n\tjob state = exited\n",
+        );
+        assert_eq!(spawn_failure("system/x", &ran), None);
+    }
 }

@@ -66,6 +66,7 @@ impl Backend {
                 state_dir: config.state_dir.clone(),
             }),
             Runner::Launchd(spec) => Backend::Launchd(launchd::LaunchdBackend {
+                name: unit.name.to_string(),
                 ctx: config.launchd.clone(),
                 spec: spec.clone(),
             }),
