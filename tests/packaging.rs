@@ -194,6 +194,7 @@ else eval "rc=\${$#}"
 fi
 case "$sub:$rc" in
   bootout:3) echo "Boot-out failed: 3: No such process" >&2 ;;
+  bootout:36) echo "Boot-out failed: 36: Operation now in progress" >&2 ;;
   bootstrap:5) echo "Bootstrap failed: 5: Input/output error" >&2 ;;
   print:113) echo "Bad request." >&2
              echo "Could not find service \"${target#system/}\" in domain for system" >&2 ;;
@@ -1070,6 +1071,64 @@ fn uninstall_refuses_without_root_and_removes_nothing_when_bootout_fails() {
     assert_eq!(
         i.calls(),
         lines(&[&format!("launchctl bootout system/{LABEL}")])
+    );
+    assert_eq!(files_under(&i.root), before);
+}
+
+#[test]
+fn uninstall_waits_while_bootout_is_in_progress_and_asks_again() {
+    let i = installed_and_running();
+    // The ordered stop is still running (36); print finds the job once more, then not; the
+    // second bootout finds nothing left to unload (3).
+    let run = i.uninstall(
+        &[],
+        &[
+            ("STANDIN_LAUNCHCTL_BOOTOUT", "36 3"),
+            ("STANDIN_LAUNCHCTL_PRINT", "0 113"),
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let bootout = format!("launchctl bootout system/{LABEL}");
+    let print = format!("launchctl print system/{LABEL}");
+    assert_eq!(
+        i.calls(),
+        lines(&[
+            &bootout,
+            &print,
+            &print,
+            &bootout,
+            &format!("pkgutil --forget {PKG_ID}"),
+        ])
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains(&format!("stopped system/{LABEL}")),
+        "{stdout}"
+    );
+    assert!(!i.path("usr/local/bin/launchgraph").exists());
+}
+
+#[test]
+fn uninstall_gives_up_when_bootout_stays_in_progress_and_removes_nothing() {
+    let i = installed_and_running();
+    let before = files_under(&i.root);
+    let run = i.uninstall(
+        &[],
+        &[
+            ("STANDIN_LAUNCHCTL_BOOTOUT", "36"),
+            ("LAUNCHGRAPH_DRAIN_TIMEOUT", "2"),
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("still in progress after 2s"),
+        "{}",
+        text(&run)
+    );
+    let calls = i.calls();
+    assert!(
+        calls.len() >= 2 && calls.iter().all(|c| c.starts_with("launchctl ")),
+        "{calls:?}"
     );
     assert_eq!(files_under(&i.root), before);
 }
