@@ -10,6 +10,8 @@
 #   Library/LaunchDaemons/com.launchgraph.daemon.plist   the daemon (packaging/)
 #   usr/local/share/launchgraph/units/*.toml             the shipped units, as examples
 #   usr/local/share/launchgraph/uninstall.sh             packaging/pkg/uninstall.sh
+#   private/etc/newsyslog.d/launchgraph.conf             log rotation (packaging/pkg/newsyslog.d);
+#                                                        private/etc, since /etc is a symlink
 # and packaging/pkg/scripts/{preinstall,postinstall} as the package scripts. The units are not
 # installed into /usr/local/etc/launchgraph/units by the payload, which would overwrite an
 # admin's edits on every upgrade: postinstall copies the examples there only when that
@@ -71,11 +73,12 @@ rm -rf "$stage"
 payload="$stage/root"
 scripts="$stage/scripts"
 install -d -m 755 "$payload/usr/local/bin" "$payload/Library/LaunchDaemons" \
-    "$payload/usr/local/share/launchgraph/units" "$scripts"
+    "$payload/usr/local/share/launchgraph/units" "$payload/private/etc/newsyslog.d" "$scripts"
 install -m 755 "$binary" "$payload/usr/local/bin/launchgraph"
 install -m 644 "$repo/packaging/$label.plist" "$payload/Library/LaunchDaemons/$label.plist"
 install -m 644 "$repo"/units/*.toml "$payload/usr/local/share/launchgraph/units/"
 install -m 755 "$repo/packaging/pkg/uninstall.sh" "$payload/usr/local/share/launchgraph/uninstall.sh"
+install -m 644 "$repo/packaging/pkg/newsyslog.d/launchgraph.conf" "$payload/private/etc/newsyslog.d/launchgraph.conf"
 install -m 755 "$repo/packaging/pkg/scripts/preinstall" "$repo/packaging/pkg/scripts/postinstall" "$scripts/"
 
 # A plist launchd cannot parse would only show up at bootstrap; plutil exists on macOS only.

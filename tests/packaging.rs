@@ -26,6 +26,10 @@ use plist::{Dictionary, Value};
 
 const LABEL: &str = "com.launchgraph.daemon";
 const PKG_ID: &str = "com.launchgraph.pkg";
+/// The daemon's newsyslog entry, in the repository and as the payload installs it (under
+/// private/etc, since /etc is a symlink to it on macOS).
+const NEWSYSLOG: &str = "packaging/pkg/newsyslog.d/launchgraph.conf";
+const NEWSYSLOG_IN_ROOT: &str = "private/etc/newsyslog.d/launchgraph.conf";
 const PLIST: &str = "packaging/com.launchgraph.daemon.plist";
 const FORMULA: &str = "packaging/homebrew/launchgraph.rb";
 const LOG: &str = "/usr/local/var/log/launchgraph.log";
@@ -732,6 +736,7 @@ fn build_pkg_stages_the_payload_and_calls_pkgbuild_and_productbuild() {
         (PLIST_IN_ROOT.to_owned(), 0o644),
         ("usr/local/bin/launchgraph".to_owned(), 0o755),
         ("usr/local/share/launchgraph/uninstall.sh".to_owned(), 0o755),
+        (NEWSYSLOG_IN_ROOT.to_owned(), 0o644),
     ];
     for u in shipped_units() {
         expected.push((format!("usr/local/share/launchgraph/units/{u}"), 0o644));
@@ -757,6 +762,10 @@ fn build_pkg_stages_the_payload_and_calls_pkgbuild_and_productbuild() {
     assert_eq!(
         read(&payload.join("usr/local/share/launchgraph/uninstall.sh")),
         read(&repo().join("packaging/pkg/uninstall.sh"))
+    );
+    assert_eq!(
+        read(&payload.join(NEWSYSLOG_IN_ROOT)),
+        read(&repo().join(NEWSYSLOG))
     );
     for u in shipped_units() {
         assert_eq!(
@@ -1004,6 +1013,7 @@ fn uninstall_boots_out_removes_the_payload_keeps_config_and_forgets_the_receipt(
     for gone in [
         "usr/local/bin/launchgraph",
         PLIST_IN_ROOT,
+        NEWSYSLOG_IN_ROOT,
         "usr/local/share/launchgraph",
     ] {
         assert!(!i.path(gone).exists(), "{gone} removed");
@@ -1131,6 +1141,71 @@ fn uninstall_gives_up_when_bootout_stays_in_progress_and_removes_nothing() {
         "{calls:?}"
     );
     assert_eq!(files_under(&i.root), before);
+}
+
+/// One line of newsyslog.conf(5): `logfile [owner:group] mode count size when [flags
+/// [pid_file [signal]]]`; None when a field is not what the format allows.
+fn newsyslog_line(line: &str) -> Option<(String, Option<String>)> {
+    let mut f: Vec<&str> = line.split_whitespace().collect();
+    let file = f.remove(0).to_owned();
+    let owner = match f.first() {
+        Some(o) if o.contains(':') => Some(f.remove(0).to_owned()),
+        _ => None,
+    };
+    let [mode, count, size, when, rest @ ..] = f.as_slice() else {
+        return None;
+    };
+    let octal = |s: &str| !s.is_empty() && s.chars().all(|c| ('0'..='7').contains(&c));
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let when_ok = *when == "*"
+        || when.starts_with('@')
+        || when.starts_with('$')
+        || digits(when.split(['@', '$']).next().unwrap_or(""));
+    let flags_ok = rest
+        .first()
+        .is_none_or(|fl| *fl == "-" || fl.chars().all(|c| "BCDGJNUWXZbcdgjnuwxz".contains(c)));
+    let ok = file.starts_with('/')
+        && octal(mode)
+        && digits(count)
+        && (*size == "*" || digits(size))
+        && when_ok
+        && flags_ok
+        && rest.len() <= 3
+        && rest.get(1).is_none_or(|p| p.starts_with('/'));
+    ok.then_some((file, owner))
+}
+
+/// The newsyslog entry names exactly the daemon plist's log files, in lines newsyslog parses.
+#[test]
+fn newsyslog_entry_rotates_exactly_the_daemon_plists_logs() {
+    let text = read(&repo().join(NEWSYSLOG));
+    let mut rotated = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (file, owner) =
+            newsyslog_line(line).unwrap_or_else(|| panic!("not a newsyslog.conf line: {line:?}"));
+        assert_eq!(owner.as_deref(), Some("root:wheel"), "{line}");
+        // N: nothing is signalled (SIGHUP reloads launchgraph's units); no compression flag.
+        let flags = line.split_whitespace().nth(6).unwrap_or("");
+        assert!(
+            flags.contains('N') && !flags.contains(['J', 'Z', 'X']),
+            "{line}"
+        );
+        assert!(rotated.insert(file), "{line} named twice");
+    }
+    let plist = daemon_plist();
+    let logs: std::collections::BTreeSet<String> = ["StandardOutPath", "StandardErrorPath"]
+        .iter()
+        .filter_map(|k| plist.get(k).and_then(Value::as_string).map(str::to_owned))
+        .collect();
+    assert!(!logs.is_empty());
+    assert_eq!(rotated, logs);
+    assert!(newsyslog_line("/var/log/x.log 644 5 * @T00 J").is_some());
+    assert!(newsyslog_line("/var/log/x.log root:wheel 64x 5 100 * N").is_none());
+    assert!(newsyslog_line("x.log 644 5 100 *").is_none());
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Uninstalls launchgraph installed by the .pkg: stops and unloads the daemon, removes the
-# binary, the daemon's plist and the example units, then forgets the package receipt. The
-# .pkg installs this script as /usr/local/share/launchgraph/uninstall.sh (Apple ships no
+# binary, the daemon's plist, its newsyslog entry and the example units, then forgets the
+# package receipt. The .pkg installs this script as /usr/local/share/launchgraph/uninstall.sh (Apple ships no
 # uninstaller for packages, launchd.md §7.2).
 #
 #   sudo /usr/local/share/launchgraph/uninstall.sh           keep units, state and log
@@ -25,6 +25,7 @@ share="$root/usr/local/share/launchgraph"
 etc="$root/usr/local/etc/launchgraph"
 state="$root/usr/local/var/launchgraph"
 log="$root/usr/local/var/log/launchgraph.log"
+newsyslog="$root/private/etc/newsyslog.d/launchgraph.conf"
 # The daemon's ExitTimeOut (120 s) and a margin; the tests shorten it.
 drain_timeout="${LAUNCHGRAPH_DRAIN_TIMEOUT:-130}"
 
@@ -107,9 +108,9 @@ while :; do
     esac
 done
 
-rm -f "$binary" "$plist"
+rm -f "$binary" "$plist" "$newsyslog"
 rm -rf "$share"
-echo "uninstall: removed $binary, $plist and $share"
+echo "uninstall: removed $binary, $plist, $newsyslog and $share"
 
 if [ "$purge" -eq 1 ]; then
     rm -rf "$etc" "$state"
