@@ -244,6 +244,9 @@ fi"#,
 echo "stand-in package" > "$last""#,
             );
         }
+        // codesign and xcrun (notarytool, stapler): recorded, succeeding.
+        recording("codesign", "exit 0");
+        recording("xcrun", "exit 0");
         // id -u: who the script runs as, not recorded.
         write(
             &s.bin().join("id"),
@@ -377,8 +380,20 @@ impl Installed {
 /// Runs scripts/build-pkg.sh from `cwd` with the stand-ins for cargo, pkgbuild and
 /// productbuild, cargo's target dir and the output dir in the temp dir.
 fn build_pkg(standins: &Standins, cwd: &Path, out: &Path, env: &[(&str, &str)]) -> Output {
+    build_pkg_with(standins, cwd, out, &[], env)
+}
+
+/// [`build_pkg`] with arguments.
+fn build_pkg_with(
+    standins: &Standins,
+    cwd: &Path,
+    out: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut c = standins.command(&repo().join("scripts/build-pkg.sh"));
-    c.current_dir(cwd)
+    c.args(args)
+        .current_dir(cwd)
         .env("CARGO", standins.bin().join("cargo"))
         .env("PKGBUILD", standins.bin().join("pkgbuild"))
         .env("PRODUCTBUILD", standins.bin().join("productbuild"))
@@ -817,6 +832,170 @@ fn build_pkg_packages_a_given_binary_and_signs_when_asked() {
         read(&out.join("stage/root/usr/local/bin/launchgraph")),
         read(&prebuilt)
     );
+}
+
+const APP_ID: &str = "Developer ID Application: Example Org (ABCDE12345)";
+const INSTALLER_ID: &str = "Developer ID Installer: Example Org (ABCDE12345)";
+
+/// With both identities and a notary profile: the binary is signed with the hardened runtime
+/// and a timestamp before pkgbuild, the product is signed, submitted, then stapled.
+#[test]
+fn build_pkg_signs_the_binary_then_the_product_then_notarizes_and_staples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let standins = Standins::new();
+    let out = tmp.path().join("out");
+    let run = build_pkg_with(
+        &standins,
+        tmp.path(),
+        &out,
+        &[
+            "--app-identity",
+            APP_ID,
+            "--installer-identity",
+            INSTALLER_ID,
+            "--notary-profile",
+            "launchgraph-notary",
+        ],
+        &[],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let version = env!("CARGO_PKG_VERSION");
+    let o = out.display();
+    let product = format!("{o}/launchgraph-{version}.pkg");
+    let calls = standins.calls();
+    assert_eq!(calls.len(), 6, "{calls:#?}");
+    assert_eq!(calls[0], "cargo build --release --locked --bin launchgraph");
+    assert_eq!(
+        calls[1],
+        format!(
+            "codesign --force --options runtime --timestamp --sign {APP_ID} \
+             {o}/stage/root/usr/local/bin/launchgraph"
+        )
+    );
+    assert!(calls[2].starts_with("pkgbuild "), "{calls:#?}");
+    assert_eq!(
+        calls[3],
+        format!(
+            "productbuild --sign {INSTALLER_ID} --package {o}/launchgraph-component.pkg {product}"
+        )
+    );
+    assert_eq!(
+        calls[4],
+        format!("xcrun notarytool submit {product} --keychain-profile launchgraph-notary --wait")
+    );
+    assert_eq!(calls[5], format!("xcrun stapler staple {product}"));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("notarized and stapled"), "{stdout}");
+    assert!(!stdout.contains("NOT SIGNED"), "{stdout}");
+
+    // The same from the environment.
+    standins.clear();
+    let run = build_pkg(
+        &standins,
+        tmp.path(),
+        &out,
+        &[
+            ("PKG_APP_IDENTITY", APP_ID),
+            ("PKG_INSTALLER_IDENTITY", INSTALLER_ID),
+            ("PKG_NOTARY_PROFILE", "launchgraph-notary"),
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(standins.calls(), calls);
+}
+
+/// Without identities the package is unsigned, and the script says what that is good for.
+#[test]
+fn build_pkg_unsigned_says_it_is_for_local_testing_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let standins = Standins::new();
+    let run = build_pkg(&standins, tmp.path(), &tmp.path().join("out"), &[]);
+    assert!(run.status.success(), "{}", text(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("NOT SIGNED: good for local testing only")
+            && stdout.contains("Gatekeeper refuses")
+            && stdout.contains("--notary-profile"),
+        "{stdout}"
+    );
+    let calls = standins.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("codesign") || c.starts_with("xcrun")),
+        "{calls:#?}"
+    );
+}
+
+/// --dry-run prints every command, quoted for a shell, and runs none, stages nothing.
+#[test]
+fn build_pkg_dry_run_prints_the_commands_and_runs_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let standins = Standins::new();
+    let out = tmp.path().join("out");
+    let run = build_pkg_with(
+        &standins,
+        tmp.path(),
+        &out,
+        &[
+            "--dry-run",
+            "--app-identity",
+            APP_ID,
+            "--installer-identity",
+            INSTALLER_ID,
+            "--notary-profile",
+            "p",
+        ],
+        &[("PKGBUILD", "/nonexistent/pkgbuild")],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(standins.calls(), Vec::<String>::new(), "nothing was run");
+    assert!(!out.exists(), "nothing was staged");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let would: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("would run: "))
+        .collect();
+    assert_eq!(would.len(), 6, "{stdout}");
+    let quoted_app = APP_ID
+        .replace(' ', "\\ ")
+        .replace('(', "\\(")
+        .replace(')', "\\)");
+    assert!(
+        would[1].starts_with("codesign --force --options runtime --timestamp --sign ")
+            && would[1].contains(&quoted_app),
+        "{stdout}"
+    );
+    assert!(would[2].starts_with("/nonexistent/pkgbuild "), "{stdout}");
+    assert!(would[3].contains("productbuild --sign "), "{stdout}");
+    assert!(stdout.contains("dry run: nothing was built"), "{stdout}");
+    assert!(!stdout.contains("ready to distribute"), "{stdout}");
+    assert!(would[4].starts_with("xcrun notarytool submit "), "{stdout}");
+    assert!(would[5].starts_with("xcrun stapler staple "), "{stdout}");
+}
+
+#[test]
+fn build_pkg_refuses_bad_arguments_and_notarizing_unsigned_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let standins = Standins::new();
+    let out = tmp.path().join("out");
+    for args in [
+        &["--bogus"][..],
+        &["--app-identity"][..],
+        &["--installer-identity", ""][..],
+        &["--notary-profile", "p"][..],
+        &["--notary-profile", "p", "--app-identity", APP_ID][..],
+    ] {
+        let run = build_pkg_with(&standins, tmp.path(), &out, args, &[]);
+        assert_eq!(run.status.code(), Some(64), "{args:?}: {}", text(&run));
+        assert!(
+            String::from_utf8_lossy(&run.stderr).contains("usage:")
+                || String::from_utf8_lossy(&run.stderr).contains("notarization rejects"),
+            "{args:?}: {}",
+            text(&run)
+        );
+    }
+    assert_eq!(standins.calls(), Vec::<String>::new(), "nothing was run");
 }
 
 #[test]
