@@ -538,3 +538,45 @@ fn check_answers_promptly_when_a_unit_file_becomes_a_fifo_while_it_runs() {
         other => panic!("exit {other:?}: {out}{err}"),
     }
 }
+
+/// Run as root, as a LaunchDaemon runs: a units directory that others may write to is a
+/// warning naming it, which does not change the exit code; made root's, it is gone.
+#[test]
+#[ignore = "needs root"]
+fn root_check_warns_when_the_units_directory_is_writable_by_non_root() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let units = tmp.path().join("etc/units");
+    std::fs::create_dir_all(&units).unwrap();
+    std::fs::write(
+        units.join("a.toml"),
+        "[exec]\ncommand = [\"/bin/sleep\", \"1\"]\n",
+    )
+    .unwrap();
+    let etc = tmp.path().join("etc");
+    let chmod =
+        |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap();
+    chmod(&etc, 0o777);
+    let out = launchgraph(&["check", "--config-only", "--units", units.to_str().unwrap()]);
+    let s = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{s}");
+    assert!(
+        s.contains("units directory: warning WRITABLE_BY_NON_ROOT"),
+        "{s}"
+    );
+    assert!(s.contains(&format!("  path: {}", etc.display())), "{s}");
+    assert!(s.contains("mode 0777") && s.contains("chmod go-w"), "{s}");
+
+    chmod(&etc, 0o755);
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap().uid;
+    nix::unistd::chown(&units, Some(nobody), None).unwrap();
+    let s =
+        text(&launchgraph(&["check", "--config-only", "--units", units.to_str().unwrap()]).stdout);
+    assert!(s.contains(&format!("  path: {}", units.display())), "{s}");
+    assert!(s.contains("(nobody)"), "{s}");
+
+    nix::unistd::chown(&units, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    let s =
+        text(&launchgraph(&["check", "--config-only", "--units", units.to_str().unwrap()]).stdout);
+    assert!(!s.contains("WRITABLE_BY_NON_ROOT"), "{s}");
+}

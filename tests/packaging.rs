@@ -26,6 +26,10 @@ use plist::{Dictionary, Value};
 
 const LABEL: &str = "com.launchgraph.daemon";
 const PKG_ID: &str = "com.launchgraph.pkg";
+/// The daemon's newsyslog entry, in the repository and as the payload installs it (under
+/// private/etc, since /etc is a symlink to it on macOS).
+const NEWSYSLOG: &str = "packaging/pkg/newsyslog.d/launchgraph.conf";
+const NEWSYSLOG_IN_ROOT: &str = "private/etc/newsyslog.d/launchgraph.conf";
 const PLIST: &str = "packaging/com.launchgraph.daemon.plist";
 const FORMULA: &str = "packaging/homebrew/launchgraph.rb";
 const LOG: &str = "/usr/local/var/log/launchgraph.log";
@@ -194,6 +198,7 @@ else eval "rc=\${$#}"
 fi
 case "$sub:$rc" in
   bootout:3) echo "Boot-out failed: 3: No such process" >&2 ;;
+  bootout:36) echo "Boot-out failed: 36: Operation now in progress" >&2 ;;
   bootstrap:5) echo "Bootstrap failed: 5: Input/output error" >&2 ;;
   print:113) echo "Bad request." >&2
              echo "Could not find service \"${target#system/}\" in domain for system" >&2 ;;
@@ -239,6 +244,9 @@ fi"#,
 echo "stand-in package" > "$last""#,
             );
         }
+        // codesign and xcrun (notarytool, stapler): recorded, succeeding.
+        recording("codesign", "exit 0");
+        recording("xcrun", "exit 0");
         // id -u: who the script runs as, not recorded.
         write(
             &s.bin().join("id"),
@@ -372,8 +380,20 @@ impl Installed {
 /// Runs scripts/build-pkg.sh from `cwd` with the stand-ins for cargo, pkgbuild and
 /// productbuild, cargo's target dir and the output dir in the temp dir.
 fn build_pkg(standins: &Standins, cwd: &Path, out: &Path, env: &[(&str, &str)]) -> Output {
+    build_pkg_with(standins, cwd, out, &[], env)
+}
+
+/// [`build_pkg`] with arguments.
+fn build_pkg_with(
+    standins: &Standins,
+    cwd: &Path,
+    out: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Output {
     let mut c = standins.command(&repo().join("scripts/build-pkg.sh"));
-    c.current_dir(cwd)
+    c.args(args)
+        .current_dir(cwd)
         .env("CARGO", standins.bin().join("cargo"))
         .env("PKGBUILD", standins.bin().join("pkgbuild"))
         .env("PRODUCTBUILD", standins.bin().join("productbuild"))
@@ -503,15 +523,21 @@ fn daemon_unit(plist: &Path) -> Unit {
     }
 }
 
-/// Error-level findings, leaving out the ownership one when the tests cannot own files as
-/// root (postinstall's chown fixes that on a Mac).
+/// Error-level findings, leaving out the ownership ones when the tests cannot own files as
+/// root (the payload is root's on a Mac, and postinstall's chown fixes the plist).
 fn errors_but_unavoidable_ownership(
     findings: &[launchgraph::preflight::Finding],
 ) -> Vec<&launchgraph::preflight::Finding> {
     findings
         .iter()
         .filter(|f| f.severity == Severity::Error)
-        .filter(|f| is_root() || f.code != FindingCode::PlistBadOwnership)
+        .filter(|f| {
+            is_root()
+                || !matches!(
+                    f.code,
+                    FindingCode::PlistBadOwnership | FindingCode::WritableByNonRoot
+                )
+        })
         .collect()
 }
 
@@ -599,12 +625,16 @@ fn launchgraph_check_accepts_a_launchd_unit_for_the_daemon_plist() {
         assert_eq!(out.status.code(), Some(0), "{}", text(&out));
         assert!(!stdout.contains(": error "), "{}", text(&out));
     } else {
-        // Only the owner, which this user cannot make root, blocks it.
+        // Only owners, which this user cannot make root, block it: the plist's, and the
+        // program's for a job that runs as root.
         assert_eq!(out.status.code(), Some(65), "{}", text(&out));
         let errors: Vec<&str> = stdout.lines().filter(|l| l.contains(": error ")).collect();
         assert_eq!(
             errors,
-            ["launchgraph: error PLIST_BAD_OWNERSHIP"],
+            [
+                "launchgraph: error PLIST_BAD_OWNERSHIP",
+                "launchgraph: error WRITABLE_BY_NON_ROOT"
+            ],
             "{}",
             text(&out)
         );
@@ -721,6 +751,7 @@ fn build_pkg_stages_the_payload_and_calls_pkgbuild_and_productbuild() {
         (PLIST_IN_ROOT.to_owned(), 0o644),
         ("usr/local/bin/launchgraph".to_owned(), 0o755),
         ("usr/local/share/launchgraph/uninstall.sh".to_owned(), 0o755),
+        (NEWSYSLOG_IN_ROOT.to_owned(), 0o644),
     ];
     for u in shipped_units() {
         expected.push((format!("usr/local/share/launchgraph/units/{u}"), 0o644));
@@ -746,6 +777,10 @@ fn build_pkg_stages_the_payload_and_calls_pkgbuild_and_productbuild() {
     assert_eq!(
         read(&payload.join("usr/local/share/launchgraph/uninstall.sh")),
         read(&repo().join("packaging/pkg/uninstall.sh"))
+    );
+    assert_eq!(
+        read(&payload.join(NEWSYSLOG_IN_ROOT)),
+        read(&repo().join(NEWSYSLOG))
     );
     for u in shipped_units() {
         assert_eq!(
@@ -797,6 +832,170 @@ fn build_pkg_packages_a_given_binary_and_signs_when_asked() {
         read(&out.join("stage/root/usr/local/bin/launchgraph")),
         read(&prebuilt)
     );
+}
+
+const APP_ID: &str = "Developer ID Application: Example Org (ABCDE12345)";
+const INSTALLER_ID: &str = "Developer ID Installer: Example Org (ABCDE12345)";
+
+/// With both identities and a notary profile: the binary is signed with the hardened runtime
+/// and a timestamp before pkgbuild, the product is signed, submitted, then stapled.
+#[test]
+fn build_pkg_signs_the_binary_then_the_product_then_notarizes_and_staples() {
+    let tmp = tempfile::tempdir().unwrap();
+    let standins = Standins::new();
+    let out = tmp.path().join("out");
+    let run = build_pkg_with(
+        &standins,
+        tmp.path(),
+        &out,
+        &[
+            "--app-identity",
+            APP_ID,
+            "--installer-identity",
+            INSTALLER_ID,
+            "--notary-profile",
+            "launchgraph-notary",
+        ],
+        &[],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let version = env!("CARGO_PKG_VERSION");
+    let o = out.display();
+    let product = format!("{o}/launchgraph-{version}.pkg");
+    let calls = standins.calls();
+    assert_eq!(calls.len(), 6, "{calls:#?}");
+    assert_eq!(calls[0], "cargo build --release --locked --bin launchgraph");
+    assert_eq!(
+        calls[1],
+        format!(
+            "codesign --force --options runtime --timestamp --sign {APP_ID} \
+             {o}/stage/root/usr/local/bin/launchgraph"
+        )
+    );
+    assert!(calls[2].starts_with("pkgbuild "), "{calls:#?}");
+    assert_eq!(
+        calls[3],
+        format!(
+            "productbuild --sign {INSTALLER_ID} --package {o}/launchgraph-component.pkg {product}"
+        )
+    );
+    assert_eq!(
+        calls[4],
+        format!("xcrun notarytool submit {product} --keychain-profile launchgraph-notary --wait")
+    );
+    assert_eq!(calls[5], format!("xcrun stapler staple {product}"));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(stdout.contains("notarized and stapled"), "{stdout}");
+    assert!(!stdout.contains("NOT SIGNED"), "{stdout}");
+
+    // The same from the environment.
+    standins.clear();
+    let run = build_pkg(
+        &standins,
+        tmp.path(),
+        &out,
+        &[
+            ("PKG_APP_IDENTITY", APP_ID),
+            ("PKG_INSTALLER_IDENTITY", INSTALLER_ID),
+            ("PKG_NOTARY_PROFILE", "launchgraph-notary"),
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(standins.calls(), calls);
+}
+
+/// Without identities the package is unsigned, and the script says what that is good for.
+#[test]
+fn build_pkg_unsigned_says_it_is_for_local_testing_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let standins = Standins::new();
+    let run = build_pkg(&standins, tmp.path(), &tmp.path().join("out"), &[]);
+    assert!(run.status.success(), "{}", text(&run));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains("NOT SIGNED: good for local testing only")
+            && stdout.contains("Gatekeeper refuses")
+            && stdout.contains("--notary-profile"),
+        "{stdout}"
+    );
+    let calls = standins.calls();
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.starts_with("codesign") || c.starts_with("xcrun")),
+        "{calls:#?}"
+    );
+}
+
+/// --dry-run prints every command, quoted for a shell, and runs none, stages nothing.
+#[test]
+fn build_pkg_dry_run_prints_the_commands_and_runs_none() {
+    let tmp = tempfile::tempdir().unwrap();
+    let standins = Standins::new();
+    let out = tmp.path().join("out");
+    let run = build_pkg_with(
+        &standins,
+        tmp.path(),
+        &out,
+        &[
+            "--dry-run",
+            "--app-identity",
+            APP_ID,
+            "--installer-identity",
+            INSTALLER_ID,
+            "--notary-profile",
+            "p",
+        ],
+        &[("PKGBUILD", "/nonexistent/pkgbuild")],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    assert_eq!(standins.calls(), Vec::<String>::new(), "nothing was run");
+    assert!(!out.exists(), "nothing was staged");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let would: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("would run: "))
+        .collect();
+    assert_eq!(would.len(), 6, "{stdout}");
+    let quoted_app = APP_ID
+        .replace(' ', "\\ ")
+        .replace('(', "\\(")
+        .replace(')', "\\)");
+    assert!(
+        would[1].starts_with("codesign --force --options runtime --timestamp --sign ")
+            && would[1].contains(&quoted_app),
+        "{stdout}"
+    );
+    assert!(would[2].starts_with("/nonexistent/pkgbuild "), "{stdout}");
+    assert!(would[3].contains("productbuild --sign "), "{stdout}");
+    assert!(stdout.contains("dry run: nothing was built"), "{stdout}");
+    assert!(!stdout.contains("ready to distribute"), "{stdout}");
+    assert!(would[4].starts_with("xcrun notarytool submit "), "{stdout}");
+    assert!(would[5].starts_with("xcrun stapler staple "), "{stdout}");
+}
+
+#[test]
+fn build_pkg_refuses_bad_arguments_and_notarizing_unsigned_code() {
+    let tmp = tempfile::tempdir().unwrap();
+    let standins = Standins::new();
+    let out = tmp.path().join("out");
+    for args in [
+        &["--bogus"][..],
+        &["--app-identity"][..],
+        &["--installer-identity", ""][..],
+        &["--notary-profile", "p"][..],
+        &["--notary-profile", "p", "--app-identity", APP_ID][..],
+    ] {
+        let run = build_pkg_with(&standins, tmp.path(), &out, args, &[]);
+        assert_eq!(run.status.code(), Some(64), "{args:?}: {}", text(&run));
+        assert!(
+            String::from_utf8_lossy(&run.stderr).contains("usage:")
+                || String::from_utf8_lossy(&run.stderr).contains("notarization rejects"),
+            "{args:?}: {}",
+            text(&run)
+        );
+    }
+    assert_eq!(standins.calls(), Vec::<String>::new(), "nothing was run");
 }
 
 #[test]
@@ -993,6 +1192,7 @@ fn uninstall_boots_out_removes_the_payload_keeps_config_and_forgets_the_receipt(
     for gone in [
         "usr/local/bin/launchgraph",
         PLIST_IN_ROOT,
+        NEWSYSLOG_IN_ROOT,
         "usr/local/share/launchgraph",
     ] {
         assert!(!i.path(gone).exists(), "{gone} removed");
@@ -1062,6 +1262,129 @@ fn uninstall_refuses_without_root_and_removes_nothing_when_bootout_fails() {
         lines(&[&format!("launchctl bootout system/{LABEL}")])
     );
     assert_eq!(files_under(&i.root), before);
+}
+
+#[test]
+fn uninstall_waits_while_bootout_is_in_progress_and_asks_again() {
+    let i = installed_and_running();
+    // The ordered stop is still running (36); print finds the job once more, then not; the
+    // second bootout finds nothing left to unload (3).
+    let run = i.uninstall(
+        &[],
+        &[
+            ("STANDIN_LAUNCHCTL_BOOTOUT", "36 3"),
+            ("STANDIN_LAUNCHCTL_PRINT", "0 113"),
+        ],
+    );
+    assert!(run.status.success(), "{}", text(&run));
+    let bootout = format!("launchctl bootout system/{LABEL}");
+    let print = format!("launchctl print system/{LABEL}");
+    assert_eq!(
+        i.calls(),
+        lines(&[
+            &bootout,
+            &print,
+            &print,
+            &bootout,
+            &format!("pkgutil --forget {PKG_ID}"),
+        ])
+    );
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        stdout.contains(&format!("stopped system/{LABEL}")),
+        "{stdout}"
+    );
+    assert!(!i.path("usr/local/bin/launchgraph").exists());
+}
+
+#[test]
+fn uninstall_gives_up_when_bootout_stays_in_progress_and_removes_nothing() {
+    let i = installed_and_running();
+    let before = files_under(&i.root);
+    let run = i.uninstall(
+        &[],
+        &[
+            ("STANDIN_LAUNCHCTL_BOOTOUT", "36"),
+            ("LAUNCHGRAPH_DRAIN_TIMEOUT", "2"),
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("still in progress after 2s"),
+        "{}",
+        text(&run)
+    );
+    let calls = i.calls();
+    assert!(
+        calls.len() >= 2 && calls.iter().all(|c| c.starts_with("launchctl ")),
+        "{calls:?}"
+    );
+    assert_eq!(files_under(&i.root), before);
+}
+
+/// One line of newsyslog.conf(5): `logfile [owner:group] mode count size when [flags
+/// [pid_file [signal]]]`; None when a field is not what the format allows.
+fn newsyslog_line(line: &str) -> Option<(String, Option<String>)> {
+    let mut f: Vec<&str> = line.split_whitespace().collect();
+    let file = f.remove(0).to_owned();
+    let owner = match f.first() {
+        Some(o) if o.contains(':') => Some(f.remove(0).to_owned()),
+        _ => None,
+    };
+    let [mode, count, size, when, rest @ ..] = f.as_slice() else {
+        return None;
+    };
+    let octal = |s: &str| !s.is_empty() && s.chars().all(|c| ('0'..='7').contains(&c));
+    let digits = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_digit());
+    let when_ok = *when == "*"
+        || when.starts_with('@')
+        || when.starts_with('$')
+        || digits(when.split(['@', '$']).next().unwrap_or(""));
+    let flags_ok = rest
+        .first()
+        .is_none_or(|fl| *fl == "-" || fl.chars().all(|c| "BCDGJNUWXZbcdgjnuwxz".contains(c)));
+    let ok = file.starts_with('/')
+        && octal(mode)
+        && digits(count)
+        && (*size == "*" || digits(size))
+        && when_ok
+        && flags_ok
+        && rest.len() <= 3
+        && rest.get(1).is_none_or(|p| p.starts_with('/'));
+    ok.then_some((file, owner))
+}
+
+/// The newsyslog entry names exactly the daemon plist's log files, in lines newsyslog parses.
+#[test]
+fn newsyslog_entry_rotates_exactly_the_daemon_plists_logs() {
+    let text = read(&repo().join(NEWSYSLOG));
+    let mut rotated = std::collections::BTreeSet::new();
+    for line in text.lines() {
+        let line = line.split('#').next().unwrap().trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (file, owner) =
+            newsyslog_line(line).unwrap_or_else(|| panic!("not a newsyslog.conf line: {line:?}"));
+        assert_eq!(owner.as_deref(), Some("root:wheel"), "{line}");
+        // N: nothing is signalled (SIGHUP reloads launchgraph's units); no compression flag.
+        let flags = line.split_whitespace().nth(6).unwrap_or("");
+        assert!(
+            flags.contains('N') && !flags.contains(['J', 'Z', 'X']),
+            "{line}"
+        );
+        assert!(rotated.insert(file), "{line} named twice");
+    }
+    let plist = daemon_plist();
+    let logs: std::collections::BTreeSet<String> = ["StandardOutPath", "StandardErrorPath"]
+        .iter()
+        .filter_map(|k| plist.get(k).and_then(Value::as_string).map(str::to_owned))
+        .collect();
+    assert!(!logs.is_empty());
+    assert_eq!(rotated, logs);
+    assert!(newsyslog_line("/var/log/x.log 644 5 * @T00 J").is_some());
+    assert!(newsyslog_line("/var/log/x.log root:wheel 64x 5 100 * N").is_none());
+    assert!(newsyslog_line("x.log 644 5 100 *").is_none());
 }
 
 // ---------------------------------------------------------------------------------------

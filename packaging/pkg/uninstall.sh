@@ -1,7 +1,7 @@
 #!/bin/bash
 # Uninstalls launchgraph installed by the .pkg: stops and unloads the daemon, removes the
-# binary, the daemon's plist and the example units, then forgets the package receipt. The
-# .pkg installs this script as /usr/local/share/launchgraph/uninstall.sh (Apple ships no
+# binary, the daemon's plist, its newsyslog entry and the example units, then forgets the
+# package receipt. The .pkg installs this script as /usr/local/share/launchgraph/uninstall.sh (Apple ships no
 # uninstaller for packages, launchd.md §7.2).
 #
 #   sudo /usr/local/share/launchgraph/uninstall.sh           keep units, state and log
@@ -25,8 +25,9 @@ share="$root/usr/local/share/launchgraph"
 etc="$root/usr/local/etc/launchgraph"
 state="$root/usr/local/var/launchgraph"
 log="$root/usr/local/var/log/launchgraph.log"
-# The daemon's ExitTimeOut (120 s) and a margin.
-drain_timeout=130
+newsyslog="$root/private/etc/newsyslog.d/launchgraph.conf"
+# The daemon's ExitTimeOut (120 s) and a margin; the tests shorten it.
+drain_timeout="${LAUNCHGRAPH_DRAIN_TIMEOUT:-130}"
 
 export PATH="${PATH:+$PATH:}/bin:/usr/bin:/sbin:/usr/sbin"
 
@@ -53,33 +54,63 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 77
 fi
 
-# Stop and unload: bootout of the service target; exit 3 means it was not loaded. Then wait
-# until print no longer finds it, since bootout returns before the job is gone (launchd.md §4).
-rc=0
-launchctl bootout "system/$label" || rc=$?
-case "$rc" in
-    0)
-        waited=0
-        while launchctl print "system/$label" >/dev/null 2>&1; do
+# Waits until print no longer finds the job (113), since bootout returns before the job is
+# gone (launchd.md §4); at most until $drain_timeout seconds have passed in all.
+wait_unloaded() {
+    while launchctl print "system/$label" >/dev/null 2>&1; do
+        if [ "$waited" -ge "$drain_timeout" ]; then
+            echo "uninstall: system/$label still loaded ${drain_timeout}s after bootout" >&2
+            exit 1
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
+# Stop and unload: bootout of the service target; exit 3 means it was not loaded. Exit 36
+# (EINPROGRESS, "Operation now in progress") means the job is still stopping, which
+# launchgraph's ordered stop makes likely: wait until it is gone and ask again, as the
+# preinstall and Homebrew do (osquery/osquery#5698), rather than fail.
+waited=0
+in_progress=0
+while :; do
+    rc=0
+    launchctl bootout "system/$label" || rc=$?
+    case "$rc" in
+        0)
+            wait_unloaded
+            echo "uninstall: stopped system/$label"
+            break
+            ;;
+        3)
+            if [ "$in_progress" -eq 1 ]; then
+                echo "uninstall: stopped system/$label"
+            else
+                echo "uninstall: system/$label was not loaded"
+            fi
+            break
+            ;;
+        36)
             if [ "$waited" -ge "$drain_timeout" ]; then
-                echo "uninstall: system/$label still loaded ${drain_timeout}s after bootout" >&2
+                echo "uninstall: bootout of system/$label still in progress after ${drain_timeout}s; nothing removed" >&2
                 exit 1
             fi
+            in_progress=1
+            echo "uninstall: bootout of system/$label in progress; waiting for it to stop"
             sleep 1
             waited=$((waited + 1))
-        done
-        echo "uninstall: stopped system/$label"
-        ;;
-    3) echo "uninstall: system/$label was not loaded" ;;
-    *)
-        echo "uninstall: launchctl bootout system/$label failed with exit $rc; nothing removed" >&2
-        exit 1
-        ;;
-esac
+            wait_unloaded
+            ;;
+        *)
+            echo "uninstall: launchctl bootout system/$label failed with exit $rc; nothing removed" >&2
+            exit 1
+            ;;
+    esac
+done
 
-rm -f "$binary" "$plist"
+rm -f "$binary" "$plist" "$newsyslog"
 rm -rf "$share"
-echo "uninstall: removed $binary, $plist and $share"
+echo "uninstall: removed $binary, $plist, $newsyslog and $share"
 
 if [ "$purge" -eq 1 ]; then
     rm -rf "$etc" "$state"

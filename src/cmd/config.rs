@@ -46,6 +46,14 @@ pub(crate) fn check(
                 escape(&dir.to_string_lossy()),
                 c.graph.waves().len()
             );
+            if let Some(f) = units_dir_exposed(dir) {
+                let _ = writeln!(out, "units directory: {} {}", f.severity, f.code);
+                if let Some(p) = &f.path {
+                    let _ = writeln!(out, "  path: {}", escape(&p.to_string_lossy()));
+                }
+                let _ = writeln!(out, "  {}", escape(&f.message));
+                let _ = writeln!(out, "  fix: {}", escape(&f.fix));
+            }
             let mut blocking = 0;
             if let Some(state_dir) = &state_dir {
                 let ctx = launchgraph::preflight::PreflightContext::host();
@@ -90,6 +98,47 @@ pub(crate) fn check(
         }
         Err(diags) => Err(report(dir, &diags)),
     }
+}
+
+/// `WRITABLE_BY_NON_ROOT` as a warning, when `check` runs as root (as the daemon does when
+/// installed as a LaunchDaemon) and a user other than root may replace the units directory
+/// or a directory above it: whoever can write there can add a unit that root runs. Intel
+/// Homebrew's `/usr/local/etc` is its installing admin's (Homebrew/install#850).
+fn units_dir_exposed(dir: &Path) -> Option<launchgraph::preflight::Finding> {
+    use launchgraph::preflight::{Finding, FindingCode, Severity, exposed};
+    if !nix::unistd::geteuid().is_root() {
+        return None;
+    }
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let found = exposed(&dir);
+    let first = found.first()?;
+    let name_of = |uid: u32| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+    };
+    let why: Vec<String> = found.iter().map(|e| e.describe(name_of)).collect();
+    let mut f = Finding::new(
+        FindingCode::WritableByNonRoot,
+        Some(first.path.clone()),
+        format!(
+            "the units directory {} is read by launchgraph running as root, but {}: a user \
+                 other than root can add or change a unit that root runs",
+            dir.display(),
+            why.join("; ")
+        ),
+        format!(
+            "`sudo chown root {}` and `sudo chmod go-w {}` for each path named, or keep \
+                 the units of a root daemon in a root-owned directory such as \
+                 /Library/Application Support/launchgraph/units",
+            first.path.display(),
+            first.path.display()
+        ),
+    );
+    // The units are read, not run: the daemon may not even run as root.
+    f.severity = Severity::Warning;
+    Some(f)
 }
 
 /// Who holds the port the unit's readiness probe dials, when that is not the unit

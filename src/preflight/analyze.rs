@@ -56,6 +56,7 @@ pub(crate) fn analyze(unit: &Unit, ctx: &PreflightContext) -> (Target, Vec<Findi
         target: Target::default(),
         hazards_seen: BTreeSet::new(),
         openclaw: false,
+        accounts: ctx.accounts.clone(),
     };
     match &unit.runner {
         Runner::Launchd(spec) => {
@@ -111,6 +112,8 @@ struct Analyzer {
     hazards_seen: BTreeSet<(FindingCode, PathBuf)>,
     /// The job is OpenClaw's, whose fixes go through `openclaw gateway install --force`.
     openclaw: bool,
+    /// For naming the owners of exposed paths.
+    accounts: std::sync::Arc<dyn super::context::Accounts>,
 }
 
 /// One path the job runs, and where it is named.
@@ -326,7 +329,10 @@ impl Analyzer {
         }
         self.hazards(job, &n, &path);
         match std::fs::metadata(&path) {
-            Ok(meta) => Some((path, meta)),
+            Ok(meta) => {
+                self.exposure(job, &n, &path);
+                Some((path, meta))
+            }
             Err(e) => {
                 let mut message = format!(
                     "{} {} ({} in {}) ",
@@ -531,6 +537,52 @@ impl Analyzer {
                 ),
             ));
         }
+    }
+
+    /// For a job that runs as root: a path it runs or reads that a non-root user may
+    /// replace, through its own owner or mode or a directory above it
+    /// (`WRITABLE_BY_NON_ROOT`). A job that runs as another user is that user's business.
+    fn exposure(&mut self, job: &Job, n: &Named<'_>, path: &Path) {
+        if job.run_as.as_ref().is_none_or(|r| r.uid != 0) {
+            return;
+        }
+        let exposed = super::exposure::exposed(path);
+        let Some(first) = exposed.first() else {
+            return;
+        };
+        if !self
+            .hazards_seen
+            .insert((FindingCode::WritableByNonRoot, path.to_path_buf()))
+        {
+            return;
+        }
+        let name_of = |uid: u32| self.accounts.by_uid(uid).map(|u| u.name);
+        let why: Vec<String> = exposed.iter().map(|e| e.describe(name_of)).collect();
+        let run_as = if job.is_plist() {
+            "set UserName to the user that owns it (a LaunchDaemon runs as root without it)"
+        } else {
+            "set `user` in the unit to the user that owns it"
+        };
+        self.findings.push(Finding::new(
+            FindingCode::WritableByNonRoot,
+            Some(first.path.clone()),
+            format!(
+                "{} {} ({} in {}) runs as root, but {}: a user other than root can replace \
+                 what root runs",
+                n.role,
+                path.display(),
+                n.key,
+                job.declared_in(),
+                why.join("; ")
+            ),
+            format!(
+                "make it root's: `sudo chown root {}` and `sudo chmod go-w {}` for each path \
+                 named (for Intel Homebrew under /usr/local, install the program outside the \
+                 prefix instead); or {run_as}",
+                first.path.display(),
+                first.path.display()
+            ),
+        ));
     }
 
     /// The program's `#!` line. Returns (node, script) when the interpreter is node.

@@ -114,6 +114,8 @@ codes! {
         "A unit with requirements has RunAtLoad true: launchd starts it at load (boot, login) before its requirements are ready.";
     TakeoverKeepAlive => "TAKEOVER_KEEPALIVE", Warning,
         "A unit with requirements has KeepAlive: launchd starts it at load and relaunches it on its own, ignoring the order launchgraph keeps.";
+    WritableByNonRoot => "WRITABLE_BY_NON_ROOT", Error,
+        "The job runs as root, but a path it runs or reads (the program, node, the entry script, OpenClaw's env wrapper or env file), or a directory above it, is owned by another user or writable by a group or others, so a non-root user can make root run their code (reported as a warning by check for the units directory).";
     PortHeldByOther => "PORT_HELD_BY_OTHER", Warning,
         "The loopback port the unit's readiness probe dials is already held by a process that is not the unit's run, or is held on the other address family only (reported by check, not by the preflight before a start).";
 }

@@ -15,11 +15,13 @@
 //! - `plist`: the plist file's own rules. `takeover`: RunAtLoad and KeepAlive.
 //! - `shebang`: `#!` lines. `node`: node layouts, install roots, npm's prefix.
 //! - `analyze`: the pass that runs the checks and resolves the [`Target`].
+//! - `exposure`: which components of a path a non-root user may replace (for root jobs).
 //! - `loaded`: the loaded job (as `launchctl print` shows it, handed in) against the plist
 //!   file: [`loaded_definition`].
 
 mod analyze;
 mod context;
+mod exposure;
 mod finding;
 mod job;
 mod loaded;
@@ -33,6 +35,7 @@ use std::path::{Path, PathBuf};
 
 pub(crate) use analyze::Target;
 pub use context::{Accounts, LAUNCHD_DEFAULT_PATH, PreflightContext, SystemAccounts, UserEntry};
+pub use exposure::{Exposed, exposed};
 pub use finding::{Finding, FindingCode, Severity, blocks_start};
 pub use node::{PackageInfo, parse_env_file};
 pub(crate) use plist::MAX_PLIST_BYTES;

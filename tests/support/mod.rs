@@ -158,7 +158,9 @@ else:
 "#;
 
 /// A tempdir holding `units/` (the units directory), `events` (what the processes record)
-/// and `serve.py`. World-writable, so that units running as another user can write in it.
+/// and `serve.py`. World-writable, so that units running as another user can write in it,
+/// and sticky like /tmp, so that others cannot replace what root runs from it (which
+/// preflight reports as `WRITABLE_BY_NON_ROOT`).
 pub struct UnitDir {
     tmp: tempfile::TempDir,
 }
@@ -166,7 +168,7 @@ pub struct UnitDir {
 impl UnitDir {
     pub fn new() -> Self {
         let tmp = tempfile::tempdir().expect("create a tempdir");
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o1777)).unwrap();
         fs::create_dir(tmp.path().join("units")).unwrap();
         fs::write(tmp.path().join("serve.py"), SERVE_PY).unwrap();
         Self { tmp }
