@@ -13,7 +13,7 @@
 
 use std::path::{Component, Path};
 
-use super::context::Accounts;
+use super::context::{Accounts, UserEntry};
 use super::finding::{Finding, FindingCode};
 use crate::unit::{Domain, LaunchdSpec};
 
@@ -53,14 +53,21 @@ fn home_agents_user(plist: &Path) -> Option<&str> {
 }
 
 /// The user a LaunchAgent plist belongs to: the account whose `~/Library/LaunchAgents` holds
-/// it (its path), else the file's owner when that is not root. `None` when neither tells (a
+/// it (its path: `/Users/NAME/...`, or the owner's home), else the file's owner when that is not root. `None` when neither tells (a
 /// root-owned plist elsewhere, e.g. `/Library/LaunchAgents`, which is every user's).
 pub(crate) fn agent_user(
     plist: &Path,
     owner_uid: u32,
     accounts: &dyn Accounts,
 ) -> Option<AgentUser> {
-    if let Some(entry) = home_agents_user(plist).and_then(|n| accounts.by_name(n)) {
+    let by_path = home_agents_user(plist)
+        .and_then(|n| accounts.by_name(n))
+        .or_else(|| {
+            accounts
+                .by_uid(owner_uid)
+                .filter(|e| in_agents_of(plist, e))
+        });
+    if let Some(entry) = by_path {
         return Some(AgentUser {
             uid: entry.uid,
             name: Some(entry.name),
@@ -72,6 +79,11 @@ pub(crate) fn agent_user(
         name: accounts.by_uid(owner_uid).map(|e| e.name),
         evidence: Evidence::Owner,
     })
+}
+
+/// Whether `plist` is in `<home>/Library/LaunchAgents` of `user`.
+fn in_agents_of(plist: &Path, user: &UserEntry) -> bool {
+    plist.parent() == Some(user.home.join("Library/LaunchAgents").as_path())
 }
 
 fn who(uid: u32, name: Option<&str>) -> String {
@@ -92,6 +104,15 @@ pub(crate) fn other_user(
     accounts: &dyn Accounts,
 ) -> Option<Finding> {
     if spec.domain == Domain::System {
+        return None;
+    }
+    let domain_entry = accounts.by_uid(domain_uid);
+    // In the domain user's own ~/Library/LaunchAgents, whoever owns it: that is theirs, and
+    // a wrong owner is PLIST_BAD_OWNERSHIP's (a chown), not this.
+    if domain_entry
+        .as_ref()
+        .is_some_and(|e| in_agents_of(&spec.plist, e))
+    {
         return None;
     }
     let agent = agent_user(&spec.plist, owner_uid, accounts)?;
@@ -134,7 +155,6 @@ pub(crate) fn other_user(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::preflight::UserEntry;
     use crate::unit::Label;
     use std::path::PathBuf;
 
@@ -192,6 +212,9 @@ mod tests {
                 .uid,
             503
         );
+        // In the owner's home wherever it is: by path.
+        let home = agent_user(&p("/Users/alice/Library/LaunchAgents/x.plist"), 501, &Two).unwrap();
+        assert_eq!(home.evidence, Evidence::Path);
         // Root-owned outside a home: every user's agent (/Library/LaunchAgents).
         assert_eq!(
             agent_user(&p("/Library/LaunchAgents/x.plist"), 0, &Two),
@@ -240,6 +263,12 @@ mod tests {
             "{}",
             f.message
         );
+        // In the domain user's own LaunchAgents but owned by another: a chown, not this.
+        let alice = spec(
+            "/Users/alice/Library/LaunchAgents/x.plist",
+            Domain::Gui(501),
+        );
+        assert_eq!(other_user(&alice, 502, 501, &Two), None);
         // The system domain, and plists no single user owns, are never another user's.
         assert_eq!(
             other_user(&spec(GATEWAY, Domain::System), 502, 0, &Two),
