@@ -18,6 +18,10 @@
 //! tried, never as an exit of the program, so `no-restart-exit-codes` does not take the unit
 //! down for it (github.com/codechimp-org/ha-menu/issues/51, github.com/LrGenius/LrGeniusAI/pull/298).
 //!
+//! It never bootstraps one user's LaunchAgent into another user's domain: once the domain is
+//! resolved (`gui/console` to whoever is at the console now), a plist that belongs to another
+//! user defers the start with [`Reason::AgentDomainOtherUser`] and no launchctl call.
+//!
 //! It reports to the decision core exactly as an `exec` run does, so the engine gives launchd
 //! jobs the same guarantees (ordered start on readiness, ordered restart, bounded stops).
 
