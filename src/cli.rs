@@ -60,6 +60,16 @@ pub enum Command {
             env = "LAUNCHGRAPH_LAUNCHCTL"
         )]
         launchctl: PathBuf,
+        /// The device whose owner is the console user, whose `gui/<uid>` domain `gui/console`
+        /// names (tests point it at a file they own).
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "/dev/console",
+            env = "LAUNCHGRAPH_CONSOLE_DEVICE",
+            hide = true
+        )]
+        console_device: PathBuf,
         #[command(flatten)]
         state: StateDir,
         #[command(flatten)]

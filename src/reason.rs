@@ -65,6 +65,7 @@ reasons! {
     StopTimeout => "STOP_TIMEOUT", "The unit did not stop within its stop-timeout and was killed.";
     RelaunchedByLaunchd => "RELAUNCHED_BY_LAUNCHD", "launchd relaunched the job itself (KeepAlive); launchgraph waits for it to be ready again and cycles its dependents.";
     NoGuiSession => "NO_GUI_SESSION", "The job's GUI domain does not exist (nobody is logged in at the console); the unit waits and retries slowly.";
+    AgentDomainOtherUser => "AGENT_DOMAIN_OTHER_USER", "The plist is one user's LaunchAgent and the unit's domain, resolved at start (gui/console: whoever is at the console), is another user's: it is not bootstrapped there, where it would run as that user; the unit waits and retries slowly (the console user may change). The cause names both users and the domain to set.";
     PreflightFailed => "PREFLIGHT_FAILED", "A preflight check found an error in what would be executed; the unit waits until its files change.";
     RunRecordInvalid => "RUN_RECORD_INVALID", "At start, a unit's run record was unreadable, not a record, or named a process no unit can be; it was moved aside and nothing was signalled.";
     RunRecordStale => "RUN_RECORD_STALE", "At start, a unit's run record named a pid that now belongs to another process; it was removed and nothing was signalled.";

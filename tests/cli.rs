@@ -30,11 +30,16 @@ const MAC_EXAMPLES: [&str; 3] = [
     "examples/mac/ollama-app",
 ];
 
+/// The headless host's units directory: the gateway is an `exec` unit there, not OpenClaw's
+/// LaunchAgent, so it is checked on its own.
+const HEADLESS_EXAMPLE: &str = "examples/mac/headless";
+
 #[test]
 fn check_accepts_the_shipped_units_and_the_quickstart() {
     for dir in ["units", "examples/quickstart"]
         .into_iter()
         .chain(MAC_EXAMPLES)
+        .chain([HEADLESS_EXAMPLE])
     {
         let out = launchgraph(&["check", "--config-only", "--units", &repo(dir)]);
         assert_eq!(out.status.code(), Some(0), "{dir}: {}", text(&out.stderr));
@@ -43,6 +48,46 @@ fn check_accepts_the_shipped_units_and_the_quickstart() {
     }
     let out = launchgraph(&["check", "--units", &repo("examples/quickstart")]);
     assert!(text(&out.stdout).contains("3 units (3 exec, 0 launchd)"));
+}
+
+/// The headless example runs the gateway as its user, with no GUI domain: an `exec` unit
+/// with `user`, told it is supervised externally, restarted after a clean exit (OpenClaw's
+/// "restart me" in that mode), after the same Ollama LaunchDaemon as `units/`.
+#[test]
+fn the_headless_example_runs_the_gateway_as_an_exec_unit_restarted_after_exit_0() {
+    use launchgraph::unit::{RestartPolicy, Runner};
+    let read = |p: &str| std::fs::read_to_string(repo(p)).unwrap_or_else(|e| panic!("{p}: {e}"));
+    assert_eq!(
+        read(&format!("{HEADLESS_EXAMPLE}/ollama.toml")),
+        read("units/ollama.toml")
+    );
+    let compiled =
+        launchgraph::compile::compile_dir(Path::new(&repo(HEADLESS_EXAMPLE))).expect("it compiles");
+    let gateway = compiled
+        .units
+        .iter()
+        .find(|u| u.name.as_str() == "openclaw-gateway")
+        .expect("a gateway unit");
+    let Runner::Exec(exec) = &gateway.runner else {
+        panic!("the gateway is an exec unit: {:?}", gateway.runner);
+    };
+    assert!(exec.user.is_some(), "it runs as the gateway's user");
+    assert!(exec.command[0].starts_with('/'), "{:?}", exec.command);
+    assert_eq!(
+        exec.env.get("OPENCLAW_SUPERVISOR_MODE").map(String::as_str),
+        Some("external")
+    );
+    assert_eq!(gateway.restart.policy, RestartPolicy::Always);
+    assert_eq!(gateway.restart.no_restart_exit_codes, vec![78]);
+    let names: Vec<&str> = gateway.requires.iter().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["ollama"]);
+    let head = read(&format!("{HEADLESS_EXAMPLE}/openclaw-gateway.toml"));
+    for says in ["headless", "FileVault", "gui/<uid>"] {
+        assert!(
+            head.contains(says),
+            "the header says when to use it: {says}"
+        );
+    }
 }
 
 /// Each Mac example is what its name says, and what it shares with `units/` is a copy that has

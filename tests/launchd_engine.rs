@@ -1,7 +1,8 @@
 //! `launchgraph up` driving launchd jobs through the launchctl test double: two real servers
 //! on loopback, started in order; a KeepAlive requirement relaunched by "launchd" with its
 //! dependent cycled in order; a start racing a draining bootout; a missing GUI domain; a
-//! disabled job enabled before bootstrap.
+//! disabled job enabled before bootstrap; another user's agent kept out of the console
+//! user's domain.
 
 mod support;
 
@@ -306,6 +307,72 @@ async fn a_missing_gui_domain_waits_instead_of_crash_looping() {
     // `status` tells the same: waiting for a session, not failing.
     let model = d.0.wait_state("model", "waiting");
     assert_eq!(model.reason, "NO_GUI_SESSION", "{model:?}");
+    assert!(d.find_move("", "", "backoff", "").is_none(), "{}", d.log());
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+}
+
+/// `gui/console` is alice's (uid 501, logged in, so her domain exists), and the plist is
+/// another user's (uid 502 owns it): the agent is not bootstrapped into alice's domain, where
+/// it would run as her; the unit waits, naming both users and the domain to set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
+async fn root_another_user_s_agent_is_not_bootstrapped_into_the_console_user_s_domain() {
+    support::needs_root("chown");
+    let double = DoubleLaunchd::start(300).await;
+    double.login(501).await;
+    let dir = tempfile::tempdir().unwrap();
+    let units = dir.path().join("units");
+    std::fs::create_dir_all(&units).unwrap();
+    let console = dir.path().join("console");
+    std::fs::write(&console, "").unwrap();
+    std::os::unix::fs::chown(&console, Some(501), Some(20)).unwrap();
+    let port = free_port();
+    let argv = server_argv(port, 0.0, "gateway");
+    let plist = JobPlist::new(
+        "test.gateway",
+        &argv.iter().map(String::as_str).collect::<Vec<_>>(),
+    )
+    .write(dir.path());
+    std::os::unix::fs::chown(&plist, Some(502), Some(20)).unwrap();
+    write_unit(
+        &units,
+        "gateway",
+        &launchd_unit("test.gateway", &plist, "gui/console", &[], port),
+    );
+    let mut d = Up(Daemon::start_with_env(
+        &units,
+        &[
+            (
+                "LAUNCHGRAPH_LAUNCHCTL",
+                double.wrapper_path.to_str().unwrap(),
+            ),
+            ("LAUNCHGRAPH_CONSOLE_DEVICE", console.to_str().unwrap()),
+        ],
+    ));
+    d.wait_move(
+        0,
+        "gateway",
+        "starting",
+        "waiting",
+        "AGENT_DOMAIN_OTHER_USER",
+    );
+    let status = d.0.wait_state("gateway", "waiting");
+    assert_eq!(status.reason, "AGENT_DOMAIN_OTHER_USER", "{status:?}");
+    assert!(
+        status.detail.contains("LaunchAgent of uid 502")
+            && status.detail.contains("now gui/501")
+            && status.detail.contains("set `domain = \"gui/502\"`"),
+        "{status:?}"
+    );
+    for verb in ["enable", "bootstrap", "kickstart"] {
+        assert_eq!(
+            calls_for(&double, verb, "test.gateway"),
+            0,
+            "{verb}: {}",
+            d.log()
+        );
+    }
+    assert!(!get(port), "nothing runs the gateway");
     assert!(d.find_move("", "", "backoff", "").is_none(), "{}", d.log());
     assert_eq!(d.stop(), Some(0), "{}", d.log());
 }

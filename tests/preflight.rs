@@ -565,6 +565,35 @@ fn root_launch_agent_plist_owned_by_its_user_is_fine_by_another_is_not() {
     assert!(f.fix.contains(&format!("chown {}", uid())), "{f:#?}");
 }
 
+/// A plist outside the domain user's home, owned by another user, is that user's agent: in
+/// `gui/<uid>` of someone else it is AGENT_DOMAIN_OTHER_USER, fixed by the owner's domain (not
+/// a chown to the wrong user, so no PLIST_BAD_OWNERSHIP beside it).
+#[test]
+#[ignore = "needs root"]
+fn root_another_user_s_agent_in_a_fixed_domain_then_cleared() {
+    support::needs_root("chown");
+    let fx = Fx::new();
+    let plist = fx.root.join("opt/agents/ai.openclaw.gateway.plist");
+    std::fs::create_dir_all(plist.parent().unwrap()).unwrap();
+    write_plist(&plist, &fx.gateway(&fx.opt_node(), &fx.brew_entry()), false);
+    std::os::unix::fs::chown(&plist, Some(65534), Some(65534)).unwrap();
+    let findings = fx.check(&gateway_unit(&plist));
+    let f = find(&findings, FindingCode::AgentDomainOtherUser);
+    assert_finding(&f, Severity::Error, Some(&plist));
+    assert!(f.message.contains("LaunchAgent of uid 65534"), "{f:#?}");
+    assert_eq!(f.fix, "set `domain = \"gui/65534\"` in the unit file");
+    lacks(&findings, FindingCode::PlistBadOwnership);
+
+    let owners = launchd(
+        "gateway",
+        &[],
+        "ai.openclaw.gateway",
+        &plist,
+        Domain::Gui(65534),
+    );
+    lacks(&fx.check(&owners), FindingCode::AgentDomainOtherUser);
+}
+
 #[test]
 fn plist_bad_name_then_cleared() {
     let fx = Fx::new();

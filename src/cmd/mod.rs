@@ -55,6 +55,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
         Command::Up {
             units,
             launchctl,
+            console_device,
             state,
             socket,
             admin_group,
@@ -63,6 +64,8 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
         } => {
             let mut config = launchgraph::daemon::UpConfig::default();
             config.supervisor.launchd.launchctl = launchgraph::launchd::Launchctl::new(launchctl);
+            config.supervisor.launchd.console =
+                launchgraph::launchd::ConsoleUser::new(console_device);
             config.supervisor.state_dir = state.resolve();
             config.socket = socket
                 .socket

@@ -83,9 +83,22 @@ impl ConsoleUser {
 /// The launchctl domain target of `domain`: `system`, `gui/<uid>`, `user/<uid>`;
 /// `gui/console` becomes `gui/<uid>` of the console user, read now.
 pub fn domain_target(domain: &Domain, console: &ConsoleUser) -> Result<String, NoConsoleUser> {
+    resolve(domain, console).map(|(target, _)| target)
+}
+
+/// [`domain_target`] and the uid whose domain it is (`None` for `system`), from one reading
+/// of the console.
+pub(crate) fn resolve(
+    domain: &Domain,
+    console: &ConsoleUser,
+) -> Result<(String, Option<u32>), NoConsoleUser> {
     match domain {
-        Domain::GuiConsole => Ok(format!("gui/{}", console.uid()?)),
-        other => Ok(other.to_string()),
+        Domain::GuiConsole => {
+            let uid = console.uid()?;
+            Ok((format!("gui/{uid}"), Some(uid)))
+        }
+        Domain::Gui(uid) | Domain::User(uid) => Ok((domain.to_string(), Some(*uid))),
+        Domain::System => Ok((domain.to_string(), None)),
     }
 }
 

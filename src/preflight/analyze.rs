@@ -17,7 +17,7 @@ use super::job::{self, Access, Job, permits};
 use super::node::{self, RootKind, VersionManager};
 use super::shebang::{self, Interpreter};
 use super::{plist, takeover};
-use crate::unit::{CANONICAL_PATH, Runner, Unit};
+use crate::unit::{CANONICAL_PATH, Domain, Runner, Unit};
 
 /// What a start of a unit will execute, resolved as far as the files allow. Paths are as
 /// written in the plist or unit (absolute ones only); a `None` is something the job does not
@@ -70,7 +70,19 @@ pub(crate) fn analyze(unit: &Unit, ctx: &PreflightContext) -> (Target, Vec<Findi
                 }
             };
             a.findings.extend(plist::name(spec));
-            a.findings.extend(plist::ownership(spec, &file.meta));
+            // A fixed user domain is checked here; `gui/console` at each start, against
+            // whoever is at the console then (the launchd backend).
+            let other_user = match spec.domain {
+                Domain::Gui(uid) | Domain::User(uid) => {
+                    super::agent_user::other_user(spec, file.meta.uid(), uid, ctx.accounts.as_ref())
+                }
+                Domain::GuiConsole | Domain::System => None,
+            };
+            // Its fix is the domain, not a chown of one user's plist to another user.
+            let owner_reported = other_user.is_some();
+            a.findings.extend(other_user);
+            a.findings
+                .extend(plist::ownership(spec, &file.meta, owner_reported));
             let dict = match file.dict {
                 Ok(d) => d,
                 Err(f) => {

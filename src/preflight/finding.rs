@@ -80,6 +80,8 @@ codes! {
         "The plist has neither a Program string nor a non-empty ProgramArguments array of strings.";
     PlistBadOwnership => "PLIST_BAD_OWNERSHIP", Error,
         "The plist's owner or mode is one launchd refuses: group- or world-writable, or not owned by root (LaunchDaemons) or by root or the domain's user (LaunchAgents).";
+    AgentDomainOtherUser => "AGENT_DOMAIN_OTHER_USER", Error,
+        "The plist is one user's LaunchAgent (in their ~/Library/LaunchAgents, or owned by them) and the unit's domain (gui/<uid>, user/<uid>, or gui/console resolved at start) is another user's, where the job would run as that user.";
     PlistBadName => "PLIST_BAD_NAME", Warning,
         "The plist's file name does not end in .plist, which launchctl has been known to skip.";
     PlistPathMissing => "PLIST_PATH_MISSING", Error,

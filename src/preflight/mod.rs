@@ -12,6 +12,7 @@
 //! - `finding`: [`Finding`], [`Severity`], [`FindingCode`] (documented in docs/preflight.md).
 //! - `context`: [`PreflightContext`], how the host is seen.
 //! - `job`: what a start executes, read from a plist or an exec unit.
+//! - `agent_user`: whose LaunchAgent a plist is, and whether the unit's domain is theirs.
 //! - `plist`: the plist file's own rules. `takeover`: RunAtLoad and KeepAlive.
 //! - `shebang`: `#!` lines. `node`: node layouts, install roots, npm's prefix.
 //! - `analyze`: the pass that runs the checks and resolves the [`Target`].
@@ -19,6 +20,7 @@
 //! - `loaded`: the loaded job (as `launchctl print` shows it, handed in) against the plist
 //!   file: [`loaded_definition`].
 
+mod agent_user;
 mod analyze;
 mod context;
 mod exposure;
@@ -76,6 +78,18 @@ pub(crate) fn loaded_definition_of(
     loaded: &crate::launchd::ServiceInfo,
 ) -> Option<Finding> {
     loaded::check(spec, domain, loaded)
+}
+
+/// `AGENT_DOMAIN_OTHER_USER` for a `launchd` unit whose plist (owned by `owner_uid`) is one
+/// user's LaunchAgent while its domain, resolved to `domain_uid` (for `gui/console`, the
+/// console user's uid read at start), is another user's. Runs no program.
+pub(crate) fn agent_domain_other_user(
+    spec: &crate::unit::LaunchdSpec,
+    owner_uid: u32,
+    domain_uid: u32,
+    accounts: &dyn Accounts,
+) -> Option<Finding> {
+    agent_user::other_user(spec, owner_uid, domain_uid, accounts)
 }
 
 /// Only the takeover findings of one unit (a `launchd` unit that requires others and whose

@@ -81,8 +81,14 @@ fn is_daemon(spec: &LaunchdSpec) -> bool {
 /// launchd's ownership rule (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html, "Path had bad ownership/permissions"): LaunchDaemon
 /// plists owned by root, LaunchAgent plists by root or the domain's user, and no plist
 /// group- or world-writable (`mode & 0o022 == 0`). The console user of `gui/console` is only
-/// known at start, so any owner passes there.
-pub(crate) fn ownership(spec: &LaunchdSpec, meta: &Metadata) -> Option<Finding> {
+/// known at start, so any owner passes there. `owner_reported`: the owner is already reported
+/// (`AGENT_DOMAIN_OTHER_USER`, one user's agent in another user's domain), only the mode is
+/// checked.
+pub(crate) fn ownership(
+    spec: &LaunchdSpec,
+    meta: &Metadata,
+    owner_reported: bool,
+) -> Option<Finding> {
     let path = &spec.plist;
     let mode = meta.permissions().mode() & 0o7777;
     let uid = meta.uid();
@@ -98,6 +104,7 @@ pub(crate) fn ownership(spec: &LaunchdSpec, meta: &Metadata) -> Option<Finding> 
     let mut problems = Vec::new();
     let mut fixes = Vec::new();
     if let Some(allowed) = &allowed
+        && !owner_reported
         && !allowed.contains(&uid)
     {
         let who = if daemon {

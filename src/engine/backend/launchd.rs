@@ -18,6 +18,10 @@
 //! tried, never as an exit of the program, so `no-restart-exit-codes` does not take the unit
 //! down for it (github.com/codechimp-org/ha-menu/issues/51, github.com/LrGenius/LrGeniusAI/pull/298).
 //!
+//! It never bootstraps one user's LaunchAgent into another user's domain: once the domain is
+//! resolved (`gui/console` to whoever is at the console now), a plist that belongs to another
+//! user defers the start with [`Reason::AgentDomainOtherUser`] and no launchctl call.
+//!
 //! It reports to the decision core exactly as an `exec` run does, so the engine gives launchd
 //! jobs the same guarantees (ordered start on readiness, ordered restart, bounded stops).
 
@@ -27,8 +31,7 @@ use std::time::{Duration, Instant};
 use super::Run;
 use crate::engine::events::{Event, ExitInfo};
 use crate::launchd::{
-    ConsoleUser, LastExit, Launchctl, LaunchctlError, PrintOutcome, ServiceInfo, domain_target,
-    service_target,
+    ConsoleUser, LastExit, Launchctl, LaunchctlError, PrintOutcome, ServiceInfo, service_target,
 };
 use crate::reason::Reason;
 use crate::unit::LaunchdSpec;
@@ -265,7 +268,7 @@ async fn run_launchd(
     tx: crate::engine::events::EventTx,
 ) {
     let r = Reporter { tx };
-    let domain = match domain_target(&spec.domain, &ctx.console) {
+    let (domain, domain_uid) = match crate::launchd::domain::resolve(&spec.domain, &ctx.console) {
         Ok(d) => d,
         Err(e) => {
             r.send(Event::StartDeferred {
@@ -278,6 +281,18 @@ async fn run_launchd(
             return;
         }
     };
+    // Never one user's agent into another user's domain: `gui/console` is whoever is at the
+    // console now, which may not be the plist's user. Waits: the console may change.
+    if let Some(detail) = domain_uid.and_then(|uid| other_user(&spec, uid)) {
+        r.send(Event::StartDeferred {
+            unit,
+            generation,
+            reason: Reason::AgentDomainOtherUser,
+            detail,
+            retry_after: Some(NO_GUI_SESSION_RETRY),
+        });
+        return;
+    }
     let target = service_target(&domain, &spec.label.0);
     let mut facts = read_plist_facts(&spec.plist);
     let lc = &ctx.launchctl;
@@ -444,6 +459,20 @@ async fn run_launchd(
             }
         }
     }
+}
+
+/// `AGENT_DOMAIN_OTHER_USER`'s message and fix when the plist is one user's LaunchAgent and
+/// `domain_uid` another user's. A plist that cannot be read is preflight's finding, not this.
+fn other_user(spec: &LaunchdSpec, domain_uid: u32) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = std::fs::metadata(&spec.plist).ok()?.uid();
+    let f = crate::preflight::agent_domain_other_user(
+        spec,
+        owner,
+        domain_uid,
+        &crate::preflight::SystemAccounts,
+    )?;
+    Some(format!("{} Fix: {}", f.message, f.fix))
 }
 
 /// Why a job could not be started.
