@@ -387,7 +387,9 @@ impl Host {
     }
 
     /// Homebrew's rendering of the Ollama formula's `service do` block, as `sudo brew
-    /// services start ollama` installs it: LimitLoadToSessionType and all (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html).
+    /// services start ollama` installs it: LimitLoadToSessionType and all (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html),
+    /// with HOME added to its environment, as an admin fixes `HOME_MISSING` (launchd gives a
+    /// root daemon without UserName no HOME, and `ollama serve` needs one).
     fn ollama_plist(&self) -> Dictionary {
         let log = self.brew.join("var/log/ollama.log");
         Dictionary::from_iter([
@@ -413,6 +415,7 @@ impl Host {
             (
                 "EnvironmentVariables",
                 Value::Dictionary(Dictionary::from_iter([
+                    ("HOME", s(sp(&self.home))),
                     ("OLLAMA_FLASH_ATTENTION", s("1")),
                     ("OLLAMA_KV_CACHE_TYPE", s("q8_0")),
                 ])),
@@ -1255,6 +1258,32 @@ fn takeover(h: &Host, _: &Path) -> Breakage {
 }
 
 /// openclaw#20583 for an exec unit: its command names the keg `brew upgrade node` removed.
+/// Ollama as an exec unit without `user` or HOME: it gets no HOME, and `ollama serve` (Go's
+/// os.UserHomeDir reads only $HOME) exits before it listens.
+fn exec_ollama_without_home(h: &Host, dir: &Path) -> Breakage {
+    let ollama = h.brew.join("opt/ollama/bin/ollama");
+    let argv = vec![sp(&ollama), "serve".to_owned()];
+    let broken = exec_toml(&argv, &[("PATH", h.path_var())]);
+    let fixed = exec_toml(&argv, &[("HOME", sp(&h.home)), ("PATH", h.path_var())]);
+    let dir = dir.to_path_buf();
+    Breakage {
+        unit: "ollama-exec",
+        files: vec![("ollama-exec", broken)],
+        expect: vec![
+            error("HOME_MISSING", Some(&ollama))
+                .says("needs HOME in its environment")
+                .says("an exec unit gets exactly its env")
+                .fixes("set `user`"),
+        ],
+        fix: Box::new(move |_| write_units(&dir, &[("ollama-exec", fixed.clone())])),
+    }
+}
+
+#[test]
+fn exec_unit_running_ollama_without_home_is_refused() {
+    run(exec_ollama_without_home);
+}
+
 fn exec_removed(h: &Host, dir: &Path) -> Breakage {
     let node = h.old_keg_node();
     let env = vec![("HOME", sp(&h.home)), ("PATH", h.path_var())];

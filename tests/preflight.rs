@@ -232,7 +232,9 @@ impl Fx {
         ])
     }
 
-    /// Homebrew's rendering of the Ollama formula's `service do` block.
+    /// Homebrew's rendering of the Ollama formula's `service do` block, with HOME in its
+    /// environment, as an admin fixes `HOME_MISSING` (see
+    /// `homebrew_ollama_as_a_root_daemon_without_a_user_has_no_home`).
     fn ollama(&self) -> Dictionary {
         let log = self.brew.join("var/log/ollama.log");
         Dictionary::from_iter([
@@ -249,6 +251,7 @@ impl Fx {
             (
                 "EnvironmentVariables",
                 Value::Dictionary(Dictionary::from_iter([
+                    ("HOME", s(&self.home)),
                     ("OLLAMA_FLASH_ATTENTION", s("1")),
                     ("OLLAMA_KV_CACHE_TYPE", s("q8_0")),
                 ])),
@@ -415,8 +418,40 @@ fn older_wrapper_first_layout_in_a_binary_plist_is_clean() {
     assert!(findings.is_empty(), "{findings:#?}");
 }
 
+/// `sudo brew services start ollama` writes a LaunchDaemon without UserName or HOME: launchd
+/// gives it no HOME, and `ollama serve` exits before it listens. Preflight says so, with
+/// Homebrew's own fix, instead of assuming root's home.
 #[test]
-fn homebrew_ollama_service_is_accepted_as_is() {
+fn homebrew_ollama_as_a_root_daemon_without_a_user_has_no_home() {
+    let fx = Fx::new();
+    let mut dict = fx.ollama();
+    if let Some(Value::Dictionary(env)) = dict.get_mut("EnvironmentVariables") {
+        env.remove("HOME");
+    }
+    write_plist(&fx.ollama_plist(), &dict, false);
+    let u = launchd(
+        "ollama",
+        &[],
+        "homebrew.mxcl.ollama",
+        &fx.ollama_plist(),
+        Domain::System,
+    );
+    let findings = fx.check(&u);
+    let codes: Vec<_> = findings.iter().map(|f| f.code).collect();
+    assert_eq!(codes, [FindingCode::HomeMissing], "{findings:#?}");
+    assert!(
+        findings[0].fix.contains("--sudo-service-user"),
+        "{findings:#?}"
+    );
+    // With UserName, launchd gives the job that user's HOME.
+    dict.insert("UserName".into(), s("root"));
+    write_plist(&fx.ollama_plist(), &dict, false);
+    let findings = fx.check(&u);
+    assert!(findings.is_empty(), "{findings:#?}");
+}
+
+#[test]
+fn homebrew_ollama_service_with_a_home_is_accepted() {
     let fx = Fx::new();
     write_plist(&fx.ollama_plist(), &fx.ollama(), false);
     let u = launchd(

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use super::context::PreflightContext;
 use super::finding::{Finding, FindingCode, Severity};
-use super::job::{self, Access, Job, permits};
+use super::job::{self, Access, Job, Source, permits};
 use super::node::{self, RootKind, VersionManager};
 use super::shebang::{self, Interpreter};
 use super::{plist, takeover};
@@ -117,6 +117,12 @@ pub(crate) fn analyze(unit: &Unit, ctx: &PreflightContext) -> (Target, Vec<Findi
     (a.target, a.findings)
 }
 
+/// Programs that fail without HOME in their environment. Ollama is written in Go, whose
+/// `os.UserHomeDir` reads only `$HOME` on Unix (https://pkg.go.dev/os#UserHomeDir); `ollama
+/// serve` keeps its models and key under it and exits before it listens without one. node
+/// (OpenClaw, npm) is not among them: its `os.homedir()` falls back to the user database.
+const NEEDS_HOME: &[&str] = &["ollama"];
+
 struct Analyzer {
     findings: Vec<Finding>,
     target: Target,
@@ -136,6 +142,38 @@ struct Named<'j> {
 }
 
 impl Analyzer {
+    /// `HOME_MISSING`: a program of [`NEEDS_HOME`] that will run without HOME.
+    fn home_needed(&mut self, job: &Job) {
+        let Some(name) = Path::new(&job.argv[0]).file_name().and_then(|n| n.to_str()) else {
+            return;
+        };
+        if job.home_in_env || !NEEDS_HOME.contains(&name) {
+            return;
+        }
+        let (why, fix) = match &job.source {
+            Source::Plist { .. } => (
+                "launchd gives a LaunchDaemon without UserName no HOME",
+                "run it as its user: `sudo brew services start --sudo-service-user=USER ollama` \
+                 (Homebrew then writes UserName, and leaves the keg's ownership alone), or add \
+                 UserName, or HOME to EnvironmentVariables",
+            ),
+            Source::Command { .. } => (
+                "an exec unit gets exactly its env, plus PATH, and HOME only with `user`",
+                "set `user` to the account whose home holds its files, or HOME in `env`",
+            ),
+        };
+        self.findings.push(Finding::new(
+            FindingCode::HomeMissing,
+            absolute(&job.argv[0]),
+            format!(
+                "{} needs HOME in its environment and {why}: `{name} serve` exits before it \
+                 listens, and the job restarts for ever",
+                job.argv[0]
+            ),
+            fix,
+        ));
+    }
+
     fn job(&mut self, job: &Job) {
         self.target.path_var = job.path_var().to_owned();
         self.target.home = job.home().map(Path::to_path_buf);
@@ -149,6 +187,8 @@ impl Analyzer {
         let layout = node::node_layout(argv);
         self.openclaw |= layout.as_ref().is_some_and(|l| l.wrapper.is_some())
             || argv.iter().any(|a| a.contains("/node_modules/openclaw/"));
+
+        self.home_needed(job);
 
         // The program.
         let program = self.executable(

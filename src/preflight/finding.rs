@@ -108,6 +108,8 @@ codes! {
         "The job runs node or a script from a Node version manager (nvm, fnm, volta, asdf), or has one on its PATH; a version switch or cleanup breaks it.";
     WorkingDirectoryMissing => "WORKING_DIRECTORY_MISSING", Error,
         "The job's working directory does not exist or is not a directory.";
+    HomeMissing => "HOME_MISSING", Error,
+        "The job's program needs HOME in its environment (ollama: Go's os.UserHomeDir reads only $HOME) and will not get one: a root LaunchDaemon without UserName, or an exec unit without user or HOME in env.";
     LogDirectoryMissing => "LOG_DIRECTORY_MISSING", Error,
         "The directory of a log file (StandardOutPath, StandardErrorPath, stdout, stderr) does not exist.";
     LoadedDefinitionStale => "LOADED_DEFINITION_STALE", Warning,

@@ -89,6 +89,9 @@ pub(crate) struct Job {
     /// Log files, with the keys that set them.
     pub logs: Vec<(&'static str, PathBuf)>,
     pub run_as: Option<RunAs>,
+    /// Whether the process really gets HOME in its environment. `env` may hold one only for
+    /// resolving npm's files, which node finds through the user database when HOME is unset.
+    pub home_in_env: bool,
 }
 
 impl Job {
@@ -200,6 +203,12 @@ pub(crate) fn from_plist(
         "launchd's default, since the plist's EnvironmentVariables set no PATH"
     };
     let run_as = launchd_run_as(dict, domain, plist_owner, ctx);
+    // launchd sets HOME for a job it runs as a user (UserName, or an agent's domain), and for
+    // a root daemon without UserName sets none (launchd.plist(5) UserName; Homebrew's root
+    // services run without one).
+    let home_in_env = env.contains_key("HOME")
+        || !matches!(domain, Domain::System)
+        || dict.get("UserName").is_some();
     if let Some(home) = run_as.as_ref().and_then(|r| r.home.as_ref()) {
         env.entry("HOME".into())
             .or_insert_with(|| home.to_string_lossy().into_owned());
@@ -225,6 +234,7 @@ pub(crate) fn from_plist(
         working_dir: string("WorkingDirectory").map(|p| ("WorkingDirectory", p)),
         logs,
         run_as,
+        home_in_env,
     })
 }
 
@@ -237,6 +247,8 @@ pub(crate) fn from_exec(unit_file: &Path, spec: &ExecSpec, ctx: &PreflightContex
         "the PATH exec units get when their env sets none"
     };
     let mut env = crate::process::unit_environment(spec, None);
+    // The process layer adds HOME only from `user`'s entry.
+    let home_in_env = env.contains_key("HOME") || spec.user.is_some();
     let run_as = match &spec.user {
         Some(user) => ctx.user(user).map(RunAs::from_entry),
         None => Some(ctx.accounts.by_uid(ctx.euid).map_or(
@@ -268,5 +280,6 @@ pub(crate) fn from_exec(unit_file: &Path, spec: &ExecSpec, ctx: &PreflightContex
         working_dir: Some(("working-directory", spec.working_directory.clone())),
         logs,
         run_as,
+        home_in_env,
     }
 }
