@@ -94,19 +94,59 @@ fn marker(d: &UnitDir) -> String {
     d.units().display().to_string()
 }
 
+/// A daemon running `escaper` ([`escaping_unit`]), whose `sleep 7779` has escaped into a
+/// session of its own.
+struct Escape {
+    d: UnitDir,
+    /// The environment entry every process of the unit carries.
+    entry: String,
+    daemon: Daemon,
+    unit_pid: i32,
+    escaped: i32,
+}
+
+impl Escape {
+    fn start() -> Self {
+        needs_root("putting a unit in a cgroup");
+        let d = UnitDir::new();
+        let marker = marker(&d);
+        let entry = format!("LG_ORPHAN_MARK={marker}");
+        escaping_unit(&d, "escaper", &marker);
+        let mut daemon = Daemon::start(&d.units());
+        let unit_pid = daemon
+            .wait_for(0, "escaper running", |t| t.is("escaper", "ready"))
+            .pid();
+        let escaped = escaped(&entry, unit_pid);
+        Self {
+            d,
+            entry,
+            daemon,
+            unit_pid,
+            escaped,
+        }
+    }
+}
+
+/// Waits, from log line `from`, for `escaped` reported as `ORPHAN_ADOPTED` of `escaper`.
+fn reported(daemon: &mut Daemon, from: usize, escaped: i32) {
+    daemon.wait_log(from, "the escaped process reported", |l| {
+        l.contains("ORPHAN_ADOPTED")
+            && l.contains(&format!("pid={escaped}"))
+            && l.contains("escaper")
+            && l.contains("sleep 7779")
+    });
+}
+
 #[test]
 #[ignore = "needs root"]
 fn root_stop_kills_and_reports_what_escaped_with_setsid() {
-    needs_root("putting a unit in a cgroup");
-    let d = UnitDir::new();
-    let marker = marker(&d);
-    let entry = format!("LG_ORPHAN_MARK={marker}");
-    escaping_unit(&d, "escaper", &marker);
-    let mut daemon = Daemon::start(&d.units());
-    let unit_pid = daemon
-        .wait_for(0, "escaper running", |t| t.is("escaper", "ready"))
-        .pid();
-    let escaped = escaped(&entry, unit_pid);
+    let Escape {
+        d,
+        entry,
+        mut daemon,
+        escaped,
+        ..
+    } = Escape::start();
 
     let log = daemon.log_mark();
     let from = daemon.mark();
@@ -119,12 +159,7 @@ fn root_stop_kills_and_reports_what_escaped_with_setsid() {
     );
     // Adopted and killed: two reports, one of them at least before it died (a zombie has no
     // command line left), each naming the unit.
-    daemon.wait_log(log, "the escaped process reported", |l| {
-        l.contains("ORPHAN_ADOPTED")
-            && l.contains(&format!("pid={escaped}"))
-            && l.contains("escaper")
-            && l.contains("sleep 7779")
-    });
+    reported(&mut daemon, log, escaped);
 
     let status = daemon.terminate();
     assert_eq!(status.code(), Some(0), "the log:\n{}", daemon.log());
@@ -134,16 +169,13 @@ fn root_stop_kills_and_reports_what_escaped_with_setsid() {
 #[test]
 #[ignore = "needs root"]
 fn root_shutdown_kills_and_reports_what_escaped_with_setsid() {
-    needs_root("putting a unit in a cgroup");
-    let d = UnitDir::new();
-    let marker = marker(&d);
-    let entry = format!("LG_ORPHAN_MARK={marker}");
-    escaping_unit(&d, "escaper", &marker);
-    let mut daemon = Daemon::start(&d.units());
-    let unit_pid = daemon
-        .wait_for(0, "escaper running", |t| t.is("escaper", "ready"))
-        .pid();
-    let escaped = escaped(&entry, unit_pid);
+    let Escape {
+        d,
+        entry,
+        mut daemon,
+        escaped,
+        ..
+    } = Escape::start();
     assert!(!cgroups_of(&d).is_empty(), "the running unit has a cgroup");
 
     let log = daemon.log_mark();
@@ -154,12 +186,7 @@ fn root_shutdown_kills_and_reports_what_escaped_with_setsid() {
         Vec::<i32>::new(),
         "the daemon is gone, yet processes its unit started still run"
     );
-    daemon.wait_log(log, "the escaped process reported", |l| {
-        l.contains("ORPHAN_ADOPTED")
-            && l.contains(&format!("pid={escaped}"))
-            && l.contains("escaper")
-            && l.contains("sleep 7779")
-    });
+    reported(&mut daemon, log, escaped);
     assert_eq!(cgroups_of(&d), Vec::<PathBuf>::new());
 }
 
@@ -212,16 +239,13 @@ fn root_a_unit_that_exits_leaves_nothing_of_each_run() {
 #[test]
 #[ignore = "needs root"]
 fn root_the_next_daemon_stops_what_a_killed_one_left_in_its_cgroups() {
-    needs_root("putting a unit in a cgroup");
-    let d = UnitDir::new();
-    let marker = marker(&d);
-    let entry = format!("LG_ORPHAN_MARK={marker}");
-    escaping_unit(&d, "escaper", &marker);
-    let mut first = Daemon::start(&d.units());
-    let unit_pid = first
-        .wait_for(0, "escaper running", |t| t.is("escaper", "ready"))
-        .pid();
-    let escaped = escaped(&entry, unit_pid);
+    let Escape {
+        d,
+        entry,
+        daemon: mut first,
+        unit_pid,
+        escaped,
+    } = Escape::start();
     first.stop_with(Signal::SIGKILL);
     assert!(
         !cgroups_of(&d).is_empty(),
@@ -236,12 +260,7 @@ fn root_the_next_daemon_stops_what_a_killed_one_left_in_its_cgroups() {
     let new_pid = second
         .wait_for(0, "escaper running again", |t| t.is("escaper", "ready"))
         .pid();
-    second.wait_log(0, "the escaped process reported", |l| {
-        l.contains("ORPHAN_ADOPTED")
-            && l.contains(&format!("pid={escaped}"))
-            && l.contains("escaper")
-            && l.contains("sleep 7779")
-    });
+    reported(&mut second, 0, escaped);
     let left: Vec<i32> = processes_with_env(&entry)
         .into_iter()
         .filter(|&pid| pid == unit_pid || pid == escaped)
