@@ -530,8 +530,12 @@ impl Host {
         );
         let errors = r.blocks().iter().filter(|b| b.severity == "error").count();
         let summary = format!(
-            "error: {errors} preflight error{} block a start (see the fixes above)",
-            if errors == 1 { "" } else { "s" }
+            "error: {errors} preflight {} a start (see the fixes above)",
+            if errors == 1 {
+                "error blocks"
+            } else {
+                "errors block"
+            }
         );
         if errors > 0 {
             assert_eq!(r.code, Some(EXIT_PREFLIGHT), "{r}");
@@ -1506,10 +1510,14 @@ fn all_breakages_on_one_host() {
     );
     r.assert_clean("ollama");
     assert_eq!(r.code, Some(EXIT_PREFLIGHT), "{r}");
-    let s = if errors == 1 { "" } else { "s" };
+    let s = if errors == 1 {
+        "error blocks"
+    } else {
+        "errors block"
+    };
     assert!(
         r.stdout
-            .contains(&format!("error: {errors} preflight error{s} block a start")),
+            .contains(&format!("error: {errors} preflight {s} a start")),
         "{r}"
     );
 

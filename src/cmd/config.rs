@@ -89,8 +89,12 @@ pub(crate) fn check(
             if blocking > 0 {
                 let _ = writeln!(
                     out,
-                    "error: {blocking} preflight error{} block a start (see the fixes above)",
-                    if blocking == 1 { "" } else { "s" }
+                    "error: {blocking} preflight {} a start (see the fixes above)",
+                    if blocking == 1 {
+                        "error blocks"
+                    } else {
+                        "errors block"
+                    }
                 );
                 return Err(Failure::Preflight);
             }
