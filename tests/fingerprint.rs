@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use launchgraph::fingerprint::{self, Fingerprint, Role, drift, load, store, take};
+use launchgraph::fingerprint::{Fingerprint, Role, drift, load, store, take};
 use launchgraph::preflight::{Accounts, PreflightContext, UserEntry};
 use launchgraph::unit::{
     Domain, Label, LaunchdSpec, PreflightSpec, RestartSpec, Runner, Unit, UnitName,
@@ -363,7 +363,7 @@ async fn node_version_is_bounded() {
 #[test]
 fn the_linux_state_directory() {
     assert_eq!(
-        fingerprint::default_state_dir(),
+        launchgraph::fingerprint::default_state_dir(),
         Path::new("/var/lib/launchgraph")
     );
 }

@@ -286,6 +286,7 @@ fn a_second_daemon_on_the_same_state_directory_refuses_to_start() {
 /// https://man7.org/linux/man-pages/man7/fanotify.7.html) while the test reads the record, so
 /// no timing decides the outcome. A daemon killed at any point of a start therefore leaves no
 /// program running unrecorded.
+#[cfg(target_os = "linux")]
 #[test]
 #[ignore = "needs root"]
 fn root_a_run_is_recorded_before_its_program_is_executed() {
@@ -321,8 +322,10 @@ fn root_a_run_is_recorded_before_its_program_is_executed() {
 }
 
 /// A fanotify group that holds every exec of one file until the test has looked.
+#[cfg(target_os = "linux")]
 struct ExecWatch(std::os::fd::OwnedFd);
 
+#[cfg(target_os = "linux")]
 impl ExecWatch {
     fn new(file: &std::path::Path) -> Self {
         use std::os::fd::FromRawFd;

@@ -52,6 +52,7 @@ pub(crate) use credentials::group_list;
 pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
 pub use error::{SpawnCause, SpawnError};
 pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscribe_reaped};
+#[cfg(target_os = "linux")]
 pub(crate) use record::parse_stat;
 pub use record::{SelfRecord, start_ticks};
 #[cfg(target_os = "macos")]

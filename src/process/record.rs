@@ -145,6 +145,7 @@ fn decimal(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
 /// https://man7.org/linux/man-pages/man5/proc_pid_stat.5.html). The command name (field 2) may
 /// hold spaces and parentheses, so the fields are counted from the last `)`. No allocation: the
 /// child parses its own stat with it.
+#[cfg(any(target_os = "linux", test))]
 pub(crate) fn parse_stat(stat: &[u8]) -> Option<(u8, i64, u64)> {
     let close = stat.iter().rposition(|&b| b == b')')?;
     let mut fields = stat[close + 1..]
