@@ -196,10 +196,15 @@ impl SocketArg {
 }
 
 impl StateDir {
+    /// The state directory, absolute: a unit's process writes its own run record there
+    /// after it has changed to its working directory, where a relative path would name
+    /// another place.
     pub(crate) fn resolve(&self) -> PathBuf {
-        self.state_dir
+        let dir = self
+            .state_dir
             .clone()
-            .unwrap_or_else(launchgraph::fingerprint::default_state_dir)
+            .unwrap_or_else(launchgraph::fingerprint::default_state_dir);
+        std::path::absolute(&dir).unwrap_or(dir)
     }
 }
 
