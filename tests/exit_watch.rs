@@ -84,6 +84,7 @@ fn a_pid_nobody_has_any_more_is_gone_at_once() {
         let start = start_ticks(pid);
         child.kill().unwrap();
         child.wait().unwrap();
+        assert!(ExitWatch::new(0, None).was_gone(), "pid 0 is never watched");
         // Reaped: no process has the pid (or, should it have been given out again already,
         // one with another start time).
         let watch = ExitWatch::new(pid, start);

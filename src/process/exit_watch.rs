@@ -41,7 +41,8 @@ impl ExitWatch {
     /// not the one meant, and the watch reports it gone at once. Without it, the process
     /// running under `pid` now is the one watched. Needs a tokio runtime with I/O enabled.
     pub fn new(pid: u32, start: Option<u64>) -> Self {
-        let Ok(raw) = libc::pid_t::try_from(pid) else {
+        // Pid 0 names no process of ours (on macOS, proc_pidinfo answers for the kernel).
+        let Some(raw) = libc::pid_t::try_from(pid).ok().filter(|&p| p > 0) else {
             return Self { how: How::Gone };
         };
         let kernel = match exit_fd(raw) {
