@@ -82,6 +82,11 @@ pub enum Command {
         /// 127.0.0.1:9464. Non-loopback addresses are refused.
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Write the log to this file (appending, created mode 0644), and follow it when it is
+        /// rotated: renamed or removed, it is opened again before the next line. Without it,
+        /// the log goes to stderr.
+        #[arg(long, value_name = "PATH", env = "LAUNCHGRAPH_LOG_FILE")]
+        log_file: Option<PathBuf>,
         /// Log format on stderr: `text` (for people) or `json` (one object per line). On
         /// macOS the unified log (subsystem com.launchgraph.daemon) gets every line as well.
         #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]

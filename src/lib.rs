@@ -8,6 +8,7 @@ pub(crate) mod clock;
 pub mod compile;
 pub mod control;
 pub mod daemon;
+pub mod daemon_log;
 pub mod diag;
 pub mod engine;
 pub mod exit;

@@ -60,6 +60,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
             socket,
             admin_group,
             metrics_listen,
+            log_file,
             log_format,
         } => {
             let mut config = launchgraph::daemon::UpConfig::default();
@@ -72,7 +73,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
                 .unwrap_or_else(launchgraph::paths::default_socket_path);
             config.admin_group = admin_group;
             config.metrics_listen = metrics_listen;
-            daemon::up(&units.resolve(), config, &log_format)
+            daemon::up(&units.resolve(), config, log_file.as_deref(), &log_format)
         }
         Command::Status { unit, json, socket } => control::status(&socket.client(), unit, json),
         Command::Start { unit, socket } => control::act(&socket.client(), Request::Start { unit }),

@@ -353,7 +353,7 @@ async fn run_launchd(
         let pid = info.pid;
         let gone = async {
             match pid {
-                Some(p) => wait_pid_exit(p).await,
+                Some(p) => crate::process::exited(p, None).await,
                 // No pid to watch (launchd has not said): fall back to asking it.
                 // A spawn launchd reports as failed ends the wait too.
                 None => loop {
@@ -775,12 +775,13 @@ async fn stop(
     if let Err(e) = lc.kill("SIGTERM", target).await {
         tracing::debug!(target, error = %e, "kill SIGTERM");
     }
-    let killed = tokio::time::timeout(facts.exit_timeout, wait_pid_exit(pid))
+    let killed = tokio::time::timeout(facts.exit_timeout, crate::process::exited(pid, None))
         .await
         .is_err();
     if killed {
         let _ = lc.kill("SIGKILL", target).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), wait_pid_exit(pid)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), crate::process::exited(pid, None)).await;
     }
     let exit = match lc.print(target).await {
         Ok(PrintOutcome::Loaded(i)) => exit_info(i.last_exit),
@@ -821,42 +822,6 @@ async fn wait_relaunch(
         }
         tokio::time::sleep(PRINT_POLL).await;
     }
-}
-
-/// Resolves when process `pid` (not our child) has exited.
-///
-/// Linux: a pidfd, readable the moment the process exits. Elsewhere: `kill(pid, 0)` every
-/// 50 ms, cheap and good enough to notice an exit between `print` polls.
-async fn wait_pid_exit(pid: u32) {
-    #[cfg(target_os = "linux")]
-    {
-        if let Some(fd) = pidfd_open(pid) {
-            // SAFETY: `fd` is an owned pidfd that stays open, and is used by nobody else, for
-            // as long as the registration lives.
-            if let Ok(afd) = unsafe { tokio::io::unix::AsyncFd::register(fd) } {
-                let _ = afd.readable().await;
-            }
-            return;
-        }
-    }
-    loop {
-        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
-            Err(nix::errno::Errno::ESRCH) => return,
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]
