@@ -627,6 +627,11 @@ async fn a_keepalive_job_launchd_stops_relaunching_is_kickstarted_after_its_thro
         double.calls()
     );
     assert!(
+        d.find_move("model", "", "backoff", "").is_none(),
+        "the run went on, not a failure: {}",
+        d.log()
+    );
+    assert!(
         d.find_move("model", "", "", "READY_TIMEOUT").is_none(),
         "{}",
         d.log()

@@ -1061,6 +1061,44 @@ mod tests {
     }
 
     #[test]
+    fn timings_follow_what_launchd_loaded_else_the_plist_else_launchd_s_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, extra: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(
+                &path,
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<plist version=\"1.0\"><dict>\
+                     <key>Label</key><string>x</string>{extra}</dict></plist>\n"
+                ),
+            )
+            .unwrap();
+            path
+        };
+        // Neither said: modern launchd's 5 s SIGKILL delay and 10 s ThrottleInterval.
+        let bare = read_plist_facts(&write("bare.plist", ""));
+        assert_eq!(bare.exit_timeout, Duration::from_secs(5));
+        assert_eq!(bare.throttle, Duration::from_secs(10));
+        let set = read_plist_facts(&write(
+            "set.plist",
+            "<key>ExitTimeOut</key><integer>9</integer>\
+             <key>ThrottleInterval</key><integer>3</integer>",
+        ));
+        assert_eq!(set.exit_timeout, Duration::from_secs(9));
+        assert_eq!(set.throttle, Duration::from_secs(3));
+        // What launchd loaded wins: print's `exit timeout` and `minimum runtime`.
+        let loaded = crate::launchd::parse_print("\texit timeout = 7\n\tminimum runtime = 2\n");
+        let facts = set.with_loaded_timing(&loaded);
+        assert_eq!(facts.exit_timeout, Duration::from_secs(7));
+        assert_eq!(facts.throttle, Duration::from_secs(2));
+        // A print without them changes nothing.
+        let silent = crate::launchd::parse_print("\tstate = running\n");
+        let facts = facts.with_loaded_timing(&silent);
+        assert_eq!(facts.exit_timeout, Duration::from_secs(7));
+        assert_eq!(facts.throttle, Duration::from_secs(2));
+    }
+
+    #[test]
     fn a_spawn_failure_names_the_path_and_is_not_a_program_exit() {
         let info = crate::launchd::parse_print(
             "\tstate = spawn scheduled\n\tprogram = /nonexistent/opt/node/bin/node\n\
