@@ -616,7 +616,8 @@ async fn a_keepalive_job_launchd_stops_relaunching_is_kickstarted_after_its_thro
     let cause = t.facts.cause.clone().unwrap_or_default();
     assert!(
         cause.contains(
-            "launchd did not relaunch system/test.model within its ThrottleInterval (1s) plus 3s"
+            "launchd did not relaunch system/test.model within its ThrottleInterval (1s) plus \
+             3s: a throttled respawn that never came"
         ) && cause.contains("`launchctl kickstart system/test.model`"),
         "{t:?}"
     );

@@ -472,7 +472,12 @@ async fn run_launchd(
                     i = async {
                         match owner_disabled {
                             Some(hold) => Some(Relaunch::Disabled(hold)),
-                            None => relaunch_or_kickstart(lc, &r, &job, facts.throttle, pid, now.runs, unit, generation).await,
+                            None => {
+                                relaunch_or_kickstart(
+                                    lc, &r, &job, facts.throttle, pid, now.runs, unit, generation,
+                                )
+                                .await
+                            }
                         }
                     } => i,
                     Ok(reason) = &mut stop_rx => {
@@ -932,7 +937,9 @@ async fn relaunch_or_kickstart(
         return Some(Relaunch::Disabled(hold));
     }
     let detail = format!(
-        "launchd did not relaunch {target} within its ThrottleInterval ({}s) plus {}s: a          throttled respawn that never came, or launchd's penalty box after a crash burst;          launchgraph ran `launchctl kickstart {target}` itself",
+        "launchd did not relaunch {target} within its ThrottleInterval ({}s) plus {}s: a \
+         throttled respawn that never came, or launchd's penalty box after a crash burst; \
+         launchgraph ran `launchctl kickstart {target}` itself",
         throttle.as_secs(),
         RELAUNCH_GRACE.as_secs()
     );
