@@ -1336,14 +1336,14 @@ fn random_event(s: &Sim, rng: &mut fastrand::Rng, u: usize) -> Event {
     let pick = if rng.u8(..10) < 7 {
         match state {
             State::Starting { .. } => [0, 1, 8][rng.usize(..3)],
-            State::Started { .. } => [3, 2, 5, 7, 0][rng.usize(..5)],
+            State::Started { .. } => [3, 2, 5, 7, 0, 8, 17][rng.usize(..7)],
             State::Ready { .. } => [4, 4, 2, 7][rng.usize(..4)],
             State::Stopping { .. } => 2,
             State::Deferred { .. } => 9,
             _ => rng.u8(10..14),
         }
     } else {
-        rng.u8(..17)
+        rng.u8(..18)
     };
     match pick {
         0 => Event::Spawned {
@@ -1411,6 +1411,11 @@ fn random_event(s: &Sim, rng: &mut fastrand::Rng, u: usize) -> Event {
             unit: u,
             generation,
             task: WatchedTask::Probe(ProbeKind::Ready),
+        },
+        17 => Event::RelaunchMissed {
+            unit: u,
+            generation,
+            detail: "launchd did not relaunch it".into(),
         },
         _ => Event::TaskFailed {
             unit: u,

@@ -488,7 +488,6 @@ async fn run_launchd(
                 };
                 match relaunched {
                     Some(Relaunch::Disabled(hold)) => {
-                        tracing::warn!(reason = %hold.reason, "{name}: {}", hold.message);
                         r.send(Event::StartDeferred {
                             unit,
                             generation,
@@ -618,8 +617,9 @@ pub(crate) async fn start_job(
                 return Err(StartFailure::Deferred(Reason::NoGuiSession, detail));
             }
             Err(Attempt::SpawnFailed(detail)) => return Err(StartFailure::SpawnFailed(detail)),
+            // Said by the unit's transition (reason and cause), which the log holds back
+            // when it repeats at every re-check.
             Err(Attempt::Held(hold)) => {
-                tracing::warn!(reason = %hold.reason, "{}: {}", job.name, hold.message);
                 return Err(StartFailure::Deferred(hold.reason, hold.detail()));
             }
         }
@@ -910,9 +910,10 @@ enum Relaunch {
 }
 
 /// Waits for launchd's relaunch of a KeepAlive job for its ThrottleInterval plus
-/// [`RELAUNCH_GRACE`]; when it has not come (a throttled respawn that never came, launchd's
-/// penalty box after a crash burst), kickstarts the job itself, unless its owner disabled it
-/// meanwhile, and says so ([`Event::RelaunchMissed`]). `None` when the job was unloaded, or
+/// [`RELAUNCH_GRACE`]; when launchd has not run it again by then (`runs` unchanged: a
+/// throttled respawn that never came, launchd's penalty box after a crash burst), kickstarts
+/// the job itself, unless its owner disabled it meanwhile, and says so
+/// ([`Event::RelaunchMissed`]). `None` when the job was unloaded, or
 /// did not run after the kickstart either: the run is over.
 #[allow(clippy::too_many_arguments)]
 async fn relaunch_or_kickstart(
@@ -931,6 +932,14 @@ async fn relaunch_or_kickstart(
         tokio::time::timeout(bound, wait_relaunch(lc, target, old_pid, old_runs)).await
     {
         return found;
+    }
+    // More runs: launchd did relaunch it, only each run ended before a poll saw it (a crash
+    // loop). It is not in its penalty box; wait on, as for any relaunch (the unit's start
+    // timeout bounds it).
+    if let Ok(PrintOutcome::Loaded(i)) = lc.print(target).await
+        && i.runs > old_runs
+    {
+        return wait_relaunch(lc, target, old_pid, old_runs).await;
     }
     let label = &job.spec.label.0;
     if let Some(hold) = check_disabled(lc, job.domain, label, &job.spec.plist).await {
