@@ -154,7 +154,7 @@ fn environment(d: &Dictionary) -> BTreeMap<String, String> {
 /// A worst case for the ordered stop of the shipped units, one after another: an `exec`
 /// unit's stop-timeout plus a second to reap; a `launchd` unit's ExitTimeOut (at most 30 s
 /// for the jobs the shipped units drive: OpenClaw has used 15, 20 and 30, Homebrew's Ollama
-/// sets none and launchgraph then assumes 20) plus the 5 s launchgraph waits past it for the
+/// sets none and launchgraph then takes `print`'s exit timeout, else 5 s) plus the 5 s launchgraph waits past it for the
 /// bootout to drain; an `external` unit's, nothing.
 fn worst_case_stop_of_shipped_units() -> Duration {
     let compiled = launchgraph::compile::compile_dir(&repo().join("units"))
