@@ -298,9 +298,9 @@ async fn root_a_running_job_is_left_running_unless_restart_is_asked() {
 #[tokio::test]
 async fn a_dry_run_shows_the_plan_and_changes_nothing() {
     let h = Host::new().await;
-    let plist = h.job("gateway", &idle_service("test.gateway"));
+    let plist = h.job("gateway", &idle_service("ai.openclaw.gateway"));
     h.load(&plist).await;
-    h.print_until("test.gateway", is_idle).await;
+    h.print_until("ai.openclaw.gateway", is_idle).await;
     let original = fs::read(&plist).unwrap();
     let before = h.acting_calls();
 
@@ -309,17 +309,24 @@ async fn a_dry_run_shows_the_plan_and_changes_nothing() {
     let said = stdout(&out);
     let p = plist.display();
     for line in [
-        "gateway: adopt system/test.gateway, dry run: nothing was changed\n".to_owned(),
+        "gateway: adopt system/ai.openclaw.gateway, dry run: nothing was changed\n".to_owned(),
         format!("  would back up {p} to "),
         format!(
             "  would rewrite {p} (XML, same owner and mode): RunAtLoad: true -> false; \
              KeepAlive: {{SuccessfulExit = true}} -> (removed)\n"
         ),
-        "  would run: launchctl bootout system/test.gateway\n".to_owned(),
+        "  would run: launchctl bootout system/ai.openclaw.gateway\n".to_owned(),
         format!("  would run: launchctl bootstrap system {p}\n"),
     ] {
         assert!(said.contains(&line), "missing {line:?} in\n{said}");
     }
+    assert!(
+        said.contains(
+            "  note: `openclaw gateway install` and `openclaw doctor` write this plist again"
+        ) && said.contains("OPENCLAW_SUPERVISOR_MODE=external")
+            && said.contains("`launchgraph adopt gateway` re-applies"),
+        "{said}"
+    );
     assert_eq!(fs::read(&plist).unwrap(), original);
     assert!(
         !h.state().exists(),

@@ -65,7 +65,41 @@ pub(crate) fn adopt(
             out.push_str(&format!("  {line}\n"));
         }
     }
+    let rewrote = outcome
+        .steps
+        .iter()
+        .any(|s| matches!(s, Step::Rewrote { .. }));
+    if let Some(note) = rewrote.then(|| rewritten_back(&job)).flatten() {
+        out.push_str(&format!("  note: {note}\n"));
+    }
     print(&out)
+}
+
+/// Who writes RunAtLoad and KeepAlive back into this job's plist, when it is known.
+fn rewritten_back(job: &Job) -> Option<String> {
+    let again = format!(
+        "`launchgraph check` then warns again (TAKEOVER_RUNATLOAD, TAKEOVER_KEEPALIVE) and \
+         `launchgraph adopt {}` re-applies",
+        job.unit
+    );
+    if job.label.starts_with("homebrew.mxcl.") {
+        // Homebrew/brew Library/Homebrew/service.rb `to_plist`: run_at_load defaults to true.
+        return Some(format!(
+            "`brew services start` and `restart` write this plist again with RunAtLoad and \
+             KeepAlive: {again}"
+        ));
+    }
+    if job.label.starts_with("ai.openclaw.") {
+        // openclaw/openclaw src/daemon/launchd-plist.ts; docs/cli/gateway.md "External
+        // supervisors".
+        return Some(format!(
+            "`openclaw gateway install` and `openclaw doctor` write this plist again with \
+             RunAtLoad and KeepAlive unless the job's environment has \
+             OPENCLAW_SUPERVISOR_MODE=external and OPENCLAW_SERVICE_REPAIR_POLICY=external: \
+             {again}"
+        ));
+    }
+    None
 }
 
 /// `release UNIT` or, with `None`, `release --all`.
