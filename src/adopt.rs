@@ -443,13 +443,59 @@ fn write_record(path: &Path, record: &Record) -> Result<(), Error> {
         .map_err(|e| Error::Write(format!("cannot write {}: {e}", path.display())))
 }
 
-/// The domain and service targets of a job, `gui/console` resolved now.
-pub fn targets(job: &Job, console: &ConsoleUser) -> Result<(String, String), Error> {
+/// The domain and service targets of a job, `gui/console` resolved now; `None` when nobody
+/// is logged in at the console, so that no `gui/<uid>` domain exists to act in (the file is
+/// still adopted or released: launchd reads it at the next login).
+pub fn targets(job: &Job, console: &ConsoleUser) -> Result<Option<(String, String)>, Error> {
     let domain = Domain::parse(&job.domain).map_err(Error::Domain)?;
-    let domain = crate::launchd::domain_target(&domain, console)
-        .map_err(|e| Error::Domain(format!("{}: {e}", job.unit)))?;
-    let target = service_target(&domain, &job.label);
-    Ok((domain, target))
+    match crate::launchd::domain_target(&domain, console) {
+        Ok(domain) => {
+            let target = service_target(&domain, &job.label);
+            Ok(Some((domain, target)))
+        }
+        Err(crate::launchd::NoConsoleUser::LoginWindow { .. }) => Ok(None),
+        Err(e) => Err(Error::Domain(format!("{}: {e}", job.unit))),
+    }
+}
+
+/// `print` of the job, or [`Loaded::NoDomain`] when its domain cannot exist now.
+async fn loaded_of(lc: &Launchctl, resolved: &Option<(String, String)>) -> Result<Loaded, Error> {
+    match resolved {
+        None => Ok(Loaded::NoDomain),
+        Some((_, target)) => Ok(Loaded::from_print(
+            lc.print(target).await.map_err(launchd_error(vec![]))?,
+        )),
+    }
+}
+
+/// The `Label` of a plist must be the unit's: launchgraph would reload another job than the
+/// one this file describes.
+fn check_plist_label(job: &Job, bytes: &[u8]) -> Result<(), Error> {
+    let found = Value::from_reader(std::io::Cursor::new(bytes))
+        .ok()
+        .and_then(Value::into_dictionary)
+        .and_then(|d| d.get("Label").and_then(Value::as_string).map(str::to_owned));
+    match found {
+        Some(l) if l == job.label => Ok(()),
+        // Not a plist at all: `rewrite` says so.
+        None if Value::from_reader(std::io::Cursor::new(bytes)).is_err() => Ok(()),
+        other => Err(Error::File(format!(
+            "the plist {} has Label {}, but unit {} drives {:?} (PLIST_LABEL_MISMATCH in \
+             `launchgraph check`); nothing was changed",
+            job.plist.display(),
+            other.map_or_else(|| "(none)".to_owned(), |l| format!("{l:?}")),
+            job.unit,
+            job.label
+        ))),
+    }
+}
+
+/// The targets to show and use: for a domain that cannot exist now, the unit's own words
+/// (`gui/console/ai.openclaw.gateway`); no launchctl call is made then.
+fn display_targets(job: &Job, resolved: &Option<(String, String)>) -> (String, String) {
+    resolved
+        .clone()
+        .unwrap_or_else(|| (job.domain.clone(), service_target(&job.domain, &job.label)))
 }
 
 /// How adopt and release reach launchd.
@@ -476,14 +522,16 @@ pub async fn adopt(
     dry_run: bool,
 ) -> Result<Outcome, Error> {
     check_label(&job.label)?;
-    let (domain, target) = targets(job, launchd.console)?;
+    let resolved = targets(job, launchd.console)?;
+    let (domain, target) = display_targets(job, &resolved);
     let (original, meta) = read_plist(&job.plist)?;
+    check_plist_label(job, &original)?;
     let rewritten = rewrite(&original)
         .map_err(|why| Error::File(format!("the plist {} {why}", job.plist.display())))?;
     let (backup, record_path) = backup_paths(state_dir, &job.label);
     let has_backup = fs::symlink_metadata(&backup).is_ok();
     let lc = launchd.launchctl;
-    let loaded = Loaded::from_print(lc.print(&target).await.map_err(launchd_error(vec![]))?);
+    let loaded = loaded_of(lc, &resolved).await?;
     let mut reload = decide(rewritten.is_some(), &loaded, restart);
     if reload.reloads() && disabled(lc, &domain, &job.label).await {
         reload = Reload::Disabled;
@@ -596,7 +644,8 @@ pub async fn release(
 ) -> Result<Released, Error> {
     let job = &record.job;
     check_label(&job.label)?;
-    let (domain, target) = targets(job, launchd.console)?;
+    let resolved = targets(job, launchd.console)?;
+    let (domain, target) = display_targets(job, &resolved);
     let (backup, record_path) = backup_paths(state_dir, &job.label);
     let saved =
         crate::fsutil::read_regular(&backup, crate::preflight::MAX_PLIST_BYTES).map_err(|e| {
@@ -673,7 +722,7 @@ pub async fn release(
         },
     });
     let lc = launchd.launchctl;
-    let loaded = Loaded::from_print(lc.print(&target).await.map_err(launchd_error(vec![]))?);
+    let loaded = loaded_of(lc, &resolved).await?;
     let disabled = matches!(loaded, Loaded::Loaded { .. } | Loaded::NotLoaded)
         && disabled(lc, &domain, &job.label).await;
     let argv_bootstrap = vec![

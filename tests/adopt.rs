@@ -22,6 +22,11 @@ struct Host {
 
 impl Host {
     async fn new() -> Self {
+        Self::with_drain(0).await
+    }
+
+    /// A host whose bootouts drain for `drain_ms` before the label can be bootstrapped again.
+    async fn with_drain(drain_ms: u64) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // Readable by a non-root caller, for the test that runs the binary as one.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
@@ -29,7 +34,7 @@ impl Host {
         fs::create_dir(dir.path().join("plists")).unwrap();
         Host {
             dir,
-            double: DoubleLaunchd::start(0).await,
+            double: DoubleLaunchd::start(drain_ms).await,
         }
     }
 
@@ -43,11 +48,16 @@ impl Host {
 
     /// Writes the job's plist and a `[launchd]` unit `name` for it; returns the plist path.
     fn job(&self, name: &str, job: &JobPlist) -> PathBuf {
+        self.job_in(name, job, "system")
+    }
+
+    /// [`Host::job`] in another domain.
+    fn job_in(&self, name: &str, job: &JobPlist, domain: &str) -> PathBuf {
         let plist = job.write(&self.dir.path().join("plists"));
         fs::write(
             self.dir.path().join("units").join(format!("{name}.toml")),
             format!(
-                "[launchd]\nlabel = {:?}\nplist = {:?}\ndomain = \"system\"\n",
+                "[launchd]\nlabel = {:?}\nplist = {:?}\ndomain = {domain:?}\n",
                 job.label,
                 plist.display().to_string()
             ),
@@ -629,4 +639,91 @@ async fn root_a_caller_other_than_root_is_refused_before_anything_changes() {
     );
     assert_eq!(fs::read(&plist).unwrap(), original);
     assert!(h.double.calls().is_empty(), "{:?}", h.double.calls());
+}
+
+#[tokio::test]
+#[ignore = "needs root"]
+async fn root_with_nobody_at_the_console_the_file_is_adopted_and_released_without_launchctl() {
+    needs_root("adopt");
+    let h = Host::new().await;
+    let plist = h.job_in("gateway", &service("ai.openclaw.gateway"), "gui/console");
+    let original = fs::read(&plist).unwrap();
+    // Owned by root: the login window, so no gui/<uid> domain exists (a headless host).
+    let console = h.dir.path().join("console");
+    fs::write(&console, b"").unwrap();
+
+    let out = h
+        .command(&["adopt", "gateway"])
+        .env("LAUNCHGRAPH_CONSOLE_DEVICE", &console)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains(
+            "gui/console/ai.openclaw.gateway: its domain does not exist now (nobody is logged \
+             in): launchd reads the plist at the next login"
+        ),
+        "{}",
+        text(&out)
+    );
+    assert!(!dict_of(&plist).contains_key("KeepAlive"));
+    let out = h
+        .command(&["release", "--all"])
+        .env("LAUNCHGRAPH_CONSOLE_DEVICE", &console)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(fs::read(&plist).unwrap(), original);
+    assert!(h.double.calls().is_empty(), "{:?}", h.double.calls());
+}
+
+#[tokio::test]
+async fn a_plist_whose_label_is_not_the_units_is_refused() {
+    let h = Host::new().await;
+    let plist = h.job("ollama", &service("test.ollama"));
+    let mut d = dict_of(&plist);
+    d.insert("Label".into(), plist::Value::String("test.other".into()));
+    plist::Value::Dictionary(d).to_file_xml(&plist).unwrap();
+    let out = h.run(&["adopt", "ollama", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "the plist {} has Label \"test.other\", but unit ollama drives \"test.ollama\"",
+            plist.display()
+        )),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs root"]
+async fn root_a_bootout_in_progress_and_its_drain_are_waited_out() {
+    needs_root("adopt");
+    let h = Host::with_drain(1500).await;
+    // A bootout of a running job answers 36 although the job stops (osquery/osquery#5698).
+    h.double
+        .admin(&["x-config", "bootout-in-progress", "on"])
+        .await;
+    let plist = h.job("ollama", &service("test.ollama"));
+    h.load(&plist).await;
+    h.print_until("test.ollama", |p| p.contains("state = running"))
+        .await;
+    let before = h.acting_calls().len();
+
+    let out = h.run(&["adopt", "ollama", "--restart"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // One bootout (36 counts as under way), one bootstrap once the drain is over.
+    assert_eq!(
+        h.acting_calls()[before..],
+        [
+            argv(&["bootout", "system/test.ollama"]),
+            argv(&["bootstrap", "system", &plist.display().to_string()]),
+        ]
+    );
+    let now = h.print_until("test.ollama", |_| true).await;
+    assert!(
+        now.contains("state = not running") && !now.contains("keepalive"),
+        "{now}"
+    );
 }
