@@ -675,13 +675,9 @@ pub async fn release(
         let what = match &current {
             None => "no longer exists".to_owned(),
             Some(c) => {
-                let again = fs::symlink_metadata(&job.plist)
+                let again = Value::from_reader(std::io::Cursor::new(c))
                     .ok()
-                    .and_then(|_| {
-                        Value::from_reader(std::io::Cursor::new(c))
-                            .ok()
-                            .and_then(Value::into_dictionary)
-                    })
+                    .and_then(Value::into_dictionary)
                     .is_some_and(|d| starts_by_itself(&d));
                 match again {
                     true => "was changed since adopt wrote it, and has launchd start the job by \
