@@ -3,6 +3,9 @@
 //! `KeepAlive` (true or a dict) implies RunAtLoad and relaunches it whenever launchd sees fit
 //! (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html; Homebrew/brew Library/Homebrew/services/cli.rb `launchctl_load`; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html): either way it runs before its requirements are ready.
 //!
+//! The fix is `launchgraph adopt UNIT` ([`crate::adopt`]); a reinstall that writes the keys
+//! back brings the findings back, and adopting again re-applies.
+//!
 //! Units nothing requires, and units that require nothing, may keep both keys: a Homebrew
 //! service plist (`brew services`, with its `LimitLoadToSessionType` and all) is accepted as
 //! it is unless the unit orders it after something.
