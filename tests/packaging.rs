@@ -1159,8 +1159,21 @@ fn installed_and_running() -> Installed {
         0o644,
     );
     write(&i.path(LOG), "a log line\n", 0o644);
+    // The installed binary, recorded: the uninstaller runs `release --all` with it.
+    write(
+        &i.path("usr/local/bin/launchgraph"),
+        &format!(
+            "#!/bin/sh\n# Test stand-in for launchgraph.\n{RECORD}\nexit \"${{STANDIN_LAUNCHGRAPH_EXIT:-0}}\"\n"
+        ),
+        0o755,
+    );
     i.standins.clear();
     i
+}
+
+/// The uninstaller's `launchgraph release --all`, with the fake root written as `{root}`.
+fn release_all() -> String {
+    "launchgraph release --all --state-dir {root}/usr/local/var/launchgraph".to_owned()
 }
 
 #[test]
@@ -1174,6 +1187,7 @@ fn uninstall_boots_out_removes_the_payload_keeps_config_and_forgets_the_receipt(
             &format!("launchctl bootout system/{LABEL}"),
             &format!("launchctl print system/{LABEL}"),
             &format!("launchctl print system/{LABEL}"),
+            &release_all(),
             &format!("pkgutil --forget {PKG_ID}"),
         ])
     );
@@ -1213,6 +1227,7 @@ fn uninstall_purge_removes_units_state_and_log_too() {
         i.calls(),
         lines(&[
             &format!("launchctl bootout system/{LABEL}"),
+            &release_all(),
             &format!("pkgutil --forget {PKG_ID}"),
         ])
     );
@@ -1253,6 +1268,32 @@ fn uninstall_refuses_without_root_and_removes_nothing_when_bootout_fails() {
 }
 
 #[test]
+fn uninstall_gives_adopted_jobs_back_and_removes_nothing_when_that_fails() {
+    let i = installed_and_running();
+    let before = files_under(&i.root);
+    let run = i.uninstall(
+        &["--purge"],
+        &[
+            ("STANDIN_LAUNCHCTL_BOOTOUT", "3"),
+            ("STANDIN_LAUNCHGRAPH_EXIT", "64"),
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    assert!(
+        String::from_utf8_lossy(&run.stderr)
+            .contains("launchgraph release --all failed with exit 64 (see above); nothing removed"),
+        "{}",
+        text(&run)
+    );
+    // After the daemon stopped, and before anything is removed: the backups stay.
+    assert_eq!(
+        i.calls(),
+        lines(&[&format!("launchctl bootout system/{LABEL}"), &release_all()])
+    );
+    assert_eq!(files_under(&i.root), before);
+}
+
+#[test]
 fn uninstall_waits_while_bootout_is_in_progress_and_asks_again() {
     let i = installed_and_running();
     // The ordered stop is still running (36); print finds the job once more, then not; the
@@ -1274,6 +1315,7 @@ fn uninstall_waits_while_bootout_is_in_progress_and_asks_again() {
             &print,
             &print,
             &bootout,
+            &release_all(),
             &format!("pkgutil --forget {PKG_ID}"),
         ])
     );

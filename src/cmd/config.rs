@@ -284,7 +284,7 @@ pub(crate) fn plan(dir: &Path, json: bool) -> Result<(), Failure> {
 }
 
 /// Prints every problem and a summary line to stderr.
-fn report(dir: &Path, diags: &[launchgraph::diag::Diagnostic]) -> Failure {
+pub(super) fn report(dir: &Path, diags: &[launchgraph::diag::Diagnostic]) -> Failure {
     let mut err = std::io::stderr().lock();
     for d in diags {
         let _ = writeln!(err, "{d}");
