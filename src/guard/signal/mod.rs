@@ -203,6 +203,7 @@ pub fn page_size() -> u64 {
 }
 
 /// Reads a small kernel text file (`/proc/vmstat`, `/proc/pressure/memory`) with a bound.
+#[cfg(not(target_os = "macos"))]
 pub(crate) fn read_kernel_text(path: &std::path::Path) -> Result<String, String> {
     // /proc files report a size of 0; the bound applies to what is read.
     const CAP: u64 = 256 * 1024;
