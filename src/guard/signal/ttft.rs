@@ -139,10 +139,7 @@ pub struct TtftReading {
 impl Reading for TtftReading {
     /// The time to first token; the deadline when none came in time.
     fn quantity(&self) -> Quantity {
-        let t = match (self.phases.first_token, self.timed_out) {
-            (Some(t), _) => t,
-            (None, _) => self.deadline,
-        };
+        let t = self.phases.first_token.unwrap_or(self.deadline);
         Quantity::new(t.as_secs_f64(), Unit::Seconds)
     }
 }
