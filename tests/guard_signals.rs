@@ -629,31 +629,50 @@ async fn root_disk_free_of_a_tmpfs_filled_to_three_quarters() {
     assert_eq!(r.ratio_including_reserved, 0.25);
 }
 
-/// A swap file in use, a cgroup-v1 memory group and the processes in it, all undone when
-/// dropped (in that order: processes, group, swap).
+/// A swap file in use, a memory-limited cgroup and the process in it, all undone when
+/// dropped (in that order: process, group, swap).
 struct SwapBench {
     dir: tempfile::TempDir,
-    cgroup: PathBuf,
+    cgroup: Option<PathBuf>,
     hog: Option<std::process::Child>,
 }
 
+/// A new memory cgroup limited to `limit` bytes: cgroup v1's memory controller where it is
+/// mounted (as on this project's test machine), else cgroup v2's at /sys/fs/cgroup.
+fn memory_cgroup(name: &str, limit: u64) -> PathBuf {
+    let v1 = Path::new("/sys/fs/cgroup/memory");
+    if v1.join("memory.limit_in_bytes").exists() {
+        let group = v1.join(name);
+        fs::create_dir(&group).unwrap();
+        fs::write(group.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
+        return group;
+    }
+    let v2 = Path::new("/sys/fs/cgroup");
+    let controllers = fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
+    assert!(
+        controllers.split_whitespace().any(|c| c == "memory"),
+        "no memory controller: neither cgroup v1's at {} nor cgroup v2's at {}",
+        v1.display(),
+        v2.display()
+    );
+    // Enabled for children already on systemd hosts; enabled here otherwise, and left so.
+    let enabled = fs::read_to_string(v2.join("cgroup.subtree_control")).unwrap_or_default();
+    if !enabled.split_whitespace().any(|c| c == "memory") {
+        fs::write(v2.join("cgroup.subtree_control"), "+memory").unwrap();
+    }
+    let group = v2.join(name);
+    fs::create_dir(&group).unwrap();
+    fs::write(group.join("memory.max"), limit.to_string()).unwrap();
+    group
+}
+
 impl SwapBench {
-    fn start() -> Option<Self> {
-        let cgroup = PathBuf::from("/sys/fs/cgroup/memory")
-            .join(format!("launchgraph-swap-test-{}", std::process::id()));
-        if !cgroup
-            .parent()
-            .unwrap()
-            .join("memory.limit_in_bytes")
-            .exists()
-        {
-            return None;
-        }
+    fn start() -> Self {
         // On the root file system: swap files on tmpfs or overlay are refused.
         let dir = tempfile::tempdir_in("/var/tmp").unwrap();
         let mut bench = Self {
             dir,
-            cgroup,
+            cgroup: None,
             hog: None,
         };
         let swapfile = bench.dir.path().join("swapfile");
@@ -670,26 +689,21 @@ impl SwapBench {
         .unwrap();
         run(&["mkswap", "-q", swap]);
         run(&["swapon", swap]);
-        fs::create_dir(&bench.cgroup).unwrap();
-        fs::write(
-            bench.cgroup.join("memory.limit_in_bytes"),
-            (64u64 << 20).to_string(),
-        )
-        .unwrap();
+        let name = format!("launchgraph-swap-test-{}", std::process::id());
+        let group = bench.cgroup.insert(memory_cgroup(&name, 64 << 20)).clone();
         // Joins the group, then touches one byte per page of 128 MiB, over and over.
-        let procs = bench.cgroup.join("cgroup.procs");
         bench.hog = Some(
             Command::new("/bin/sh")
                 .arg("-c")
                 .arg(format!(
                     "echo $$ > {} && exec perl -e '$s = q(x) x (128 << 20); \
                      while (1) {{ for ($i = 0; $i < length($s); $i += 4096) {{ substr($s, $i, 1) = q(y) }} }}'",
-                    procs.display()
+                    group.join("cgroup.procs").display()
                 ))
                 .spawn()
                 .unwrap(),
         );
-        Some(bench)
+        bench
     }
 }
 
@@ -699,19 +713,21 @@ impl Drop for SwapBench {
             let _ = hog.kill();
             let _ = hog.wait();
         }
-        let _ = fs::remove_dir(&self.cgroup);
+        if let Some(group) = &self.cgroup {
+            let _ = fs::remove_dir(group);
+        }
         let swapfile = self.dir.path().join("swapfile");
         let _ = Command::new("swapoff").arg(&swapfile).status();
     }
 }
 
-/// Real swap writes: the rate rises above 1 MiB/s within the deadline. Needs cgroup v1's
-/// memory controller (where the test bench of this project has it) and perl.
+/// Real swap writes: the rate rises above 1 MiB/s within the deadline. Needs a memory
+/// cgroup controller, a file system that takes swap files at /var/tmp, and perl.
 #[tokio::test]
 #[ignore = "needs root"]
 async fn root_swap_out_rate_sees_a_memory_limited_group_swapping() {
     support::needs_root("swapon and a memory cgroup");
-    let bench = SwapBench::start().expect("a cgroup-v1 memory controller at /sys/fs/cgroup/memory");
+    let bench = SwapBench::start();
     let mut rate = SwapOutRate::new(SwapOutParams::default());
     assert!(
         rate.sample()
