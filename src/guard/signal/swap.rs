@@ -7,7 +7,10 @@
 //!   pages of each compressed segment it writes (apple-oss-distributions/xnu:
 //!   `osfmk/vm/vm_compressor_backing_store.c`), so on macOS this is compressed bytes written.
 //!
-//! Both count pages of the kernel's page size, which is asked ([`page_size`]), not assumed.
+//! Both count pages of the kernel's page size, which is asked, not assumed: on Linux
+//! `sysconf(_SC_PAGESIZE)` ([`page_size`]); on macOS `vm_kernel_page_size`, the size
+//! `vm_stat` prints in its header (16 KiB on Apple silicon), which is also right for a
+//! process translated by Rosetta, whose own pages are 4 KiB.
 //! The first sample has no rate yet, nor does one after the counter went back: both are
 //! unknown, and the next sample measures from there.
 
@@ -59,7 +62,7 @@ impl SwapOutRate {
     pub fn new(params: SwapOutParams) -> Self {
         Self {
             params,
-            page_size: page_size(),
+            page_size: kernel_page_size(),
             previous: None,
         }
     }
@@ -122,6 +125,16 @@ pub fn parse_vmstat(text: &str, field: &str) -> Result<u64, String> {
     ))
 }
 
+#[cfg(not(target_os = "macos"))]
+fn kernel_page_size() -> u64 {
+    page_size()
+}
+
+#[cfg(target_os = "macos")]
+fn kernel_page_size() -> u64 {
+    macos::kernel_page_size()
+}
+
 #[cfg(target_os = "linux")]
 fn read_swapouts(params: &SwapOutParams) -> Result<u64, String> {
     let text = super::read_kernel_text(&params.vmstat_path)?;
@@ -141,6 +154,21 @@ fn read_swapouts(_params: &SwapOutParams) -> Result<u64, String> {
 #[cfg(target_os = "macos")]
 mod macos {
     use std::sync::OnceLock;
+
+    // Declared in <mach/vm_page_size.h>, exported by libSystem; the libc crate has only
+    // `vm_page_size`, the task's own page size.
+    unsafe extern "C" {
+        static vm_kernel_page_size: libc::vm_size_t;
+    }
+
+    pub(super) fn kernel_page_size() -> u64 {
+        // SAFETY: set by libSystem before main and never written again.
+        let size = unsafe { vm_kernel_page_size };
+        u64::try_from(size)
+            .ok()
+            .filter(|&s| s > 0)
+            .unwrap_or_else(super::page_size)
+    }
 
     /// `swapouts` of `host_statistics64(HOST_VM_INFO64)`.
     pub(super) fn swapouts() -> Result<u64, String> {
