@@ -11,7 +11,7 @@
 //! - macOS: `statfs(2)`, whose counts are 64-bit (`statvfs` there has 32-bit counts); the
 //!   block unit is `f_bsize`. On APFS, volumes of one container share their free space, and
 //!   Finder's "available" adds purgeable space (local snapshots, caches the system may evict)
-//!   that `f_bavail` leaves out (https://eclecticlight.co/2021/12/04/explainer-disk-free-space/):
+//!   that `f_bavail` leaves out (<https://eclecticlight.co/2021/12/04/explainer-disk-free-space/>):
 //!   this sampler reports the conservative figure.
 //!
 //! The call runs on a blocking thread with a deadline, because a path on a hung network

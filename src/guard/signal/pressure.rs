@@ -5,7 +5,7 @@
 //!   `bsd/kern/kern_memorystatus_notify.c`, values `NOTE_MEMORYSTATUS_PRESSURE_*` in
 //!   `bsd/sys/event_private.h`; not 0/1/2). xnu already smooths the level (a decrease waits
 //!   5 s, a notification rests 25 s), so one read is a settled value. Unit: pressure level.
-//! - Linux: PSI, `/proc/pressure/memory` (https://docs.kernel.org/accounting/psi.html). The
+//! - Linux: PSI, `/proc/pressure/memory` (<https://docs.kernel.org/accounting/psi.html>). The
 //!   sample is the share of wall time, between this sample and the previous one, in which
 //!   at least one task (`some`, the default) or all non-idle tasks (`full`) stalled on memory:
 //!   the delta of the line's `total=` (microseconds) over the elapsed time. Not `avg10`: that

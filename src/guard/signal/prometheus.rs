@@ -1,5 +1,5 @@
 //! The Prometheus text exposition format, version 0.0.4
-//! (https://prometheus.io/docs/instrumenting/exposition_formats/), as far as a sampler reads
+//! (<https://prometheus.io/docs/instrumenting/exposition_formats/>), as far as a sampler reads
 //! it: every sample line's name, labels and value. Comments (`# HELP`, `# TYPE`, any other)
 //! and blank lines are skipped; timestamps are accepted and dropped.
 //!
