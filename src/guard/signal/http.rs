@@ -320,3 +320,69 @@ pub async fn get(
     let status = exchange.status;
     Ok((status, exchange.body().await?))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn url(s: &str) -> url::Url {
+        url::Url::parse(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_plain_http_is_spoken_and_a_refused_connect_says_where() {
+        let e = get(&url("https://127.0.0.1:1/"), Duration::from_secs(5), 10)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, HttpError::Url(_)), "{e}");
+
+        // A port nothing listens on: bound, then closed.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let e = get(
+            &url(&format!("http://127.0.0.1:{port}/")),
+            Duration::from_secs(5),
+            10,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, HttpError::Connect { addr, .. } if *addr == format!("127.0.0.1:{port}")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn bodies_past_the_cap_are_refused_and_phases_are_in_order() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = sock.read(&mut buf).await;
+                let body = "x".repeat(100);
+                let reply = format!("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{body}");
+                let _ = sock.write_all(reply.as_bytes()).await;
+            }
+        });
+        let u = url(&format!("http://{addr}/metrics"));
+        let e = get(&u, Duration::from_secs(5), 99).await.unwrap_err();
+        assert!(matches!(e, HttpError::TooLarge(99)), "{e}");
+
+        let ex = send(Call {
+            url: &u,
+            json: None,
+            deadline: Duration::from_secs(5),
+            cap: 100,
+        })
+        .await
+        .unwrap();
+        let sent = ex.request_sent();
+        assert!(ex.started <= ex.connected && ex.connected <= sent && sent <= ex.headers);
+        assert_eq!(ex.body().await.unwrap().len(), 100);
+    }
+}
