@@ -138,7 +138,7 @@ mod tests {
         record(dir.path(), &r).unwrap();
         let path = dir.path().join("booted-out/homebrew.mxcl.ollama.json");
         assert!(path.is_file());
-        assert_eq!(all(dir.path()).unwrap(), [r.clone()]);
+        assert_eq!(all(dir.path()).unwrap(), std::slice::from_ref(&r));
         assert_eq!(record_of(dir.path(), &r.label).unwrap(), Some(r.clone()));
         assert!(forget(dir.path(), &r.label).unwrap());
         assert!(!forget(dir.path(), &r.label).unwrap());
