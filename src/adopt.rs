@@ -20,8 +20,14 @@
 //! at once, since the restored `RunAtLoad` starts it): once launchgraph is gone, a job left
 //! without the KeepAlive its plist asks for would stay down after a crash.
 //!
-//! This module decides ([`rewrite`], [`decide`]) and acts ([`adopt`], [`release`]), and says
-//! exactly what it did as typed [`Step`]s; the binary renders them.
+//! Release also gives back what launchgraph left unloaded: the launchd backend boots a
+//! KeepAlive job out to stop it, which unloads it until the next bootstrap, login or boot, and
+//! records it ([`crate::booted_out`]). Once the daemon has stopped for good, nobody would load
+//! those jobs again: [`give_back`] bootstraps each recorded job that is still not loaded and
+//! removes its record. Releasing an adopted job loads it too, so its record goes with it.
+//!
+//! This module decides ([`rewrite`], [`decide`]) and acts ([`adopt`], [`release`],
+//! [`give_back`]), and says exactly what it did as typed [`Step`]s; the binary renders them.
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
@@ -32,6 +38,7 @@ use plist::Value;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::booted_out;
 use crate::fsutil::{Replace, write_atomic_as};
 use crate::launchd::{ConsoleUser, Launchctl, LaunchctlError, PrintOutcome, service_target};
 use crate::unit::Domain;
@@ -323,6 +330,9 @@ pub enum Step {
     Reload(Reload),
     /// The backup and its record were removed.
     Forgot { backup: PathBuf },
+    /// The record of a job launchgraph had booted out was removed: it is loaded again, or
+    /// cannot be ([`GiveBack`]).
+    ForgotBootout { record: PathBuf },
 }
 
 /// Why adopt or release did not do (all of) it.
@@ -745,10 +755,17 @@ pub async fn release(
         ) => Reload::Restart { pid: *pid },
         (Loaded::Loaded { .. }, false) => Reload::Now,
     };
+    let booted_out_record =
+        booted_out::path_of(state_dir, &job.label).map_err(|e| Error::File(e.to_string()))?;
     if dry_run {
         steps.extend(plan.into_iter().map(Step::Launchctl));
         steps.push(Step::Reload(reload));
         steps.push(Step::Forgot { backup });
+        if booted_out_record.exists() {
+            steps.push(Step::ForgotBootout {
+                record: booted_out_record,
+            });
+        }
         return Ok(Released {
             service_target: target,
             steps,
@@ -794,8 +811,101 @@ pub async fn release(
         }
     }
     steps.push(Step::Forgot { backup });
+    // launchgraph's own bootout of the job, if any, is undone by the reload above; and when
+    // the job could not be loaded (no domain, disabled), giving it back would not load it
+    // either.
+    if booted_out::forget(state_dir, &job.label).map_err(|e| Error::Write(e.to_string()))? {
+        steps.push(Step::ForgotBootout {
+            record: booted_out_record,
+        });
+    }
     Ok(Released {
         service_target: target,
+        steps,
+    })
+}
+
+/// What [`give_back`] found of a job launchgraph had booted out, and did (or would do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GiveBack {
+    /// It was not loaded: bootstrapped, so launchd runs it as its plist says.
+    LoadedAgain,
+    /// Loaded already: someone loaded it since (a login, an admin, a release), or the
+    /// daemon's own start of it was cut short after its bootstrap.
+    AlreadyLoaded,
+    /// Its plist no longer exists: there is nothing to load.
+    PlistGone,
+    /// Its domain does not exist now (nobody is logged in at the GUI): launchd loads the
+    /// LaunchAgents of a user at their next login.
+    NoDomain,
+    /// Its owner disabled it (`launchctl print-disabled`): launchd would refuse the
+    /// bootstrap, and launchgraph never lifts an owner's disable.
+    Disabled,
+}
+
+/// What [`give_back`] planned or did.
+#[derive(Debug, Clone)]
+pub struct GivenBack {
+    pub service_target: String,
+    pub outcome: GiveBack,
+    pub steps: Vec<Step>,
+}
+
+/// Gives a job launchgraph booted out back to launchd: bootstraps it in the domain it was
+/// unloaded from when it is still not loaded there (retried while launchd drains, 5/37; a
+/// bootstrap answered "already loaded" is a success), then removes its record. A plist that
+/// no longer exists, a domain that does not exist now, or an owner's disable are reported
+/// and the record removed: nothing launchgraph could do loads the job. A failed bootstrap
+/// keeps the record, so that the next `release` tries again. With `dry_run`, only plans.
+pub async fn give_back(
+    record: &booted_out::Record,
+    state_dir: &Path,
+    launchd: &Launchd<'_>,
+    dry_run: bool,
+) -> Result<GivenBack, Error> {
+    let path =
+        booted_out::path_of(state_dir, &record.label).map_err(|e| Error::File(e.to_string()))?;
+    let (domain, plist) = (record.domain.as_str(), record.plist.as_path());
+    let target = service_target(domain, &record.label);
+    let lc = launchd.launchctl;
+    let loaded = lc.print(&target).await.map_err(launchd_error(vec![]))?;
+    let outcome = match loaded {
+        PrintOutcome::Loaded(_) => GiveBack::AlreadyLoaded,
+        PrintOutcome::NoDomain { .. } => GiveBack::NoDomain,
+        PrintOutcome::NotLoaded if !plist.exists() => GiveBack::PlistGone,
+        PrintOutcome::NotLoaded if disabled(lc, domain, &record.label).await => GiveBack::Disabled,
+        PrintOutcome::NotLoaded => GiveBack::LoadedAgain,
+    };
+    let mut steps = Vec::new();
+    if outcome == GiveBack::LoadedAgain {
+        match dry_run {
+            true => steps.push(Step::Launchctl(argv(&[
+                "bootstrap",
+                domain,
+                &plist.display().to_string(),
+            ]))),
+            false => bootstrap(lc, domain, &target, plist, &mut steps)
+                .await
+                .map_err(|e| match e {
+                    Error::Launchd { message, done } => Error::Launchd {
+                        message: format!(
+                            "{message}; the record {} is kept, so that `launchgraph release` \
+                             tries again",
+                            path.display()
+                        ),
+                        done,
+                    },
+                    other => other,
+                })?,
+        }
+    }
+    if !dry_run {
+        booted_out::forget(state_dir, &record.label).map_err(|e| Error::Write(e.to_string()))?;
+    }
+    steps.push(Step::ForgotBootout { record: path });
+    Ok(GivenBack {
+        service_target: target,
+        outcome,
         steps,
     })
 }

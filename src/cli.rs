@@ -185,16 +185,18 @@ pub enum Command {
     },
     /// Give an adopted job back to launchd: restore its plist from the backup (bytes, mode,
     /// owner), reload it (bootout, bootstrap) so launchd runs it as before, and remove the
-    /// backup. Refuses a plist changed since adopt unless --force. Needs root, but for
-    /// --dry-run.
+    /// backup. Refuses a plist changed since adopt unless --force. Also loads again a job
+    /// launchgraph booted out to stop it (a KeepAlive job, recorded in
+    /// <state-dir>/booted-out/) that is still not loaded. Needs root, but for --dry-run.
     Release {
         /// The unit (or the job's label); see --all.
         #[arg(required_unless_present = "all", conflicts_with = "all")]
         unit: Option<String>,
-        /// Release every adopted job (the uninstaller runs this).
+        /// Release every adopted job and load again every job launchgraph left booted out
+        /// (the uninstaller runs this).
         #[arg(long)]
         all: bool,
-        /// Only say what would be restored and the launchctl commands.
+        /// Only say what would be restored and loaded, and the launchctl commands.
         #[arg(long)]
         dry_run: bool,
         /// Restore the backup even over a plist changed since adopt wrote it.

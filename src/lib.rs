@@ -5,6 +5,7 @@
 //! supervisor. Every stage reports all of its errors at once, each naming a file, line and key.
 
 pub mod adopt;
+pub mod booted_out;
 pub(crate) mod clock;
 pub mod compile;
 pub mod control;

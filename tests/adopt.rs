@@ -1,5 +1,7 @@
 //! `launchgraph adopt` and `release` against the launchctl test double: the plist's bytes,
 //! mode and owner before and after, the backup, and the launchctl argv the double recorded.
+//! Also the jobs a daemon left booted out (a KeepAlive job is stopped with a bootout, which
+//! unloads it): recorded by `launchgraph up`, loaded again by `release`.
 //! Acting needs root (the binary refuses otherwise), so those tests are `root_*`; dry runs and
 //! the errors that name a unit or a path run as anyone.
 
@@ -12,7 +14,7 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use support::launchd::{DoubleLaunchd, JobPlist};
-use support::{DEADLINE, needs_root};
+use support::{DEADLINE, Daemon, needs_root};
 
 /// A units directory, a state directory and a double, with one `[launchd]` unit per job.
 struct Host {
@@ -44,6 +46,35 @@ impl Host {
 
     fn backup(&self, label: &str) -> PathBuf {
         self.state().join("adopted").join(format!("{label}.plist"))
+    }
+
+    /// The daemon's record of a job it booted out.
+    fn booted_out(&self, label: &str) -> PathBuf {
+        self.state()
+            .join("booted-out")
+            .join(format!("{label}.json"))
+    }
+
+    /// `launchgraph up` on the units, driving the double, with the state directory the
+    /// commands use.
+    fn daemon(&self) -> Daemon {
+        let d = Daemon::start_with_env(
+            &self.dir.path().join("units"),
+            &[(
+                "LAUNCHGRAPH_LAUNCHCTL",
+                self.double.wrapper_path.to_str().unwrap(),
+            )],
+        );
+        d.wait_serving();
+        d
+    }
+
+    /// The exit code of `print system/LABEL`: 113 once the job is not loaded.
+    async fn print_code(&self, label: &str) -> i32 {
+        self.double
+            .run(&["print", &format!("system/{label}")])
+            .await
+            .code
     }
 
     /// Writes the job's plist and a `[launchd]` unit `name` for it; returns the plist path.
@@ -726,4 +757,222 @@ async fn root_a_bootout_in_progress_and_its_drain_are_waited_out() {
         now.contains("state = not running") && !now.contains("keepalive"),
         "{now}"
     );
+}
+
+fn said(o: &Output, lines: &[String]) {
+    let out = stdout(o);
+    for line in lines {
+        assert!(
+            out.contains(line.as_str()),
+            "missing {line:?} in\n{}",
+            text(o)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keepalive_job_the_daemon_boots_out_is_recorded_until_the_daemon_starts_it_again() {
+    let h = Host::new().await;
+    let plist = h.job("model", &service("test.model"));
+    let record = h.booted_out("test.model");
+    let mut d = h.daemon();
+    d.wait_state("model", "ready");
+    h.print_until("test.model", |p| p.contains("state = running"))
+        .await;
+    assert!(!record.exists(), "no record while the job is loaded");
+
+    // SIGTERM: the KeepAlive job is booted out (unloaded, not killed) and recorded.
+    assert_eq!(d.terminate().code(), Some(0), "{}", d.log());
+    assert_eq!(h.print_code("test.model").await, 113, "unloaded");
+    assert!(
+        h.double
+            .calls()
+            .contains(&argv(&["bootout", "system/test.model"]))
+    );
+    let json: serde_json::Value = serde_json::from_slice(&fs::read(&record).unwrap()).unwrap();
+    assert_eq!(
+        json,
+        serde_json::json!({
+            "unit": "model",
+            "label": "test.model",
+            "domain": "system",
+            "plist": plist.to_str().unwrap(),
+        })
+    );
+    assert_eq!(fs::metadata(&record).unwrap().mode() & 0o777, 0o600);
+
+    // A dry run says what release would do, and does nothing (it needs no root).
+    let before = h.acting_calls();
+    let dry = h.run(&["release", "--all", "--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    said(
+        &dry,
+        &[
+            "model: would load again: test.model in system, dry run: nothing was changed\n"
+                .to_owned(),
+            format!(
+                "  would run: launchctl bootstrap system {}\n",
+                plist.display()
+            ),
+            format!(
+                "  would remove the record {} of launchgraph's bootout\n",
+                record.display()
+            ),
+        ],
+    );
+    assert_eq!(h.acting_calls(), before);
+    assert!(record.exists());
+    assert_eq!(h.print_code("test.model").await, 113);
+
+    // The next daemon bootstraps it at the unit's start: the record goes.
+    let mut d = h.daemon();
+    d.wait_state("model", "ready");
+    assert!(
+        h.acting_calls()[before.len()..].contains(&argv(&[
+            "bootstrap",
+            "system",
+            plist.to_str().unwrap()
+        ])),
+        "{:?}",
+        h.acting_calls()
+    );
+    assert!(!record.exists(), "forgotten once loaded again");
+    assert_eq!(d.terminate().code(), Some(0), "{}", d.log());
+    assert!(record.exists(), "recorded again at the next bootout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
+async fn root_release_all_loads_again_every_job_the_daemon_left_booted_out() {
+    needs_root("release --all");
+    let h = Host::new().await;
+    let model = h.job("model", &service("test.model"));
+    let cache = h.job("cache", &service("test.cache"));
+    let gone = h.job("gone", &service("test.gone"));
+    let mut d = h.daemon();
+    for unit in ["model", "cache", "gone"] {
+        d.wait_state(unit, "ready");
+    }
+    assert_eq!(d.terminate().code(), Some(0), "{}", d.log());
+    for label in ["test.model", "test.cache", "test.gone"] {
+        assert_eq!(h.print_code(label).await, 113, "{label} unloaded");
+        assert!(h.booted_out(label).exists(), "{label} recorded");
+    }
+    // Since: an admin loaded one again by hand, and another's plist was deleted.
+    h.load(&cache).await;
+    fs::remove_file(&gone).unwrap();
+    let before = h.acting_calls().len();
+
+    let out = h.run(&["release", "--all"]);
+    assert!(out.status.success(), "{}", text(&out));
+    said(
+        &out,
+        &[
+            "model: loaded again: test.model in system\n".to_owned(),
+            format!("  ran: launchctl bootstrap system {}\n", model.display()),
+            format!(
+                "  removed the record {} of launchgraph's bootout\n",
+                h.booted_out("test.model").display()
+            ),
+            "cache: system/test.cache is loaded already: nothing to load\n".to_owned(),
+            format!(
+                "gone: not loaded again: the plist {} no longer exists (system/test.gone is not \
+                 loaded)\n",
+                gone.display()
+            ),
+        ],
+    );
+    // Only the job that was not loaded is bootstrapped, once.
+    assert_eq!(
+        h.acting_calls()[before..],
+        [argv(&["bootstrap", "system", model.to_str().unwrap()])]
+    );
+    assert_eq!(
+        fs::read_dir(h.state().join("booted-out")).unwrap().count(),
+        0
+    );
+    // launchd runs it again, KeepAlive and all.
+    let now = h
+        .print_until("test.model", |p| p.contains("state = running"))
+        .await;
+    assert!(now.contains("keepalive"), "{now}");
+
+    let out = h.run(&["release", "--all"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("nothing to release"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root"]
+async fn root_release_of_one_unit_loads_its_job_and_an_adopted_job_s_release_forgets_its_bootout() {
+    needs_root("release");
+    let h = Host::new().await;
+    let model = h.job("model", &service("test.model"));
+    let gateway = h.job("gateway", &service("test.gateway"));
+    let original = fs::read(&gateway).unwrap();
+    for plist in [&model, &gateway] {
+        h.load(plist).await;
+    }
+    h.print_until("test.gateway", |p| p.contains("state = running"))
+        .await;
+    // Adopted while running: launchd keeps the KeepAlive it loaded, so the daemon's stop of
+    // it is a bootout too.
+    let out = h.run(&["adopt", "gateway"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut d = h.daemon();
+    for unit in ["model", "gateway"] {
+        d.wait_state(unit, "ready");
+    }
+    assert_eq!(d.terminate().code(), Some(0), "{}", d.log());
+    for label in ["test.model", "test.gateway"] {
+        assert_eq!(h.print_code(label).await, 113, "{label} unloaded");
+        assert!(h.booted_out(label).exists(), "{label} recorded");
+    }
+    let before = h.acting_calls().len();
+
+    // A unit that is not adopted but was left booted out: `release UNIT` loads it.
+    let out = h.run(&["release", "model"]);
+    assert!(out.status.success(), "{}", text(&out));
+    said(
+        &out,
+        &["model: loaded again: test.model in system\n".to_owned()],
+    );
+    assert_eq!(
+        h.acting_calls()[before..],
+        [argv(&["bootstrap", "system", model.to_str().unwrap()])]
+    );
+    assert!(!h.booted_out("test.model").exists());
+    assert!(h.booted_out("test.gateway").exists());
+
+    // The adopted one: its release restores and loads the plist, once, and forgets the
+    // bootout with it.
+    let dry = h.run(&["release", "--all", "--dry-run"]);
+    assert!(dry.status.success(), "{}", text(&dry));
+    said(
+        &dry,
+        &[format!(
+            "  would remove the record {} of launchgraph's bootout\n",
+            h.booted_out("test.gateway").display()
+        )],
+    );
+    assert!(!stdout(&dry).contains("would load again"), "{}", text(&dry));
+    let before = h.acting_calls().len();
+    let out = h.run(&["release", "--all"]);
+    assert!(out.status.success(), "{}", text(&out));
+    said(
+        &out,
+        &["gateway: released system/test.gateway\n".to_owned()],
+    );
+    assert_eq!(
+        h.acting_calls()[before..],
+        [argv(&["bootstrap", "system", gateway.to_str().unwrap()])]
+    );
+    assert_eq!(fs::read(&gateway).unwrap(), original);
+    assert!(!h.booted_out("test.gateway").exists());
+    h.print_until("test.gateway", |p| p.contains("state = running"))
+        .await;
 }

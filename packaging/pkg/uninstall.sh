@@ -1,6 +1,6 @@
 #!/bin/bash
 # Uninstalls launchgraph installed by the .pkg: stops and unloads the daemon, gives the
-# launchd jobs it adopted back to launchd (`launchgraph release --all`), removes the binary, the daemon's plist, its newsyslog entry and the example units, then forgets the
+# launchd jobs it adopted or left booted out back to launchd (`launchgraph release --all`), removes the binary, the daemon's plist, its newsyslog entry and the example units, then forgets the
 # package receipt. The .pkg installs this script as /usr/local/share/launchgraph/uninstall.sh (Apple ships no
 # uninstaller for packages, launchd.md §7.2).
 #
@@ -110,8 +110,9 @@ done
 
 # Give every adopted job back to launchd: its plist restored from the backup in the state
 # directory and the job reloaded, so it runs as launchd would run it, not without RunAtLoad
-# and KeepAlive until someone notices. Only now that the daemon has stopped: its ordered stop
-# would stop them again. A job that cannot be released stops the uninstall with everything in
+# and KeepAlive until someone notices. And load again every KeepAlive job the daemon's ordered
+# stop booted out (recorded in the state directory): a bootout unloads a job until the next
+# boot or login. Only now that the daemon has stopped: its ordered stop would stop them again. A job that cannot be released stops the uninstall with everything in
 # place, backups included.
 if [ -x "$binary" ]; then
     rc=0

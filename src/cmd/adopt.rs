@@ -1,10 +1,12 @@
 //! `adopt` and `release`: finds the unit's launchd job, checks the caller may act, runs
 //! [`launchgraph::adopt`], and says exactly what was done (or, with `--dry-run`, would be).
+//! `release` also gives back the jobs launchgraph left booted out ([`booted_out`]).
 //! Paths are printed through [`escape`].
 
 use std::path::Path;
 
-use launchgraph::adopt::{Error, Job, Launchd, Record, Reload, Step};
+use launchgraph::adopt::{Error, GiveBack, GivenBack, Job, Launchd, Record, Reload, Step};
+use launchgraph::booted_out;
 use launchgraph::diag::escape;
 use launchgraph::launchd::{ConsoleUser, Launchctl};
 
@@ -102,7 +104,8 @@ fn rewritten_back(job: &Job) -> Option<String> {
     None
 }
 
-/// `release UNIT` or, with `None`, `release --all`.
+/// `release UNIT` or, with `None`, `release --all`: releases the adopted jobs, then gives
+/// back the jobs launchgraph left booted out ([`launchgraph::adopt::give_back`]).
 pub(crate) fn release(
     name: Option<&str>,
     units_dir: &Path,
@@ -113,35 +116,46 @@ pub(crate) fn release(
 ) -> Result<(), Failure> {
     let adopted =
         launchgraph::adopt::adopted(state_dir).map_err(|e| Failure::Data(e.to_string()))?;
-    let records: Vec<Record> = match name {
-        None => adopted,
+    let booted = booted_out::all(state_dir).map_err(|e| Failure::Data(escape(&e.0).into()))?;
+    let (records, given): (Vec<Record>, Vec<booted_out::Record>) = match name {
+        None => {
+            // An adopted job's release loads it, and removes its record of a bootout with it.
+            let given = booted
+                .into_iter()
+                .filter(|b| !adopted.iter().any(|r| r.job.label == b.label))
+                .collect();
+            (adopted, given)
+        }
         Some(name) => match adopted
             .iter()
             .find(|r| r.job.unit == name || r.job.label == name)
         {
-            Some(r) => vec![r.clone()],
-            None => return not_adopted(name, units_dir, state_dir, &adopted),
+            Some(r) => (vec![r.clone()], vec![]),
+            // Not adopted but left unloaded by launchgraph: given back too. `release UNIT`
+            // means "launchd runs this job again, as it would without launchgraph", whichever
+            // way launchgraph had taken it.
+            None => match booted.iter().find(|b| b.unit == name || b.label == name) {
+                Some(b) => (vec![], vec![b.clone()]),
+                None => return not_adopted(name, units_dir, state_dir, &adopted, &booted),
+            },
         },
     };
-    if records.is_empty() {
+    let adopted_dir = state_dir.join(launchgraph::adopt::ADOPTED_DIR);
+    let booted_dir = state_dir.join(booted_out::BOOTED_OUT_DIR);
+    if records.is_empty() && given.is_empty() {
         return print(&format!(
-            "no adopted jobs in {}: nothing to release\n",
-            escape(
-                &state_dir
-                    .join(launchgraph::adopt::ADOPTED_DIR)
-                    .to_string_lossy()
-            )
+            "no adopted jobs in {} and no jobs left booted out by launchgraph in {}: nothing \
+             to release\n",
+            escape(&adopted_dir.to_string_lossy()),
+            escape(&booted_dir.to_string_lossy())
         ));
     }
     if !dry_run {
         need_root(&format!(
-            "release restores plists from {} and reloads their jobs with launchctl: run it as \
-             root (sudo launchgraph release ...); --dry-run needs no root",
-            escape(
-                &state_dir
-                    .join(launchgraph::adopt::ADOPTED_DIR)
-                    .to_string_lossy()
-            )
+            "release restores plists from {} and loads the jobs recorded in {} with \
+             launchctl: run it as root (sudo launchgraph release ...); --dry-run needs no root",
+            escape(&adopted_dir.to_string_lossy()),
+            escape(&booted_dir.to_string_lossy())
         ))?;
     }
     let launchctl = Launchctl::new(&args.launchctl);
@@ -151,6 +165,7 @@ pub(crate) fn release(
         console: &console,
     };
     let rt = runtime()?;
+    let total = records.len() + given.len();
     let mut failures = Vec::new();
     for record in &records {
         let unit = &record.job.unit;
@@ -174,10 +189,34 @@ pub(crate) fn release(
             }
             Err(e) => {
                 let f = failure(unit, e, dry_run, Verb::Release);
-                if records.len() == 1 {
+                if total == 1 {
                     return Err(f);
                 }
                 // Each job on its own: one that cannot be released does not keep the others.
+                eprintln!("launchgraph: {}", message_of(&f));
+                failures.push((unit.clone(), f));
+            }
+        }
+    }
+    for b in &given {
+        let unit = &b.unit;
+        match rt.block_on(launchgraph::adopt::give_back(
+            b, state_dir, &launchd, dry_run,
+        )) {
+            Ok(done) => {
+                let mut out = given_back(b, &done, dry_run);
+                for step in &done.steps {
+                    for line in render(step, unit, &done.service_target, dry_run, Verb::Release) {
+                        out.push_str(&format!("  {line}\n"));
+                    }
+                }
+                print(&out)?;
+            }
+            Err(e) => {
+                let f = failure(unit, e, dry_run, Verb::Release);
+                if total == 1 {
+                    return Err(f);
+                }
                 eprintln!("launchgraph: {}", message_of(&f));
                 failures.push((unit.clone(), f));
             }
@@ -188,8 +227,7 @@ pub(crate) fn release(
         n => {
             let names: Vec<&str> = failures.iter().map(|(u, _)| u.as_str()).collect();
             let message = format!(
-                "{n} of {} adopted jobs were not released ({}): see above",
-                records.len(),
+                "{n} of {total} jobs were not given back to launchd ({}): see above",
                 names.join(", ")
             );
             Err(match failures.remove(0).1 {
@@ -202,28 +240,73 @@ pub(crate) fn release(
     }
 }
 
+/// The first lines of what [`launchgraph::adopt::give_back`] did with a job launchgraph had
+/// booted out.
+fn given_back(b: &booted_out::Record, done: &GivenBack, dry_run: bool) -> String {
+    let (unit, label, domain, target) = (&b.unit, &b.label, &b.domain, &done.service_target);
+    let plist = escape(&b.plist.to_string_lossy()).into_owned();
+    let why = "launchgraph had booted it out to stop it (a KeepAlive job), which unloads it \
+               until the next bootstrap, login or boot";
+    match done.outcome {
+        GiveBack::LoadedAgain if dry_run => format!(
+            "{unit}: would load again: {label} in {domain}, dry run: nothing was changed\n  \
+             {why}; launchd would run it again as its plist says\n"
+        ),
+        GiveBack::LoadedAgain => format!(
+            "{unit}: loaded again: {label} in {domain}\n  {why}; launchd runs it again as its \
+             plist says\n"
+        ),
+        GiveBack::AlreadyLoaded => format!(
+            "{unit}: {target} is loaded already: nothing to load\n  {why}; it was loaded \
+             again since\n"
+        ),
+        GiveBack::PlistGone => format!(
+            "{unit}: not loaded again: the plist {plist} no longer exists ({target} is not \
+             loaded)\n"
+        ),
+        GiveBack::NoDomain => format!(
+            "{unit}: not loaded again: the domain of {target} does not exist now (nobody is \
+             logged in); launchd loads a user's LaunchAgents at their next login\n"
+        ),
+        GiveBack::Disabled => format!(
+            "{unit}: not loaded again: {target} is disabled (launchctl print-disabled), and \
+             its owner's disable is kept; `launchctl enable {target}`, then `launchctl \
+             bootstrap {domain} {plist}`, loads it\n"
+        ),
+    }
+}
+
 /// `release NAME` with no record of NAME: what the units directory says of it.
 fn not_adopted(
     name: &str,
     units_dir: &Path,
     state_dir: &Path,
     adopted: &[Record],
+    booted: &[booted_out::Record],
 ) -> Result<(), Failure> {
     let dir = state_dir.join(launchgraph::adopt::ADOPTED_DIR);
+    let booted_dir = state_dir.join(booted_out::BOOTED_OUT_DIR);
     match launchd_job(name, units_dir, "release") {
         Ok(job) => print(&format!(
-            "{name}: {} is not adopted (no backup in {}): nothing to do\n",
+            "{name}: {} is not adopted (no backup in {}) and was not left booted out by \
+             launchgraph (no record in {}): nothing to do\n",
             job.label,
-            escape(&dir.to_string_lossy())
+            escape(&dir.to_string_lossy()),
+            escape(&booted_dir.to_string_lossy())
         )),
         Err(Failure::Usage(m)) => Err(Failure::Usage(m)),
-        // The units directory is invalid or gone (an uninstall): say what is adopted.
+        // The units directory is invalid or gone (an uninstall): say what is recorded.
         Err(_) => {
-            let names: Vec<&str> = adopted.iter().map(|r| r.job.unit.as_str()).collect();
+            let names: Vec<&str> = adopted
+                .iter()
+                .map(|r| r.job.unit.as_str())
+                .chain(booted.iter().map(|b| b.unit.as_str()))
+                .collect();
             Err(Failure::Usage(format!(
-                "no adopted job named `{name}` in {} (adopted: {}); release takes the name of \
-                 an adopted unit or its label, or --all",
+                "no adopted or booted-out job named `{name}` in {} or {} (recorded: {}); \
+                 release takes the name of an adopted or booted-out unit or its label, or --all",
                 escape(&dir.to_string_lossy()),
+                escape(&booted_dir.to_string_lossy()),
                 if names.is_empty() {
                     "none".to_owned()
                 } else {
@@ -395,6 +478,11 @@ fn render(step: &Step, unit: &str, target: &str, dry_run: bool, verb: Verb) -> V
             "{} the backup {} and its record",
             would("removed", "would remove"),
             p(backup)
+        )],
+        Step::ForgotBootout { record } => vec![format!(
+            "{} the record {} of launchgraph's bootout",
+            would("removed", "would remove"),
+            p(record)
         )],
         Step::Reload(r) => match verb {
             Verb::Adopt => adopt_reload(*r, unit, target, dry_run),

@@ -33,10 +33,15 @@
 //! resolved (`gui/console` to whoever is at the console now), a plist that belongs to another
 //! user defers the start with [`Reason::AgentDomainOtherUser`] and no launchctl call.
 //!
+//! Every bootout it does leaves the job unloaded until the next bootstrap, login or boot, so
+//! it is recorded first in the state directory ([`crate::booted_out`]) and the record removed
+//! once the job is loaded again: `launchgraph release` gives back what a daemon that stopped
+//! for good left unloaded.
+//!
 //! It reports to the decision core exactly as an `exec` run does, so the engine gives launchd
 //! jobs the same guarantees (ordered start on readiness, ordered restart, bounded stops).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::Run;
@@ -293,6 +298,35 @@ pub(crate) struct LaunchdBackend {
     pub name: String,
     pub ctx: LaunchdContext,
     pub spec: LaunchdSpec,
+    /// Where the records of booted-out jobs are kept ([`crate::booted_out`]).
+    pub state_dir: PathBuf,
+}
+
+/// The record of this run's job while a bootout by launchgraph has it unloaded.
+pub(crate) struct BootoutMark {
+    state_dir: PathBuf,
+    record: crate::booted_out::Record,
+}
+
+impl BootoutMark {
+    /// Before a bootout: written first, so that a crash after the bootout never leaves an
+    /// unloaded job without its record. A record that cannot be written does not keep the
+    /// job from being stopped.
+    fn set(&self) {
+        if let Err(e) = crate::booted_out::record(&self.state_dir, &self.record) {
+            tracing::warn!(
+                label = %self.record.label,
+                "{e}: `launchgraph release` will not know that launchgraph left this job unloaded"
+            );
+        }
+    }
+
+    /// The job is loaded again (bootstrapped by launchgraph or found loaded).
+    fn clear(&self) {
+        if let Err(e) = crate::booted_out::forget(&self.state_dir, &self.record.label) {
+            tracing::warn!(label = %self.record.label, "{e}");
+        }
+    }
 }
 
 impl LaunchdBackend {
@@ -306,14 +340,26 @@ impl LaunchdBackend {
             // Held while the job is driven: launchd keeps the job itself should this task die.
             watch: _watch,
         } = run;
-        run_launchd(self.name, self.ctx, self.spec, unit, generation, stop, tx).await;
+        run_launchd(
+            self.name,
+            self.ctx,
+            self.spec,
+            self.state_dir,
+            unit,
+            generation,
+            stop,
+            tx,
+        )
+        .await;
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run_launchd(
     name: String,
     ctx: LaunchdContext,
     spec: LaunchdSpec,
+    state_dir: PathBuf,
     unit: crate::engine::events::UnitId,
     generation: crate::engine::events::Generation,
     mut stop_rx: tokio::sync::oneshot::Receiver<Reason>,
@@ -350,12 +396,22 @@ async fn run_launchd(
     let lc = &ctx.launchctl;
     let owner_uids =
         crate::launchd::owner::owner_uids(&spec.plist, domain_uid, ctx.console.uid().ok());
+    let mark = BootoutMark {
+        state_dir,
+        record: crate::booted_out::Record {
+            unit: name.clone(),
+            label: spec.label.0.clone(),
+            domain: domain.clone(),
+            plist: spec.plist.clone(),
+        },
+    };
     let job = JobRef {
         name: &name,
         spec: &spec,
         domain: &domain,
         target: &target,
         owner_uids: &owner_uids,
+        mark: &mark,
     };
 
     let mut info = match start_job(lc, &job, facts.keepalive.any()).await {
@@ -371,7 +427,7 @@ async fn run_launchd(
             if facts.keepalive.any() {
                 // launchd would retry the spawn every ThrottleInterval forever; the engine's
                 // backoff and start limit decide instead.
-                bootout_and_wait(lc, &target, facts.exit_timeout).await;
+                bootout_and_wait(lc, &target, facts.exit_timeout, &mark).await;
             }
             r.send(Event::SpawnFailed {
                 unit,
@@ -434,7 +490,7 @@ async fn run_launchd(
             Ok(reason) = &mut stop_rx => Some(reason),
         };
         if let Some(reason) = stop_reason {
-            let (exit, killed) = stop(lc, &target, &info, &facts, reason).await;
+            let (exit, killed) = stop(lc, &target, &info, &facts, reason, &mark).await;
             r.send(Event::Exited {
                 unit,
                 generation,
@@ -451,7 +507,7 @@ async fn run_launchd(
         // launchd may already have tried to relaunch it and failed to spawn: its 78 is not
         // the program's exit.
         if let Some(detail) = after.as_ref().and_then(|now| spawn_failure(&target, now)) {
-            spawn_failed_after_run(lc, &r, &name, &target, &facts, detail, unit, generation).await;
+            spawn_failed_after_run(lc, &r, &job, &facts, detail, unit, generation).await;
             return;
         }
         match after {
@@ -481,7 +537,7 @@ async fn run_launchd(
                         }
                     } => i,
                     Ok(reason) = &mut stop_rx => {
-                        let (exit, killed) = stop(lc, &target, &now, &facts, reason).await;
+                        let (exit, killed) = stop(lc, &target, &now, &facts, reason, &mark).await;
                         r.send(Event::Exited { unit, generation, exit, killed_after_timeout: killed });
                         return;
                     }
@@ -498,10 +554,8 @@ async fn run_launchd(
                         return;
                     }
                     Some(Relaunch::SpawnFailed(detail)) => {
-                        spawn_failed_after_run(
-                            lc, &r, &name, &target, &facts, detail, unit, generation,
-                        )
-                        .await;
+                        spawn_failed_after_run(lc, &r, &job, &facts, detail, unit, generation)
+                            .await;
                         return;
                     }
                     Some(Relaunch::Running(i)) => {
@@ -589,6 +643,8 @@ pub(crate) struct JobRef<'a> {
     pub target: &'a str,
     /// Whose other domains may hold the label too ([`crate::launchd::owner::owner_uids`]).
     pub owner_uids: &'a [u32],
+    /// The job's record while a bootout by launchgraph has it unloaded.
+    pub mark: &'a BootoutMark,
 }
 
 /// Ensures the job is loaded and running, returning what `print` says of it: adopts a running
@@ -652,7 +708,12 @@ async fn start(lc: &Launchctl, job: &JobRef<'_>, keepalive: bool) -> Result<Star
     let (domain, target, plist) = (job.domain, job.target, job.spec.plist.as_path());
     // Runs before the kickstart: a spawn failure counts only when launchd tried again.
     let mut runs_before = None;
-    let load = match lc.print(target).await? {
+    let printed = lc.print(target).await?;
+    if let PrintOutcome::Loaded(_) = &printed {
+        // Loaded again, by launchgraph or by someone else: nothing left to give back.
+        job.mark.clear();
+    }
+    let load = match printed {
         PrintOutcome::NoDomain { code, stderr } => {
             return Err(Attempt::NoDomain(format!(
                 "{domain}: launchctl print exited {code}: {stderr}"
@@ -690,7 +751,7 @@ async fn start(lc: &Launchctl, job: &JobRef<'_>, keepalive: bool) -> Result<Star
                     );
                     let bound =
                         exit_timeout_of(info.exit_timeout.and_then(|s| i64::try_from(s).ok()));
-                    if !bootout_and_wait(lc, target, bound).await {
+                    if !bootout_and_wait(lc, target, bound, job.mark).await {
                         return Err(Attempt::Transient(LaunchctlError {
                             argv: vec!["bootout".into(), target.into()],
                             code: None,
@@ -720,6 +781,7 @@ async fn start(lc: &Launchctl, job: &JobRef<'_>, keepalive: bool) -> Result<Star
                 return Err(e.into());
             }
         }
+        job.mark.clear();
         runs_before = Some(0);
     }
     // A KeepAlive or RunAtLoad job is started by launchd on bootstrap: do not kickstart it
@@ -781,10 +843,16 @@ async fn owner_holds(lc: &Launchctl, job: &JobRef<'_>) -> Result<(), Attempt> {
     hold.map_or(Ok(()), |h| Err(Attempt::Held(h)))
 }
 
-/// `bootout`, then waits until `print` says the job is gone (113), for up to its exit timeout
-/// plus 5 s, so that a following bootstrap does not race the drain (openclaw#136453). True
-/// once it is gone.
-async fn bootout_and_wait(lc: &Launchctl, target: &str, exit_timeout: Duration) -> bool {
+/// `bootout` (recorded first), then waits until `print` says the job is gone (113), for up to
+/// its exit timeout plus 5 s, so that a following bootstrap does not race the drain
+/// (openclaw#136453). True once it is gone.
+async fn bootout_and_wait(
+    lc: &Launchctl,
+    target: &str,
+    exit_timeout: Duration,
+    mark: &BootoutMark,
+) -> bool {
+    mark.set();
     if let Err(e) = lc.bootout(target).await {
         tracing::warn!(target, error = %e, "bootout failed");
     }
@@ -804,20 +872,18 @@ async fn bootout_and_wait(lc: &Launchctl, target: &str, exit_timeout: Duration) 
 /// forever), and the run ends as an exit with no code, so that `no-restart-exit-codes`
 /// never mistakes launchd's 78 for the program's and the engine's backoff and start limit
 /// apply; the next start reports the spawn failure itself if it persists.
-#[allow(clippy::too_many_arguments)]
 async fn spawn_failed_after_run(
     lc: &Launchctl,
     r: &Reporter,
-    name: &str,
-    target: &str,
+    job: &JobRef<'_>,
     facts: &PlistFacts,
     detail: String,
     unit: crate::engine::events::UnitId,
     generation: crate::engine::events::Generation,
 ) {
-    tracing::warn!(reason = %Reason::LaunchdSpawnFailed, "{name}: {detail}");
+    tracing::warn!(reason = %Reason::LaunchdSpawnFailed, "{}: {detail}", job.name);
     if facts.keepalive.any() {
-        bootout_and_wait(lc, target, facts.exit_timeout).await;
+        bootout_and_wait(lc, job.target, facts.exit_timeout, job.mark).await;
     }
     r.send(Event::Exited {
         unit,
@@ -831,14 +897,16 @@ async fn spawn_failed_after_run(
 }
 
 /// Stops the job: `kickstart -k` for a hung KeepAlive job (it comes back by itself), `bootout`
-/// for other KeepAlive jobs (then waits until launchd has unloaded it, so a later bootstrap
-/// does not race the drain), `kill` otherwise (SIGTERM, then SIGKILL after the exit timeout).
+/// for other KeepAlive jobs (recorded first, since it leaves the job unloaded; then waits until
+/// launchd has unloaded it, so a later bootstrap does not race the drain), `kill` otherwise
+/// (SIGTERM, then SIGKILL after the exit timeout; the job stays loaded).
 async fn stop(
     lc: &Launchctl,
     target: &str,
     info: &ServiceInfo,
     facts: &PlistFacts,
     reason: Reason,
+    mark: &BootoutMark,
 ) -> (ExitInfo, bool) {
     let unknown = ExitInfo {
         code: None,
@@ -857,6 +925,7 @@ async fn stop(
         );
     }
     if facts.keepalive.any() {
+        mark.set();
         if let Err(e) = lc.bootout(target).await {
             tracing::warn!(target, error = %e, "bootout failed");
         }

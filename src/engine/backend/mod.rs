@@ -45,7 +45,7 @@ pub(crate) struct Run {
 #[derive(Clone)]
 pub(crate) struct BackendConfig {
     pub launchd: launchd::LaunchdContext,
-    /// Where run records are kept.
+    /// Where run records and the records of booted-out launchd jobs are kept.
     pub state_dir: PathBuf,
 }
 
@@ -69,6 +69,7 @@ impl Backend {
                 name: unit.name.to_string(),
                 ctx: config.launchd.clone(),
                 spec: spec.clone(),
+                state_dir: config.state_dir.clone(),
             }),
             Runner::External(_) => Backend::External(external::ExternalBackend),
         }
