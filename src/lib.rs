@@ -14,6 +14,7 @@ pub mod exit;
 pub mod fingerprint;
 pub(crate) mod fsutil;
 pub mod graph;
+pub mod guard;
 pub mod launchd;
 pub mod listener;
 pub mod metrics;

@@ -72,6 +72,14 @@ reasons! {
     TaskFailed => "TASK_FAILED", "A task of the supervisor that watched the unit (its run, or one of its probes) died on a bug in launchgraph; what the run left was killed, or the unit stopped, and it is restarted so that it is watched again.";
     IllegalTransition => "ILLEGAL_TRANSITION", "The supervisor made a state change its table of legal transitions does not list: a bug in launchgraph, logged where it happened.";
     OrphanAdopted => "ORPHAN_ADOPTED", "A process of the unit that had left its process group (setsid) was found in the unit's cgroup: adopted by launchgraph after its parent died, or stopped (the unit's stop signal, then SIGKILL) because the unit's main process had exited or was stopped. Logged with the unit, the pid and the command line (Linux, as root).";
+    GuardPending => "GUARD_PENDING", "A guard's trip condition is met but has not yet held for its trip window (`for` or `samples`); nothing is done yet.";
+    GuardTripped => "GUARD_TRIPPED", "A guard's trip condition held for its whole trip window, or an admin tripped it by hand: its on-trip actions run and the units it holds wait (HELD_BY_GUARD). Also logged when a clearing guard's signal crosses its clear threshold again, without running anything again.";
+    GuardClearing => "GUARD_CLEARING", "A tripped guard's clear condition is met but has not yet held for its clear window (`clear-for` or `clear-samples`); it is still tripped.";
+    GuardCleared => "GUARD_CLEARED", "A guard is back to ok: its clear condition held for its clear window (its on-clear actions run and held units may start), an admin cleared it by hand, or a pending trip's condition lapsed before its window.";
+    GuardUnknown => "GUARD_UNKNOWN", "A guard's signal could not be sampled (model not loaded, counter unreadable, command failed; the cause says which). Its windows neither advance nor reset, and it keeps its last real state, shown alongside, until a sample is taken again.";
+    GuardActionFailed => "GUARD_ACTION_FAILED", "A command of a guard's on-trip or on-clear action exited non-zero or could not run; the rest of that action was not done. Shown until the guard's next edge (trip or clear) or a forced re-run.";
+    GuardActionTimeout => "GUARD_ACTION_TIMEOUT", "A guard's action was not done and verified within its complete-within time box. Shown until its verify command confirms it after all, or the guard's next edge (trip or clear) supersedes it.";
+    HeldByGuard => "HELD_BY_GUARD", "The unit is not started because a tripped guard (or switch) holds it (`hold`); it starts once that guard clears. Not a failure: nothing is counted toward the start limit.";
 }
 
 impl fmt::Display for Reason {

@@ -134,9 +134,13 @@ pub enum Signal {
     /// Linux: PSI `some` share of time stalled (a percent); macOS: the kernel's pressure level.
     MemoryPressure,
     /// Space an unprivileged writer can use on the volume holding `path`, in percent.
-    DiskFree { path: PathBuf },
+    DiskFree {
+        path: PathBuf,
+    },
     /// A command that prints one number.
-    Exec { command: Vec<String> },
+    Exec {
+        command: Vec<String>,
+    },
 }
 
 impl Signal {
@@ -400,7 +404,9 @@ impl fmt::Display for Quantity {
     /// As a person writes it: `2.5s`, `20MiB/s`, `12%`, `3`, `warn`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
-            Quantity::Latency(d) if d < Duration::from_secs(1) && d.subsec_nanos() % 1_000_000 == 0 => {
+            Quantity::Latency(d)
+                if d < Duration::from_secs(1) && d.subsec_nanos() % 1_000_000 == 0 =>
+            {
                 write!(f, "{}ms", d.as_millis())
             }
             Quantity::Latency(d) => write!(f, "{}s", trim_float(d.as_secs_f64())),
@@ -704,8 +710,19 @@ mod tests {
             assert_eq!(Quantity::parse(s), Ok(q), "{s}");
         }
         for bad in [
-            "", "-1s", "1e3s", "NaN", "inf", "101%", "-5%", "20MiB", "5 parsecs", "1..5s", ".",
-            "s", "2.5 parsecs/s",
+            "",
+            "-1s",
+            "1e3s",
+            "NaN",
+            "inf",
+            "101%",
+            "-5%",
+            "20MiB",
+            "5 parsecs",
+            "1..5s",
+            ".",
+            "s",
+            "2.5 parsecs/s",
         ] {
             assert!(Quantity::parse(bad).is_err(), "{bad:?} parsed");
         }

@@ -188,7 +188,7 @@ fn unique(
                 ),
             )
             .with_hint(
-                "guards and switches of a unit need distinct names: `launchgraph guard` commands address them as UNIT/NAME",
+                "guards and switches of a unit need distinct names: logs, status and metrics tell them apart by name",
             );
         cx.diags.push(d);
     } else {
@@ -232,7 +232,7 @@ fn name_of(
                 format!("[[{kind}]] number {} is missing `name`", i + 1),
             )
             .with_hint(format!(
-                "add `name = \"...\"`, unique in the unit, e.g. name = \"ttft\"; `launchgraph guard` commands address it as UNIT/NAME"
+                "add `name = \"...\"`, unique in the unit, e.g. name = \"ttft\": logs, status and metrics name the {kind} by it"
             ));
         cx.diags.push(d);
         return (None, None, fallback);
@@ -269,9 +269,10 @@ fn guard(
         None => format!("[[guard]] number {}", i + 1),
     };
     let t = t.named(prefix, place);
-    let who = name
-        .as_ref()
-        .map_or_else(|| format!("guard number {}", i + 1), |n| format!("guard {:?}", n.as_str()));
+    let who = name.as_ref().map_or_else(
+        || format!("guard number {}", i + 1),
+        |n| format!("guard {:?}", n.as_str()),
+    );
 
     // The signal, then its parameters.
     let kind = t
@@ -323,10 +324,11 @@ fn guard(
     let signal = kind.and_then(|k| signal(cx, &t, k));
 
     let every = kind.and_then(|k| {
-        let every =
-            t.positive_duration(cx, "every", k.default_every(), MAX_TIMEOUT)?;
+        let every = t.positive_duration(cx, "every", k.default_every(), MAX_TIMEOUT)?;
         if every < k.min_every() {
-            let v = t.get("every").expect("only a written value is below the minimum");
+            let v = t
+                .get("every")
+                .expect("only a written value is below the minimum");
             cx.err(
                 v,
                 &t.key("every"),
@@ -344,9 +346,8 @@ fn guard(
         }
         Some(every)
     });
-    let timeout = kind.and_then(|k| {
-        t.positive_duration(cx, "timeout", k.default_timeout(), MAX_TIMEOUT)
-    });
+    let timeout =
+        kind.and_then(|k| t.positive_duration(cx, "timeout", k.default_timeout(), MAX_TIMEOUT));
 
     // Thresholds.
     let measure = kind.map(SignalKind::measure);
@@ -614,7 +615,8 @@ fn labels(
         let item_key = format!("{key}.{name}");
         let valid = {
             let mut c = name.chars();
-            c.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            c.next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
                 && c.all(|c| c.is_ascii_alphanumeric() || c == '_')
         };
         if !valid {
@@ -734,10 +736,12 @@ fn threshold_pair<'t, 'i>(
         .and_then(SignalKind::parse);
     let kind_name = kind.map(SignalKind::as_str);
     match (t.get("above"), t.get("below")) {
-        (Some(v), None) => quantity(cx, v, &t.key("above"), measure, kind_name)
-            .map(|q| (Direction::Above, q, v)),
-        (None, Some(v)) => quantity(cx, v, &t.key("below"), measure, kind_name)
-            .map(|q| (Direction::Below, q, v)),
+        (Some(v), None) => {
+            quantity(cx, v, &t.key("above"), measure, kind_name).map(|q| (Direction::Above, q, v))
+        }
+        (None, Some(v)) => {
+            quantity(cx, v, &t.key("below"), measure, kind_name).map(|q| (Direction::Below, q, v))
+        }
         (Some(_), Some(b)) => {
             cx.err(
                 b,
@@ -900,18 +904,25 @@ fn stat_window(
             None
         }
         (Some(s), Some(w)) => {
-            let stat = cx.string(s, &t.key("stat")).and_then(|name| match Stat::parse(&name) {
-                Some(st) => Some(st),
-                None => {
-                    let all = ["p50", "median", "p90", "max", "mean"];
-                    let hint = match closest(&name, &all) {
-                        Some(c) => format!("did you mean {c:?}?"),
-                        None => format!("expected one of: {}", all.join(", ")),
-                    };
-                    cx.err(s, &t.key("stat"), format!("{name:?} is not a statistic"), Some(&hint));
-                    None
-                }
-            });
+            let stat = cx
+                .string(s, &t.key("stat"))
+                .and_then(|name| match Stat::parse(&name) {
+                    Some(st) => Some(st),
+                    None => {
+                        let all = ["p50", "median", "p90", "max", "mean"];
+                        let hint = match closest(&name, &all) {
+                            Some(c) => format!("did you mean {c:?}?"),
+                            None => format!("expected one of: {}", all.join(", ")),
+                        };
+                        cx.err(
+                            s,
+                            &t.key("stat"),
+                            format!("{name:?} is not a statistic"),
+                            Some(&hint),
+                        );
+                        None
+                    }
+                });
             let window = t.positive_duration(cx, "window", Duration::ZERO, MAX_TIMEOUT)?;
             if let Some(every) = every {
                 if window < every {
@@ -988,7 +999,10 @@ fn units(
         }
         let hint = match closest(n.as_str(), &all) {
             Some(c) => format!("did you mean {c:?}?"),
-            None => format!("name a unit file of the directory (without .toml); {} is not one", n),
+            None => format!(
+                "name a unit file of the directory (without .toml); {} is not one",
+                n
+            ),
         };
         cx.diags.push(crate::diag::Diagnostic {
             file: cx.file.to_path_buf(),
@@ -1023,8 +1037,7 @@ fn action(
         return None;
     };
     let edge = key.rsplit('.').next().unwrap_or(key);
-    let t = Table::new(&ACTION, table, v.span())
-        .named(key.to_string(), format!("`{key}`"));
+    let t = Table::new(&ACTION, table, v.span()).named(key.to_string(), format!("`{key}`"));
     let run = match t.get("run") {
         None => Some(Vec::new()),
         Some(r) => run_list(cx, r, &t.key("run")),
@@ -1032,7 +1045,17 @@ fn action(
     let user = t.nonempty_string(cx, "user");
     let restart = t
         .get("restart")
-        .map(|r| units(cx, r, &t.key("restart"), who, &format!("{edge} restarts"), unit, known))
+        .map(|r| {
+            units(
+                cx,
+                r,
+                &t.key("restart"),
+                who,
+                &format!("{edge} restarts"),
+                unit,
+                known,
+            )
+        })
         .transpose_opt();
     let verify = t
         .get("verify")
@@ -1113,9 +1136,10 @@ fn switch(
         None => format!("[[switch]] number {}", i + 1),
     };
     let t = t.named(prefix, place);
-    let who = name
-        .as_ref()
-        .map_or_else(|| format!("switch number {}", i + 1), |n| format!("switch {:?}", n.as_str()));
+    let who = name.as_ref().map_or_else(
+        || format!("switch number {}", i + 1),
+        |n| format!("switch {:?}", n.as_str()),
+    );
     let guards = t
         .required(
             cx,
@@ -1124,7 +1148,11 @@ fn switch(
         )
         .and_then(|v| {
             let key = t.key("guards");
-            let arr = cx.array(v, &key, "an array of guard names, e.g. [\"ttft\", \"queue\"]")?;
+            let arr = cx.array(
+                v,
+                &key,
+                "an array of guard names, e.g. [\"ttft\", \"queue\"]",
+            )?;
             let mut out: Vec<GuardName> = Vec::new();
             let mut ok = true;
             for item in arr.iter() {
@@ -1149,7 +1177,12 @@ fn switch(
                 }
                 let n = GuardName::parse(&s).expect("a guard's name is valid");
                 if out.contains(&n) {
-                    cx.err(item, &key, format!("{s:?} is listed twice"), Some("remove the duplicate"));
+                    cx.err(
+                        item,
+                        &key,
+                        format!("{s:?} is listed twice"),
+                        Some("remove the duplicate"),
+                    );
                     ok = false;
                     continue;
                 }
