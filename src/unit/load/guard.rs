@@ -99,6 +99,14 @@ struct Parsed {
     own_keys: Vec<(&'static str, Range<usize>)>,
 }
 
+/// The names taken so far in a unit (with what took them), and each switch's guards.
+#[derive(Default)]
+struct Seen {
+    names: Vec<(GuardName, &'static str)>,
+    /// (guard, switch)
+    members: Vec<(GuardName, GuardName)>,
+}
+
 /// Reads the unit's `guard` and `switch` arrays. `None` when any of them had an error.
 pub(super) fn guards(
     cx: &mut Cx<'_>,
@@ -114,31 +122,26 @@ pub(super) fn guards(
             parsed.push(guard(cx, item, span, i, unit, known));
         }
     }
-    let mut names: Vec<(GuardName, &'static str)> = Vec::new();
+    let mut seen = Seen::default();
     for p in &parsed {
         if let (Some(n), Some(span)) = (&p.name, &p.name_span) {
-            unique(cx, &mut names, n, "guard", span.clone());
+            unique(cx, &mut seen.names, n, "guard", span.clone());
         }
     }
     let guard_names: Vec<&str> = parsed
         .iter()
         .filter_map(|p| p.name.as_ref().map(GuardName::as_str))
         .collect();
-    let mut members: Vec<(GuardName, GuardName)> = Vec::new();
     if let Some(v) = top.get("switch") {
         for (i, (item, span)) in tables_of(cx, v, "switch").into_iter().enumerate() {
             let t = Table::new(&SWITCH, item, span.clone());
-            if let Some(s) = switch(cx, t, i, unit, known, &guard_names, &mut names) {
-                for g in &s.guards {
-                    members.push((g.clone(), s.name.clone()));
-                }
-                out.switches.push(s);
-            }
+            let sw = switch(cx, t, i, unit, known, &guard_names, &mut seen);
+            out.switches.extend(sw);
         }
     }
     for p in &parsed {
         let Some(n) = &p.name else { continue };
-        let Some((_, sw)) = members.iter().find(|(g, _)| g == n) else {
+        let Some((_, sw)) = seen.members.iter().find(|(g, _)| g == n) else {
             continue;
         };
         for (key, span) in &p.own_keys {
@@ -1124,12 +1127,12 @@ fn switch(
     unit: &UnitName,
     known: &HashSet<UnitName>,
     guard_names: &[&str],
-    names: &mut Vec<(GuardName, &'static str)>,
+    seen: &mut Seen,
 ) -> Option<Switch> {
     let before = cx.diags.len();
     let (name, name_span, prefix) = name_of(cx, &t, "switch", i);
     if let (Some(n), Some(span)) = (&name, name_span) {
-        unique(cx, names, n, "switch", span);
+        unique(cx, &mut seen.names, n, "switch", span);
     }
     let place = match &name {
         Some(n) => format!("[[switch]] {:?}", n.as_str()),
@@ -1185,6 +1188,9 @@ fn switch(
                     );
                     ok = false;
                     continue;
+                }
+                if let Some(sw) = &name {
+                    seen.members.push((n.clone(), sw.clone()));
                 }
                 out.push(n);
             }
