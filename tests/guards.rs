@@ -634,3 +634,37 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn a_guard_cannot_hold_or_restart_an_external_unit() {
+    let app = "[external]\n[ready]\ntcp = \"127.0.0.1:11434\"\n";
+    let text = format!(
+        "{OK_EXEC}[[guard]]\nname = \"d\"\nsignal = \"disk-free\"\npath = \"/\"\nbelow = \"5%\"\nhold = [\"app\"]\non-trip = {{ restart = [\"b\", \"app\"] }}\n"
+    );
+    let dir = dir_with(&[("a.toml", &text), ("app.toml", app), ("b.toml", OK_EXEC)]);
+    let Err(d) = compile_dir(dir.path()) else {
+        panic!("loaded")
+    };
+    let e = find(
+        &d,
+        dir.path(),
+        6,
+        "guard.d.hold",
+        "`guard.d.hold`: guard \"d\" of unit \"a\" holds \"app\", an [external] unit",
+    );
+    assert!(
+        e.hint
+            .as_deref()
+            .unwrap()
+            .contains("hold the units that require it")
+    );
+    let e = find(
+        &d,
+        dir.path(),
+        7,
+        "guard.d.on-trip.restart",
+        "on-trip restarts \"app\", an [external] unit",
+    );
+    assert_eq!(e.column, 29);
+    assert_eq!(d.len(), 2, "{d:#?}");
+}

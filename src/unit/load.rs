@@ -37,6 +37,27 @@ pub(crate) struct ParsedUnit {
     pub requires_at: Vec<(usize, usize)>,
     /// Where `[launchd] label` is written, for duplicate-label errors.
     pub label_at: Option<(usize, usize)>,
+    /// Every unit a guard or switch holds or restarts, for the checks that need that unit read.
+    pub guard_targets: Vec<GuardTarget>,
+}
+
+/// A unit named in a guard's `hold` or an action's `restart`, and where.
+#[derive(Debug, Clone)]
+pub(crate) struct GuardTarget {
+    pub unit: UnitName,
+    pub at: (usize, usize),
+    /// The dotted key, e.g. `guard.disk.hold`.
+    pub key: String,
+    /// `guard "disk"` or `switch "fallback"`.
+    pub who: String,
+    /// `holds`, or `on-trip restarts` / `on-clear restarts`.
+    pub verb: String,
+}
+
+impl GuardTarget {
+    pub fn is_restart(&self) -> bool {
+        self.verb != "holds"
+    }
 }
 
 /// The outcome of reading a directory: the units that parsed, the names of every unit file
@@ -376,7 +397,8 @@ pub(crate) fn parse_unit(
     {
         t.finish(&mut cx);
     }
-    let guards = guard::guards(&mut cx, &top, &name, known);
+    let mut guard_targets = Vec::new();
+    let guards = guard::guards(&mut cx, &top, &name, known, &mut guard_targets);
     top.finish(&mut cx);
 
     if cx.diags.len() != before {
@@ -397,6 +419,7 @@ pub(crate) fn parse_unit(
         },
         requires_at,
         label_at,
+        guard_targets,
     })
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::{Cx, MAX_PERIOD, MAX_TIMEOUT, Section, Table, TransposeOpt};
+use super::{Cx, GuardTarget, MAX_PERIOD, MAX_TIMEOUT, Section, Table, TransposeOpt};
 use crate::diag::closest;
 use crate::unit::UnitName;
 use crate::unit::guard::{
@@ -99,6 +99,13 @@ struct Parsed {
     own_keys: Vec<(&'static str, Range<usize>)>,
 }
 
+/// The unit being read, the unit files of its directory, and the units its guards act on.
+struct Scope<'a> {
+    unit: &'a UnitName,
+    known: &'a HashSet<UnitName>,
+    targets: &'a mut Vec<GuardTarget>,
+}
+
 /// The names taken so far in a unit (with what took them), and each switch's guards.
 #[derive(Default)]
 struct Seen {
@@ -113,13 +120,19 @@ pub(super) fn guards(
     top: &Table<'_, '_>,
     unit: &UnitName,
     known: &HashSet<UnitName>,
+    targets: &mut Vec<GuardTarget>,
 ) -> Option<Guards> {
     let before = cx.diags.len();
+    let mut scope = Scope {
+        unit,
+        known,
+        targets,
+    };
     let mut out = Guards::default();
     let mut parsed = Vec::new();
     if let Some(v) = top.get("guard") {
         for (i, (item, span)) in tables_of(cx, v, "guard").into_iter().enumerate() {
-            parsed.push(guard(cx, item, span, i, unit, known));
+            parsed.push(guard(cx, item, span, i, &mut scope));
         }
     }
     let mut seen = Seen::default();
@@ -135,7 +148,7 @@ pub(super) fn guards(
     if let Some(v) = top.get("switch") {
         for (i, (item, span)) in tables_of(cx, v, "switch").into_iter().enumerate() {
             let t = Table::new(&SWITCH, item, span.clone());
-            let sw = switch(cx, t, i, unit, known, &guard_names, &mut seen);
+            let sw = switch(cx, t, i, &mut scope, &guard_names, &mut seen);
             out.switches.extend(sw);
         }
     }
@@ -261,8 +274,7 @@ fn guard(
     item: &DeTable<'_>,
     span: Range<usize>,
     i: usize,
-    unit: &UnitName,
-    known: &HashSet<UnitName>,
+    scope: &mut Scope<'_>,
 ) -> Parsed {
     let before = cx.diags.len();
     let t = Table::new(&GUARD, item, span.clone());
@@ -389,15 +401,15 @@ fn guard(
     let mode = mode(cx, &t);
     let hold = t
         .get("hold")
-        .map(|v| units(cx, v, &t.key("hold"), &who, "holds", unit, known))
+        .map(|v| units(cx, v, &t.key("hold"), &who, "holds", scope))
         .transpose_opt();
     let on_trip = t
         .get("on-trip")
-        .map(|v| action(cx, v, &t.key("on-trip"), &who, unit, known))
+        .map(|v| action(cx, v, &t.key("on-trip"), &who, scope))
         .transpose_opt();
     let on_clear = t
         .get("on-clear")
-        .map(|v| action(cx, v, &t.key("on-clear"), &who, unit, known))
+        .map(|v| action(cx, v, &t.key("on-clear"), &who, scope))
         .transpose_opt();
     let own_keys = ["mode", "hold", "on-trip", "on-clear"]
         .into_iter()
@@ -990,22 +1002,25 @@ fn units(
     key: &str,
     who: &str,
     verb: &str,
-    unit: &UnitName,
-    known: &HashSet<UnitName>,
+    scope: &mut Scope<'_>,
 ) -> Option<Vec<UnitName>> {
     let before = cx.diags.len();
     let (names, at) = cx.unit_names(v, key);
-    let all: Vec<&str> = known.iter().map(UnitName::as_str).collect();
+    let all: Vec<&str> = scope.known.iter().map(UnitName::as_str).collect();
     for (n, (line, column)) in names.iter().zip(&at) {
-        if known.contains(n) {
+        if scope.known.contains(n) {
+            scope.targets.push(GuardTarget {
+                unit: n.clone(),
+                at: (*line, *column),
+                key: key.to_string(),
+                who: who.to_string(),
+                verb: verb.to_string(),
+            });
             continue;
         }
         let hint = match closest(n.as_str(), &all) {
             Some(c) => format!("did you mean {c:?}?"),
-            None => format!(
-                "name a unit file of the directory (without .toml); {} is not one",
-                n
-            ),
+            None => format!("name a unit file of the directory (without .toml); {n} is not one"),
         };
         cx.diags.push(crate::diag::Diagnostic {
             file: cx.file.to_path_buf(),
@@ -1014,7 +1029,7 @@ fn units(
             key: Some(key.to_string()),
             message: format!(
                 "`{key}`: {who} of unit {:?} {verb} {:?}, which is not a unit",
-                unit.as_str(),
+                scope.unit.as_str(),
                 n.as_str()
             ),
             hint: Some(hint),
@@ -1028,8 +1043,7 @@ fn action(
     v: &Spanned<DeValue<'_>>,
     key: &str,
     who: &str,
-    unit: &UnitName,
-    known: &HashSet<UnitName>,
+    scope: &mut Scope<'_>,
 ) -> Option<Action> {
     let DeValue::Table(table) = v.get_ref() else {
         cx.wrong_type(
@@ -1055,8 +1069,7 @@ fn action(
                 &t.key("restart"),
                 who,
                 &format!("{edge} restarts"),
-                unit,
-                known,
+                scope,
             )
         })
         .transpose_opt();
@@ -1124,8 +1137,7 @@ fn switch(
     cx: &mut Cx<'_>,
     t: Table<'_, '_>,
     i: usize,
-    unit: &UnitName,
-    known: &HashSet<UnitName>,
+    scope: &mut Scope<'_>,
     guard_names: &[&str],
     seen: &mut Seen,
 ) -> Option<Switch> {
@@ -1219,15 +1231,15 @@ fn switch(
     let mode = mode(cx, &t);
     let hold = t
         .get("hold")
-        .map(|v| units(cx, v, &t.key("hold"), &who, "holds", unit, known))
+        .map(|v| units(cx, v, &t.key("hold"), &who, "holds", scope))
         .transpose_opt();
     let on_trip = t
         .get("on-trip")
-        .map(|v| action(cx, v, &t.key("on-trip"), &who, unit, known))
+        .map(|v| action(cx, v, &t.key("on-trip"), &who, scope))
         .transpose_opt();
     let on_clear = t
         .get("on-clear")
-        .map(|v| action(cx, v, &t.key("on-clear"), &who, unit, known))
+        .map(|v| action(cx, v, &t.key("on-clear"), &who, scope))
         .transpose_opt();
     t.finish(cx);
     if cx.diags.len() != before {
