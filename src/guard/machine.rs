@@ -856,7 +856,6 @@ impl GuardMachine {
         let from = self.state();
         let prev = self.phase;
         self.streak = None;
-        self.unknown = None;
         match to {
             Forced::Trip => {
                 self.forced = true;
@@ -867,11 +866,12 @@ impl GuardMachine {
                 self.phase = Phase::Ok;
             }
         }
-        if from != self.phase.state() || to == Forced::Trip {
+        // An unknown signal stays unknown (and shown so): forcing does not make a sample.
+        if prev != self.phase || to == Forced::Trip {
             step.transitions.push(Transition {
                 at,
                 from,
-                to: self.phase.state(),
+                to: self.state(),
                 phase: self.phase,
                 reason: self.phase.reason(),
                 basis: Basis::Forced,

@@ -849,3 +849,28 @@ fn absurd_time_boxes_saturate_instead_of_panicking() {
     let deadline = m.status().action.unwrap().deadline;
     assert!(deadline > at(20) + Duration::from_secs(86_400 * 365));
 }
+
+#[test]
+fn forcing_an_unknown_guard_keeps_it_shown_unknown() {
+    let mut m = GuardMachine::new(guard(3.0, None, Window::Samples(1)));
+    unknown(&mut m, 0);
+    let step = m.step(Input::Force {
+        at: at(5),
+        to: Forced::Trip,
+    });
+    let t = &step.transitions[0];
+    assert_eq!((t.from, t.to, t.phase), (Unknown, Unknown, Phase::Tripped));
+    assert_eq!(t.reason, Reason::GuardTripped);
+    let s = m.status();
+    assert_eq!(
+        (s.state, s.phase, s.forced),
+        (Unknown, Phase::Tripped, true)
+    );
+    // The next real sample shows the forced state again.
+    let step = sample(&mut m, 10, 0.0);
+    assert_eq!(
+        (step.transitions[0].from, step.transitions[0].to),
+        (Unknown, Tripped)
+    );
+    assert_eq!(step.transitions[0].basis, Basis::Forced);
+}
