@@ -1,4 +1,4 @@
-#!/usr/bin/env bash
+#!/bin/bash
 # Compiles and lints the macOS build on a Linux machine: `cargo clippy --target
 # aarch64-apple-darwin`, so the `cfg(target_os = "macos")` code (proc_pidinfo, libproc, os_log)
 # is type-checked against the macOS bindings of libc and nix wherever the tests run.

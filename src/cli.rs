@@ -82,6 +82,11 @@ pub enum Command {
         /// 127.0.0.1:9464. Non-loopback addresses are refused.
         #[arg(long, value_name = "ADDR")]
         metrics_listen: Option<std::net::SocketAddr>,
+        /// Write the log to this file (appending, created mode 0644), and follow it when it is
+        /// rotated: renamed or removed, it is opened again before the next line. Without it,
+        /// the log goes to stderr.
+        #[arg(long, value_name = "PATH", env = "LAUNCHGRAPH_LOG_FILE")]
+        log_file: Option<PathBuf>,
         /// Log format on stderr: `text` (for people) or `json` (one object per line). On
         /// macOS the unified log (subsystem com.launchgraph.daemon) gets every line as well.
         #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -157,6 +162,51 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Hand the start of a `[launchd]` unit's job to launchgraph: back its plist up once (in
+    /// <state-dir>/adopted/), rewrite it with RunAtLoad false and without KeepAlive, and
+    /// reload the job (bootout, bootstrap) when launchd has it loaded and it is not running.
+    /// A running job is left running unless --restart. Needs root, but for --dry-run.
+    Adopt {
+        unit: String,
+        /// Only say what would change (each key, from and to) and the launchctl commands.
+        #[arg(long)]
+        dry_run: bool,
+        /// Also reload a running job now: the bootout stops it, and launchd no longer starts
+        /// it by itself (launchgraph does, in order). Without it a running job keeps the
+        /// definition launchd loaded until its next stop, boot or login.
+        #[arg(long)]
+        restart: bool,
+        #[command(flatten)]
+        units: UnitsDir,
+        #[command(flatten)]
+        state: StateDir,
+        #[command(flatten)]
+        launchd: LaunchdArgs,
+    },
+    /// Give an adopted job back to launchd: restore its plist from the backup (bytes, mode,
+    /// owner), reload it (bootout, bootstrap) so launchd runs it as before, and remove the
+    /// backup. Refuses a plist changed since adopt unless --force. Needs root, but for
+    /// --dry-run.
+    Release {
+        /// The unit (or the job's label); see --all.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        unit: Option<String>,
+        /// Release every adopted job (the uninstaller runs this).
+        #[arg(long)]
+        all: bool,
+        /// Only say what would be restored and the launchctl commands.
+        #[arg(long)]
+        dry_run: bool,
+        /// Restore the backup even over a plist changed since adopt wrote it.
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        units: UnitsDir,
+        #[command(flatten)]
+        state: StateDir,
+        #[command(flatten)]
+        launchd: LaunchdArgs,
+    },
     /// Show the start waves with each unit's readiness gate, the stop order, and what a
     /// restart of each unit cascades to.
     Plan {
@@ -166,6 +216,29 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How `adopt` and `release` reach launchd.
+#[derive(Args)]
+pub(crate) struct LaunchdArgs {
+    /// The launchctl program.
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/bin/launchctl",
+        env = "LAUNCHGRAPH_LAUNCHCTL"
+    )]
+    pub launchctl: PathBuf,
+    /// The device whose owner is the console user, for `gui/console` (tests point it at a
+    /// file they own).
+    #[arg(
+        long,
+        value_name = "PATH",
+        default_value = "/dev/console",
+        env = "LAUNCHGRAPH_CONSOLE_DEVICE",
+        hide = true
+    )]
+    pub console_device: PathBuf,
 }
 
 #[derive(Args)]
@@ -196,10 +269,15 @@ impl SocketArg {
 }
 
 impl StateDir {
+    /// The state directory, absolute: a unit's process writes its own run record there
+    /// after it has changed to its working directory, where a relative path would name
+    /// another place.
     pub(crate) fn resolve(&self) -> PathBuf {
-        self.state_dir
+        let dir = self
+            .state_dir
             .clone()
-            .unwrap_or_else(launchgraph::fingerprint::default_state_dir)
+            .unwrap_or_else(launchgraph::fingerprint::default_state_dir);
+        std::path::absolute(&dir).unwrap_or(dir)
     }
 }
 

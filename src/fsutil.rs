@@ -10,6 +10,27 @@ use std::path::Path;
 /// Writes `data` to `path` atomically: a temporary file in the same directory is written and
 /// synced, renamed over `path`, and the directory is synced. Creates the directory if needed.
 pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
+    write_atomic_as(path, data, mode, None, Replace::Yes)
+}
+
+/// Whether [`write_atomic_as`] may replace a file already at the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Replace {
+    Yes,
+    /// Fail with `AlreadyExists` instead: the file there is kept as it is.
+    No,
+}
+
+/// [`write_atomic`] with the exact mode (the umask does not apply) and, when given, the
+/// owner (uid, gid) set on the temporary file before it is renamed into place, so the file
+/// never appears with another owner or mode.
+pub(crate) fn write_atomic_as(
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    replace: Replace,
+) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::other(format!("{} has no directory", path.display())))?;
@@ -19,11 +40,20 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> io::Result<()
     // final mode, and removed if anything fails before the rename.
     let mut tmp = tempfile::Builder::new()
         .prefix(&format!(".{name}.tmp."))
-        .permissions(fs::Permissions::from_mode(mode))
+        .permissions(fs::Permissions::from_mode(mode & 0o600))
         .tempfile_in(dir)?;
     tmp.write_all(data)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::fchown(tmp.as_file(), Some(uid), Some(gid))?;
+    }
+    // After the chown, which clears set-id bits; exact, whatever the umask.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
     tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+    match replace {
+        Replace::Yes => tmp.persist(path).map_err(|e| e.error)?,
+        Replace::No => tmp.persist_noclobber(path).map_err(|e| e.error)?,
+    };
     File::open(dir)?.sync_all()?;
     Ok(())
 }

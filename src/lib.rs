@@ -4,10 +4,12 @@
 //! [`unit::Unit`]s, compiled into a [`graph::Graph`], and only a valid graph is ever run by the
 //! supervisor. Every stage reports all of its errors at once, each naming a file, line and key.
 
+pub mod adopt;
 pub(crate) mod clock;
 pub mod compile;
 pub mod control;
 pub mod daemon;
+pub mod daemon_log;
 pub mod diag;
 pub mod engine;
 pub mod exit;

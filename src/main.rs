@@ -34,6 +34,7 @@ fn main() -> ExitCode {
     let (code, message) = match failure {
         Failure::Usage(m) => (exit::USAGE, Some(m)),
         Failure::Preflight => (exit::PREFLIGHT, None),
+        Failure::Data(m) => (exit::PREFLIGHT, Some(m)),
         Failure::Unavailable(m) => (exit::UNAVAILABLE, Some(m)),
         Failure::Software(m) => (exit::SOFTWARE, Some(m)),
         Failure::Io(m) => (exit::IO, m),

@@ -1226,7 +1226,9 @@ fn takeover(h: &Host, _: &Path) -> Breakage {
         Fmt::Xml,
     );
     let fixes = |e: Expect| {
-        e.fixes("set RunAtLoad to false and remove KeepAlive")
+        e.fixes("run `sudo launchgraph adopt gateway`: it backs")
+            .fixes("sets RunAtLoad to false and removes KeepAlive")
+            .fixes("`launchgraph release gateway` gives it back")
             .fixes("OPENCLAW_SUPERVISOR_MODE=external")
             .fixes("OPENCLAW_SERVICE_REPAIR_POLICY=external")
     };
@@ -1634,7 +1636,7 @@ fn takeover_keepalive_dictionary_is_named_with_its_keys() {
         "gateway",
         &[warning("TAKEOVER_KEEPALIVE", Some(&plist))
             .says("sets KeepAlive = {SuccessfulExit, Crashed}")
-            .fixes("remove KeepAlive")],
+            .fixes("removes KeepAlive")],
     );
     r.assert_clean("ollama");
     assert_eq!(r.code, Some(0), "warnings only:\n{r}");

@@ -828,6 +828,65 @@ fn a_relaunch_by_launchd_is_observed_and_dependents_cycle_in_order() {
 }
 
 #[test]
+fn a_relaunch_launchd_missed_says_so_and_an_owner_s_disable_ends_the_wait_without_a_failure() {
+    let mut s = Sim::new(vec![policy(&[], 1, true, false, zero_backoff())]);
+    let fx = s.start_all();
+    s.settle(fx);
+    let generation = s.generation(0);
+    s.ev(Event::Relaunching {
+        unit: 0,
+        generation,
+        exit: KILL9,
+    });
+    // launchd did not relaunch it; the backend kickstarted it: same state, its own reason.
+    let fx = s.ev(Event::RelaunchMissed {
+        unit: 0,
+        generation,
+        detail: "launchd did not relaunch system/x".into(),
+    });
+    assert_eq!(
+        transitions(&fx),
+        vec![(0, Started, Reason::LaunchdNotRelaunched)]
+    );
+    assert!(spawns(&fx).is_empty() && stops(&fx).is_empty());
+    let fx = s.ev(Event::Spawned {
+        unit: 0,
+        generation,
+        pid: Some(4243),
+    });
+    assert!(fx.contains(&Effect::StartProbe {
+        unit: 0,
+        generation,
+        kind: ProbeKind::Ready,
+        pid: RunPid::Known(4243),
+    }));
+    s.ready(0);
+
+    // Next, the owner parks it: disabled, then exited; launchd does not relaunch it.
+    s.ev(Event::Relaunching {
+        unit: 0,
+        generation,
+        exit: CODE0,
+    });
+    let fx = s.ev(Event::StartDeferred {
+        unit: 0,
+        generation,
+        reason: Reason::DisabledByOwner,
+        detail: "system/x is disabled".into(),
+        retry_after: Some(Duration::from_secs(5)),
+    });
+    assert!(fx.contains(&Effect::StopProbes { unit: 0 }));
+    assert_eq!(
+        transitions(&fx),
+        vec![(0, Waiting, Reason::DisabledByOwner)]
+    );
+    assert_eq!(s.core.slot(0).failures, 0, "not a failure");
+    // An admin's start looks again at once, without waiting for the retry timer.
+    let fx = s.ev(Event::Command(Command::Start(0)));
+    assert_eq!(spawns(&fx), vec![0]);
+}
+
+#[test]
 fn a_relaunch_with_a_no_restart_exit_code_takes_the_job_down_and_fails_it() {
     let spec = RestartSpec {
         no_restart_exit_codes: vec![78],
@@ -1277,14 +1336,14 @@ fn random_event(s: &Sim, rng: &mut fastrand::Rng, u: usize) -> Event {
     let pick = if rng.u8(..10) < 7 {
         match state {
             State::Starting { .. } => [0, 1, 8][rng.usize(..3)],
-            State::Started { .. } => [3, 2, 5, 7, 0][rng.usize(..5)],
+            State::Started { .. } => [3, 2, 5, 7, 0, 8, 17][rng.usize(..7)],
             State::Ready { .. } => [4, 4, 2, 7][rng.usize(..4)],
             State::Stopping { .. } => 2,
             State::Deferred { .. } => 9,
             _ => rng.u8(10..14),
         }
     } else {
-        rng.u8(..17)
+        rng.u8(..18)
     };
     match pick {
         0 => Event::Spawned {
@@ -1352,6 +1411,11 @@ fn random_event(s: &Sim, rng: &mut fastrand::Rng, u: usize) -> Event {
             unit: u,
             generation,
             task: WatchedTask::Probe(ProbeKind::Ready),
+        },
+        17 => Event::RelaunchMissed {
+            unit: u,
+            generation,
+            detail: "launchd did not relaunch it".into(),
         },
         _ => Event::TaskFailed {
             unit: u,

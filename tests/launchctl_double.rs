@@ -1,7 +1,7 @@
 //! The launchctl client ([`Launchctl`]) driving the launchctl double: real jobs (a loopback
 //! TCP server, sleepers), real signals, and the sequences of Homebrew/brew Library/Homebrew/services/cli.rb; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html (bootstrap,
 //! kickstart, kill, KeepAlive relaunch, the bootout/bootstrap race, disabled services, missing
-//! GUI domains). Also the client's timeout, and `gui/console` resolution.
+//! GUI domains, no relaunch when disabled or in the penalty box, one label in two domains). Also the client's timeout, and `gui/console` resolution.
 //!
 //! Tests wait for events (a port file, a log line, a state in `print`) with generous deadlines
 //! and never assert speed.
@@ -955,4 +955,86 @@ async fn a_bootout_of_a_running_job_can_answer_36_and_still_stop_it() {
     )
     .await;
     await_gone(pid).await;
+}
+
+/// What launchd does not relaunch: a KeepAlive job its owner disabled (OpenClaw disables its
+/// job before it exits so that KeepAlive cannot respawn it), and one in its penalty box
+/// (`x-penalty`), which a kickstart still starts. Against the baseline: an exit of an enabled
+/// job leaves a relaunch pending (`spawn scheduled`) for its long ThrottleInterval.
+#[tokio::test]
+async fn a_disabled_or_penalized_keepalive_job_is_not_relaunched_but_kickstart_starts_it() {
+    let double = DoubleLaunchd::start(200).await;
+    let lc = double.launchctl();
+    let mut job = JobPlist::new("test.parked", &["/bin/sleep", "600"]);
+    job.keep_alive = true;
+    job.throttle_interval = Some(600);
+    lc.bootstrap("system", &job.write(&double.state_dir))
+        .await
+        .unwrap();
+    let target = "system/test.parked";
+    let down = |what: &'static str| {
+        let lc = lc.clone();
+        async move { print_until(&lc, target, what, |i| i.pid.is_none()).await }
+    };
+
+    print_until(&lc, target, "running", ServiceInfo::is_running).await;
+    double.crash("test.parked", "SIGKILL").await;
+    assert_eq!(down("exited").await.state, JobState::SpawnScheduled);
+    lc.kickstart(target, false).await.unwrap();
+    print_until(&lc, target, "running", ServiceInfo::is_running).await;
+
+    // `disable` does not stop it; after its exit, nothing is scheduled.
+    lc.disable(target).await.unwrap();
+    let running = info(&lc, target).await;
+    assert!(running.is_running(), "{running:?}");
+    double.crash("test.parked", "SIGTERM").await;
+    assert_eq!(down("parked").await.state, JobState::NotRunning);
+    lc.enable(target).await.unwrap();
+    lc.kickstart(target, false).await.unwrap();
+    print_until(&lc, target, "running", ServiceInfo::is_running).await;
+
+    double.admin(&["x-penalty", target, "on"]).await;
+    double.crash("test.parked", "SIGKILL").await;
+    let boxed = down("in the penalty box").await;
+    assert_eq!(boxed.state, JobState::NotRunning);
+    let runs = boxed.runs;
+    let pid = lc.kickstart(target, false).await.unwrap();
+    let again = print_until(&lc, target, "kickstarted", ServiceInfo::is_running).await;
+    assert_eq!(again.pid, pid);
+    assert_eq!(again.runs, runs.map(|r| r + 1));
+    lc.bootout(target).await.unwrap();
+}
+
+/// One label loaded in gui/501 and in user/501 at once, two jobs (`brew services` from the
+/// screen and over SSH); user/501 exists without a GUI login.
+#[tokio::test]
+async fn one_label_can_be_loaded_in_a_gui_and_a_user_domain_at_once() {
+    let double = DoubleLaunchd::start(200).await;
+    let lc = double.launchctl();
+    let mut plist = JobPlist::new("test.twice", &["/bin/sleep", "600"]);
+    plist.run_at_load = true;
+    let path = plist.write(&double.state_dir);
+    lc.bootstrap("user/501", &path).await.unwrap();
+    let in_user = print_until(
+        &lc,
+        "user/501/test.twice",
+        "running",
+        ServiceInfo::is_running,
+    )
+    .await;
+    assert_eq!(in_user.domain.as_deref(), Some("user/501"));
+    assert_eq!(in_user.label.as_deref(), Some("test.twice"));
+    double.login(501).await;
+    lc.bootstrap("gui/501", &path).await.unwrap();
+    let in_gui = print_until(
+        &lc,
+        "gui/501/test.twice",
+        "running",
+        ServiceInfo::is_running,
+    )
+    .await;
+    assert_eq!(in_gui.domain.as_deref(), Some("gui/501"));
+    assert_ne!(in_gui.pid, in_user.pid, "two copies");
+    lc.bootout("user/501/test.twice").await.unwrap();
+    lc.bootout("gui/501/test.twice").await.unwrap();
 }

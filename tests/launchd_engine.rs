@@ -1,8 +1,10 @@
 //! `launchgraph up` driving launchd jobs through the launchctl test double: two real servers
 //! on loopback, started in order; a KeepAlive requirement relaunched by "launchd" with its
-//! dependent cycled in order; a start racing a draining bootout; a missing GUI domain; a
-//! disabled job enabled before bootstrap; another user's agent kept out of the console
-//! user's domain.
+//! dependent cycled in order; a start racing a draining bootout; a missing GUI domain; a job
+//! its owner disabled left disabled until the owner enables it (also mid-run, a maintenance
+//! park); a label loaded in another domain not bootstrapped twice; a KeepAlive job launchd
+//! stops relaunching kickstarted after its ThrottleInterval; another user's agent kept out of
+//! the console user's domain.
 
 mod support;
 
@@ -188,18 +190,20 @@ async fn launchd_jobs_start_in_order_and_a_relaunch_cycles_the_dependent() {
         "both servers answer"
     );
 
-    // launchd's sequence: enable before bootstrap; the KeepAlive job is not kickstarted on
-    // top of launchd's own start; the idle gateway is.
+    // launchd's sequence: the owner's disable asked about before bootstrap, never overridden
+    // (no enable); the KeepAlive job is not kickstarted on top of launchd's own start; the
+    // idle gateway is.
     let calls = double.calls();
-    let enable = calls
+    let asked = calls
         .iter()
-        .position(|c| c[0] == "enable" && c[1].ends_with("/test.model"))
+        .position(|c| c[0] == "print-disabled" && c[1] == "system")
         .unwrap();
     let bootstrap = calls
         .iter()
         .position(|c| c[0] == "bootstrap" && c[2].ends_with("test.model.plist"))
         .unwrap();
-    assert!(enable < bootstrap, "{calls:?}");
+    assert!(asked < bootstrap, "{calls:?}");
+    assert!(!calls.iter().any(|c| c[0] == "enable"), "{calls:?}");
     assert_eq!(
         calls_for(&double, "kickstart", "test.model"),
         0,
@@ -377,26 +381,269 @@ async fn root_another_user_s_agent_is_not_bootstrapped_into_the_console_user_s_d
     assert_eq!(d.stop(), Some(0), "{}", d.log());
 }
 
+/// `openclaw gateway stop --disable` (or an admin) left the gateway disabled: launchgraph
+/// neither enables nor bootstraps it; the unit waits with its reason, not as a failure, and
+/// `check` warns; once the owner enables it, it starts by itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disabled_job_is_enabled_before_bootstrap() {
+async fn a_job_its_owner_disabled_waits_and_starts_once_the_owner_enables_it() {
     let double = DoubleLaunchd::start(300).await;
     let s = stack("system");
     let out = double.run(&["disable", "system/test.gateway"]).await;
     assert_eq!(out.code, 0);
+    let state = s.units.parent().unwrap().join("state");
+    let out = check(&s.units, &state, &double.wrapper_path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "a warning, not a block: {stdout}");
+    assert!(
+        stdout.contains("gateway: warning DISABLED_BY_OWNER"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("fix: `launchctl enable system/test.gateway`"),
+        "{stdout}"
+    );
+
+    let mut d = Up::start(&s.units, &double.wrapper_path);
+    d.wait_move(0, "model", "started", "ready", "READY");
+    let held = d.wait_move(0, "gateway", "starting", "waiting", "DISABLED_BY_OWNER");
+    let status = d.0.wait_state("gateway", "waiting");
+    assert_eq!(status.reason, "DISABLED_BY_OWNER", "{status:?}");
+    assert!(
+        status.detail.contains(
+            "system/test.gateway is disabled (`launchctl print-disabled system` shows it disabled)"
+        ) && status
+            .detail
+            .contains("Fix: `launchctl enable system/test.gateway`"),
+        "{status:?}"
+    );
+    // Re-checked, not given up on: a second look finds it still disabled.
+    let again = d.wait_move(
+        held + 1,
+        "gateway",
+        "starting",
+        "waiting",
+        "DISABLED_BY_OWNER",
+    );
+    assert!(again > held);
+    for verb in ["enable", "bootstrap", "kickstart"] {
+        assert_eq!(
+            calls_for(&double, verb, "test.gateway"),
+            0,
+            "{verb}: {:?}",
+            double.calls()
+        );
+    }
+    assert!(!get(s.gateway_port), "nothing runs the gateway");
+    assert!(
+        d.find_move("gateway", "", "backoff", "").is_none(),
+        "{}",
+        d.log()
+    );
+
+    // The owner enables it: it starts on its own.
+    let out = double.run(&["enable", "system/test.gateway"]).await;
+    assert_eq!(out.code, 0);
+    d.wait_move(again, "gateway", "started", "ready", "READY");
+    assert!(get(s.gateway_port));
+    assert_eq!(
+        calls_for(&double, "enable", "test.gateway"),
+        1,
+        "only the owner's"
+    );
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+}
+
+/// OpenClaw's self-update parks its running KeepAlive job: it disables the job, then the job
+/// exits, and launchd does not relaunch it while npm replaces its files. launchgraph does not
+/// kickstart it either (its relaunch wait would otherwise end in a kickstart): the unit waits
+/// with DISABLED_BY_OWNER, and when the update enables the job again, it is started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keepalive_job_parked_by_its_owner_is_not_relaunched_behind_its_back() {
+    let double = DoubleLaunchd::start(300).await;
+    let s = stack("system");
     let mut d = Up::start(&s.units, &double.wrapper_path);
     d.wait_move(0, "gateway", "started", "ready", "READY");
+    let from = double.calls().len();
+
+    let out = double.run(&["disable", "system/test.model"]).await;
+    assert_eq!(out.code, 0);
+    double.crash("test.model", "SIGTERM").await;
+    let parked = d.wait_move(0, "model", "started", "waiting", "DISABLED_BY_OWNER");
+    d.wait_move(0, "gateway", "ready", "stopping", "DEPENDENCY_RESTARTING");
+    let status = d.0.wait_state("model", "waiting");
+    assert_eq!(status.reason, "DISABLED_BY_OWNER", "{status:?}");
+    // Longer than its ThrottleInterval (1 s) plus the grace: still not started by anyone.
+    let again = d.wait_move(
+        parked + 1,
+        "model",
+        "starting",
+        "waiting",
+        "DISABLED_BY_OWNER",
+    );
     let calls = double.calls();
-    let enable = calls
-        .iter()
-        .position(|c| c[0] == "enable" && c[1] == "system/test.gateway")
-        .unwrap();
-    let bootstrap = calls
-        .iter()
-        .position(|c| c[0] == "bootstrap" && c[2].ends_with("test.gateway.plist"))
-        .unwrap();
-    assert!(enable < bootstrap, "{calls:?}");
-    assert!(get(s.gateway_port));
-    assert_eq!(d.stop(), Some(0));
+    for verb in ["enable", "kickstart", "bootstrap"] {
+        assert!(
+            call_at(&calls, from, verb, "test.model").is_none(),
+            "{verb}: {calls:?}"
+        );
+    }
+    assert!(!get(s.model_port), "parked: nothing serves");
+    assert!(
+        d.find_move("model", "", "backoff", "").is_none(),
+        "{}",
+        d.log()
+    );
+
+    // The update is done and enables the job: launchgraph starts it, then its dependent.
+    let out = double.run(&["enable", "system/test.model"]).await;
+    assert_eq!(out.code, 0);
+    d.wait_move(again, "model", "started", "ready", "READY");
+    d.wait_move(again, "gateway", "started", "ready", "READY");
+    assert!(get(s.model_port) && get(s.gateway_port));
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+}
+
+/// `brew services start ollama` over SSH loaded the label into user/501; the unit says
+/// gui/501. launchgraph does not bootstrap a second copy into gui/501: the unit waits, naming
+/// user/501, and `check` warns; once that copy is booted out, the unit's own starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_label_loaded_in_another_domain_is_not_bootstrapped_a_second_time() {
+    let double = DoubleLaunchd::start(300).await;
+    double.login(501).await;
+    let s = stack("gui/501");
+    let out = double
+        .run(&["bootstrap", "user/501", s.model_plist.to_str().unwrap()])
+        .await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = double.run(&["print", "user/501/test.model"]).await;
+    assert_eq!(
+        out.code, 0,
+        "the double answers print in user/501: {}",
+        out.stderr
+    );
+    assert!(
+        out.stdout.starts_with("user/501/test.model = {"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("\tdomain = user/501\n"),
+        "{}",
+        out.stdout
+    );
+
+    let state = s.units.parent().unwrap().join("state");
+    let out = check(&s.units, &state, &double.wrapper_path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "a warning, not a block: {stdout}");
+    assert!(
+        stdout.contains("model: warning LOADED_IN_OTHER_DOMAIN"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("test.model is already loaded in user/501 (running as pid"),
+        "{stdout}"
+    );
+
+    let mut d = Up::start(&s.units, &double.wrapper_path);
+    d.wait_move(0, "model", "starting", "waiting", "LOADED_IN_OTHER_DOMAIN");
+    let status = d.0.wait_state("model", "waiting");
+    assert_eq!(status.reason, "LOADED_IN_OTHER_DOMAIN", "{status:?}");
+    assert!(
+        status.detail.contains("already loaded in user/501")
+            && status.detail.contains("the unit's domain is gui/501")
+            && status
+                .detail
+                .contains("Fix: `launchctl bootout user/501/test.model`"),
+        "{status:?}"
+    );
+    let into_gui = |calls: &[Vec<String>]| {
+        calls
+            .iter()
+            .filter(|c| c[0] == "bootstrap" && c[1] == "gui/501")
+            .count()
+    };
+    assert_eq!(into_gui(&double.calls()), 0, "{:?}", double.calls());
+    assert!(
+        d.find_move("model", "", "backoff", "").is_none(),
+        "{}",
+        d.log()
+    );
+
+    // The other copy goes: the unit's own is bootstrapped into gui/501, once.
+    let out = double.run(&["bootout", "user/501/test.model"]).await;
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    d.wait_move(0, "model", "started", "ready", "READY");
+    d.wait_move(0, "gateway", "started", "ready", "READY");
+    assert_eq!(
+        into_gui(&double.calls()),
+        2,
+        "model and gateway: {:?}",
+        double.calls()
+    );
+    assert_eq!(double.run(&["print", "gui/501/test.model"]).await.code, 0);
+    assert_eq!(
+        double.run(&["print", "user/501/test.model"]).await.code,
+        113
+    );
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
+}
+
+/// launchd stops relaunching a KeepAlive job (its penalty box after a crash burst): after the
+/// job's ThrottleInterval (1 s) plus a grace, launchgraph kickstarts it itself and says so,
+/// instead of waiting out the start timeout (30 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keepalive_job_launchd_stops_relaunching_is_kickstarted_after_its_throttle_interval() {
+    let double = DoubleLaunchd::start(300).await;
+    let s = stack("system");
+    let mut d = Up::start(&s.units, &double.wrapper_path);
+    d.wait_move(0, "gateway", "started", "ready", "READY");
+    double
+        .admin(&["x-penalty", "system/test.model", "on"])
+        .await;
+    double.crash("test.model", "SIGKILL").await;
+    let relaunching = d.wait_move(0, "model", "ready", "started", "RELAUNCHED_BY_LAUNCHD");
+    let missed = d.wait_move(
+        relaunching,
+        "model",
+        "started",
+        "started",
+        "LAUNCHD_NOT_RELAUNCHED",
+    );
+    let ready = d.wait_move(missed, "model", "started", "ready", "READY");
+    d.wait_move(ready, "gateway", "started", "ready", "READY");
+    let t = &d.0.transitions()[missed];
+    let cause = t.facts.cause.clone().unwrap_or_default();
+    assert!(
+        cause.contains(
+            "launchd did not relaunch system/test.model within its ThrottleInterval (1s) plus \
+             3s: a throttled respawn that never came"
+        ) && cause.contains("`launchctl kickstart system/test.model`"),
+        "{t:?}"
+    );
+    assert_eq!(
+        calls_for(&double, "kickstart", "test.model"),
+        1,
+        "{:?}",
+        double.calls()
+    );
+    assert!(
+        d.find_move("model", "", "backoff", "").is_none(),
+        "the run went on, not a failure: {}",
+        d.log()
+    );
+    assert!(
+        d.find_move("model", "", "", "READY_TIMEOUT").is_none(),
+        "{}",
+        d.log()
+    );
+    assert!(
+        d.log().contains("LAUNCHD_NOT_RELAUNCHED"),
+        "logged with its reason code: {}",
+        d.log()
+    );
+    assert!(get(s.model_port));
+    assert_eq!(d.stop(), Some(0), "{}", d.log());
 }
 
 /// Ollama.app's `ollama serve` holds the port while the Homebrew job crash-loops on "address

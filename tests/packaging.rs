@@ -8,7 +8,6 @@
 //! Needs `shellcheck` and `ruby` on PATH (`scripts/ci-deps.sh` installs them); installs nothing.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -155,7 +154,7 @@ fn environment(d: &Dictionary) -> BTreeMap<String, String> {
 /// A worst case for the ordered stop of the shipped units, one after another: an `exec`
 /// unit's stop-timeout plus a second to reap; a `launchd` unit's ExitTimeOut (at most 30 s
 /// for the jobs the shipped units drive: OpenClaw has used 15, 20 and 30, Homebrew's Ollama
-/// sets none and launchgraph then assumes 20) plus the 5 s launchgraph waits past it for the
+/// sets none and launchgraph then takes `print`'s exit timeout, else 5 s) plus the 5 s launchgraph waits past it for the
 /// bootout to drain; an `external` unit's, nothing.
 fn worst_case_stop_of_shipped_units() -> Duration {
     let compiled = launchgraph::compile::compile_dir(&repo().join("units"))
@@ -428,6 +427,8 @@ fn daemon_plist_has_the_keys_and_values_launchd_needs() {
             launchgraph::paths::PKG_UNITS_DIR,
             "--state-dir",
             launchgraph::fingerprint::PKG_STATE_DIR,
+            "--log-file",
+            LOG,
         ]
     );
     assert!(Path::new(&program_arguments(&d)[0]).is_absolute());
@@ -438,7 +439,9 @@ fn daemon_plist_has_the_keys_and_values_launchd_needs() {
     assert_eq!(d.get("RunAtLoad"), Some(&Value::Boolean(true)));
     assert_eq!(d.get("KeepAlive"), Some(&Value::Boolean(true)));
     assert_eq!(string(&d, "ProcessType"), "Interactive");
-    assert_eq!(string(&d, "StandardOutPath"), LOG);
+    // launchgraph opens its log itself, so that it follows newsyslog's rotation: launchd
+    // opens nothing but the file for what comes before (StandardErrorPath).
+    assert!(d.get("StandardOutPath").is_none());
     assert_eq!(string(&d, "StandardErrorPath"), LOG);
     let env = environment(&d);
     assert_eq!(
@@ -480,10 +483,8 @@ fn rewritten_daemon_plist(root: &Path) -> (PathBuf, Dictionary) {
         })
         .collect();
     d.insert("ProgramArguments".into(), Value::Array(argv));
-    for key in ["StandardOutPath", "StandardErrorPath"] {
-        let p = under(string(&d, key));
-        d.insert(key.into(), Value::String(p));
-    }
+    let p = under(string(&d, "StandardErrorPath"));
+    d.insert("StandardErrorPath".into(), Value::String(p));
     let path = root.join(PLIST_IN_ROOT);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     Value::Dictionary(d.clone()).to_file_xml(&path).unwrap();
@@ -666,27 +667,24 @@ fn the_daemon_argv_runs_up_and_sigterm_stops_it_with_exit_0() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = BufReader::new(child.stderr.take().unwrap());
+    // It logs to the file the argv names (--log-file), not to the stderr launchd gives it.
+    let log = PathBuf::from(&argv[argv.iter().position(|a| a == "--log-file").unwrap() + 1]);
+    let mut stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        let _ = tx.send(text);
     });
-    let mut seen = Vec::new();
+    let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Polled: nothing announces a line written to a file.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !seen
-        .iter()
-        .any(|l: &String| l.contains("sleeper: started -> ready"))
-    {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => seen.push(l),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the unit never became ready: {seen:#?}");
-            }
+    while !logged().contains("sleeper: started -> ready") {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the unit never became ready: {}", logged());
         }
+        std::thread::sleep(Duration::from_millis(20));
     }
     // launchd stops a job with SIGTERM.
     nix::sys::signal::kill(
@@ -694,25 +692,15 @@ fn the_daemon_argv_runs_up_and_sigterm_stops_it_with_exit_0() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    // Its log ends when it exits (units never inherit its stderr): await that, then reap it.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(l) => seen.push(l),
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                let _ = child.kill();
-                panic!("up did not stop after SIGTERM: {seen:#?}");
-            }
-        }
-    }
+    // stderr ends when it exits (units never inherit it): await that, then reap it.
+    let Ok(stderr) = rx.recv_timeout(Duration::from_secs(20)) else {
+        let _ = child.kill();
+        panic!("up did not stop after SIGTERM: {}", logged());
+    };
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0), "{seen:#?}");
-    assert!(
-        seen.iter().any(|l| l.contains("all units stopped")),
-        "{seen:#?}"
-    );
+    assert_eq!(status.code(), Some(0), "{}", logged());
+    assert!(logged().contains("all units stopped"), "{}", logged());
+    assert_eq!(stderr, "", "every line went to the log file");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1172,8 +1160,21 @@ fn installed_and_running() -> Installed {
         0o644,
     );
     write(&i.path(LOG), "a log line\n", 0o644);
+    // The installed binary, recorded: the uninstaller runs `release --all` with it.
+    write(
+        &i.path("usr/local/bin/launchgraph"),
+        &format!(
+            "#!/bin/sh\n# Test stand-in for launchgraph.\n{RECORD}\nexit \"${{STANDIN_LAUNCHGRAPH_EXIT:-0}}\"\n"
+        ),
+        0o755,
+    );
     i.standins.clear();
     i
+}
+
+/// The uninstaller's `launchgraph release --all`, with the fake root written as `{root}`.
+fn release_all() -> String {
+    "launchgraph release --all --state-dir {root}/usr/local/var/launchgraph".to_owned()
 }
 
 #[test]
@@ -1187,6 +1188,7 @@ fn uninstall_boots_out_removes_the_payload_keeps_config_and_forgets_the_receipt(
             &format!("launchctl bootout system/{LABEL}"),
             &format!("launchctl print system/{LABEL}"),
             &format!("launchctl print system/{LABEL}"),
+            &release_all(),
             &format!("pkgutil --forget {PKG_ID}"),
         ])
     );
@@ -1226,6 +1228,7 @@ fn uninstall_purge_removes_units_state_and_log_too() {
         i.calls(),
         lines(&[
             &format!("launchctl bootout system/{LABEL}"),
+            &release_all(),
             &format!("pkgutil --forget {PKG_ID}"),
         ])
     );
@@ -1266,6 +1269,32 @@ fn uninstall_refuses_without_root_and_removes_nothing_when_bootout_fails() {
 }
 
 #[test]
+fn uninstall_gives_adopted_jobs_back_and_removes_nothing_when_that_fails() {
+    let i = installed_and_running();
+    let before = files_under(&i.root);
+    let run = i.uninstall(
+        &["--purge"],
+        &[
+            ("STANDIN_LAUNCHCTL_BOOTOUT", "3"),
+            ("STANDIN_LAUNCHGRAPH_EXIT", "64"),
+        ],
+    );
+    assert_eq!(run.status.code(), Some(1), "{}", text(&run));
+    assert!(
+        String::from_utf8_lossy(&run.stderr)
+            .contains("launchgraph release --all failed with exit 64 (see above); nothing removed"),
+        "{}",
+        text(&run)
+    );
+    // After the daemon stopped, and before anything is removed: the backups stay.
+    assert_eq!(
+        i.calls(),
+        lines(&[&format!("launchctl bootout system/{LABEL}"), &release_all()])
+    );
+    assert_eq!(files_under(&i.root), before);
+}
+
+#[test]
 fn uninstall_waits_while_bootout_is_in_progress_and_asks_again() {
     let i = installed_and_running();
     // The ordered stop is still running (36); print finds the job once more, then not; the
@@ -1287,6 +1316,7 @@ fn uninstall_waits_while_bootout_is_in_progress_and_asks_again() {
             &print,
             &print,
             &bootout,
+            &release_all(),
             &format!("pkgutil --forget {PKG_ID}"),
         ])
     );
@@ -1355,7 +1385,8 @@ fn newsyslog_line(line: &str) -> Option<(String, Option<String>)> {
     ok.then_some((file, owner))
 }
 
-/// The newsyslog entry names exactly the daemon plist's log files, in lines newsyslog parses.
+/// The newsyslog entry names exactly the daemon plist's log files (its `--log-file` and
+/// StandardErrorPath), in lines newsyslog parses.
 #[test]
 fn newsyslog_entry_rotates_exactly_the_daemon_plists_logs() {
     let text = read(&repo().join(NEWSYSLOG));
@@ -1377,9 +1408,16 @@ fn newsyslog_entry_rotates_exactly_the_daemon_plists_logs() {
         assert!(rotated.insert(file), "{line} named twice");
     }
     let plist = daemon_plist();
+    let argv = program_arguments(&plist);
+    let log_file = argv
+        .iter()
+        .position(|a| a == "--log-file")
+        .and_then(|i| argv.get(i + 1))
+        .cloned();
     let logs: std::collections::BTreeSet<String> = ["StandardOutPath", "StandardErrorPath"]
         .iter()
         .filter_map(|k| plist.get(k).and_then(Value::as_string).map(str::to_owned))
+        .chain(log_file)
         .collect();
     assert!(!logs.is_empty());
     assert_eq!(rotated, logs);
@@ -1588,6 +1626,7 @@ fn formula_installs_tests_and_describes_the_same_daemon() {
     argv[0] = format!("{prefix}/opt/launchgraph/bin/launchgraph");
     argv[3] = homebrew(&argv[3]);
     argv[5] = homebrew(&argv[5]);
+    argv[7] = homebrew(&argv[7]);
     assert_eq!(service["run"], serde_json::json!(argv));
     assert_eq!(service["require_root"], true);
     assert_eq!(service["keep_alive"], true);
@@ -1603,7 +1642,10 @@ fn formula_installs_tests_and_describes_the_same_daemon() {
     let mut capitalized = process_type.to_owned();
     capitalized[..1].make_ascii_uppercase();
     assert_eq!(capitalized, string(&d, "ProcessType"));
-    assert_eq!(service["log_path"], homebrew(string(&d, "StandardOutPath")));
+    assert!(
+        service.get("log_path").is_none(),
+        "launchgraph opens its log itself"
+    );
     assert_eq!(
         service["error_log_path"],
         homebrew(string(&d, "StandardErrorPath"))

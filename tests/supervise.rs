@@ -210,6 +210,27 @@ fn dependents_start_only_once_their_requirements_probe_can_pass() {
 /// A unit whose readiness probe never passes is stopped at its start-timeout (READY_TIMEOUT,
 /// its whole group gone), backs off, and after its one allowed restart ends failed
 /// (START_LIMIT_REACHED).
+/// A relative `--state-dir` names a place under the daemon's working directory, for the
+/// daemon and for each unit's process, which writes its run record there after changing to
+/// the unit's working directory.
+#[test]
+fn a_relative_state_directory_is_the_same_for_the_daemon_and_its_units() {
+    let d = UnitDir::new();
+    d.unit("leaf", "[exec]\ncommand = [\"/bin/sleep\", \"1000\"]\n");
+    let cwd = d.path("");
+    let mut daemon = Daemon::start_from(&cwd, &d.units(), &["--state-dir", "relative-state"]);
+    daemon.wait_serving();
+    let leaf = daemon.wait_state("leaf", "ready");
+    let record = cwd.join("relative-state/runs/leaf.json");
+    let json: serde_json::Value = serde_json::from_slice(
+        &fs::read(&record)
+            .unwrap_or_else(|e| panic!("{}: {e}; {}", record.display(), daemon.log())),
+    )
+    .unwrap();
+    assert_eq!(json["pid"].as_u64(), leaf.pid.map(u64::from));
+    assert_exit_ok(&mut daemon);
+}
+
 #[test]
 fn a_unit_never_ready_is_stopped_at_its_start_timeout_then_fails_at_the_start_limit() {
     let d = UnitDir::new();

@@ -39,7 +39,8 @@ class Launchgraph < Formula
   # writes it as /Library/LaunchDaemons/homebrew.mxcl.launchgraph.plist when started with sudo
   # (launchd.md §7.1). Why each value: docs/install.md.
   service do
-    run [opt_bin/"launchgraph", "up", "--units", etc/"launchgraph/units", "--state-dir", var/"launchgraph"]
+    run [opt_bin/"launchgraph", "up", "--units", etc/"launchgraph/units", "--state-dir", var/"launchgraph",
+         "--log-file", var/"log/launchgraph.log"]
     # A root LaunchDaemon in the system domain: it starts at boot with nobody logged in and
     # drives jobs in every domain. Homebrew only hints at sudo; docs/install.md says to use it.
     require_root true
@@ -49,7 +50,8 @@ class Launchgraph < Formula
     # Unspecified (or :standard) means launchd throttles CPU and I/O; probes are timed and the
     # exec units are launchgraph's children, so the supervisor is not throttled.
     process_type :interactive
-    log_path var/"log/launchgraph.log"
+    # No log_path: launchgraph opens its log itself (--log-file), so that it follows the file
+    # when it is rotated; error_log_path keeps what is written before (a bad argument).
     error_log_path var/"log/launchgraph.log"
     environment_variables PATH: std_service_path_env, LAUNCHGRAPH_LOG: "info"
   end

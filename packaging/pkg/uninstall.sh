@@ -1,6 +1,6 @@
 #!/bin/bash
-# Uninstalls launchgraph installed by the .pkg: stops and unloads the daemon, removes the
-# binary, the daemon's plist, its newsyslog entry and the example units, then forgets the
+# Uninstalls launchgraph installed by the .pkg: stops and unloads the daemon, gives the
+# launchd jobs it adopted back to launchd (`launchgraph release --all`), removes the binary, the daemon's plist, its newsyslog entry and the example units, then forgets the
 # package receipt. The .pkg installs this script as /usr/local/share/launchgraph/uninstall.sh (Apple ships no
 # uninstaller for packages, launchd.md §7.2).
 #
@@ -107,6 +107,20 @@ while :; do
             ;;
     esac
 done
+
+# Give every adopted job back to launchd: its plist restored from the backup in the state
+# directory and the job reloaded, so it runs as launchd would run it, not without RunAtLoad
+# and KeepAlive until someone notices. Only now that the daemon has stopped: its ordered stop
+# would stop them again. A job that cannot be released stops the uninstall with everything in
+# place, backups included.
+if [ -x "$binary" ]; then
+    rc=0
+    "$binary" release --all --state-dir "$state" || rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "uninstall: launchgraph release --all failed with exit $rc (see above); nothing removed. Do what it says (e.g. $binary release UNIT --force), then run this again" >&2
+        exit 1
+    fi
+fi
 
 rm -f "$binary" "$plist" "$newsyslog"
 rm -rf "$share"

@@ -62,7 +62,8 @@ pub(crate) fn check(
                     let found = launchgraph::preflight::preflight(u, &ctx)
                         .into_iter()
                         .chain(held_port(u, state_dir))
-                        .chain(loaded.finding(u));
+                        .chain(loaded.finding(u))
+                        .chain(loaded.owner_findings(u));
                     for f in found {
                         if f.blocks_start() {
                             blocking += 1;
@@ -159,7 +160,8 @@ fn held_port(
 }
 
 /// Asks launchd, through `launchctl print`, what it has loaded for each `launchd` unit, and
-/// compares it with the plist file (`LOADED_DEFINITION_STALE`). On a host without that
+/// compares it with the plist file (`LOADED_DEFINITION_STALE`); and what its owner decided
+/// (`DISABLED_BY_OWNER`, `LOADED_IN_OTHER_DOMAIN`). On a host without that
 /// launchctl it asks nothing; when a call fails otherwise it says so, once per unit, as a
 /// note.
 struct Loaded<'a> {
@@ -207,6 +209,28 @@ impl<'a> Loaded<'a> {
                 None
             }
         }
+    }
+}
+
+impl Loaded<'_> {
+    /// `DISABLED_BY_OWNER` and `LOADED_IN_OTHER_DOMAIN`, as the daemon would meet them at
+    /// start. Nothing once launchctl turned out to be absent.
+    fn owner_findings(
+        &mut self,
+        u: &launchgraph::unit::Unit,
+    ) -> Vec<launchgraph::preflight::Finding> {
+        let launchgraph::unit::Runner::Launchd(spec) = &u.runner else {
+            return Vec::new();
+        };
+        let Some(rt) = self.runtime.as_ref() else {
+            return Vec::new();
+        };
+        let console = launchgraph::launchd::ConsoleUser::default();
+        rt.block_on(launchgraph::launchd::owner_findings(
+            self.launchctl,
+            spec,
+            &console,
+        ))
     }
 }
 
@@ -260,7 +284,7 @@ pub(crate) fn plan(dir: &Path, json: bool) -> Result<(), Failure> {
 }
 
 /// Prints every problem and a summary line to stderr.
-fn report(dir: &Path, diags: &[launchgraph::diag::Diagnostic]) -> Failure {
+pub(super) fn report(dir: &Path, diags: &[launchgraph::diag::Diagnostic]) -> Failure {
     let mut err = std::io::stderr().lock();
     for d in diags {
         let _ = writeln!(err, "{d}");

@@ -1,10 +1,12 @@
 //! What each subcommand does, one file per group: the units directory ([`config`]: `check`,
 //! `plan`), the daemon itself ([`daemon`]: `up`), the verbs that talk to it over its control
-//! socket ([`control`]), and [`snapshot`].
+//! socket ([`control`]), [`snapshot`], and handing launchd jobs to launchgraph and back
+//! ([`adopt`]: `adopt`, `release`).
 //!
 //! A command returns `Ok` or a [`Failure`] saying what kind of failure it was; `main` alone
 //! turns that into an exit code. Nothing here exits the process.
 
+mod adopt;
 mod config;
 mod control;
 mod daemon;
@@ -24,6 +26,9 @@ pub enum Failure {
     Usage(String),
     /// A preflight check found an error in what a unit would execute.
     Preflight,
+    /// A file the command reads is missing or invalid (a plist, a backup), as a sentence
+    /// naming it.
+    Data(String),
     /// No daemon answers, or it is shutting down or busy.
     Unavailable(String),
     /// Something that should not happen (a runtime that cannot start, an unexpected answer).
@@ -52,6 +57,37 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
             &launchgraph::launchd::Launchctl::new(launchctl),
         ),
         Command::Plan { units, json } => config::plan(&units.resolve(), json),
+        Command::Adopt {
+            unit,
+            dry_run,
+            restart,
+            units,
+            state,
+            launchd,
+        } => adopt::adopt(
+            &unit,
+            &units.resolve(),
+            &state.resolve(),
+            &launchd,
+            restart,
+            dry_run,
+        ),
+        Command::Release {
+            unit,
+            all,
+            dry_run,
+            force,
+            units,
+            state,
+            launchd,
+        } => adopt::release(
+            unit.as_deref().filter(|_| !all),
+            &units.resolve(),
+            &state.resolve(),
+            &launchd,
+            force,
+            dry_run,
+        ),
         Command::Up {
             units,
             launchctl,
@@ -60,6 +96,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
             socket,
             admin_group,
             metrics_listen,
+            log_file,
             log_format,
         } => {
             let mut config = launchgraph::daemon::UpConfig::default();
@@ -72,7 +109,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
                 .unwrap_or_else(launchgraph::paths::default_socket_path);
             config.admin_group = admin_group;
             config.metrics_listen = metrics_listen;
-            daemon::up(&units.resolve(), config, &log_format)
+            daemon::up(&units.resolve(), config, log_file.as_deref(), &log_format)
         }
         Command::Status { unit, json, socket } => control::status(&socket.client(), unit, json),
         Command::Start { unit, socket } => control::act(&socket.client(), Request::Start { unit }),

@@ -239,6 +239,8 @@ pub const LEGAL_TRANSITIONS: &[(StateName, StateName)] = {
         (Started, Stopped),
         (Started, Failed),
         (Started, Started),
+        // Started: a launchd job waiting for its relaunch, disabled by its owner meanwhile.
+        (Started, Waiting),
         // Ready: stopped (liveness, a requirement down, not wanted); exited on its own;
         // launchd relaunched it (KeepAlive); an external unit stopped answering (liveness
         // failed: not stopped, awaited again).
@@ -675,6 +677,29 @@ impl Core {
                     self.relaunching(unit, generation, exit, now, &mut fx);
                 }
             }
+            Event::RelaunchMissed {
+                unit,
+                generation,
+                detail,
+            } => {
+                if self.current(unit, generation)
+                    && let State::Started { pid: None, .. } = &self.slots[unit].state
+                {
+                    let state = self.slots[unit].state.clone();
+                    let facts = Facts {
+                        cause: Some(detail),
+                        ..Facts::default()
+                    };
+                    self.set(
+                        unit,
+                        state,
+                        Reason::LaunchdNotRelaunched,
+                        facts,
+                        now,
+                        &mut fx,
+                    );
+                }
+            }
             Event::StartDeferred {
                 unit,
                 generation,
@@ -682,9 +707,17 @@ impl Core {
                 detail,
                 retry_after,
             } => {
+                // A launchd job waiting for its relaunch (no pid) whose owner disabled it.
+                let relaunch_pending = unit < self.slots.len()
+                    && !self.policies[unit].external
+                    && matches!(self.slots[unit].state, State::Started { pid: None, .. });
                 if self.current(unit, generation)
-                    && matches!(self.slots[unit].state, State::Starting { .. })
+                    && (matches!(self.slots[unit].state, State::Starting { .. })
+                        || relaunch_pending)
                 {
+                    if relaunch_pending {
+                        fx.push(Effect::StopProbes { unit });
+                    }
                     let retry_at = retry_after.map(|d| later(now, d));
                     if let Some(at) = retry_at {
                         fx.push(Effect::SetTimer {
@@ -825,6 +858,11 @@ impl Core {
         self.touch(u);
         let slot = &mut self.slots[u];
         slot.wanted = true;
+        // An admin's start looks again at once at what deferred it (the owner may have
+        // enabled the job just now).
+        if let State::Deferred { retry_at, .. } = &mut slot.state {
+            *retry_at = Some(now);
+        }
         if matches!(slot.state, State::Failed { .. } | State::Backoff { .. }) {
             slot.failures = 0;
             slot.restart_after_failure = false;

@@ -118,9 +118,18 @@ pub enum Event {
         generation: Generation,
         exit: ExitInfo,
     },
+    /// launchd did not relaunch a KeepAlive job within its ThrottleInterval plus a grace, and
+    /// the backend kickstarted it itself (`LAUNCHD_NOT_RELAUNCHED`, `detail` says what was
+    /// waited for). The run goes on: [`Event::Spawned`] follows with the new pid.
+    RelaunchMissed {
+        unit: UnitId,
+        generation: Generation,
+        detail: String,
+    },
     /// The start cannot happen now for a reason that is not the unit's failure (no GUI
-    /// session, a failed preflight): the unit waits, with that reason, and is tried again
-    /// after `retry_after` or on [`Event::Retry`].
+    /// session, a failed preflight, the job's owner disabled it): the unit waits, with that
+    /// reason, and is tried again after `retry_after` or on [`Event::Retry`]. Also ends a run
+    /// whose job launchd was to relaunch when its owner disabled it meanwhile.
     StartDeferred {
         unit: UnitId,
         generation: Generation,
@@ -238,6 +247,7 @@ impl Event {
             | Event::ProbeReported { unit, .. }
             | Event::TimerFired { unit, .. }
             | Event::Relaunching { unit, .. }
+            | Event::RelaunchMissed { unit, .. }
             | Event::StartDeferred { unit, .. }
             | Event::TaskFailed { unit, .. }
             | Event::Retry { unit } => Some(unit),

@@ -187,15 +187,6 @@ fn set_aside(path: &Path) -> PathBuf {
     bad
 }
 
-/// Whether `pid` still runs (a zombie does not).
-fn running(pid: u32) -> bool {
-    if cfg!(target_os = "linux") || cfg!(target_os = "macos") {
-        proc_now(pid).is_some()
-    } else {
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
-    }
-}
-
 /// The state directory's lock, held for the daemon's life (it is released when the daemon
 /// exits, however it exits): a second daemon on the same directory would take the first one's
 /// live units for leftovers and stop them.
@@ -356,11 +347,10 @@ pub(crate) async fn stop_leftovers(compiled: &crate::compile::Compiled, state_di
             record.pid
         );
         let group = Pid::from_raw(record.pid as i32);
+        // Watched before the signal, and bound to the process judged above.
+        let exit = crate::process::ExitWatch::new(record.pid, record.start_ticks);
         let _ = killpg(group, spec.stop_signal.0);
-        let deadline = crate::clock::deadline(spec.stop_timeout);
-        while running(record.pid) && std::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let _ = tokio::time::timeout(spec.stop_timeout, exit.exited()).await;
         // Whatever is left of the group, the leader included if it ignored the signal.
         let _ = killpg(group, Signal::SIGKILL);
         let _ = std::fs::remove_file(&path);

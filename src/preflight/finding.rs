@@ -114,6 +114,10 @@ codes! {
         "The directory of a log file (StandardOutPath, StandardErrorPath, stdout, stderr) does not exist.";
     LoadedDefinitionStale => "LOADED_DEFINITION_STALE", Warning,
         "The job launchd has loaded (launchctl print) differs from the plist file: launchd read the file at bootstrap and runs what it read then, until bootout and bootstrap.";
+    DisabledByOwner => "DISABLED_BY_OWNER", Warning,
+        "The job is disabled in launchd (launchctl print-disabled, or Disabled in the plist); launchgraph never disables a job, so its owner did, and launchgraph will not start it until it is enabled again (reported by check with --launchctl, and as the unit's reason at start).";
+    LoadedInOtherDomain => "LOADED_IN_OTHER_DOMAIN", Warning,
+        "The job's label is loaded in another domain that can hold it (system, gui/UID or user/UID of the plist's owner) than the unit's, so a bootstrap into the unit's domain would run a second copy; launchgraph will not start it there (reported by check with --launchctl, and as the unit's reason at start).";
     TakeoverRunAtLoad => "TAKEOVER_RUNATLOAD", Warning,
         "A unit with requirements has RunAtLoad true: launchd starts it at load (boot, login) before its requirements are ready.";
     TakeoverKeepAlive => "TAKEOVER_KEEPALIVE", Warning,

@@ -3,6 +3,9 @@
 //! `KeepAlive` (true or a dict) implies RunAtLoad and relaunches it whenever launchd sees fit
 //! (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html; Homebrew/brew Library/Homebrew/services/cli.rb `launchctl_load`; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html): either way it runs before its requirements are ready.
 //!
+//! The fix is `launchgraph adopt UNIT` ([`crate::adopt`]); a reinstall that writes the keys
+//! back brings the findings back, and adopting again re-applies.
+//!
 //! Units nothing requires, and units that require nothing, may keep both keys: a Homebrew
 //! service plist (`brew services`, with its `LimitLoadToSessionType` and all) is accepted as
 //! it is unless the unit orders it after something.
@@ -32,28 +35,35 @@ fn is_homebrew(spec: &LaunchdSpec) -> bool {
     spec.label.0.starts_with("homebrew.mxcl.")
 }
 
-/// The fix shared by both findings.
-fn fix(spec: &LaunchdSpec) -> String {
+/// The fix shared by both findings: `launchgraph adopt UNIT`, which also undoes what a
+/// reinstall wrote back.
+fn fix(unit: &Unit, spec: &LaunchdSpec) -> String {
     let mut fix = format!(
-        "set RunAtLoad to false and remove KeepAlive in {}, then `launchctl bootout` and \
-         `bootstrap` the job so launchd rereads it: launchgraph kickstarts it once its \
-         requirements are ready and restarts it itself; or run it as an `exec` unit and \
-         unload the launchd job",
-        spec.plist.display()
+        "run `sudo launchgraph adopt {unit}`: it backs {plist} up, sets RunAtLoad to false and \
+         removes KeepAlive in it, and reloads the job so launchd rereads it; launchgraph then \
+         kickstarts it once its requirements are ready and restarts it itself \
+         (`launchgraph release {unit}` gives it back to launchd). Or run it as an `exec` unit \
+         and unload the launchd job",
+        unit = unit.name,
+        plist = spec.plist.display()
     );
     if is_homebrew(spec) {
-        fix.push_str(
-            ". `brew services` rewrites this plist, so for a Homebrew service prefer the \
-             `exec` unit after `brew services stop`",
-        );
+        fix.push_str(&format!(
+            ". `brew services` rewrites this plist (start, restart, upgrade) with both keys: \
+             this warning then comes back, and `launchgraph adopt {}` again re-applies; or \
+             prefer the `exec` unit after `brew services stop`",
+            unit.name
+        ));
     }
     // External-supervisor mode: openclaw/openclaw docs/cli/gateway.md, "External supervisors".
     if is_openclaw(spec) {
-        fix.push_str(
+        fix.push_str(&format!(
             ". For the OpenClaw gateway set OPENCLAW_SUPERVISOR_MODE=external and \
              OPENCLAW_SERVICE_REPAIR_POLICY=external, or its install and doctor put \
-             RunAtLoad and KeepAlive back",
-        );
+             RunAtLoad and KeepAlive back (this warning then comes back: `launchgraph adopt \
+             {}` again re-applies)",
+            unit.name
+        ));
     }
     fix
 }
@@ -76,7 +86,7 @@ pub(crate) fn check(unit: &Unit, spec: &LaunchdSpec, dict: &plist::Dictionary) -
                 spec.plist.display(),
                 spec.label
             ),
-            fix(spec),
+            fix(unit, spec),
         ));
     }
     if let Some(keep_alive) = dict.get("KeepAlive").and_then(describe_keep_alive) {
@@ -89,7 +99,7 @@ pub(crate) fn check(unit: &Unit, spec: &LaunchdSpec, dict: &plist::Dictionary) -
                 spec.plist.display(),
                 spec.label
             ),
-            fix(spec),
+            fix(unit, spec),
         ));
     }
     out

@@ -18,6 +18,17 @@
 //! raw system calls, not the C library's setuid, which would try to reach the parent's other
 //! threads (glibc's setxid broadcast) that do not exist in the child.
 //!
+//! On x86_64 the child also shares the daemon's memory and, until its first step, its
+//! descriptor table (CLONE_VM | CLONE_VFORK | CLONE_FILES, what the C library's posix_spawn
+//! does: bminor/glibc:sysdeps/unix/sysv/linux/spawni.c): the daemon's page tables are not
+//! copied at the clone nor torn down at the exec, and the child's first step,
+//! close_range(2) with CLOSE_RANGE_UNSHARE (Linux 5.9), gives it a table of its own holding
+//! only the few lowest descriptors, where the three it needs wait ([`Slots`]). Both costs
+//! grew with the daemon's size, which grows with its units: a spawn now costs the same with
+//! 3,000 units as with 3. The child runs on a stack of its own while the calling thread is
+//! suspended until the child's exec (or exit), and reports a failure through memory instead
+//! of a pipe.
+//!
 //! When clone3 or CLONE_INTO_CGROUP is refused (ENOSYS, EINVAL, EPERM, E2BIG: an older kernel
 //! or a seccomp filter) [`usable`] says so from then on and `spawn` takes the `Command` path:
 //! the refusal is logged once and never fails a start.
@@ -130,6 +141,22 @@ struct Pointers {
     envp: Vec<*const libc::c_char>,
 }
 
+impl Pointers {
+    fn of(exec: &Exec) -> Self {
+        let pointers = |strings: &[CString]| {
+            strings
+                .iter()
+                .map(|a| a.as_ptr())
+                .chain([std::ptr::null()])
+                .collect()
+        };
+        Self {
+            argv: pointers(&exec.argv),
+            envp: pointers(&exec.envp),
+        }
+    }
+}
+
 /// Creates the unit's process in the cgroup `cgroup`, with `stdout` and `stderr` (or
 /// /dev/null), writes `record` in the child, switches to `creds`, and execs. Returns once the
 /// program runs (its exec succeeded) or failed. Blocks for as long as the child takes to get
@@ -142,20 +169,27 @@ pub(super) fn spawn_in_cgroup(
     record: Option<&SelfRecord>,
     creds: Option<&Credentials>,
 ) -> Result<PidfdChild, CloneFailure> {
-    let ptrs = Pointers {
-        argv: exec
-            .argv
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain([std::ptr::null()])
-            .collect(),
-        envp: exec
-            .envp
-            .iter()
-            .map(|a| a.as_ptr())
-            .chain([std::ptr::null()])
-            .collect(),
-    };
+    #[cfg(target_arch = "x86_64")]
+    if shared::usable() {
+        match shared::spawn(exec, cgroup, stdout, stderr, record, creds) {
+            Err(shared::Refused) => {}
+            Ok(done) => return done,
+        }
+    }
+    spawn_copying(exec, cgroup, stdout, stderr, record, creds)
+}
+
+/// [`spawn_in_cgroup`] with a child that gets a copy of the daemon's memory and descriptors,
+/// as fork gives, and reports a failure through a pipe.
+fn spawn_copying(
+    exec: &Exec,
+    cgroup: BorrowedFd<'_>,
+    stdout: Option<RawFd>,
+    stderr: Option<RawFd>,
+    record: Option<&SelfRecord>,
+    creds: Option<&Credentials>,
+) -> Result<PidfdChild, CloneFailure> {
+    let ptrs = Pointers::of(exec);
     let null = exec.null.as_raw_fd();
     let stdio = [null, stdout.unwrap_or(null), stderr.unwrap_or(null)];
     let (report_reader, report_writer) = cloexec_pipe().map_err(CloneFailure::Clone)?;
@@ -187,7 +221,7 @@ pub(super) fn spawn_in_cgroup(
             )
         };
         if pid == 0 {
-            in_child(exec, &ptrs, stdio, report, record, creds);
+            in_child(exec, &ptrs, stdio, Report::Pipe(report), record, creds);
         }
         let error = io::Error::last_os_error();
         // SAFETY: restores the mask saved above.
@@ -201,17 +235,7 @@ pub(super) fn spawn_in_cgroup(
     let child = match registered {
         Ok(child) => child,
         Err(e) => {
-            if let Some(errno @ (libc::ENOSYS | libc::EINVAL | libc::EPERM | libc::E2BIG)) =
-                e.raw_os_error()
-                && REFUSED.swap(errno, Ordering::Relaxed) == 0
-            {
-                tracing::warn!(
-                    error = %e,
-                    "cannot create units' processes in their cgroups (clone3 with \
-                     CLONE_INTO_CGROUP); processes that leave their unit's process group \
-                     (setsid) will not be attributed to their unit nor stopped with it"
-                );
-            }
+            note_refusal(&e);
             return Err(CloneFailure::Clone(e));
         }
     };
@@ -241,6 +265,21 @@ pub(super) fn spawn_in_cgroup(
     })
 }
 
+/// A clone3 that failed with an errno meaning "never here" makes [`usable`] say so, once.
+fn note_refusal(e: &io::Error) {
+    if let Some(errno @ (libc::ENOSYS | libc::EINVAL | libc::EPERM | libc::E2BIG)) =
+        e.raw_os_error()
+        && REFUSED.swap(errno, Ordering::Relaxed) == 0
+    {
+        tracing::warn!(
+            error = %e,
+            "cannot create units' processes in their cgroups (clone3 with \
+             CLONE_INTO_CGROUP); processes that leave their unit's process group \
+             (setsid) will not be attributed to their unit nor stopped with it"
+        );
+    }
+}
+
 fn full_mask() -> libc::sigset_t {
     // SAFETY: sigfillset initialises the set it is given.
     unsafe {
@@ -261,22 +300,46 @@ fn empty_mask() -> libc::sigset_t {
 
 /// The child, between clone and exec. System calls only, on memory prepared before the
 /// clone; never returns.
+/// Where the child says why it did not get to its program.
+enum Report<'a> {
+    /// A close-on-exec pipe to the parent: the tag, then the errno.
+    Pipe(RawFd),
+    /// Memory shared with the parent, which reads it once the child has exited.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    Shared(&'a SharedReport),
+}
+
+/// A failure of a child that shares the parent's memory: written by the child, read by the
+/// parent only after the child's exit has resumed it.
+#[derive(Default)]
+struct SharedReport {
+    tag: std::sync::atomic::AtomicU8,
+    errno: AtomicI32,
+}
+
 fn in_child(
     exec: &Exec,
     ptrs: &Pointers,
     stdio: [RawFd; 3],
-    report: RawFd,
+    report: Report<'_>,
     record: Option<&SelfRecord>,
     creds: Option<&Credentials>,
 ) -> ! {
     let fail = |tag: u8, errno: i32| -> ! {
-        let e = errno.to_ne_bytes();
-        let bytes = [tag, e[0], e[1], e[2], e[3]];
-        // SAFETY: write and _exit, both async-signal-safe, on a local buffer.
-        unsafe {
-            libc::write(report, bytes.as_ptr().cast(), bytes.len());
-            libc::_exit(127)
+        match &report {
+            Report::Pipe(fd) => {
+                let e = errno.to_ne_bytes();
+                let bytes = [tag, e[0], e[1], e[2], e[3]];
+                // SAFETY: write, async-signal-safe, from a local buffer.
+                unsafe { libc::write(*fd, bytes.as_ptr().cast(), bytes.len()) };
+            }
+            Report::Shared(shared) => {
+                shared.errno.store(errno, Ordering::Relaxed);
+                shared.tag.store(tag, Ordering::Release);
+            }
         }
+        // SAFETY: _exit is async-signal-safe and never returns.
+        unsafe { libc::_exit(127) }
     };
     let errno = || {
         io::Error::last_os_error()
@@ -384,4 +447,354 @@ fn switch_credentials(creds: &Credentials) -> Result<(), i32> {
         }
     }
     Ok(())
+}
+
+/// The child that shares the daemon's memory and, until its first step, its descriptor
+/// table (see the module's comment). x86_64 only: the system call is made from a few lines
+/// of assembly, since a child on a new stack cannot return into the C library's `syscall`.
+#[cfg(target_arch = "x86_64")]
+mod shared {
+    use std::ffi::c_void;
+    use std::io;
+    use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, PoisonError};
+
+    use super::super::credentials::Credentials;
+    use super::super::record::SelfRecord;
+    use super::super::track::{PidfdChild, register_pidfd_child};
+    use super::{
+        CLONE_INTO_CGROUP, CLONE_PIDFD, CloneArgs, CloneFailure, Exec, FAILED_RECORD, Pointers,
+        Report, SharedReport, empty_mask, full_mask, in_child,
+    };
+
+    const CLONE_VM: u64 = 0x100;
+    const CLONE_FILES: u64 = 0x400;
+    const CLONE_VFORK: u64 = 0x4000;
+    /// close_range(2)'s flag (include/uapi/linux/close_range.h).
+    const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
+    /// The tag of a child that could not get a descriptor table of its own.
+    const FAILED_UNSHARE: u8 = b'u';
+    /// The child's stack: what `in_child` needs is a few KiB; untouched pages cost nothing.
+    const STACK_SIZE: usize = 256 * 1024;
+
+    /// Set once the kernel refused a step that only this way takes.
+    static UNUSABLE: AtomicBool = AtomicBool::new(false);
+
+    pub(super) fn usable() -> bool {
+        !UNUSABLE.load(Ordering::Relaxed)
+    }
+
+    /// This way cannot be taken here: the caller takes the other.
+    pub(super) struct Refused;
+
+    /// Three descriptors at the lowest numbers the daemon had free when it first started a
+    /// unit: `/dev/null`, and where the next child's stdout and stderr go. The child keeps
+    /// only the descriptors up to these, so what it copies does not grow with the daemon's
+    /// descriptors (pidfds, cgroup directories, log pipes: three or more a unit). One child at
+    /// a time uses them: the lock is held from filling them to emptying them again.
+    struct Slots {
+        null: OwnedFd,
+        out: OwnedFd,
+        err: OwnedFd,
+    }
+
+    static SLOTS: Mutex<Option<Slots>> = Mutex::new(None);
+
+    fn open_null() -> io::Result<OwnedFd> {
+        Ok(std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")?
+            .into())
+    }
+
+    /// dup3(from, onto, O_CLOEXEC): `onto` now names what `from` names.
+    fn put(from: RawFd, onto: &OwnedFd) -> io::Result<()> {
+        // SAFETY: descriptor numbers only; `onto` stays owned by its slot.
+        if unsafe { libc::dup3(from, onto.as_raw_fd(), libc::O_CLOEXEC) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// What the child needs, on the parent's stack: the child reads it through the pointer
+    /// it is given while the parent waits.
+    struct ChildArgs<'a> {
+        exec: &'a Exec,
+        ptrs: &'a Pointers,
+        stdio: [RawFd; 3],
+        keep_below: libc::c_uint,
+        report: &'a SharedReport,
+        record: Option<&'a SelfRecord>,
+        creds: Option<&'a Credentials>,
+    }
+
+    /// The child's first function, on its own stack. Its first step gives it a descriptor
+    /// table of its own with only the descriptors below `keep_below` (the slots and the
+    /// standard streams); until then it must not touch a descriptor.
+    extern "C" fn child_main(arg: *mut c_void) -> ! {
+        // SAFETY: `arg` is the `ChildArgs` the suspended parent keeps alive.
+        let args = unsafe { &*(arg as *const ChildArgs<'_>) };
+        // SAFETY: a system call on descriptor numbers only.
+        let unshared = unsafe {
+            libc::syscall(
+                libc::SYS_close_range,
+                args.keep_below,
+                libc::c_uint::MAX,
+                CLOSE_RANGE_UNSHARE,
+            )
+        };
+        if unshared != 0 {
+            let errno = io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            args.report.errno.store(errno, Ordering::Relaxed);
+            args.report.tag.store(FAILED_UNSHARE, Ordering::Release);
+            // SAFETY: _exit never returns and touches nothing of the parent's.
+            unsafe { libc::_exit(127) }
+        }
+        in_child(
+            args.exec,
+            args.ptrs,
+            args.stdio,
+            Report::Shared(args.report),
+            args.record,
+            args.creds,
+        )
+    }
+
+    /// clone3(args) with the child starting in `child(arg)` on the stack the arguments name.
+    /// Returns the child's pid, or the negated errno. In the parent, a plain system call.
+    ///
+    /// SAFETY: `args` must name a stack that stays mapped until the child has exec'd or
+    /// exited (CLONE_VFORK guarantees the caller waits that long), and `child` must never
+    /// return.
+    unsafe fn clone3_into(
+        args: &CloneArgs,
+        child: extern "C" fn(*mut c_void) -> !,
+        arg: *mut c_void,
+    ) -> libc::c_long {
+        let ret: libc::c_long;
+        // The child comes back from `syscall` with rax = 0 and rsp at the top of its new
+        // stack; it clears the frame pointer, aligns the stack as the ABI wants at a call,
+        // and calls `child(arg)`, which never returns (ud2 if it did).
+        // SAFETY: upheld by the caller; the parent's path clobbers only rax, rcx and r11,
+        // as any system call does.
+        unsafe {
+            std::arch::asm!(
+                "syscall",
+                "test rax, rax",
+                "jnz 2f",
+                "xor ebp, ebp",
+                "and rsp, -16",
+                "mov rdi, r13",
+                "call r12",
+                "ud2",
+                "2:",
+                inlateout("rax") libc::SYS_clone3 => ret,
+                in("rdi") args as *const CloneArgs,
+                in("rsi") std::mem::size_of::<CloneArgs>(),
+                in("r12") child,
+                in("r13") arg,
+                lateout("rcx") _,
+                lateout("r11") _,
+                options(nostack),
+            );
+        }
+        ret
+    }
+
+    /// A stack for the child, with an inaccessible page below it, unmapped on drop.
+    struct Stack {
+        base: *mut c_void,
+        len: usize,
+    }
+
+    impl Stack {
+        fn new() -> io::Result<Self> {
+            let guard = 4096;
+            let len = STACK_SIZE + guard;
+            // SAFETY: a new anonymous private mapping; checked below.
+            let base = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            if base == libc::MAP_FAILED {
+                return Err(io::Error::last_os_error());
+            }
+            let stack = Self { base, len };
+            // SAFETY: the lowest page of the mapping made above: an overflow faults there.
+            if unsafe { libc::mprotect(base, guard, libc::PROT_NONE) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(stack)
+        }
+
+        /// The lowest usable address and the usable size, as clone3 takes them.
+        fn range(&self) -> (u64, u64) {
+            let guard = self.len - STACK_SIZE;
+            (self.base as u64 + guard as u64, STACK_SIZE as u64)
+        }
+    }
+
+    impl Drop for Stack {
+        fn drop(&mut self) {
+            // SAFETY: the mapping made in `new`, unmapped once; no child runs on it any more.
+            unsafe { libc::munmap(self.base, self.len) };
+        }
+    }
+
+    /// [`super::spawn_in_cgroup`] this way; `Err(Refused)` when the kernel refuses a step only
+    /// this way takes (said once, and never tried again).
+    pub(super) fn spawn(
+        exec: &Exec,
+        cgroup: BorrowedFd<'_>,
+        stdout: Option<RawFd>,
+        stderr: Option<RawFd>,
+        record: Option<&SelfRecord>,
+        creds: Option<&Credentials>,
+    ) -> Result<Result<PidfdChild, CloneFailure>, Refused> {
+        let mut slots = SLOTS.lock().unwrap_or_else(PoisonError::into_inner);
+        if slots.is_none() {
+            let opened = (|| {
+                Ok::<_, io::Error>(Slots {
+                    null: open_null()?,
+                    out: open_null()?,
+                    err: open_null()?,
+                })
+            })();
+            match opened {
+                Ok(s) => *slots = Some(s),
+                Err(e) => return Ok(Err(CloneFailure::Clone(e))),
+            }
+        }
+        let Some(slots) = slots.as_ref() else {
+            return Err(Refused);
+        };
+        let null = slots.null.as_raw_fd();
+        if let Err(e) = put(stdout.unwrap_or(null), &slots.out)
+            .and_then(|()| put(stderr.unwrap_or(null), &slots.err))
+        {
+            return Ok(Err(CloneFailure::Clone(e)));
+        }
+        let spawned = spawn_with_slots(exec, cgroup, slots, record, creds);
+        // The slots must not keep the write ends of the unit's log pipes open: the log
+        // copies would never see the end of its output.
+        let emptied = put(null, &slots.out).and_then(|()| put(null, &slots.err));
+        if let Err(e) = emptied {
+            tracing::error!(error = %e, "cannot release a spawned unit's output descriptors");
+        }
+        spawned
+    }
+
+    fn spawn_with_slots(
+        exec: &Exec,
+        cgroup: BorrowedFd<'_>,
+        slots: &Slots,
+        record: Option<&SelfRecord>,
+        creds: Option<&Credentials>,
+    ) -> Result<Result<PidfdChild, CloneFailure>, Refused> {
+        let ptrs = Pointers::of(exec);
+        let stack = match Stack::new() {
+            Ok(stack) => stack,
+            Err(e) => return Ok(Err(CloneFailure::Clone(e))),
+        };
+        let report = SharedReport::default();
+        let highest = [&slots.null, &slots.out, &slots.err]
+            .iter()
+            .map(|fd| fd.as_raw_fd())
+            .max()
+            .unwrap_or(2);
+        let child_args = ChildArgs {
+            exec,
+            ptrs: &ptrs,
+            stdio: [
+                slots.null.as_raw_fd(),
+                slots.out.as_raw_fd(),
+                slots.err.as_raw_fd(),
+            ],
+            keep_below: (highest + 1) as libc::c_uint,
+            report: &report,
+            record,
+            creds,
+        };
+        let (stack_base, stack_size) = stack.range();
+        let mut pidfd: RawFd = -1;
+        let args = CloneArgs {
+            flags: CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_VM | CLONE_VFORK | CLONE_FILES,
+            pidfd: &mut pidfd as *mut RawFd as u64,
+            exit_signal: libc::SIGCHLD as u64,
+            stack: stack_base,
+            stack_size,
+            cgroup: cgroup.as_raw_fd() as u64,
+            ..CloneArgs::default()
+        };
+        let registered = register_pidfd_child(|| {
+            // No signal handler of the daemon may run in the child before its exec: it would
+            // run on the daemon's memory. Blocked here, inherited blocked, unblocked in the
+            // child once every handler is reset.
+            let all = full_mask();
+            let mut old = empty_mask();
+            // SAFETY: pthread_sigmask on local sets.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
+            // SAFETY: the stack lives until this returns, and CLONE_VFORK suspends this
+            // thread until the child has exec'd or exited; `child_main` never returns.
+            let ret = unsafe {
+                clone3_into(
+                    &args,
+                    child_main,
+                    &child_args as *const ChildArgs<'_> as *mut c_void,
+                )
+            };
+            // SAFETY: restores the mask saved above.
+            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+            if ret < 0 {
+                return Err(io::Error::from_raw_os_error(-ret as i32));
+            }
+            // SAFETY: CLONE_PIDFD stored a new descriptor (close-on-exec) that we now own.
+            Ok((ret as u32, unsafe { OwnedFd::from_raw_fd(pidfd) }))
+        });
+        drop(stack);
+        let child = match registered {
+            Ok(child) => child,
+            // What the other way would be refused too: it tries and says so.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::ENOSYS | libc::EINVAL | libc::EPERM | libc::E2BIG)
+                ) =>
+            {
+                return Err(Refused);
+            }
+            Err(e) => return Ok(Err(CloneFailure::Clone(e))),
+        };
+        // The child has exec'd (nothing reported) or exited (the tag says why).
+        let tag = report.tag.load(Ordering::Acquire);
+        if tag == 0 {
+            return Ok(Ok(child));
+        }
+        child.reap_blocking();
+        let error = io::Error::from_raw_os_error(report.errno.load(Ordering::Relaxed));
+        match tag {
+            FAILED_UNSHARE => {
+                if !UNUSABLE.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(
+                        error = %error,
+                        "units' processes are created with a copy of the daemon's memory: \
+                         close_range(CLOSE_RANGE_UNSHARE) was refused"
+                    );
+                }
+                Err(Refused)
+            }
+            FAILED_RECORD => Ok(Err(CloneFailure::RunRecord(error))),
+            _ => Ok(Err(CloneFailure::Exec(error))),
+        }
+    }
 }

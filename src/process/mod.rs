@@ -22,6 +22,8 @@
 //!   process group, and stops it with the unit.
 //! - `clone`: creating a unit's process inside its cgroup (clone3, Linux).
 //! - `record`: [`SelfRecord`], the run record a unit's process writes of itself before exec.
+//! - `exit_watch`: [`ExitWatch`], the exit of a process launchgraph did not fork, from the
+//!   kernel's notification (pidfd, kqueue).
 //! - `running`: [`UnitProcess`]: exit reports, stopping, signalling the group.
 //! - `logs`: log files and their rotation.
 //!
@@ -37,6 +39,7 @@ mod cgroup;
 mod clone;
 mod credentials;
 mod error;
+mod exit_watch;
 mod logs;
 mod reaper;
 mod record;
@@ -51,6 +54,7 @@ pub(crate) use cgroup::{
 pub(crate) use credentials::group_list;
 pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
 pub use error::{SpawnCause, SpawnError};
+pub use exit_watch::{ExitWatch, exited};
 pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscribe_reaped};
 #[cfg(target_os = "linux")]
 pub(crate) use record::parse_stat;

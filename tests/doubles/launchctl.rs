@@ -20,8 +20,10 @@
 //! `x-config <key> <value>` with keys `drain-ms`, `disabled-vocabulary` (`modern`|`legacy`:
 //! `=> disabled` or `=> true`, `print-disabled` output, DeterminateSystems/nix-installer#555), `kickstart-running-code` (0 or 37,
 //! docs/launchd.md), `missing-domain-code` (125, the default, or 112) and
-//! `bootout-in-progress` (`on`|`off`), and `x-quarantine <program>` (launchd refuses to
-//! spawn that program from now on, as it refuses a quarantined or badly signed binary).
+//! `bootout-in-progress` (`on`|`off`), `x-quarantine <program>` (launchd refuses to
+//! spawn that program from now on, as it refuses a quarantined or badly signed binary), and
+//! `x-penalty <service-target> on|off` (launchd stops relaunching that KeepAlive job after it
+//! exits, its penalty box after a crash burst; a kickstart still starts it).
 //!
 //! Where it fails as launchd fails, each with its public source (docs/launchd.md has the
 //! table):
@@ -46,6 +48,16 @@
 //!   (github.com/osquery/osquery/issues/5698).
 //! - KeepAlive dictionaries: `SuccessfulExit` and `Crashed` decide whether an exit is
 //!   relaunched; `SuccessfulExit = false` does not relaunch after exit 0 (launchd.plist(5)).
+//! - A disabled KeepAlive job that exits is not relaunched, and `disable` does not stop a
+//!   running one: OpenClaw disables its job and then stops it "so KeepAlive cannot spawn a
+//!   replacement" (openclaw/openclaw src/daemon/launchd-stop.ts); launchctl(1) disable.
+//! - One label may be loaded in several domains at once, each its own job, `user/<uid>`
+//!   included, which exists whether or not its user is logged in: `brew services` loads into
+//!   `gui/<uid>` from a GUI session and `user/<uid>` over SSH (Homebrew/brew
+//!   Library/Homebrew/services/system.rb `domain_target`; Homebrew/homebrew-services#638).
+//! - With `x-penalty on`, a KeepAlive job that exits is not relaunched until it is kickstarted
+//!   (openclaw/openclaw docs/gateway/troubleshooting.md recommends a `kickstart -k` watchdog
+//!   for this; nix-darwin/nix-darwin#1709).
 //!
 //! Choices where no public source attests anything: `enable`, `disable` and `print-disabled` work
 //! on a `gui/<uid>` domain whether or not its user is logged in (the overrides are kept per
@@ -539,6 +551,10 @@ struct Job {
     relaunch: Option<u64>,
     /// Set by bootout: the token of its drain timer, and whether the window is over.
     draining: Option<(u64, bool)>,
+    /// `x-penalty on`: launchd no longer relaunches it after it exits, as after a crash burst
+    /// (openclaw/openclaw docs/gateway/troubleshooting.md, a `kickstart -k` watchdog;
+    /// nix-darwin/nix-darwin#1709); a kickstart still starts it.
+    penalty_box: bool,
     kick_waiters: Vec<KickWaiter>,
 }
 
@@ -626,8 +642,14 @@ impl Launchd {
                     .jobs
                     .get(&key)
                     .is_some_and(|j| j.relaunch == Some(token) && j.proc.is_none());
-                if due && !self.shutting_down {
+                if due && self.relaunchable(&key) {
                     self.spawn(&key);
+                } else if let Some(job) = self
+                    .jobs
+                    .get_mut(&key)
+                    .filter(|j| j.relaunch == Some(token))
+                {
+                    job.relaunch = None;
                 }
             }
             Event::ForceKill { key, generation } => {
@@ -724,12 +746,32 @@ impl Launchd {
         }
     }
 
-    fn schedule_relaunch(&mut self, key: &Key, delay: Duration) {
-        let keep_alive = self
+    /// Whether the job is disabled: an override, else its plist's `Disabled` key.
+    fn is_disabled(&self, (domain, label): &Key) -> bool {
+        let key_says = self
             .jobs
+            .get(&(*domain, label.clone()))
+            .is_some_and(|j| j.spec.disabled);
+        self.overrides
+            .get(&domain.target())
+            .and_then(|o| o.get(label))
+            .copied()
+            .unwrap_or(key_says)
+    }
+
+    /// Whether launchd would relaunch the job by itself now: KeepAlive, not being booted out,
+    /// not disabled (OpenClaw disables its job before it exits "so KeepAlive cannot spawn a
+    /// replacement", openclaw/openclaw src/daemon/launchd-stop.ts), and not in the penalty box.
+    fn relaunchable(&self, key: &Key) -> bool {
+        self.jobs
             .get(key)
-            .is_some_and(|j| j.spec.keep_alive.any() && j.draining.is_none());
-        if !keep_alive || self.shutting_down {
+            .is_some_and(|j| j.spec.keep_alive.any() && j.draining.is_none() && !j.penalty_box)
+            && !self.is_disabled(key)
+            && !self.shutting_down
+    }
+
+    fn schedule_relaunch(&mut self, key: &Key, delay: Duration) {
+        if !self.relaunchable(key) {
             return;
         }
         let token = self.token();
@@ -825,6 +867,17 @@ impl Launchd {
                 Response::ok(fs::read_to_string(self.state_dir.join(CALLS)).unwrap_or_default())
             }
             "x-config" => self.config(args),
+            "x-penalty" => match args {
+                [target, on @ ("on" | "off")] => match self.find_service("x-penalty", target) {
+                    Ok(key) => {
+                        let job = self.jobs.get_mut(&key).expect("found");
+                        job.penalty_box = *on == "on";
+                        Response::ok("")
+                    }
+                    Err(r) => r,
+                },
+                _ => Response::fail(64, "usage: x-penalty <service-target> on|off\n"),
+            },
             "x-quarantine" => match args {
                 [program] => {
                     self.quarantined.insert(PathBuf::from(program));
@@ -931,6 +984,7 @@ impl Launchd {
                     generation: 0,
                     relaunch: None,
                     draining: None,
+                    penalty_box: false,
                     kick_waiters: Vec::new(),
                 },
             );

@@ -133,19 +133,25 @@ impl Daemon {
     /// Its state directory and socket are next to `units`, unless the test chose a socket
     /// (`LAUNCHGRAPH_SOCKET` or `--socket`).
     pub fn start_with(units: &Path, env: &[(&str, &str)], args: &[&str]) -> Self {
-        Self::spawn(units, env, args, None, &[])
+        Self::spawn(units, env, args, None, &[], None)
+    }
+
+    /// Starts it from the working directory `cwd`, with extra arguments to `up`: a relative
+    /// `--state-dir` among them is relative to `cwd`.
+    pub fn start_from(cwd: &Path, units: &Path, args: &[&str]) -> Self {
+        Self::spawn(units, &[], args, None, &[], Some(cwd))
     }
 
     /// Starts it with `signals` ignored, as `nohup` (SIGHUP) or a shell's background (SIGINT,
     /// SIGQUIT) would start it.
     pub fn start_ignoring(units: &Path, signals: &[Signal]) -> Self {
-        Self::spawn(units, &[], &[], None, signals)
+        Self::spawn(units, &[], &[], None, signals, None)
     }
 
     /// Starts it in process group `pgid` (one the test made, so that a daemon that signals its
     /// own group hits what the test watches, never the test itself).
     pub fn start_in_group(units: &Path, pgid: i32) -> Self {
-        Self::spawn(units, &[], &[], Some(pgid), &[])
+        Self::spawn(units, &[], &[], Some(pgid), &[], None)
     }
 
     fn spawn(
@@ -154,9 +160,13 @@ impl Daemon {
         args: &[&str],
         group: Option<i32>,
         ignored: &[Signal],
+        cwd: Option<&Path>,
     ) -> Self {
         let base = units.parent().unwrap_or(units);
         let mut cmd = Command::new(control::BIN);
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
         if let Some(pgid) = group {
             std::os::unix::process::CommandExt::process_group(&mut cmd, pgid);
         }
@@ -175,13 +185,13 @@ impl Daemon {
                 });
             }
         }
-        // Fingerprints go next to the units, never into the host's state directory.
-        cmd.arg("up")
-            .arg("--units")
-            .arg(units)
-            .arg("--state-dir")
-            .arg(base.join("state"))
-            .env_remove("LAUNCHGRAPH_UNITS")
+        // Fingerprints go next to the units, never into the host's state directory, unless
+        // the test chose a state directory.
+        cmd.arg("up").arg("--units").arg(units);
+        if !args.contains(&"--state-dir") {
+            cmd.arg("--state-dir").arg(base.join("state"));
+        }
+        cmd.env_remove("LAUNCHGRAPH_UNITS")
             .env_remove("LAUNCHGRAPH_SOCKET")
             .env("NO_COLOR", "1")
             .env("LAUNCHGRAPH_LOG", "info")

@@ -1,12 +1,23 @@
 //! The `launchd` backend: one run of a unit is a job started, observed and stopped, all
 //! through `launchctl`.
 //!
-//! This module owns the launchd sequences (Homebrew/brew Library/Homebrew/services/cli.rb `launchctl_load`; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html): `enable` before every `bootstrap`
-//! (a persisted disable makes bootstrap fail, openclaw#80384), retrying bootstrap on the
+//! This module owns the launchd sequences (Homebrew/brew Library/Homebrew/services/cli.rb `launchctl_load`; launchctl(1), https://keith.github.io/xcode-man-pages/launchctl.1.html): retrying bootstrap on the
 //! transient 5/37 while a previous `bootout` drains (openclaw#136453), adopting a job that is
 //! already running instead of kickstarting it, and stopping a KeepAlive job with `bootout`
 //! (`kill` would only make launchd relaunch it). A relaunch by launchd itself is observed, not
-//! fought: the run reports [`Event::Relaunching`] and keeps watching for the new pid.
+//! fought: the run reports [`Event::Relaunching`] and keeps watching for the new pid. When
+//! launchd does not relaunch it within its ThrottleInterval plus [`RELAUNCH_GRACE`] (a
+//! throttled respawn that never came, its penalty box after a crash burst), the backend
+//! kickstarts it itself, as OpenClaw's troubleshooting guide has a watchdog do
+//! (openclaw/openclaw docs/gateway/troubleshooting.md; nix-darwin/nix-darwin#1709), and says
+//! so ([`Event::RelaunchMissed`], `LAUNCHD_NOT_RELAUNCHED`).
+//!
+//! The owner of a job has the last word (`crate::launchd::owner`): a job that is not running
+//! is not started while its owner has it disabled (`DISABLED_BY_OWNER`: no `enable`, no
+//! bootstrap, no kickstart; a disable persists across bootout and reinstall, openclaw#80384,
+//! and only its owner lifts it), nor while its label is loaded in another domain
+//! (`LOADED_IN_OTHER_DOMAIN`); the unit waits, re-checked every few seconds. A KeepAlive job
+//! its owner disables and stops (a self-update's maintenance park) is not relaunched either.
 //!
 //! launchd runs what it loaded, not what the plist says now: before it kickstarts a loaded job
 //! that is not running, the backend compares `print` with the file and, when they differ
@@ -30,6 +41,7 @@ use std::time::{Duration, Instant};
 
 use super::Run;
 use crate::engine::events::{Event, ExitInfo};
+use crate::launchd::owner::{OwnerHold, check_disabled, check_elsewhere};
 use crate::launchd::{
     ConsoleUser, LastExit, Launchctl, LaunchctlError, PrintOutcome, ServiceInfo, service_target,
 };
@@ -45,8 +57,21 @@ const PRINT_POLL: Duration = Duration::from_millis(200);
 /// The longest stop bound taken from a plist's ExitTimeOut: a day, like the longest
 /// `stop-timeout` a unit file may set; a larger value is read as this.
 const MAX_EXIT_TIMEOUT: Duration = Duration::from_secs(24 * 60 * 60);
-/// The stop bound when the plist sets no ExitTimeOut.
-const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+/// The stop bound when neither `print` (`exit timeout`) nor the plist says: modern launchd
+/// sends SIGKILL 5 s after SIGTERM (github.com/elastic/elastic-agent/issues/593; launchd.plist(5)
+/// still documents 20 s).
+const DEFAULT_EXIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// launchd's default ThrottleInterval: a KeepAlive job is not spawned more than once every 10 s
+/// (launchd.plist(5), https://keith.github.io/xcode-man-pages/launchd.plist.5.html).
+const DEFAULT_THROTTLE: Duration = Duration::from_secs(10);
+/// The longest ThrottleInterval taken as is; a larger value is read as this.
+const MAX_THROTTLE: Duration = Duration::from_secs(60 * 60);
+/// How much later than its ThrottleInterval launchd's relaunch may come before the backend
+/// kickstarts the job itself. A kickstart that meets launchd's own relaunch is harmless: a
+/// job that runs is not started twice.
+pub(crate) const RELAUNCH_GRACE: Duration = Duration::from_secs(3);
+/// How long a kickstart after a missed relaunch may take to show a running process.
+const KICKSTART_SETTLE: Duration = Duration::from_secs(5);
 
 /// What the runtime needs to drive launchd.
 #[derive(Clone)]
@@ -125,10 +150,18 @@ impl KeepAlive {
     }
 }
 
-/// What the plist says that changes how the job is driven.
+/// What the plist (and, once loaded, `print`) says that changes how the job is driven.
 struct PlistFacts {
     keepalive: KeepAlive,
     exit_timeout: Duration,
+    /// ThrottleInterval: how soon launchd relaunches a KeepAlive job at the earliest.
+    throttle: Duration,
+}
+
+fn throttle_of(seconds: Option<i64>) -> Duration {
+    seconds.filter(|s| *s >= 0).map_or(DEFAULT_THROTTLE, |s| {
+        Duration::from_secs(s as u64).min(MAX_THROTTLE)
+    })
 }
 
 fn exit_timeout_of(seconds: Option<i64>) -> Duration {
@@ -152,9 +185,15 @@ fn read_plist_facts(path: &Path) -> PlistFacts {
             .and_then(|d| d.get("ExitTimeOut"))
             .and_then(|v| v.as_signed_integer()),
     );
+    let throttle = throttle_of(
+        dict.as_ref()
+            .and_then(|d| d.get("ThrottleInterval"))
+            .and_then(|v| v.as_signed_integer()),
+    );
     PlistFacts {
         keepalive,
         exit_timeout,
+        throttle,
     }
 }
 
@@ -168,12 +207,25 @@ impl PlistFacts {
             (false, true) if self.keepalive.any() => self.keepalive,
             (false, true) => KeepAlive::Always,
         };
+        Self {
+            keepalive,
+            ..self.with_loaded_timing(info)
+        }
+    }
+
+    /// launchd times what it loaded: its `exit timeout` and ThrottleInterval (`minimum
+    /// runtime`) as `print` shows them win over the file's, when shown.
+    fn with_loaded_timing(self, info: &ServiceInfo) -> Self {
         let exit_timeout = info.exit_timeout.map_or(self.exit_timeout, |s| {
             exit_timeout_of(i64::try_from(s).ok())
         });
+        let throttle = info
+            .minimum_runtime
+            .map_or(self.throttle, |s| throttle_of(i64::try_from(s).ok()));
         Self {
-            keepalive,
             exit_timeout,
+            throttle,
+            ..self
         }
     }
 }
@@ -296,15 +348,21 @@ async fn run_launchd(
     let target = service_target(&domain, &spec.label.0);
     let mut facts = read_plist_facts(&spec.plist);
     let lc = &ctx.launchctl;
+    let owner_uids =
+        crate::launchd::owner::owner_uids(&spec.plist, domain_uid, ctx.console.uid().ok());
     let job = JobRef {
         name: &name,
         spec: &spec,
         domain: &domain,
         target: &target,
+        owner_uids: &owner_uids,
     };
 
     let mut info = match start_job(lc, &job, facts.keepalive.any()).await {
-        Ok(Started::Fresh(info)) => *info,
+        Ok(Started::Fresh(info)) => {
+            facts = facts.with_loaded_timing(&info);
+            *info
+        }
         Ok(Started::AdoptedStale(info)) => {
             facts = facts.with_loaded(&info);
             *info
@@ -324,12 +382,17 @@ async fn run_launchd(
             return;
         }
         Err(StartFailure::Deferred(reason, detail)) => {
+            let retry_after = match reason {
+                Reason::NoGuiSession => NO_GUI_SESSION_RETRY,
+                // The owner's decisions: an enable or a bootout is noticed within seconds.
+                _ => crate::launchd::owner::OWNER_RECHECK,
+            };
             r.send(Event::StartDeferred {
                 unit,
                 generation,
                 reason,
                 detail,
-                retry_after: Some(NO_GUI_SESSION_RETRY),
+                retry_after: Some(retry_after),
             });
             return;
         }
@@ -353,7 +416,7 @@ async fn run_launchd(
         let pid = info.pid;
         let gone = async {
             match pid {
-                Some(p) => wait_pid_exit(p).await,
+                Some(p) => crate::process::exited(p, None).await,
                 // No pid to watch (launchd has not said): fall back to asking it.
                 // A spawn launchd reports as failed ends the wait too.
                 None => loop {
@@ -399,9 +462,24 @@ async fn run_launchd(
                     generation,
                     exit,
                 });
-                // Wait for launchd's relaunch (its ThrottleInterval), or a stop.
+                // An owner that disabled the job before stopping it (a self-update's
+                // maintenance park, `openclaw gateway stop --disable`) keeps launchd from
+                // relaunching it, and launchgraph too.
+                let owner_disabled = check_disabled(lc, &domain, &spec.label.0, &spec.plist).await;
+                // Wait for launchd's relaunch (its ThrottleInterval), kickstart it when it
+                // does not come, or stop.
                 let relaunched = tokio::select! {
-                    i = wait_relaunch(lc, &target, pid, now.runs) => i,
+                    i = async {
+                        match owner_disabled {
+                            Some(hold) => Some(Relaunch::Disabled(hold)),
+                            None => {
+                                relaunch_or_kickstart(
+                                    lc, &r, &job, facts.throttle, pid, now.runs, unit, generation,
+                                )
+                                .await
+                            }
+                        }
+                    } => i,
                     Ok(reason) = &mut stop_rx => {
                         let (exit, killed) = stop(lc, &target, &now, &facts, reason).await;
                         r.send(Event::Exited { unit, generation, exit, killed_after_timeout: killed });
@@ -409,6 +487,16 @@ async fn run_launchd(
                     }
                 };
                 match relaunched {
+                    Some(Relaunch::Disabled(hold)) => {
+                        r.send(Event::StartDeferred {
+                            unit,
+                            generation,
+                            reason: hold.reason,
+                            detail: hold.detail(),
+                            retry_after: Some(crate::launchd::owner::OWNER_RECHECK),
+                        });
+                        return;
+                    }
                     Some(Relaunch::SpawnFailed(detail)) => {
                         spawn_failed_after_run(
                             lc, &r, &name, &target, &facts, detail, unit, generation,
@@ -499,6 +587,8 @@ pub(crate) struct JobRef<'a> {
     pub spec: &'a LaunchdSpec,
     pub domain: &'a str,
     pub target: &'a str,
+    /// Whose other domains may hold the label too ([`crate::launchd::owner::owner_uids`]).
+    pub owner_uids: &'a [u32],
 }
 
 /// Ensures the job is loaded and running, returning what `print` says of it: adopts a running
@@ -527,12 +617,19 @@ pub(crate) async fn start_job(
                 return Err(StartFailure::Deferred(Reason::NoGuiSession, detail));
             }
             Err(Attempt::SpawnFailed(detail)) => return Err(StartFailure::SpawnFailed(detail)),
+            // Said by the unit's transition (reason and cause), which the log holds back
+            // when it repeats at every re-check.
+            Err(Attempt::Held(hold)) => {
+                return Err(StartFailure::Deferred(hold.reason, hold.detail()));
+            }
         }
     }
 }
 
 enum Attempt {
     Transient(LaunchctlError),
+    /// The owner's decision holds the start ([`crate::launchd::owner`]).
+    Held(OwnerHold),
     NoDomain(String),
     SpawnFailed(String),
     Failed(LaunchctlError),
@@ -581,6 +678,7 @@ async fn start(lc: &Launchctl, job: &JobRef<'_>, keepalive: bool) -> Result<Star
             );
         }
         PrintOutcome::Loaded(info) => {
+            owner_holds(lc, job).await?;
             match crate::preflight::loaded_definition_of(job.spec, domain, &info) {
                 Some(f) => {
                     tracing::warn!(
@@ -608,12 +706,14 @@ async fn start(lc: &Launchctl, job: &JobRef<'_>, keepalive: bool) -> Result<Star
                 }
             }
         }
-        PrintOutcome::NotLoaded => true,
+        PrintOutcome::NotLoaded => {
+            owner_holds(lc, job).await?;
+            true
+        }
     };
     if load {
-        // Always enable first: a disable persists across bootout and reinstall
-        // (openclaw#80384).
-        lc.enable(target).await?;
+        // No `enable` first: a job disabled here is its owner's (checked above), and the
+        // owner enables it (openclaw#80384, openclaw#66390).
         if let Err(e) = lc.bootstrap(domain, plist).await {
             // Exit 5 also means "already loaded": only a print tells.
             if !matches!(lc.print(target).await, Ok(PrintOutcome::Loaded(_))) {
@@ -668,6 +768,17 @@ async fn start(lc: &Launchctl, job: &JobRef<'_>, keepalive: bool) -> Result<Star
             Err(Attempt::NoDomain(format!("{domain}: {code}: {stderr}")))
         }
     }
+}
+
+/// Whether the owner holds the start of a job that is not running: disabled, or its label
+/// loaded in another domain.
+async fn owner_holds(lc: &Launchctl, job: &JobRef<'_>) -> Result<(), Attempt> {
+    let label = &job.spec.label.0;
+    let hold = match check_disabled(lc, job.domain, label, &job.spec.plist).await {
+        Some(hold) => Some(hold),
+        None => check_elsewhere(lc, job.domain, label, job.owner_uids).await,
+    };
+    hold.map_or(Ok(()), |h| Err(Attempt::Held(h)))
 }
 
 /// `bootout`, then waits until `print` says the job is gone (113), for up to its exit timeout
@@ -775,12 +886,13 @@ async fn stop(
     if let Err(e) = lc.kill("SIGTERM", target).await {
         tracing::debug!(target, error = %e, "kill SIGTERM");
     }
-    let killed = tokio::time::timeout(facts.exit_timeout, wait_pid_exit(pid))
+    let killed = tokio::time::timeout(facts.exit_timeout, crate::process::exited(pid, None))
         .await
         .is_err();
     if killed {
         let _ = lc.kill("SIGKILL", target).await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), wait_pid_exit(pid)).await;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(5), crate::process::exited(pid, None)).await;
     }
     let exit = match lc.print(target).await {
         Ok(PrintOutcome::Loaded(i)) => exit_info(i.last_exit),
@@ -794,6 +906,70 @@ enum Relaunch {
     Running(Box<ServiceInfo>),
     /// It tried, and could not spawn the program ([`spawn_failure`]'s text).
     SpawnFailed(String),
+    /// Its owner disabled it: launchd does not relaunch it, nor does launchgraph.
+    Disabled(OwnerHold),
+}
+
+/// Waits for launchd's relaunch of a KeepAlive job for its ThrottleInterval plus
+/// [`RELAUNCH_GRACE`]; when launchd has not run it again by then (`runs` unchanged: a
+/// throttled respawn that never came, launchd's penalty box after a crash burst), kickstarts
+/// the job itself, unless its owner disabled it meanwhile, and says so
+/// ([`Event::RelaunchMissed`]). `None` when the job was unloaded, or
+/// did not run after the kickstart either: the run is over.
+#[allow(clippy::too_many_arguments)]
+async fn relaunch_or_kickstart(
+    lc: &Launchctl,
+    r: &Reporter,
+    job: &JobRef<'_>,
+    throttle: Duration,
+    old_pid: Option<u32>,
+    old_runs: Option<u64>,
+    unit: crate::engine::events::UnitId,
+    generation: crate::engine::events::Generation,
+) -> Option<Relaunch> {
+    let target = job.target;
+    let bound = throttle.saturating_add(RELAUNCH_GRACE);
+    if let Ok(found) =
+        tokio::time::timeout(bound, wait_relaunch(lc, target, old_pid, old_runs)).await
+    {
+        return found;
+    }
+    // More runs: launchd did relaunch it, only each run ended before a poll saw it (a crash
+    // loop). It is not in its penalty box; wait on, as for any relaunch (the unit's start
+    // timeout bounds it).
+    if let Ok(PrintOutcome::Loaded(i)) = lc.print(target).await
+        && i.runs > old_runs
+    {
+        return wait_relaunch(lc, target, old_pid, old_runs).await;
+    }
+    let label = &job.spec.label.0;
+    if let Some(hold) = check_disabled(lc, job.domain, label, &job.spec.plist).await {
+        return Some(Relaunch::Disabled(hold));
+    }
+    let detail = format!(
+        "launchd did not relaunch {target} within its ThrottleInterval ({}s) plus {}s: a \
+         throttled respawn that never came, or launchd's penalty box after a crash burst; \
+         launchgraph ran `launchctl kickstart {target}` itself",
+        throttle.as_secs(),
+        RELAUNCH_GRACE.as_secs()
+    );
+    tracing::warn!(reason = %Reason::LaunchdNotRelaunched, "{}: {detail}", job.name);
+    r.send(Event::RelaunchMissed {
+        unit,
+        generation,
+        detail,
+    });
+    // Without -k: should launchd's relaunch come at the same moment, the instance it started
+    // is kept, not killed.
+    if let Err(e) = lc.kickstart(target, false).await {
+        tracing::warn!(target, error = %e, "kickstart after a missed relaunch failed");
+    }
+    tokio::time::timeout(
+        KICKSTART_SETTLE,
+        wait_relaunch(lc, target, old_pid, old_runs),
+    )
+    .await
+    .unwrap_or(None)
 }
 
 /// Waits for launchd to relaunch a KeepAlive job: a new pid, or more runs. `None` when it
@@ -821,42 +997,6 @@ async fn wait_relaunch(
         }
         tokio::time::sleep(PRINT_POLL).await;
     }
-}
-
-/// Resolves when process `pid` (not our child) has exited.
-///
-/// Linux: a pidfd, readable the moment the process exits. Elsewhere: `kill(pid, 0)` every
-/// 50 ms, cheap and good enough to notice an exit between `print` polls.
-async fn wait_pid_exit(pid: u32) {
-    #[cfg(target_os = "linux")]
-    {
-        if let Some(fd) = pidfd_open(pid) {
-            // SAFETY: `fd` is an owned pidfd that stays open, and is used by nobody else, for
-            // as long as the registration lives.
-            if let Ok(afd) = unsafe { tokio::io::unix::AsyncFd::register(fd) } {
-                let _ = afd.readable().await;
-            }
-            return;
-        }
-    }
-    loop {
-        match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None) {
-            Err(nix::errno::Errno::ESRCH) => return,
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn pidfd_open(pid: u32) -> Option<std::os::fd::OwnedFd> {
-    use std::os::fd::FromRawFd;
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
-    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as i32) })
 }
 
 #[cfg(test)]
@@ -899,6 +1039,44 @@ mod tests {
         assert!(always.relaunches_after(clean));
         let never = KeepAlive::from_plist(Some(&plist::Value::Boolean(false)));
         assert!(!never.any() && !never.relaunches_after(failed));
+    }
+
+    #[test]
+    fn timings_follow_what_launchd_loaded_else_the_plist_else_launchd_s_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, extra: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(
+                &path,
+                format!(
+                    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<plist version=\"1.0\"><dict>\
+                     <key>Label</key><string>x</string>{extra}</dict></plist>\n"
+                ),
+            )
+            .unwrap();
+            path
+        };
+        // Neither said: modern launchd's 5 s SIGKILL delay and 10 s ThrottleInterval.
+        let bare = read_plist_facts(&write("bare.plist", ""));
+        assert_eq!(bare.exit_timeout, Duration::from_secs(5));
+        assert_eq!(bare.throttle, Duration::from_secs(10));
+        let set = read_plist_facts(&write(
+            "set.plist",
+            "<key>ExitTimeOut</key><integer>9</integer>\
+             <key>ThrottleInterval</key><integer>3</integer>",
+        ));
+        assert_eq!(set.exit_timeout, Duration::from_secs(9));
+        assert_eq!(set.throttle, Duration::from_secs(3));
+        // What launchd loaded wins: print's `exit timeout` and `minimum runtime`.
+        let loaded = crate::launchd::parse_print("\texit timeout = 7\n\tminimum runtime = 2\n");
+        let facts = set.with_loaded_timing(&loaded);
+        assert_eq!(facts.exit_timeout, Duration::from_secs(7));
+        assert_eq!(facts.throttle, Duration::from_secs(2));
+        // A print without them changes nothing.
+        let silent = crate::launchd::parse_print("\tstate = running\n");
+        let facts = facts.with_loaded_timing(&silent);
+        assert_eq!(facts.exit_timeout, Duration::from_secs(7));
+        assert_eq!(facts.throttle, Duration::from_secs(2));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::{PendingReload, Supervisor};
 use crate::compile::compile_dir;
 use crate::control::protocol::{ErrorCode, FindingStatus, Response};
 use crate::diag::Diagnostic;
-use crate::engine::core::{Command, Core, Event};
+use crate::engine::core::{Command, Core, Event, State};
 use crate::engine::reload;
 use crate::engine::runs::stop_leftovers;
 use crate::engine::watch::FileWatch;
@@ -157,7 +157,14 @@ impl Supervisor {
         self.loaded = true;
         self.compiled = next;
         self.core = core;
-        let fx = self.core.want_up(&fresh, now);
+        let mut fx = self.core.want_up(&fresh, now);
+        // A reload looks again at once at every deferred start (the owner may have enabled
+        // its job, or booted out another copy).
+        for u in 0..self.compiled.units.len() {
+            if matches!(self.core.slot(u).state, State::Deferred { .. }) {
+                fx.extend(self.core.handle(Event::Retry { unit: u }, now));
+            }
+        }
         self.apply(fx)
     }
 }
