@@ -27,6 +27,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::clock;
+use crate::guard::signal::{Quantity as Sampled, Unit};
 use crate::reason::Reason;
 use crate::unit::UnitName;
 use crate::unit::guard::{
@@ -99,6 +100,30 @@ impl State {
 pub enum Reading {
     Value(f64),
     Unknown(String),
+}
+
+impl Reading {
+    /// A sampler's number, in the unit the guard's threshold `threshold` is compared in: a
+    /// ratio becomes a percent, seconds, bytes per second, counts and pressure levels stay as
+    /// they are. A unit the threshold cannot be compared with (macOS reports memory pressure as
+    /// a level, and the threshold is a percent) is unknown, with the reason.
+    pub fn from_sampled(threshold: &Quantity, q: Sampled) -> Reading {
+        let value = match (threshold, q.unit) {
+            (Quantity::Latency(_), Unit::Seconds)
+            | (Quantity::Rate(_), Unit::BytesPerSecond)
+            | (Quantity::Number(_), Unit::Count)
+            | (Quantity::Level(_), Unit::PressureLevel) => q.value,
+            (Quantity::Percent(_), Unit::Ratio) => q.value * 100.0,
+            (t, unit) => {
+                return Reading::Unknown(format!(
+                    "this host measures the signal in {}, which cannot be compared with {}, {t}",
+                    unit.as_str(),
+                    t.noun()
+                ));
+            }
+        };
+        Reading::Value(value)
+    }
 }
 
 /// A trip or clear by hand (`launchgraph guard trip|clear UNIT/NAME`).

@@ -874,3 +874,47 @@ fn forcing_an_unknown_guard_keeps_it_shown_unknown() {
     );
     assert_eq!(step.transitions[0].basis, Basis::Forced);
 }
+
+#[test]
+fn sampled_numbers_are_put_in_the_threshold_unit() {
+    use crate::guard::signal::{Quantity as Sampled, Unit as U};
+    use crate::unit::guard::PressureLevel;
+    let pct = Quantity::Percent(12.0);
+    assert_eq!(
+        Reading::from_sampled(&pct, Sampled::new(0.1, U::Ratio)),
+        Reading::Value(10.0)
+    );
+    let lat = Quantity::Latency(Duration::from_millis(2500));
+    assert_eq!(
+        Reading::from_sampled(&lat, Sampled::new(3.2, U::Seconds)),
+        Reading::Value(3.2)
+    );
+    let lvl = Quantity::Level(PressureLevel::Warn);
+    assert_eq!(
+        Reading::from_sampled(&lvl, Sampled::new(4.0, U::PressureLevel)),
+        Reading::Value(4.0)
+    );
+    // A Linux PSI ratio for a macOS level threshold, and the other way round: unknown.
+    let Reading::Unknown(why) = Reading::from_sampled(&lvl, Sampled::new(0.2, U::Ratio)) else {
+        panic!()
+    };
+    assert_eq!(
+        why,
+        "this host measures the signal in ratio, which cannot be compared with a pressure level, warn"
+    );
+    assert!(matches!(
+        Reading::from_sampled(&pct, Sampled::new(2.0, U::PressureLevel)),
+        Reading::Unknown(_)
+    ));
+    // A disk-free guard trips on the converted value.
+    let mut g = guard(12.0, None, Window::Samples(1));
+    g.direction = Direction::Below;
+    g.trip = pct;
+    g.clear = pct;
+    let mut m = GuardMachine::new(g);
+    let step = m.step(Input::Sample {
+        at: at(0),
+        reading: Reading::from_sampled(&pct, Sampled::new(0.1, U::Ratio)),
+    });
+    assert_eq!(step.transitions[0].to, Tripped);
+}
