@@ -9,8 +9,8 @@ use launchgraph::compile::compile_dir;
 use launchgraph::diag::Diagnostic;
 use launchgraph::unit::UnitName;
 use launchgraph::unit::guard::{
-    Direction, Guard, LlmApi, Mode, PressureLevel, Quantity, QueueSource, Signal, Stat, When,
-    Window,
+    Direction, Guard, JsonSelect, LlmApi, Mode, PressureLevel, Quantity, QueueSource, Signal, Stat,
+    When, Window,
 };
 
 const OK_EXEC: &str = "[exec]\ncommand = [\"/bin/sleep\", \"100\"]\n";
@@ -667,4 +667,63 @@ fn a_guard_cannot_hold_or_restart_an_external_unit() {
     );
     assert_eq!(e.column, 29);
     assert_eq!(d.len(), 2, "{d:#?}");
+}
+
+#[test]
+fn a_queue_depth_command_may_print_json_and_urls_are_loopback_only() {
+    let g = one_guard(
+        "[[guard]]\nname = \"q\"\nsignal = \"queue-depth\"\ncommand = [\"/bin/lanes\"]\nlane = \"main\"\nabove = 3\n",
+    );
+    assert_eq!(
+        g.signal,
+        Signal::QueueDepth(QueueSource::Command {
+            command: vec!["/bin/lanes".into()],
+            select: Some(JsonSelect::Lane {
+                lane: "main".into(),
+                field: "queuedCount".into()
+            }),
+        })
+    );
+    let g = one_guard(
+        "[[guard]]\nname = \"q\"\nsignal = \"queue-depth\"\ncommand = [\"/bin/q\"]\njson-pointer = \"/a/0\"\nabove = 3\n",
+    );
+    let Signal::QueueDepth(QueueSource::Command { select, .. }) = g.signal else {
+        panic!()
+    };
+    assert_eq!(select, Some(JsonSelect::Pointer("/a/0".into())));
+
+    let (dir, d) = errors(
+        "[[guard]]\nname = \"q\"\nsignal = \"queue-depth\"\nprometheus = \"http://10.0.0.5:8080/metrics\"\nmetric = \"x\"\nlane = \"main\"\nabove = 3\n[[guard]]\nname = \"t\"\nsignal = \"ttft\"\nurl = \"http://192.168.1.2:11434\"\nabove = \"1s\"\n[[guard]]\nname = \"p\"\nsignal = \"queue-depth\"\ncommand = [\"/bin/q\"]\nfield = \"x\"\nabove = 3\n",
+    );
+    let p = dir.path();
+    let e = find(
+        &d,
+        p,
+        4,
+        "guard.q.prometheus",
+        "\"http://10.0.0.5:8080/metrics\": 10.0.0.5 is not a loopback address",
+    );
+    assert!(e.hint.as_deref().unwrap().contains("127.0.0.1"));
+    find(
+        &d,
+        p,
+        6,
+        "guard.q.lane",
+        "`lane` applies only with `command`",
+    );
+    find(
+        &d,
+        p,
+        11,
+        "guard.t.url",
+        "192.168.1.2 is not a loopback address",
+    );
+    find(
+        &d,
+        p,
+        17,
+        "guard.p.field",
+        "`field` is the field of a `lane`, and there is no `lane`",
+    );
+    assert_eq!(d.len(), 4, "{d:#?}");
 }

@@ -255,8 +255,12 @@ pub enum LlmApi {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "kebab-case", tag = "source")]
 pub enum QueueSource {
-    /// A command printing one number, e.g. OpenClaw's `diagnostics.lanes` `queuedCount`.
-    Command { command: Vec<String> },
+    /// A command printing one number, or JSON of which `select` picks the number (OpenClaw's
+    /// `openclaw gateway call diagnostics.lanes --json`: lane `main`, field `queuedCount`).
+    Command {
+        command: Vec<String>,
+        select: Option<JsonSelect>,
+    },
     /// One series of a Prometheus text exposition, e.g. llama.cpp's
     /// `llamacpp:requests_deferred`; the labels must all match (the series may have more).
     Prometheus {
@@ -265,6 +269,16 @@ pub enum QueueSource {
         metric: String,
         labels: BTreeMap<String, String>,
     },
+}
+
+/// Which number of a command's JSON output is the sample.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JsonSelect {
+    /// `field` of the element of the top-level `lanes` array whose `lane` is `lane`.
+    Lane { lane: String, field: String },
+    /// An RFC 6901 JSON pointer, e.g. `/lanes/0/queuedCount`.
+    Pointer(String),
 }
 
 /// What a signal's samples measure.

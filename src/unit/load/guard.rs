@@ -16,8 +16,8 @@ use super::{Cx, GuardTarget, MAX_PERIOD, MAX_TIMEOUT, Section, Table, TransposeO
 use crate::diag::closest;
 use crate::unit::UnitName;
 use crate::unit::guard::{
-    Action, Direction, Guard, GuardName, Guards, LlmApi, Measure, Mode, Quantity, QueueSource,
-    Signal, SignalKind, Stat, StatWindow, Switch, When, Window,
+    Action, Direction, Guard, GuardName, Guards, JsonSelect, LlmApi, Measure, Mode, Quantity,
+    QueueSource, Signal, SignalKind, Stat, StatWindow, Switch, When, Window,
 };
 
 const GUARD: Section = Section {
@@ -48,6 +48,9 @@ const SIGNAL_PARAMS: &[&str] = &[
     "keep-alive",
     "idle-only",
     "command",
+    "lane",
+    "field",
+    "json-pointer",
     "prometheus",
     "metric",
     "labels",
@@ -76,7 +79,9 @@ fn param_signals(key: &str) -> &'static [SignalKind] {
     match key {
         "url" | "model" | "api" | "keep-alive" | "idle-only" => &[SignalKind::Ttft],
         "command" => &[SignalKind::QueueDepth, SignalKind::Exec],
-        "prometheus" | "metric" | "labels" => &[SignalKind::QueueDepth],
+        "prometheus" | "metric" | "labels" | "lane" | "field" | "json-pointer" => {
+            &[SignalKind::QueueDepth]
+        }
         "path" => &[SignalKind::DiskFree],
         _ => &[],
     }
@@ -497,6 +502,7 @@ fn signal(cx: &mut Cx<'_>, t: &Table<'_, '_>, kind: SignalKind) -> Option<Signal
             let prom = t.get("prometheus");
             match (command, prom) {
                 (Some(c), None) => {
+                    let select = json_select(cx, t);
                     for key in ["metric", "labels"] {
                         if let Some(v) = t.get(key) {
                             cx.err(
@@ -508,9 +514,22 @@ fn signal(cx: &mut Cx<'_>, t: &Table<'_, '_>, kind: SignalKind) -> Option<Signal
                         }
                     }
                     let command = cx.argv(c, &t.key("command"))?;
-                    Some(Signal::QueueDepth(QueueSource::Command { command }))
+                    Some(Signal::QueueDepth(QueueSource::Command {
+                        command,
+                        select: select?,
+                    }))
                 }
                 (None, Some(p)) => {
+                    for key in ["lane", "field", "json-pointer"] {
+                        if let Some(v) = t.get(key) {
+                            cx.err(
+                                v,
+                                &t.key(key),
+                                format!("`{key}` applies only with `command`: it picks a number from the command's JSON"),
+                                Some("remove it; `metric` and `labels` pick the series"),
+                            );
+                        }
+                    }
                     let url = http_url(cx, p, &t.key("prometheus"));
                     let metric = t
                         .required(
@@ -598,11 +617,68 @@ fn http_url(
 ) -> Option<(String, std::net::SocketAddr)> {
     let s = cx.string(v, key)?;
     match super::parse_http_url(&s) {
+        Ok((_, addr)) if !addr.ip().is_loopback() => {
+            cx.err(
+                v,
+                key,
+                format!("{s:?}: {} is not a loopback address", addr.ip()),
+                Some("guards read services on this host only: write http://127.0.0.1:PORT/... or http://[::1]:PORT/..."),
+            );
+            None
+        }
         Ok(x) => Some(x),
         Err((e, hint)) => {
             cx.err(v, key, e, Some(hint));
             None
         }
+    }
+}
+
+/// `lane` (with `field`, default `queuedCount`) or `json-pointer`, for a queue-depth command.
+/// Outer `None`: invalid.
+fn json_select(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Option<JsonSelect>> {
+    let lane = t.nonempty_string(cx, "lane");
+    let field = t.nonempty_string(cx, "field");
+    let pointer = t.get("json-pointer").map(|v| {
+        let key = t.key("json-pointer");
+        let s = cx.string(v, &key)?;
+        if !s.is_empty() && !s.starts_with('/') {
+            cx.err(
+                v,
+                &key,
+                format!("{s:?} is not a JSON pointer: it starts with '/'"),
+                Some("e.g. \"/lanes/0/queuedCount\" (RFC 6901)"),
+            );
+            return None;
+        }
+        Some(s)
+    });
+    if let (Some(_), Some(v)) = (t.get("lane"), t.get("json-pointer")) {
+        cx.err(
+            v,
+            &t.key("json-pointer"),
+            "pick the number with `lane` or with `json-pointer`, not both".into(),
+            Some("keep one"),
+        );
+        return None;
+    }
+    if let (None, Some(v)) = (t.get("lane"), t.get("field")) {
+        cx.err(
+            v,
+            &t.key("field"),
+            "`field` is the field of a `lane`, and there is no `lane`".into(),
+            Some("add lane = \"main\", or use json-pointer"),
+        );
+        return None;
+    }
+    let (lane, field) = (lane.ok()?, field.ok()?);
+    match (lane, pointer) {
+        (Some(lane), _) => Some(Some(JsonSelect::Lane {
+            lane,
+            field: field.unwrap_or_else(|| "queuedCount".into()),
+        })),
+        (None, Some(p)) => Some(Some(JsonSelect::Pointer(p?))),
+        (None, None) => Some(None),
     }
 }
 
