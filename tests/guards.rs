@@ -9,8 +9,8 @@ use launchgraph::compile::compile_dir;
 use launchgraph::diag::Diagnostic;
 use launchgraph::unit::UnitName;
 use launchgraph::unit::guard::{
-    Direction, Guard, JsonSelect, LlmApi, Mode, PressureLevel, Quantity, QueueSource, Signal, Stat,
-    When, Window,
+    Direction, Guard, JsonSelect, KeepAlive, LlmApi, Mode, PressureLevel, Quantity, QueueSource,
+    Signal, Stat, When, Window,
 };
 
 const OK_EXEC: &str = "[exec]\ncommand = [\"/bin/sleep\", \"100\"]\n";
@@ -152,6 +152,25 @@ fn every_signal_and_unit_of_threshold_is_read() {
         "the clear window defaults to the trip window"
     );
     assert_eq!(g.every, Duration::from_secs(10));
+
+    for (written, want) in [
+        ("\"15m\"", KeepAlive::For(Duration::from_secs(900))),
+        ("\"forever\"", KeepAlive::Forever),
+        ("-1", KeepAlive::Forever),
+    ] {
+        let g = one_guard(&format!(
+            "[[guard]]\nname = \"t\"\nsignal = \"ttft\"\nmodel = \"m\"\napi = \"openai\"\nkeep-alive = {written}\nabove = \"1s\"\n"
+        ));
+        let Signal::Ttft {
+            keep_alive, api, ..
+        } = g.signal
+        else {
+            panic!()
+        };
+        assert_eq!((keep_alive, api), (Some(want), LlmApi::Openai));
+    }
+    assert_eq!(KeepAlive::For(Duration::from_secs(900)).to_ollama(), "900s");
+    assert_eq!(KeepAlive::Forever.to_ollama(), "-1");
 
     let g = one_guard("[[guard]]\nname = \"p\"\nsignal = \"memory-pressure\"\nabove = \"warn\"\n");
     assert_eq!(g.trip, Quantity::Level(PressureLevel::Warn));
@@ -503,6 +522,8 @@ fn absurd_values_are_errors_not_panics() {
         ("clear-for", "\"18446744073709551615s\""),
         ("samples", "9223372036854775807"),
         ("keep-alive", "\"999999999999days\""),
+        ("keep-alive", "-2"),
+        ("keep-alive", "99999999999999999999"),
     ] {
         let text = format!("[[guard]]\nname = \"t\"\nsignal = \"ttft\"\n{key} = {value}\n");
         let text = if key == "above" {
@@ -616,7 +637,7 @@ proptest::proptest! {
                 proptest::strategy::Just("[[switch]]".to_string()),
                 proptest::strategy::Just("[guard.on-trip]".to_string()),
                 proptest::strategy::Just("[switch.on-clear]".to_string()),
-                "(name|signal|every|timeout|url|model|api|keep-alive|idle-only|command|prometheus|metric|labels|path|above|below|clear-below|clear-above|for|samples|clear-for|clear-samples|stat|window|mode|hold|guards|when|run|user|restart|verify|verify-contains|complete-within) = (\"(ttft|queue-depth|exec|disk-free|swap-out-rate|memory-pressure|p50|max|all|any|act|advise|[0-9]{1,3}(\\.[0-9])?(s|ms|m|%|MiB/s|days)?)\"|[0-9.-]{1,6}|\\[\"/bin/[a-z]{1,4}\"\\]|\\[\"b\"\\]|\\{ run = \\[\"/x\"\\] \\}|true)",
+                "(name|signal|every|timeout|url|model|api|keep-alive|idle-only|command|lane|field|json-pointer|prometheus|metric|labels|path|above|below|clear-below|clear-above|for|samples|clear-for|clear-samples|stat|window|mode|hold|guards|when|run|user|restart|verify|verify-contains|complete-within) = (\"(ttft|queue-depth|exec|disk-free|swap-out-rate|memory-pressure|p50|max|all|any|act|advise|[0-9]{1,3}(\\.[0-9])?(s|ms|m|%|MiB/s|days)?)\"|[0-9.-]{1,6}|\\[\"/bin/[a-z]{1,4}\"\\]|\\[\"b\"\\]|\\{ run = \\[\"/x\"\\] \\}|true)",
             ],
             0..16,
         )

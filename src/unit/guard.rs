@@ -123,8 +123,7 @@ pub enum Signal {
         api: LlmApi,
         /// Sent as the request's keep-alive, so probes do not change how long the model stays
         /// loaded; `None`: the server's default.
-        #[serde(with = "opt_duration_ms")]
-        keep_alive: Option<Duration>,
+        keep_alive: Option<KeepAlive>,
         /// Keep only samples taken while the server had nothing else to do.
         idle_only: bool,
     },
@@ -238,6 +237,26 @@ impl SignalKind {
 impl fmt::Display for SignalKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// How long the server keeps a model loaded after a request (Ollama's `keep_alive`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeepAlive {
+    #[serde(with = "duration_ms")]
+    For(Duration),
+    /// Until the server is told otherwise (Ollama's negative `keep_alive`, e.g. `-1`).
+    Forever,
+}
+
+impl KeepAlive {
+    /// As Ollama's API takes it: seconds (`"900s"`), or `"-1"` for ever.
+    pub fn to_ollama(self) -> String {
+        match self {
+            KeepAlive::For(d) => format!("{}s", d.as_secs()),
+            KeepAlive::Forever => "-1".to_owned(),
+        }
     }
 }
 
@@ -688,18 +707,6 @@ pub struct Switch {
 pub enum When {
     All,
     Any,
-}
-
-mod opt_duration_ms {
-    use serde::Serializer;
-    use std::time::Duration;
-
-    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
-            None => s.serialize_none(),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -16,8 +16,8 @@ use super::{Cx, GuardTarget, MAX_PERIOD, MAX_TIMEOUT, Section, Table, TransposeO
 use crate::diag::closest;
 use crate::unit::UnitName;
 use crate::unit::guard::{
-    Action, Direction, Guard, GuardName, Guards, JsonSelect, LlmApi, Measure, Mode, Quantity,
-    QueueSource, Signal, SignalKind, Stat, StatWindow, Switch, When, Window,
+    Action, Direction, Guard, GuardName, Guards, JsonSelect, KeepAlive, LlmApi, Measure, Mode,
+    Quantity, QueueSource, Signal, SignalKind, Stat, StatWindow, Switch, When, Window,
 };
 
 const GUARD: Section = Section {
@@ -485,7 +485,25 @@ fn signal(cx: &mut Cx<'_>, t: &Table<'_, '_>, kind: SignalKind) -> Option<Signal
             };
             let keep_alive = t
                 .get("keep-alive")
-                .map(|v| cx.duration(v, &t.key("keep-alive"), MAX_PERIOD))
+                .map(|v| {
+                    let key = t.key("keep-alive");
+                    match v.get_ref() {
+                        DeValue::String(s) if s.as_ref() == "forever" => Some(KeepAlive::Forever),
+                        DeValue::Integer(_) if cx.int(v, &key) == Some(-1) => {
+                            Some(KeepAlive::Forever)
+                        }
+                        DeValue::Integer(_) => {
+                            cx.err(
+                                v,
+                                &key,
+                                "expected a duration string or \"forever\"".into(),
+                                Some("e.g. keep-alive = \"15m\", as the gateway sends it; -1 and \"forever\" keep the model loaded"),
+                            );
+                            None
+                        }
+                        _ => cx.duration(v, &key, MAX_PERIOD).map(KeepAlive::For),
+                    }
+                })
                 .transpose_opt();
             let idle_only = boolean(cx, t, "idle-only", true);
             Some(Signal::Ttft {
