@@ -2,7 +2,8 @@
 //! dependency graph built. Only a [`Compiled`] configuration is ever run.
 //!
 //! This module owns the checks that need every unit read first: two units driving the same
-//! launchd label, and dependency cycles (every one, as a path). The unit file grammar, and the
+//! launchd label, guards holding or restarting an `[external]` unit, and dependency cycles
+//! (every one, as a path). The unit file grammar, and the
 //! check that each requirement names another unit file of the directory, are in
 //! [`crate::unit::load`]; graph algorithms are in [`crate::graph`].
 
@@ -85,6 +86,7 @@ pub fn compile_dir(dir: &Path) -> Result<Compiled, Vec<Diagnostic>> {
         .collect();
 
     duplicate_labels(&parsed, &mut diags);
+    guard_targets(&parsed, &index, &mut diags);
 
     match Graph::compile(requires) {
         Ok(graph) if diags.is_empty() => {
@@ -152,6 +154,45 @@ fn duplicate_labels(parsed: &[ParsedUnit], diags: &mut Vec<Diagnostic>) {
             None => {
                 first.insert(l.label.0.as_str(), p);
             }
+        }
+    }
+}
+
+/// A guard may hold or restart only what launchgraph starts: an `[external]` unit is never
+/// started (holding it would do nothing) and a restart of it is refused.
+fn guard_targets(
+    parsed: &[ParsedUnit],
+    index: &HashMap<UnitName, usize>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    for p in parsed {
+        for t in &p.guard_targets {
+            let Some(&i) = index.get(&t.unit) else {
+                continue;
+            };
+            if !parsed[i].unit.runner.is_external() {
+                continue;
+            }
+            let hint = if t.is_restart() {
+                "launchgraph never restarts an [external] unit: restart it where it runs, or remove it from `restart`"
+            } else {
+                "launchgraph never starts an [external] unit, so holding it does nothing: hold the units that require it"
+            };
+            diags.push(Diagnostic {
+                file: p.unit.file.clone(),
+                line: t.at.0,
+                column: t.at.1,
+                key: Some(t.key.clone()),
+                message: format!(
+                    "`{}`: {} of unit {:?} {} {:?}, an [external] unit",
+                    t.key,
+                    t.who,
+                    p.unit.name.as_str(),
+                    t.verb,
+                    t.unit.as_str()
+                ),
+                hint: Some(hint.into()),
+            });
         }
     }
 }

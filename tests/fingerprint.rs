@@ -131,6 +131,7 @@ impl Fx {
             alive: None,
             restart: RestartSpec::default(),
             preflight: PreflightSpec::default(),
+            guards: Default::default(),
         }
     }
 

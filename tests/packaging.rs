@@ -521,6 +521,7 @@ fn daemon_unit(plist: &Path) -> Unit {
         alive: None,
         restart: RestartSpec::default(),
         preflight: PreflightSpec::default(),
+        guards: Default::default(),
     }
 }
 

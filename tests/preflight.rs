@@ -305,6 +305,7 @@ fn unit(name: &str, requires: &[&str], runner: Runner) -> Unit {
         alive: None,
         restart: RestartSpec::default(),
         preflight: PreflightSpec::default(),
+        guards: Default::default(),
     }
 }
 

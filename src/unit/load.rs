@@ -27,6 +27,8 @@ use super::{
 use crate::diag::{Diagnostic, SourceMap, closest};
 use crate::fsutil::ReadError;
 
+mod guard;
+
 /// A unit read from one file, with the source positions later cross-file checks point at.
 #[derive(Debug, Clone)]
 pub(crate) struct ParsedUnit {
@@ -35,6 +37,27 @@ pub(crate) struct ParsedUnit {
     pub requires_at: Vec<(usize, usize)>,
     /// Where `[launchd] label` is written, for duplicate-label errors.
     pub label_at: Option<(usize, usize)>,
+    /// Every unit a guard or switch holds or restarts, for the checks that need that unit read.
+    pub guard_targets: Vec<GuardTarget>,
+}
+
+/// A unit named in a guard's `hold` or an action's `restart`, and where.
+#[derive(Debug, Clone)]
+pub(crate) struct GuardTarget {
+    pub unit: UnitName,
+    pub at: (usize, usize),
+    /// The dotted key, e.g. `guard.disk.hold`.
+    pub key: String,
+    /// `guard "disk"` or `switch "fallback"`.
+    pub who: String,
+    /// `holds`, or `on-trip restarts` / `on-clear restarts`.
+    pub verb: String,
+}
+
+impl GuardTarget {
+    pub fn is_restart(&self) -> bool {
+        self.verb != "holds"
+    }
 }
 
 /// The outcome of reading a directory: the units that parsed, the names of every unit file
@@ -374,6 +397,8 @@ pub(crate) fn parse_unit(
     {
         t.finish(&mut cx);
     }
+    let mut guard_targets = Vec::new();
+    let guards = guard::guards(&mut cx, &top, &name, known, &mut guard_targets);
     top.finish(&mut cx);
 
     if cx.diags.len() != before {
@@ -390,9 +415,11 @@ pub(crate) fn parse_unit(
             alive,
             restart: restart?,
             preflight: PreflightSpec::default(),
+            guards: guards?,
         },
         requires_at,
         label_at,
+        guard_targets,
     })
 }
 
@@ -431,6 +458,8 @@ const TOP: Section = Section {
         "alive",
         "restart",
         "preflight",
+        "guard",
+        "switch",
     ]],
 };
 const LAUNCHD: Section = Section {
@@ -1269,6 +1298,9 @@ struct Table<'t, 'i> {
     section: &'static Section,
     table: &'t DeTable<'i>,
     span: Range<usize>,
+    /// For one of several tables of a kind (`[[guard]]`): the prefix of its dotted keys
+    /// (`guard.ttft`) and how messages name it (`[[guard]] "ttft"`).
+    named: Option<(String, String)>,
 }
 
 impl<'t, 'i> Table<'t, 'i> {
@@ -1277,6 +1309,21 @@ impl<'t, 'i> Table<'t, 'i> {
             section,
             table,
             span,
+            named: None,
+        }
+    }
+
+    /// Names this table in keys and messages, for one of an array of tables.
+    fn named(mut self, prefix: String, place: String) -> Self {
+        self.named = Some((prefix, place));
+        self
+    }
+
+    /// How messages name the table: `[exec]`, or `[[guard]] "ttft"`.
+    fn place(&self) -> String {
+        match &self.named {
+            Some((_, place)) => place.clone(),
+            None => format!("[{}]", self.section.path),
         }
     }
 
@@ -1310,7 +1357,9 @@ impl<'t, 'i> Table<'t, 'i> {
 
     /// The dotted name of any key written in the table, declared or not.
     fn dotted(&self, key: &str) -> String {
-        if self.section.path.is_empty() {
+        if let Some((prefix, _)) = &self.named {
+            format!("{prefix}.{key}")
+        } else if self.section.path.is_empty() {
             key.to_string()
         } else {
             format!("{}.{key}", self.section.path)
@@ -1325,7 +1374,7 @@ impl<'t, 'i> Table<'t, 'i> {
                 .at(
                     self.span.start,
                     Some(&full),
-                    format!("[{}] is missing `{key}`", self.section.path),
+                    format!("{} is missing `{key}`", self.place()),
                 )
                 .with_hint(format!("add `{key} = ...`: {what}"));
             cx.diags.push(d);
@@ -1448,7 +1497,7 @@ impl<'t, 'i> Table<'t, 'i> {
             let place = if self.section.path.is_empty() {
                 "at the top level of a unit".to_string()
             } else {
-                format!("in [{}]", self.section.path)
+                format!("in {}", self.place())
             };
             let mut d = cx.map.diagnostic(
                 cx.file,

@@ -6,6 +6,7 @@
 //! already valid: a `Unit` never holds a relative program path, an unknown signal or a
 //! zero-length probe interval.
 
+pub mod guard;
 pub(crate) mod load;
 
 use std::collections::BTreeMap;
@@ -81,6 +82,8 @@ pub struct Unit {
     pub alive: Option<AliveSpec>,
     pub restart: RestartSpec,
     pub preflight: PreflightSpec,
+    /// `[[guard]]` and `[[switch]]` tables: watched signals and what they do.
+    pub guards: guard::Guards,
 }
 
 /// How a unit runs.
