@@ -98,21 +98,8 @@ fn read(path: &Path) -> Result<Option<Record>, Error> {
 /// Every record, by label; temporary files of an unfinished write are skipped.
 pub fn all(state_dir: &Path) -> Result<Vec<Record>, Error> {
     let dir = state_dir.join(BOOTED_OUT_DIR);
-    let entries = match fs::read_dir(&dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error(format!("cannot list {}: {e}", dir.display()))),
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension().is_some_and(|x| x == "json")
-                && !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        })
-        .collect();
-    paths.sort();
+    let paths = crate::fsutil::json_files_in(&dir)
+        .map_err(|e| Error(format!("cannot list {}: {e}", dir.display())))?;
     let mut out = Vec::new();
     for p in paths {
         if let Some(r) = read(&p)? {

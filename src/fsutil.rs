@@ -5,7 +5,7 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `data` to `path` atomically: a temporary file in the same directory is written and
 /// synced, renamed over `path`, and the directory is synced. Creates the directory if needed.
@@ -56,6 +56,27 @@ pub(crate) fn write_atomic_as(
     };
     File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+/// The `*.json` files in `dir`, sorted, without the hidden ones (a writer's temporary
+/// `.NAME.json.tmp` never counts); none when `dir` does not exist.
+pub(crate) fn json_files_in(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "json")
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    paths.sort();
+    Ok(paths)
 }
 
 /// Opens `path` for reading without blocking on it (a FIFO put where a file was expected

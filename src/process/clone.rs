@@ -204,28 +204,22 @@ fn spawn_copying(
         ..CloneArgs::default()
     };
     let registered = register_pidfd_child(|| {
-        // No signal handler of the daemon may run in the child before its exec: blocked here,
-        // inherited blocked, and unblocked in the child once every handler is reset.
-        let all = full_mask();
-        let mut old = empty_mask();
-        // SAFETY: pthread_sigmask on local sets.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
-        // SAFETY: clone3 without CLONE_VM gives the child a copy of this address space, as
-        // fork does; the child runs `in_child` on memory that exists before the call and
-        // never returns from it.
-        let pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone3,
-                &args as *const CloneArgs,
-                std::mem::size_of::<CloneArgs>(),
-            )
-        };
-        if pid == 0 {
-            in_child(exec, &ptrs, stdio, Report::Pipe(report), record, creds);
-        }
-        let error = io::Error::last_os_error();
-        // SAFETY: restores the mask saved above.
-        unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+        let (pid, error) = with_signals_blocked(|| {
+            // SAFETY: clone3 without CLONE_VM gives the child a copy of this address space, as
+            // fork does; the child runs `in_child` on memory that exists before the call and
+            // never returns from it.
+            let pid = unsafe {
+                libc::syscall(
+                    libc::SYS_clone3,
+                    &args as *const CloneArgs,
+                    std::mem::size_of::<CloneArgs>(),
+                )
+            };
+            if pid == 0 {
+                in_child(exec, &ptrs, stdio, Report::Pipe(report), record, creds);
+            }
+            (pid, io::Error::last_os_error())
+        });
         if pid < 0 {
             return Err(error);
         }
@@ -278,6 +272,21 @@ fn note_refusal(e: &io::Error) {
              (setsid) will not be attributed to their unit nor stopped with it"
         );
     }
+}
+
+/// Runs `clone` with every signal blocked in this thread. No signal handler of the daemon may
+/// run in the child before its exec (in a child sharing the daemon's memory it would run on
+/// that memory): blocked here, inherited blocked, and unblocked in the child once every
+/// handler is reset.
+fn with_signals_blocked<T>(clone: impl FnOnce() -> T) -> T {
+    let all = full_mask();
+    let mut old = empty_mask();
+    // SAFETY: pthread_sigmask on local sets.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
+    let done = clone();
+    // SAFETY: restores the mask saved above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+    done
 }
 
 fn full_mask() -> libc::sigset_t {
@@ -465,7 +474,7 @@ mod shared {
     use super::super::track::{PidfdChild, register_pidfd_child};
     use super::{
         CLONE_INTO_CGROUP, CLONE_PIDFD, CloneArgs, CloneFailure, Exec, FAILED_RECORD, Pointers,
-        Report, SharedReport, empty_mask, full_mask, in_child,
+        Report, SharedReport, in_child, with_signals_blocked,
     };
 
     const CLONE_VM: u64 = 0x100;
@@ -737,24 +746,15 @@ mod shared {
             ..CloneArgs::default()
         };
         let registered = register_pidfd_child(|| {
-            // No signal handler of the daemon may run in the child before its exec: it would
-            // run on the daemon's memory. Blocked here, inherited blocked, unblocked in the
-            // child once every handler is reset.
-            let all = full_mask();
-            let mut old = empty_mask();
-            // SAFETY: pthread_sigmask on local sets.
-            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old) };
             // SAFETY: the stack lives until this returns, and CLONE_VFORK suspends this
             // thread until the child has exec'd or exited; `child_main` never returns.
-            let ret = unsafe {
+            let ret = with_signals_blocked(|| unsafe {
                 clone3_into(
                     &args,
                     child_main,
                     &child_args as *const ChildArgs<'_> as *mut c_void,
                 )
-            };
-            // SAFETY: restores the mask saved above.
-            unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut()) };
+            });
             if ret < 0 {
                 return Err(io::Error::from_raw_os_error(-ret as i32));
             }
