@@ -403,19 +403,12 @@ fn guard(
         }
     };
 
-    let mode = mode(cx, &t);
-    let hold = t
-        .get("hold")
-        .map(|v| units(cx, v, &t.key("hold"), &who, "holds", scope))
-        .transpose_opt();
-    let on_trip = t
-        .get("on-trip")
-        .map(|v| action(cx, v, &t.key("on-trip"), &who, scope))
-        .transpose_opt();
-    let on_clear = t
-        .get("on-clear")
-        .map(|v| action(cx, v, &t.key("on-clear"), &who, scope))
-        .transpose_opt();
+    let Acting {
+        mode,
+        hold,
+        on_trip,
+        on_clear,
+    } = acting(cx, &t, &who, scope);
     let own_keys = ["mode", "hold", "on-trip", "on-clear"]
         .into_iter()
         .filter_map(|k| {
@@ -1070,6 +1063,37 @@ fn stat_window(
     }
 }
 
+/// What a guard and a switch both say about acting: `mode`, `hold`, `on-trip`, `on-clear`.
+/// Each field is `None` when invalid (said in `cx`), else whether it was given.
+struct Acting {
+    mode: Option<Mode>,
+    hold: Option<Option<Vec<UnitName>>>,
+    on_trip: Option<Option<Action>>,
+    on_clear: Option<Option<Action>>,
+}
+
+fn acting(cx: &mut Cx<'_>, t: &Table<'_, '_>, who: &str, scope: &mut Scope<'_>) -> Acting {
+    let mode = mode(cx, t);
+    let hold = t
+        .get("hold")
+        .map(|v| units(cx, v, &t.key("hold"), who, "holds", scope))
+        .transpose_opt();
+    let on_trip = t
+        .get("on-trip")
+        .map(|v| action(cx, v, &t.key("on-trip"), who, scope))
+        .transpose_opt();
+    let on_clear = t
+        .get("on-clear")
+        .map(|v| action(cx, v, &t.key("on-clear"), who, scope))
+        .transpose_opt();
+    Acting {
+        mode,
+        hold,
+        on_trip,
+        on_clear,
+    }
+}
+
 fn mode(cx: &mut Cx<'_>, t: &Table<'_, '_>) -> Option<Mode> {
     match t.get("mode") {
         None => Some(Mode::Act),
@@ -1322,19 +1346,12 @@ fn switch(
             }
         }),
     };
-    let mode = mode(cx, &t);
-    let hold = t
-        .get("hold")
-        .map(|v| units(cx, v, &t.key("hold"), &who, "holds", scope))
-        .transpose_opt();
-    let on_trip = t
-        .get("on-trip")
-        .map(|v| action(cx, v, &t.key("on-trip"), &who, scope))
-        .transpose_opt();
-    let on_clear = t
-        .get("on-clear")
-        .map(|v| action(cx, v, &t.key("on-clear"), &who, scope))
-        .transpose_opt();
+    let Acting {
+        mode,
+        hold,
+        on_trip,
+        on_clear,
+    } = acting(cx, &t, &who, scope);
     t.finish(cx);
     if cx.diags.len() != before {
         return None;
