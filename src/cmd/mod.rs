@@ -57,6 +57,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
             &launchgraph::launchd::Launchctl::new(launchctl),
         ),
         Command::Plan { units, json } => config::plan(&units.resolve(), json),
+        Command::Guards { units, json } => config::guards(&units.resolve(), json),
         Command::Adopt {
             unit,
             dry_run,
