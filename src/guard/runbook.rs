@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::compile::Compiled;
+use crate::unit::Unit;
 use crate::unit::guard::{
     Action, Direction, Guard, JsonSelect, KeepAlive, LlmApi, Mode, Quantity, QueueSource, Signal,
     Switch, When, Window,
@@ -46,8 +47,8 @@ pub struct GuardRow {
     pub signal: &'static str,
     /// What is watched, in words, with the signal's parameters.
     pub watches: String,
-    /// The signal and its parameters, as typed values.
-    pub signal_config: Signal,
+    /// The signal's parameters, those it has.
+    pub params: SignalParams,
     pub every_ms: u64,
     pub timeout_ms: u64,
     pub trip: Condition,
@@ -93,6 +94,90 @@ pub struct GuardLive {
     pub last_value: Option<String>,
     /// Where the current window stands, in words ("2 of 3 samples", "3m of 5m").
     pub window: Option<String>,
+}
+
+/// A signal's parameters, as written in the unit (keys absent from the JSON when the signal
+/// has no such parameter). Its own type, so that the schema does not follow the unit model's.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct SignalParams {
+    /// `ttft`: the server; `queue-depth` from Prometheus: the exposition's URL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// `ollama` or `openai`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api: Option<&'static str>,
+    /// Milliseconds, or the string `forever`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_alive: Option<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_only: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lane: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub json_pointer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metric: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+fn params(signal: &Signal) -> SignalParams {
+    let mut p = SignalParams::default();
+    match signal {
+        Signal::Ttft {
+            url,
+            model,
+            api,
+            keep_alive,
+            idle_only,
+            ..
+        } => {
+            p.url = Some(url.clone());
+            p.model = model.clone();
+            p.api = Some(match api {
+                LlmApi::Ollama => "ollama",
+                LlmApi::Openai => "openai",
+            });
+            p.keep_alive = keep_alive.map(|k| match k {
+                KeepAlive::For(d) => serde_json::Value::from(ms(d)),
+                KeepAlive::Forever => serde_json::Value::from("forever"),
+            });
+            p.idle_only = Some(*idle_only);
+        }
+        Signal::QueueDepth(QueueSource::Command { command, select }) => {
+            p.command = Some(command.clone());
+            match select {
+                Some(JsonSelect::Lane { lane, field }) => {
+                    p.lane = Some(lane.clone());
+                    p.field = Some(field.clone());
+                }
+                Some(JsonSelect::Pointer(ptr)) => p.json_pointer = Some(ptr.clone()),
+                None => {}
+            }
+        }
+        Signal::QueueDepth(QueueSource::Prometheus {
+            url,
+            metric,
+            labels,
+            ..
+        }) => {
+            p.url = Some(url.clone());
+            p.metric = Some(metric.clone());
+            p.labels = Some(labels.clone());
+        }
+        Signal::SwapOutRate | Signal::MemoryPressure => {}
+        Signal::DiskFree { path } => p.path = Some(path.display().to_string()),
+        Signal::Exec { command } => p.command = Some(command.clone()),
+    }
+    p
 }
 
 /// A trip or clear condition.
@@ -152,8 +237,13 @@ pub struct CommandLine {
 
 impl Runbook {
     pub fn new(c: &Compiled, units_dir: &str) -> Self {
-        let mut units: Vec<RunbookUnit> = c
-            .units
+        Self::of_units(&c.units, units_dir)
+    }
+
+    /// The runbook of some units: those of a valid directory, or, for a snapshot of an
+    /// invalid one, the unit files valid on their own.
+    pub fn of_units(units: &[Unit], units_dir: &str) -> Self {
+        let mut units: Vec<RunbookUnit> = units
             .iter()
             .filter(|u| !u.guards.is_empty())
             .map(|u| {
@@ -226,7 +316,7 @@ fn guard_row(g: &Guard, switch: Option<String>) -> GuardRow {
         name: g.name.to_string(),
         signal: g.signal.kind().as_str(),
         watches: watches(&g.signal),
-        signal_config: g.signal.clone(),
+        params: params(&g.signal),
         every_ms: ms(g.every),
         timeout_ms: ms(g.timeout),
         trip: condition(g, true),
@@ -546,10 +636,7 @@ fn render_effects(
         );
     }
     let advise = mode == Mode::Advise;
-    for (title, st) in [
-        ("on trip (fallback)", on_trip),
-        ("on clear (return)", on_clear),
-    ] {
+    for (title, st) in [("on trip", on_trip), ("on clear (the way back)", on_clear)] {
         match st {
             Some(st) => render_step(s, title, st, advise),
             None => {
@@ -563,7 +650,11 @@ fn render_step(s: &mut String, title: &str, st: &Step, advise: bool) {
     let _ = writeln!(
         s,
         "  {title}{}, complete within {}, as {}:",
-        if advise { " (advised, not run)" } else { "" },
+        if advise {
+            ", advised only (not run)"
+        } else {
+            ""
+        },
         human(Duration::from_millis(st.complete_within_ms)),
         st.user.as_deref().map_or(
             "launchgraph's own user (root for the LaunchDaemon)".to_owned(),
