@@ -1,6 +1,6 @@
 //! The runbook of a units directory's guards and switches: the exact text `launchgraph guards`
 //! prints for a small set of units, its JSON shape (docs/runbook-schema.md), and the seam for
-//! live state.
+//! live state; and the shipped guards against the rails and the alerting rules.
 
 use launchgraph::compile::compile_dir;
 use launchgraph::guard::runbook::{GuardLive, Runbook};
@@ -278,4 +278,98 @@ fn commands_with_control_characters_stay_on_one_line() {
     .unwrap();
     let text = runbook_of(dir.path()).render();
     assert!(text.contains("    1. /bin/echo $'a\\nb'\n"), "{text}");
+}
+
+/// The shipped Ollama unit carries rails A to C with the article's numbers, and rails B and C
+/// with the numbers of the alerting rules (packaging/prometheus), so that a guard and its
+/// alert do not disagree.
+#[test]
+fn the_shipped_guards_keep_the_rails_numbers_and_the_alerts() {
+    use launchgraph::unit::UnitName;
+    use launchgraph::unit::guard::{Direction, Mode, Quantity, When, Window};
+    use std::time::Duration;
+
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let c = compile_dir(&root.join("units")).unwrap_or_else(|d| panic!("{d:#?}"));
+    let i = c.index_of(&UnitName::parse("ollama").unwrap()).unwrap();
+    let g = &c.units[i].guards;
+    let guard = |name: &str| {
+        g.guards
+            .iter()
+            .find(|x| x.name.as_str() == name)
+            .unwrap_or_else(|| panic!("no guard {name}"))
+    };
+    let mins = |m: u64| Window::Lasting(Duration::from_secs(60 * m));
+
+    // A: the median TTFT above 2.5 s while idle, and queue depth above 3, both at once.
+    let ttft = guard("ttft");
+    assert_eq!(ttft.trip, Quantity::Latency(Duration::from_millis(2500)));
+    assert!(ttft.stat.is_some());
+    let queue = guard("queue");
+    assert_eq!(
+        (queue.direction, queue.trip),
+        (Direction::Above, Quantity::Number(3.0))
+    );
+    let sw = &g.switches[0];
+    assert_eq!(sw.when, When::All);
+    assert_eq!(sw.mode, Mode::Act);
+    let names: Vec<&str> = sw.guards.iter().map(|n| n.as_str()).collect();
+    assert_eq!(names, ["ttft", "queue"]);
+    for action in [&sw.on_trip, &sw.on_clear] {
+        let a = action.as_ref().expect("both edges act");
+        assert_eq!(a.user.as_deref(), Some("openclaw"));
+        assert_eq!(a.run[0][1..3], ["models", "set"]);
+        assert_eq!(
+            a.verify.as_deref().unwrap()[1..],
+            ["config", "get", "agents.defaults.model.primary"]
+        );
+        assert_eq!(a.verify_contains.as_deref(), Some(a.run[0][3].as_str()));
+    }
+
+    // B and C, against the alerts.
+    let rules =
+        std::fs::read_to_string(root.join("packaging/prometheus/launchgraph.rules.yml")).unwrap();
+    let alert = |name: &str| {
+        let at = rules
+            .find(&format!("alert: {name}\n"))
+            .unwrap_or_else(|| panic!("no alert {name}"));
+        let block = &rules[at..];
+        let end = block[1..].find("- alert:").map_or(block.len(), |e| e + 1);
+        block[..end].to_owned()
+    };
+    let swap = guard("swap");
+    assert_eq!(swap.trip, Quantity::Rate(8.0 * 1024.0 * 1024.0));
+    assert_eq!(swap.trip_window, mins(5));
+    assert_eq!(swap.mode, Mode::Advise);
+    let a = alert("LaunchgraphSwapOutHigh");
+    assert!(
+        a.contains("> 8 * 1024 * 1024\n") && a.contains("for: 5m\n"),
+        "{a}"
+    );
+
+    for (name, pct, window, alert_name, ratio) in [
+        ("disk-warn", 35.0, 10, "LaunchgraphDiskFreeLow", "< 0.35\n"),
+        (
+            "disk-low",
+            12.0,
+            2,
+            "LaunchgraphDiskFreeCritical",
+            "< 0.12\n",
+        ),
+    ] {
+        let d = guard(name);
+        assert_eq!(
+            (d.direction, d.trip),
+            (Direction::Below, Quantity::Percent(pct))
+        );
+        assert_eq!(d.trip_window, mins(window));
+        let a = alert(alert_name);
+        assert!(
+            a.contains(ratio) && a.contains(&format!("for: {window}m\n")),
+            "{a}"
+        );
+    }
+    assert_eq!(guard("disk-warn").mode, Mode::Advise);
+    let holds: Vec<&str> = guard("disk-low").hold.iter().map(|n| n.as_str()).collect();
+    assert_eq!(holds, ["ollama-pull"]);
 }
