@@ -57,7 +57,7 @@ run = ["/bin/true"]
 const EXPECTED: &str = r#"Runbook of u: 1 unit with guards (3 guards and 1 switch)
 
 model: guard slow (ttft)
-  watches   time to first token of model tiny:1b at http://127.0.0.1:18434 (Ollama API), samples taken while the server was otherwise idle only; never loads a model (not loaded: unknown)
+  watches   time to first token of model tiny:1b at http://127.0.0.1:18434 (Ollama API), only samples taken while the server was otherwise idle; never loads a model (not loaded: unknown)
   sampled   every 30s, each within 30s
   trips     when the p90 of the samples of the last 2m is above 800ms (at any sample, once a whole window has been sampled)
   clears    when the p90 of the samples of the last 2m is at or below 500ms for 4 samples in a row (about 2m at every 30s)

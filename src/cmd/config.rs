@@ -1,6 +1,7 @@
 //! The commands that read a units directory without a daemon: `check` (the configuration,
-//! then each unit's preflight findings and drift), `plan` and `guards`. Text a user controls (paths,
-//! messages quoting them) is printed through [`escape`], one line per line.
+//! then each unit's preflight findings and drift), `plan` and `guards` (the runbook). Text a
+//! user controls (paths, messages quoting them) is printed through [`escape`], one line per
+//! line.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,5 @@
 //! What each subcommand does, one file per group: the units directory ([`config`]: `check`,
-//! `plan`), the daemon itself ([`daemon`]: `up`), the verbs that talk to it over its control
+//! `plan`, `guards`), the daemon itself ([`daemon`]: `up`), the verbs that talk to it over its control
 //! socket ([`control`]), [`snapshot`], and handing launchd jobs to launchgraph and back
 //! ([`adopt`]: `adopt`, `release`).
 //!

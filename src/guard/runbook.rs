@@ -389,7 +389,7 @@ fn watches(signal: &Signal) -> String {
                 }
             );
             if *idle_only {
-                s.push_str(", samples taken while the server was otherwise idle only");
+                s.push_str(", only samples taken while the server was otherwise idle");
             }
             match keep_alive {
                 Some(KeepAlive::For(d)) => {

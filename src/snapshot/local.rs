@@ -1,6 +1,7 @@
 //! What a snapshot reads on this host: the unit files (and the check errors when they are
 //! invalid), the runbook of their guards, the plists the units reference, each unit's
-//! resolved environment, and the stored fingerprints. Every file is read with a bound ([`MAX_FILE_BYTES`]).
+//! resolved environment, and the stored fingerprints. Every file is read with a bound
+//! ([`MAX_FILE_BYTES`]).
 
 use std::collections::BTreeMap;
 use std::fs;
