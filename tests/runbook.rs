@@ -248,11 +248,19 @@ fn the_json_follows_the_schema() {
 fn live_state_is_an_optional_column_of_each_row() {
     let dir = units();
     let mut book = runbook_of(dir.path());
-    book.units[0].guards[2].live = Some(GuardLive {
-        state: "pending".into(),
-        last_value: Some("9.5%".into()),
-        window: Some("1 of 2 samples".into()),
+    let mut asked = Vec::new();
+    book.attach_live(|unit, name| {
+        asked.push(format!("{unit}/{name}"));
+        (name == "disk").then(|| GuardLive {
+            state: "pending".into(),
+            last_value: Some("9.5%".into()),
+            window: Some("1 of 2 samples".into()),
+        })
     });
+    assert_eq!(
+        asked,
+        ["model/slow", "model/deep", "model/disk", "model/fallback"]
+    );
     let text = book.render();
     let with_live = EXPECTED.replace(
         "at every 2m)\n  mode",
@@ -261,6 +269,8 @@ fn live_state_is_an_optional_column_of_each_row() {
     assert_ne!(with_live, EXPECTED);
     assert_eq!(text, with_live);
     let v = serde_json::to_value(&book).unwrap();
+    assert!(v["units"][0]["guards"][0].get("live").is_none());
+    assert!(v["units"][0]["switches"][0].get("live").is_none());
     assert_eq!(
         v["units"][0]["guards"][2]["live"],
         json!({"state": "pending", "last_value": "9.5%", "window": "1 of 2 samples"})

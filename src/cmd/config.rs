@@ -285,8 +285,9 @@ pub(crate) fn plan(dir: &Path, json: bool) -> Result<(), Failure> {
     }
 }
 
-/// `guards`: the runbook of the units' guards and switches. Live state is not asked for: the
-/// runbook's rows leave [`launchgraph::guard::runbook::GuardLive`] empty.
+/// `guards`: the runbook of the units' guards and switches, from the unit files alone. No
+/// daemon is asked, so every row's [`launchgraph::guard::runbook::GuardLive`] stays empty; a
+/// daemon's answer would join through [`Runbook::attach_live`].
 pub(crate) fn guards(dir: &Path, json: bool) -> Result<(), Failure> {
     let c = compile_dir(dir).map_err(|diags| report(dir, &diags))?;
     let book = Runbook::new(&c, &dir.to_string_lossy());

@@ -274,6 +274,20 @@ impl Runbook {
         }
     }
 
+    /// Fills in each row's live state from `live(unit, name)` (a guard's or a switch's name):
+    /// the one place a caller that asked the daemon joins its answer to the configuration.
+    /// Rows it has nothing for keep `None`.
+    pub fn attach_live(&mut self, mut live: impl FnMut(&str, &str) -> Option<GuardLive>) {
+        for u in &mut self.units {
+            for g in &mut u.guards {
+                g.live = live(&u.unit, &g.name);
+            }
+            for w in &mut u.switches {
+                w.live = live(&u.unit, &w.name);
+            }
+        }
+    }
+
     /// The runbook for people: one section per guard and per switch.
     pub fn render(&self) -> String {
         let mut s = String::new();
