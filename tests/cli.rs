@@ -759,3 +759,38 @@ fn guards_on_a_broken_directory_exits_78_and_without_guards_says_so() {
         text(&out.stderr)
     );
 }
+
+/// The example in docs/runbook-schema.md is what `guards --json` prints for the shipped units:
+/// the rows it shows are equal to the real ones.
+#[test]
+fn the_runbook_schema_example_is_the_shipped_units_output() {
+    let doc = std::fs::read_to_string(repo("docs/runbook-schema.md")).unwrap();
+    let block = doc
+        .split("```json\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a JSON block");
+    let example: serde_json::Value = serde_json::from_str(block).expect("the example is JSON");
+    let out = Command::new(env!("CARGO_BIN_EXE_launchgraph"))
+        .args(["guards", "--json", "--units", "units"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("LAUNCHGRAPH_UNITS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let real: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(example["schema"], real["schema"]);
+    assert_eq!(example["units_dir"], real["units_dir"]);
+    let (ex, re) = (&example["units"][0], &real["units"][0]);
+    assert_eq!(ex["unit"], re["unit"]);
+    for row in ex["guards"].as_array().unwrap() {
+        let same = re["guards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == row["name"])
+            .expect("a guard of the example exists");
+        assert_eq!(row, same);
+    }
+    assert_eq!(ex["switches"], re["switches"]);
+}
