@@ -218,6 +218,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The runbook of the units' guards and switches, without a daemon: what each watches,
+    /// when it trips and clears, and the exact commands run on each edge (as which user),
+    /// with their verify command and time box.
+    Guards {
+        #[command(flatten)]
+        units: UnitsDir,
+        /// Print the runbook as JSON (schema launchgraph.runbook/1, see
+        /// docs/runbook-schema.md).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// How `adopt` and `release` reach launchd.

@@ -102,20 +102,41 @@ fn the_mac_examples_match_their_install_style_and_the_shipped_units() {
             "{dir}: the gateway unit differs from units/"
         );
     }
-    assert_eq!(
-        read("examples/mac/brew-daemon/ollama.toml"),
-        read("units/ollama.toml")
-    );
+    for file in ["ollama.toml", "ollama-pull.toml"] {
+        assert_eq!(
+            read(&format!("examples/mac/brew-daemon/{file}")),
+            read(&format!("units/{file}")),
+            "{file}"
+        );
+    }
+    // The other styles point to the guardrails of units/ollama.toml.
+    for dir in ["examples/mac/brew-agent", "examples/mac/ollama-app"] {
+        assert!(
+            read(&format!("{dir}/ollama.toml")).contains("units/ollama.toml"),
+            "{dir}"
+        );
+    }
     let plan = |dir: &str| {
         let out = launchgraph(&["plan", "--json", "--units", &repo(dir)]);
         assert_eq!(out.status.code(), Some(0), "{dir}: {}", text(&out.stderr));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
-        assert_eq!(
-            v["start_waves"],
-            serde_json::json!([["ollama"], ["openclaw-gateway"]]),
-            "{dir}: the gateway is ordered after Ollama"
+        let waves = v["start_waves"].as_array().unwrap();
+        assert_eq!(waves.len(), 2, "{dir}: {waves:?}");
+        assert_eq!(waves[0], serde_json::json!(["ollama"]), "{dir}");
+        assert!(
+            waves[1]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!("openclaw-gateway")),
+            "{dir}: the gateway is ordered after Ollama: {waves:?}"
         );
-        v["units"][0].clone()
+        v["units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["name"] == "ollama")
+            .expect("an ollama unit")
+            .clone()
     };
     let daemon = plan("examples/mac/brew-daemon");
     assert_eq!(daemon["target"], "system/homebrew.mxcl.ollama");
@@ -175,25 +196,31 @@ fn plan_json_follows_the_schema() {
     assert_eq!(v["schema"], "launchgraph.plan/1");
     assert_eq!(
         v["start_waves"],
-        serde_json::json!([["ollama"], ["openclaw-gateway"]])
+        serde_json::json!([["ollama"], ["ollama-pull", "openclaw-gateway"]])
     );
     assert_eq!(
         v["stop_order"],
-        serde_json::json!(["openclaw-gateway", "ollama"])
+        serde_json::json!(["openclaw-gateway", "ollama-pull", "ollama"])
     );
     let units = v["units"].as_array().unwrap();
-    let ollama = &units[0];
+    let by_name = |name: &str| {
+        units
+            .iter()
+            .find(|u| u["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {units:?}"))
+    };
+    let ollama = by_name("ollama");
     assert_eq!(ollama["name"], "ollama");
     assert_eq!(ollama["kind"], "launchd");
     assert_eq!(ollama["target"], "system/homebrew.mxcl.ollama");
     assert_eq!(ollama["wave"], 0);
     assert_eq!(
         ollama["required_by"],
-        serde_json::json!(["openclaw-gateway"])
+        serde_json::json!(["ollama-pull", "openclaw-gateway"])
     );
     assert_eq!(
         ollama["restart_cascade"],
-        serde_json::json!(["openclaw-gateway"])
+        serde_json::json!(["ollama-pull", "openclaw-gateway"])
     );
     assert_eq!(ollama["ready"]["probe"], "http");
     assert_eq!(
@@ -201,7 +228,10 @@ fn plan_json_follows_the_schema() {
         "http://127.0.0.1:11434/api/version"
     );
     assert_eq!(ollama["ready"]["status"], 200);
-    let gw = &units[1];
+    let pull = by_name("ollama-pull");
+    assert_eq!(pull["kind"], "exec");
+    assert_eq!(pull["requires"], serde_json::json!(["ollama"]));
+    let gw = by_name("openclaw-gateway");
     assert_eq!(gw["target"], "gui/console/ai.openclaw.gateway");
     assert_eq!(gw["requires"], serde_json::json!(["ollama"]));
     assert_eq!(gw["ready"]["target"], "http://127.0.0.1:18789/startupz");
@@ -624,4 +654,143 @@ fn root_check_warns_when_the_units_directory_is_writable_by_non_root() {
     let s =
         text(&launchgraph(&["check", "--config-only", "--units", units.to_str().unwrap()]).stdout);
     assert!(!s.contains("WRITABLE_BY_NON_ROOT"), "{s}");
+}
+
+/// `guards` prints the runbook of the shipped units without a daemon: rail A's fallback and
+/// the way back, exactly as an admin pastes them, each with its verify and time box; rail B
+/// advised; rail C holding the model pull.
+#[test]
+fn guards_prints_the_runbook_of_the_shipped_units() {
+    let out = launchgraph(&["guards", "--units", &repo("units")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = text(&out.stdout);
+    for line in [
+        "ollama: switch cloud-fallback\n",
+        "  trips     when all of ttft, queue are tripped\n",
+        "  on trip, complete within 2m, as user openclaw:\n",
+        "    1. sudo -u openclaw -H -- /opt/homebrew/bin/openclaw models set anthropic/claude-sonnet-4-6\n",
+        "    verify: sudo -u openclaw -H -- /opt/homebrew/bin/openclaw config get agents.defaults.model.primary\n",
+        "      must exit 0 and print \"anthropic/claude-sonnet-4-6\" (polled until it does, within the time box)\n",
+        "  on clear (the way back), complete within 2m, as user openclaw:\n",
+        "    1. sudo -u openclaw -H -- /opt/homebrew/bin/openclaw models set ollama/llama3.1:8b\n",
+        "  trips     when the median of the samples of the last 5m is above 2.5s",
+        "  trips     when a sample is above 3 continuously for 2m\n",
+        "  trips     when a sample is above 8MiB/s continuously for 5m\n",
+        "  trips     when a sample is below 12% continuously for 2m\n",
+        "  holds     ollama-pull (not started while tripped; running ones are not stopped)\n",
+        "  trips     when a sample is below 35% continuously for 10m\n",
+    ] {
+        assert!(s.contains(line), "{line:?} not in:\n{s}");
+    }
+    for dir in ["examples/mac/brew-daemon", HEADLESS_EXAMPLE] {
+        let out = launchgraph(&["guards", "--units", &repo(dir)]);
+        assert_eq!(out.status.code(), Some(0), "{dir}: {}", text(&out.stderr));
+        assert_eq!(
+            text(&out.stdout).replace(&repo(dir), "D"),
+            s.replace(&repo("units"), "D")
+        );
+    }
+}
+
+#[test]
+fn guards_json_follows_the_schema() {
+    let out = launchgraph(&["guards", "--json", "--units", &repo("units")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(v["schema"], "launchgraph.runbook/1");
+    let ollama = &v["units"][0];
+    assert_eq!(ollama["unit"], "ollama");
+    let queue = ollama["guards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "queue")
+        .expect("a queue guard");
+    assert_eq!(queue["params"]["lane"], "main");
+    assert_eq!(queue["params"]["field"], "queuedCount");
+    let argv = queue["params"]["command"].as_array().unwrap();
+    assert!(
+        argv.ends_with(
+            &serde_json::json!(["gateway", "call", "diagnostics.lanes", "--json"])
+                .as_array()
+                .unwrap()[..]
+        ),
+        "{argv:?}"
+    );
+    let sw = &ollama["switches"][0];
+    assert_eq!(
+        sw["on_trip"]["run"][0]["argv"],
+        serde_json::json!([
+            "/opt/homebrew/bin/openclaw",
+            "models",
+            "set",
+            "anthropic/claude-sonnet-4-6"
+        ])
+    );
+    assert_eq!(sw["on_trip"]["complete_within_ms"], 120_000);
+    assert_eq!(sw["on_clear"]["verify_contains"], "ollama/llama3.1:8b");
+}
+
+#[test]
+fn guards_on_a_broken_directory_exits_78_and_without_guards_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.toml"),
+        "[exec]\ncommand = [\"/bin/true\"]\n",
+    )
+    .unwrap();
+    let out = launchgraph(&["guards", "--units", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("No guards or switches in {}.\n", dir.path().display())
+    );
+    std::fs::write(
+        dir.path().join("b.toml"),
+        "[exec]\ncommand = [\"/bin/true\"]\n[[guard]]\nname = \"g\"\nsignal = \"disk-free\"\nbelow = \"5%\"\n",
+    )
+    .unwrap();
+    let out = launchgraph(&["guards", "--json", "--units", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(out.stdout.is_empty());
+    assert!(
+        text(&out.stderr).contains("b.toml:"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The example in docs/runbook-schema.md is what `guards --json` prints for the shipped units:
+/// the rows it shows are equal to the real ones.
+#[test]
+fn the_runbook_schema_example_is_the_shipped_units_output() {
+    let doc = std::fs::read_to_string(repo("docs/runbook-schema.md")).unwrap();
+    let block = doc
+        .split("```json\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a JSON block");
+    let example: serde_json::Value = serde_json::from_str(block).expect("the example is JSON");
+    let out = Command::new(env!("CARGO_BIN_EXE_launchgraph"))
+        .args(["guards", "--json", "--units", "units"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("LAUNCHGRAPH_UNITS")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let real: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(example["schema"], real["schema"]);
+    assert_eq!(example["units_dir"], real["units_dir"]);
+    let (ex, re) = (&example["units"][0], &real["units"][0]);
+    assert_eq!(ex["unit"], re["unit"]);
+    for row in ex["guards"].as_array().unwrap() {
+        let same = re["guards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["name"] == row["name"])
+            .expect("a guard of the example exists");
+        assert_eq!(row, same);
+    }
+    assert_eq!(ex["switches"], re["switches"]);
 }

@@ -407,6 +407,8 @@ async fn a_snapshot_holds_everything_and_no_secret() {
             "manifest.json",
             "units/gateway.toml",
             "units/model.toml",
+            "runbook.txt",
+            "runbook.json",
             "plists/ai.openclaw.gateway.plist",
             "environment/gateway.json",
             "environment/model.json",
@@ -590,7 +592,13 @@ async fn with_nothing_reachable_a_snapshot_is_still_written() {
     let names: Vec<&str> = entries.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(
         names,
-        ["manifest.json", "units/web.toml", "environment/web.json"]
+        [
+            "manifest.json",
+            "units/web.toml",
+            "runbook.txt",
+            "runbook.json",
+            "environment/web.json"
+        ]
     );
     let entries: BTreeMap<String, Vec<u8>> = entries.into_iter().collect();
     assert_eq!(
@@ -646,6 +654,14 @@ async fn an_invalid_units_dir_is_snapshotted_with_its_errors() {
             entries.keys()
         );
     }
+    let runbook = String::from_utf8(entries["runbook.txt"].clone()).unwrap();
+    assert!(
+        runbook.starts_with(
+            "The units directory is invalid (units/INVALID.txt): this runbook covers only the \
+             unit files valid on their own.\n\n"
+        ),
+        "{runbook}"
+    );
     let invalid = String::from_utf8(entries["units/INVALID.txt"].clone()).unwrap();
     assert!(invalid.contains("broken.toml:"), "{invalid}");
     let broken = String::from_utf8(entries["units/broken.toml"].clone()).unwrap();
@@ -870,4 +886,53 @@ async fn snapshots_in_the_same_second_do_not_collide_and_list_oldest_first() {
         })
         .collect();
     assert_eq!(listed, taken);
+}
+
+/// Every snapshot keeps the runbook of the units' guards, as `launchgraph guards` and
+/// `guards --json` print it, with the secrets the units hold redacted there too.
+#[tokio::test]
+async fn a_snapshot_holds_the_runbook_of_the_guards() {
+    let host = Host::new();
+    let guarded = format!(
+        "{}\n[[guard]]\nname = \"disk-low\"\nsignal = \"disk-free\"\npath = \"/\"\n\
+         below = \"12%\"\nhold = [\"gateway\"]\n\
+         on-trip = {{ run = [\"/usr/local/bin/cleanup\", \"--token\", \"{EXEC_TOKEN}\"], \
+         user = \"ollama\", complete-within = \"30m\" }}\n",
+        host.model_toml
+    );
+    std::fs::write(host.units().join("model.toml"), &guarded).unwrap();
+    let mut opts = host.options();
+    opts.ollama = Some(nothing_listening());
+
+    let snap = snapshot::take(&opts).await.unwrap();
+    let (ordered, tar_bytes) = open_archive(&snap.path);
+    assert!(
+        !contains(&tar_bytes, EXEC_TOKEN),
+        "the token is in the archive"
+    );
+    let entries: BTreeMap<String, Vec<u8>> = ordered.into_iter().collect();
+
+    let text = String::from_utf8(entries["runbook.txt"].clone()).unwrap();
+    let compiled = launchgraph::compile::compile_dir(&host.units()).unwrap();
+    let book =
+        launchgraph::guard::runbook::Runbook::new(&compiled, &host.units().to_string_lossy());
+    assert_eq!(text, book.render().replace(EXEC_TOKEN, REDACTED));
+    assert!(
+        text.contains(&format!(
+            "    1. sudo -u ollama -H -- /usr/local/bin/cleanup --token {REDACTED}\n"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("  holds     gateway "), "{text}");
+
+    let v = json_of(&entries, "runbook.json");
+    assert_eq!(v["schema"], "launchgraph.runbook/1");
+    assert_eq!(v["units"][0]["unit"], "model");
+    let guard = &v["units"][0]["guards"][0];
+    assert_eq!(guard["name"], "disk-low");
+    assert_eq!(
+        guard["on_trip"]["run"][0]["argv"],
+        json!(["/usr/local/bin/cleanup", "--token", REDACTED])
+    );
+    assert_eq!(guard["on_trip"]["complete_within_ms"], 1_800_000);
 }

@@ -60,7 +60,7 @@ class Launchgraph < Formula
     assert_match version.to_s, shell_output("#{bin}/launchgraph --version")
     # The shipped units are valid (no host checks: their plists need not exist here).
     output = shell_output("#{bin}/launchgraph check --config-only --units #{pkgshare}/units")
-    assert_match "ok: 2 units", output
+    assert_match "ok: 3 units", output
     # A broken unit is reported with its file and line, and exits 78 (EX_CONFIG).
     (testpath/"units").mkpath
     (testpath/"units/broken.toml").write "requires = 1\n"

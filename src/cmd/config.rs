@@ -1,12 +1,14 @@
 //! The commands that read a units directory without a daemon: `check` (the configuration,
-//! then each unit's preflight findings and drift) and `plan`. Text a user controls (paths,
-//! messages quoting them) is printed through [`escape`], one line per line.
+//! then each unit's preflight findings and drift), `plan` and `guards` (the runbook). Text a
+//! user controls (paths, messages quoting them) is printed through [`escape`], one line per
+//! line.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use launchgraph::compile::compile_dir;
 use launchgraph::diag::escape;
+use launchgraph::guard::runbook::Runbook;
 use launchgraph::plan::Plan;
 
 use super::Failure;
@@ -281,6 +283,38 @@ pub(crate) fn plan(dir: &Path, json: bool) -> Result<(), Failure> {
         }
         Err(diags) => Err(report(dir, &diags)),
     }
+}
+
+/// `guards`: the runbook of the units' guards and switches, from the unit files alone. No
+/// daemon is asked, so every row's [`launchgraph::guard::runbook::GuardLive`] stays empty; a
+/// daemon's answer would join through [`Runbook::attach_live`].
+pub(crate) fn guards(dir: &Path, json: bool) -> Result<(), Failure> {
+    let c = compile_dir(dir).map_err(|diags| report(dir, &diags))?;
+    let book = Runbook::new(&c, &dir.to_string_lossy());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let written = if json {
+        serde_json::to_writer_pretty(&mut out, &book)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    } else {
+        out.write_all(escape_lines(&book.render()).as_bytes())
+    };
+    match written.and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Failure::Io(Some(format!("cannot write the runbook: {e}")))),
+    }
+}
+
+/// Each line of `text` through [`escape`]: the runbook quotes commands and paths from the
+/// unit files.
+fn escape_lines(text: &str) -> String {
+    let mut s = String::with_capacity(text.len());
+    for line in text.lines() {
+        s.push_str(&escape(line));
+        s.push('\n');
+    }
+    s
 }
 
 /// Prints every problem and a summary line to stderr.

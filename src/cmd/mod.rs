@@ -1,5 +1,5 @@
 //! What each subcommand does, one file per group: the units directory ([`config`]: `check`,
-//! `plan`), the daemon itself ([`daemon`]: `up`), the verbs that talk to it over its control
+//! `plan`, `guards`), the daemon itself ([`daemon`]: `up`), the verbs that talk to it over its control
 //! socket ([`control`]), [`snapshot`], and handing launchd jobs to launchgraph and back
 //! ([`adopt`]: `adopt`, `release`).
 //!
@@ -57,6 +57,7 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
             &launchgraph::launchd::Launchctl::new(launchctl),
         ),
         Command::Plan { units, json } => config::plan(&units.resolve(), json),
+        Command::Guards { units, json } => config::guards(&units.resolve(), json),
         Command::Adopt {
             unit,
             dry_run,

@@ -1,6 +1,7 @@
 //! What a snapshot reads on this host: the unit files (and the check errors when they are
-//! invalid), the plists the units reference, each unit's resolved environment, and the stored
-//! fingerprints. Every file is read with a bound ([`MAX_FILE_BYTES`]).
+//! invalid), the runbook of their guards, the plists the units reference, each unit's
+//! resolved environment, and the stored fingerprints. Every file is read with a bound
+//! ([`MAX_FILE_BYTES`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -12,6 +13,7 @@ use serde_json::json;
 use super::collect::{Collected, Content, ResolvedUnit};
 use super::redact::{redact_env, redact_toml};
 use crate::compile::compile_dir;
+use crate::guard::runbook::Runbook;
 use crate::preflight::{self, PreflightContext};
 use crate::process::{plan_credentials, unit_environment};
 use crate::unit::{ExecSpec, LaunchdSpec, Runner, Unit};
@@ -26,8 +28,8 @@ pub(super) fn collect(units_dir: &Path, state_dir: &Path) -> (Collected, Vec<Res
     let mut c = Collected::default();
     unit_files(units_dir, &mut c);
 
-    let units: Vec<Unit> = match compile_dir(units_dir) {
-        Ok(compiled) => compiled.units,
+    let (units, complete): (Vec<Unit>, bool) = match compile_dir(units_dir) {
+        Ok(compiled) => (compiled.units, true),
         Err(diags) => {
             let mut text = format!(
                 "launchgraph check: the units directory {} is invalid ({} problem{}):\n\n",
@@ -47,13 +49,15 @@ pub(super) fn collect(units_dir: &Path, state_dir: &Path) -> (Collected, Vec<Res
                 diags.len()
             ));
             // The files that are valid on their own still say what runs.
-            crate::unit::load::read_dir(units_dir)
+            let units = crate::unit::load::read_dir(units_dir)
                 .units
                 .into_iter()
                 .map(|p| p.unit)
-                .collect()
+                .collect();
+            (units, false)
         }
     };
+    runbook(units_dir, &units, complete, &mut c);
 
     let ctx = PreflightContext::host();
     let mut plists = Vec::new();
@@ -94,6 +98,25 @@ pub(super) fn collect(units_dir: &Path, state_dir: &Path) -> (Collected, Vec<Res
     }
     fingerprints(state_dir, &mut c);
     (c, resolved)
+}
+
+/// The runbook of the units' guards and switches, as `launchgraph guards` and `guards --json`
+/// print it: what would have run on a trip or a clear at the time of the snapshot.
+fn runbook(units_dir: &Path, units: &[Unit], complete: bool, c: &mut Collected) {
+    let book = Runbook::of_units(units, &units_dir.to_string_lossy());
+    let mut text = book.render();
+    if !complete {
+        text.insert_str(
+            0,
+            "The units directory is invalid (units/INVALID.txt): this runbook covers only \
+             the unit files valid on their own.\n\n",
+        );
+    }
+    c.add("runbook.txt", Content::Text(text));
+    match serde_json::to_value(&book) {
+        Ok(v) => c.add("runbook.json", Content::Json(v)),
+        Err(e) => c.warn(format!("runbook.json left out: {e}")),
+    }
 }
 
 /// Every `*.toml` of the units directory (hidden files aside, as the loader does), secrets

@@ -1,12 +1,12 @@
 //! Snapshots: one gzipped tarball of what a host runs, taken before a change window, so that
 //! what ran before it can be read (and put back by hand) after it.
 //!
-//! A snapshot holds the unit files (and the check errors when they are invalid), the plists
-//! the units reference, each unit's resolved environment, the stored fingerprints, the
-//! daemon's live status, Ollama's version and model list, and OpenClaw's `doctor --json`
-//! report, with the secrets in all of them redacted. It is written atomically under
-//! `<state>/snapshots/`. This module restores nothing and prints nothing: the CLI decides what
-//! to show.
+//! A snapshot holds the unit files (and the check errors when they are invalid), the runbook
+//! of their guards and switches (text and JSON), the plists the units reference, each unit's
+//! resolved environment, the stored fingerprints, the daemon's live status, Ollama's version
+//! and model list, and OpenClaw's `doctor --json` report, with the secrets in all of them
+//! redacted. It is written atomically under `<state>/snapshots/`. This module restores
+//! nothing and prints nothing: the CLI decides what to show.
 //!
 //! A snapshot is always written when the state directory is writable: whatever cannot be
 //! collected (no daemon, no Ollama, no OpenClaw, a missing plist) becomes a warning, in the
@@ -14,7 +14,8 @@
 //! archive itself is an error, and then no file is left behind. The layout and the redaction
 //! rules are documented in docs/snapshot.md.
 //!
-//! - `local`: what is read on this host (unit files, plists, environments, fingerprints).
+//! - `local`: what is read on this host (unit files, the runbook of their guards, plists,
+//!   environments, fingerprints).
 //! - `collect`: the entries being collected, and `Collector`, the
 //!   interface of every source beyond the local files, asked all at once by [`take`]:
 //!   `status` (the daemon), `ollama`, `openclaw`. Only `collectors` names them.
