@@ -117,14 +117,21 @@ pub(crate) fn start(
                     Some(_) => READY_POLL_FAST,
                     None => READY_POLL_CROWDED,
                 };
+                // Attempts keep their cadence: each is due `delay` after the previous one was
+                // due, not after it ended, so a 1 ms poll tries every millisecond (a sleep
+                // after each attempt would add the attempt and the timer's rounding up to the
+                // next millisecond, nearly doubling the time to notice readiness). An attempt
+                // that overran starts the next one at once, never a burst.
+                let mut due = tokio::time::Instant::now();
                 for delay in ready_poll_delays_every(every, interval) {
                     // The place is for the fast phase only.
                     if fast.is_some() && started.elapsed() >= READY_POLL_FAST_FOR {
                         fast = None;
                     }
+                    due = due.checked_add(delay).unwrap_or(due).max(tokio::time::Instant::now());
                     tokio::select! {
                         () = token.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
+                        () = tokio::time::sleep_until(due) => {}
                     }
                     let outcome = tokio::select! {
                         () = token.cancelled() => return,
