@@ -1,0 +1,243 @@
+//! Binding: which sampler each configured guard runs, with what parameters.
+//!
+//! The unit model says what a guard watches ([`crate::unit::guard::Signal`]); the samplers
+//! ([`super::signal`]) have their own parameter structs. This module maps one to the other,
+//! once per guard at load, and gives the runtime one type to sample whatever the signal:
+//! [`Sampler::sample`] returns the number a threshold sees, with its unit, and for `ttft` the
+//! phases of the probe (for the phase histogram).
+//!
+//! Two mappings are worth a word:
+//! - `queue-depth` from a command: with `lane`/`json-pointer` the command prints JSON and the
+//!   queue sampler picks the number; without, it prints a plain number, which is what the
+//!   `exec` sampler reads.
+//! - `ttft` without `model`: the sampler measures whatever the server has loaded
+//!   ([`TtftParams::any_loaded`]), never loading one.
+
+use std::time::Duration;
+
+use super::signal::disk::{DiskFree, DiskFreeParams};
+use super::signal::exec::{CommandParams, ExecParams, ExecSignal};
+use super::signal::pressure::{MemoryPressure, MemoryPressureParams};
+use super::signal::prometheus::Selector;
+use super::signal::queue::{self, QueueDepth, QueueDepthParams};
+use super::signal::swap::{SwapOutParams, SwapOutRate};
+use super::signal::ttft::{Api, Phases, Ttft, TtftParams};
+use super::signal::{Quantity, Reading, Sample, Signal};
+use crate::unit::guard::{Guard, JsonSelect, LlmApi, QueueSource, Signal as Spec};
+
+/// One guard's sampler.
+#[derive(Debug)]
+pub enum Sampler {
+    Exec(ExecSignal),
+    Queue(QueueDepth),
+    Ttft(Ttft),
+    SwapOut(SwapOutRate),
+    Pressure(MemoryPressure),
+    Disk(DiskFree),
+}
+
+/// What one sample gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taken {
+    pub sample: Sample<Quantity>,
+    /// A `ttft` probe's client-side phases, when it reached the server.
+    pub phases: Option<Phases>,
+    /// Detail some signals carry beside their number, for the host metrics.
+    pub host: Option<HostFacts>,
+}
+
+/// Host figures a sample read on the way.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum HostFacts {
+    /// Pages written to swap since the previous sample, and the page size.
+    SwapOut { bytes: u64 },
+    DiskFree { ratio: f64, available_bytes: u64 },
+}
+
+impl Sampler {
+    /// The sampler `guard` runs; bounded by the guard's `timeout`.
+    pub fn bind(guard: &Guard) -> Result<Self, String> {
+        let deadline = guard.timeout;
+        Ok(match &guard.signal {
+            Spec::Exec { command } => Sampler::Exec(exec_signal(command, deadline)),
+            Spec::QueueDepth(QueueSource::Command {
+                command,
+                select: None,
+            }) => Sampler::Exec(exec_signal(command, deadline)),
+            Spec::QueueDepth(QueueSource::Command {
+                command,
+                select: Some(select),
+            }) => Sampler::Queue(QueueDepth::new(QueueDepthParams::Command {
+                command: command_params(command, deadline),
+                select: match select {
+                    JsonSelect::Lane { lane, field } => queue::JsonSelect::Lane {
+                        lane: lane.clone(),
+                        field: field.clone(),
+                    },
+                    JsonSelect::Pointer(p) => queue::JsonSelect::Pointer(p.clone()),
+                },
+            })),
+            Spec::QueueDepth(QueueSource::Prometheus {
+                url, metric, labels, ..
+            }) => {
+                let url = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+                let selector = labels
+                    .iter()
+                    .fold(Selector::new(metric.clone()), |s, (k, v)| s.label(k, v));
+                Sampler::Queue(QueueDepth::new(QueueDepthParams::Prometheus {
+                    url,
+                    selector,
+                    deadline,
+                    cap: 1024 * 1024,
+                }))
+            }
+            Spec::Ttft {
+                url,
+                model,
+                api,
+                keep_alive,
+                ..
+            } => {
+                let base = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
+                let api = match api {
+                    LlmApi::Ollama => Api::Ollama,
+                    LlmApi::Openai => Api::OpenAi,
+                };
+                let mut p = match model {
+                    Some(m) => TtftParams::new(base, api, m.clone()),
+                    None => TtftParams::any_loaded(base, api),
+                };
+                p.keep_alive = keep_alive.map(|k| k.to_ollama());
+                p.deadline = deadline;
+                Sampler::Ttft(Ttft::new(p))
+            }
+            Spec::SwapOutRate => Sampler::SwapOut(SwapOutRate::new(SwapOutParams::default())),
+            Spec::MemoryPressure => {
+                Sampler::Pressure(MemoryPressure::new(MemoryPressureParams::default()))
+            }
+            Spec::DiskFree { path } => {
+                let mut p = DiskFreeParams::new(path.clone());
+                p.deadline = deadline;
+                Sampler::Disk(DiskFree::new(p))
+            }
+        })
+    }
+
+    /// Takes one sample.
+    pub async fn sample(&mut self) -> Taken {
+        let plain = |sample: Sample<Quantity>| Taken {
+            sample,
+            phases: None,
+            host: None,
+        };
+        match self {
+            Sampler::Exec(s) => plain(s.sample().await),
+            Sampler::Queue(s) => plain(s.sample().await),
+            Sampler::Ttft(s) => {
+                let r = s.sample().await;
+                Taken {
+                    phases: r.known().map(|r| r.phases),
+                    sample: map(r),
+                    host: None,
+                }
+            }
+            Sampler::SwapOut(s) => {
+                let r = s.sample().await;
+                Taken {
+                    host: r.known().map(|r| HostFacts::SwapOut {
+                        bytes: r.pages.saturating_mul(r.page_size),
+                    }),
+                    sample: map(r),
+                    phases: None,
+                }
+            }
+            Sampler::Pressure(s) => plain(map(s.sample().await)),
+            Sampler::Disk(s) => {
+                let r = s.sample().await;
+                Taken {
+                    host: r.known().map(|r| HostFacts::DiskFree {
+                        ratio: r.ratio,
+                        available_bytes: r.available_bytes,
+                    }),
+                    sample: map(r),
+                    phases: None,
+                }
+            }
+        }
+    }
+}
+
+fn map<R: Reading>(s: Sample<R>) -> Sample<Quantity> {
+    match s {
+        Sample::Known(r) => Sample::Known(r.quantity()),
+        Sample::Unknown { reason } => Sample::Unknown { reason },
+    }
+}
+
+fn command_params(argv: &[String], deadline: Duration) -> CommandParams {
+    let mut c = CommandParams::new(argv.iter().cloned());
+    c.deadline = deadline;
+    c
+}
+
+fn exec_signal(argv: &[String], deadline: Duration) -> ExecSignal {
+    ExecSignal::new(ExecParams {
+        command: command_params(argv, deadline),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unit::guard::{Direction, Mode, Quantity as Q, Window};
+
+    fn guard(signal: Spec) -> Guard {
+        Guard {
+            name: crate::unit::guard::GuardName::parse("g").unwrap(),
+            signal,
+            every: Duration::from_secs(10),
+            timeout: Duration::from_secs(7),
+            direction: Direction::Above,
+            trip: Q::Number(3.0),
+            clear: Q::Number(3.0),
+            clear_is_default: true,
+            trip_window: Window::Samples(1),
+            clear_window: Window::Samples(1),
+            stat: None,
+            mode: Mode::Act,
+            hold: Vec::new(),
+            on_trip: None,
+            on_clear: None,
+        }
+    }
+
+    #[test]
+    fn a_plain_number_command_is_the_exec_sampler_and_json_the_queue_sampler() {
+        let cmd = vec!["/bin/echo".to_owned(), "3".to_owned()];
+        let plain = Sampler::bind(&guard(Spec::QueueDepth(QueueSource::Command {
+            command: cmd.clone(),
+            select: None,
+        })))
+        .unwrap();
+        assert!(matches!(plain, Sampler::Exec(_)), "{plain:?}");
+        let lanes = Sampler::bind(&guard(Spec::QueueDepth(QueueSource::Command {
+            command: cmd,
+            select: Some(JsonSelect::Lane {
+                lane: "main".into(),
+                field: "queuedCount".into(),
+            }),
+        })))
+        .unwrap();
+        assert!(matches!(lanes, Sampler::Queue(_)), "{lanes:?}");
+    }
+
+    #[tokio::test]
+    async fn an_exec_guard_samples_its_commands_number() {
+        let mut s = Sampler::bind(&guard(Spec::Exec {
+            command: vec!["/bin/echo".into(), "42".into()],
+        }))
+        .unwrap();
+        let t = s.sample().await;
+        assert_eq!(t.sample.quantity().map(|q| q.value), Some(42.0));
+    }
+}
