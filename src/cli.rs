@@ -148,6 +148,25 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Every guard's state: value, window, last transition, action and its time box.
+    Guards {
+        /// JSON: `{"guards": [...]}`, the fields of docs/guards.md.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
+    /// Trip or clear a guard by hand (the same rights as `restart`). A trip runs its on-trip
+    /// action again and holds until cleared by hand; a clear puts it back to ok, its samples
+    /// driving it again.
+    Guard {
+        #[arg(value_enum)]
+        action: GuardAction,
+        /// UNIT/GUARD.
+        target: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// Write the artifact for a change window: a tarball in the state directory with the unit
     /// files, the plists they use, their environments (secrets redacted), the last
     /// fingerprints, the live status, and Ollama's and OpenClaw's own reports when reachable.
@@ -296,4 +315,11 @@ impl UnitsDir {
     pub(crate) fn resolve(&self) -> PathBuf {
         self.units.clone().unwrap_or_else(default_units_dir)
     }
+}
+
+/// What `launchgraph guard` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuardAction {
+    Trip,
+    Clear,
 }

@@ -94,6 +94,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 
+mod guards;
+
+pub use guards::{ActionRun, GuardInfo};
+
 use crate::engine::core::{ProbeKind, StateName, Transition};
 use crate::preflight::Finding;
 use crate::reason::Reason;
@@ -240,6 +244,7 @@ pub struct Metrics {
     findings: Family<FindingLabels, Gauge>,
     backoff: Family<UnitLabels, SecondsGauge>,
     unit_count: Gauge,
+    guards: guards::GuardFamilies,
 }
 
 impl Metrics {
@@ -326,7 +331,9 @@ impl Metrics {
             "The version of launchgraph that runs, as a label; the value is 1",
             build_info,
         );
+        let guards = guards::GuardFamilies::register(&mut registry);
         let mut metrics = Self {
+            guards,
             registry,
             units: BTreeMap::new(),
             unit_state,
@@ -532,6 +539,48 @@ impl Metrics {
             self.findings.get_or_create(&labels(key)).set(n);
         }
         series.findings = counts.into_keys().collect();
+    }
+
+    /// The guards of a (re)loaded configuration ([`GuardInfo`]).
+    pub fn set_guards(&mut self, guards: Vec<GuardInfo>) {
+        self.guards.set_guards(guards);
+    }
+
+    /// A guard's state and latest value, in its signal's base unit (`None` while unknown).
+    pub fn set_guard(
+        &mut self,
+        unit: &str,
+        guard: &str,
+        state: crate::guard::machine::State,
+        value: Option<f64>,
+    ) {
+        self.guards.set_guard(unit, guard, state, value);
+    }
+
+    /// A guard's transition into tripped.
+    pub fn on_guard_trip(&mut self, unit: &str, guard: &str) {
+        self.guards.on_trip(unit, guard);
+    }
+
+    /// One run of a guard's action.
+    pub fn on_guard_action(&mut self, unit: &str, guard: &str, run: ActionRun) {
+        self.guards.on_action(unit, guard, run);
+    }
+
+    /// The phases of a known ttft sample; `deadline` stands for a first token that never came.
+    pub fn on_ttft(
+        &mut self,
+        unit: &str,
+        guard: &str,
+        phases: &crate::guard::signal::ttft::Phases,
+        deadline: Duration,
+    ) {
+        self.guards.on_ttft(unit, guard, phases, deadline);
+    }
+
+    /// Host figures a guard's sample read.
+    pub fn on_host(&mut self, h: &crate::guard::bind::HostFacts) {
+        self.guards.on_host(h);
     }
 
     /// The Prometheus text format 0.0.4, served as [`CONTENT_TYPE`].

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use launchgraph::control::client::{self, ClientError};
-use launchgraph::control::protocol::{ErrorCode, Request, Response};
+use launchgraph::control::protocol::{ErrorCode, ForceTo, Request, Response};
 use launchgraph::control::render;
 
 use super::{Failure, print, runtime};
@@ -30,7 +30,9 @@ fn client_error(e: ClientError) -> Failure {
 fn daemon_error(code: ErrorCode, message: String) -> Failure {
     match code {
         ErrorCode::PermissionDenied => Failure::NoPermission(message),
-        ErrorCode::UnknownUnit | ErrorCode::NotApplicable => Failure::Usage(message),
+        ErrorCode::UnknownUnit | ErrorCode::UnknownGuard | ErrorCode::NotApplicable => {
+            Failure::Usage(message)
+        }
         ErrorCode::InvalidConfiguration => Failure::Config(Some(message)),
         ErrorCode::ShuttingDown | ErrorCode::Busy => Failure::Unavailable(message),
         _ => Failure::Software(message),
@@ -101,4 +103,54 @@ pub(crate) fn events(socket: &Path, follow: bool, json: bool) -> Result<(), Fail
         }
         Ok(())
     })
+}
+
+pub(crate) fn guards(socket: &Path, json: bool) -> Result<(), Failure> {
+    match ask(socket, Request::Guards)? {
+        Response::Guards { guards } => {
+            if json {
+                let v = serde_json::json!({ "guards": guards });
+                print(&format!("{v:#}\n"))
+            } else {
+                let mut out = String::new();
+                for g in &guards {
+                    let value = g
+                        .value
+                        .map_or_else(|| "-".to_owned(), |v| render::guard_value(v, &g.value_unit));
+                    out.push_str(&format!(
+                        "{}/{} {} {} value={} trip={} {}\n",
+                        g.unit, g.guard, g.signal, g.state, value, g.trip, g.mode
+                    ));
+                }
+                print(&out)
+            }
+        }
+        Response::Error { code, message } => Err(daemon_error(code, message)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+/// `guard trip|clear UNIT/GUARD`.
+pub(crate) fn guard(
+    socket: &Path,
+    action: crate::cli::GuardAction,
+    target: &str,
+) -> Result<(), Failure> {
+    let Some((unit, guard)) = target.split_once('/') else {
+        return Err(Failure::Usage(format!(
+            "{target:?}: expected UNIT/GUARD, e.g. ollama/disk"
+        )));
+    };
+    let to = match action {
+        crate::cli::GuardAction::Trip => ForceTo::Trip,
+        crate::cli::GuardAction::Clear => ForceTo::Clear,
+    };
+    act(
+        socket,
+        Request::GuardForce {
+            unit: unit.to_owned(),
+            guard: guard.to_owned(),
+            to,
+        },
+    )
 }

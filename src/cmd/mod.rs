@@ -124,6 +124,12 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
             socket,
         } => control::events(&socket.client(), follow, json),
         Command::Metrics { socket } => control::metrics(&socket.client()),
+        Command::Guards { json, socket } => control::guards(&socket.client(), json),
+        Command::Guard {
+            action,
+            target,
+            socket,
+        } => control::guard(&socket.client(), action, &target),
         Command::Snapshot {
             list,
             units,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::signal::disk::{DiskFree, DiskFreeParams};
 use super::signal::exec::{CommandParams, ExecParams, ExecSignal};
-use super::signal::pressure::{MemoryPressure, MemoryPressureParams};
+use super::signal::pressure::{MemoryPressure, MemoryPressureParams, MemoryPressureReading};
 use super::signal::prometheus::Selector;
 use super::signal::queue::{self, QueueDepth, QueueDepthParams};
 use super::signal::swap::{SwapOutParams, SwapOutRate};
@@ -47,11 +47,17 @@ pub struct Taken {
 }
 
 /// Host figures a sample read on the way.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum HostFacts {
-    /// Pages written to swap since the previous sample, and the page size.
-    SwapOut { bytes: u64 },
-    DiskFree { ratio: f64, available_bytes: u64 },
+    /// Bytes written to swap since boot, as the kernel counts them.
+    SwapOut { total_bytes: u64 },
+    DiskFree {
+        path: std::path::PathBuf,
+        ratio: f64,
+        available_bytes: u64,
+    },
+    /// macOS's memory pressure level (1, 2, 4).
+    PressureLevel(u8),
 }
 
 impl Sampler {
@@ -78,7 +84,10 @@ impl Sampler {
                 },
             })),
             Spec::QueueDepth(QueueSource::Prometheus {
-                url, metric, labels, ..
+                url,
+                metric,
+                labels,
+                ..
             }) => {
                 let url = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
                 let selector = labels
@@ -145,17 +154,31 @@ impl Sampler {
                 let r = s.sample().await;
                 Taken {
                     host: r.known().map(|r| HostFacts::SwapOut {
-                        bytes: r.pages.saturating_mul(r.page_size),
+                        total_bytes: r.total_pages.saturating_mul(r.page_size),
                     }),
                     sample: map(r),
                     phases: None,
                 }
             }
-            Sampler::Pressure(s) => plain(map(s.sample().await)),
+            Sampler::Pressure(s) => {
+                let r = s.sample().await;
+                Taken {
+                    host: match r.known() {
+                        Some(MemoryPressureReading::Level(l)) => {
+                            Some(HostFacts::PressureLevel(*l as u8))
+                        }
+                        _ => None,
+                    },
+                    sample: map(r),
+                    phases: None,
+                }
+            }
             Sampler::Disk(s) => {
+                let path = s.path().to_path_buf();
                 let r = s.sample().await;
                 Taken {
                     host: r.known().map(|r| HostFacts::DiskFree {
+                        path,
                         ratio: r.ratio,
                         available_bytes: r.available_bytes,
                     }),

@@ -310,6 +310,9 @@ pub fn openai_line(line: &[u8]) -> StreamEvent {
     }
 }
 
+/// Reads a server's list of loaded models.
+type ListedModels = fn(&[u8]) -> Result<Vec<String>, String>;
+
 /// The `ttft` sampler.
 #[derive(Debug)]
 pub struct Ttft {
@@ -343,11 +346,10 @@ impl Ttft {
     /// The model to measure: the configured one if the server has it loaded, else (with no
     /// model configured) the first one it has loaded; `None` when there is none.
     async fn loaded(&self, deadline: Duration) -> Result<Option<String>, String> {
-        let (path, listed): (&str, fn(&[u8]) -> Result<Vec<String>, String>) =
-            match self.params.api {
-                Api::Ollama => ("/api/ps", ollama_loaded_models),
-                Api::OpenAi => ("/v1/models", openai_loaded_models),
-            };
+        let (path, listed): (&str, ListedModels) = match self.params.api {
+            Api::Ollama => ("/api/ps", ollama_loaded_models),
+            Api::OpenAi => ("/v1/models", openai_loaded_models),
+        };
         let body = self.get_ok(path, deadline).await?;
         match &self.params.model {
             Some(m) => {

@@ -1,0 +1,427 @@
+//! The guard and host series of [`Metrics`](super::Metrics): the families, and the rules that
+//! turn a guard's state, value, events and samples into samples. Names, labels and values are
+//! those of the table in `src/metrics.rs` (the contract docs/alerts.md wrote them against).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::guard::bind::HostFacts;
+use crate::guard::machine::State;
+use crate::guard::signal::ttft::Phases;
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+/// No labels: a family of one series, created at its first sample.
+type NoLabels = Vec<(String, String)>;
+
+/// The five states a guard shows, each with a series.
+const GUARD_STATES: [State; 5] = [
+    State::Ok,
+    State::Pending,
+    State::Tripped,
+    State::Clearing,
+    State::Unknown,
+];
+
+/// Action run time: 0.1 s to 5 min (the contract's buckets).
+const ACTION_BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+
+/// TTFT phases: 5 ms to 30 s; 2.5 s must stay a bound (LaunchgraphTtftHigh compares the
+/// median with it).
+pub(crate) const TTFT_BUCKETS: [f64; 15] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 5.0, 10.0, 30.0,
+];
+
+const RESULTS: [&str; 3] = ["ok", "failed", "timeout"];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    unit: String,
+    guard: String,
+    signal: String,
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ValueLabels {
+    unit: String,
+    guard: String,
+    signal: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GuardLabels {
+    unit: String,
+    guard: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    unit: String,
+    guard: String,
+    action: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    unit: String,
+    guard: String,
+    action: &'static str,
+    result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    unit: String,
+    guard: String,
+    phase: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PathLabels {
+    path: String,
+}
+
+/// One guard as the metrics know it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GuardInfo {
+    pub unit: String,
+    pub guard: String,
+    pub signal: &'static str,
+    /// The actions it has: `trip`, `clear`, `verify`.
+    pub actions: Vec<&'static str>,
+}
+
+/// One run of an action, for the counters and the histogram.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ActionRun {
+    /// `trip`, `clear` or `verify`.
+    pub action: &'static str,
+    /// `ok`, `failed` or `timeout`.
+    pub result: &'static str,
+    pub took: Duration,
+}
+
+#[derive(Debug)]
+pub(super) struct GuardFamilies {
+    state: Family<StateLabels, Gauge>,
+    value: Family<ValueLabels, FloatGauge>,
+    trips: Family<GuardLabels, Counter>,
+    runs: Family<ResultLabels, Counter>,
+    last: Family<ResultLabels, Gauge>,
+    seconds: Family<ActionLabels, Histogram>,
+    ttft: Family<PhaseLabels, Histogram>,
+    /// Host series without labels, in families so that they appear only once a guard
+    /// samples them.
+    swap_out: Family<NoLabels, Counter>,
+    swap_seen: Option<u64>,
+    pressure: Family<NoLabels, Gauge>,
+    disk_ratio: Family<PathLabels, FloatGauge>,
+    disk_bytes: Family<PathLabels, Gauge>,
+    guards: BTreeMap<(String, String), GuardInfo>,
+    disk_paths: BTreeSet<String>,
+}
+
+impl GuardFamilies {
+    pub(super) fn register(registry: &mut Registry) -> Self {
+        let f = Self {
+            state: Family::default(),
+            value: Family::default(),
+            trips: Family::default(),
+            runs: Family::default(),
+            last: Family::default(),
+            seconds: Family::new_with_constructor(|| Histogram::new(ACTION_BUCKETS)),
+            ttft: Family::new_with_constructor(|| Histogram::new(TTFT_BUCKETS)),
+            swap_out: Family::default(),
+            swap_seen: None,
+            pressure: Family::default(),
+            disk_ratio: Family::default(),
+            disk_bytes: Family::default(),
+            guards: BTreeMap::new(),
+            disk_paths: BTreeSet::new(),
+        };
+        registry.register(
+            "guard_state",
+            "1 for the guard's current state, 0 for the four others",
+            f.state.clone(),
+        );
+        registry.register(
+            "guard_value",
+            "The guard's latest sample in its signal's base unit; absent while unknown",
+            f.value.clone(),
+        );
+        registry.register(
+            "guard_trips",
+            "Transitions of the guard into tripped",
+            f.trips.clone(),
+        );
+        registry.register(
+            "guard_action_runs",
+            "Runs of the guard's actions, by action and outcome",
+            f.runs.clone(),
+        );
+        registry.register(
+            "guard_action_last_result",
+            "1 for the outcome of the action's latest run, 0 for the two others",
+            f.last.clone(),
+        );
+        registry.register_with_unit(
+            "guard_action",
+            "How long each run of a guard's action took",
+            Unit::Seconds,
+            f.seconds.clone(),
+        );
+        registry.register_with_unit(
+            "ttft_phase",
+            "Each phase of every known ttft sample",
+            Unit::Seconds,
+            f.ttft.clone(),
+        );
+        registry.register(
+            "host_swap_out_bytes",
+            "Bytes written to swap since boot, as the kernel counts them (while a guard samples it)",
+            f.swap_out.clone(),
+        );
+        registry.register(
+            "host_memory_pressure_level",
+            "macOS memory pressure: 1 normal, 2 warning, 4 critical (while a guard samples it)",
+            f.pressure.clone(),
+        );
+        registry.register(
+            "host_disk_free_ratio",
+            "Share of the volume holding path an unprivileged writer may use, 0 to 1",
+            f.disk_ratio.clone(),
+        );
+        registry.register(
+            "host_disk_free_bytes",
+            "Bytes of the volume holding path an unprivileged writer may use",
+            f.disk_bytes.clone(),
+        );
+        f
+    }
+
+    /// The guards of a (re)loaded configuration: new ones start `ok` with their action
+    /// counters at 0; the series of guards no longer there are removed.
+    pub(super) fn set_guards(&mut self, guards: Vec<GuardInfo>) {
+        let wanted: BTreeMap<(String, String), GuardInfo> = guards
+            .into_iter()
+            .map(|g| ((g.unit.clone(), g.guard.clone()), g))
+            .collect();
+        let gone: Vec<GuardInfo> = self
+            .guards
+            .iter()
+            .filter(|(k, g)| wanted.get(*k) != Some(*g))
+            .map(|(_, g)| g.clone())
+            .collect();
+        for g in gone {
+            self.remove(&g);
+        }
+        for (k, g) in wanted {
+            if self.guards.contains_key(&k) {
+                continue;
+            }
+            for s in GUARD_STATES {
+                self.state
+                    .get_or_create(&state_labels(&g, s))
+                    .set(i64::from(s == State::Ok));
+            }
+            let _ = self.trips.get_or_create(&guard_labels(&g));
+            for &action in &g.actions {
+                for result in RESULTS {
+                    let _ = self.runs.get_or_create(&ResultLabels {
+                        unit: g.unit.clone(),
+                        guard: g.guard.clone(),
+                        action,
+                        result,
+                    });
+                }
+            }
+            self.guards.insert(k, g);
+        }
+    }
+
+    fn remove(&mut self, g: &GuardInfo) {
+        for s in GUARD_STATES {
+            self.state.remove(&state_labels(g, s));
+        }
+        self.value.remove(&value_labels(g));
+        self.trips.remove(&guard_labels(g));
+        for action in ["trip", "clear", "verify"] {
+            for result in RESULTS {
+                let l = ResultLabels {
+                    unit: g.unit.clone(),
+                    guard: g.guard.clone(),
+                    action,
+                    result,
+                };
+                self.runs.remove(&l);
+                self.last.remove(&l);
+            }
+            self.seconds.remove(&ActionLabels {
+                unit: g.unit.clone(),
+                guard: g.guard.clone(),
+                action,
+            });
+        }
+        for phase in PHASES {
+            self.ttft.remove(&PhaseLabels {
+                unit: g.unit.clone(),
+                guard: g.guard.clone(),
+                phase,
+            });
+        }
+        self.guards.remove(&(g.unit.clone(), g.guard.clone()));
+    }
+
+    /// The guard's state and latest value (in its signal's base unit; `None` while unknown).
+    pub(super) fn set_guard(&mut self, unit: &str, guard: &str, state: State, value: Option<f64>) {
+        let Some(g) = self.guards.get(&(unit.to_owned(), guard.to_owned())) else {
+            return;
+        };
+        for s in GUARD_STATES {
+            self.state
+                .get_or_create(&state_labels(g, s))
+                .set(i64::from(s == state));
+        }
+        match value.filter(|_| state != State::Unknown) {
+            Some(v) => {
+                self.value.get_or_create(&value_labels(g)).set(v);
+            }
+            None => {
+                self.value.remove(&value_labels(g));
+            }
+        }
+    }
+
+    /// A transition into tripped.
+    pub(super) fn on_trip(&mut self, unit: &str, guard: &str) {
+        if let Some(g) = self.guards.get(&(unit.to_owned(), guard.to_owned())) {
+            self.trips.get_or_create(&guard_labels(g)).inc();
+        }
+    }
+
+    /// One run of an action.
+    pub(super) fn on_action(&mut self, unit: &str, guard: &str, run: ActionRun) {
+        if !self
+            .guards
+            .contains_key(&(unit.to_owned(), guard.to_owned()))
+        {
+            return;
+        }
+        let labels = |result| ResultLabels {
+            unit: unit.to_owned(),
+            guard: guard.to_owned(),
+            action: run.action,
+            result,
+        };
+        self.runs.get_or_create(&labels(run.result)).inc();
+        for result in RESULTS {
+            self.last
+                .get_or_create(&labels(result))
+                .set(i64::from(result == run.result));
+        }
+        self.seconds
+            .get_or_create(&ActionLabels {
+                unit: unit.to_owned(),
+                guard: guard.to_owned(),
+                action: run.action,
+            })
+            .observe(run.took.as_secs_f64());
+    }
+
+    /// The phases of one known ttft sample.
+    pub(super) fn on_ttft(&mut self, unit: &str, guard: &str, p: &Phases, deadline: Duration) {
+        if !self
+            .guards
+            .contains_key(&(unit.to_owned(), guard.to_owned()))
+        {
+            return;
+        }
+        let observe = |phase, d: Duration| {
+            self.ttft
+                .get_or_create(&PhaseLabels {
+                    unit: unit.to_owned(),
+                    guard: guard.to_owned(),
+                    phase,
+                })
+                .observe(d.as_secs_f64());
+        };
+        observe("connect", p.connect);
+        observe("request", p.request);
+        if let Some(d) = p.headers {
+            observe("headers", d);
+        }
+        // A sample past its deadline observes the deadline as its first token.
+        observe("first_token", p.first_token.unwrap_or(deadline));
+        if let Some(d) = p.total {
+            observe("total", d);
+        }
+    }
+
+    /// Host figures a guard's sample read.
+    pub(super) fn on_host(&mut self, h: &HostFacts) {
+        match h {
+            HostFacts::SwapOut { total_bytes } => {
+                // The counter follows the kernel's: its first value is the kernel's count
+                // since boot; a count that went back (a reboot cannot happen under a running
+                // daemon, but a wrapped counter can) leaves it where it is.
+                let seen = self.swap_seen.unwrap_or(0);
+                let c = self.swap_out.get_or_create(&Vec::new());
+                if *total_bytes > seen {
+                    c.inc_by(total_bytes - seen);
+                }
+                self.swap_seen = Some(seen.max(*total_bytes));
+            }
+            HostFacts::DiskFree {
+                path,
+                ratio,
+                available_bytes,
+            } => {
+                let labels = PathLabels {
+                    path: path.display().to_string(),
+                };
+                self.disk_paths.insert(labels.path.clone());
+                self.disk_ratio.get_or_create(&labels).set(*ratio);
+                self.disk_bytes
+                    .get_or_create(&labels)
+                    .set(i64::try_from(*available_bytes).unwrap_or(i64::MAX));
+            }
+            HostFacts::PressureLevel(l) => {
+                self.pressure.get_or_create(&Vec::new()).set(i64::from(*l));
+            }
+        }
+    }
+}
+
+const PHASES: [&str; 5] = ["connect", "request", "headers", "first_token", "total"];
+
+fn state_labels(g: &GuardInfo, s: State) -> StateLabels {
+    StateLabels {
+        unit: g.unit.clone(),
+        guard: g.guard.clone(),
+        signal: g.signal.to_owned(),
+        state: s.as_str(),
+    }
+}
+
+fn value_labels(g: &GuardInfo) -> ValueLabels {
+    ValueLabels {
+        unit: g.unit.clone(),
+        guard: g.guard.clone(),
+        signal: g.signal.to_owned(),
+    }
+}
+
+fn guard_labels(g: &GuardInfo) -> GuardLabels {
+    GuardLabels {
+        unit: g.unit.clone(),
+        guard: g.guard.clone(),
+    }
+}
