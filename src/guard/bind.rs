@@ -21,7 +21,7 @@ use super::signal::pressure::{MemoryPressure, MemoryPressureParams, MemoryPressu
 use super::signal::prometheus::Selector;
 use super::signal::queue::{self, QueueDepth, QueueDepthParams};
 use super::signal::swap::{SwapOutParams, SwapOutRate};
-use super::signal::ttft::{Api, Phases, Ttft, TtftParams};
+use super::signal::ttft::{Api, Idleness, Phases, Ttft, TtftParams};
 use super::signal::{Quantity, Reading, Sample, Signal};
 use crate::unit::guard::{Guard, JsonSelect, LlmApi, QueueSource, Signal as Spec};
 
@@ -30,7 +30,7 @@ use crate::unit::guard::{Guard, JsonSelect, LlmApi, QueueSource, Signal as Spec}
 pub enum Sampler {
     Exec(ExecSignal),
     Queue(QueueDepth),
-    Ttft(Ttft),
+    Ttft { ttft: Ttft, idle_only: bool },
     SwapOut(SwapOutRate),
     Pressure(MemoryPressure),
     Disk(DiskFree),
@@ -44,6 +44,8 @@ pub struct Taken {
     pub phases: Option<Phases>,
     /// Detail some signals carry beside their number, for the host metrics.
     pub host: Option<HostFacts>,
+    /// An `idle-only` ttft probe found the server busy: neither a sample nor unknown.
+    pub discarded: bool,
 }
 
 /// Host figures a sample read on the way.
@@ -105,6 +107,7 @@ impl Sampler {
                 model,
                 api,
                 keep_alive,
+                idle_only,
                 ..
             } => {
                 let base = url::Url::parse(url).map_err(|e| format!("{url}: {e}"))?;
@@ -118,7 +121,10 @@ impl Sampler {
                 };
                 p.keep_alive = keep_alive.map(|k| k.to_ollama());
                 p.deadline = deadline;
-                Sampler::Ttft(Ttft::new(p))
+                Sampler::Ttft {
+                    ttft: Ttft::new(p),
+                    idle_only: *idle_only,
+                }
             }
             Spec::SwapOutRate => Sampler::SwapOut(SwapOutRate::new(SwapOutParams::default())),
             Spec::MemoryPressure => {
@@ -138,14 +144,16 @@ impl Sampler {
             sample,
             phases: None,
             host: None,
+            discarded: false,
         };
         match self {
             Sampler::Exec(s) => plain(s.sample().await),
             Sampler::Queue(s) => plain(s.sample().await),
-            Sampler::Ttft(s) => {
-                let r = s.sample().await;
+            Sampler::Ttft { ttft, idle_only } => {
+                let r = ttft.sample().await;
                 Taken {
                     phases: r.known().map(|r| r.phases),
+                    discarded: *idle_only && r.known().is_some_and(|r| r.idle == Idleness::Busy),
                     sample: map(r),
                     host: None,
                 }
@@ -158,6 +166,7 @@ impl Sampler {
                     }),
                     sample: map(r),
                     phases: None,
+                    discarded: false,
                 }
             }
             Sampler::Pressure(s) => {
@@ -171,6 +180,7 @@ impl Sampler {
                     },
                     sample: map(r),
                     phases: None,
+                    discarded: false,
                 }
             }
             Sampler::Disk(s) => {
@@ -184,6 +194,7 @@ impl Sampler {
                     }),
                     sample: map(r),
                     phases: None,
+                    discarded: false,
                 }
             }
         }

@@ -257,6 +257,14 @@ impl Guarding {
                 let w = &mut self.watched[i];
                 w.samples += 1;
                 w.last_sample = Some(at);
+                if taken.discarded {
+                    tracing::debug!(
+                        "{}: guard {}: the server was busy; the sample is discarded (idle-only)",
+                        w.unit,
+                        w.guard.name
+                    );
+                    return (Some(i), Follow::default());
+                }
                 let reading = match &taken.sample {
                     Sample::Known(q) => Reading::from_sampled(&w.guard.trip, *q),
                     Sample::Unknown { reason } => Reading::Unknown(reason.clone()),
