@@ -22,6 +22,22 @@
 //! | `launchgraph_units` | gauge | | units supervised |
 //! | `launchgraph_up` | gauge | | 1 while the supervisor runs |
 //! | `launchgraph_build_info` | gauge | `version` | 1 |
+//! | `launchgraph_guard_state` | gauge | `unit`, `guard`, `signal`, `state` | 1 for the guard's current state, 0 for the four others |
+//! | `launchgraph_guard_value` | gauge | `unit`, `guard`, `signal` | the guard's latest sample, in its signal's base unit; absent while that sample is unknown |
+//! | `launchgraph_guard_trips_total` | counter | `unit`, `guard` | transitions into `tripped` |
+//! | `launchgraph_guard_action_runs_total` | counter | `unit`, `guard`, `action`, `result` | runs of the guard's actions, by outcome |
+//! | `launchgraph_guard_action_last_result` | gauge | `unit`, `guard`, `action`, `result` | 1 for the outcome of the action's latest run, 0 for the two others; absent before its first run |
+//! | `launchgraph_guard_action_seconds` | histogram | `unit`, `guard`, `action` | how long each run took |
+//! | `launchgraph_ttft_phase_seconds` | histogram | `unit`, `guard`, `phase` | each phase of every known `ttft` sample |
+//! | `launchgraph_host_swap_out_bytes_total` | counter | | bytes written to swap since boot, as the kernel counts them |
+//! | `launchgraph_host_memory_pressure_level` | gauge | | macOS: 1 normal, 2 warning, 4 critical |
+//! | `launchgraph_host_disk_free_ratio` | gauge | `path` | share of the volume holding `path` an unprivileged writer may use, 0 to 1 |
+//! | `launchgraph_host_disk_free_bytes` | gauge | `path` | the same, in bytes |
+//!
+//! The guard and host series (`launchgraph_guard_*`, `launchgraph_ttft_phase_seconds`,
+//! `launchgraph_host_*`) are docs/alerts.md's contract, which says their labels and units;
+//! they live in `guards`. A guard's series exist from its load, every state and action
+//! counter at 0; the host series from the first sample a guard takes of them.
 //!
 //! `state` is one of the nine [`StateName`]s, `reason` a code of docs/reason-codes.md, `kind`
 //! `ready` or `alive`, `code` and `severity` those of docs/preflight.md. Every state of a unit
@@ -567,20 +583,19 @@ impl Metrics {
         self.guards.on_action(unit, guard, run);
     }
 
-    /// The phases of a known ttft sample; `deadline` stands for a first token that never came.
+    /// The phases of a known ttft sample.
     pub fn on_ttft(
         &mut self,
         unit: &str,
         guard: &str,
-        phases: &crate::guard::signal::ttft::Phases,
-        deadline: Duration,
+        r: &crate::guard::signal::ttft::TtftReading,
     ) {
-        self.guards.on_ttft(unit, guard, phases, deadline);
+        self.guards.on_ttft(unit, guard, r);
     }
 
     /// Host figures a guard's sample read.
     pub fn on_host(&mut self, h: &crate::guard::bind::HostFacts) {
-        self.guards.on_host(h);
+        self.guards.on_host(&mut self.registry, h);
     }
 
     /// The Prometheus text format 0.0.4, served as [`CONTENT_TYPE`].

@@ -21,7 +21,7 @@ use super::signal::pressure::{MemoryPressure, MemoryPressureParams, MemoryPressu
 use super::signal::prometheus::Selector;
 use super::signal::queue::{self, QueueDepth, QueueDepthParams};
 use super::signal::swap::{SwapOutParams, SwapOutRate};
-use super::signal::ttft::{Api, Idleness, Phases, Ttft, TtftParams};
+use super::signal::ttft::{Api, Idleness, Ttft, TtftParams, TtftReading};
 use super::signal::{Quantity, Reading, Sample, Signal};
 use crate::unit::guard::{Guard, JsonSelect, LlmApi, QueueSource, Signal as Spec};
 
@@ -40,8 +40,8 @@ pub enum Sampler {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Taken {
     pub sample: Sample<Quantity>,
-    /// A `ttft` probe's client-side phases, when it reached the server.
-    pub phases: Option<Phases>,
+    /// A known `ttft` sample's phases (client side, and Ollama's own split).
+    pub ttft: Option<TtftReading>,
     /// Detail some signals carry beside their number, for the host metrics.
     pub host: Option<HostFacts>,
     /// An `idle-only` ttft probe found the server busy: neither a sample nor unknown.
@@ -142,7 +142,7 @@ impl Sampler {
     pub async fn sample(&mut self) -> Taken {
         let plain = |sample: Sample<Quantity>| Taken {
             sample,
-            phases: None,
+            ttft: None,
             host: None,
             discarded: false,
         };
@@ -152,7 +152,7 @@ impl Sampler {
             Sampler::Ttft { ttft, idle_only } => {
                 let r = ttft.sample().await;
                 Taken {
-                    phases: r.known().map(|r| r.phases),
+                    ttft: r.known().copied(),
                     discarded: *idle_only && r.known().is_some_and(|r| r.idle == Idleness::Busy),
                     sample: map(r),
                     host: None,
@@ -165,7 +165,7 @@ impl Sampler {
                         total_bytes: r.total_pages.saturating_mul(r.page_size),
                     }),
                     sample: map(r),
-                    phases: None,
+                    ttft: None,
                     discarded: false,
                 }
             }
@@ -179,7 +179,7 @@ impl Sampler {
                         _ => None,
                     },
                     sample: map(r),
-                    phases: None,
+                    ttft: None,
                     discarded: false,
                 }
             }
@@ -193,7 +193,7 @@ impl Sampler {
                         available_bytes: r.available_bytes,
                     }),
                     sample: map(r),
-                    phases: None,
+                    ttft: None,
                     discarded: false,
                 }
             }

@@ -15,11 +15,9 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::guard::bind::HostFacts;
 use crate::guard::machine::State;
-use crate::guard::signal::ttft::Phases;
+use crate::guard::signal::ttft::TtftReading;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
-/// No labels: a family of one series, created at its first sample.
-type NoLabels = Vec<(String, String)>;
 
 /// The five states a guard shows, each with a series.
 const GUARD_STATES: [State; 5] = [
@@ -118,11 +116,10 @@ pub(super) struct GuardFamilies {
     last: Family<ResultLabels, Gauge>,
     seconds: Family<ActionLabels, Histogram>,
     ttft: Family<PhaseLabels, Histogram>,
-    /// Host series without labels, in families so that they appear only once a guard
-    /// samples them.
-    swap_out: Family<NoLabels, Counter>,
+    /// Host series without labels, registered at the first sample a guard takes of them.
+    swap_out: Option<Counter>,
     swap_seen: Option<u64>,
-    pressure: Family<NoLabels, Gauge>,
+    pressure: Option<Gauge>,
     disk_ratio: Family<PathLabels, FloatGauge>,
     disk_bytes: Family<PathLabels, Gauge>,
     guards: BTreeMap<(String, String), GuardInfo>,
@@ -139,9 +136,9 @@ impl GuardFamilies {
             last: Family::default(),
             seconds: Family::new_with_constructor(|| Histogram::new(ACTION_BUCKETS)),
             ttft: Family::new_with_constructor(|| Histogram::new(TTFT_BUCKETS)),
-            swap_out: Family::default(),
+            swap_out: None,
             swap_seen: None,
-            pressure: Family::default(),
+            pressure: None,
             disk_ratio: Family::default(),
             disk_bytes: Family::default(),
             guards: BTreeMap::new(),
@@ -183,16 +180,6 @@ impl GuardFamilies {
             "Each phase of every known ttft sample",
             Unit::Seconds,
             f.ttft.clone(),
-        );
-        registry.register(
-            "host_swap_out_bytes",
-            "Bytes written to swap since boot, as the kernel counts them (while a guard samples it)",
-            f.swap_out.clone(),
-        );
-        registry.register(
-            "host_memory_pressure_level",
-            "macOS memory pressure: 1 normal, 2 warning, 4 critical (while a guard samples it)",
-            f.pressure.clone(),
         );
         registry.register(
             "host_disk_free_ratio",
@@ -337,7 +324,8 @@ impl GuardFamilies {
     }
 
     /// The phases of one known ttft sample.
-    pub(super) fn on_ttft(&mut self, unit: &str, guard: &str, p: &Phases, deadline: Duration) {
+    pub(super) fn on_ttft(&mut self, unit: &str, guard: &str, r: &TtftReading) {
+        let p = &r.phases;
         if !self
             .guards
             .contains_key(&(unit.to_owned(), guard.to_owned()))
@@ -359,21 +347,35 @@ impl GuardFamilies {
             observe("headers", d);
         }
         // A sample past its deadline observes the deadline as its first token.
-        observe("first_token", p.first_token.unwrap_or(deadline));
+        observe("first_token", p.first_token.unwrap_or(r.deadline));
         if let Some(d) = p.total {
             observe("total", d);
+        }
+        if let Some(s) = &r.server {
+            observe("load", s.load);
+            observe("prompt_eval", s.prompt_eval);
+            observe("eval", s.eval);
+            observe("queue_wait", s.queue_wait);
         }
     }
 
     /// Host figures a guard's sample read.
-    pub(super) fn on_host(&mut self, h: &HostFacts) {
+    pub(super) fn on_host(&mut self, registry: &mut Registry, h: &HostFacts) {
         match h {
             HostFacts::SwapOut { total_bytes } => {
                 // The counter follows the kernel's: its first value is the kernel's count
                 // since boot; a count that went back (a reboot cannot happen under a running
                 // daemon, but a wrapped counter can) leaves it where it is.
                 let seen = self.swap_seen.unwrap_or(0);
-                let c = self.swap_out.get_or_create(&Vec::new());
+                let c = self.swap_out.get_or_insert_with(|| {
+                    let c = Counter::default();
+                    registry.register(
+                        "host_swap_out_bytes",
+                        "Bytes written to swap since boot, as the kernel counts them",
+                        c.clone(),
+                    );
+                    c
+                });
                 if *total_bytes > seen {
                     c.inc_by(total_bytes - seen);
                 }
@@ -394,13 +396,33 @@ impl GuardFamilies {
                     .set(i64::try_from(*available_bytes).unwrap_or(i64::MAX));
             }
             HostFacts::PressureLevel(l) => {
-                self.pressure.get_or_create(&Vec::new()).set(i64::from(*l));
+                self.pressure
+                    .get_or_insert_with(|| {
+                        let g = Gauge::default();
+                        registry.register(
+                            "host_memory_pressure_level",
+                            "macOS memory pressure: 1 normal, 2 warning, 4 critical",
+                            g.clone(),
+                        );
+                        g
+                    })
+                    .set(i64::from(*l));
             }
         }
     }
 }
 
-const PHASES: [&str; 5] = ["connect", "request", "headers", "first_token", "total"];
+const PHASES: [&str; 9] = [
+    "connect",
+    "request",
+    "headers",
+    "first_token",
+    "total",
+    "load",
+    "prompt_eval",
+    "eval",
+    "queue_wait",
+];
 
 fn state_labels(g: &GuardInfo, s: State) -> StateLabels {
     StateLabels {
@@ -423,5 +445,102 @@ fn guard_labels(g: &GuardInfo) -> GuardLabels {
     GuardLabels {
         unit: g.unit.clone(),
         guard: g.guard.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::guard::signal::ttft::{Idleness, Phases, ServerSplit};
+    use crate::metrics::Metrics;
+
+    fn info() -> GuardInfo {
+        GuardInfo {
+            unit: "ollama".into(),
+            guard: "ttft".into(),
+            signal: "ttft",
+            actions: vec!["trip"],
+        }
+    }
+
+    #[test]
+    fn a_guard_has_every_state_and_its_action_counters_from_its_load() {
+        let mut m = Metrics::new(["ollama"]);
+        m.set_guards(vec![info()]);
+        let text = m.render();
+        for line in [
+            r#"launchgraph_guard_state{unit="ollama",guard="ttft",signal="ttft",state="ok"} 1"#,
+            r#"launchgraph_guard_state{unit="ollama",guard="ttft",signal="ttft",state="unknown"} 0"#,
+            r#"launchgraph_guard_action_runs_total{unit="ollama",guard="ttft",action="trip",result="failed"} 0"#,
+            r#"launchgraph_guard_trips_total{unit="ollama",guard="ttft"} 0"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        }
+        assert!(!text.contains("launchgraph_guard_value{"), "{text}");
+        assert!(
+            !text.contains("launchgraph_host_"),
+            "no host series before a sample: {text}"
+        );
+        // Removed with its guard.
+        m.set_guards(Vec::new());
+        assert!(!m.render().contains("guard=\"ttft\""));
+    }
+
+    #[test]
+    fn ttft_phases_have_2_5_seconds_as_a_bound_and_the_server_split() {
+        let mut m = Metrics::new(["ollama"]);
+        m.set_guards(vec![info()]);
+        let ms = Duration::from_millis;
+        m.on_ttft(
+            "ollama",
+            "ttft",
+            &TtftReading {
+                phases: Phases {
+                    connect: ms(1),
+                    request: ms(1),
+                    headers: Some(ms(20)),
+                    first_token: Some(ms(2400)),
+                    total: Some(ms(2500)),
+                },
+                server: Some(ServerSplit {
+                    total: ms(2450),
+                    load: ms(0),
+                    prompt_eval: ms(100),
+                    eval: ms(50),
+                    queue_wait: ms(2300),
+                }),
+                idle: Idleness::Busy,
+                timed_out: false,
+                deadline: Duration::from_secs(30),
+            },
+        );
+        let text = m.render();
+        let line = r#"launchgraph_ttft_phase_seconds_bucket{le="2.5",unit="ollama",guard="ttft",phase="first_token"} 1"#;
+        assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        let line = r#"launchgraph_ttft_phase_seconds_bucket{le="2.0",unit="ollama",guard="ttft",phase="first_token"} 0"#;
+        assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        assert!(text.contains(r#"phase="queue_wait""#), "{text}");
+    }
+
+    #[test]
+    fn host_series_follow_the_kernel_and_the_path() {
+        let mut m = Metrics::new(["ollama"]);
+        m.on_host(&HostFacts::SwapOut { total_bytes: 4096 });
+        m.on_host(&HostFacts::SwapOut { total_bytes: 12288 });
+        m.on_host(&HostFacts::DiskFree {
+            path: PathBuf::from("/models"),
+            ratio: 0.25,
+            available_bytes: 1000,
+        });
+        let text = m.render();
+        for line in [
+            "launchgraph_host_swap_out_bytes_total 12288",
+            r#"launchgraph_host_disk_free_ratio{path="/models"} 0.25"#,
+            r#"launchgraph_host_disk_free_bytes{path="/models"} 1000"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+        }
     }
 }

@@ -61,10 +61,11 @@ pub(crate) type GuardKey = (UnitName, GuardName);
 /// What guard tasks report to the supervising task.
 #[derive(Debug)]
 pub(crate) enum GuardMsg {
+    /// Boxed: a ttft sample's phases make it much larger than an outcome.
     Sampled {
         key: GuardKey,
         at: Instant,
-        taken: Taken,
+        taken: Box<Taken>,
     },
     Outcome {
         key: GuardKey,
@@ -772,7 +773,7 @@ async fn sample_loop(
         let msg = GuardMsg::Sampled {
             key: key.clone(),
             at: Instant::now(),
-            taken,
+            taken: Box::new(taken),
         };
         if tx.send((epoch, msg)).is_err() {
             return;
@@ -949,14 +950,12 @@ impl super::Supervisor {
             self.metrics.on_host(&h);
         }
         let phases = match &msg {
-            GuardMsg::Sampled { key, taken, .. } => taken.phases.map(|p| (key.clone(), p)),
+            GuardMsg::Sampled { key, taken, .. } => taken.ttft.map(|p| (key.clone(), p)),
             GuardMsg::Outcome { .. } => None,
         };
         let (i, follow) = self.guards.message(epoch, msg);
-        if let (Some(i), Some((key, p))) = (i, phases) {
-            let deadline = self.guards.watched[i].guard.timeout;
-            self.metrics
-                .on_ttft(key.0.as_str(), key.1.as_str(), &p, deadline);
+        if let (Some(_), Some((key, r))) = (i, phases) {
+            self.metrics.on_ttft(key.0.as_str(), key.1.as_str(), &r);
         }
         self.guard_follow(i, follow)
     }
