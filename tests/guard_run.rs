@@ -500,3 +500,86 @@ hold = ["pull"]
     assert_eq!(runs(&b.pull_runs), 2);
     drop(daemon);
 }
+
+#[test]
+fn a_switch_trips_when_all_its_guards_are_tripped_and_clears_when_none_is() {
+    let b = Bench::new(1);
+    let other = b.d.path("other");
+    fs::write(&other, "1\n").unwrap();
+    let extra = format!(
+        r#"
+[[guard]]
+name = "other"
+signal = "exec"
+command = ["/bin/cat", {other}]
+every = "1s"
+above = 5
+samples = 1
+
+[[switch]]
+name = "both"
+guards = ["level", "other"]
+when = "all"
+hold = ["pull"]
+on-trip = {{ run = [["/bin/sh", "-c", {script}]] }}
+"#,
+        other = q(other.to_str().unwrap()),
+        script = q(&format!("echo run >> {}", b.marker.display())),
+    );
+    b.d.unit("watch", &watch_unit(&b.level, &extra));
+    let mut daemon = b.start();
+    let sw = guard(&daemon, "watch", "both");
+    assert_eq!((sw.signal.as_str(), sw.state.as_str()), ("switch", "ok"));
+    let set_other = |v: u32| {
+        let tmp = b.d.path("other.tmp");
+        fs::write(&tmp, format!("{v}\n")).unwrap();
+        fs::rename(&tmp, &other).unwrap();
+    };
+
+    // One of two: the switch stays ok.
+    let mark = daemon.mark();
+    b.set(9);
+    daemon.wait_for(mark, "level tripped", |t| {
+        t.unit == "watch" && t.to == "tripped"
+    });
+    let g = guard(&daemon, "watch", "level");
+    wait_samples_past(&daemon, "watch", "level", g.samples + 1);
+    assert_eq!(guard(&daemon, "watch", "both").state, "ok");
+    assert!(!b.marker.exists());
+
+    // Both: it trips, runs its action and holds.
+    let mark = daemon.mark();
+    set_other(9);
+    wait_until("the switch tripped", || {
+        guard(&daemon, "watch", "both").state == "tripped"
+    });
+    wait_until("the switch's action ran", || runs(&b.marker) == 1);
+    assert!(guard(&daemon, "watch", "both").holding);
+    daemon.cli(&["start", "pull"]).ok();
+    daemon.wait_for(mark, "pull held", |t| {
+        t.is("pull", "waiting") && t.reason == "HELD_BY_GUARD"
+    });
+    assert!(
+        guard_events(&daemon).iter().any(|e| {
+            let g = e.guard.as_ref().unwrap();
+            g.guard == "both"
+                && e.to == "tripped"
+                && e.facts.cause.as_deref() == Some("2 of 2 guards tripped")
+        }),
+        "{:#?}",
+        guard_events(&daemon)
+    );
+
+    // One clears: still tripped. Both: cleared, and the held unit runs.
+    b.set(0);
+    let g = guard(&daemon, "watch", "other");
+    wait_samples_past(&daemon, "watch", "other", g.samples + 2);
+    assert_eq!(guard(&daemon, "watch", "level").state, "ok");
+    assert_eq!(guard(&daemon, "watch", "both").state, "tripped");
+    let mark = daemon.mark();
+    set_other(0);
+    daemon.wait_for(mark, "pull ran once released", |t| t.is("pull", "stopped"));
+    assert_eq!(guard(&daemon, "watch", "both").state, "ok");
+    assert_eq!(runs(&b.pull_runs), 2);
+    assert_eq!(runs(&b.marker), 1, "no action on a member's edge alone");
+}

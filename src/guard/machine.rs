@@ -990,6 +990,11 @@ impl SwitchMachine {
         self.actor.current.as_ref()
     }
 
+    /// Tripped by hand, until cleared by hand.
+    pub fn forced(&self) -> bool {
+        self.forced
+    }
+
     pub fn step(&mut self, input: SwitchInput) -> Step {
         let mut step = Step::default();
         match input {

@@ -22,8 +22,12 @@
 //!   hold never stops a unit that is already running.
 //! - `Advise`: logged and recorded as an event; nothing is done.
 //!
-//! A reload keeps the state of every guard whose unit and configuration are unchanged
-//! (tripped stays tripped, holds stay), and starts the others afresh at `ok`.
+//! A `[[switch]]` has a [`SwitchMachine`] beside its guards': whenever one of its guards
+//! changes state, the switch is told which of its guards are tripped, and its own edges run
+//! its actions and holds the same way.
+//!
+//! A reload keeps the state of every guard (and switch) whose unit and configuration are
+//! unchanged (tripped stays tripped, holds stay), and starts the others afresh at `ok`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -36,15 +40,14 @@ use crate::control::protocol::guards::{ActionStatusRecord, GuardTransitionStatus
 use crate::control::protocol::{GuardEventFacts, GuardStatus};
 use crate::guard::bind::{HostFacts, Sampler, Taken};
 use crate::guard::machine::{
-    ActionId, Basis, Edge, Effect, Forced, GuardMachine, Input, Notice, Outcome, Progress, Reading,
-    State, Step, Transition,
+    ActionId, ActionStatus, Basis, Edge, Effect, Forced, GuardMachine, Input, Notice, Outcome,
+    Progress, Reading, State, Step, SwitchInput, SwitchMachine, Transition,
 };
 use crate::guard::signal::exec::CommandParams;
 use crate::guard::signal::{Sample, quote};
 use crate::metrics::{ActionRun, GuardInfo};
 use crate::reason::Reason;
-use crate::unit::guard::Quantity;
-use crate::unit::guard::{Guard, GuardName, Measure, Mode};
+use crate::unit::guard::{Guard, GuardName, Measure, Mode, Quantity, Switch, When};
 use crate::unit::{Unit, UnitName};
 
 /// Bytes of an action command's output kept for its event.
@@ -78,11 +81,24 @@ pub(crate) enum GuardMsg {
 /// replaced sampler are dropped.
 pub(crate) type GuardTx = mpsc::UnboundedSender<(u64, GuardMsg)>;
 
-/// One running guard.
+/// A guard, or a switch over guards of its unit, with its machine. Guards outnumber switches
+/// and each lives as long as its configuration: boxing the larger variant buys nothing.
+#[allow(clippy::large_enum_variant)]
+pub(super) enum What {
+    Guard {
+        guard: Guard,
+        machine: GuardMachine,
+    },
+    Switch {
+        switch: Switch,
+        machine: SwitchMachine,
+    },
+}
+
+/// One running guard or switch.
 pub(super) struct Watched {
     pub(super) unit: UnitName,
-    pub(super) guard: Guard,
-    pub(super) machine: GuardMachine,
+    pub(super) what: What,
     pub(super) samples: u64,
     pub(super) last_sample: Option<Instant>,
     pub(super) last_transition: Option<(Transition, Instant)>,
@@ -93,8 +109,102 @@ pub(super) struct Watched {
 }
 
 impl Watched {
+    fn new(unit: &UnitName, what: What) -> Self {
+        Self {
+            unit: unit.clone(),
+            what,
+            samples: 0,
+            last_sample: None,
+            last_transition: None,
+            actions: HashMap::new(),
+            holding: false,
+        }
+    }
+
+    pub(super) fn name(&self) -> &GuardName {
+        match &self.what {
+            What::Guard { guard, .. } => &guard.name,
+            What::Switch { switch, .. } => &switch.name,
+        }
+    }
+
     fn key(&self) -> GuardKey {
-        (self.unit.clone(), self.guard.name.clone())
+        (self.unit.clone(), self.name().clone())
+    }
+
+    /// The guard, unless it is a switch.
+    pub(super) fn guard(&self) -> Option<&Guard> {
+        match &self.what {
+            What::Guard { guard, .. } => Some(guard),
+            What::Switch { .. } => None,
+        }
+    }
+
+    fn mode(&self) -> Mode {
+        match &self.what {
+            What::Guard { guard, .. } => guard.mode,
+            What::Switch { switch, .. } => switch.mode,
+        }
+    }
+
+    fn hold(&self) -> &[UnitName] {
+        match &self.what {
+            What::Guard { guard, .. } => &guard.hold,
+            What::Switch { switch, .. } => &switch.hold,
+        }
+    }
+
+    fn action_of(&self, edge: Edge) -> Option<&crate::unit::guard::Action> {
+        let (on_trip, on_clear) = match &self.what {
+            What::Guard { guard, .. } => (&guard.on_trip, &guard.on_clear),
+            What::Switch { switch, .. } => (&switch.on_trip, &switch.on_clear),
+        };
+        match edge {
+            Edge::Trip => on_trip.as_ref(),
+            Edge::Clear => on_clear.as_ref(),
+        }
+    }
+
+    pub(super) fn state(&self) -> State {
+        match &self.what {
+            What::Guard { machine, .. } => machine.state(),
+            What::Switch { machine, .. } => machine.state(),
+        }
+    }
+
+    fn action(&self) -> Option<ActionStatus> {
+        match &self.what {
+            What::Guard { machine, .. } => machine.status().action,
+            What::Switch { machine, .. } => machine.action().cloned(),
+        }
+    }
+
+    /// Whether it counts as tripped for a switch: tripped or clearing, or that before an
+    /// unknown stretch.
+    fn is_tripped(&self) -> bool {
+        match &self.what {
+            What::Guard { machine, .. } => machine.phase().is_tripped(),
+            What::Switch { machine, .. } => machine.state() == State::Tripped,
+        }
+    }
+
+    /// The unit of its values; none for a switch.
+    fn measure(&self) -> Option<Measure> {
+        self.guard().map(|g| g.signal.kind().measure())
+    }
+
+    fn step(&mut self, input: Input) -> Step {
+        match &mut self.what {
+            What::Guard { machine, .. } => machine.step(input),
+            What::Switch { machine, .. } => {
+                let input = match input {
+                    Input::Force { at, to } => SwitchInput::Force { at, to },
+                    Input::Outcome { at, outcome } => SwitchInput::Outcome { at, outcome },
+                    Input::Tick { at } | Input::Sample { at, .. } => SwitchInput::Tick { at },
+                };
+                machine.step(input)
+            }
+        }
     }
 }
 
@@ -170,30 +280,21 @@ impl Guarding {
         let mut old: HashMap<GuardKey, Watched> =
             self.watched.drain(..).map(|w| (w.key(), w)).collect();
         for u in units {
-            if !u.guards.switches.is_empty() {
-                tracing::warn!(
-                    "{}: [[switch]] tables are not run yet; their guards are sampled and shown, and act on their own",
-                    u.name
-                );
-            }
             for g in &u.guards.guards {
                 let key = (u.name.clone(), g.name.clone());
                 let w = match old.remove(&key) {
-                    Some(w) if w.guard == *g => w,
+                    Some(w) if w.guard() == Some(g) => w,
                     other => {
                         if let Some(mut w) = other {
                             cancel_all(&mut w);
                         }
-                        Watched {
-                            unit: u.name.clone(),
-                            guard: g.clone(),
-                            machine: GuardMachine::new(g.clone()),
-                            samples: 0,
-                            last_sample: None,
-                            last_transition: None,
-                            actions: HashMap::new(),
-                            holding: false,
-                        }
+                        Watched::new(
+                            &u.name,
+                            What::Guard {
+                                guard: g.clone(),
+                                machine: GuardMachine::new(g.clone()),
+                            },
+                        )
                     }
                 };
                 match Sampler::bind(g) {
@@ -216,6 +317,25 @@ impl Guarding {
                 }
                 self.watched.push(w);
             }
+            for sw in &u.guards.switches {
+                let key = (u.name.clone(), sw.name.clone());
+                let w = match old.remove(&key) {
+                    Some(w) if matches!(&w.what, What::Switch { switch, .. } if switch == sw) => w,
+                    other => {
+                        if let Some(mut w) = other {
+                            cancel_all(&mut w);
+                        }
+                        Watched::new(
+                            &u.name,
+                            What::Switch {
+                                switch: sw.clone(),
+                                machine: SwitchMachine::new(sw.clone()),
+                            },
+                        )
+                    }
+                };
+                self.watched.push(w);
+            }
         }
         for (_, mut w) in old {
             cancel_all(&mut w);
@@ -224,7 +344,7 @@ impl Guarding {
         self.holders.clear();
         for w in &self.watched {
             if w.holding {
-                for h in &w.guard.hold {
+                for h in w.hold() {
                     self.holders.entry(h.clone()).or_default().insert(w.key());
                 }
             }
@@ -234,14 +354,14 @@ impl Guarding {
     fn find(&self, key: &GuardKey) -> Option<usize> {
         self.watched
             .iter()
-            .position(|w| w.unit == key.0 && w.guard.name == key.1)
+            .position(|w| w.unit == key.0 && *w.name() == key.1)
     }
 
     /// The index of `unit`'s guard `name`.
     pub(super) fn index(&self, unit: &str, name: &str) -> Option<usize> {
         self.watched
             .iter()
-            .position(|w| w.unit.as_str() == unit && w.guard.name.as_str() == name)
+            .position(|w| w.unit.as_str() == unit && w.name().as_str() == name)
     }
 
     /// A message from a guard task of `epoch`.
@@ -258,16 +378,19 @@ impl Guarding {
                 let w = &mut self.watched[i];
                 w.samples += 1;
                 w.last_sample = Some(at);
+                let Some(guard) = w.guard() else {
+                    return (None, Follow::default());
+                };
                 if taken.discarded {
                     tracing::debug!(
                         "{}: guard {}: the server was busy; the sample is discarded (idle-only)",
                         w.unit,
-                        w.guard.name
+                        guard.name
                     );
                     return (Some(i), Follow::default());
                 }
                 let reading = match &taken.sample {
-                    Sample::Known(q) => Reading::from_sampled(&w.guard.trip, *q),
+                    Sample::Known(q) => Reading::from_sampled(&guard.trip, *q),
                     Sample::Unknown { reason } => Reading::Unknown(reason.clone()),
                 };
                 (Some(i), self.step(i, Input::Sample { at, reading }, None))
@@ -306,25 +429,61 @@ impl Guarding {
         )
     }
 
-    /// Feeds guard `i` one input and carries out what it says.
+    /// Feeds guard (or switch) `i` one input and carries out what it says; then the
+    /// switches over a guard whose tripped-ness may have changed see their members.
     fn step(&mut self, i: usize, input: Input, output: Option<String>) -> Follow {
-        let step = self.watched[i].machine.step(input);
+        let at = match &input {
+            Input::Sample { at, .. }
+            | Input::Force { at, .. }
+            | Input::Outcome { at, .. }
+            | Input::Tick { at } => *at,
+        };
+        let step = self.watched[i].step(input);
         let mut follow = Follow::default();
-        self.record(i, &step, output, &mut follow);
-        for e in step.effects {
-            self.effect(i, e, &mut follow);
+        let moved = !step.transitions.is_empty();
+        self.apply(i, step, output, &mut follow);
+        if moved && self.watched[i].guard().is_some() {
+            let (unit, name) = self.watched[i].key();
+            for j in 0..self.watched.len() {
+                let members = match &self.watched[j].what {
+                    What::Switch { switch, .. }
+                        if self.watched[j].unit == unit && switch.guards.contains(&name) =>
+                    {
+                        switch.guards.clone()
+                    }
+                    _ => continue,
+                };
+                let tripped = members
+                    .iter()
+                    .map(|m| {
+                        self.find(&(unit.clone(), m.clone()))
+                            .is_some_and(|k| self.watched[k].is_tripped())
+                    })
+                    .collect();
+                let What::Switch { machine, .. } = &mut self.watched[j].what else {
+                    continue;
+                };
+                let step = machine.step(SwitchInput::Members { at, tripped });
+                self.apply(j, step, None, &mut follow);
+            }
         }
         follow
+    }
+
+    fn apply(&mut self, i: usize, step: Step, output: Option<String>, follow: &mut Follow) {
+        self.record(i, &step, output, follow);
+        for e in step.effects {
+            self.effect(i, e, follow);
+        }
     }
 
     fn record(&mut self, i: usize, step: &Step, output: Option<String>, follow: &mut Follow) {
         let now = Instant::now();
         let w = &mut self.watched[i];
-        let measure = w.guard.signal.kind().measure();
-        let state = w.machine.state();
+        let state = w.state();
         for t in &step.transitions {
             w.last_transition = Some((t.clone(), t.at));
-            let mut facts = base_facts(&w.guard, "transition", measure);
+            let mut facts = base_facts(w, "transition");
             let mut cause = None;
             match &t.basis {
                 Basis::Sample(m) => {
@@ -365,7 +524,7 @@ impl Guarding {
                 ),
                 Notice::StillUnknown { cause } => ("still-unknown", None, Some(cause.clone())),
             };
-            let mut facts = base_facts(&w.guard, kind, measure);
+            let mut facts = base_facts(w, kind);
             set_action(&mut facts, id);
             if matches!(kind, "action-failed" | "action-confirmed") {
                 facts.output.clone_from(&output);
@@ -373,7 +532,7 @@ impl Guarding {
             let run = id.map(|id| {
                 // Confirmed by a run of the commands (no verify), or by verify; a time box
                 // that passes while a verify is configured is verify's.
-                let has_verify = action_of(&w.guard, id.edge).is_some_and(|a| a.verify.is_some());
+                let has_verify = w.action_of(id.edge).is_some_and(|a| a.verify.is_some());
                 let (action, result) = match kind {
                     "action-failed" => (edge_str(id.edge), "failed"),
                     "action-confirmed" if output.is_some() => (edge_str(id.edge), "ok"),
@@ -385,9 +544,7 @@ impl Guarding {
                     action,
                     result,
                     took: w
-                        .machine
-                        .status()
-                        .action
+                        .action()
                         .map_or(Duration::ZERO, |a| now.saturating_duration_since(a.started)),
                 }
             });
@@ -405,9 +562,9 @@ impl Guarding {
         // A run that succeeded is news too: what its commands printed.
         if step.notices.is_empty()
             && let Some(out) = output
-            && let Some(a) = w.machine.status().action
+            && let Some(a) = w.action()
         {
-            let mut facts = base_facts(&w.guard, "action-ran", measure);
+            let mut facts = base_facts(w, "action-ran");
             set_action(&mut facts, Some(a.id));
             facts.output = Some(out);
             let reason = match a.id.edge {
@@ -515,11 +672,11 @@ impl Guarding {
             }
             Effect::Advise { edge, would } => {
                 let w = &self.watched[i];
-                let mut facts = base_facts(&w.guard, "advise", w.guard.signal.kind().measure());
+                let mut facts = base_facts(w, "advise");
                 facts.edge = Some(edge_str(edge).to_owned());
                 facts.advise = true;
                 facts.output = Some(describe_effects(&would));
-                let state = w.machine.state();
+                let state = w.state();
                 follow.events.push(GuardEvent {
                     unit: w.unit.clone(),
                     from: state,
@@ -548,13 +705,6 @@ impl Guarding {
     }
 }
 
-fn action_of(g: &Guard, edge: Edge) -> Option<&crate::unit::guard::Action> {
-    match edge {
-        Edge::Trip => g.on_trip.as_ref(),
-        Edge::Clear => g.on_clear.as_ref(),
-    }
-}
-
 /// A value compared with a guard's threshold, in its signal's base unit for
 /// `launchgraph_guard_value`: a percent is a ratio 0 to 1.
 fn base_value(g: &Guard, v: f64) -> f64 {
@@ -569,27 +719,52 @@ pub(super) fn guard_infos(units: &[Unit]) -> Vec<GuardInfo> {
     units
         .iter()
         .flat_map(|u| {
-            u.guards.guards.iter().map(|g| {
-                let mut actions = Vec::new();
-                if g.on_trip.is_some() {
-                    actions.push("trip");
-                }
-                if g.on_clear.is_some() {
-                    actions.push("clear");
-                }
-                if [&g.on_trip, &g.on_clear]
-                    .iter()
-                    .any(|a| a.as_ref().is_some_and(|a| a.verify.is_some()))
-                {
-                    actions.push("verify");
-                }
-                GuardInfo {
-                    unit: u.name.to_string(),
-                    guard: g.name.to_string(),
-                    signal: g.signal.kind().as_str(),
-                    actions,
-                }
-            })
+            u.guards
+                .guards
+                .iter()
+                .map(|g| {
+                    let mut actions = Vec::new();
+                    if g.on_trip.is_some() {
+                        actions.push("trip");
+                    }
+                    if g.on_clear.is_some() {
+                        actions.push("clear");
+                    }
+                    if [&g.on_trip, &g.on_clear]
+                        .iter()
+                        .any(|a| a.as_ref().is_some_and(|a| a.verify.is_some()))
+                    {
+                        actions.push("verify");
+                    }
+                    GuardInfo {
+                        unit: u.name.to_string(),
+                        guard: g.name.to_string(),
+                        signal: g.signal.kind().as_str(),
+                        actions,
+                    }
+                })
+                .chain(u.guards.switches.iter().map(|sw| {
+                    let mut actions = Vec::new();
+                    if sw.on_trip.is_some() {
+                        actions.push("trip");
+                    }
+                    if sw.on_clear.is_some() {
+                        actions.push("clear");
+                    }
+                    if [&sw.on_trip, &sw.on_clear]
+                        .iter()
+                        .any(|a| a.as_ref().is_some_and(|a| a.verify.is_some()))
+                    {
+                        actions.push("verify");
+                    }
+                    GuardInfo {
+                        unit: u.name.to_string(),
+                        guard: sw.name.to_string(),
+                        signal: "switch",
+                        actions,
+                    }
+                }))
+                .collect::<Vec<_>>()
         })
         .collect()
 }
@@ -625,12 +800,12 @@ fn value_unit(m: Measure) -> &'static str {
     }
 }
 
-fn base_facts(g: &Guard, kind: &str, m: Measure) -> GuardEventFacts {
+fn base_facts(w: &Watched, kind: &str) -> GuardEventFacts {
     GuardEventFacts {
-        guard: g.name.to_string(),
+        guard: w.name().to_string(),
         kind: kind.to_owned(),
         value: None,
-        value_unit: Some(value_unit(m).to_owned()),
+        value_unit: w.measure().map(|m| value_unit(m).to_owned()),
         threshold: None,
         window: None,
         held_samples: None,
@@ -639,7 +814,7 @@ fn base_facts(g: &Guard, kind: &str, m: Measure) -> GuardEventFacts {
         action_seq: None,
         output: None,
         forced: false,
-        advise: g.mode == Mode::Advise,
+        advise: w.mode() == Mode::Advise,
     }
 }
 
@@ -672,36 +847,85 @@ fn names(units: &[UnitName]) -> String {
 }
 
 fn status_of(w: &Watched, now: Instant) -> GuardStatus {
-    let g = &w.guard;
-    let s = w.machine.status();
     let secs_since = |t: Instant| now.saturating_duration_since(t).as_secs_f64();
+    let st = match &w.what {
+        What::Guard { guard: g, machine } => {
+            let s = machine.status();
+            GuardStatus {
+                unit: w.unit.to_string(),
+                guard: g.name.to_string(),
+                signal: g.signal.kind().to_string(),
+                mode: String::new(),
+                state: s.state.as_str().to_owned(),
+                phase: phase_str(s.phase).to_owned(),
+                forced: s.forced,
+                unknown_cause: s.unknown.as_ref().map(|(c, _)| c.clone()),
+                direction: g.direction.as_str().to_owned(),
+                trip: g.trip.to_string(),
+                clear: g.clear.to_string(),
+                trip_window: g.trip_window.to_string(),
+                clear_window: g.clear_window.to_string(),
+                every_secs: g.every.as_secs_f64(),
+                value: s.last_value,
+                value_unit: value_unit(g.signal.kind().measure()).to_owned(),
+                samples: w.samples,
+                last_sample_age_secs: w.last_sample.map(secs_since),
+                window: s.held.map(|(n, d)| WindowProgress {
+                    held_samples: n,
+                    held_ms: d.as_secs_f64() * 1000.0,
+                }),
+                last_transition: None,
+                action: None,
+                holds: Vec::new(),
+                holding: false,
+            }
+        }
+        // A switch has no signal of its own: `trip` says when it trips (`all`, `any` of its
+        // guards), `clear` that it clears when none is tripped.
+        What::Switch { switch, machine } => GuardStatus {
+            unit: w.unit.to_string(),
+            guard: switch.name.to_string(),
+            signal: "switch".to_owned(),
+            mode: String::new(),
+            state: machine.state().as_str().to_owned(),
+            phase: machine.state().as_str().to_owned(),
+            forced: machine.forced(),
+            unknown_cause: None,
+            direction: String::new(),
+            trip: format!(
+                "{} of {}",
+                match switch.when {
+                    When::All => "all",
+                    When::Any => "any",
+                },
+                switch
+                    .guards
+                    .iter()
+                    .map(GuardName::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            clear: "none tripped".to_owned(),
+            trip_window: String::new(),
+            clear_window: String::new(),
+            every_secs: 0.0,
+            value: None,
+            value_unit: String::new(),
+            samples: 0,
+            last_sample_age_secs: None,
+            window: None,
+            last_transition: None,
+            action: None,
+            holds: Vec::new(),
+            holding: false,
+        },
+    };
     GuardStatus {
-        unit: w.unit.to_string(),
-        guard: g.name.to_string(),
-        signal: g.signal.kind().to_string(),
-        mode: match g.mode {
+        mode: match w.mode() {
             Mode::Act => "act",
             Mode::Advise => "advise",
         }
         .to_owned(),
-        state: s.state.as_str().to_owned(),
-        phase: phase_str(s.phase).to_owned(),
-        forced: s.forced,
-        unknown_cause: s.unknown.as_ref().map(|(c, _)| c.clone()),
-        direction: g.direction.as_str().to_owned(),
-        trip: g.trip.to_string(),
-        clear: g.clear.to_string(),
-        trip_window: g.trip_window.to_string(),
-        clear_window: g.clear_window.to_string(),
-        every_secs: g.every.as_secs_f64(),
-        value: s.last_value,
-        value_unit: value_unit(g.signal.kind().measure()).to_owned(),
-        samples: w.samples,
-        last_sample_age_secs: w.last_sample.map(secs_since),
-        window: s.held.map(|(n, d)| WindowProgress {
-            held_samples: n,
-            held_ms: d.as_secs_f64() * 1000.0,
-        }),
         last_transition: w
             .last_transition
             .as_ref()
@@ -711,7 +935,7 @@ fn status_of(w: &Watched, now: Instant) -> GuardStatus {
                 reason: t.reason.code().to_owned(),
                 age_secs: secs_since(*at),
             }),
-        action: s.action.map(|a| {
+        action: w.action().map(|a| {
             let (progress, reason, detail) = match &a.progress {
                 Progress::Running => ("running", None, None),
                 Progress::Verifying => ("verifying", None, None),
@@ -734,8 +958,9 @@ fn status_of(w: &Watched, now: Instant) -> GuardStatus {
                 deadline_in_secs,
             }
         }),
-        holds: g.hold.iter().map(ToString::to_string).collect(),
+        holds: w.hold().iter().map(ToString::to_string).collect(),
         holding: w.holding,
+        ..st
     }
 }
 
@@ -984,13 +1209,25 @@ impl super::Supervisor {
         }
         if let Some(i) = i {
             let w = &self.guards.watched[i];
-            let s = w.machine.status();
-            self.metrics.set_guard(
-                w.unit.as_str(),
-                w.guard.name.as_str(),
-                s.state,
-                s.last_value.map(|v| base_value(&w.guard, v)),
-            );
+            let value = match &w.what {
+                What::Guard { guard, machine } => {
+                    machine.status().last_value.map(|v| base_value(guard, v))
+                }
+                What::Switch { .. } => None,
+            };
+            self.metrics
+                .set_guard(w.unit.as_str(), w.name().as_str(), w.state(), value);
+            // The switches its guard may have moved.
+            for w in &self.guards.watched {
+                if let What::Switch { machine, .. } = &w.what {
+                    self.metrics.set_guard(
+                        w.unit.as_str(),
+                        w.name().as_str(),
+                        machine.state(),
+                        None,
+                    );
+                }
+            }
         }
         self.shell.held = self.guards.held();
         let mut out = Vec::new();
