@@ -399,8 +399,11 @@ impl Guarding {
                 let Some(i) = self.find(&key) else {
                     return (None, Follow::default());
                 };
+                // What the commands printed, for the event: only of the current action (the
+                // machine ignores a superseded one's report).
+                let current = self.watched[i].action().map(|a| a.id);
                 let output = match &outcome {
-                    Outcome::Ran { detail, .. } => Some(detail.clone()),
+                    Outcome::Ran { id, detail, .. } if current == Some(*id) => Some(detail.clone()),
                     _ => None,
                 };
                 // Confirmed: its time box's timer has nothing left to say.
