@@ -31,6 +31,7 @@
 //! | `launchgraph_ttft_phase_seconds` | histogram | `unit`, `guard`, `phase` | each phase of every known `ttft` sample |
 //! | `launchgraph_host_swap_out_bytes_total` | counter | | bytes written to swap since boot, as the kernel counts them |
 //! | `launchgraph_host_memory_pressure_level` | gauge | | macOS: 1 normal, 2 warning, 4 critical |
+//! | `launchgraph_host_memory_stall_seconds_total` | counter | `line` | Linux: time with tasks stalled on memory, from PSI |
 //! | `launchgraph_host_disk_free_ratio` | gauge | `path` | share of the volume holding `path` an unprivileged writer may use, 0 to 1 |
 //! | `launchgraph_host_disk_free_bytes` | gauge | `path` | the same, in bytes |
 //!

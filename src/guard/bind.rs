@@ -58,8 +58,12 @@ pub enum HostFacts {
         ratio: f64,
         available_bytes: u64,
     },
+    /// The volume holding `path` could not be measured.
+    DiskFreeUnknown { path: std::path::PathBuf },
     /// macOS's memory pressure level (1, 2, 4).
     PressureLevel(u8),
+    /// Linux PSI: time stalled on memory since boot, of one line (`some`, `full`).
+    MemoryStall { line: &'static str, total_us: u64 },
 }
 
 impl Sampler {
@@ -176,7 +180,13 @@ impl Sampler {
                         Some(MemoryPressureReading::Level(l)) => {
                             Some(HostFacts::PressureLevel(*l as u8))
                         }
-                        _ => None,
+                        Some(MemoryPressureReading::Stall { total_us, line, .. }) => {
+                            Some(HostFacts::MemoryStall {
+                                line: line.as_str(),
+                                total_us: *total_us,
+                            })
+                        }
+                        None => None,
                     },
                     sample: map(r),
                     ttft: None,
@@ -187,10 +197,13 @@ impl Sampler {
                 let path = s.path().to_path_buf();
                 let r = s.sample().await;
                 Taken {
-                    host: r.known().map(|r| HostFacts::DiskFree {
-                        path,
-                        ratio: r.ratio,
-                        available_bytes: r.available_bytes,
+                    host: Some(match r.known() {
+                        Some(r) => HostFacts::DiskFree {
+                            path,
+                            ratio: r.ratio,
+                            available_bytes: r.available_bytes,
+                        },
+                        None => HostFacts::DiskFreeUnknown { path },
                     }),
                     sample: map(r),
                     ttft: None,

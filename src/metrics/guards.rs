@@ -2,7 +2,7 @@
 //! turn a guard's state, value, events and samples into samples. Names, labels and values are
 //! those of the table in `src/metrics.rs` (the contract docs/alerts.md wrote them against).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use crate::guard::machine::State;
 use crate::guard::signal::ttft::TtftReading;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
+type SecondsCounter = Counter<f64, AtomicU64>;
 
 /// The five states a guard shows, each with a series.
 const GUARD_STATES: [State; 5] = [
@@ -83,6 +84,11 @@ struct PhaseLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LineLabels {
+    line: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PathLabels {
     path: String,
 }
@@ -120,10 +126,12 @@ pub(super) struct GuardFamilies {
     swap_out: Option<Counter>,
     swap_seen: Option<u64>,
     pressure: Option<Gauge>,
+    stall: Family<LineLabels, SecondsCounter>,
+    /// The kernel's last total of each line, in microseconds.
+    stall_seen: BTreeMap<&'static str, u64>,
     disk_ratio: Family<PathLabels, FloatGauge>,
     disk_bytes: Family<PathLabels, Gauge>,
     guards: BTreeMap<(String, String), GuardInfo>,
-    disk_paths: BTreeSet<String>,
 }
 
 impl GuardFamilies {
@@ -139,10 +147,11 @@ impl GuardFamilies {
             swap_out: None,
             swap_seen: None,
             pressure: None,
+            stall: Family::default(),
+            stall_seen: BTreeMap::new(),
             disk_ratio: Family::default(),
             disk_bytes: Family::default(),
             guards: BTreeMap::new(),
-            disk_paths: BTreeSet::new(),
         };
         registry.register(
             "guard_state",
@@ -180,6 +189,12 @@ impl GuardFamilies {
             "Each phase of every known ttft sample",
             Unit::Seconds,
             f.ttft.clone(),
+        );
+        registry.register_with_unit(
+            "host_memory_stall",
+            "Linux: time with tasks stalled on memory, from PSI (while a guard samples it)",
+            Unit::Seconds,
+            f.stall.clone(),
         );
         registry.register(
             "host_disk_free_ratio",
@@ -389,11 +404,26 @@ impl GuardFamilies {
                 let labels = PathLabels {
                     path: path.display().to_string(),
                 };
-                self.disk_paths.insert(labels.path.clone());
                 self.disk_ratio.get_or_create(&labels).set(*ratio);
                 self.disk_bytes
                     .get_or_create(&labels)
                     .set(i64::try_from(*available_bytes).unwrap_or(i64::MAX));
+            }
+            HostFacts::DiskFreeUnknown { path } => {
+                let labels = PathLabels {
+                    path: path.display().to_string(),
+                };
+                self.disk_ratio.remove(&labels);
+                self.disk_bytes.remove(&labels);
+            }
+            HostFacts::MemoryStall { line, total_us } => {
+                // As for swap: the first value is the kernel's since boot.
+                let seen = self.stall_seen.get(line).copied().unwrap_or(0);
+                let c = self.stall.get_or_create(&LineLabels { line });
+                if *total_us > seen {
+                    c.inc_by((total_us - seen) as f64 / 1e6);
+                }
+                self.stall_seen.insert(line, seen.max(*total_us));
             }
             HostFacts::PressureLevel(l) => {
                 self.pressure
@@ -529,14 +559,26 @@ mod tests {
         let mut m = Metrics::new(["ollama"]);
         m.on_host(&HostFacts::SwapOut { total_bytes: 4096 });
         m.on_host(&HostFacts::SwapOut { total_bytes: 12288 });
+        m.on_host(&HostFacts::MemoryStall {
+            line: "some",
+            total_us: 2_500_000,
+        });
         m.on_host(&HostFacts::DiskFree {
             path: PathBuf::from("/models"),
             ratio: 0.25,
             available_bytes: 1000,
         });
         let text = m.render();
+        m.on_host(&HostFacts::DiskFreeUnknown {
+            path: PathBuf::from("/models"),
+        });
+        assert!(
+            !m.render().contains("disk_free_ratio{"),
+            "removed while unknown"
+        );
         for line in [
             "launchgraph_host_swap_out_bytes_total 12288",
+            r#"launchgraph_host_memory_stall_seconds_total{line="some"} 2.5"#,
             r#"launchgraph_host_disk_free_ratio{path="/models"} 0.25"#,
             r#"launchgraph_host_disk_free_bytes{path="/models"} 1000"#,
         ] {
