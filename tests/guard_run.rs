@@ -583,3 +583,79 @@ on-trip = {{ run = [["/bin/sh", "-c", {script}]] }}
     assert_eq!(runs(&b.pull_runs), 2);
     assert_eq!(runs(&b.marker), 1, "no action on a member's edge alone");
 }
+
+/// A sample that takes longer than `every` delays the next one; two samples of one guard never
+/// run at once, and sampling goes on.
+#[test]
+fn samples_of_one_guard_never_overlap() {
+    let b = Bench::new(1);
+    let log = b.d.path("samples");
+    // Each sample logs its start and end (nanoseconds), taking 1.5 s with every = "1s".
+    let script = format!(
+        "echo start $(date +%s%N) >> {log}; sleep 1.5; echo end $(date +%s%N) >> {log}; echo 1",
+        log = log.display()
+    );
+    b.d.unit(
+        "watch",
+        &format!(
+            r#"[exec]
+command = ["/bin/sleep", "1000"]
+
+[[guard]]
+name = "slow"
+signal = "exec"
+command = ["/bin/sh", "-c", {script}]
+every = "1s"
+above = 5
+"#,
+            script = q(&script),
+        ),
+    );
+    let daemon = b.start();
+    wait_samples_past(&daemon, "watch", "slow", 3);
+    let text = fs::read_to_string(&log).unwrap();
+    let mut open: Option<u128> = None;
+    let mut last_end = 0u128;
+    let mut done = 0;
+    for line in text.lines() {
+        let (what, t) = line.split_once(' ').unwrap();
+        let t: u128 = t.parse().unwrap();
+        match what {
+            "start" => {
+                assert!(open.is_none(), "a sample began while one ran:\n{text}");
+                assert!(t >= last_end, "{text}");
+                open = Some(t);
+            }
+            _ => {
+                assert!(open.take().is_some(), "{text}");
+                last_end = t;
+                done += 1;
+            }
+        }
+    }
+    assert!(done >= 3, "{text}");
+}
+
+#[test]
+fn an_action_restarts_units_as_restart_does() {
+    let b = Bench::new(1);
+    b.d.unit("svc", "[exec]\ncommand = [\"/bin/sleep\", \"1000\"]\n");
+    b.d.unit(
+        "watch",
+        &watch_unit(&b.level, "on-trip = { restart = [\"svc\"] }\n"),
+    );
+    let mut daemon = b.start();
+    let first = daemon.wait_for(0, "svc ready", |t| t.is("svc", "ready"));
+    let mark = daemon.mark();
+    b.set(9);
+    daemon.wait_for(mark, "svc restarted", |t| {
+        t.is("svc", "starting") && t.reason == "RESTART_REQUESTED"
+    });
+    let again = daemon.wait_for(mark, "svc ready again", |t| t.is("svc", "ready"));
+    assert_ne!(again.pid(), first.pid());
+    wait_until("the restart action is done", || {
+        guard(&daemon, "watch", "level")
+            .action
+            .is_some_and(|a| a.progress == "done")
+    });
+}
