@@ -659,3 +659,43 @@ fn an_action_restarts_units_as_restart_does() {
             .is_some_and(|a| a.progress == "done")
     });
 }
+
+/// A signal that cannot be read is `unknown`, with its cause, in status, events, the log and
+/// the metrics (which drop the value); a number again brings the guard back.
+#[test]
+fn an_unreadable_signal_is_unknown_with_its_cause_and_recovers() {
+    let b = Bench::new(1);
+    b.d.unit("watch", &watch_unit(&b.level, ""));
+    let mut daemon = b.start();
+    wait_samples_past(&daemon, "watch", "level", 0);
+    let mark = daemon.mark();
+    let log = daemon.log_mark();
+    fs::write(&b.level, "lots\n").unwrap();
+    daemon.wait_for(mark, "unknown", |t| {
+        t.unit == "watch" && t.from == "ok" && t.to == "unknown" && t.reason == "GUARD_UNKNOWN"
+    });
+    let g = guard(&daemon, "watch", "level");
+    assert_eq!((g.state.as_str(), g.phase.as_str()), ("unknown", "ok"));
+    assert!(
+        g.unknown_cause
+            .as_deref()
+            .is_some_and(|c| c.contains("lots")),
+        "{g:#?}"
+    );
+    daemon.wait_log(log, "the unknown guard's log line", |l| {
+        l.contains("watch: guard level ok -> unknown GUARD_UNKNOWN") && l.contains("lots")
+    });
+    let metrics = daemon.cli(&["metrics"]).ok().to_owned();
+    assert!(
+        metrics.lines().any(|l| l
+            == r#"launchgraph_guard_state{unit="watch",guard="level",signal="exec",state="unknown"} 1"#),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("launchgraph_guard_value{"), "{metrics}");
+
+    let mark = daemon.mark();
+    b.set(1);
+    daemon.wait_for(mark, "known again", |t| {
+        t.unit == "watch" && t.from == "unknown" && t.to == "ok"
+    });
+}
