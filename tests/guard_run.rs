@@ -327,7 +327,11 @@ fn a_guard_is_tripped_and_cleared_by_hand() {
     let on_trip = format!(
         r#"on-trip = {{ run = [["/bin/sh", "-c", {script}]] }}
 "#,
-        script = q(&format!("echo run >> {}", b.marker.display())),
+        // It also prints more than an event keeps: cut, not a failure.
+        script = q(&format!(
+            "echo run >> {}; head -c 100000 /dev/zero | tr '\\0' x",
+            b.marker.display()
+        )),
     );
     b.d.unit("watch", &watch_unit(&b.level, &on_trip));
     let mut daemon = b.start();
@@ -340,6 +344,18 @@ fn a_guard_is_tripped_and_cleared_by_hand() {
         t.unit == "watch" && t.to == "tripped" && t.reason == "GUARD_TRIPPED"
     });
     wait_until("the forced trip's action ran", || runs(&b.marker) == 1);
+    wait_until("the forced trip's action is done", || {
+        guard(&daemon, "watch", "level")
+            .action
+            .is_some_and(|a| a.progress == "done")
+    });
+    let done = guard_events(&daemon)
+        .into_iter()
+        .find(|e| e.guard.as_ref().unwrap().kind == "action-confirmed")
+        .expect("the action's confirmation");
+    let printed = done.guard.unwrap().output.unwrap();
+    assert_eq!(printed.len(), 16 * 1024, "kept up to the cap");
+    assert!(printed.bytes().all(|c| c == b'x'));
     // Samples below the threshold do not clear a trip by hand.
     let g = guard(&daemon, "watch", "level");
     assert!(g.forced, "{g:#?}");

@@ -1020,6 +1020,7 @@ fn action_command(
     let mut c = CommandParams::new(argv.iter().cloned());
     c.deadline = deadline.saturating_duration_since(Instant::now());
     c.output_cap = ACTION_OUTPUT_CAP;
+    c.cut_long_output = true;
     if let Some(user) = user {
         let root = nix::unistd::geteuid().is_root();
         c.credentials = Some(
