@@ -715,3 +715,47 @@ fn an_unreadable_signal_is_unknown_with_its_cause_and_recovers() {
         t.unit == "watch" && t.from == "unknown" && t.to == "ok"
     });
 }
+
+/// A reload that leaves a guard as it was keeps its state, its hold and its sampling; one that
+/// changes it starts it afresh.
+#[test]
+fn a_reload_keeps_an_unchanged_guard_tripped_and_restarts_a_changed_one() {
+    let b = Bench::new(9);
+    b.d.unit("watch", &watch_unit(&b.level, "hold = [\"pull\"]\n"));
+    let mut daemon = b.start();
+    daemon.wait_for(0, "tripped", |t| {
+        t.unit == "watch" && t.to == "tripped" && t.reason == "GUARD_TRIPPED"
+    });
+    let before = guard(&daemon, "watch", "level");
+
+    b.d.unit("extra", "[exec]\ncommand = [\"/bin/sleep\", \"1000\"]\n");
+    let mark = daemon.mark();
+    daemon.cli(&["reload"]).ok();
+    daemon.wait_for(mark, "extra started", |t| t.is("extra", "ready"));
+    let after = wait_samples_past(&daemon, "watch", "level", before.samples);
+    assert_eq!(after.state, "tripped");
+    assert!(after.holding);
+    assert!(
+        daemon.transitions()[mark..]
+            .iter()
+            .all(|t| t.unit != "watch" || t.reason != "GUARD_CLEARED"),
+        "an unchanged guard was reset"
+    );
+    daemon.cli(&["start", "pull"]).ok();
+    daemon.wait_for(mark, "pull still held", |t| {
+        t.is("pull", "waiting") && t.reason == "HELD_BY_GUARD"
+    });
+
+    // Changed (a higher threshold): afresh at ok, its hold let go, and the pull runs.
+    b.d.unit(
+        "watch",
+        &watch_unit(&b.level, "hold = [\"pull\"]\n").replace("above = 5", "above = 50"),
+    );
+    let mark = daemon.mark();
+    daemon.cli(&["reload"]).ok();
+    daemon.wait_for(mark, "pull released", |t| t.is("pull", "stopped"));
+    let g = guard(&daemon, "watch", "level");
+    assert_eq!(g.trip, "50");
+    assert!(!g.holding);
+    assert_eq!(runs(&b.pull_runs), 2);
+}

@@ -77,8 +77,8 @@ pub(crate) enum GuardMsg {
     },
 }
 
-/// Where guard tasks send: stamped with the configuration's guard epoch, so that samples of a
-/// replaced sampler are dropped.
+/// Where guard tasks send: stamped with the epoch their task was started in, so that samples
+/// of a replaced sampler are dropped.
 pub(crate) type GuardTx = mpsc::UnboundedSender<(u64, GuardMsg)>;
 
 /// A guard, or a switch over guards of its unit, with its machine. Guards outnumber switches
@@ -104,6 +104,9 @@ pub(super) struct Watched {
     pub(super) last_transition: Option<(Transition, Instant)>,
     /// Cancels the tasks of each action still in flight (its commands, verify, time box).
     actions: HashMap<u64, CancellationToken>,
+    /// Its sampling task: the epoch it was started in, and what stops it. A reload that
+    /// leaves the guard as it was leaves the task running (a rate keeps its last reading).
+    sampler: Option<(u64, CancellationToken)>,
     /// Whether its hold is in force.
     holding: bool,
 }
@@ -117,6 +120,7 @@ impl Watched {
             last_sample: None,
             last_transition: None,
             actions: HashMap::new(),
+            sampler: None,
             holding: false,
         }
     }
@@ -211,9 +215,8 @@ impl Watched {
 /// Every guard of the loaded configuration.
 pub(super) struct Guarding {
     tx: GuardTx,
+    /// Counts loads: the epoch sampling tasks started now stamp.
     epoch: u64,
-    /// Cancels this configuration's sampling tasks.
-    samplers: CancellationToken,
     pub(super) watched: Vec<Watched>,
     /// Held unit -> the guards holding it.
     holders: BTreeMap<UnitName, BTreeSet<GuardKey>>,
@@ -250,14 +253,9 @@ impl Guarding {
         Self {
             tx,
             epoch: 0,
-            samplers: CancellationToken::new(),
             watched: Vec::new(),
             holders: BTreeMap::new(),
         }
-    }
-
-    pub(super) fn epoch(&self) -> u64 {
-        self.epoch
     }
 
     /// The held units, each with the guards holding it (`unit/guard`), for the shell.
@@ -271,18 +269,16 @@ impl Guarding {
             .collect()
     }
 
-    /// Takes the guards of a (re)loaded configuration: those unchanged keep their machine,
-    /// the others start at ok; every sampler starts again.
+    /// Takes the guards of a (re)loaded configuration: those unchanged keep their machine
+    /// and their sampling task, the others start at ok with a new one.
     pub(super) fn load(&mut self, units: &[Unit]) {
-        self.samplers.cancel();
-        self.samplers = CancellationToken::new();
         self.epoch += 1;
         let mut old: HashMap<GuardKey, Watched> =
             self.watched.drain(..).map(|w| (w.key(), w)).collect();
         for u in units {
             for g in &u.guards.guards {
                 let key = (u.name.clone(), g.name.clone());
-                let w = match old.remove(&key) {
+                let mut w = match old.remove(&key) {
                     Some(w) if w.guard() == Some(g) => w,
                     other => {
                         if let Some(mut w) = other {
@@ -298,15 +294,18 @@ impl Guarding {
                     }
                 };
                 match Sampler::bind(g) {
+                    Ok(_) if w.sampler.is_some() => {}
                     Ok(sampler) => {
+                        let token = CancellationToken::new();
                         tokio::spawn(sample_loop(
                             key,
                             sampler,
                             g.every,
                             self.tx.clone(),
                             self.epoch,
-                            self.samplers.clone(),
+                            token.clone(),
                         ));
+                        w.sampler = Some((self.epoch, token));
                     }
                     Err(e) => tracing::warn!(
                         reason = %Reason::GuardUnknown,
@@ -368,13 +367,13 @@ impl Guarding {
     pub(super) fn message(&mut self, epoch: u64, msg: GuardMsg) -> (Option<usize>, Follow) {
         match msg {
             GuardMsg::Sampled { key, at, taken } => {
-                // A sampler of a replaced configuration.
-                if epoch != self.epoch {
-                    return (None, Follow::default());
-                }
                 let Some(i) = self.find(&key) else {
                     return (None, Follow::default());
                 };
+                // A sampler the guard's reload replaced.
+                if self.watched[i].sampler.as_ref().map(|(e, _)| *e) != Some(epoch) {
+                    return (None, Follow::default());
+                }
                 let w = &mut self.watched[i];
                 w.samples += 1;
                 w.last_sample = Some(at);
@@ -776,6 +775,9 @@ fn cancel_all(w: &mut Watched) {
     for (_, t) in w.actions.drain() {
         t.cancel();
     }
+    if let Some((_, t)) = w.sampler.take() {
+        t.cancel();
+    }
 }
 
 fn edge_str(e: Edge) -> &'static str {
@@ -1093,7 +1095,12 @@ async fn verify(
     let mut wait = VERIFY_FIRST;
     loop {
         // Each attempt is bounded by the time box, or, once past it, by the late interval.
-        let bound = deadline.max(crate::clock::later(Instant::now(), VERIFY_LATE));
+        let now = Instant::now();
+        let bound = if now < deadline {
+            deadline
+        } else {
+            crate::clock::later(now, VERIFY_LATE)
+        };
         let attempt = async {
             match action_command(&argv, user.as_deref(), bound) {
                 Ok(c) => c.run().await,
@@ -1173,18 +1180,20 @@ impl super::Supervisor {
         epoch: u64,
         msg: GuardMsg,
     ) -> Vec<crate::engine::core::Event> {
-        if epoch == self.guards.epoch()
-            && let Some((_, h)) = host_facts(&msg)
-        {
-            self.metrics.on_host(&h);
-        }
+        let host = host_facts(&msg).map(|(_, h)| h);
         let phases = match &msg {
             GuardMsg::Sampled { key, taken, .. } => taken.ttft.map(|p| (key.clone(), p)),
             GuardMsg::Outcome { .. } => None,
         };
         let (i, follow) = self.guards.message(epoch, msg);
-        if let (Some(_), Some((key, r))) = (i, phases) {
-            self.metrics.on_ttft(key.0.as_str(), key.1.as_str(), &r);
+        // Only what a current sampler read.
+        if i.is_some() {
+            if let Some(h) = host {
+                self.metrics.on_host(&h);
+            }
+            if let Some((key, r)) = phases {
+                self.metrics.on_ttft(key.0.as_str(), key.1.as_str(), &r);
+            }
         }
         self.guard_follow(i, follow)
     }
