@@ -759,3 +759,38 @@ fn a_reload_keeps_an_unchanged_guard_tripped_and_restarts_a_changed_one() {
     assert!(!g.holding);
     assert_eq!(runs(&b.pull_runs), 2);
 }
+
+/// A failing command ends its action as failed, with why, in status and events; the rest of
+/// the action (here its second command) does not run.
+#[test]
+fn a_failing_action_command_is_visible_until_the_next_edge() {
+    let b = Bench::new(9);
+    let on_trip = format!(
+        r#"[guard.on-trip]
+run = [["/bin/sh", "-c", "echo no room >&2; exit 3"], ["/bin/sh", "-c", {second}]]
+"#,
+        second = q(&format!("echo ran > {}", b.marker.display())),
+    );
+    b.d.unit("watch", &watch_unit(&b.level, &on_trip));
+    let mut daemon = b.start();
+    daemon.wait_for(0, "the action failed", |t| {
+        t.unit == "watch" && t.reason == "GUARD_ACTION_FAILED"
+    });
+    let g = guard(&daemon, "watch", "level");
+    let a = g.action.expect("an action");
+    assert_eq!(a.progress, "failed");
+    assert_eq!(a.reason.as_deref(), Some("GUARD_ACTION_FAILED"));
+    let why = a.detail.unwrap();
+    assert!(why.contains("exited 3") && why.contains("no room"), "{why}");
+    assert!(!b.marker.exists(), "the command after the failed one ran");
+    let later = wait_samples_past(&daemon, "watch", "level", g.samples + 2);
+    assert_eq!(
+        later.action.and_then(|a| a.reason).as_deref(),
+        Some("GUARD_ACTION_FAILED")
+    );
+    let failed = guard_events(&daemon)
+        .into_iter()
+        .find(|e| e.reason == "GUARD_ACTION_FAILED")
+        .unwrap();
+    assert!(failed.facts.cause.unwrap().contains("exited 3"));
+}
