@@ -763,7 +763,7 @@ fn a_reload_keeps_an_unchanged_guard_tripped_and_restarts_a_changed_one() {
 /// A failing command ends its action as failed, with why, in status and events; the rest of
 /// the action (here its second command) does not run.
 #[test]
-fn a_failing_action_command_is_visible_until_the_next_edge() {
+fn a_failing_action_command_stays_visible_and_stops_the_rest_of_the_action() {
     let b = Bench::new(9);
     let on_trip = format!(
         r#"[guard.on-trip]
