@@ -148,6 +148,17 @@ pub enum Command {
         #[command(flatten)]
         socket: SocketArg,
     },
+    /// Trip or clear a guard by hand (the same rights as `restart`). A trip runs its on-trip
+    /// action again and holds until cleared by hand; a clear puts it back to ok, its samples
+    /// driving it again.
+    Guard {
+        #[arg(value_enum)]
+        action: GuardAction,
+        /// UNIT/GUARD.
+        target: String,
+        #[command(flatten)]
+        socket: SocketArg,
+    },
     /// Write the artifact for a change window: a tarball in the state directory with the unit
     /// files, the plists they use, their environments (secrets redacted), the last
     /// fingerprints, the live status, and Ollama's and OpenClaw's own reports when reachable.
@@ -218,16 +229,19 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// The runbook of the units' guards and switches, without a daemon: what each watches,
-    /// when it trips and clears, and the exact commands run on each edge (as which user),
-    /// with their verify command and time box.
+    /// The runbook of the units' guards and switches: what each watches, when it trips and
+    /// clears, and the exact commands run on each edge (as which user), with their verify
+    /// command and time box; with each one's state now (value, window) when the daemon
+    /// answers on its socket. Without a daemon, the runbook alone.
     Guards {
         #[command(flatten)]
         units: UnitsDir,
         /// Print the runbook as JSON (schema launchgraph.runbook/1, see
-        /// docs/runbook-schema.md).
+        /// docs/runbook-schema.md), each row's `live` filled in when the daemon answers.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        socket: SocketArg,
     },
 }
 
@@ -307,4 +321,11 @@ impl UnitsDir {
     pub(crate) fn resolve(&self) -> PathBuf {
         self.units.clone().unwrap_or_else(default_units_dir)
     }
+}
+
+/// What `launchgraph guard` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GuardAction {
+    Trip,
+    Clear,
 }

@@ -22,6 +22,23 @@
 //! | `launchgraph_units` | gauge | | units supervised |
 //! | `launchgraph_up` | gauge | | 1 while the supervisor runs |
 //! | `launchgraph_build_info` | gauge | `version` | 1 |
+//! | `launchgraph_guard_state` | gauge | `unit`, `guard`, `signal`, `state` | 1 for the guard's current state, 0 for the four others |
+//! | `launchgraph_guard_value` | gauge | `unit`, `guard`, `signal` | the guard's latest sample, in its signal's base unit; absent while that sample is unknown |
+//! | `launchgraph_guard_trips_total` | counter | `unit`, `guard` | transitions into `tripped` |
+//! | `launchgraph_guard_action_runs_total` | counter | `unit`, `guard`, `action`, `result` | runs of the guard's actions, by outcome |
+//! | `launchgraph_guard_action_last_result` | gauge | `unit`, `guard`, `action`, `result` | 1 for the outcome of the action's latest run, 0 for the two others; absent before its first run |
+//! | `launchgraph_guard_action_seconds` | histogram | `unit`, `guard`, `action` | how long each run took |
+//! | `launchgraph_ttft_phase_seconds` | histogram | `unit`, `guard`, `phase` | each phase of every known `ttft` sample |
+//! | `launchgraph_host_swap_out_bytes_total` | counter | | bytes written to swap since boot, as the kernel counts them |
+//! | `launchgraph_host_memory_pressure_level` | gauge | | macOS: 1 normal, 2 warning, 4 critical |
+//! | `launchgraph_host_memory_stall_seconds_total` | counter | `line` | Linux: time with tasks stalled on memory, from PSI |
+//! | `launchgraph_host_disk_free_ratio` | gauge | `path` | share of the volume holding `path` an unprivileged writer may use, 0 to 1 |
+//! | `launchgraph_host_disk_free_bytes` | gauge | `path` | the same, in bytes |
+//!
+//! The guard and host series (`launchgraph_guard_*`, `launchgraph_ttft_phase_seconds`,
+//! `launchgraph_host_*`) are docs/alerts.md's contract, which says their labels and units;
+//! they live in `guards`. A guard's series exist from its load, every state and action
+//! counter at 0; the host series from the first sample a guard takes of them.
 //!
 //! `state` is one of the nine [`StateName`]s, `reason` a code of docs/reason-codes.md, `kind`
 //! `ready` or `alive`, `code` and `severity` those of docs/preflight.md. Every state of a unit
@@ -93,6 +110,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+mod guards;
+
+pub use guards::{ActionRun, GuardInfo};
 
 use crate::engine::core::{ProbeKind, StateName, Transition};
 use crate::preflight::Finding;
@@ -240,6 +261,7 @@ pub struct Metrics {
     findings: Family<FindingLabels, Gauge>,
     backoff: Family<UnitLabels, SecondsGauge>,
     unit_count: Gauge,
+    guards: guards::GuardFamilies,
 }
 
 impl Metrics {
@@ -326,7 +348,9 @@ impl Metrics {
             "The version of launchgraph that runs, as a label; the value is 1",
             build_info,
         );
+        let guards = guards::GuardFamilies::register(&mut registry);
         let mut metrics = Self {
+            guards,
             registry,
             units: BTreeMap::new(),
             unit_state,
@@ -532,6 +556,47 @@ impl Metrics {
             self.findings.get_or_create(&labels(key)).set(n);
         }
         series.findings = counts.into_keys().collect();
+    }
+
+    /// The guards of a (re)loaded configuration ([`GuardInfo`]).
+    pub fn set_guards(&mut self, guards: Vec<GuardInfo>) {
+        self.guards.set_guards(guards);
+    }
+
+    /// A guard's state and latest value, in its signal's base unit (`None` while unknown).
+    pub fn set_guard(
+        &mut self,
+        unit: &str,
+        guard: &str,
+        state: crate::guard::machine::State,
+        value: Option<f64>,
+    ) {
+        self.guards.set_guard(unit, guard, state, value);
+    }
+
+    /// A guard's transition into tripped.
+    pub fn on_guard_trip(&mut self, unit: &str, guard: &str) {
+        self.guards.on_trip(unit, guard);
+    }
+
+    /// One run of a guard's action.
+    pub fn on_guard_action(&mut self, unit: &str, guard: &str, run: ActionRun) {
+        self.guards.on_action(unit, guard, run);
+    }
+
+    /// The phases of a known ttft sample.
+    pub fn on_ttft(
+        &mut self,
+        unit: &str,
+        guard: &str,
+        r: &crate::guard::signal::ttft::TtftReading,
+    ) {
+        self.guards.on_ttft(unit, guard, r);
+    }
+
+    /// Host figures a guard's sample read.
+    pub fn on_host(&mut self, h: &crate::guard::bind::HostFacts) {
+        self.guards.on_host(&mut self.registry, h);
     }
 
     /// The Prometheus text format 0.0.4, served as [`CONTENT_TYPE`].

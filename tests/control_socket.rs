@@ -122,6 +122,7 @@ fn sample_event(seq: u64) -> EventRecord {
         reason: "PROBE_OK".into(),
         on: None,
         facts: Default::default(),
+        guard: None,
     }
 }
 
@@ -169,6 +170,10 @@ async fn handler(
             }
             Request::Metrics => reply.send(Response::Metrics {
                 text: "launchgraph_units 1\n".into(),
+            }),
+            Request::Guards => reply.send(Response::Guards { guards: Vec::new() }),
+            Request::GuardForce { unit, guard, .. } => reply.send(Response::Done {
+                message: format!("{unit}/{guard} for uid {}", peer.uid),
             }),
         }
     }

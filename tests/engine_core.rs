@@ -970,6 +970,43 @@ fn a_deferred_start_waits_without_counting_as_a_failure_and_retries() {
     assert_eq!(s.core.slot(0).failures, 0);
 }
 
+/// A unit a tripped guard holds waits with HELD_BY_GUARD, as a failed preflight makes it wait:
+/// no backoff, nothing counted, no timer; released, it starts, however often it was held.
+#[test]
+fn a_held_start_waits_without_a_timer_or_a_failure_and_starts_once_released() {
+    let mut s = Sim::new(vec![policy(
+        &[],
+        1,
+        false,
+        false,
+        RestartSpec {
+            start_limit_count: 1,
+            ..zero_backoff()
+        },
+    )]);
+    s.start_all();
+    for _ in 0..3 {
+        let generation = s.generation(0);
+        let fx = s.ev(Event::StartDeferred {
+            unit: 0,
+            generation,
+            reason: Reason::HeldByGuard,
+            detail: "held by guard ollama/disk".into(),
+            retry_after: None,
+        });
+        assert!(transitions(&fx).contains(&(0, Waiting, Reason::HeldByGuard)));
+        assert!(spawns(&fx).is_empty());
+        assert!(
+            !fx.iter().any(|e| matches!(e, Effect::SetTimer { .. })),
+            "a hold is not retried by a timer: {fx:?}"
+        );
+        let fx = s.ev(Event::Retry { unit: 0 });
+        assert_eq!(spawns(&fx), vec![0], "released, it starts");
+    }
+    assert_eq!(s.core.slot(0).failures, 0);
+    assert_ne!(s.state(0), Failed, "never failed by the start limit");
+}
+
 #[test]
 fn a_dependency_restart_after_an_own_failure_is_not_counted_as_a_failure_restart() {
     let spec = RestartSpec {

@@ -474,6 +474,36 @@ async fn ttft_never_loads_a_model_it_does_not_see_loaded() {
     assert_eq!(server.paths(), ["/api/ps"]);
 }
 
+/// A guard without `model` measures whatever the server has loaded, and loads nothing when
+/// nothing is.
+#[tokio::test]
+async fn ttft_without_a_model_measures_the_loaded_one() {
+    let server = Server::start(ollama(
+        &["qwen2.5:7b", "llama3.1:8b"],
+        Duration::ZERO,
+        [10, 0, 5, 1],
+        false,
+    ))
+    .await;
+    let mut p = TtftParams::any_loaded(server.url(), Api::Ollama);
+    p.deadline = Duration::from_secs(20);
+    let s = Ttft::new(p).sample().await;
+    assert!(s.known().is_some(), "{s:?}");
+    assert_eq!(server.paths(), ["/api/ps", "/api/generate"]);
+    assert_eq!(server.body_of("/api/generate")["model"], "qwen2.5:7b");
+
+    let server = Server::start(ollama(&[], Duration::ZERO, [1, 0, 0, 0], false)).await;
+    let mut p = TtftParams::any_loaded(server.url(), Api::Ollama);
+    p.deadline = Duration::from_secs(20);
+    let s = Ttft::new(p).sample().await;
+    assert_eq!(
+        s.reason(),
+        Some("no model is loaded; a probe never loads a model"),
+        "{s:?}"
+    );
+    assert_eq!(server.paths(), ["/api/ps"], "no /api/generate was sent");
+}
+
 #[tokio::test]
 async fn a_probe_past_its_deadline_is_a_sample_equal_to_the_deadline() {
     let server = Server::start(ollama(&["m:latest"], Duration::ZERO, [0; 4], true)).await;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use launchgraph::compile::compile_dir;
 use launchgraph::diag::escape;
-use launchgraph::guard::runbook::Runbook;
+use launchgraph::guard::runbook::{GuardLive, Runbook};
 use launchgraph::plan::Plan;
 
 use super::Failure;
@@ -288,9 +288,26 @@ pub(crate) fn plan(dir: &Path, json: bool) -> Result<(), Failure> {
 /// `guards`: the runbook of the units' guards and switches, from the unit files alone. No
 /// daemon is asked, so every row's [`launchgraph::guard::runbook::GuardLive`] stays empty; a
 /// daemon's answer would join through [`Runbook::attach_live`].
-pub(crate) fn guards(dir: &Path, json: bool) -> Result<(), Failure> {
+/// `guards`: the runbook from the units, with each row's state from the daemon on `socket`
+/// when one answers there (a daemon that has not loaded these units yet leaves their rows
+/// without state).
+pub(crate) fn guards(dir: &Path, json: bool, socket: &Path) -> Result<(), Failure> {
     let c = compile_dir(dir).map_err(|diags| report(dir, &diags))?;
-    let book = Runbook::new(&c, &dir.to_string_lossy());
+    let mut book = Runbook::new(&c, &dir.to_string_lossy());
+    if !book.units.is_empty() {
+        match super::control::guard_states(socket) {
+            Ok(states) => book.attach_live(|unit, name| {
+                states
+                    .iter()
+                    .find(|g| g.unit == unit && g.guard == name)
+                    .map(live_of)
+            }),
+            Err(why) => eprintln!(
+                "note: no state from the daemon ({}): the runbook alone",
+                escape(&why)
+            ),
+        }
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let written = if json {
         serde_json::to_writer_pretty(&mut out, &book)
@@ -303,6 +320,32 @@ pub(crate) fn guards(dir: &Path, json: bool) -> Result<(), Failure> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(Failure::Io(Some(format!("cannot write the runbook: {e}")))),
+    }
+}
+
+/// What the runbook shows of a guard's state now.
+fn live_of(g: &launchgraph::control::protocol::GuardStatus) -> GuardLive {
+    let mut state = g.state.clone();
+    if g.forced {
+        state.push_str(" (forced by hand)");
+    }
+    if let Some(cause) = &g.unknown_cause {
+        state.push_str(&format!(": {cause}"));
+    }
+    GuardLive {
+        state,
+        last_value: g
+            .value
+            .map(|v| launchgraph::control::render::guard_value(v, &g.value_unit)),
+        window: g.window.as_ref().map(|w| {
+            let held = std::time::Duration::from_millis(w.held_ms.max(0.0) as u64);
+            format!(
+                "condition held {} sample{} over {}",
+                w.held_samples,
+                if w.held_samples == 1 { "" } else { "s" },
+                humantime::format_duration(std::time::Duration::from_secs(held.as_secs()))
+            )
+        }),
     }
 }
 

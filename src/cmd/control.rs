@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use launchgraph::control::client::{self, ClientError};
-use launchgraph::control::protocol::{ErrorCode, Request, Response};
+use launchgraph::control::protocol::{ErrorCode, ForceTo, GuardStatus, Request, Response};
 use launchgraph::control::render;
 
 use super::{Failure, print, runtime};
@@ -30,7 +30,9 @@ fn client_error(e: ClientError) -> Failure {
 fn daemon_error(code: ErrorCode, message: String) -> Failure {
     match code {
         ErrorCode::PermissionDenied => Failure::NoPermission(message),
-        ErrorCode::UnknownUnit | ErrorCode::NotApplicable => Failure::Usage(message),
+        ErrorCode::UnknownUnit | ErrorCode::UnknownGuard | ErrorCode::NotApplicable => {
+            Failure::Usage(message)
+        }
         ErrorCode::InvalidConfiguration => Failure::Config(Some(message)),
         ErrorCode::ShuttingDown | ErrorCode::Busy => Failure::Unavailable(message),
         _ => Failure::Software(message),
@@ -101,4 +103,44 @@ pub(crate) fn events(socket: &Path, follow: bool, json: bool) -> Result<(), Fail
         }
         Ok(())
     })
+}
+
+/// Each guard's and switch's state now, as the daemon on `socket` reports it, for the
+/// runbook's live columns; `None`, with the reason, when no daemon answers there.
+pub(crate) fn guard_states(socket: &Path) -> Result<Vec<GuardStatus>, String> {
+    let Ok(rt) = runtime() else {
+        return Err("cannot start the runtime".to_owned());
+    };
+    let answer = rt.block_on(client::request(socket, Request::Guards));
+    match answer {
+        Ok(Response::Guards { guards }) => Ok(guards),
+        Ok(Response::Error { message, .. }) => Err(message),
+        Ok(other) => Err(format!("unexpected answer: {other:?}")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// `guard trip|clear UNIT/GUARD`.
+pub(crate) fn guard(
+    socket: &Path,
+    action: crate::cli::GuardAction,
+    target: &str,
+) -> Result<(), Failure> {
+    let Some((unit, guard)) = target.split_once('/') else {
+        return Err(Failure::Usage(format!(
+            "{target:?}: expected UNIT/GUARD, e.g. ollama/disk"
+        )));
+    };
+    let to = match action {
+        crate::cli::GuardAction::Trip => ForceTo::Trip,
+        crate::cli::GuardAction::Clear => ForceTo::Clear,
+    };
+    act(
+        socket,
+        Request::GuardForce {
+            unit: unit.to_owned(),
+            guard: guard.to_owned(),
+            to,
+        },
+    )
 }

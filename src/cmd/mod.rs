@@ -57,7 +57,11 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
             &launchgraph::launchd::Launchctl::new(launchctl),
         ),
         Command::Plan { units, json } => config::plan(&units.resolve(), json),
-        Command::Guards { units, json } => config::guards(&units.resolve(), json),
+        Command::Guards {
+            units,
+            json,
+            socket,
+        } => config::guards(&units.resolve(), json, &socket.client()),
         Command::Adopt {
             unit,
             dry_run,
@@ -125,6 +129,11 @@ pub(crate) fn run(command: Command) -> Result<(), Failure> {
             socket,
         } => control::events(&socket.client(), follow, json),
         Command::Metrics { socket } => control::metrics(&socket.client()),
+        Command::Guard {
+            action,
+            target,
+            socket,
+        } => control::guard(&socket.client(), action, &target),
         Command::Snapshot {
             list,
             units,

@@ -9,6 +9,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod guards;
+
+pub use guards::{GuardEventFacts, GuardStatus};
+
 /// Bumped when a request or response changes meaning; a mismatch is refused with
 /// [`ErrorCode::Version`]. Version 2: events carry typed facts instead of a `detail` string,
 /// and a unit's status carries its last transition.
@@ -42,6 +46,22 @@ pub enum Request {
     Events { follow: bool },
     /// Prometheus text exposition.
     Metrics,
+    /// Every guard's state.
+    Guards,
+    /// Trip or clear a guard by hand.
+    GuardForce {
+        unit: String,
+        guard: String,
+        to: ForceTo,
+    },
+}
+
+/// Where `guard trip|clear` forces a guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForceTo {
+    Trip,
+    Clear,
 }
 
 impl Request {
@@ -52,6 +72,7 @@ impl Request {
             Request::Start { .. }
                 | Request::Stop { .. }
                 | Request::Restart { .. }
+                | Request::GuardForce { .. }
                 | Request::Reload { dry_run: false }
         )
     }
@@ -72,6 +93,9 @@ pub enum Response {
     Event(Box<EventRecord>),
     Metrics {
         text: String,
+    },
+    Guards {
+        guards: Vec<GuardStatus>,
     },
     Error {
         code: ErrorCode,
@@ -94,6 +118,8 @@ pub enum ErrorCode {
     PermissionDenied,
     /// No unit of that name.
     UnknownUnit,
+    /// The unit has no guard (or switch) of that name.
+    UnknownGuard,
     /// The units directory is invalid; nothing was changed.
     InvalidConfiguration,
     /// The daemon is shutting down.
@@ -172,6 +198,9 @@ pub struct EventRecord {
     pub on: Option<String>,
     #[serde(flatten)]
     pub facts: TransitionFacts,
+    /// For a guard's event: its facts (`from`, `to` are then the guard's states).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardEventFacts>,
 }
 
 /// The typed facts of a transition: what `events --json` and `status --json` carry, and what

@@ -150,8 +150,12 @@ pub fn event_line(e: &EventRecord) -> String {
     format!("{} {}", e.time, transition_line(e))
 }
 
-/// `unit: from -> to REASON [on=REQ] facts`: the daemon's log line of a transition.
+/// `unit: from -> to REASON [on=REQ] facts`: the daemon's log line of a transition; for a
+/// guard's event, [`guard_line`].
 pub fn transition_line(e: &EventRecord) -> String {
+    if let Some(g) = &e.guard {
+        return guard_line(e, g);
+    }
     let mut s = format!("{}: {} -> {} {}", e.unit, e.from, e.to, e.reason);
     if let Some(on) = &e.on {
         let _ = write!(s, " on={on}");
@@ -273,6 +277,62 @@ pub fn reload_report(r: &ReloadReport) -> String {
         let _ = writeln!(out, "{:<width$} {}", format!("{key}:"), list(units));
     }
     out
+}
+
+/// `unit: guard NAME from -> to REASON value=V threshold=T window=W held=N samples/T
+/// [action=trip#1] [forced] [advise] (cause) output: ...`: a guard event's line.
+pub fn guard_line(e: &EventRecord, g: &crate::control::protocol::GuardEventFacts) -> String {
+    let mut s = format!("{}: guard {} ", e.unit, g.guard);
+    match g.kind.as_str() {
+        "transition" => {
+            let _ = write!(s, "{} -> {} {}", e.from, e.to, e.reason);
+        }
+        kind => {
+            let _ = write!(s, "{kind} {}", e.reason);
+        }
+    }
+    if let Some(v) = g.value {
+        let unit = g.value_unit.as_deref().unwrap_or("");
+        let _ = write!(s, " value={}", crate::control::render::guard_value(v, unit));
+    }
+    if let Some(t) = &g.threshold {
+        let _ = write!(s, " threshold={t}");
+    }
+    if let Some(w) = &g.window {
+        let _ = write!(s, " window={w}");
+    }
+    if let (Some(n), Some(ms)) = (g.held_samples, g.held_ms) {
+        let _ = write!(s, " held={n} samples/{}", fmt_ms(ms));
+    }
+    if let (Some(edge), Some(seq)) = (&g.edge, g.action_seq) {
+        let _ = write!(s, " action={edge}#{seq}");
+    }
+    if g.forced {
+        s.push_str(" forced");
+    }
+    if g.advise {
+        s.push_str(" advise");
+    }
+    if let Some(c) = e.facts.cause.as_deref().filter(|c| !c.is_empty()) {
+        let _ = write!(s, " ({c})");
+    }
+    if let Some(o) = g.output.as_deref().filter(|o| !o.is_empty()) {
+        let _ = write!(s, " output: {o}");
+    }
+    s
+}
+
+/// A guard's value in its unit, as a person reads it: `2.5s`, `11.2%`, `3`, `1048576 B/s`.
+pub fn guard_value(v: f64, unit: &str) -> String {
+    match unit {
+        "seconds" => format!("{v:.3}s"),
+        "percent" => format!("{v:.1}%"),
+        "bytes/s" => format!("{v:.0}B/s"),
+        _ => {
+            let t = format!("{v:.3}");
+            t.trim_end_matches('0').trim_end_matches('.').to_owned()
+        }
+    }
 }
 
 #[cfg(test)]

@@ -438,6 +438,15 @@ fn request_name(request: &Request) -> &'static str {
         Request::Reload { dry_run: false } => "reload",
         Request::Events { .. } => "events",
         Request::Metrics => "metrics",
+        Request::Guards => "guards",
+        Request::GuardForce {
+            to: crate::control::protocol::ForceTo::Trip,
+            ..
+        } => "guard trip",
+        Request::GuardForce {
+            to: crate::control::protocol::ForceTo::Clear,
+            ..
+        } => "guard clear",
     }
 }
 

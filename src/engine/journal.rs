@@ -16,7 +16,9 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::broadcast;
 
 use super::core::{Note, StateName, Transition};
-use crate::control::protocol::{EventRecord, ExitRecord, NoteRecord, TransitionFacts};
+use crate::control::protocol::{
+    EventRecord, ExitRecord, GuardEventFacts, NoteRecord, TransitionFacts,
+};
 use crate::control::render::transition_line;
 use crate::reason::Reason;
 use crate::unit::Unit;
@@ -93,6 +95,59 @@ impl Entry {
             reason: t.reason.code().to_string(),
             on: self.on.as_ref().map(|n| n.to_string()),
             facts: facts(t),
+            guard: None,
+        }
+    }
+}
+
+/// One recorded guard event: the guard's states, its reason code and its facts, already
+/// typed as `events --json` carries them (they hold numbers, not text); the time is rendered
+/// when read.
+#[derive(Debug, Clone)]
+pub(crate) struct GuardEntry {
+    pub time: SystemTime,
+    pub seq: u64,
+    pub unit: Arc<str>,
+    pub from: &'static str,
+    pub to: &'static str,
+    pub reason: Reason,
+    /// Text from outside the supervisor: why a signal is unknown, what a command said.
+    pub cause: Option<String>,
+    pub facts: GuardEventFacts,
+}
+
+impl GuardEntry {
+    fn record_at(&self, time: String) -> EventRecord {
+        EventRecord {
+            time,
+            seq: self.seq,
+            unit: self.unit.to_string(),
+            from: self.from.to_owned(),
+            to: self.to.to_owned(),
+            reason: self.reason.code().to_owned(),
+            on: None,
+            facts: TransitionFacts {
+                cause: self.cause.clone(),
+                ..TransitionFacts::default()
+            },
+            guard: Some(self.facts.clone()),
+        }
+    }
+}
+
+/// What the ring holds: a unit's transition or a guard's event, in one sequence.
+#[derive(Debug, Clone)]
+pub(crate) enum Recorded {
+    Unit(Entry),
+    Guard(GuardEntry),
+}
+
+impl Recorded {
+    /// The event, as `events` carries it.
+    pub(crate) fn record(&self) -> EventRecord {
+        match self {
+            Recorded::Unit(e) => e.record(),
+            Recorded::Guard(g) => g.record_at(humantime::format_rfc3339_micros(g.time).to_string()),
         }
     }
 }
@@ -105,7 +160,7 @@ const LIVE_BACKLOG: usize = 1024;
 
 /// The transitions `events` replays, and the live feed for `--follow`.
 pub(crate) struct EventLog {
-    ring: VecDeque<Entry>,
+    ring: VecDeque<Recorded>,
     cap: usize,
     seq: u64,
     /// The unit names of the configuration the last transition was made in, shared by its
@@ -144,6 +199,22 @@ impl EventLog {
             on: t.related.map(|r| Arc::clone(&names[r])),
             transition: t,
         };
+        match self.record(Recorded::Unit(entry)) {
+            Recorded::Unit(e) => e,
+            Recorded::Guard(_) => unreachable!("just pushed a unit's entry"),
+        }
+    }
+
+    /// Records a guard's event; returns its log line.
+    pub(crate) fn push_guard(&mut self, mut g: GuardEntry) -> String {
+        self.seq += 1;
+        g.seq = self.seq;
+        let line = transition_line(&g.record_at(String::new()));
+        self.record(Recorded::Guard(g));
+        line
+    }
+
+    fn record(&mut self, r: Recorded) -> &Recorded {
         if self.ring.len() == self.cap {
             self.ring.pop_front();
         }
@@ -151,14 +222,14 @@ impl EventLog {
             && live.receiver_count() > 0
         {
             // A reader that left since is fine: the send fails.
-            let _ = live.send(Arc::new(entry.record()));
+            let _ = live.send(Arc::new(r.record()));
         }
-        self.ring.push_back(entry);
+        self.ring.push_back(r);
         self.ring.back().expect("just pushed")
     }
 
     /// The events still in the ring, oldest first.
-    pub(crate) fn ring(&self) -> impl Iterator<Item = &Entry> {
+    pub(crate) fn ring(&self) -> impl Iterator<Item = &Recorded> {
         self.ring.iter()
     }
 

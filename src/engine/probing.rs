@@ -128,7 +128,10 @@ pub(crate) fn start(
                     if fast.is_some() && started.elapsed() >= READY_POLL_FAST_FOR {
                         fast = None;
                     }
-                    due = due.checked_add(delay).unwrap_or(due).max(tokio::time::Instant::now());
+                    due = due
+                        .checked_add(delay)
+                        .unwrap_or(due)
+                        .max(tokio::time::Instant::now());
                     tokio::select! {
                         () = token.cancelled() => return,
                         () = tokio::time::sleep_until(due) => {}

@@ -358,6 +358,9 @@ pub struct Status {
     pub forced: bool,
     /// The last value compared (a sample, or the statistic).
     pub last_value: Option<f64>,
+    /// How long the condition toward the next edge (a trip from ok or pending, a clear from
+    /// tripped or clearing) has held: consecutive real samples, and time.
+    pub held: Option<(u32, Duration)>,
     pub action: Option<ActionStatus>,
 }
 
@@ -722,6 +725,7 @@ impl GuardMachine {
             unknown: self.unknown.clone(),
             forced: self.forced,
             last_value: self.last_value,
+            held: self.streak.map(|s| (s.samples, s.held)),
             action: self.actor.current.clone(),
         }
     }
@@ -984,6 +988,11 @@ impl SwitchMachine {
 
     pub fn action(&self) -> Option<&ActionStatus> {
         self.actor.current.as_ref()
+    }
+
+    /// Tripped by hand, until cleared by hand.
+    pub fn forced(&self) -> bool {
+        self.forced
     }
 
     pub fn step(&mut self, input: SwitchInput) -> Step {

@@ -53,7 +53,21 @@ pub fn plan_credentials(
 }
 
 fn plan(spec: &ExecSpec, running_as_root: bool) -> Result<Option<Credentials>, SpawnCause> {
-    let (user, group) = (spec.user.as_deref(), spec.group.as_deref());
+    plan_ids(spec.user.as_deref(), spec.group.as_deref(), running_as_root)
+}
+
+/// Resolves a `user` (a name or a numeric uid) and its primary group and supplementary
+/// groups, as [`plan_credentials`] does for a unit: for helper commands that run as a
+/// configured user (a guard action's `user`).
+pub fn user_credentials(user: &str, running_as_root: bool) -> Result<Credentials, SpawnCause> {
+    plan_ids(Some(user), None, running_as_root).map(|c| c.expect("a user is given"))
+}
+
+fn plan_ids(
+    user: Option<&str>,
+    group: Option<&str>,
+    running_as_root: bool,
+) -> Result<Option<Credentials>, SpawnCause> {
     if user.is_none() && group.is_none() {
         return Ok(None);
     }

@@ -52,7 +52,7 @@ pub(crate) use cgroup::{
     remove_all as remove_unit_cgroups, set_owner as set_cgroup_owner, stop_stale_cgroups,
 };
 pub(crate) use credentials::group_list;
-pub use credentials::{Account, Credentials, job_credentials, plan_credentials};
+pub use credentials::{Account, Credentials, job_credentials, plan_credentials, user_credentials};
 pub use error::{SpawnCause, SpawnError};
 pub use exit_watch::{ExitWatch, exited};
 pub use reaper::{OrphanReaping, ReapedOrphan, reaped_count, start_reaper, subscribe_reaped};

@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::time::{DelayQueue, delay_queue};
 
+mod guarding;
 mod reloading;
 mod requests;
 mod shell;
@@ -103,7 +104,8 @@ pub(crate) async fn supervise(
     }
     let (tx, mut rx) = events::channel::<Event>(0);
     let (changed_tx, mut changed_rx) = events::channel::<UnitId>(0);
-    let mut sup = Supervisor::new(dir, config, tx, changed_tx);
+    let (guard_tx, mut guard_rx) = mpsc::unbounded_channel();
+    let mut sup = Supervisor::new(dir, config, tx, changed_tx, guard_tx);
     // The first load is a reload from the empty configuration.
     let _ = sup.reload(false);
     let mut done = sup.finish_reload().await;
@@ -124,6 +126,14 @@ pub(crate) async fn supervise(
                     Some(e) => e,
                     None => continue,
                 }
+            }
+            Some((epoch, msg)) = guard_rx.recv() => {
+                for e in sup.guard_message(epoch, msg) {
+                    let fx = sup.core.handle(e, Instant::now());
+                    done |= sup.apply(fx);
+                }
+                done = done || sup.finish_reload().await;
+                continue;
             }
             Some((epoch, unit)) = changed_rx.recv() => {
                 let Some(unit) = sup.remap(epoch, unit) else { continue };
@@ -202,6 +212,7 @@ struct Supervisor {
     changed_tx: EpochTx<UnitId>,
     _watch: Option<FileWatch>,
     metrics: Metrics,
+    guards: guarding::Guarding,
 }
 
 impl Supervisor {
@@ -211,6 +222,7 @@ impl Supervisor {
         config: SupervisorConfig,
         tx: EventTx,
         changed_tx: EpochTx<UnitId>,
+        guard_tx: guarding::GuardTx,
     ) -> Self {
         let compiled = Compiled::empty(dir);
         let core = Core::new(&compiled, Instant::now(), fastrand::u64(..));
@@ -229,6 +241,7 @@ impl Supervisor {
                 timers: DelayQueue::new(),
                 timer_keys: Vec::new(),
                 events: Vec::new(),
+                held: std::collections::HashMap::new(),
             },
             remaps: HashMap::new(),
             events: EventLog::new(EVENT_RING),
@@ -238,6 +251,7 @@ impl Supervisor {
             changed_tx,
             _watch: None,
             metrics: Metrics::new(std::iter::empty::<&str>()),
+            guards: guarding::Guarding::new(guard_tx),
         }
     }
 

@@ -157,6 +157,11 @@ impl Supervisor {
         self.loaded = true;
         self.compiled = next;
         self.core = core;
+        // Guards before the starts, so that a kept hold holds.
+        self.guards.load(&self.compiled.units);
+        self.metrics
+            .set_guards(super::guarding::guard_infos(&self.compiled.units));
+        self.shell.held = self.guards.held();
         let mut fx = self.core.want_up(&fresh, now);
         // A reload looks again at once at every deferred start (the owner may have enabled
         // its job, or booted out another copy).

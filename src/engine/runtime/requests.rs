@@ -8,9 +8,10 @@ use std::time::Instant;
 use tokio::sync::{broadcast, mpsc};
 
 use super::{ControlRequest, Supervisor};
-use crate::control::protocol::{ErrorCode, Request, Response, UnitStatus};
+use crate::control::protocol::{ErrorCode, ForceTo, Request, Response, UnitStatus};
 use crate::engine::core::{Command, Event};
 use crate::engine::events::UnitId;
+use crate::guard::machine::Forced;
 
 impl Supervisor {
     /// Answers a control request; returns the event it turns into, if any.
@@ -121,6 +122,42 @@ impl Supervisor {
                 });
                 None
             }
+            Request::Guards => {
+                reply(Response::Guards {
+                    guards: self.guards.status(Instant::now()),
+                });
+                None
+            }
+            Request::GuardForce { unit, guard, to } => {
+                let Some(i) = self.guards.index(&unit, &guard) else {
+                    reply(Response::Error {
+                        code: if self.unit_index(&unit).is_some() {
+                            ErrorCode::UnknownGuard
+                        } else {
+                            ErrorCode::UnknownUnit
+                        },
+                        message: format!("no guard {unit}/{guard}"),
+                    });
+                    return None;
+                };
+                let (forced, verb) = match to {
+                    ForceTo::Trip => (Forced::Trip, "tripping"),
+                    ForceTo::Clear => (Forced::Clear, "clearing"),
+                };
+                tracing::info!("{unit}: guard {guard}: {verb} by hand");
+                let follow = self.guards.force(i, forced);
+                reply(Response::Done {
+                    message: format!("{verb} guard {unit}/{guard}"),
+                });
+                let mut events = self.guard_follow(Some(i), follow).into_iter();
+                let first = events.next();
+                // More than one (several held units released): the rest go through the
+                // channel, as any report does.
+                for e in events {
+                    let _ = self.shell.tx.send(e);
+                }
+                first
+            }
         }
     }
 
@@ -154,7 +191,7 @@ impl Supervisor {
     }
 
     /// Who runs `name`, when it is an `external` unit.
-    fn run_by(&self, name: &str) -> Option<&str> {
+    pub(super) fn run_by(&self, name: &str) -> Option<&str> {
         let u = &self.compiled.units[self.unit_index(name)?];
         match &u.runner {
             crate::unit::Runner::External(x) => Some(&x.run_by),

@@ -41,6 +41,9 @@ pub(super) struct Shell {
     pub(super) timer_keys: Vec<Vec<(Generation, delay_queue::Key)>>,
     /// Transitions applied since the supervisor last collected them.
     pub(super) events: Vec<Transition>,
+    /// Units a tripped guard holds: their starts are deferred (`HELD_BY_GUARD`).
+    /// Each with the guards holding it, for the cause.
+    pub(super) held: std::collections::HashMap<crate::unit::UnitName, String>,
 }
 
 impl Shell {
@@ -149,6 +152,17 @@ impl Shell {
     }
 
     fn spawn(&mut self, unit: UnitId, generation: Generation) {
+        // A tripped guard holds it: wait, not a failure; tried again once released.
+        if let Some(by) = self.held.get(&self.units[unit].name) {
+            let _ = self.tx.send(Event::StartDeferred {
+                unit,
+                generation,
+                reason: Reason::HeldByGuard,
+                detail: format!("held by guard {by}; it starts once the guard clears"),
+                retry_after: None,
+            });
+            return;
+        }
         let (stop_tx, stop_rx) = oneshot::channel();
         self.runs[unit] = Some(RunHandle {
             generation,

@@ -101,6 +101,11 @@ impl DiskFree {
     pub fn new(params: DiskFreeParams) -> Self {
         Self { params }
     }
+
+    /// The path whose volume it measures.
+    pub fn path(&self) -> &std::path::Path {
+        &self.params.path
+    }
 }
 
 impl Signal for DiskFree {

@@ -34,8 +34,12 @@ pub struct CommandParams {
     /// The whole environment. Empty means only `PATH`, set to the canonical one units get.
     pub env: BTreeMap<String, String>,
     pub deadline: Duration,
-    /// Bytes of standard output kept; a command that prints more is unknown.
+    /// Bytes of standard output kept; a command that prints more is unknown, unless
+    /// `cut_long_output`.
     pub output_cap: usize,
+    /// Keep the first `output_cap` bytes of a longer output instead of refusing it (for
+    /// commands whose output is shown, not read: a guard's actions).
+    pub cut_long_output: bool,
 }
 
 impl CommandParams {
@@ -46,6 +50,7 @@ impl CommandParams {
             env: BTreeMap::new(),
             deadline: Duration::from_secs(10),
             output_cap: 64 * 1024,
+            cut_long_output: false,
         }
     }
 
@@ -87,6 +92,11 @@ impl CommandParams {
                 (None, None) => format!("ended with {}", out.status),
             };
             return Err(format!("{program} {how}; stderr: {}", quote(&out.stderr)));
+        }
+        if self.cut_long_output {
+            let mut stdout = out.stdout;
+            stdout.truncate(self.output_cap);
+            return Ok(stdout);
         }
         if out.stdout_truncated || out.stdout.len() > self.output_cap {
             return Err(format!(

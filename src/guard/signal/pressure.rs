@@ -34,7 +34,7 @@ pub enum PsiLine {
 }
 
 impl PsiLine {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Some => "some",
             Self::Full => "full",
@@ -92,6 +92,9 @@ pub enum MemoryPressureReading {
         interval: Duration,
         /// The kernel's 10 s average of the same line, as a ratio.
         avg10: f64,
+        /// The line's `total=`: microseconds stalled since boot.
+        total_us: u64,
+        line: PsiLine,
     },
 }
 
@@ -194,6 +197,8 @@ impl MemoryPressure {
                 ratio: (us_per_second / 1e6).clamp(0.0, 1.0),
                 interval: at.saturating_duration_since(previous.at),
                 avg10: values.avg10 / 100.0,
+                total_us: values.total_us,
+                line: self.params.line,
             }),
             Err(e) => Sample::unknown(format!("PSI total: {e}")),
         }

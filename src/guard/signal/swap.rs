@@ -42,6 +42,8 @@ pub struct SwapOutReading {
     pub pages: u64,
     pub interval: Duration,
     pub page_size: u64,
+    /// The kernel's count of pages swapped out since boot, at this sample.
+    pub total_pages: u64,
 }
 
 impl Reading for SwapOutReading {
@@ -91,6 +93,7 @@ impl SwapOutRate {
                 pages: value - previous.value,
                 interval: at.saturating_duration_since(previous.at),
                 page_size: self.page_size,
+                total_pages: value,
             }),
             Err(e) => Sample::unknown(format!("swapped-out pages: {e}")),
         }

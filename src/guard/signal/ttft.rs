@@ -14,6 +14,10 @@
 //!   `status.value`, as llama-server's router mode gives, it must be `loaded`), then
 //!   `POST /v1/chat/completions` with `stream: true`, `max_tokens: 1`.
 //!
+//! Without a model (`TtftParams::model` is `None`) the sampler measures whatever the server
+//! has loaded: the first model `/api/ps` (or `/v1/models`, as loaded) lists, picked afresh
+//! each sample; none loaded is an unknown sample, as for a named model.
+//!
 //! A model can still unload between the check and the request; Ollama's `load_duration` then
 //! shows it, and such a sample is not idle.
 //!
@@ -65,7 +69,8 @@ pub struct TtftParams {
     /// The server, `http://127.0.0.1:11434`.
     pub base_url: url::Url,
     pub api: Api,
-    pub model: String,
+    /// `None`: whatever model the server has loaded when the sample is taken.
+    pub model: Option<String>,
     /// Ollama's `keep_alive` (`"15m"`, `"-1"`): the gateway's. `None` leaves the server's
     /// default (`OLLAMA_KEEP_ALIVE`).
     pub keep_alive: Option<String>,
@@ -83,13 +88,21 @@ impl TtftParams {
         Self {
             base_url,
             api,
-            model: model.into(),
+            model: Some(model.into()),
             keep_alive: None,
             prompt: "ok".into(),
             deadline: Duration::from_secs(30),
             cap: 256 * 1024,
             idle_queue_wait_max: Duration::from_millis(50),
             idle_load_max: Duration::from_millis(100),
+        }
+    }
+
+    /// Measures whatever model the server has loaded.
+    pub fn any_loaded(base_url: url::Url, api: Api) -> Self {
+        Self {
+            model: None,
+            ..Self::new(base_url, api, "")
         }
     }
 }
@@ -144,13 +157,31 @@ impl Reading for TtftReading {
     }
 }
 
-/// Whether `/api/ps` lists `model` (a name without a tag is `:latest`).
-pub fn ollama_has_loaded(ps: &[u8], model: &str) -> Result<bool, String> {
+/// The models `/api/ps` lists as loaded, in its order (`name`, else `model`).
+pub fn ollama_loaded_models(ps: &[u8]) -> Result<Vec<String>, String> {
+    Ok(ollama_models(ps)?
+        .iter()
+        .filter_map(|m| {
+            ["name", "model"]
+                .iter()
+                .find_map(|k| m.get(*k).and_then(Value::as_str))
+                .map(str::to_owned)
+        })
+        .collect())
+}
+
+fn ollama_models(ps: &[u8]) -> Result<Vec<Value>, String> {
     let doc: Value = serde_json::from_slice(ps)
         .map_err(|e| format!("/api/ps: not JSON ({e}): {}", quote(ps)))?;
-    let Some(models) = doc.get("models").and_then(Value::as_array) else {
-        return Err(format!("/api/ps: no \"models\" array: {}", quote(ps)));
-    };
+    match doc.get("models").and_then(Value::as_array) {
+        Some(models) => Ok(models.clone()),
+        None => Err(format!("/api/ps: no \"models\" array: {}", quote(ps))),
+    }
+}
+
+/// Whether `/api/ps` lists `model` (a name without a tag is `:latest`).
+pub fn ollama_has_loaded(ps: &[u8], model: &str) -> Result<bool, String> {
+    let models = ollama_models(ps)?;
     let wanted = with_tag(model);
     Ok(models.iter().any(|m| {
         ["name", "model"]
@@ -173,17 +204,26 @@ fn with_tag(name: &str) -> String {
 
 /// Whether `/v1/models` lists `model` as loaded.
 pub fn openai_has_loaded(models: &[u8], model: &str) -> Result<bool, String> {
+    Ok(openai_loaded_models(models)?.iter().any(|m| m == model))
+}
+
+/// The model ids `/v1/models` lists as loaded (an entry with a `status.value`, as
+/// llama-server's router mode gives, must say `loaded`), in its order.
+pub fn openai_loaded_models(models: &[u8]) -> Result<Vec<String>, String> {
     let doc: Value = serde_json::from_slice(models)
         .map_err(|e| format!("/v1/models: not JSON ({e}): {}", quote(models)))?;
     let Some(data) = doc.get("data").and_then(Value::as_array) else {
         return Err(format!("/v1/models: no \"data\" array: {}", quote(models)));
     };
-    Ok(data.iter().any(|m| {
-        m.get("id").and_then(Value::as_str) == Some(model)
-            && m.pointer("/status/value")
+    Ok(data
+        .iter()
+        .filter(|m| {
+            m.pointer("/status/value")
                 .and_then(Value::as_str)
                 .is_none_or(|s| s == "loaded")
-    }))
+        })
+        .filter_map(|m| m.get("id").and_then(Value::as_str).map(str::to_owned))
+        .collect())
 }
 
 /// What one streamed line said.
@@ -270,6 +310,9 @@ pub fn openai_line(line: &[u8]) -> StreamEvent {
     }
 }
 
+/// Reads a server's list of loaded models.
+type ListedModels = fn(&[u8]) -> Result<Vec<String>, String>;
+
 /// The `ttft` sampler.
 #[derive(Debug)]
 pub struct Ttft {
@@ -300,16 +343,23 @@ impl Ttft {
         Ok(body)
     }
 
-    async fn loaded(&self, deadline: Duration) -> Result<bool, String> {
-        match self.params.api {
-            Api::Ollama => {
-                let ps = self.get_ok("/api/ps", deadline).await?;
-                ollama_has_loaded(&ps, &self.params.model)
+    /// The model to measure: the configured one if the server has it loaded, else (with no
+    /// model configured) the first one it has loaded; `None` when there is none.
+    async fn loaded(&self, deadline: Duration) -> Result<Option<String>, String> {
+        let (path, listed): (&str, ListedModels) = match self.params.api {
+            Api::Ollama => ("/api/ps", ollama_loaded_models),
+            Api::OpenAi => ("/v1/models", openai_loaded_models),
+        };
+        let body = self.get_ok(path, deadline).await?;
+        match &self.params.model {
+            Some(m) => {
+                let has = match self.params.api {
+                    Api::Ollama => ollama_has_loaded(&body, m)?,
+                    Api::OpenAi => openai_has_loaded(&body, m)?,
+                };
+                Ok(has.then(|| m.clone()))
             }
-            Api::OpenAi => {
-                let models = self.get_ok("/v1/models", deadline).await?;
-                openai_has_loaded(&models, &self.params.model)
-            }
+            None => Ok(listed(&body)?.into_iter().next()),
         }
     }
 
@@ -341,12 +391,12 @@ impl Ttft {
         Idleness::Undetermined
     }
 
-    fn request_body(&self) -> (&'static str, Vec<u8>) {
+    fn request_body(&self, model: &str) -> (&'static str, Vec<u8>) {
         let p = &self.params;
         match p.api {
             Api::Ollama => {
                 let mut body = json!({
-                    "model": p.model,
+                    "model": model,
                     "prompt": p.prompt,
                     "stream": true,
                     "options": {"num_predict": 1, "temperature": 0},
@@ -359,7 +409,7 @@ impl Ttft {
             Api::OpenAi => (
                 "/v1/chat/completions",
                 json!({
-                    "model": p.model,
+                    "model": model,
                     "messages": [{"role": "user", "content": p.prompt}],
                     "stream": true,
                     "max_tokens": 1,
@@ -375,22 +425,22 @@ impl Ttft {
         let p = &self.params;
         let start = Instant::now();
         let left = || p.deadline.saturating_sub(start.elapsed());
-        match self.loaded(left()).await {
+        let model = match self.loaded(left()).await {
             Err(reason) => return Sample::unknown(reason),
-            Ok(false) => {
-                return Sample::unknown(format!(
-                    "model {} is not loaded; a probe never loads a model",
-                    p.model
-                ));
+            Ok(None) => {
+                return Sample::unknown(match &p.model {
+                    Some(m) => format!("model {m} is not loaded; a probe never loads a model"),
+                    None => "no model is loaded; a probe never loads a model".to_owned(),
+                });
             }
-            Ok(true) => {}
-        }
+            Ok(Some(m)) => m,
+        };
         let mut idle = match p.api {
             Api::OpenAi => self.openai_idleness(left()).await,
             Api::Ollama => Idleness::Undetermined,
         };
 
-        let (path, body) = self.request_body();
+        let (path, body) = self.request_body(&model);
         let url = match self.url(path) {
             Ok(u) => u,
             Err(reason) => return Sample::unknown(reason),
