@@ -418,7 +418,17 @@ fn root_forcing_a_guard_needs_the_rights_of_restart() {
             gid,
         )
     };
-    assert!(as_nobody(&["guards", "--json"]).ok().contains("\"level\""));
+    let units = b.d.units();
+    let book = as_nobody(&["guards", "--json", "--units", units.to_str().unwrap()]);
+    let book: serde_json::Value = serde_json::from_str(book.ok()).unwrap();
+    let watch = book["units"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["unit"] == "watch"))
+        .unwrap_or_else(|| panic!("watch in {book:#}"));
+    assert_eq!(
+        watch["guards"][0]["live"]["state"], "ok",
+        "nobody reads the state: {book:#}"
+    );
     for (verb, word) in [("trip", "guard trip"), ("clear", "guard clear")] {
         let out = as_nobody(&["guard", verb, "watch/level"]);
         out.expect(77);
