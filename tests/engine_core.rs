@@ -827,6 +827,49 @@ fn a_relaunch_by_launchd_is_observed_and_dependents_cycle_in_order() {
     assert_eq!(s.core.slot(0).restarts, 1);
 }
 
+/// A KeepAlive job that crash-loops before it is ever ready: launchd relaunches it again and
+/// again, and each relaunch is observed, but the start timeout still counts from its start,
+/// so it is stopped once the timeout passes instead of being waited on forever.
+#[test]
+fn relaunches_before_readiness_keep_the_start_timeout_of_the_start() {
+    let mut s = chain();
+    s.start_all();
+    let fx = s.spawned(0);
+    let deadline = fx.iter().find_map(|e| match e {
+        Effect::SetTimer {
+            timer: Timer::StartTimeout,
+            at,
+            ..
+        } => Some(*at),
+        _ => None,
+    });
+    assert_eq!(deadline, Some(s.t0 + Duration::from_secs(10)));
+    let generation = s.generation(0);
+    for _ in 0..12 {
+        s.advance(Duration::from_secs(1));
+        let fx = s.ev(Event::Relaunching {
+            unit: 0,
+            generation,
+            exit: CODE1,
+        });
+        assert!(transitions(&fx).contains(&(0, Started, Reason::RelaunchedByLaunchd)));
+        s.ev(Event::Spawned {
+            unit: 0,
+            generation,
+            pid: Some(4242),
+        });
+    }
+    let fx = s.ev(Event::TimerFired {
+        unit: 0,
+        generation,
+        timer: Timer::StartTimeout,
+    });
+    assert!(
+        transitions(&fx).contains(&(0, Stopping, Reason::ReadyTimeout)),
+        "12 s after its start, relaunched every second, it is stopped: {fx:?}"
+    );
+}
+
 #[test]
 fn a_relaunch_launchd_missed_says_so_and_an_owner_s_disable_ends_the_wait_without_a_failure() {
     let mut s = Sim::new(vec![policy(&[], 1, true, false, zero_backoff())]);

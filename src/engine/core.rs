@@ -762,12 +762,18 @@ impl Core {
                     {
                         self.slots[unit].cycle = Some(Reason::ReadyTimeout);
                         // What the last failed readiness attempt said (refused, held by
-                        // another process, ...) becomes the cause of the stop.
+                        // another process, ...) becomes the cause of the stop: one made since
+                        // this start, which launchd's relaunches do not renew (the deadline
+                        // is kept), so an attempt made before the latest relaunch counts.
+                        let since = self.policies[unit]
+                            .start_timeout
+                            .and_then(|t| d.checked_sub(t))
+                            .or(self.slots[unit].started_at);
                         self.slots[unit].cycle_cause = self.slots[unit]
                             .last_probe
                             .as_ref()
                             .filter(|p| p.kind == ProbeKind::Ready && !p.ok)
-                            .filter(|p| self.slots[unit].started_at.is_none_or(|s| p.at >= s))
+                            .filter(|p| since.is_none_or(|s| p.at >= s))
                             .map(|p| p.detail.clone());
                         self.moved = true;
                         self.touch(unit);
@@ -1220,6 +1226,13 @@ impl Core {
             return;
         }
         fx.push(Effect::StopProbes { unit: u });
+        // A job that was never ready since its start keeps that start's deadline: launchd
+        // relaunching a job that crash-loops must not push its start timeout back forever.
+        // After it was ready, a relaunch is a new start with a deadline of its own.
+        let kept_deadline = match self.slots[u].state {
+            State::Started { deadline, .. } => deadline,
+            _ => None,
+        };
         let slot = &mut self.slots[u];
         slot.last_exit = Some(exit);
         slot.restarts += 1;
@@ -1240,7 +1253,8 @@ impl Core {
             // launchd would relaunch it forever: take the job down, then mark it failed.
             slot.cycle = Some(Reason::NoRestartExitCode);
         }
-        let deadline = self.policies[u].start_timeout.map(|t| later(now, t));
+        let deadline =
+            kept_deadline.or_else(|| self.policies[u].start_timeout.map(|t| later(now, t)));
         self.set(
             u,
             State::Started {
