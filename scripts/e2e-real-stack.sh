@@ -3,7 +3,9 @@
 # (openclaw from npm, on Node 24 from npm) and an Ollama-API server (ollama-proxy-plus from
 # PyPI on 127.0.0.1:11434). This script installs them (scripts/e2e-install.sh, cached outside
 # the checkout) and runs the test that drives them, tests/real_stack.rs, passing their paths in
-# LAUNCHGRAPH_E2E_* variables. See docs/e2e.md.
+# LAUNCHGRAPH_E2E_* variables. It also installs a Prometheus server (scripts/install-prometheus.sh,
+# Debian's package, left stopped) and runs tests/real_prometheus.rs, where that server scrapes
+# launchgraph and evaluates the shipped alerting rules. See docs/e2e.md.
 #
 # Usage: scripts/e2e-real-stack.sh
 # Environment (all optional):
@@ -14,6 +16,10 @@
 #   LAUNCHGRAPH_E2E_DEADLINE       overall bound in seconds after the installs (default 720)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "[e2e] installing prometheus (where missing)"
+bash scripts/install-prometheus.sh </dev/null || { echo "e2e: the prometheus install failed" >&2; exit 1; }
+PROMETHEUS_BIN=$(command -v prometheus) || { echo "e2e: prometheus is not on PATH" >&2; exit 1; }
 
 echo "[e2e] installing into ${LAUNCHGRAPH_E2E_CACHE:-${HOME:-/root}/.cache/launchgraph-e2e} (where not cached)"
 NODE_BIN="" OPENCLAW_ENTRY="" OPENCLAW_VERSION="" OLLAMA_PROXY_BIN="" CACHE_DIR=""
@@ -31,4 +37,5 @@ export LAUNCHGRAPH_E2E_OPENCLAW_ENTRY="$OPENCLAW_ENTRY"
 export LAUNCHGRAPH_E2E_OPENCLAW_VERSION="$OPENCLAW_VERSION"
 export LAUNCHGRAPH_E2E_OLLAMA_PROXY="$OLLAMA_PROXY_BIN"
 export LAUNCHGRAPH_E2E_CACHE_DIR="$CACHE_DIR"
-exec cargo test --locked "${profile[@]}" --test real_stack -- --ignored --nocapture --test-threads 1
+export LAUNCHGRAPH_E2E_PROMETHEUS="$PROMETHEUS_BIN"
+exec cargo test --locked "${profile[@]}" --test real_stack --test real_prometheus -- --ignored --nocapture --test-threads 1
