@@ -767,7 +767,14 @@ fn bench_probe(stand: &Stand, reps: usize) -> R<()> {
             let t = Instant::now();
             let s = rt.block_on(sampler.sample());
             let wall = t.elapsed();
-            let served = stand.take();
+            // The sampler can have read the last byte before the stand-in has booked the
+            // request: wait for the booking, so each sample gets its own.
+            let mut served = stand.take();
+            let end = Instant::now() + Duration::from_secs(1);
+            while !served.iter().any(|s| s.generate) && Instant::now() < end {
+                std::thread::sleep(Duration::from_micros(50));
+                served.extend(stand.take());
+            }
             let Sample::Known(r) = s else {
                 unknown += 1;
                 continue;
