@@ -883,11 +883,11 @@ fn main() -> ExitCode {
         .max(1) as u64;
     let reps = env_usize("LAUNCHGRAPH_BENCH_REPS").unwrap_or(500).max(1);
     let mut result = Ok(());
-    if result.is_ok() && wants("probe") {
-        result = bench_probe(&stand, reps);
-    }
     if result.is_ok() && wants("idle") {
         result = bench_idle(root.path(), &stand, secs);
+    }
+    if result.is_ok() && wants("probe") {
+        result = bench_probe(&stand, reps);
     }
     let _ = std::io::stdout().flush();
     match result {
