@@ -2,9 +2,9 @@
 //! it, a forced trip or clear, and the facts a guard event carries in `events --json`.
 //!
 //! Kept apart from the unit protocol so that what renders guards and what runs them share
-//! one set of types and nothing else. Values are numbers in the signal's unit
-//! (`value_unit`: `seconds`, `bytes/s`, `percent`, `count`, `pressure-level`), durations
-//! milliseconds or seconds as each field's name says.
+//! one set of types and nothing else. Values are numbers in the unit of the guard's threshold
+//! (`value_unit`: `seconds`, `bytes/s`, `percent`, `count`, or `pressure` for a macOS level),
+//! durations milliseconds or seconds as each field's name says.
 
 use serde::{Deserialize, Serialize};
 

@@ -47,7 +47,7 @@ use crate::guard::signal::exec::CommandParams;
 use crate::guard::signal::{Sample, quote};
 use crate::metrics::{ActionRun, GuardInfo};
 use crate::reason::Reason;
-use crate::unit::guard::{Guard, GuardName, Measure, Mode, Quantity, Switch, When};
+use crate::unit::guard::{Guard, GuardName, Mode, Quantity, Switch, When};
 use crate::unit::{Unit, UnitName};
 
 /// Bytes of an action command's output kept for its event.
@@ -193,8 +193,8 @@ impl Watched {
     }
 
     /// The unit of its values; none for a switch.
-    fn measure(&self) -> Option<Measure> {
-        self.guard().map(|g| g.signal.kind().measure())
+    fn value_unit(&self) -> Option<&'static str> {
+        self.guard().map(value_unit)
     }
 
     fn step(&mut self, input: Input) -> Step {
@@ -794,14 +794,16 @@ fn set_action(facts: &mut GuardEventFacts, id: Option<ActionId>) {
     }
 }
 
-/// The unit a guard's values are in, as `value_unit` names it.
-fn value_unit(m: Measure) -> &'static str {
-    match m {
-        Measure::Latency => "seconds",
-        Measure::Rate => "bytes/s",
-        Measure::Percent => "percent",
-        Measure::Number => "count",
-        Measure::Pressure => "pressure",
+/// The unit a guard's values are in, as `value_unit` names it: its threshold's, since
+/// samples are compared in it ([`Reading::from_sampled`](crate::guard::machine::Reading)). A
+/// `memory-pressure` guard's values are percents on Linux (PSI) and levels on macOS.
+fn value_unit(g: &Guard) -> &'static str {
+    match g.trip {
+        Quantity::Latency(_) => "seconds",
+        Quantity::Rate(_) => "bytes/s",
+        Quantity::Percent(_) => "percent",
+        Quantity::Number(_) => "count",
+        Quantity::Level(_) => "pressure",
     }
 }
 
@@ -810,7 +812,7 @@ fn base_facts(w: &Watched, kind: &str) -> GuardEventFacts {
         guard: w.name().to_string(),
         kind: kind.to_owned(),
         value: None,
-        value_unit: w.measure().map(|m| value_unit(m).to_owned()),
+        value_unit: w.value_unit().map(str::to_owned),
         threshold: None,
         window: None,
         held_samples: None,
@@ -872,7 +874,7 @@ fn status_of(w: &Watched, now: Instant) -> GuardStatus {
                 clear_window: g.clear_window.to_string(),
                 every_secs: g.every.as_secs_f64(),
                 value: s.last_value,
-                value_unit: value_unit(g.signal.kind().measure()).to_owned(),
+                value_unit: value_unit(g).to_owned(),
                 samples: w.samples,
                 last_sample_age_secs: w.last_sample.map(secs_since),
                 window: s.held.map(|(n, d)| WindowProgress {
