@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use launchgraph::control::client::request;
 use launchgraph::control::protocol::{EventRecord, GuardStatus, Request, Response};
 
+use support::pressure::{Swapping, Tmpfs};
 use support::{Daemon, UnitDir, q, wait_until};
 
 /// Every guard's status, asked over the control protocol (the `guards` request, which
@@ -444,41 +445,13 @@ fn root_forcing_a_guard_needs_the_rights_of_restart() {
     assert_eq!(guard(&daemon, "watch", "level").state, "ok");
 }
 
-/// A tmpfs mounted for the test, unmounted (and its mount point removed) on every exit path.
-struct Tmpfs {
-    dir: PathBuf,
-}
-
-impl Tmpfs {
-    fn mount(dir: PathBuf, size: &str) -> Self {
-        fs::create_dir_all(&dir).unwrap();
-        let out = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "mount: {out:?}");
-        Self { dir }
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.dir)
-            .status();
-        let _ = fs::remove_dir(&self.dir);
-    }
-}
-
 #[test]
 #[ignore = "needs root"]
 fn root_a_disk_free_guard_holds_a_pull_unit_while_a_tmpfs_is_full() {
     support::needs_root("mounting a tmpfs");
     let b = Bench::new(0);
     let fsdir = b.d.path("models");
-    let tmpfs = Tmpfs::mount(fsdir.clone(), "8m");
+    let tmpfs = Tmpfs::mount(&fsdir, "8m");
     b.d.unit(
         "ollama",
         &format!(
@@ -814,4 +787,268 @@ run = [["/bin/sh", "-c", "echo no room >&2; exit 3"], ["/bin/sh", "-c", {second}
         .find(|e| e.reason == "GUARD_ACTION_FAILED")
         .unwrap();
     assert!(failed.facts.cause.unwrap().contains("exited 3"));
+}
+
+/// A sleeper unit `host` with one guard `name` of `signal`, sampled every second: it trips
+/// after three samples above `above`, clears after three at or below `clear_below`, holds
+/// `pull`, and each edge writes its word (`tripped`, `cleared`) to `marker` and verifies it.
+fn pressure_unit(
+    name: &str,
+    signal: &str,
+    above: &str,
+    clear_below: &str,
+    marker: &Path,
+) -> String {
+    let edge = |word: &str| {
+        format!(
+            r#"run = [["/bin/sh", "-c", {script}]]
+verify = ["/bin/cat", {marker}]
+verify-contains = "{word}"
+complete-within = "60s"
+"#,
+            script = q(&format!(
+                "echo {word} > {}; echo ran-{word}",
+                marker.display()
+            )),
+            marker = q(marker.to_str().unwrap()),
+        )
+    };
+    format!(
+        r#"[exec]
+command = ["/bin/sleep", "1000"]
+
+[[guard]]
+name = "{name}"
+signal = "{signal}"
+every = "1s"
+above = "{above}"
+samples = 3
+clear-below = "{clear_below}"
+clear-samples = 3
+hold = ["pull"]
+
+[guard.on-trip]
+{trip}
+[guard.on-clear]
+{clear}"#,
+        trip = edge("tripped"),
+        clear = edge("cleared"),
+    )
+}
+
+/// The action of `host/name`'s current edge is `done` (run and verified) for `edge`.
+fn wait_action_done(d: &Daemon, name: &str, edge: &str) {
+    wait_until(&format!("host/{name}'s {edge} action is confirmed"), || {
+        guard(d, "host", name)
+            .action
+            .is_some_and(|a| a.edge == edge && a.progress == "done")
+    });
+}
+
+/// One guard on a real kernel signal, end to end: the daemon samples it while nothing
+/// presses on memory (ok, below `above`); a memory-limited cgroup swapping trips it (its
+/// on-trip runs and is verified, the pull unit is held); once the hog is killed it clears
+/// (on-clear runs and is verified, the pull runs). Read over the control socket: the guards
+/// request, `guards --json`, `events --json` and `status --json`.
+fn a_guard_on_real_pressure_trips_holds_and_clears(
+    name: &str,
+    signal: &str,
+    (above, threshold): (&str, f64),
+    (clear_below, clear_threshold): (&str, f64),
+    unit: &str,
+) {
+    let b = Bench::new(0);
+    b.d.unit(
+        "host",
+        &pressure_unit(name, signal, above, clear_below, &b.marker),
+    );
+    let mut daemon = b.start();
+    // The first sample has no rate yet (unknown); the second is one.
+    let calm = wait_samples_past(&daemon, "host", name, 2);
+    assert_eq!(calm.signal, signal);
+    assert_eq!(calm.value_unit, unit);
+    assert!(
+        calm.state == "ok" && calm.value.is_some_and(|v| v < threshold),
+        "the host is already under pressure before the test makes any: {calm:#?}"
+    );
+
+    // Pressure: trips after three samples above the threshold.
+    let mark = daemon.mark();
+    let mut bench = Swapping::start();
+    let tripped = daemon.wait_for(mark, "the guard tripped", |t| {
+        t.unit == "host" && t.to == "tripped" && t.reason == "GUARD_TRIPPED"
+    });
+    assert_eq!(tripped.from, "pending", "{tripped:#?}");
+    wait_action_done(&daemon, name, "trip");
+    assert_eq!(fs::read_to_string(&b.marker).unwrap(), "tripped\n");
+    let events = guard_events(&daemon);
+    let trip = events
+        .iter()
+        .find(|e| e.reason == "GUARD_TRIPPED")
+        .unwrap_or_else(|| panic!("no GUARD_TRIPPED event: {events:#?}"));
+    let facts = trip.guard.as_ref().unwrap();
+    assert_eq!(facts.guard, name);
+    assert!(
+        facts.value.is_some_and(|v| v > threshold),
+        "tripped at {:?}, threshold {threshold}: {trip:#?}",
+        facts.value
+    );
+    assert_eq!(facts.value_unit.as_deref(), Some(unit));
+    assert_eq!(facts.threshold.as_deref(), Some(above));
+    eprintln!("{name} tripped at {:?} {unit}", facts.value);
+    assert_eq!(facts.held_samples, Some(3));
+    let ran = |d: &Daemon, edge: &str| {
+        guard_events(d).into_iter().find(|e| {
+            let g = e.guard.as_ref().unwrap();
+            g.kind == "action-ran" && g.edge.as_deref() == Some(edge)
+        })
+    };
+    let trip_ran = ran(&daemon, "trip").expect("an action-ran event for the trip");
+    assert_eq!(
+        trip_ran.guard.unwrap().output.as_deref(),
+        Some("ran-tripped")
+    );
+
+    // `guards --json` shows it live, beside the runbook.
+    let units = b.d.units();
+    let book = daemon.cli(&["guards", "--json", "--units", units.to_str().unwrap()]);
+    let book: serde_json::Value = serde_json::from_str(book.ok()).unwrap();
+    let live = book["units"]
+        .as_array()
+        .and_then(|u| u.iter().find(|u| u["unit"] == "host"))
+        .map(|u| &u["guards"][0]["live"])
+        .unwrap_or_else(|| panic!("host in {book:#}"));
+    assert!(
+        matches!(live["state"].as_str(), Some("tripped" | "clearing")),
+        "{book:#}"
+    );
+
+    // Held: a start waits, and is not a failure.
+    let mark = daemon.mark();
+    daemon.cli(&["start", "pull"]).ok();
+    daemon.wait_for(mark, "pull held", |t| {
+        t.is("pull", "waiting") && t.reason == "HELD_BY_GUARD"
+    });
+    let status = support::control::status_json(daemon.socket());
+    let pull = support::control::unit(&status, "pull");
+    assert_eq!(
+        (pull.state.as_str(), pull.reason.as_str()),
+        ("waiting", "HELD_BY_GUARD")
+    );
+    assert!(pull.detail.contains(&format!("host/{name}")), "{pull:#?}");
+    assert_eq!(runs(&b.pull_runs), 1, "a held unit ran");
+    assert!(guard(&daemon, "host", name).holding);
+
+    // Relieved: clears after three calm samples, runs on-clear, and the pull runs.
+    let mark = daemon.mark();
+    let relieved = std::time::Instant::now();
+    bench.relieve();
+    let cleared = daemon.wait_for(mark, "the guard cleared", |t| {
+        t.unit == "host" && t.to == "ok" && t.reason == "GUARD_CLEARED"
+    });
+    assert_eq!(cleared.from, "clearing", "{cleared:#?}");
+    let events = guard_events(&daemon);
+    let clear = events
+        .iter()
+        .find(|e| e.reason == "GUARD_CLEARED" && e.from == "clearing")
+        .unwrap_or_else(|| panic!("no GUARD_CLEARED event from clearing: {events:#?}"));
+    let facts = clear.guard.as_ref().unwrap();
+    assert!(
+        facts.value.is_some_and(|v| v <= clear_threshold),
+        "cleared at {:?}, clear threshold {clear_threshold}: {clear:#?}",
+        facts.value
+    );
+    assert_eq!(facts.threshold.as_deref(), Some(clear_below));
+    eprintln!(
+        "{name} cleared at {:?} {unit}, {:.1}s after the hog was killed",
+        facts.value,
+        relieved.elapsed().as_secs_f64()
+    );
+    daemon.wait_for(mark, "pull ran once released", |t| t.is("pull", "stopped"));
+    assert_eq!(runs(&b.pull_runs), 2);
+    wait_action_done(&daemon, name, "clear");
+    assert_eq!(fs::read_to_string(&b.marker).unwrap(), "cleared\n");
+    let clear_ran = ran(&daemon, "clear").expect("an action-ran event for the clear");
+    assert_eq!(
+        clear_ran.guard.unwrap().output.as_deref(),
+        Some("ran-cleared")
+    );
+    let g = guard(&daemon, "host", name);
+    assert!(!g.holding, "{g:#?}");
+    assert_eq!(g.state, "ok");
+    drop(daemon);
+    drop(bench);
+}
+
+/// Rail B on the real kernel: a `swap-out-rate` guard trips while a memory-limited cgroup
+/// swaps (measured here at 45–130 MiB/s, far above 4 MiB/s) and clears once it stops (0).
+#[test]
+#[ignore = "needs root"]
+fn root_a_swap_out_rate_guard_trips_on_real_swapping_and_clears_when_it_stops() {
+    support::needs_root("swapon and a memory cgroup");
+    a_guard_on_real_pressure_trips_holds_and_clears(
+        "swap",
+        "swap-out-rate",
+        ("4MiB/s", 4.0 * 1024.0 * 1024.0),
+        ("1MiB/s", 1024.0 * 1024.0),
+        "bytes/s",
+    );
+}
+
+/// A `memory-pressure` guard on Linux PSI: trips while a memory-limited cgroup thrashes
+/// (some task stalled 11–31% of each second here, against 5%) and clears once it stops (0%
+/// of each second: the sample is the `total` delta, not the 10 s `avg10`, which would take
+/// tens of seconds to fall under 2%).
+#[test]
+#[ignore = "needs root"]
+fn root_a_memory_pressure_guard_trips_on_real_stalls_and_clears_when_they_stop() {
+    support::needs_root("swapon and a memory cgroup");
+    assert!(
+        Path::new("/proc/pressure/memory").exists(),
+        "this kernel has no PSI (/proc/pressure/memory): built without CONFIG_PSI or booted \
+         with psi=0"
+    );
+    a_guard_on_real_pressure_trips_holds_and_clears(
+        "memory",
+        "memory-pressure",
+        ("5%", 5.0),
+        ("2%", 2.0),
+        "percent",
+    );
+}
+
+/// A guard's values are in its threshold's unit: a `memory-pressure` guard with a percent
+/// (Linux PSI) reports percents, one with a level (macOS) reports levels, and on a host that
+/// measures the other unit its samples are unknown, with why.
+#[test]
+fn a_memory_pressure_guard_reports_values_in_its_thresholds_unit() {
+    let b = Bench::new(0);
+    b.d.unit(
+        "host",
+        r#"[exec]
+command = ["/bin/sleep", "1000"]
+
+[[guard]]
+name = "percent"
+signal = "memory-pressure"
+every = "1s"
+above = "90%"
+
+[[guard]]
+name = "level"
+signal = "memory-pressure"
+every = "1s"
+above = "warn"
+"#,
+    );
+    let daemon = b.start();
+    let percent = wait_samples_past(&daemon, "host", "percent", 0);
+    assert_eq!(percent.value_unit, "percent", "{percent:#?}");
+    let level = wait_samples_past(&daemon, "host", "level", 1);
+    assert_eq!(level.value_unit, "pressure", "{level:#?}");
+    if cfg!(target_os = "linux") {
+        assert_eq!(level.state, "unknown", "{level:#?}");
+        let cause = level.unknown_cause.as_deref().unwrap_or_default();
+        assert!(cause.contains("cannot be compared"), "{level:#?}");
+    }
 }

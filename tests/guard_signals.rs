@@ -1,14 +1,13 @@
 //! Guard signals against real things: commands run as real child processes, a real loopback
 //! HTTP server serving Prometheus text, a scripted Ollama and a scripted llama-server on
 //! loopback (real sockets, real streaming, chosen delays and durations), and, as root, a real
-//! tmpfs filled to a known share and real swap writes from a memory-limited cgroup.
+//! tmpfs filled to a known share and real swap writes from a memory-limited cgroup (the
+//! mounts, swap file and cgroup are the harness's, `support::pressure`).
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,6 +20,8 @@ use launchgraph::guard::signal::ttft::{Api, Idleness, Ttft, TtftParams};
 use launchgraph::guard::signal::{Quantity, Reading, Sample, Signal, Unit};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+use support::pressure::{SwapFile, Swapping, Tmpfs};
 
 fn sh(script: &str) -> CommandParams {
     CommandParams::new(["/bin/sh", "-c", script])
@@ -608,34 +609,6 @@ async fn ttft_of_an_openai_compatible_server_with_slots_as_the_idle_test() {
     assert_eq!(server.paths(), ["/v1/models"]);
 }
 
-/// A tmpfs mounted for a test, unmounted when dropped (a failed assertion included).
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &Path, size: &str) -> Self {
-        fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .output()
-            .expect("run mount");
-        assert!(out.status.success(), "mount tmpfs: {out:?}");
-        Self(at.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 #[tokio::test]
 #[ignore = "needs root"]
 async fn root_disk_free_of_a_tmpfs_filled_to_three_quarters() {
@@ -659,105 +632,13 @@ async fn root_disk_free_of_a_tmpfs_filled_to_three_quarters() {
     assert_eq!(r.ratio_including_reserved, 0.25);
 }
 
-/// A swap file in use, a memory-limited cgroup and the process in it, all undone when
-/// dropped (in that order: process, group, swap).
-struct SwapBench {
-    dir: tempfile::TempDir,
-    cgroup: Option<PathBuf>,
-    hog: Option<std::process::Child>,
-}
-
-/// A new memory cgroup limited to `limit` bytes: cgroup v1's memory controller where it is
-/// mounted (as on this project's test machine), else cgroup v2's at /sys/fs/cgroup.
-fn memory_cgroup(name: &str, limit: u64) -> PathBuf {
-    let v1 = Path::new("/sys/fs/cgroup/memory");
-    if v1.join("memory.limit_in_bytes").exists() {
-        let group = v1.join(name);
-        fs::create_dir(&group).unwrap();
-        fs::write(group.join("memory.limit_in_bytes"), limit.to_string()).unwrap();
-        return group;
-    }
-    let v2 = Path::new("/sys/fs/cgroup");
-    let controllers = fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
-    assert!(
-        controllers.split_whitespace().any(|c| c == "memory"),
-        "no memory controller: neither cgroup v1's at {} nor cgroup v2's at {}",
-        v1.display(),
-        v2.display()
-    );
-    // Enabled for children already on systemd hosts; enabled here otherwise, and left so.
-    let enabled = fs::read_to_string(v2.join("cgroup.subtree_control")).unwrap_or_default();
-    if !enabled.split_whitespace().any(|c| c == "memory") {
-        fs::write(v2.join("cgroup.subtree_control"), "+memory").unwrap();
-    }
-    let group = v2.join(name);
-    fs::create_dir(&group).unwrap();
-    fs::write(group.join("memory.max"), limit.to_string()).unwrap();
-    group
-}
-
-impl SwapBench {
-    fn start() -> Self {
-        // On the root file system: swap files on tmpfs or overlay are refused.
-        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
-        let mut bench = Self {
-            dir,
-            cgroup: None,
-            hog: None,
-        };
-        let swapfile = bench.dir.path().join("swapfile");
-        let run = |argv: &[&str]| {
-            let out = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
-            assert!(out.status.success(), "{argv:?}: {out:?}");
-        };
-        let swap = swapfile.to_str().unwrap();
-        run(&["fallocate", "-l", "256M", swap]);
-        fs::set_permissions(
-            &swapfile,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
-        run(&["mkswap", "-q", swap]);
-        run(&["swapon", swap]);
-        let name = format!("launchgraph-swap-test-{}", std::process::id());
-        let group = bench.cgroup.insert(memory_cgroup(&name, 64 << 20)).clone();
-        // Joins the group, then touches one byte per page of 128 MiB, over and over.
-        bench.hog = Some(
-            Command::new("/bin/sh")
-                .arg("-c")
-                .arg(format!(
-                    "echo $$ > {} && exec perl -e '$s = q(x) x (128 << 20); \
-                     while (1) {{ for ($i = 0; $i < length($s); $i += 4096) {{ substr($s, $i, 1) = q(y) }} }}'",
-                    group.join("cgroup.procs").display()
-                ))
-                .spawn()
-                .unwrap(),
-        );
-        bench
-    }
-}
-
-impl Drop for SwapBench {
-    fn drop(&mut self) {
-        if let Some(mut hog) = self.hog.take() {
-            let _ = hog.kill();
-            let _ = hog.wait();
-        }
-        if let Some(group) = &self.cgroup {
-            let _ = fs::remove_dir(group);
-        }
-        let swapfile = self.dir.path().join("swapfile");
-        let _ = Command::new("swapoff").arg(&swapfile).status();
-    }
-}
-
 /// Real swap writes: the rate rises above 1 MiB/s within the deadline. Needs a memory
-/// cgroup controller, a file system that takes swap files at /var/tmp, and perl.
+/// cgroup controller and perl.
 #[tokio::test]
 #[ignore = "needs root"]
 async fn root_swap_out_rate_sees_a_memory_limited_group_swapping() {
     support::needs_root("swapon and a memory cgroup");
-    let bench = SwapBench::start();
+    let bench = Swapping::start();
     let mut rate = SwapOutRate::new(SwapOutParams::default());
     assert!(
         rate.sample()
@@ -784,4 +665,34 @@ async fn root_swap_out_rate_sees_a_memory_limited_group_swapping() {
         );
     }
     drop(bench);
+}
+
+/// The fallback for a checkout whose file system takes no swap file: a swap file in a
+/// loop-mounted ext4 image is used by the kernel, and gone from /proc/swaps, its mount gone,
+/// once dropped.
+#[test]
+#[ignore = "needs root"]
+fn root_a_swap_file_in_a_loop_mounted_ext4_image_is_used_and_then_removed() {
+    support::needs_root("swapon and a loop mount");
+    let swap = SwapFile::enable_in_image(64);
+    assert!(
+        swap.in_use(),
+        "{} is not in /proc/swaps",
+        swap.path.display()
+    );
+    let path = swap.path.clone();
+    let mnt = path.parent().unwrap().to_owned();
+    drop(swap);
+    assert!(
+        !support::pressure::swaps().contains(&path),
+        "{} still in use",
+        path.display()
+    );
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        !mounts.contains(mnt.to_str().unwrap()),
+        "{} still mounted",
+        mnt.display()
+    );
+    assert!(!mnt.exists());
 }

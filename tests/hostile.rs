@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::pressure::Tmpfs;
 use support::{DEADLINE, Daemon, UnitDir, process_gone};
 
 /// The one unit these tests run: a process that stays up, ready once started.
@@ -449,34 +450,6 @@ fn a_run_that_cannot_be_recorded_is_not_started() {
         serde_json::from_slice(&fs::read(runs(&d).join("leaf.json")).unwrap()).unwrap();
     assert_eq!(record["pid"], ready.pid(), "{}", daemon.log());
     assert_eq!(support::processes_with_env(&marker), vec![ready.pid()]);
-}
-
-/// A tmpfs mounted for one test, unmounted (lazily, whatever is still open) when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(at: &std::path::Path, size: &str) -> Self {
-        fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0700"),
-                "tmpfs",
-            ])
-            .arg(at)
-            .output()
-            .expect("run mount");
-        assert!(out.status.success(), "mount tmpfs: {out:?}");
-        Self(at.to_owned())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// The state directory on a full file system (a small tmpfs, filled): no unit runs untracked,

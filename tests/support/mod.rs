@@ -7,6 +7,8 @@
 //!   back, and waits on them (a unit's state, an event).
 //! - [`launchd`]: the launchctl test double.
 //! - [`host`]: a fake Mac host (Homebrew prefix, node, npm prefix, nvm, OpenClaw, plists).
+//! - [`pressure`]: real kernel signals for root tests: tmpfs mounts, a swap file, a
+//!   memory-limited cgroup and a process in it that makes the kernel swap and stall.
 //! - here: unit directories in a tempdir, a small python program the units run (servers that
 //!   record when they were exec'd and when they started listening), free loopback ports,
 //!   process-group checks, and [`needs_root`].
@@ -20,6 +22,7 @@ pub mod control;
 pub mod daemon;
 pub mod host;
 pub mod launchd;
+pub mod pressure;
 
 #[allow(unused_imports)] // Not every test crate starts a daemon.
 pub use daemon::{Daemon, Transition};
