@@ -857,6 +857,8 @@ fn a_guard_on_real_pressure_trips_holds_and_clears(
     (clear_below, clear_threshold): (&str, f64),
     unit: &str,
 ) {
+    // Taken first: no other test of this binary presses on memory while this one runs.
+    let mut bench = Swapping::prepare();
     let b = Bench::new(0);
     b.d.unit(
         "host",
@@ -874,7 +876,7 @@ fn a_guard_on_real_pressure_trips_holds_and_clears(
 
     // Pressure: trips after three samples above the threshold.
     let mark = daemon.mark();
-    let mut bench = Swapping::start();
+    bench.press();
     let tripped = daemon.wait_for(mark, "the guard tripped", |t| {
         t.unit == "host" && t.to == "tripped" && t.reason == "GUARD_TRIPPED"
     });

@@ -5,8 +5,8 @@
 //! failed assertion unwinds through the drops).
 //!
 //! Swap and memory pressure are host-wide: two benches at once would blur each other's
-//! "pressure is gone". [`Swapping::start`] takes a lock of the test binary for its lifetime
-//! (cargo runs test binaries one after another, and a binary's tests on threads).
+//! "pressure is gone". [`Swapping`] holds a lock of the test binary for its lifetime (cargo
+//! runs test binaries one after another, and a binary's tests on threads).
 //!
 //! Without root none of this is possible: swapon, cgroup writes and mounts need
 //! CAP_SYS_ADMIN, and there is no unprivileged way to make the kernel swap.
@@ -375,22 +375,24 @@ impl Drop for Hog {
 /// One bench at a time in a test binary.
 static BENCH: Mutex<()> = Mutex::new(());
 
-/// A memory-limited group swapping: a 256 MiB swap file, a group limited to 64 MiB and a hog
-/// of 128 MiB in it. Measured on a 2-vCPU VM (kernel 6.18, cgroup v1): 45–130 MiB/s written to
-/// swap, and 11–31% of each second with some task stalled on memory (PSI `some`), both back to
-/// 0 within a second of the hog's end.
+/// A memory-limited group swapping: a 256 MiB swap file, a group limited to 64 MiB and, while
+/// pressed, a hog of 128 MiB in it. Measured on a 2-vCPU VM (kernel 6.18, cgroup v1): 45–130
+/// MiB/s written to swap, and 11–31% of each second with some task stalled on memory (PSI
+/// `some`), both back to 0 within a second of the hog's end.
 ///
 /// Dropped in field order: the hog, its group, the swap file, then the lock.
 pub struct Swapping {
-    pub hog: Hog,
+    pub hog: Option<Hog>,
     pub cgroup: MemoryCgroup,
     pub swap: SwapFile,
     _bench: MutexGuard<'static, ()>,
 }
 
 impl Swapping {
+    /// The swap file and the group, nothing in it yet: from here until it is dropped, no other
+    /// test of the binary presses on memory, so what the host measures now is its calm.
     #[track_caller]
-    pub fn start() -> Self {
+    pub fn prepare() -> Self {
         let bench = BENCH.lock().unwrap_or_else(PoisonError::into_inner);
         let swap = SwapFile::enable(256);
         let name = format!(
@@ -402,21 +404,38 @@ impl Swapping {
                 .replace("::", "-")
         );
         let cgroup = MemoryCgroup::create(&name, 64 << 20);
-        let mut hog = Hog::start(&cgroup, 128 << 20);
-        super::wait_until("the hog is in its memory cgroup", || {
-            assert!(hog.running(), "the memory hog exited at once");
-            cgroup.pids().contains(&(hog.pid() as i32))
-        });
         Self {
-            hog,
+            hog: None,
             cgroup,
             swap,
             _bench: bench,
         }
     }
 
+    /// Prepared and pressed at once.
+    #[track_caller]
+    pub fn start() -> Self {
+        let mut bench = Self::prepare();
+        bench.press();
+        bench
+    }
+
+    /// Starts the hog in the group, and waits until it is there.
+    #[track_caller]
+    pub fn press(&mut self) {
+        let mut hog = Hog::start(&self.cgroup, 128 << 20);
+        let cgroup = &self.cgroup;
+        super::wait_until("the hog is in its memory cgroup", || {
+            assert!(hog.running(), "the memory hog exited at once");
+            cgroup.pids().contains(&(hog.pid() as i32))
+        });
+        self.hog = Some(hog);
+    }
+
     /// Ends the pressure: the hog is killed. The swap file stays until the bench is dropped.
     pub fn relieve(&mut self) {
-        self.hog.kill();
+        if let Some(mut hog) = self.hog.take() {
+            hog.kill();
+        }
     }
 }
