@@ -795,14 +795,14 @@ impl GuardMachine {
         let Some(value) = value else {
             // Still filling the statistic's first window: nothing to compare yet.
             if from == State::Unknown {
-                self.show(at, from, None, step);
+                self.show(at, from, None, false, step);
             }
             return;
         };
         self.last_value = Some(value);
         if self.forced {
             if from == State::Unknown {
-                self.show(at, from, None, step);
+                self.show(at, from, None, false, step);
             }
             return;
         }
@@ -856,7 +856,7 @@ impl GuardMachine {
             {
                 self.streak = None;
             }
-            self.show(at, from, Some(m), step);
+            self.show(at, from, Some(m), next != prev, step);
         }
         if next == Phase::Tripped && !prev.is_tripped() {
             self.actor.edge(at, Edge::Trip, step);
@@ -865,14 +865,20 @@ impl GuardMachine {
         }
     }
 
-    /// A transition from `from` to the current phase.
-    fn show(&self, at: Instant, from: State, m: Option<Measurement>, step: &mut Step) {
+    /// A transition from `from` to the current phase; `moved` when the phase itself changed
+    /// (otherwise the signal is only known again, and the reason must not claim a trip or a
+    /// clear that did not happen).
+    fn show(&self, at: Instant, from: State, m: Option<Measurement>, moved: bool, step: &mut Step) {
         step.transitions.push(Transition {
             at,
             from,
             to: self.phase.state(),
             phase: self.phase,
-            reason: self.phase.reason(),
+            reason: if from == State::Unknown && !moved {
+                Reason::GuardKnown
+            } else {
+                self.phase.reason()
+            },
             basis: match m {
                 Some(m) => Basis::Sample(m),
                 None if self.forced => Basis::Forced,

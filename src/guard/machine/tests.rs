@@ -212,6 +212,59 @@ fn unknown_neither_advances_nor_resets_a_sample_window() {
     assert_eq!(m.status().unknown, None);
 }
 
+/// A sample after a gap that leaves the phase as it was says the signal is known again; it
+/// never claims a trip or a clear, so an operator does not read one into a daemon's start.
+#[test]
+fn a_gap_that_changes_nothing_ends_as_known_not_as_a_clear_or_a_trip() {
+    let reasons = |steps: Vec<Step>| -> Vec<(State, State, Reason)> {
+        steps
+            .into_iter()
+            .flat_map(|s| s.transitions)
+            .map(|t| (t.from, t.to, t.reason))
+            .collect()
+    };
+    // First sample of a guard that starts unknown, then a gap while ok.
+    let mut m = GuardMachine::new(guard(3.0, None, Window::Samples(2)));
+    let got = reasons(vec![
+        unknown(&mut m, 0),
+        sample(&mut m, 10, 1.0),
+        unknown(&mut m, 20),
+        sample(&mut m, 30, 1.0),
+    ]);
+    assert_eq!(
+        got,
+        [
+            (OK, Unknown, Reason::GuardUnknown),
+            (Unknown, OK, Reason::GuardKnown),
+            (OK, Unknown, Reason::GuardUnknown),
+            (Unknown, OK, Reason::GuardKnown),
+        ]
+    );
+    // A gap while tripped, then a sample still above: known again, nothing run again.
+    let mut m = GuardMachine::new(guard(3.0, Some(1.0), Window::Samples(1)));
+    let tripped = sample(&mut m, 0, 5.0);
+    assert_eq!(tripped.transitions[0].reason, Reason::GuardTripped);
+    let got = (unknown(&mut m, 10), sample(&mut m, 20, 5.0));
+    assert_eq!(
+        got.1
+            .transitions
+            .iter()
+            .map(|t| (t.from, t.to, t.reason))
+            .collect::<Vec<_>>(),
+        [(Unknown, Tripped, Reason::GuardKnown)]
+    );
+    // A gap that ends in a real clear says so.
+    let cleared = sample(&mut m, 30, 0.5);
+    assert_eq!(
+        cleared
+            .transitions
+            .iter()
+            .map(|t| (t.from, t.to, t.reason))
+            .collect::<Vec<_>>(),
+        [(Tripped, OK, Reason::GuardCleared)]
+    );
+}
+
 #[test]
 fn time_without_samples_does_not_count_toward_a_duration_window() {
     let mut m = GuardMachine::new(guard(3.0, None, Window::Lasting(Duration::from_secs(60))));
