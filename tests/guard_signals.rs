@@ -696,3 +696,34 @@ fn root_a_swap_file_in_a_loop_mounted_ext4_image_is_used_and_then_removed() {
     );
     assert!(!mnt.exists());
 }
+
+/// A test run killed before its drops (SIGKILL, a CI timeout) leaves a swap file in use and a
+/// cgroup; the next run's first swap file sweeps them away, and leaves alone what belongs to a
+/// process that still runs.
+#[test]
+#[ignore = "needs root"]
+fn root_what_a_killed_run_left_is_swept_by_the_next() {
+    support::needs_root("swapon, a loop mount and a cgroup");
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let left = support::pressure::abandon(gone.id());
+    assert!(support::pressure::swaps().contains(&left.swap));
+    assert!(left.cgroup.is_dir());
+    // Ours, alive: kept.
+    let ours = SwapFile::enable_in_image(32);
+
+    support::pressure::sweep_leftovers();
+
+    assert!(
+        !support::pressure::swaps().contains(&left.swap),
+        "{} still in use",
+        left.swap.display()
+    );
+    assert!(!left.dir.exists(), "{} still there", left.dir.display());
+    assert!(
+        !left.cgroup.exists(),
+        "{} still there",
+        left.cgroup.display()
+    );
+    assert!(ours.in_use(), "the sweep took a live run's swap file");
+}

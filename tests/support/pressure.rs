@@ -122,7 +122,7 @@ impl SwapFile {
     /// image loop-mounted there.
     #[track_caller]
     pub fn enable(size_mib: u64) -> Self {
-        let dir = tempfile::tempdir_in("/var/tmp").expect("a directory in /var/tmp");
+        let dir = swap_dir();
         let path = dir.path().join("swapfile");
         let direct = match enable_swap(&path, size_mib) {
             Ok(()) => return Self::noting(path, None, dir),
@@ -145,7 +145,7 @@ impl SwapFile {
     /// system /var/tmp is.
     #[track_caller]
     pub fn enable_in_image(size_mib: u64) -> Self {
-        let dir = tempfile::tempdir_in("/var/tmp").expect("a directory in /var/tmp");
+        let dir = swap_dir();
         let mnt = dir.path().join("ext4");
         let image = LoopExt4::mount(&dir.path().join("ext4.img"), &mnt, size_mib + 32)
             .unwrap_or_else(|e| panic!("no ext4 image for a swap file: {e}"));
@@ -170,6 +170,121 @@ impl SwapFile {
     /// Whether the kernel lists it in /proc/swaps.
     pub fn in_use(&self) -> bool {
         swaps().contains(&self.path)
+    }
+}
+
+/// Where a swap file goes: a directory in /var/tmp named after this test process, so that a
+/// later run can tell what a killed one left (see [`sweep_leftovers`]).
+fn swap_dir() -> tempfile::TempDir {
+    sweep_leftovers();
+    tempfile::Builder::new()
+        .prefix(&format!("{LEFTOVER_PREFIX}{}-", std::process::id()))
+        .tempdir_in("/var/tmp")
+        .expect("a directory in /var/tmp")
+}
+
+/// What the swap directories and the cgroups of these tests are named after: the prefix, then
+/// the test process's pid.
+const LEFTOVER_PREFIX: &str = "launchgraph-test-";
+
+/// The pid in a leftover's name, when it names a process that no longer runs: a test run
+/// killed before its drops ran (SIGKILL, a CI timeout).
+fn dead_owner(name: &str) -> bool {
+    let Some(pid) = name
+        .strip_prefix(LEFTOVER_PREFIX)
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Undoes what killed earlier runs left: their swap files are swapped off, their ext4 images
+/// unmounted, their directories removed, their cgroups emptied and removed. Without it, one
+/// killed run would leave a swap file in use until the next reboot.
+pub fn sweep_leftovers() {
+    let Ok(dirs) = fs::read_dir("/var/tmp") else {
+        return;
+    };
+    for dir in dirs.flatten() {
+        let name = dir.file_name().to_string_lossy().into_owned();
+        if !dead_owner(&name) {
+            continue;
+        }
+        let dir = dir.path();
+        for swap in swaps().iter().filter(|s| s.starts_with(&dir)) {
+            let _ = Command::new("swapoff").arg(swap).status();
+        }
+        let image = dir.join("ext4");
+        if fs::read_to_string("/proc/self/mounts")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_whitespace().nth(1) == image.to_str())
+        {
+            let _ = Command::new("umount").arg(&image).status();
+        }
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => eprintln!("removed {}, left by a killed test run", dir.display()),
+            Err(e) => eprintln!("could not remove {}: {e}", dir.display()),
+        }
+    }
+    let roots = [Some(PathBuf::from(V1_MEMORY)), cgroup2_with_memory()];
+    for root in roots.into_iter().flatten() {
+        let Ok(groups) = fs::read_dir(&root) else {
+            continue;
+        };
+        for group in groups.flatten() {
+            let name = group.file_name().to_string_lossy().into_owned();
+            if group.path().is_dir() && dead_owner(&name) {
+                let version = if root == Path::new(V1_MEMORY) {
+                    CgroupVersion::V1
+                } else {
+                    CgroupVersion::V2
+                };
+                eprintln!(
+                    "removing the cgroup {}, left by a killed test run",
+                    group.path().display()
+                );
+                drop(MemoryCgroup {
+                    path: group.path(),
+                    version,
+                });
+            }
+        }
+    }
+}
+
+/// What a test run killed before its drops leaves: a swap file in use (in an ext4 image
+/// loop-mounted in its directory) and a memory cgroup, both named after `owner`. For the test
+/// of [`sweep_leftovers`].
+pub struct Leftovers {
+    pub dir: PathBuf,
+    pub swap: PathBuf,
+    pub cgroup: PathBuf,
+}
+
+/// Leaves [`Leftovers`] named after `owner` (a pid that no longer runs), as a killed run would.
+#[track_caller]
+pub fn abandon(owner: u32) -> Leftovers {
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{LEFTOVER_PREFIX}{owner}-"))
+        .tempdir_in("/var/tmp")
+        .expect("a directory in /var/tmp")
+        .keep();
+    let mnt = dir.join("ext4");
+    let image = LoopExt4::mount(&dir.join("ext4.img"), &mnt, 64)
+        .unwrap_or_else(|e| panic!("no ext4 image for a swap file: {e}"));
+    std::mem::forget(image);
+    let swap = mnt.join("swapfile");
+    enable_swap(&swap, 32).unwrap_or_else(|e| panic!("no swap file: {e}"));
+    let cgroup = MemoryCgroup::create(&format!("{LEFTOVER_PREFIX}{owner}-left"), 64 << 20);
+    let path = cgroup.path.clone();
+    std::mem::forget(cgroup);
+    Leftovers {
+        dir,
+        swap,
+        cgroup: path,
     }
 }
 
@@ -396,7 +511,7 @@ impl Swapping {
         let bench = BENCH.lock().unwrap_or_else(PoisonError::into_inner);
         let swap = SwapFile::enable(256);
         let name = format!(
-            "launchgraph-test-{}-{}",
+            "{LEFTOVER_PREFIX}{}-{}",
             std::process::id(),
             std::thread::current()
                 .name()
