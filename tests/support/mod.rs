@@ -20,6 +20,7 @@ pub mod control;
 pub mod daemon;
 pub mod host;
 pub mod launchd;
+pub mod real;
 
 #[allow(unused_imports)] // Not every test crate starts a daemon.
 pub use daemon::{Daemon, Transition};
