@@ -255,7 +255,7 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
 
 /// Whether `body` is JSON holding `key: want` at any depth.
 pub fn json_has(body: &str, key: &str, want: &serde_json::Value) -> bool {
-    pub fn walk(v: &serde_json::Value, key: &str, want: &serde_json::Value) -> bool {
+    fn walk(v: &serde_json::Value, key: &str, want: &serde_json::Value) -> bool {
         match v {
             serde_json::Value::Object(m) => {
                 m.get(key) == Some(want) || m.values().any(|v| walk(v, key, want))
@@ -632,7 +632,7 @@ no-restart-exit-codes = [78]
 pub const EXEC_STAMP_MJS: &str = r#"// Records this node process's start time (ns since the epoch) and pid, for the e2e run.
 import { appendFileSync } from "node:fs";
 import { isMainThread } from "node:worker_threads";
-pub const file = process.env.LAUNCHGRAPH_E2E_STAMP;
+const file = process.env.LAUNCHGRAPH_E2E_STAMP;
 if (file && isMainThread) {
   const ns = BigInt(Math.round(performance.timeOrigin * 1000)) * 1000n;
   try { appendFileSync(file, `${ns} ${process.pid} ${process.argv[1] ?? ""}\n`); } catch {}
