@@ -16,7 +16,8 @@
 #   LAUNCHGRAPH_E2E_PROFILE        cargo profile of the test and the binary: dev (default) or release
 #   LAUNCHGRAPH_E2E_GATEWAY_START_TIMEOUT  the gateway unit's start-timeout in seconds (default 120)
 #   LAUNCHGRAPH_E2E_KEEP=1         keep the run directory even when the run passes
-#   LAUNCHGRAPH_E2E_DEADLINE       overall bound in seconds after the installs (default 720)
+#   LAUNCHGRAPH_E2E_DEADLINE       bound in seconds on each test after the installs (default 720)
+#   LAUNCHGRAPH_E2E_LLAMA_BUILD_JOBS, LAUNCHGRAPH_E2E_LLAMA_BUILD_TIMEOUT  llama.cpp's build (2 jobs, 2400 s)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
