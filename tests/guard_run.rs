@@ -181,11 +181,13 @@ complete-within = "60s"
     let facts = ran.guard.as_ref().unwrap();
     assert_eq!(facts.output.as_deref(), Some("ran-on-trip"), "{ran:#?}");
     assert_eq!(facts.edge.as_deref(), Some("trip"));
-    assert!(
-        events
-            .iter()
-            .any(|e| e.guard.as_ref().unwrap().kind == "action-confirmed"),
-        "{events:#?}"
+    let confirmed = events
+        .iter()
+        .find(|e| e.guard.as_ref().unwrap().kind == "action-confirmed")
+        .unwrap_or_else(|| panic!("no action-confirmed event: {events:#?}"));
+    assert_eq!(
+        confirmed.reason, "GUARD_TRIPPED",
+        "a confirmed trip action carries its edge's reason: {confirmed:#?}"
     );
     let tripped = events
         .iter()

@@ -423,8 +423,10 @@ async fn ttft_splits_a_slow_first_token_into_phases_and_reads_ollamas_durations(
     assert!(!r.timed_out);
 
     let split = r.server.unwrap();
+    assert_eq!(split.total, Duration::from_millis(500));
     assert_eq!(split.load, Duration::from_millis(20));
     assert_eq!(split.prompt_eval, Duration::from_millis(30));
+    assert_eq!(split.eval, Duration::from_millis(10));
     assert_eq!(split.queue_wait, Duration::from_millis(440));
     assert_eq!(
         r.idle,
@@ -455,6 +457,30 @@ async fn ttft_is_idle_when_ollama_reports_no_wait_and_no_load() {
     let r = s.known().unwrap_or_else(|| panic!("{s:?}"));
     assert_eq!(r.server.unwrap().queue_wait, Duration::from_millis(5));
     assert_eq!(r.idle, Idleness::Idle);
+}
+
+/// A model that was unloaded between the `/api/ps` check and the request: Ollama's
+/// `load_duration` carries the load, which is split out of the queue wait and makes the
+/// sample not idle, even with no wait for a slot.
+#[tokio::test]
+async fn ttft_splits_out_a_load_and_counts_it_as_not_idle() {
+    let server = Server::start(ollama(
+        &["llama3.1:8b"],
+        Duration::ZERO,
+        [900, 600, 200, 60],
+        false,
+    ))
+    .await;
+    let s = Ttft::new(ttft_params(&server, Api::Ollama, "llama3.1:8b"))
+        .sample()
+        .await;
+    let r = s.known().unwrap_or_else(|| panic!("{s:?}"));
+    let split = r.server.unwrap();
+    assert_eq!(split.load, Duration::from_millis(600));
+    assert_eq!(split.prompt_eval, Duration::from_millis(200));
+    assert_eq!(split.eval, Duration::from_millis(60));
+    assert_eq!(split.queue_wait, Duration::from_millis(40));
+    assert_eq!(r.idle, Idleness::Busy, "a load over 100 ms is not idle");
 }
 
 #[tokio::test]

@@ -550,11 +550,17 @@ impl Guarding {
                         .map_or(Duration::ZERO, |a| now.saturating_duration_since(a.started)),
                 }
             });
+            // A confirmation carries no reason code of its own: it takes its edge's, as a
+            // run's output does below (a confirmed trip is not news of a clear).
+            let reason = n.reason().unwrap_or(match id.map(|id| id.edge) {
+                Some(Edge::Trip) => Reason::GuardTripped,
+                _ => Reason::GuardCleared,
+            });
             follow.events.push(GuardEvent {
                 unit: w.unit.clone(),
                 from: state,
                 to: state,
-                reason: n.reason().unwrap_or(Reason::GuardCleared),
+                reason,
                 cause,
                 facts,
                 warn: n.reason().is_some(),
