@@ -10,7 +10,7 @@
 //! - [`pressure`]: real kernel signals for root tests: tmpfs mounts, a swap file, a
 //!   memory-limited cgroup and a process in it that makes the kernel swap and stall.
 //! - [`real`]: the real stack's run directory, units, gateway configuration and waits, shared by
-//!   the end-to-end tests (real_stack, real_guards, real_prometheus).
+//!   the end-to-end tests (real_stack, real_guards).
 //! - here: unit directories in a tempdir, a small python program the units run (servers that
 //!   record when they were exec'd and when they started listening), free loopback ports,
 //!   process-group checks, and [`needs_root`].
