@@ -256,6 +256,82 @@ complete-within = "60s"
     assert!(!guard(&daemon, "watch", "level").holding);
 }
 
+/// An action's commands run as its `user`, in their own group, with nothing of the daemon's
+/// environment but `PATH`: what the command printed (its uid, gid, groups and environment) is
+/// in the action's event. The daemon runs as root with a secret in its environment.
+#[test]
+#[ignore = "needs root"]
+fn root_an_action_runs_as_its_user_with_only_path() {
+    support::needs_root("running an action as another user");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("this test runs an action as the user nobody, which this host lacks");
+    let b = Bench::new(9);
+    let on_trip = r#"[guard.on-trip]
+run = [["/bin/sh", "-c", "echo uid=$(id -u) gid=$(id -g) groups=$(id -G); env | sort | tr '\n' ' '"]]
+user = "nobody"
+"#;
+    b.d.unit("watch", &watch_unit(&b.level, on_trip));
+    let mut daemon = Daemon::start_with_env(&b.d.units(), &[("LAUNCHGRAPH_TEST_SECRET", "s3cret")]);
+    daemon.wait_serving();
+    daemon.wait_for(0, "guard tripped", |t| {
+        t.unit == "watch" && t.to == "tripped" && t.reason == "GUARD_TRIPPED"
+    });
+    let mut ran = None;
+    wait_until("the trip action done or failed", || {
+        ran = guard_events(&daemon)
+            .into_iter()
+            .find(|e| e.guard.as_ref().unwrap().kind.starts_with("action-"));
+        ran.is_some()
+    });
+    let ran = ran.unwrap();
+    // Without a verify, a run that succeeded is the confirmation itself.
+    assert_eq!(
+        ran.guard.as_ref().unwrap().kind,
+        "action-confirmed",
+        "{ran:#?}"
+    );
+    let output = ran
+        .guard
+        .as_ref()
+        .unwrap()
+        .output
+        .clone()
+        .unwrap_or_default();
+    let want = format!(
+        "uid={uid} gid={gid} groups=",
+        uid = nobody.uid,
+        gid = nobody.gid
+    );
+    assert!(output.starts_with(&want), "{output:?}, want {want:?}…");
+    let groups: Vec<&str> = output[want.len()..]
+        .split_whitespace()
+        .take_while(|w| w.chars().all(|c| c.is_ascii_digit()))
+        .collect();
+    assert!(
+        !groups.contains(&"0"),
+        "the action kept root's group: {output:?}"
+    );
+    let env: Vec<&str> = output
+        .split_whitespace()
+        .filter(|w| w.contains('='))
+        .filter(|w| !w.starts_with("uid=") && !w.starts_with("gid=") && !w.starts_with("groups="))
+        .collect();
+    assert!(
+        !output.contains("s3cret"),
+        "the daemon's environment reached the action: {output:?}"
+    );
+    // sh itself adds PWD (and may add SHLVL and `_`); nothing else comes from outside.
+    for var in &env {
+        let name = var.split('=').next().unwrap();
+        assert!(
+            ["PATH", "PWD", "SHLVL", "_"].contains(&name),
+            "{name} in the action's environment: {output:?}"
+        );
+    }
+    assert!(env.iter().any(|v| v.starts_with("PATH=")), "{output:?}");
+}
+
 #[test]
 fn a_verify_that_never_confirms_times_the_action_out_visibly() {
     let b = Bench::new(9);

@@ -479,6 +479,31 @@ complete-within = "240s"
     )
 }
 
+/// The shipped queue guard of units/ollama.toml, on the gateway: `queuedCount` of lane `main`
+/// in the real gateway's `gateway call diagnostics.lanes --json`, advising only (the test's
+/// load goes to llama-server, not through agent turns). It proves the shipped guard reads what
+/// the real gateway prints. Every 60 s: the CLI is a Node start, seconds of CPU on two cores,
+/// which would blur the TTFT samples if it ran often.
+fn lanes_guard(cli: &str) -> String {
+    format!(
+        r#"[[guard]]
+name = "lanes"
+signal = "queue-depth"
+command = {command}
+lane = "main"
+field = "queuedCount"
+mode = "advise"
+every = "60s"
+timeout = "60s"
+above = 3
+samples = 2
+clear-below = 1
+clear-samples = 2
+"#,
+        command = array(&[cli, "gateway", "call", "diagnostics.lanes", "--json"]),
+    )
+}
+
 /// Providers for the two defaults: `ollama` (the proxy, serving `local/smollm2`) and `cloud`
 /// (an OpenAI-compatible provider on a loopback port nothing listens on: never called).
 fn model_config() -> Vec<serde_json::Value> {
@@ -553,7 +578,11 @@ fn slow_first_tokens_and_a_queue_move_the_gateway_default_to_the_cloud_and_back(
     .unwrap();
     fs::write(
         run.join("units/openclaw-gateway.toml"),
-        gateway_unit(&run, &s, &gw_path),
+        format!(
+            "{}\n{}",
+            gateway_unit(&run, &s, &gw_path),
+            lanes_guard(&cli)
+        ),
     )
     .unwrap();
     let check = Command::new(BIN)
@@ -816,6 +845,29 @@ fn slow_first_tokens_and_a_queue_move_the_gateway_default_to_the_cloud_and_back(
             seen.seen
         );
     }
+
+    // The shipped lanes guard read the real gateway's queue: a number, 0 with no agent turn.
+    let lanes = poll(
+        d,
+        deadline.cap(180),
+        "a known sample of the gateway's lanes guard",
+        &mut seen,
+        |d, _| {
+            guards(d)
+                .into_iter()
+                .find(|g| g.unit == "openclaw-gateway" && g.guard == "lanes")
+                .filter(|g| g.value.is_some())
+        },
+    );
+    assert_eq!(
+        (lanes.state.as_str(), lanes.value),
+        ("ok", Some(0.0)),
+        "{lanes:#?}"
+    );
+    say(
+        t0,
+        "ok: the lanes guard reads queuedCount 0 of lane main from the real gateway",
+    );
 
     // The runbook over the socket shows the switch back at ok, with its last action done.
     let book = d.cli(&[
