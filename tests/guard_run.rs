@@ -10,23 +10,13 @@ mod support;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use launchgraph::control::client::request;
-use launchgraph::control::protocol::{EventRecord, GuardStatus, Request, Response};
+use launchgraph::control::protocol::{EventRecord, GuardStatus};
 
 use support::pressure::{Swapping, Tmpfs};
 use support::{Daemon, UnitDir, q, wait_until};
 
-/// Every guard's status, asked over the control protocol (the `guards` request, which
-/// `launchgraph guards` shows beside the runbook).
 fn guards(d: &Daemon) -> Vec<GuardStatus> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    match rt.block_on(request(d.socket(), Request::Guards)) {
-        Ok(Response::Guards { guards }) => guards,
-        other => panic!("the guards request: {other:?}"),
-    }
+    support::control::guards(d.socket())
 }
 
 fn guard(d: &Daemon, unit: &str, name: &str) -> GuardStatus {
@@ -36,12 +26,8 @@ fn guard(d: &Daemon, unit: &str, name: &str) -> GuardStatus {
         .unwrap_or_else(|| panic!("no guard {unit}/{name}"))
 }
 
-/// The guard events of `events --json`.
 fn guard_events(d: &Daemon) -> Vec<EventRecord> {
-    support::control::events_json(d.socket())
-        .into_iter()
-        .filter(|e| e.guard.is_some())
-        .collect()
+    support::control::guard_events(d.socket())
 }
 
 /// Waits until `guards --json` shows `unit/name` with more samples than `n`: it is still

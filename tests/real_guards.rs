@@ -43,11 +43,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use launchgraph::control::client::request;
-use launchgraph::control::protocol::{EventRecord, GuardStatus, Request, Response};
+use launchgraph::control::protocol::{EventRecord, GuardStatus};
 use nix::sys::signal::Signal;
 
-use support::control::BIN;
 use support::real::*;
 use support::{Daemon, array, q};
 
@@ -63,14 +61,7 @@ const TTFT_CLEAR: f64 = 1.5;
 // The daemon's view: the control socket's `guards`, and `events --json`
 
 fn guards(d: &Daemon) -> Vec<GuardStatus> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    match rt.block_on(request(d.socket(), Request::Guards)) {
-        Ok(Response::Guards { guards }) => guards,
-        other => panic!("the guards request: {other:?}"),
-    }
+    support::control::guards(d.socket())
 }
 
 fn guard(d: &Daemon, name: &str) -> GuardStatus {
@@ -80,12 +71,8 @@ fn guard(d: &Daemon, name: &str) -> GuardStatus {
         .unwrap_or_else(|| panic!("no guard llama/{name}"))
 }
 
-/// The guard events of `events --json`.
 fn guard_events(d: &Daemon) -> Vec<EventRecord> {
-    support::control::events_json(d.socket())
-        .into_iter()
-        .filter(|e| e.guard.is_some())
-        .collect()
+    support::control::guard_events(d.socket())
 }
 
 /// The first guard event of `name` after `seq` that satisfies `pred`.
@@ -585,26 +572,7 @@ fn slow_first_tokens_and_a_queue_move_the_gateway_default_to_the_cloud_and_back(
         ),
     )
     .unwrap();
-    let check = Command::new(BIN)
-        .arg("check")
-        .arg("--units")
-        .arg(run.join("units"))
-        .arg("--state-dir")
-        .arg(run.join("state"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run launchgraph check");
-    let check_text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    fs::write(run.join("check.log"), &check_text).unwrap();
-    assert!(
-        check.status.success(),
-        "launchgraph check exited {:?}:\n{check_text}",
-        check.status.code()
-    );
+    check_units(&run);
 
     // Up: llama-server, then the proxy, then the gateway.
     say(t0, "starting launchgraph up");

@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -87,29 +87,7 @@ fn the_gateway_waits_for_the_model_server_restarts_with_it_and_stops_before_it()
     .unwrap();
 
     say(t0, "checking the units (launchgraph check)");
-    let check = Command::new(BIN)
-        .arg("check")
-        .arg("--units")
-        .arg(run.join("units"))
-        .arg("--state-dir")
-        .arg(run.join("state"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run launchgraph check");
-    let check_text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&check.stdout),
-        String::from_utf8_lossy(&check.stderr)
-    );
-    fs::write(run.join("check.log"), &check_text).unwrap();
-    for l in check_text.lines() {
-        eprintln!("  check: {l:.300}");
-    }
-    assert!(
-        check.status.success(),
-        "launchgraph check exited {:?}",
-        check.status.code()
-    );
+    check_units(&run);
 
     // 3. Up: the gateway starts only once /api/version answers.
     let poller = Poller::start(run.join("poll.ollama"));

@@ -11,7 +11,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::time::Instant;
 
-use launchgraph::control::protocol::{EventRecord, UnitStatus};
+use launchgraph::control::protocol::{EventRecord, GuardStatus, Request, Response, UnitStatus};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -164,6 +164,30 @@ pub fn pids(socket: &Path) -> BTreeMap<String, Option<u32>> {
     status_json(socket)
         .into_iter()
         .map(|u| (u.name, u.pid))
+        .collect()
+}
+
+/// Every guard's status, asked over the control protocol (the `guards` request, which
+/// `launchgraph guards` shows beside the runbook).
+pub fn guards(socket: &Path) -> Vec<GuardStatus> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    match rt.block_on(launchgraph::control::client::request(
+        socket,
+        Request::Guards,
+    )) {
+        Ok(Response::Guards { guards }) => guards,
+        other => panic!("the guards request: {other:?}"),
+    }
+}
+
+/// The guard events of `events --json`.
+pub fn guard_events(socket: &Path) -> Vec<EventRecord> {
+    events_json(socket)
+        .into_iter()
+        .filter(|e| e.guard.is_some())
         .collect()
 }
 

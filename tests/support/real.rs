@@ -694,3 +694,31 @@ pub fn configure_gateway(run: &RunDir, s: &Stack, path: &str, extra: &[serde_jso
         config.display()
     );
 }
+
+/// `launchgraph check` on the run's units: its output in `check.log` and on stderr; it must
+/// pass.
+pub fn check_units(run: &RunDir) {
+    let check = Command::new(super::control::BIN)
+        .arg("check")
+        .arg("--units")
+        .arg(run.join("units"))
+        .arg("--state-dir")
+        .arg(run.join("state"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run launchgraph check");
+    let check_text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    fs::write(run.join("check.log"), &check_text).unwrap();
+    for l in check_text.lines() {
+        eprintln!("  check: {l:.300}");
+    }
+    assert!(
+        check.status.success(),
+        "launchgraph check exited {:?}:\n{check_text}",
+        check.status.code()
+    );
+}
