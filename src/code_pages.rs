@@ -30,69 +30,83 @@ struct Releasable {
     rss_kib: u64,
 }
 
-/// The mappings of the text of `/proc/self/smaps` whose pages are the file's and nobody
-/// writes: a path (not `[vdso]` or anonymous), private (`p`), not writable, no anonymous
-/// page. Mappings not resident at all are left out (nothing to give back).
-fn releasable(smaps: &str) -> Vec<Releasable> {
+/// The mappings listed in `/proc/self/smaps` whose pages are the file's and nobody writes: a
+/// path (not `[vdso]` or anonymous), private (`p`), not writable, no anonymous page. Mappings
+/// not resident at all are left out (nothing to give back). Read as bytes, looking only at
+/// the headers and the `Rss` and `Anonymous` lines: paths need not be UTF-8, and a release
+/// should cost as little as it can.
+fn releasable(smaps: &[u8]) -> Vec<Releasable> {
+    /// A number in ASCII.
+    fn number(text: &[u8], radix: u32) -> Option<u64> {
+        u64::from_str_radix(std::str::from_utf8(text).ok()?, radix).ok()
+    }
+    /// The value of a "Key:   123 kB" line.
+    fn kib(rest: &[u8]) -> Option<u64> {
+        number(
+            rest.split(u8::is_ascii_whitespace)
+                .find(|f| !f.is_empty())?,
+            10,
+        )
+    }
     let mut out = Vec::new();
-    // The mapping being read: its range, whether its header allows it, its Rss and Anonymous.
-    let mut current: Option<(Releasable, bool, u64, u64)> = None;
-    let finish = |m: Option<(Releasable, bool, u64, u64)>, out: &mut Vec<Releasable>| {
-        if let Some((range, eligible, rss, anon)) = m
-            && eligible
-            && rss > 0
+    // The mapping being read, if its header allows it; Anonymous is unknown (taken as
+    // holding pages of its own) until its line is read.
+    let mut current: Option<(Releasable, u64)> = None;
+    let finish = |m: Option<(Releasable, u64)>, out: &mut Vec<Releasable>| {
+        if let Some((m, anon)) = m
+            && m.rss_kib > 0
             && anon == 0
         {
-            out.push(Releasable {
-                rss_kib: rss,
-                ..range
-            });
+            out.push(m);
         }
     };
-    for line in smaps.lines() {
-        let mut fields = line.split_ascii_whitespace();
-        let Some(first) = fields.next() else { continue };
-        if let Some(key) = first.strip_suffix(':') {
-            let value = fields.next().and_then(|v| v.parse::<u64>().ok());
-            if let (Some((_, _, rss, anon)), Some(v)) = (current.as_mut(), value) {
-                match key {
-                    "Rss" => *rss = v,
-                    "Anonymous" => *anon = v,
-                    _ => {}
+    for line in smaps.split(|b| *b == b'\n') {
+        match line.first() {
+            Some(b'R') => {
+                if let (Some(rest), Some((m, _))) = (line.strip_prefix(b"Rss:"), current.as_mut()) {
+                    m.rss_kib = kib(rest).unwrap_or(0);
                 }
             }
-            continue;
+            Some(b'A') => {
+                if let (Some(rest), Some((_, anon))) =
+                    (line.strip_prefix(b"Anonymous:"), current.as_mut())
+                {
+                    *anon = kib(rest).unwrap_or(u64::MAX);
+                }
+            }
+            Some(b'0'..=b'9' | b'a'..=b'f') => {
+                // A header: "start-end perms offset dev inode [path]".
+                finish(current.take(), &mut out);
+                let mut fields = line
+                    .split(u8::is_ascii_whitespace)
+                    .filter(|f| !f.is_empty());
+                let range = fields.next().unwrap_or(b"");
+                let perms = fields.next().unwrap_or(b"");
+                let path = fields.nth(3).unwrap_or(b"");
+                let Some(dash) = range.iter().position(|b| *b == b'-') else {
+                    continue;
+                };
+                let (Some(start), Some(end)) =
+                    (number(&range[..dash], 16), number(&range[dash + 1..], 16))
+                else {
+                    continue;
+                };
+                let eligible = matches!(perms, [b'r', b'-', _, b'p'])
+                    && path.first() == Some(&b'/')
+                    && end > start;
+                if eligible {
+                    current = Some((
+                        Releasable {
+                            start: start as usize,
+                            end: end as usize,
+                            rss_kib: 0,
+                        },
+                        u64::MAX,
+                    ));
+                }
+            }
+            _ => {}
         }
-        // A header: "start-end perms offset dev inode [path]".
-        let Some((start, end)) = first.split_once('-') else {
-            continue;
-        };
-        let (Ok(start), Ok(end)) = (
-            usize::from_str_radix(start, 16),
-            usize::from_str_radix(end, 16),
-        ) else {
-            continue;
-        };
-        finish(current.take(), &mut out);
-        let perms = fields.next().unwrap_or("");
-        let path = fields.nth(3).unwrap_or("");
-        let eligible = perms.len() == 4
-            && perms.starts_with('r')
-            && perms.as_bytes()[1] == b'-'
-            && perms.ends_with('p')
-            && path.starts_with('/')
-            && end > start;
-        // Unknown until its Anonymous line: counted as holding pages of its own until then.
-        current = Some((
-            Releasable {
-                start,
-                end,
-                rss_kib: 0,
-            },
-            eligible,
-            0,
-            u64::MAX,
-        ));
     }
     finish(current.take(), &mut out);
     out
@@ -109,9 +123,8 @@ pub fn release() -> usize {
         else {
             return 0;
         };
-        let text = String::from_utf8_lossy(&bytes);
         let mut released = 0;
-        for m in releasable(&text) {
+        for m in releasable(&bytes) {
             // SAFETY: the range is one whole mapping of this process, file-backed, private,
             // not writable and holding no anonymous (copy-on-write) page, as smaps said just
             // now; nothing in this process writes to or remaps such a mapping (a write would
@@ -196,7 +209,7 @@ Rss:                   8 kB
 
     #[test]
     fn only_private_read_only_file_mappings_without_pages_of_their_own_are_released() {
-        let got = releasable(SMAPS);
+        let got = releasable(SMAPS.as_bytes());
         assert_eq!(
             got,
             vec![
@@ -225,7 +238,7 @@ Rss:                   8 kB
     /// The resident KiB of this process's releasable mappings.
     #[cfg(target_os = "linux")]
     fn resident_kib() -> u64 {
-        let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+        let smaps = std::fs::read("/proc/self/smaps").unwrap();
         releasable(&smaps).iter().map(|m| m.rss_kib).sum()
     }
 
@@ -242,6 +255,6 @@ Rss:                   8 kB
             "resident read-only file pages: {before} KiB before, {after} KiB after"
         );
         // The code that was unmapped runs again from the page cache.
-        assert_eq!(releasable(SMAPS).len(), 3);
+        assert_eq!(releasable(SMAPS.as_bytes()).len(), 3);
     }
 }
