@@ -7,6 +7,7 @@
 pub mod adopt;
 pub mod booted_out;
 pub(crate) mod clock;
+pub mod code_pages;
 pub mod compile;
 pub mod control;
 pub mod daemon;

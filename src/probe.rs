@@ -397,11 +397,76 @@ impl ConnectFailure {
 }
 
 /// Connects to `addr` within `timeout`, and closes the connection at once.
+///
+/// A loopback handshake is done by the time `connect(2)` returns (the kernel answers the SYN
+/// within the call), so a zero-timeout `poll` mostly tells the outcome at once, without a timer
+/// or a registration with the runtime (which cost three more system calls and a wake-up of
+/// the runtime's driver per attempt: probes are most of what an idle daemon does). Only a
+/// connect still in progress is waited for on the runtime, within `timeout`, and judged as
+/// tokio's own connect judges it (writable, then the socket's pending error).
 async fn connect(addr: SocketAddr, timeout: Duration) -> Result<(), ConnectFailure> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(_stream)) => Ok(()),
+    let pending = match start_connect(addr) {
+        Ok(Connecting::Done) => return Ok(()),
+        Ok(Connecting::InProgress(fd)) => fd,
+        Err(e) => return Err(ConnectFailure::from_io(&e)),
+    };
+    let stream = match TcpStream::from_std(std::net::TcpStream::from(pending)) {
+        Ok(stream) => stream,
+        Err(e) => return Err(ConnectFailure::from_io(&e)),
+    };
+    match tokio::time::timeout(timeout, stream.writable()).await {
+        Ok(Ok(())) => match stream.take_error() {
+            Ok(None) => Ok(()),
+            Ok(Some(e)) | Err(e) => Err(ConnectFailure::from_io(&e)),
+        },
         Ok(Err(e)) => Err(ConnectFailure::from_io(&e)),
         Err(_) => Err(ConnectFailure::TimedOut(Some(timeout))),
+    }
+}
+
+/// Where a non-blocking connect stands right after `connect(2)`.
+enum Connecting {
+    /// Connected (the socket is closed again).
+    Done,
+    /// Still in progress: the socket, to wait on.
+    InProgress(std::os::fd::OwnedFd),
+}
+
+/// Starts a non-blocking connect to `addr` and looks once, without waiting, whether it is
+/// done. A refused or failed connect is an `Err`, as from tokio's connect.
+fn start_connect(addr: SocketAddr) -> io::Result<Connecting> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    use std::os::fd::AsFd as _;
+    let family = match addr {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let fd = rustix::net::socket_with(
+        family,
+        SocketType::STREAM,
+        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        None,
+    )?;
+    match rustix::net::connect(&fd, &addr) {
+        Ok(()) => return Ok(Connecting::Done),
+        Err(rustix::io::Errno::INPROGRESS) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
+    let ready = nix::poll::poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) == 1;
+    let revents = fds[0].revents().unwrap_or(PollFlags::empty());
+    if !ready {
+        return Ok(Connecting::InProgress(fd));
+    }
+    // A TCP socket with an error pending polls POLLERR (tcp_poll in torvalds/linux:
+    // net/ipv4/tcp.c): without it, POLLOUT means connected.
+    if !revents.intersects(PollFlags::POLLERR | PollFlags::POLLHUP) {
+        return Ok(Connecting::Done);
+    }
+    match rustix::net::sockopt::socket_error(&fd)? {
+        Ok(()) => Ok(Connecting::Done),
+        Err(e) => Err(e.into()),
     }
 }
 

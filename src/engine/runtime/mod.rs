@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +31,7 @@ use self::shell::Shell;
 
 use super::backend::launchd::LaunchdContext;
 use super::core::{Command, Core, Effect, Event, Generation, Timer};
-use super::events::{self, Epoch, EpochTx, EventTx, UnitId};
+use super::events::{self, Epoch, EpochTx, EventTx, ProbeKind, UnitId};
 use super::gate::gate;
 use super::journal::{self, EventLog, LogLimiter};
 use super::reload::Plan;
@@ -110,17 +110,22 @@ pub(crate) async fn supervise(
     let _ = sup.reload(false);
     let mut done = sup.finish_reload().await;
     let mut shutting_down = false;
+    let mut quiet = QuietRelease::new(Instant::now());
     while !done {
         let event = tokio::select! {
             biased;
             Some((epoch, e)) = rx.recv() => match sup.current_event(epoch, e) {
                 Some(e) => {
                     sup.observe(&e);
+                    if !is_idle_work(&e) {
+                        quiet.worked(Instant::now());
+                    }
                     e
                 }
                 None => continue,
             },
             Some(expired) = std::future::poll_fn(|cx| sup.shell.timers.poll_expired(cx)) => {
+                quiet.worked(Instant::now());
                 let key = expired.key();
                 match sup.timer_fired(key, expired.into_inner()) {
                     Some(e) => e,
@@ -136,18 +141,26 @@ pub(crate) async fn supervise(
                 continue;
             }
             Some((epoch, unit)) = changed_rx.recv() => {
+                quiet.worked(Instant::now());
                 let Some(unit) = sup.remap(epoch, unit) else { continue };
                 sup.files_changed(unit)
             }
-            Some(req) = control.recv() => match sup.control(req) {
-                Some(e) => e,
-                None => {
-                    done = sup.finish_reload().await;
-                    continue;
+            Some(req) = control.recv() => {
+                quiet.worked(Instant::now());
+                match sup.control(req) {
+                    Some(e) => e,
+                    None => {
+                        done = sup.finish_reload().await;
+                        continue;
+                    }
                 }
-            },
+            }
             () = limiter_close(sup.log.next_close()) => {
                 journal::write(sup.log.close_expired(Instant::now()));
+                continue;
+            }
+            () = quiet.sleep.as_mut(), if quiet.armed => {
+                quiet.fired(Instant::now());
                 continue;
             }
             () = shutdown.cancelled(), if !shutting_down => {
@@ -169,6 +182,101 @@ pub(crate) async fn supervise(
     }
     tracing::info!("all units stopped");
     Ended::AllStopped
+}
+
+/// How long the supervisor must have had nothing but liveness probes to handle before the
+/// code pages of the work before are given back ([`crate::code_pages`]).
+const QUIET_BEFORE_RELEASE: Duration = Duration::from_secs(1);
+
+/// When the pages are given back a second time after the same work: once the blocking threads
+/// it started have idled out (tokio's keep-alive, 10 s) and exited, which runs code of its
+/// own (thread teardown, the allocator's) that idling never runs again.
+const RELEASE_AGAIN_AFTER: Duration = Duration::from_secs(12);
+
+/// The least time between two releases: a unit that flaps keeps the supervisor busy, and each
+/// release costs a walk of the page tables and the faults that map back what is still used.
+const RELEASE_AT_MOST_EVERY: Duration = Duration::from_secs(5);
+
+/// Whether handling `e` is what an idle supervisor does all day (a liveness probe's report):
+/// anything else may run code that idling does not, whose pages are worth giving back after.
+fn is_idle_work(e: &Event) -> bool {
+    matches!(
+        e,
+        Event::ProbeReported {
+            kind: ProbeKind::Alive,
+            ..
+        }
+    )
+}
+
+/// Gives back the code pages touched by a burst of work once the supervisor has been quiet
+/// for [`QUIET_BEFORE_RELEASE`] after it, and again [`RELEASE_AGAIN_AFTER`] it. One timer,
+/// armed by the first work after the releases and moved on lazily when it fires early, so
+/// that work costs a store of the time, not a timer reset per event.
+struct QuietRelease {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+    /// The timer is set: a release is due.
+    armed: bool,
+    last_work: Instant,
+    last_release: Option<Instant>,
+    /// The releases since the last work: 0, 1 (quiet), 2 (after the blocking threads).
+    released: u8,
+}
+
+impl QuietRelease {
+    /// Start-up is work: armed from the start.
+    fn new(now: Instant) -> Self {
+        Self {
+            sleep: Box::pin(tokio::time::sleep_until(
+                (now + QUIET_BEFORE_RELEASE).into(),
+            )),
+            armed: true,
+            last_work: now,
+            last_release: None,
+            released: 0,
+        }
+    }
+
+    fn worked(&mut self, now: Instant) {
+        self.last_work = now;
+        self.released = 0;
+        if !self.armed {
+            self.armed = true;
+            let due = self.due();
+            self.sleep.as_mut().reset(due.into());
+        }
+    }
+
+    /// When the next release may happen: quiet long enough (the first), or the blocking
+    /// threads gone (the second), and not too soon after the last one.
+    fn due(&self) -> Instant {
+        let after = match self.released {
+            0 => QUIET_BEFORE_RELEASE,
+            _ => RELEASE_AGAIN_AFTER,
+        };
+        let due = self.last_work + after;
+        match self.last_release {
+            Some(at) => due.max(at + RELEASE_AT_MOST_EVERY),
+            None => due,
+        }
+    }
+
+    fn fired(&mut self, now: Instant) {
+        let due = self.due();
+        if now < due {
+            self.sleep.as_mut().reset(due.into());
+            return;
+        }
+        self.last_release = Some(now);
+        self.released += 1;
+        let released = crate::code_pages::release();
+        tracing::trace!(released, "gave back the code pages of the work before");
+        self.armed = self.released < 2;
+        if self.armed {
+            let due = self.due();
+            self.sleep.as_mut().reset(due.into());
+        }
+    }
 }
 
 /// Resolves when the log limiter's next window closes (never, if none is open).
