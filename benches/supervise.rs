@@ -908,7 +908,7 @@ fn bench_idle(b: &mut Bench, secs: u64) -> R<()> {
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     println!(
         "(c) idle footprint: {UNITS} ready units, each with an [alive] probe every 5 s, \
-         sampled over {secs} s"
+         sampled over {secs} s from 15 s after the last ready"
     );
     quiet("before");
     println!(
@@ -945,9 +945,11 @@ fn bench_idle(b: &mut Bench, secs: u64) -> R<()> {
         }
         let mut d = Daemon::start(&units, &dir.join("log"))?;
         d.wait_log("-> ready", UNITS, Duration::from_secs(10))?;
-        // Let the start-up settle (spawn threads idle out after 10 s in tokio's pool; their
-        // past time is in utime+stime already).
-        std::thread::sleep(Duration::from_secs(2));
+        // Let the start-up settle, so that the window holds idling alone: the blocking
+        // threads the starts woke idle out 10 s after their last job, and the daemon gives
+        // back its start-only pages 1 s after the last start and again 12 s after
+        // (src/code_pages.rs). Their time is in utime+stime already, outside the window.
+        std::thread::sleep(Duration::from_secs(15));
         let pid = d.pid();
         let rss_start = status_kib(pid, "VmRSS:").unwrap_or(0);
         let ticks0 = cpu_ticks(pid).ok_or("idle: cannot read the daemon's stat")?;

@@ -23,6 +23,7 @@
 const SMAPS_CAP: u64 = 4 << 20;
 
 /// One mapping that may be released: its address range and resident size.
+#[cfg(any(target_os = "linux", test))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Releasable {
     start: usize,
@@ -35,6 +36,7 @@ struct Releasable {
 /// not resident at all are left out (nothing to give back). Read as bytes, looking only at
 /// the headers and the `Rss` and `Anonymous` lines: paths need not be UTF-8, and a release
 /// should cost as little as it can.
+#[cfg(any(target_os = "linux", test))]
 fn releasable(smaps: &[u8]) -> Vec<Releasable> {
     /// A number in ASCII.
     fn number(text: &[u8], radix: u32) -> Option<u64> {

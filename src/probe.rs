@@ -309,7 +309,7 @@ impl Prober {
 }
 
 /// How often readiness is tried in the first seconds of a start.
-pub(crate) const READY_POLL_FAST: Duration = Duration::from_millis(1);
+pub(crate) const READY_POLL_FAST: Duration = Duration::from_micros(500);
 /// How often, in those seconds, when many units are starting at once (see
 /// [`ready_poll_delays_every`]).
 pub(crate) const READY_POLL_CROWDED: Duration = Duration::from_millis(5);
@@ -318,12 +318,12 @@ pub(crate) const READY_POLL_FAST_FOR: Duration = Duration::from_secs(3);
 
 /// The delay before each successive readiness attempt while a unit is starting.
 ///
-/// The first attempt runs at once (0); then one attempt every 1 ms for the first 3 s of the
-/// wait (most services that start fast are ready by then, and each is noticed within a
+/// The first attempt runs at once (0); then one attempt every 0.5 ms for the first 3 s of the
+/// wait (most services that start fast are ready by then, and each is noticed within half a
 /// millisecond, so their dependents start within milliseconds); then the delays grow by half
-/// each time (1.5, 2.25, ... ms) up to `interval`, which then repeats forever. A slow starter
+/// each time (0.75, 1.125, ... ms) up to `interval`, which then repeats forever. A slow starter
 /// (OpenClaw's gateway takes seconds) costs at most one attempt per `interval` once the fast
-/// phase is over. An `interval` below 1 ms is used from the start. The iterator never ends:
+/// phase is over. An `interval` below 0.5 ms is used from the start. The iterator never ends:
 /// the caller stops at its start timeout.
 pub fn ready_poll_delays(interval: Duration) -> impl Iterator<Item = Duration> {
     ready_poll_delays_every(READY_POLL_FAST, interval)
@@ -436,18 +436,28 @@ enum Connecting {
 /// done. A refused or failed connect is an `Err`, as from tokio's connect.
 fn start_connect(addr: SocketAddr) -> io::Result<Connecting> {
     use nix::poll::{PollFd, PollFlags, PollTimeout};
-    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    use rustix::net::{AddressFamily, SocketType};
     use std::os::fd::AsFd as _;
     let family = match addr {
         SocketAddr::V4(_) => AddressFamily::INET,
         SocketAddr::V6(_) => AddressFamily::INET6,
     };
+    #[cfg(not(target_os = "macos"))]
     let fd = rustix::net::socket_with(
         family,
         SocketType::STREAM,
-        SocketFlags::NONBLOCK | SocketFlags::CLOEXEC,
+        rustix::net::SocketFlags::NONBLOCK | rustix::net::SocketFlags::CLOEXEC,
         None,
     )?;
+    // macOS has no SOCK_NONBLOCK or SOCK_CLOEXEC: both are set right after, as std and tokio
+    // do there.
+    #[cfg(target_os = "macos")]
+    let fd = {
+        let fd = rustix::net::socket(family, SocketType::STREAM, None)?;
+        rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)?;
+        rustix::io::ioctl_fionbio(&fd, true)?;
+        fd
+    };
     match rustix::net::connect(&fd, &addr) {
         Ok(()) => return Ok(Connecting::Done),
         Err(rustix::io::Errno::INPROGRESS) => {}
@@ -897,11 +907,11 @@ mod tests {
     #[test]
     fn poll_delays_start_at_once_stay_fast_then_grow_and_cap() {
         let delays: Vec<_> = ready_poll_delays(Duration::from_secs(1))
-            .take(3100)
+            .take(6100)
             .collect();
         assert_eq!(delays[0], Duration::ZERO);
-        assert!(delays[1..=3000].iter().all(|d| *d == READY_POLL_FAST));
-        assert_eq!(delays[3001], Duration::from_micros(1500));
+        assert!(delays[1..=6000].iter().all(|d| *d == READY_POLL_FAST));
+        assert_eq!(delays[6001], Duration::from_micros(750));
         assert!(delays.windows(2).all(|w| w[0] <= w[1]));
         assert!(delays.iter().all(|d| *d <= Duration::from_secs(1)));
         assert_eq!(*delays.last().unwrap(), Duration::from_secs(1));
@@ -911,11 +921,15 @@ mod tests {
     #[test]
     fn poll_delays_are_fast_for_three_seconds_as_documented() {
         let interval = Duration::from_secs(1);
-        let delays: Vec<_> = ready_poll_delays(interval).take(3100).collect();
-        let fast_phase: Duration = delays[..=3000].iter().sum();
+        let delays: Vec<_> = ready_poll_delays(interval).take(6100).collect();
+        let fast_phase: Duration = delays[..=6000].iter().sum();
         assert_eq!(fast_phase, READY_POLL_FAST_FOR);
         let first_capped = delays.iter().position(|d| *d == interval).unwrap();
-        assert_eq!(first_capped, 3001 + 17, "1.5 ms x 1.5^16 < 1 s <= x 1.5^17");
+        assert_eq!(
+            first_capped,
+            6001 + 18,
+            "0.75 ms x 1.5^17 < 1 s <= x 1.5^18"
+        );
     }
 
     /// When many units start at once, the fast phase polls every 5 ms, as long.
@@ -935,18 +949,18 @@ mod tests {
 
     #[test]
     fn poll_delays_with_a_tiny_interval() {
-        let delays: Vec<_> = ready_poll_delays(Duration::from_micros(500))
+        let delays: Vec<_> = ready_poll_delays(Duration::from_micros(200))
             .take(5)
             .collect();
         assert_eq!(
             delays,
-            [0, 500, 500, 500, 500].map(Duration::from_micros).to_vec()
+            [0, 200, 200, 200, 200].map(Duration::from_micros).to_vec()
         );
     }
 
     #[test]
     fn poll_delays_never_overflow() {
-        let last = ready_poll_delays(Duration::MAX).nth(5000).unwrap();
+        let last = ready_poll_delays(Duration::MAX).nth(8000).unwrap();
         assert_eq!(last, Duration::MAX);
     }
 

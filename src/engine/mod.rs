@@ -6,7 +6,7 @@
 //! - [`reload`]: the pure plan of a reload (what to stop, start and keep).
 //! - [`journal`]: the event ring `launchgraph events` replays, and the rate-limited log.
 //! - [`backend`]: how one run is carried out ([`backend::exec`], [`backend::launchd`]), and
-//!   [`probing`], the probe loops of a run.
+//!   [`probing`], the probe loops of a run, with [`fine_timer`] for their sub-millisecond waits.
 //! - [`gate`] (preflight before a start, fingerprints after), [`watch`] (unit files),
 //!   [`runs`] (run records and what a previous daemon left running).
 //! - [`runtime`]: the one task that owns the state and carries out the core's effects.
@@ -19,6 +19,7 @@
 pub(crate) mod backend;
 pub mod core;
 pub(crate) mod events;
+pub(crate) mod fine_timer;
 pub(crate) mod gate;
 pub(crate) mod journal;
 pub(crate) mod probing;

@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use super::events::{
     Event, EventTx, Generation, ProbeKind, RunPid, TaskWatch, UnitId, WatchedTask,
 };
+use super::fine_timer::FineTimer;
 use crate::control::render::fmt_ms;
 use crate::listener::{self, Ownership};
 use crate::probe::{
@@ -36,9 +37,10 @@ const READY_FAILURE_REPORT_EVERY: Duration = Duration::from_millis(250);
 
 /// How many units may poll readiness every [`READY_POLL_FAST`] at once. A refused attempt
 /// costs tens of microseconds of CPU, more when the other loopback family is tried too: a
-/// few units at 1 ms are cheap, a whole graph starting at once would take the machine. The
-/// others poll every [`READY_POLL_CROWDED`], as fast as every unit did before.
-const FAST_POLLERS: usize = 8;
+/// few units at 0.5 ms are cheap (four of them make as many attempts as eight did at 1 ms), a
+/// whole graph starting at once would take the machine. The others poll every
+/// [`READY_POLL_CROWDED`].
+const FAST_POLLERS: usize = 4;
 
 /// Units polling every [`READY_POLL_FAST`] now.
 static FAST_POLLING: AtomicUsize = AtomicUsize::new(0);
@@ -118,10 +120,13 @@ pub(crate) fn start(
                     None => READY_POLL_CROWDED,
                 };
                 // Attempts keep their cadence: each is due `delay` after the previous one was
-                // due, not after it ended, so a 1 ms poll tries every millisecond (a sleep
-                // after each attempt would add the attempt and the timer's rounding up to the
-                // next millisecond, nearly doubling the time to notice readiness). An attempt
+                // due, not after it ended, so a 0.5 ms poll tries twice a millisecond (a sleep
+                // after each attempt would add the attempt and the timer's rounding, nearly
+                // doubling the time to notice readiness). An attempt
                 // that overran starts the next one at once, never a burst.
+                // tokio's timer counts whole milliseconds: the fast phase's half millisecond
+                // needs a finer one.
+                let mut timer = FineTimer::new();
                 let mut due = tokio::time::Instant::now();
                 for delay in ready_poll_delays_every(every, interval) {
                     // The place is for the fast phase only.
@@ -134,7 +139,7 @@ pub(crate) fn start(
                         .max(tokio::time::Instant::now());
                     tokio::select! {
                         () = token.cancelled() => return,
-                        () = tokio::time::sleep_until(due) => {}
+                        () = timer.sleep_until(due) => {}
                     }
                     let outcome = tokio::select! {
                         () = token.cancelled() => return,
