@@ -896,23 +896,13 @@ fn slow_first_tokens_and_a_queue_move_the_gateway_default_to_the_cloud_and_back(
         "load requests answered / failed",
         format!("{done} / {failed}"),
     );
-    println!("\n== rail A against a real model: PASSED");
-    println!(
-        "   llama-server + SmolLM2-135M, ollama-proxy-plus, openclaw {}, {} cores, load {}",
-        s.version,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    for (what, value) in &notes {
-        println!("   {what:<40} {value}");
-    }
-    println!(
-        "   total                                    {} ms",
-        t0.elapsed().as_millis()
+    print_summary(
+        "rail A against a real model",
+        &format!(
+            "llama-server + SmolLM2-135M, ollama-proxy-plus, openclaw {}",
+            s.version
+        ),
+        &notes,
+        t0,
     );
 }

@@ -508,23 +508,13 @@ fn the_gateway_waits_for_the_model_server_restarts_with_it_and_stops_before_it()
     );
     drop(poller);
 
-    println!("\n== launchgraph e2e against the real stack: PASSED");
-    println!(
-        "   openclaw {} on node {node_version}, ollama-proxy-plus, {} cores, load {}",
-        s.version,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split(' ')
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
-    );
-    for (what, value) in &notes {
-        println!("   {what:<44} {value}");
-    }
-    println!(
-        "   total                                        {} ms",
-        t0.elapsed().as_millis()
+    print_summary(
+        "launchgraph e2e against the real stack",
+        &format!(
+            "openclaw {} on node {node_version}, ollama-proxy-plus",
+            s.version
+        ),
+        &notes,
+        t0,
     );
 }

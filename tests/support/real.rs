@@ -722,3 +722,29 @@ pub fn check_units(run: &RunDir) {
         check.status.code()
     );
 }
+
+/// The run's closing lines: `title` PASSED, what ran with the machine's cores and load, each
+/// note, and the whole run's time.
+pub fn print_summary(title: &str, what_ran: &str, notes: &[(String, String)], t0: Instant) {
+    println!("\n== {title}: PASSED");
+    println!(
+        "   {what_ran}, {} cores, load {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        fs::read_to_string("/proc/loadavg")
+            .unwrap_or_default()
+            .split(' ')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let width = notes
+        .iter()
+        .map(|(what, _)| what.len())
+        .max()
+        .unwrap_or(0)
+        .max(5);
+    for (what, value) in notes {
+        println!("   {what:<width$} {value}");
+    }
+    println!("   {:<width$} {} ms", "total", t0.elapsed().as_millis());
+}
