@@ -43,28 +43,6 @@ fn wait_samples_past(d: &Daemon, unit: &str, name: &str, n: u64) -> GuardStatus 
     last.expect("set when done")
 }
 
-/// A sleeper unit with one exec-signal guard reading the number in `level`, then `extra`
-/// (its `on-trip` and such).
-fn watch_unit(level: &Path, extra: &str) -> String {
-    format!(
-        r#"[exec]
-command = ["/bin/sleep", "1000"]
-
-[[guard]]
-name = "level"
-signal = "exec"
-command = ["/bin/cat", {level}]
-every = "1s"
-above = 5
-samples = 2
-clear-below = 2
-clear-samples = 1
-{extra}
-"#,
-        level = q(level.to_str().unwrap()),
-    )
-}
-
 /// A unit that appends a line to `runs` and exits 0, not restarted: a model pull.
 fn pull_unit(runs: &Path) -> String {
     format!(
@@ -136,7 +114,7 @@ complete-within = "60s"
         )),
         marker = q(b.marker.to_str().unwrap()),
     );
-    b.d.unit("watch", &watch_unit(&b.level, &on_trip));
+    b.d.unit("watch", &support::watch_unit(&b.level, &on_trip));
     let mut daemon = b.start();
     let first = wait_samples_past(&daemon, "watch", "level", 0);
     assert_eq!(first.state, "ok", "{first:#?}");
@@ -257,7 +235,7 @@ fn root_an_action_runs_as_its_user_with_only_path() {
 run = [["/bin/sh", "-c", "echo uid=$(id -u) gid=$(id -g) groups=$(id -G); env | sort | tr '\n' ' '"]]
 user = "nobody"
 "#;
-    b.d.unit("watch", &watch_unit(&b.level, on_trip));
+    b.d.unit("watch", &support::watch_unit(&b.level, on_trip));
     let mut daemon = Daemon::start_with_env(&b.d.units(), &[("LAUNCHGRAPH_TEST_SECRET", "s3cret")]);
     daemon.wait_serving();
     daemon.wait_for(0, "guard tripped", |t| {
@@ -329,7 +307,7 @@ complete-within = "2s"
 "#,
         script = q(&format!("echo tripped > {}", b.marker.display())),
     );
-    b.d.unit("watch", &watch_unit(&b.level, &on_trip));
+    b.d.unit("watch", &support::watch_unit(&b.level, &on_trip));
     let mut daemon = b.start();
     daemon.wait_for(0, "the action timed out", |t| {
         t.unit == "watch" && t.reason == "GUARD_ACTION_TIMEOUT"
@@ -365,7 +343,7 @@ on-trip = {{ run = [["/bin/sh", "-c", {script}]] }}
 "#,
         script = q(&format!("echo tripped > {}", b.marker.display())),
     );
-    b.d.unit("watch", &watch_unit(&b.level, &on_trip));
+    b.d.unit("watch", &support::watch_unit(&b.level, &on_trip));
     let mut daemon = b.start();
     let mark = daemon.mark();
     b.set(9);
@@ -409,7 +387,7 @@ fn a_guard_is_tripped_and_cleared_by_hand() {
             b.marker.display()
         )),
     );
-    b.d.unit("watch", &watch_unit(&b.level, &on_trip));
+    b.d.unit("watch", &support::watch_unit(&b.level, &on_trip));
     let mut daemon = b.start();
     wait_samples_past(&daemon, "watch", "level", 0);
 
@@ -469,7 +447,7 @@ fn root_forcing_a_guard_needs_the_rights_of_restart() {
     let (group, group_gid) =
         support::control::group_nobody_is_not_in().expect("a group in /etc/group");
     let b = Bench::new(1);
-    b.d.unit("watch", &watch_unit(&b.level, ""));
+    b.d.unit("watch", &support::watch_unit(&b.level, ""));
     let mut daemon = Daemon::start_with_env(&b.d.units(), &[("LAUNCHGRAPH_ADMIN_GROUP", &group)]);
     daemon.wait_serving();
     daemon.wait_for(0, "pull stopped", |t| t.is("pull", "stopped"));
@@ -600,7 +578,7 @@ on-trip = {{ run = [["/bin/sh", "-c", {script}]] }}
         other = q(other.to_str().unwrap()),
         script = q(&format!("echo run >> {}", b.marker.display())),
     );
-    b.d.unit("watch", &watch_unit(&b.level, &extra));
+    b.d.unit("watch", &support::watch_unit(&b.level, &extra));
     let mut daemon = b.start();
     let sw = guard(&daemon, "watch", "both");
     assert_eq!((sw.signal.as_str(), sw.state.as_str()), ("switch", "ok"));
@@ -716,7 +694,7 @@ fn an_action_restarts_units_as_restart_does() {
     b.d.unit("svc", "[exec]\ncommand = [\"/bin/sleep\", \"1000\"]\n");
     b.d.unit(
         "watch",
-        &watch_unit(&b.level, "on-trip = { restart = [\"svc\"] }\n"),
+        &support::watch_unit(&b.level, "on-trip = { restart = [\"svc\"] }\n"),
     );
     let mut daemon = b.start();
     let first = daemon.wait_for(0, "svc ready", |t| t.is("svc", "ready"));
@@ -739,7 +717,7 @@ fn an_action_restarts_units_as_restart_does() {
 #[test]
 fn an_unreadable_signal_is_unknown_with_its_cause_and_recovers() {
     let b = Bench::new(1);
-    b.d.unit("watch", &watch_unit(&b.level, ""));
+    b.d.unit("watch", &support::watch_unit(&b.level, ""));
     let mut daemon = b.start();
     wait_samples_past(&daemon, "watch", "level", 0);
     let mark = daemon.mark();
@@ -779,7 +757,10 @@ fn an_unreadable_signal_is_unknown_with_its_cause_and_recovers() {
 #[test]
 fn a_reload_keeps_an_unchanged_guard_tripped_and_restarts_a_changed_one() {
     let b = Bench::new(9);
-    b.d.unit("watch", &watch_unit(&b.level, "hold = [\"pull\"]\n"));
+    b.d.unit(
+        "watch",
+        &support::watch_unit(&b.level, "hold = [\"pull\"]\n"),
+    );
     let mut daemon = b.start();
     daemon.wait_for(0, "tripped", |t| {
         t.unit == "watch" && t.to == "tripped" && t.reason == "GUARD_TRIPPED"
@@ -807,7 +788,7 @@ fn a_reload_keeps_an_unchanged_guard_tripped_and_restarts_a_changed_one() {
     // Changed (a higher threshold): afresh at ok, its hold let go, and the pull runs.
     b.d.unit(
         "watch",
-        &watch_unit(&b.level, "hold = [\"pull\"]\n").replace("above = 5", "above = 50"),
+        &support::watch_unit(&b.level, "hold = [\"pull\"]\n").replace("above = 5", "above = 50"),
     );
     let mark = daemon.mark();
     daemon.cli(&["reload"]).ok();
@@ -829,7 +810,7 @@ run = [["/bin/sh", "-c", "echo no room >&2; exit 3"], ["/bin/sh", "-c", {second}
 "#,
         second = q(&format!("echo ran > {}", b.marker.display())),
     );
-    b.d.unit("watch", &watch_unit(&b.level, &on_trip));
+    b.d.unit("watch", &support::watch_unit(&b.level, &on_trip));
     let mut daemon = b.start();
     daemon.wait_for(0, "the action failed", |t| {
         t.unit == "watch" && t.reason == "GUARD_ACTION_FAILED"

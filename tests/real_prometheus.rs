@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use support::{Daemon, UnitDir, free_port, q};
+use support::{Daemon, UnitDir, free_port};
 
 /// How long to wait for anything Prometheus should show; its scrape and evaluation run every
 /// second, and the alert's `for` is one minute.
@@ -187,25 +187,7 @@ fn prometheus_scrapes_a_guard_trip_and_the_shipped_rule_fires_on_it() {
     // trips it (docs/units.md, "Guards and switches").
     let d = UnitDir::new();
     set_level(&d, 1);
-    d.unit(
-        "watch",
-        &format!(
-            r#"[exec]
-command = ["/bin/sleep", "1000"]
-
-[[guard]]
-name = "level"
-signal = "exec"
-command = ["/bin/cat", {level}]
-every = "1s"
-above = 5
-samples = 2
-clear-below = 2
-clear-samples = 1
-"#,
-            level = q(d.path("level").to_str().unwrap()),
-        ),
-    );
+    d.unit("watch", &support::watch_unit(&d.path("level"), ""));
     let mut daemon = Daemon::start_with(&d.units(), &[], &["--metrics-listen", "127.0.0.1:0"]);
     let line = daemon.wait_log(0, "the metrics address", |l| {
         l.contains("metrics on http://")

@@ -35,7 +35,7 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -517,4 +517,26 @@ impl Drop for Stranger {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A sleeper unit with one exec-signal guard reading the number in `level`, then `extra`
+/// (its `on-trip` and such).
+pub fn watch_unit(level: &Path, extra: &str) -> String {
+    format!(
+        r#"[exec]
+command = ["/bin/sleep", "1000"]
+
+[[guard]]
+name = "level"
+signal = "exec"
+command = ["/bin/cat", {level}]
+every = "1s"
+above = 5
+samples = 2
+clear-below = 2
+clear-samples = 1
+{extra}
+"#,
+        level = q(level.to_str().unwrap()),
+    )
 }
