@@ -13,6 +13,7 @@
 //! Run with `cargo bench --bench supervise`, or name parts: `cargo bench --bench supervise --
 //! gate crash`. `LAUNCHGRAPH_BENCH_REPS` sets the samples per row (default 30 for `gate`, 40
 //! for `crash`, 5 for `up200`, 3 for `upscale`); `LAUNCHGRAPH_BENCH_IDLE_SECS` the idle window (default 60);
+//! `LAUNCHGRAPH_BENCH_IDLE=tcp` (or `exec`) runs one row of `idle` alone.
 //! `LAUNCHGRAPH_BENCH_BIN` runs another build of the binary instead of this one's;
 //! `LAUNCHGRAPH_BENCH_QUIET=PCT` makes each sample wait until the machine is below PCT % busy
 //! (for a machine shared with other work; the background load is printed either way).
@@ -923,7 +924,12 @@ fn bench_idle(b: &mut Bench, secs: u64) -> R<()> {
         "sched ms",
         "ctx sw"
     );
+    // `LAUNCHGRAPH_BENCH_IDLE=tcp` (or `exec`) measures one kind alone.
+    let only = std::env::var("LAUNCHGRAPH_BENCH_IDLE").ok();
     for kind in ["tcp", "exec /bin/true"] {
+        if only.as_deref().is_some_and(|o| !kind.starts_with(o)) {
+            continue;
+        }
         let dir = b.dir(&format!("idle-{}", kind.split(' ').next().unwrap_or(kind)))?;
         let units = dir.join("units");
         fs::create_dir_all(&units).map_err(|e| e.to_string())?;

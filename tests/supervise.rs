@@ -1010,3 +1010,75 @@ fn an_invalid_units_directory_starts_nothing_and_sigterm_exits_78() {
     );
     assert!(!ran.exists(), "the valid unit was not started");
 }
+
+/// Liveness probes of units that became ready at different times run together, on one grid
+/// per interval: an idle daemon wakes once for all of them. Unit `late` is ready about 1.3 s
+/// after `early` (its readiness probe takes that long); each probe records when it ran. On
+/// their own clocks, `late`'s probes would come 0.7 s from `early`'s at the nearest (a 2 s
+/// interval); on the grid they come together, 2 s apart.
+#[test]
+fn liveness_probes_of_units_ready_at_different_times_run_together() {
+    let d = UnitDir::new();
+    let probes = d.path("probes");
+    let record = |name: &str| {
+        array(&[
+            "/bin/sh",
+            "-c",
+            &format!("echo {name} $(date +%s%N) >> {}", probes.display()),
+        ])
+    };
+    d.unit(
+        "early",
+        &format!(
+            "[exec]\ncommand = {}\n[alive]\nexec = {}\ninterval = \"2s\"\n",
+            array(&["/bin/sleep", "1000"]),
+            record("early")
+        ),
+    );
+    d.unit(
+        "late",
+        &format!(
+            "[exec]\ncommand = {}\n[ready]\nexec = {}\ntimeout = \"5s\"\n\
+             [alive]\nexec = {}\ninterval = \"2s\"\n",
+            array(&["/bin/sleep", "1000"]),
+            array(&["/bin/sleep", "1.3"]),
+            record("late")
+        ),
+    );
+    let mut daemon = Daemon::start(&d.units());
+    let early_ready = daemon.wait_for(0, "early ready", |t| t.is("early", "ready"));
+    let late_ready = daemon.wait_for(0, "late ready", |t| t.is("late", "ready"));
+    let times = |name: &str| -> Vec<i128> {
+        d.lines("probes")
+            .iter()
+            .filter_map(|l| l.strip_prefix(&format!("{name} ")))
+            .filter_map(|ns| ns.parse().ok())
+            .collect()
+    };
+    wait_until("each unit has run three liveness probes", || {
+        times("early").len() >= 3 && times("late").len() >= 3
+    });
+    let (early, late) = (times("early"), times("late"));
+    let ms = |ns: i128| ns as f64 / 1e6;
+    // Each probe of `late` ran with one of `early`'s (an exec probe's start varies by a few
+    // milliseconds; 250 ms is far from the 700 ms apart they would be on their own clocks).
+    for t in &late {
+        let nearest = early.iter().map(|e| (e - t).abs()).min().unwrap();
+        assert!(
+            ms(nearest) < 250.0,
+            "a liveness probe of `late` ran {:.0} ms from the nearest of `early`'s \
+             (early {early:?}, late {late:?}; ready at {} and {})",
+            ms(nearest),
+            early_ready.line,
+            late_ready.line
+        );
+    }
+    // And the grid's period is the interval.
+    for pair in early.windows(2) {
+        let gap = ms(pair[1] - pair[0]);
+        assert!(
+            (1_750.0..2_250.0).contains(&gap),
+            "early's liveness probes ran {gap:.0} ms apart, not every 2 s: {early:?}"
+        );
+    }
+}

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -107,6 +107,7 @@ pub(crate) fn start(
                 detail,
             });
         };
+        let mut first_alive = true;
         match kind {
             // Fast at first, so that dependents start within milliseconds of readiness; then
             // backing off to `interval`.
@@ -167,9 +168,16 @@ pub(crate) fn start(
                 }
             }
             ProbeKind::Alive => loop {
+                let due = alive_due(
+                    alive_grid_origin(),
+                    tokio::time::Instant::now(),
+                    interval,
+                    first_alive,
+                );
+                first_alive = false;
                 tokio::select! {
                     () = token.cancelled() => return,
-                    () = tokio::time::sleep(interval) => {}
+                    () = tokio::time::sleep_until(due) => {}
                 }
                 let outcome = tokio::select! {
                     () = token.cancelled() => return,
@@ -187,6 +195,50 @@ pub(crate) fn start(
             },
         }
     });
+}
+
+/// Where every liveness grid starts: the first liveness probe loop's start, in this process.
+fn alive_grid_origin() -> tokio::time::Instant {
+    static ORIGIN: OnceLock<tokio::time::Instant> = OnceLock::new();
+    *ORIGIN.get_or_init(tokio::time::Instant::now)
+}
+
+/// When the next liveness probe of a loop probing every `interval` is due, at `now`.
+///
+/// Liveness probes run on one grid per interval, counted from `origin` (the same for every
+/// unit): the probes of all units with the same interval, or with intervals that are multiples
+/// of one another, come due at the same instants, and an idle daemon wakes once for all of them
+/// instead of once per unit, at random phases (as launchd and the kernel coalesce timers:
+/// <https://developer.apple.com/library/archive/documentation/Performance/Conceptual/power_efficiency_guidelines_osx/Timers.html>).
+/// A run's `first` probe is due on the first grid point at least half an interval after `now`
+/// (so it comes `interval` after readiness on average, never sooner than half of it); the
+/// next ones on the first grid point after `now`, which is one interval after the previous
+/// probe, or, after a probe that overran its interval, the next point after its end: never a
+/// burst of probes to catch up.
+fn alive_due(
+    origin: tokio::time::Instant,
+    now: tokio::time::Instant,
+    interval: Duration,
+    first: bool,
+) -> tokio::time::Instant {
+    // Durations are validated positive; a zero one would divide by zero.
+    let period = interval.as_nanos().max(1);
+    let earliest = if first {
+        now.checked_add(interval / 2).unwrap_or(now)
+    } else {
+        now
+    };
+    let since = earliest.saturating_duration_since(origin).as_nanos();
+    // The first grid point at or after `earliest`, or strictly after `now` for the next ones.
+    let mut points = since.div_ceil(period);
+    if !first && points * period == since {
+        points += 1;
+    }
+    let offset = points.saturating_mul(period);
+    u64::try_from(offset)
+        .ok()
+        .and_then(|ns| origin.checked_add(Duration::from_nanos(ns)))
+        .unwrap_or_else(|| earliest.checked_add(interval).unwrap_or(earliest))
 }
 
 /// The runs whose `PORT_HELD_BY_OTHER` warning was logged, by unit name: a launchd job's
@@ -294,5 +346,72 @@ impl HolderCheck {
         };
         self.last = Some((Instant::now(), verdict.clone()));
         verdict
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(origin: tokio::time::Instant, ms: u64) -> tokio::time::Instant {
+        origin + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn liveness_probes_fall_on_one_grid_per_interval() {
+        let origin = tokio::time::Instant::now();
+        let s5 = Duration::from_secs(5);
+        // (now, first, due), in ms from the origin, for a 5 s interval.
+        let cases = [
+            // A first probe: the first point at least half an interval away.
+            (0, true, 5_000),
+            (100, true, 5_000),
+            (2_500, true, 5_000),
+            (2_501, true, 10_000),
+            (4_999, true, 10_000),
+            (5_000, true, 10_000),
+            // The next ones: the first point strictly after now.
+            (5_000, false, 10_000),
+            (5_003, false, 10_000),
+            (9_999, false, 10_000),
+            // A probe that overran past a point: the next point, no catching up.
+            (12_000, false, 15_000),
+            (24_000, false, 25_000),
+        ];
+        for (now, first, due) in cases {
+            assert_eq!(
+                alive_due(origin, at(origin, now), s5, first),
+                at(origin, due),
+                "now {now} ms, first {first}"
+            );
+        }
+    }
+
+    #[test]
+    fn units_ready_at_different_times_probe_together() {
+        let origin = tokio::time::Instant::now();
+        let s5 = Duration::from_secs(5);
+        let s10 = Duration::from_secs(10);
+        // Ready at 1.2 s and 3.4 s: different first points, then one grid.
+        let a = alive_due(origin, at(origin, 1_200), s5, true);
+        let b = alive_due(origin, at(origin, 3_400), s5, true);
+        assert_eq!((a, b), (at(origin, 5_000), at(origin, 10_000)));
+        let a2 = alive_due(origin, a + Duration::from_millis(2), s5, false);
+        assert_eq!(a2, b);
+        // An interval that is a multiple of another falls on its points too.
+        let c = alive_due(origin, at(origin, 7_000), s10, true);
+        assert_eq!(c, at(origin, 20_000));
+        assert_eq!(alive_due(origin, at(origin, 15_001), s5, false), c);
+    }
+
+    #[test]
+    fn liveness_due_times_never_overflow() {
+        let origin = tokio::time::Instant::now();
+        let day = Duration::from_secs(24 * 3600);
+        let due = alive_due(origin, at(origin, 1), day, true);
+        assert_eq!(due, origin + day);
+        let tiny = Duration::from_nanos(1);
+        let now = at(origin, 7);
+        assert!(alive_due(origin, now, tiny, false) > now);
     }
 }
