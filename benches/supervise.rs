@@ -552,9 +552,10 @@ impl fmt::Display for Tri<'_> {
     }
 }
 
-fn p50(p: &Option<Pct>) -> String {
+/// "p50 / p90" of `p`.
+fn p50_p90(p: &Option<Pct>) -> String {
     p.as_ref()
-        .map_or_else(|| "n/a".into(), |p| format!("{:.2}", p.p50))
+        .map_or_else(|| "n/a".into(), |p| format!("{:.2} / {:.2}", p.p50, p.p90))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -668,7 +669,7 @@ fn bench_gate(b: &mut Bench, reps: usize) -> R<()> {
         },
     ];
     println!(
-        "    {:<20} {:>8} {:>3}  {:>33}  {:>14}  {:>12}  {:>9}",
+        "    {:<20} {:>8} {:>3}  {:>33}  {:>14}  {:>13}  {:>9}",
         "delay before listen",
         "interval",
         "n",
@@ -744,18 +745,20 @@ fn bench_gate(b: &mut Bench, reps: usize) -> R<()> {
             }
         }
         println!(
-            "    {:<20} {:>8} {:>3}  {:>33}  {:>14}  {:>12}  {:>9}",
+            "    {:<20} {:>8} {:>3}  {:>33}  {:>14}  {:>13}  {:>9}",
             s.label,
             s.interval.unwrap_or("1s"),
             gate.len(),
             Quad(&Pct::of(&gate)),
-            p50(&Pct::of(&detect)),
-            p50(&Pct::of(&spawn)),
+            p50_p90(&Pct::of(&detect)),
+            p50_p90(&Pct::of(&spawn)),
             bg_cell(bg),
         );
     }
     println!("    listen->ready: to the daemon's `started -> ready` log line (µs resolution);");
-    println!("    ready->exec: from that line to the dependent's first clock read; both p50, ms;");
+    println!(
+        "    ready->exec: from that line to the dependent's first clock read; both p50 / p90, ms;"
+    );
     println!(
         "    bg before: the machine's busy/steal % over 1 s before the row, this benchmark idle"
     );
