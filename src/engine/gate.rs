@@ -4,8 +4,9 @@
 //!
 //! A failed preflight is not a crash: the start is deferred with `PREFLIGHT_FAILED` and tried
 //! again when a file the unit depends on changes (see [`super::watch`]) or after
-//! [`PREFLIGHT_RETRY`] in case a change was missed. When a unit becomes ready, its fingerprint
-//! is taken, compared with the last good one (each difference logged, e.g.
+//! [`PREFLIGHT_RETRY`] in case a change was missed. Shortly after a unit becomes ready (once
+//! the starts its readiness released are made), its fingerprint is taken, compared with the
+//! last good one (each difference logged, e.g.
 //! `openclaw 2026.9.6 -> 2026.10.1`), and stored atomically.
 
 use std::net::SocketAddr;
@@ -18,6 +19,10 @@ use crate::listener;
 use crate::preflight::{self, Finding, PreflightContext};
 use crate::reason::Reason;
 use crate::unit::Unit;
+
+/// How long after a unit became ready its fingerprint is taken: long after the starts of its
+/// dependents, which take a millisecond or two each, and soon enough for an operator.
+const FINGERPRINT_AFTER_READY: Duration = Duration::from_millis(100);
 
 /// How long a unit blocked by preflight waits before it is checked again without a file event.
 pub(crate) const PREFLIGHT_RETRY: Duration = Duration::from_secs(60);
@@ -90,6 +95,10 @@ pub(crate) async fn warn_if_port_held(unit: String, addr: SocketAddr) {
 /// that runs node). A fingerprint the same as the stored one but for its time is not written
 /// again: the stored one keeps the time that content was first seen ready.
 pub(crate) async fn record_fingerprint(unit: Arc<Unit>, ctx: PreflightContext, state_dir: PathBuf) {
+    // The starts this readiness released go first: the fingerprint is bookkeeping, and run at
+    // once it took a CPU for milliseconds just as the dependents were being spawned (on a
+    // 2-CPU machine the kernel put a new dependent behind it, up to 3 ms later).
+    tokio::time::sleep(FINGERPRINT_AFTER_READY).await;
     let job = {
         let (unit, ctx, state_dir) = (Arc::clone(&unit), ctx.clone(), state_dir.clone());
         tokio::task::spawn_blocking(move || {
