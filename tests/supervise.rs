@@ -1060,12 +1060,13 @@ fn liveness_probes_of_units_ready_at_different_times_run_together() {
     });
     let (early, late) = (times("early"), times("late"));
     let ms = |ns: i128| ns as f64 / 1e6;
-    // Each probe of `late` ran with one of `early`'s (an exec probe's start varies by a few
-    // milliseconds; 250 ms is far from the 700 ms apart they would be on their own clocks).
+    // Each probe of `late` ran with one of `early`'s. An exec probe's start varies by a few
+    // milliseconds (more on a loaded machine); 350 ms is halfway to the 700 ms apart they
+    // would be on their own clocks.
     for t in &late {
         let nearest = early.iter().map(|e| (e - t).abs()).min().unwrap();
         assert!(
-            ms(nearest) < 250.0,
+            ms(nearest) < 350.0,
             "a liveness probe of `late` ran {:.0} ms from the nearest of `early`'s \
              (early {early:?}, late {late:?}; ready at {} and {})",
             ms(nearest),
@@ -1073,11 +1074,11 @@ fn liveness_probes_of_units_ready_at_different_times_run_together() {
             late_ready.line
         );
     }
-    // And the grid's period is the interval.
+    // And the grid's period is the interval: no probe skipped, none added.
     for pair in early.windows(2) {
         let gap = ms(pair[1] - pair[0]);
         assert!(
-            (1_750.0..2_250.0).contains(&gap),
+            (1_600.0..2_400.0).contains(&gap),
             "early's liveness probes ran {gap:.0} ms apart, not every 2 s: {early:?}"
         );
     }
