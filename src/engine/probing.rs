@@ -1,5 +1,5 @@
 //! The probe loops of one run: readiness polled until it passes, liveness polled for as long
-//! as the run is ready. Each attempt's outcome is reported as an [`Event::ProbeReported`]
+//! as the run is ready, on a grid all units share (`alive_due`). Each attempt's outcome is reported as an [`Event::ProbeReported`]
 //! carrying the run's generation; the loop ends when its token is cancelled (the core's
 //! `StopProbes`). Probes are the same for every backend: they look at the service, not at
 //! how it was started. What a probe does (TCP, HTTP, a command) is [`crate::probe`]'s.
