@@ -546,6 +546,47 @@ fn a_start_timeout_stops_the_unit_and_counts_as_a_failure() {
     assert_eq!(spawns(&fx), vec![0], "zero backoff: straight back");
 }
 
+fn cancels_start_timeout(fx: &[Effect], unit: usize, generation: u64) -> bool {
+    fx.contains(&Effect::CancelTimer {
+        unit,
+        generation,
+        timer: Timer::StartTimeout,
+    })
+}
+
+#[test]
+fn a_settled_start_cancels_its_timeout_and_a_relaunch_that_keeps_the_deadline_does_not() {
+    let mut s = chain();
+    s.start_all();
+    let fx = s.spawned(0);
+    assert!(!cancels_start_timeout(&fx, 0, 1), "{fx:?}");
+    let fx = s.ready(0);
+    assert!(
+        cancels_start_timeout(&fx, 0, 1),
+        "ready settles the start: {fx:?}"
+    );
+
+    // An exit before readiness settles it too; the next run's start has a timer of its own.
+    s.spawned(1);
+    let fx = s.exited(1, CODE1);
+    assert!(cancels_start_timeout(&fx, 1, 1), "{fx:?}");
+
+    // A launchd relaunch of a job never ready keeps its start's deadline, and its timer.
+    let mut s = Sim::new(vec![policy(&[], 1, true, false, zero_backoff())]);
+    s.start_all();
+    s.spawned(0);
+    let generation = s.generation(0);
+    let fx = s.ev(Event::Relaunching {
+        unit: 0,
+        generation,
+        exit: KILL9,
+    });
+    assert!(transitions(&fx).contains(&(0, Started, Reason::RelaunchedByLaunchd)));
+    assert!(!cancels_start_timeout(&fx, 0, generation), "{fx:?}");
+    let fx = s.ready(0);
+    assert!(cancels_start_timeout(&fx, 0, generation), "{fx:?}");
+}
+
 #[test]
 fn liveness_failures_cycle_the_unit_after_its_dependents() {
     let mut s = chain();

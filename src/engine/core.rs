@@ -65,6 +65,14 @@ pub enum Effect {
         timer: Timer,
         at: Instant,
     },
+    /// Forget the `timer`s of run `generation` of `unit` that have not fired: what they were
+    /// for is settled. Firing anyway would be harmless (the core checks), but would wake the
+    /// supervisor for nothing.
+    CancelTimer {
+        unit: UnitId,
+        generation: Generation,
+        timer: Timer,
+    },
     Transition(Transition),
     /// Everything is down after [`Command::Shutdown`].
     Exit,
@@ -1784,8 +1792,23 @@ impl Core {
             );
             debug_assert!(false, "illegal transition {from} -> {to} ({reason})");
         }
+        let start_deadline = |s: &State| match s {
+            State::Started { deadline, .. } => *deadline,
+            _ => None,
+        };
+        // Leaving the start (ready, failed or stopped) settles its timeout, unless a launchd
+        // relaunch keeps the same deadline.
+        let deadline_settled =
+            start_deadline(&slot.state).is_some_and(|d| start_deadline(&state) != Some(d));
         slot.state = state;
         slot.since = now;
+        if deadline_settled {
+            fx.push(Effect::CancelTimer {
+                unit: u,
+                generation: slot.generation,
+                timer: Timer::StartTimeout,
+            });
+        }
         self.note_due(u);
         let slot = &mut self.slots[u];
         let Facts {

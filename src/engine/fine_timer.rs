@@ -8,6 +8,9 @@
 //! wakes it on time. One per poll loop, armed again for each attempt: two system calls per
 //! wait (arm, read) and no new registration.
 //!
+//! The same timer serves [`super::grid_clock`] for waits of any length
+//! ([`FineTimer::sleep_exact`]): one wake-up at the deadline.
+//!
 //! Elsewhere, or when the kernel refuses a timerfd, the tokio sleep is used: the poll is then
 //! as fine as the runtime's clock, never wrong.
 
@@ -53,6 +56,25 @@ impl FineTimer {
         }
         #[cfg(not(target_os = "linux"))]
         let _ = (left, FINE_BELOW);
+        tokio::time::sleep_until(due).await;
+    }
+
+    /// Sleeps until `due` on the timerfd however far it is, with one wake-up at the deadline
+    /// (tokio's wheel wakes its driver once per level a long sleep cascades through). For
+    /// [`super::grid_clock`], whose one timer serves every liveness loop.
+    pub(crate) async fn sleep_exact(&mut self, due: Instant) {
+        let now = Instant::now();
+        let Some(left) = due.checked_duration_since(now).filter(|d| !d.is_zero()) else {
+            return;
+        };
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &self.fd
+            && linux::sleep(fd, left).await
+        {
+            return;
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = left;
         tokio::time::sleep_until(due).await;
     }
 }
@@ -109,7 +131,13 @@ mod linux {
             match ready.try_io(|t| {
                 nix::unistd::read(t.get_ref().0.as_fd(), &mut count).map_err(std::io::Error::from)
             }) {
-                Ok(Ok(_)) => return true,
+                Ok(Ok(_)) => {
+                    // The read took the only expiration of a one-shot timer: the descriptor
+                    // is not readable until it is armed again, so the readiness is cleared
+                    // here rather than by a read that fails at the next wait.
+                    ready.clear_ready();
+                    return true;
+                }
                 Ok(Err(_)) => return false,
                 Err(_would_block) => continue,
             }

@@ -6,7 +6,8 @@
 //! - [`reload`]: the pure plan of a reload (what to stop, start and keep).
 //! - [`journal`]: the event ring `launchgraph events` replays, and the rate-limited log.
 //! - [`backend`]: how one run is carried out ([`backend::exec`], [`backend::launchd`]), and
-//!   [`probing`], the probe loops of a run, with [`fine_timer`] for their sub-millisecond waits.
+//!   [`probing`], the probe loops of a run, with [`fine_timer`] for their sub-millisecond waits
+//!   and [`grid_clock`], the one timer of every liveness loop.
 //! - [`gate`] (preflight before a start, fingerprints after), [`watch`] (unit files),
 //!   [`runs`] (run records and what a previous daemon left running).
 //! - [`runtime`]: the one task that owns the state and carries out the core's effects.
@@ -21,6 +22,7 @@ pub mod core;
 pub(crate) mod events;
 pub(crate) mod fine_timer;
 pub(crate) mod gate;
+pub(crate) mod grid_clock;
 pub(crate) mod journal;
 pub(crate) mod probing;
 pub(crate) mod reload;

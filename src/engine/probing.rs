@@ -1,7 +1,8 @@
 //! The probe loops of one run: readiness polled until it passes, liveness polled for as long
-//! as the run is ready, on a grid all units share (`alive_due`). Each attempt's outcome is reported as an [`Event::ProbeReported`]
-//! carrying the run's generation; the loop ends when its token is cancelled (the core's
-//! `StopProbes`). Probes are the same for every backend: they look at the service, not at
+//! as the run is ready, on a grid all units share (`alive_due`), timed by one clock for all
+//! of them ([`super::grid_clock`]). Each attempt's outcome is reported as an
+//! [`Event::ProbeReported`] carrying the run's generation; the loop ends when its token is
+//! cancelled (the core's `StopProbes`). Probes are the same for every backend: they look at the service, not at
 //! how it was started. What a probe does (TCP, HTTP, a command) is [`crate::probe`]'s.
 //!
 //! A readiness probe of a loopback port that passes is not taken at its word: the listener it
@@ -23,6 +24,7 @@ use super::events::{
     Event, EventTx, Generation, ProbeKind, RunPid, TaskWatch, UnitId, WatchedTask,
 };
 use super::fine_timer::FineTimer;
+use super::grid_clock::GridClock;
 use crate::control::render::fmt_ms;
 use crate::listener::{self, Ownership};
 use crate::probe::{
@@ -67,10 +69,12 @@ impl Drop for FastPoll {
 
 /// Starts the `kind` probe loop of run `generation` of `unit` (index `id`), until `token` is
 /// cancelled or, for readiness, the probe passes. A passing readiness probe's listener is
-/// checked against `pid`.
+/// checked against `pid`. Liveness waits for its grid points on `clock`, the one every
+/// liveness loop shares.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn start(
     prober: Arc<Prober>,
+    clock: GridClock,
     unit: Arc<Unit>,
     id: UnitId,
     generation: Generation,
@@ -177,7 +181,7 @@ pub(crate) fn start(
                 first_alive = false;
                 tokio::select! {
                     () = token.cancelled() => return,
-                    () = tokio::time::sleep_until(due) => {}
+                    () = clock.sleep_until(due) => {}
                 }
                 let outcome = tokio::select! {
                     () = token.cancelled() => return,

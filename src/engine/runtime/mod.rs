@@ -344,6 +344,7 @@ impl Supervisor {
                 config,
                 tx,
                 prober: Arc::new(Prober::new()),
+                grid_clock: crate::engine::grid_clock::GridClock::new(),
                 runs: Vec::new(),
                 probes: Vec::new(),
                 timers: DelayQueue::new(),
@@ -411,7 +412,7 @@ impl Supervisor {
     fn timer_fired(&mut self, key: delay_queue::Key, t: TimerEntry) -> Option<Event> {
         let unit = self.remap(t.epoch, t.unit)?;
         // Its key is no longer in the queue, and may be given to a later timer.
-        self.shell.timer_keys[unit].retain(|(_, k)| *k != key);
+        self.shell.timer_keys[unit].retain(|(_, _, k)| *k != key);
         Some(Event::TimerFired {
             unit,
             generation: t.generation,

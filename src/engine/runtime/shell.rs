@@ -11,9 +11,10 @@ use tokio_util::time::{DelayQueue, delay_queue};
 
 use super::{SupervisorConfig, TimerEntry};
 use crate::engine::backend::{Backend, BackendConfig, Run};
-use crate::engine::core::{Effect, Event, Generation, StateName, Transition};
+use crate::engine::core::{Effect, Event, Generation, StateName, Timer, Transition};
 use crate::engine::events::{Epoch, EventTx, TaskWatch, UnitId, WatchedTask};
 use crate::engine::gate::{PREFLIGHT_RETRY, gate, record_fingerprint, warn_if_port_held};
+use crate::engine::grid_clock::GridClock;
 use crate::probe::Prober;
 
 /// The furthest a timer is set: a year, well inside what the timer wheel takes.
@@ -33,12 +34,14 @@ pub(super) struct Shell {
     pub(super) config: SupervisorConfig,
     pub(super) tx: EventTx,
     pub(super) prober: Arc<Prober>,
+    /// The one timer of every liveness loop.
+    pub(super) grid_clock: GridClock,
     pub(super) runs: Vec<Option<RunHandle>>,
     pub(super) probes: Vec<Option<CancellationToken>>,
     /// Every unit's timers, in one queue.
     pub(super) timers: DelayQueue<TimerEntry>,
     /// The keys of each unit's pending timers, to cancel them when its generation moves on.
-    pub(super) timer_keys: Vec<Vec<(Generation, delay_queue::Key)>>,
+    pub(super) timer_keys: Vec<Vec<(Generation, Timer, delay_queue::Key)>>,
     /// Transitions applied since the supervisor last collected them.
     pub(super) events: Vec<Transition>,
     /// Units a tripped guard holds: their starts are deferred (`HELD_BY_GUARD`).
@@ -86,6 +89,7 @@ impl Shell {
                         .clone();
                     crate::engine::probing::start(
                         self.prober.clone(),
+                        self.grid_clock.clone(),
                         Arc::new(self.units[unit].clone()),
                         unit,
                         generation,
@@ -117,7 +121,21 @@ impl Shell {
                     // at load, so this only guards a saturated deadline.
                     let latest = crate::clock::later(Instant::now(), MAX_TIMER);
                     let key = self.timers.insert_at(entry, at.min(latest).into());
-                    self.timer_keys[unit].push((generation, key));
+                    self.timer_keys[unit].push((generation, timer, key));
+                }
+                Effect::CancelTimer {
+                    unit,
+                    generation,
+                    timer,
+                } => {
+                    let timers = &mut self.timers;
+                    self.timer_keys[unit].retain(|(g, t, key)| {
+                        let settled = *g == generation && *t == timer;
+                        if settled {
+                            timers.try_remove(key);
+                        }
+                        !settled
+                    });
                 }
                 Effect::Transition(t) => {
                     // Nothing of an external unit's ran here: it has no fingerprint.
@@ -141,7 +159,7 @@ impl Shell {
     /// Cancels `unit`'s timers of runs before `generation`: they can no longer matter.
     fn cancel_timers_before(&mut self, unit: UnitId, generation: Generation) {
         let timers = &mut self.timers;
-        self.timer_keys[unit].retain(|(g, key)| {
+        self.timer_keys[unit].retain(|(g, _, key)| {
             if *g < generation {
                 timers.try_remove(key);
                 false
@@ -218,7 +236,7 @@ impl Shell {
         let n = units.len();
         let mut runs: Vec<Option<RunHandle>> = (0..n).map(|_| None).collect();
         let mut probes: Vec<Option<CancellationToken>> = (0..n).map(|_| None).collect();
-        let mut timer_keys: Vec<Vec<(Generation, delay_queue::Key)>> = vec![Vec::new(); n];
+        let mut timer_keys: Vec<Vec<(Generation, Timer, delay_queue::Key)>> = vec![Vec::new(); n];
         for (new, old) in carried.iter().enumerate() {
             if let Some(o) = old {
                 runs[new] = self.runs[*o].take();
@@ -227,7 +245,7 @@ impl Shell {
             }
         }
         for keys in &self.timer_keys {
-            for (_, key) in keys {
+            for (_, _, key) in keys {
                 self.timers.try_remove(key);
             }
         }
