@@ -6,7 +6,8 @@
 //!   dependent is exec'd (tcp readiness probe), for several start-up delays.
 //! - `crash`: from a SIGKILL of a unit's process to its new instance's exec, with a zero
 //!   backoff; detection alone from the daemon's `backoff` log line.
-//! - `idle`: the daemon's RSS and CPU time while 10 ready units are probed every 5 s.
+//! - `idle`: the daemon's RSS and CPU time while 10 ready units are probed every 5 s, and for
+//!   TCP probes the floor: a C program making the same connects over the same window.
 //! - `up200`: 200 units brought up, then stopped on SIGTERM; `upscale`: the same for 200,
 //!   1,000 and 3,000 units (the stamp program only), to see how start-up grows.
 //!
@@ -44,12 +45,16 @@ const SEED: u64 = 0x7375_7065_7276;
 /// The unit program. `stamp FILE`: append "pid ns" (the instant it started) to FILE, then wait
 /// for a signal. `listen PORT DELAY_US FILE`: wait DELAY_US, bind 127.0.0.1:PORT, listen,
 /// append "pid ns" (the instant right after `listen()`; FILE `-` for none), then accept and
-/// close connections forever. `now`: print the instant it started.
+/// close connections forever. `probe PERIOD_MS PORT...`: every PERIOD_MS, connect to each
+/// loopback PORT and close at once, with the system calls the daemon's TCP probe makes (the
+/// idle benchmark's floor). `now`: print the instant it started.
 const HELPER_C: &str = r#"
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,11 +106,34 @@ int main(int argc, char **argv) {
             if (c >= 0) close(c);
         }
     }
+    if (argc >= 3 && strcmp(argv[1], "probe") == 0) {
+        long long ms = atoll(argv[2]);
+        for (;;) {
+            struct timespec d = { ms / 1000, (ms % 1000) * 1000000L };
+            int i;
+            while (nanosleep(&d, &d) == -1) {}
+            for (i = 3; i < argc; i++) {
+                struct sockaddr_in a;
+                int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+                if (s < 0) _exit(71);
+                memset(&a, 0, sizeof a);
+                a.sin_family = AF_INET;
+                a.sin_port = htons(atoi(argv[i]));
+                a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+                if (connect(s, (struct sockaddr *)&a, sizeof a) != 0 && errno == EINPROGRESS) {
+                    struct pollfd p = { s, POLLOUT, 0 };
+                    poll(&p, 1, 0);
+                }
+                close(s);
+            }
+        }
+    }
     if (argc == 2 && strcmp(argv[1], "now") == 0) {
         printf("%lld\n", t);
         return 0;
     }
-    fprintf(stderr, "usage: helper stamp FILE | listen PORT DELAY_US FILE | now\n");
+    fprintf(stderr,
+            "usage: helper stamp FILE | listen PORT DELAY_US FILE | probe PERIOD_MS PORT... | now\n");
     return 64;
 }
 "#;
@@ -864,6 +892,64 @@ fn bench_crash(b: &mut Bench, reps: usize) -> R<()> {
 }
 
 /// utime + stime of `pid`, in clock ticks.
+/// A C program making the idle benchmark's connects every 5 s (`helper probe`), to listeners
+/// of its own; all killed when dropped.
+struct Floor {
+    prober: Child,
+    listeners: Vec<Child>,
+}
+
+impl Floor {
+    fn start(helper: &str, units: usize) -> R<Floor> {
+        let spawn = |args: &[&str]| {
+            Command::new(helper)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("cannot run {helper}: {e}"))
+        };
+        let mut listeners = Vec::new();
+        let mut ports = Vec::new();
+        for _ in 0..units {
+            let port = free_port()?.to_string();
+            listeners.push(spawn(&["listen", &port, "0", "-"])?);
+            ports.push(port);
+        }
+        // The listeners bind at once; their first connects come 5 s later.
+        let mut args = vec!["probe", "5000"];
+        args.extend(ports.iter().map(String::as_str));
+        let prober = match spawn(&args) {
+            Ok(p) => p,
+            Err(e) => {
+                for mut l in listeners {
+                    let _ = l.kill();
+                    let _ = l.wait();
+                }
+                return Err(e);
+            }
+        };
+        Ok(Floor { prober, listeners })
+    }
+
+    fn on_cpu_ns(&self) -> u64 {
+        thread_times(self.prober.id() as i32)
+            .iter()
+            .map(|t| t.1)
+            .sum()
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        for c in std::iter::once(&mut self.prober).chain(self.listeners.iter_mut()) {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 fn cpu_ticks(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 1..];
@@ -954,6 +1040,13 @@ fn bench_idle(b: &mut Bench, secs: u64) -> R<()> {
         }
         let mut d = Daemon::start(&units, &dir.join("log"))?;
         d.wait_log("-> ready", UNITS, Duration::from_secs(10))?;
+        // The floor, for the tcp row: a C program making the same connects every 5 s to
+        // listeners of its own, measured over the same window.
+        let floor = if kind == "tcp" {
+            Some(Floor::start(&b.helper, UNITS)?)
+        } else {
+            None
+        };
         // Let the start-up settle, so that the window holds idling alone: the blocking
         // threads the starts woke idle out 10 s after their last job, and the daemon gives
         // back its start-only pages 1 s after the last start and again 12 s after
@@ -963,6 +1056,7 @@ fn bench_idle(b: &mut Bench, secs: u64) -> R<()> {
         let rss_start = status_kib(pid, "VmRSS:").unwrap_or(0);
         let ticks0 = cpu_ticks(pid).ok_or("idle: cannot read the daemon's stat")?;
         let threads0 = thread_times(pid);
+        let floor0 = floor.as_ref().map(Floor::on_cpu_ns);
         let t0 = Instant::now();
         let mut rss_max = rss_start;
         while t0.elapsed() < Duration::from_secs(secs) {
@@ -973,6 +1067,11 @@ fn bench_idle(b: &mut Bench, secs: u64) -> R<()> {
         let window = t0.elapsed();
         let ticks1 = cpu_ticks(pid).ok_or("idle: cannot read the daemon's stat")?;
         let threads1 = thread_times(pid);
+        let floor_ms = floor
+            .as_ref()
+            .zip(floor0)
+            .map(|(f, ns0)| f.on_cpu_ns().saturating_sub(ns0) as f64 / 1e6);
+        drop(floor);
         let rss_end = status_kib(pid, "VmRSS:").unwrap_or(0);
         let hwm = status_kib(pid, "VmHWM:").unwrap_or(0);
         let (mut sched_ns, mut switches) = (0u64, 0u64);
@@ -999,6 +1098,13 @@ fn bench_idle(b: &mut Bench, secs: u64) -> R<()> {
             sched_ns as f64 / 1e6,
             switches
         );
+        if let Some(ms) = floor_ms {
+            println!(
+                "    {:<18} {:>61.1}   (a C program making the same {UNITS} connects every 5 s, \
+                 same window)",
+                "floor", ms
+            );
+        }
     }
     println!(
         "    RSS in MiB (VmRSS); CPU ms = utime+stime over the window ({hz:.0} ticks/s, so \
