@@ -895,7 +895,7 @@ fn bench_crash(b: &mut Bench, reps: usize) -> R<()> {
 /// A C program making the idle benchmark's connects every 5 s (`helper probe`), to listeners
 /// of its own; all killed when dropped.
 struct Floor {
-    prober: Child,
+    prober: Option<Child>,
     listeners: Vec<Child>,
 }
 
@@ -910,40 +910,34 @@ impl Floor {
                 .spawn()
                 .map_err(|e| format!("cannot run {helper}: {e}"))
         };
-        let mut listeners = Vec::new();
+        // Built up in place, so that whatever was started is killed on every early return.
+        let mut floor = Floor {
+            prober: None,
+            listeners: Vec::new(),
+        };
         let mut ports = Vec::new();
         for _ in 0..units {
             let port = free_port()?.to_string();
-            listeners.push(spawn(&["listen", &port, "0", "-"])?);
+            floor.listeners.push(spawn(&["listen", &port, "0", "-"])?);
             ports.push(port);
         }
         // The listeners bind at once; their first connects come 5 s later.
         let mut args = vec!["probe", "5000"];
         args.extend(ports.iter().map(String::as_str));
-        let prober = match spawn(&args) {
-            Ok(p) => p,
-            Err(e) => {
-                for mut l in listeners {
-                    let _ = l.kill();
-                    let _ = l.wait();
-                }
-                return Err(e);
-            }
-        };
-        Ok(Floor { prober, listeners })
+        floor.prober = Some(spawn(&args)?);
+        Ok(floor)
     }
 
     fn on_cpu_ns(&self) -> u64 {
-        thread_times(self.prober.id() as i32)
-            .iter()
-            .map(|t| t.1)
-            .sum()
+        self.prober
+            .as_ref()
+            .map_or(0, |p| thread_times(p.id() as i32).iter().map(|t| t.1).sum())
     }
 }
 
 impl Drop for Floor {
     fn drop(&mut self) {
-        for c in std::iter::once(&mut self.prober).chain(self.listeners.iter_mut()) {
+        for c in self.prober.iter_mut().chain(self.listeners.iter_mut()) {
             let _ = c.kill();
             let _ = c.wait();
         }
