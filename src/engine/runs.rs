@@ -283,12 +283,23 @@ pub(crate) fn self_record(state_dir: &Path, unit: &str) -> std::io::Result<SelfR
     SelfRecord::new(&run_file(state_dir, unit), unit)
 }
 
-/// Forgets a unit's run once it has exited, and what is left of a record its process was
-/// killed in the middle of writing.
+/// The file a unit's process writes its record to before renaming it over the record
+/// (`<state>/runs/.<unit>.json.tmp`): nothing reads it.
+fn temp_file(state_dir: &Path, unit: &str) -> PathBuf {
+    state_dir.join("runs").join(format!(".{unit}.json.tmp"))
+}
+
+/// Forgets a unit's run once it has exited. The record is renamed back to the unit's
+/// temporary file, not removed: its next start then writes into a file that exists instead of
+/// creating one. Creating a file is the slow part of a start's record (on ext4 without a
+/// journal a new inode skips every inode deleted in the last minutes:
+/// torvalds/linux:fs/ext4/ialloc.c, `recently_deleted`), and a restart of many units would
+/// otherwise create, and free, one file per unit each time.
 pub(crate) fn forget_run(state_dir: &Path, unit: &str) {
     let record = run_file(state_dir, unit);
-    let _ = std::fs::remove_file(&record);
-    let _ = std::fs::remove_file(record.with_file_name(format!(".{unit}.json.tmp")));
+    if std::fs::rename(&record, temp_file(state_dir, unit)).is_err() {
+        let _ = std::fs::remove_file(&record);
+    }
 }
 
 /// At startup: `exec` units left running by a previous daemon are stopped, dependents before
@@ -305,7 +316,7 @@ pub(crate) async fn stop_leftovers(compiled: &crate::compile::Compiled, state_di
     use nix::sys::signal::{Signal, killpg};
     use nix::unistd::Pid;
     let me = Me::now();
-    remove_unfinished(&state_dir.join("runs"));
+    remove_unused_temps(&state_dir.join("runs"), compiled);
     for i in compiled.graph.stop_order() {
         let u = &compiled.units[i];
         let crate::unit::Runner::Exec(spec) = &u.runner else {
@@ -359,17 +370,29 @@ pub(crate) async fn stop_leftovers(compiled: &crate::compile::Compiled, state_di
     crate::process::stop_stale_cgroups().await;
 }
 
-/// Removes what a process killed while writing its record left (`.UNIT.json.tmp`): never read,
-/// and the process it was about never ran.
-fn remove_unfinished(runs: &Path) {
+/// Removes the temporary files that no unit of this configuration will write again:
+/// `.UNIT.json.tmp` of a unit that is not an `exec` unit here, and `.UNIT.json.tmp.XXXXXX` of
+/// daemons that wrote records themselves. Nothing reads them; the others are kept for their
+/// unit's next start (see [`forget_run`]), which truncates what an interrupted write left.
+fn remove_unused_temps(runs: &Path, compiled: &crate::compile::Compiled) {
     let Ok(entries) = std::fs::read_dir(runs) else {
         return;
+    };
+    let exec_units: std::collections::HashSet<&str> = compiled
+        .units
+        .iter()
+        .filter(|u| matches!(u.runner, crate::unit::Runner::Exec(_)))
+        .map(|u| u.name.as_str())
+        .collect();
+    let used = |name: &str| {
+        name.strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".json.tmp"))
+            .is_some_and(|unit| exec_units.contains(unit))
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        // `.UNIT.json.tmp`, and `.UNIT.json.tmp.XXXXXX` of daemons that wrote records themselves.
-        if name.starts_with('.') && name.contains(".json.tmp") {
+        if name.starts_with('.') && name.contains(".json.tmp") && !used(&name) {
             let _ = std::fs::remove_file(entry.path());
         }
     }

@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use super::credentials::Credentials;
 use super::logs::cloexec_pipe;
 use super::record::SelfRecord;
-use super::spawn::{close_inherited_on_exec, reset_ignored_signals};
+use super::spawn::{close_inherited_on_exec, reset_signal_actions};
 use super::track::{PidfdChild, register_pidfd_child};
 
 /// The kernel's `struct clone_args`, up to `cgroup` (CLONE_ARGS_SIZE_VER2, Linux 5.7).
@@ -377,10 +377,9 @@ fn in_child(
     // Then what the unit's `pre_exec` does on the other path, in its order.
     close_inherited_on_exec();
     // The daemon's handlers are inherited as they are by a fork: reset, as exec would, so
-    // that none runs here once signals are unblocked. Then what is ignored, as on the other
-    // path, and the empty mask std's child starts its program with.
-    reset_handled_signals();
-    reset_ignored_signals();
+    // that none runs here once signals are unblocked; what is ignored too, as on the other
+    // path. Then the empty mask std's child starts its program with.
+    reset_signal_actions();
     let empty = empty_mask();
     // SAFETY: sigprocmask on a local set.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
@@ -408,26 +407,6 @@ fn in_child(
         )
     };
     fail(FAILED_EXEC, errno())
-}
-
-/// Every signal with a handler back to its default action, as exec does; async-signal-safe.
-fn reset_handled_signals() {
-    for signal in 1..65 {
-        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
-            continue;
-        }
-        // SAFETY: sigaction on zeroed local structs (SIG_DFL is 0).
-        unsafe {
-            let mut current: libc::sigaction = std::mem::zeroed();
-            if libc::sigaction(signal, std::ptr::null(), &mut current) == 0
-                && current.sa_sigaction != libc::SIG_DFL
-                && current.sa_sigaction != libc::SIG_IGN
-            {
-                let default: libc::sigaction = std::mem::zeroed();
-                libc::sigaction(signal, &default, std::ptr::null_mut());
-            }
-        }
-    }
 }
 
 /// `creds` for this process, with the kernel's system calls: in the child the C library's
@@ -501,11 +480,14 @@ mod shared {
     /// unit: `/dev/null`, and where the next child's stdout and stderr go. The child keeps
     /// only the descriptors up to these, so what it copies does not grow with the daemon's
     /// descriptors (pidfds, cgroup directories, log pipes: three or more a unit). One child at
-    /// a time uses them: the lock is held from filling them to emptying them again.
+    /// a time uses them: the lock is held from filling them to emptying them again. The
+    /// child's stack is kept with them: one child at a time runs on it, and a stack mapped
+    /// once is not unmapped (a TLB shootdown on every CPU) and faulted in again at each start.
     struct Slots {
         null: OwnedFd,
         out: OwnedFd,
         err: OwnedFd,
+        stack: Stack,
     }
 
     static SLOTS: Mutex<Option<Slots>> = Mutex::new(None);
@@ -653,6 +635,10 @@ mod shared {
         }
     }
 
+    // SAFETY: the mapping is owned by the `Stack` alone, and used by one child at a time,
+    // under the slots' lock.
+    unsafe impl Send for Stack {}
+
     impl Drop for Stack {
         fn drop(&mut self) {
             // SAFETY: the mapping made in `new`, unmapped once; no child runs on it any more.
@@ -677,6 +663,7 @@ mod shared {
                     null: open_null()?,
                     out: open_null()?,
                     err: open_null()?,
+                    stack: Stack::new()?,
                 })
             })();
             match opened {
@@ -711,10 +698,6 @@ mod shared {
         creds: Option<&Credentials>,
     ) -> Result<Result<PidfdChild, CloneFailure>, Refused> {
         let ptrs = Pointers::of(exec);
-        let stack = match Stack::new() {
-            Ok(stack) => stack,
-            Err(e) => return Ok(Err(CloneFailure::Clone(e))),
-        };
         let report = SharedReport::default();
         let highest = [&slots.null, &slots.out, &slots.err]
             .iter()
@@ -734,7 +717,7 @@ mod shared {
             record,
             creds,
         };
-        let (stack_base, stack_size) = stack.range();
+        let (stack_base, stack_size) = slots.stack.range();
         let mut pidfd: RawFd = -1;
         let args = CloneArgs {
             flags: CLONE_PIDFD | CLONE_INTO_CGROUP | CLONE_VM | CLONE_VFORK | CLONE_FILES,
@@ -746,8 +729,9 @@ mod shared {
             ..CloneArgs::default()
         };
         let registered = register_pidfd_child(|| {
-            // SAFETY: the stack lives until this returns, and CLONE_VFORK suspends this
-            // thread until the child has exec'd or exited; `child_main` never returns.
+            // SAFETY: the stack lives as long as the slots, whose lock this thread holds, and
+            // CLONE_VFORK suspends this thread until the child has exec'd or exited, after
+            // which the child never runs on it again; `child_main` never returns.
             let ret = with_signals_blocked(|| unsafe {
                 clone3_into(
                     &args,
@@ -761,7 +745,6 @@ mod shared {
             // SAFETY: CLONE_PIDFD stored a new descriptor (close-on-exec) that we now own.
             Ok((ret as u32, unsafe { OwnedFd::from_raw_fd(pidfd) }))
         });
-        drop(stack);
         let child = match registered {
             Ok(child) => child,
             // What the other way would be refused too: it tries and says so.

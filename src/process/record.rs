@@ -23,6 +23,7 @@ pub struct SelfRecord {
     path: PathBuf,
     /// Where the child writes before renaming over `path`, so a reader never sees half a
     /// record. One per unit: a unit has one process at a time.
+    temp: PathBuf,
     temp_c: CString,
     path_c: CString,
     /// `{"unit":NAME,"pid":`, the part known before the fork.
@@ -50,6 +51,7 @@ impl SelfRecord {
         Ok(Self {
             path: path.to_owned(),
             temp_c: c(&temp)?,
+            temp,
             path_c: c(path)?,
             head: format!("{{\"unit\":{unit},\"pid\":").into_bytes(),
         })
@@ -58,6 +60,26 @@ impl SelfRecord {
     /// The record's file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The temporary file the record is written to before it is renamed into place.
+    pub fn temp_path(&self) -> &Path {
+        &self.temp
+    }
+
+    /// Creates the temporary file, or empties the one a previous run left, owner only, before
+    /// the fork: the child then opens an existing, empty file (it still creates it when it is
+    /// missing).
+    pub fn create_temp(&self) -> io::Result<()> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&self.temp)
+            .map(drop)
     }
 
     /// Writes the record of the calling process: its pid and start time. Async-signal-safe:
@@ -76,18 +98,41 @@ impl SelfRecord {
             decimal(ticks, &mut tick_digits),
             b"}",
         ];
+        // Not truncated on open: the file was emptied before the fork (`create_temp`), and
+        // ext4 writes a file out when it is closed after being truncated to nothing
+        // (`auto_da_alloc`, https://docs.kernel.org/admin-guide/ext4.html), which would hold
+        // the start up. Cut to what was written instead, should anything longer be there.
         // SAFETY: a NUL-terminated path prepared before the fork; flags and mode are plain.
         let fd = unsafe {
             libc::open(
                 self.temp_c.as_ptr(),
-                libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_NOFOLLOW | libc::O_CLOEXEC,
                 0o600 as libc::c_uint,
             )
         };
         if fd < 0 {
             return Err(errno());
         }
-        let written = parts.iter().try_for_each(|part| write_all(fd, part));
+        let len: usize = parts.iter().map(|part| part.len()).sum();
+        // One write when the record fits the buffer (every unit name short of 200 bytes).
+        let mut whole = [0u8; 256];
+        let written = if len <= whole.len() {
+            let mut at = 0;
+            for part in parts {
+                whole[at..at + part.len()].copy_from_slice(part);
+                at += part.len();
+            }
+            write_all(fd, &whole[..len])
+        } else {
+            parts.iter().try_for_each(|part| write_all(fd, part))
+        };
+        let written = written.and_then(|()| {
+            // SAFETY: the descriptor opened above; a length, not a pointer.
+            match unsafe { libc::ftruncate(fd, len as libc::off_t) } {
+                0 => Ok(()),
+                _ => Err(errno()),
+            }
+        });
         // SAFETY: the descriptor opened above, closed once.
         let closed = unsafe { libc::close(fd) };
         written?;
@@ -285,6 +330,43 @@ mod tests {
         );
         // Renamed into place: no temporary file is left.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_record_is_cut_to_its_length_whatever_its_file_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u.json");
+        let record = SelfRecord::new(&path, "u").unwrap();
+        // What an interrupted write of a longer record left, and a unit name too long for
+        // the one-write buffer.
+        std::fs::write(record.temp_path(), vec![b'x'; 4000]).unwrap();
+        record.write_for_this_process().unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(json["pid"], std::process::id());
+        let long = "n".repeat(300);
+        let path = dir.path().join("long.json");
+        let record = SelfRecord::new(&path, &long).unwrap();
+        record.create_temp().unwrap();
+        record.write_for_this_process().unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(json["unit"], long.as_str());
+        assert_eq!(json["pid"], std::process::id());
+    }
+
+    #[test]
+    fn creating_the_temporary_file_empties_what_a_previous_run_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = SelfRecord::new(&dir.path().join("u.json"), "u").unwrap();
+        record.create_temp().unwrap();
+        std::fs::write(record.temp_path(), b"{\"unit\":\"u\",\"pid\":1}").unwrap();
+        record.create_temp().unwrap();
+        assert_eq!(std::fs::read(record.temp_path()).unwrap(), b"");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(record.temp_path()).unwrap().permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "owner only");
     }
 
     #[test]

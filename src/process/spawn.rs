@@ -97,12 +97,8 @@ async fn spawn(
 
     // User lookups may block on directory services, and opening logs on the disk.
     let prepared = {
-        let (spec, unit) = (spec.clone(), unit.to_owned());
-        let records = record
-            .as_ref()
-            .and_then(|r| r.path().parent())
-            .map(Path::to_owned);
-        tokio::task::spawn_blocking(move || prepare(&spec, &unit, records.as_deref()))
+        let (spec, unit, record) = (spec.clone(), unit.to_owned(), record.clone());
+        tokio::task::spawn_blocking(move || prepare(&spec, &unit, record.as_deref()))
             .await
             .map_err(|e| fail(SpawnCause::Io(io::Error::other(e))))??
     };
@@ -324,6 +320,21 @@ pub(crate) fn reset_ignored_signals() {
     }
 }
 
+/// Every signal whose action is not the default back to it, in one pass: the handled ones, as
+/// exec would (so that no handler of the daemon runs in a child that shares its memory, once
+/// signals are unblocked there), and the ignored ones, as [`reset_ignored_signals`] does. One
+/// query a signal: this runs between a unit's clone and its exec, while the daemon waits.
+///
+/// Async-signal-safe (rt_sigaction(2)), for a unit's cloned child.
+#[cfg(target_os = "linux")]
+pub(super) fn reset_signal_actions() {
+    for signal in 1..SIGNALS {
+        if signal != libc::SIGKILL && signal != libc::SIGSTOP && !has_default_action(signal) {
+            set_default(signal);
+        }
+    }
+}
+
 /// The kernel's `struct sigaction` for rt_sigaction(2), which, unlike the C library's
 /// sigaction, also reaches the signals the C library keeps for itself (32 and 33 on glibc).
 #[cfg(target_os = "linux")]
@@ -338,6 +349,17 @@ struct KernelSigaction {
 
 #[cfg(target_os = "linux")]
 fn is_ignored(signal: libc::c_int) -> bool {
+    current_handler(signal) == Some(libc::SIG_IGN as libc::c_ulong)
+}
+
+#[cfg(target_os = "linux")]
+fn has_default_action(signal: libc::c_int) -> bool {
+    current_handler(signal).is_none_or(|handler| handler == libc::SIG_DFL as libc::c_ulong)
+}
+
+/// The handler of `signal` (SIG_DFL, SIG_IGN or a function); `None` when it cannot be read.
+#[cfg(target_os = "linux")]
+fn current_handler(signal: libc::c_int) -> Option<libc::c_ulong> {
     let mut current = KernelSigaction::default();
     // SAFETY: rt_sigaction reads nothing and writes `current`, of the size passed.
     let read = unsafe {
@@ -349,7 +371,7 @@ fn is_ignored(signal: libc::c_int) -> bool {
             std::mem::size_of::<u64>(),
         )
     };
-    read == 0 && current.handler == libc::SIG_IGN as libc::c_ulong
+    (read == 0).then_some(current.handler)
 }
 
 #[cfg(target_os = "linux")]
@@ -429,22 +451,38 @@ fn said_something(reader: Option<OwnedFd>) -> bool {
     matches!(io::Read::read(&mut file, &mut byte), Ok(1))
 }
 
-/// Checks what can be checked before the fork, creates the run records' directory (`records`,
-/// owner only) and opens the logs. Blocking.
-fn prepare(spec: &ExecSpec, unit: &str, records: Option<&Path>) -> Result<Prepared, SpawnError> {
+/// Checks what can be checked before the fork, creates the run records' directory (owner
+/// only) and the record's temporary file, and opens the logs. Blocking.
+///
+/// The temporary file is created here, not by the child: creating a file is the slow part of
+/// writing the record (on ext4 without a journal, a new inode skips every inode deleted in the
+/// last minutes: torvalds/linux:fs/ext4/ialloc.c, `recently_deleted`), and the child runs
+/// while the thread that cloned it waits, so whatever it does delays the next unit's start.
+/// Here it runs beside the starts, and the child only opens the file, writes and renames it.
+fn prepare(
+    spec: &ExecSpec,
+    unit: &str,
+    record: Option<&SelfRecord>,
+) -> Result<Prepared, SpawnError> {
     let fail = |cause| SpawnError::new(unit, spec, cause);
-    if let Some(dir) = records {
+    if let Some(record) = record {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .map_err(|error| {
-                fail(SpawnCause::RunRecord {
-                    path: dir.to_owned(),
-                    error,
-                })
-            })?;
+        let unrecorded = |path: &Path, error| {
+            fail(SpawnCause::RunRecord {
+                path: path.to_owned(),
+                error,
+            })
+        };
+        if let Some(dir) = record.path().parent() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|error| unrecorded(dir, error))?;
+        }
+        record
+            .create_temp()
+            .map_err(|error| unrecorded(record.temp_path(), error))?;
     }
     let running_as_root = nix::unistd::geteuid().is_root();
     let creds = plan_credentials(spec, unit, running_as_root)?;

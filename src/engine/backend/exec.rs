@@ -1,7 +1,7 @@
 //! The `exec` backend: one run is one process, spawned by [`crate::process`], watched until it
 //! exits or is stopped (its stop signal, then SIGKILL after its stop timeout), with a run
 //! record ([`crate::engine::runs`]) that the process itself writes before it execs and the
-//! backend removes once it has exited. A unit whose record cannot be written is not started.
+//! backend forgets once it has exited. A unit whose record cannot be written is not started.
 
 use std::path::PathBuf;
 
