@@ -67,15 +67,15 @@ impl SelfRecord {
         &self.temp
     }
 
-    /// Creates the temporary file, or empties the one a previous run left, owner only, before
-    /// the fork: the child then opens an existing, empty file (it still creates it when it is
-    /// missing).
+    /// Creates the temporary file, owner only, unless a previous run left it: the child then
+    /// opens a file that exists (it still creates it when it is missing). Left as it is: the
+    /// child writes over it and cuts it to the new record's length.
     pub fn create_temp(&self) -> io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
             .write(true)
             .create(true)
-            .truncate(true)
+            .truncate(false)
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW)
             .open(&self.temp)
@@ -98,10 +98,11 @@ impl SelfRecord {
             decimal(ticks, &mut tick_digits),
             b"}",
         ];
-        // Not truncated on open: the file was emptied before the fork (`create_temp`), and
-        // ext4 writes a file out when it is closed after being truncated to nothing
-        // (`auto_da_alloc`, https://docs.kernel.org/admin-guide/ext4.html), which would hold
-        // the start up. Cut to what was written instead, should anything longer be there.
+        // Written over, not truncated on open: ext4 writes a file out when it is closed after
+        // being truncated to nothing (`auto_da_alloc`,
+        // https://docs.kernel.org/admin-guide/ext4.html), which would hold the start up, and
+        // it frees the file's block only to allocate one again. Cut to what was written
+        // instead: the previous record may have been longer.
         // SAFETY: a NUL-terminated path prepared before the fork; flags and mode are plain.
         let fd = unsafe {
             libc::open(
@@ -356,17 +357,24 @@ mod tests {
     }
 
     #[test]
-    fn creating_the_temporary_file_empties_what_a_previous_run_left() {
+    fn the_temporary_file_is_created_owner_only_and_a_previous_one_is_written_over() {
         let dir = tempfile::tempdir().unwrap();
-        let record = SelfRecord::new(&dir.path().join("u.json"), "u").unwrap();
+        let path = dir.path().join("u.json");
+        let record = SelfRecord::new(&path, "u").unwrap();
         record.create_temp().unwrap();
-        std::fs::write(record.temp_path(), b"{\"unit\":\"u\",\"pid\":1}").unwrap();
-        record.create_temp().unwrap();
-        assert_eq!(std::fs::read(record.temp_path()).unwrap(), b"");
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(record.temp_path()).unwrap().permissions(),
         );
         assert_eq!(mode & 0o777, 0o600, "owner only");
+        // A run's record renamed back, longer than the next one: its tail must not survive.
+        let previous = format!("{{\"unit\":\"u\",\"pid\":{},\"start_ticks\":1}}", u64::MAX);
+        std::fs::write(record.temp_path(), &previous).unwrap();
+        record.create_temp().unwrap();
+        record.write_for_this_process().unwrap();
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(json["pid"], std::process::id());
+        assert!(!record.temp_path().exists(), "renamed into place");
     }
 
     #[test]
