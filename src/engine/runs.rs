@@ -316,7 +316,13 @@ pub(crate) async fn stop_leftovers(compiled: &crate::compile::Compiled, state_di
     use nix::sys::signal::{Signal, killpg};
     use nix::unistd::Pid;
     let me = Me::now();
-    remove_unused_temps(&state_dir.join("runs"), compiled);
+    let exec_units = compiled
+        .units
+        .iter()
+        .filter(|u| matches!(u.runner, crate::unit::Runner::Exec(_)))
+        .map(|u| u.name.as_str())
+        .collect();
+    remove_unused_temps(&state_dir.join("runs"), &exec_units);
     for i in compiled.graph.stop_order() {
         let u = &compiled.units[i];
         let crate::unit::Runner::Exec(spec) = &u.runner else {
@@ -373,17 +379,11 @@ pub(crate) async fn stop_leftovers(compiled: &crate::compile::Compiled, state_di
 /// Removes the temporary files that no unit of this configuration will write again:
 /// `.UNIT.json.tmp` of a unit that is not an `exec` unit here, and `.UNIT.json.tmp.XXXXXX` of
 /// daemons that wrote records themselves. Nothing reads them; the others are kept for their
-/// unit's next start (see [`forget_run`]), which truncates what an interrupted write left.
-fn remove_unused_temps(runs: &Path, compiled: &crate::compile::Compiled) {
+/// unit's next start (see [`forget_run`]), which writes over what an interrupted write left.
+fn remove_unused_temps(runs: &Path, exec_units: &std::collections::HashSet<&str>) {
     let Ok(entries) = std::fs::read_dir(runs) else {
         return;
     };
-    let exec_units: std::collections::HashSet<&str> = compiled
-        .units
-        .iter()
-        .filter(|u| matches!(u.runner, crate::unit::Runner::Exec(_)))
-        .map(|u| u.name.as_str())
-        .collect();
     let used = |name: &str| {
         name.strip_prefix('.')
             .and_then(|n| n.strip_suffix(".json.tmp"))
@@ -518,6 +518,48 @@ mod tests {
         assert_eq!(
             proc_now(std::process::id()).map(|p| p.start_ticks),
             Some(me.start_ticks)
+        );
+    }
+
+    #[test]
+    fn only_the_temporary_files_of_units_still_run_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            ".kept.json.tmp",
+            ".gone.json.tmp",
+            ".kept.json.tmp.Ab12Cd",
+            "kept.json",
+            "other.txt",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        remove_unused_temps(dir.path(), &["kept"].into_iter().collect());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        // Records and other files are not this function's to remove.
+        assert_eq!(left, [".kept.json.tmp", "kept.json", "other.txt"]);
+    }
+
+    #[test]
+    fn a_forgotten_run_leaves_its_file_for_the_next_start_and_no_record() {
+        use std::os::unix::fs::MetadataExt;
+        let state = tempfile::tempdir().unwrap();
+        std::fs::create_dir(state.path().join("runs")).unwrap();
+        let record = run_file(state.path(), "u");
+        std::fs::write(&record, b"{}").unwrap();
+        let inode = std::fs::metadata(&record).unwrap().ino();
+        forget_run(state.path(), "u");
+        assert!(!record.exists(), "the record is gone");
+        let temp = std::fs::metadata(temp_file(state.path(), "u")).unwrap();
+        assert_eq!(temp.ino(), inode, "the same file, renamed back");
+        // And the writer's view: a record made for the unit writes into that file.
+        assert_eq!(
+            self_record(state.path(), "u").unwrap().temp_path(),
+            temp_file(state.path(), "u")
         );
     }
 }
