@@ -41,40 +41,35 @@ impl FineTimer {
         }
     }
 
-    /// Sleeps until `due` (at once if it has passed).
+    /// Sleeps until `due` (at once if it has passed): on the timerfd when it is less than
+    /// `FINE_BELOW` away, else on the runtime's clock.
     pub(crate) async fn sleep_until(&mut self, due: Instant) {
-        let now = Instant::now();
-        let Some(left) = due.checked_duration_since(now).filter(|d| !d.is_zero()) else {
-            return;
-        };
-        #[cfg(target_os = "linux")]
-        if left < FINE_BELOW
-            && let Some(fd) = &self.fd
-            && linux::sleep(fd, left).await
-        {
-            return;
-        }
-        #[cfg(not(target_os = "linux"))]
-        let _ = (left, FINE_BELOW);
-        tokio::time::sleep_until(due).await;
+        self.sleep(due, FINE_BELOW).await;
     }
 
     /// Sleeps until `due` on the timerfd however far it is, with one wake-up at the deadline
     /// (tokio's wheel wakes its driver once per level a long sleep cascades through). For
     /// [`super::grid_clock`], whose one timer serves every liveness loop.
     pub(crate) async fn sleep_exact(&mut self, due: Instant) {
+        self.sleep(due, Duration::MAX).await;
+    }
+
+    /// Sleeps until `due`, on the timerfd when it is less than `timerfd_below` away and the
+    /// timerfd works, else on tokio's sleep.
+    async fn sleep(&mut self, due: Instant, timerfd_below: Duration) {
         let now = Instant::now();
         let Some(left) = due.checked_duration_since(now).filter(|d| !d.is_zero()) else {
             return;
         };
         #[cfg(target_os = "linux")]
-        if let Some(fd) = &self.fd
+        if left < timerfd_below
+            && let Some(fd) = &self.fd
             && linux::sleep(fd, left).await
         {
             return;
         }
         #[cfg(not(target_os = "linux"))]
-        let _ = left;
+        let _ = (left, timerfd_below);
         tokio::time::sleep_until(due).await;
     }
 }

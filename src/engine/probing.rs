@@ -2,8 +2,9 @@
 //! as the run is ready, on a grid all units share (`alive_due`), timed by one clock for all
 //! of them ([`super::grid_clock`]). Each attempt's outcome is reported as an
 //! [`Event::ProbeReported`] carrying the run's generation; the loop ends when its token is
-//! cancelled (the core's `StopProbes`). Probes are the same for every backend: they look at the service, not at
-//! how it was started. What a probe does (TCP, HTTP, a command) is [`crate::probe`]'s.
+//! cancelled (the core's `StopProbes`). Probes are the same for every backend: they look at
+//! the service, not at how it was started. What a probe does (TCP, HTTP, a command) is
+//! [`crate::probe`]'s.
 //!
 //! A readiness probe of a loopback port that passes is not taken at its word: the listener it
 //! reached may be another process's (Ollama.app holding 127.0.0.1:11434 while the unit's own
