@@ -298,6 +298,13 @@ pub fn start_ticks(pid: u32) -> Option<u64> {
 mod tests {
     use super::*;
 
+    /// The record at `path`, which must parse whole: a tail left after it fails here.
+    fn written(path: &Path) -> serde_json::Value {
+        let bytes = std::fs::read(path).unwrap();
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{}: {e}", String::from_utf8_lossy(&bytes)))
+    }
+
     #[test]
     fn decimal_writes_every_digit() {
         let mut buf = [0u8; 20];
@@ -321,8 +328,7 @@ mod tests {
         let path = dir.path().join("we \"quote\".json");
         let record = SelfRecord::new(&path, "we \"quote\"").unwrap();
         record.write_for_this_process().unwrap();
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let json = written(&path);
         assert_eq!(json["unit"], "we \"quote\"");
         assert_eq!(json["pid"], std::process::id());
         assert_eq!(
@@ -342,16 +348,14 @@ mod tests {
         // the one-write buffer.
         std::fs::write(record.temp_path(), vec![b'x'; 4000]).unwrap();
         record.write_for_this_process().unwrap();
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let json = written(&path);
         assert_eq!(json["pid"], std::process::id());
         let long = "n".repeat(300);
         let path = dir.path().join("long.json");
         let record = SelfRecord::new(&path, &long).unwrap();
         record.create_temp().unwrap();
         record.write_for_this_process().unwrap();
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let json = written(&path);
         assert_eq!(json["unit"], long.as_str());
         assert_eq!(json["pid"], std::process::id());
     }
@@ -371,8 +375,7 @@ mod tests {
         std::fs::write(record.temp_path(), &previous).unwrap();
         record.create_temp().unwrap();
         record.write_for_this_process().unwrap();
-        let json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let json = written(&path);
         assert_eq!(json["pid"], std::process::id());
         assert!(!record.temp_path().exists(), "renamed into place");
     }
